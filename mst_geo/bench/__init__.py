@@ -1,0 +1,1 @@
+"""mst_geo.bench"""

@@ -1,0 +1,13 @@
+"""User-facing errors: the CLI prints them as one line and exits non-zero, without a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class MSTGeoError(Exception):
+    """Base of every error caused by user input (a file, a flag, a click), not by a bug."""
+
+    def __init__(self, message: str, path: str | Path | None = None):
+        self.path = None if path is None else str(path)
+        super().__init__(f"{self.path}: {message}" if self.path else message)
