@@ -1,0 +1,68 @@
+"""The RITM evaluation clicker: where a simulated user clicks next, given the current error.
+
+Protocol facts (read from RITM's ``isegm/inference/clicker.py``; see DESIGN.md): predictions are
+binarised at 0.49; each error map is padded by one pixel before ``cv2.distanceTransform`` (L2,
+exact mask) so the image border counts as boundary; already-clicked pixels are excluded; the
+click is positive iff the largest false-negative distance beats the largest false-positive one
+(a tie gives a negative click); among equal maxima the first pixel in row-major order wins.
+The first click (empty prediction) is therefore the interior-most point of the object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from mst_geo.clicks.click import Click
+
+PRED_THRESHOLD = 0.49
+"""Foreground probability above which a pixel counts as predicted object (RITM's ``pred_thr``)."""
+
+IGNORE_VALUE = 255
+"""Mask value marking pixels that count neither as object nor as background (GrabCut's band)."""
+
+
+def binarize(pred: np.ndarray) -> np.ndarray:
+    """A boolean mask from a probability map (``> 0.49``); boolean input passes through."""
+    return pred if pred.dtype == bool else pred > PRED_THRESHOLD
+
+
+def split_mask(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(object, ignore)`` boolean maps from a uint8 mask with 1 object / 0 bg / 255 ignore."""
+    return mask == 1, mask == IGNORE_VALUE
+
+
+def _interior_distance(region: np.ndarray) -> np.ndarray:
+    """Distance of each region pixel to the nearest non-region pixel, the image border included."""
+    padded = np.pad(region.astype(np.uint8), 1, constant_values=0)
+    return cv2.distanceTransform(padded, cv2.DIST_L2, 0)[1:-1, 1:-1]
+
+
+def next_click(
+    gt: np.ndarray,
+    pred: np.ndarray,
+    ignore: np.ndarray | None = None,
+    clicked: Sequence[Click] = (),
+) -> Click:
+    """The click a RITM-simulated user makes to correct ``pred`` towards ``gt``.
+
+    ``gt`` is a boolean object map (or a uint8 mask with 1/0/255, whose 255 pixels are added to
+    ``ignore``); ``pred`` is a probability map or a boolean mask; ``clicked`` holds earlier clicks,
+    whose pixels are never chosen again. Coordinates are integer pixel indices (row, column).
+    """
+    if gt.dtype != bool:
+        gt, gt_ignore = split_mask(gt)
+        ignore = gt_ignore if ignore is None else (ignore | gt_ignore)
+    predicted = binarize(pred)
+    valid = np.ones_like(gt) if ignore is None else ~ignore
+    false_neg = _interior_distance(gt & ~predicted & valid)
+    false_pos = _interior_distance(~gt & predicted & valid)
+    for click in clicked:
+        false_neg[int(click.y), int(click.x)] = 0
+        false_pos[int(click.y), int(click.x)] = 0
+    positive = bool(false_neg.max() > false_pos.max())
+    distance = false_neg if positive else false_pos
+    row, col = np.unravel_index(int(np.argmax(distance)), distance.shape)
+    return Click(y=int(row), x=int(col), positive=positive)

@@ -1,0 +1,322 @@
+"""Interactive-segmentation datasets in their published (RITM) folder layouts, one object per item.
+
+Every dataset is a list of ``InstanceRef`` (which image, which mask, which object in it) and a
+rule turning the stored mask into the shared convention: uint8, 1 object / 0 background /
+255 ignore. Reading happens per item, so a dataset of thousands of images costs nothing until
+indexed. Layouts (``root`` holds one folder per dataset, as in ``../shared/data/iseg``):
+
+- GrabCut  ``data_GT/*.{jpg,bmp}``, ``boundary_GT/<stem>.bmp`` (128 = unknown band -> ignore)
+- Berkeley ``images/*.jpg``, ``masks/<stem>[a|b].png`` (same values as GrabCut)
+- DAVIS, COCO_MVal ``img/*.jpg``, ``gt/<stem>.png``
+- DUTS_TR  ``img/<id>.jpg``, ``gt/<id>.png`` (ids from ``list.txt``)
+- CCP      ``instances.json`` records ``{image, mask, label}`` (nested person/garment masks)
+- PascalVOC ``ImageSets/Segmentation/<split>.txt``, ``JPEGImages``, ``SegmentationObject``
+  (palette index = object, 255 = void -> ignore), one item per object
+- SBD      ``<split>.txt``, ``img/*.jpg``, ``inst/*.mat`` (``GTinst.Segmentation``), per object
+- COCO_LVIS ``<split>/images/*.jpg``, ``<split>/lvis_<split>.json`` (polygons), per annotation
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mst_geo.errors import MSTGeoError
+
+IGNORE = 255
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One object to segment: RGB ``image`` (HxWx3 uint8), ``mask`` (HxW uint8: 1/0/255)."""
+
+    image: np.ndarray
+    mask: np.ndarray
+    name: str
+    image_id: str
+
+
+@dataclass(frozen=True)
+class InstanceRef:
+    """Where an instance lives on disk; ``object_id`` picks one object in a multi-object file."""
+
+    image_path: Path
+    mask_path: Path
+    name: str
+    image_id: str
+    object_id: int | None = None
+
+
+MaskReader = Callable[[InstanceRef], np.ndarray]
+
+
+class ISegDataset(Sequence[Instance]):
+    """A named list of instances, read from disk on indexing."""
+
+    def __init__(self, name: str, refs: Sequence[InstanceRef], read_mask: MaskReader):
+        self.name = name
+        self.refs = list(refs)
+        self._read_mask = read_mask
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def __getitem__(self, index: int) -> Instance:  # type: ignore[override]
+        ref = self.refs[index]
+        image = read_rgb(ref.image_path)
+        mask = self._read_mask(ref)
+        if mask.shape != image.shape[:2]:
+            raise MSTGeoError(
+                f"mask is {mask.shape[1]}x{mask.shape[0]} px but its image is "
+                f"{image.shape[1]}x{image.shape[0]} px",
+                ref.mask_path,
+            )
+        return Instance(image=image, mask=mask, name=ref.name, image_id=ref.image_id)
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """An image file as RGB uint8 HxWx3."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise MSTGeoError("cannot read this image (missing or not an image file)", path)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _read_gray(path: Path) -> np.ndarray:
+    """A mask file as one uint8 channel (the max over channels of an RGB mask)."""
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        raise MSTGeoError("cannot read this mask (missing or not an image file)", path)
+    return raw.max(axis=2) if raw.ndim == 3 else raw
+
+
+def _binary_mask(ref: InstanceRef) -> np.ndarray:
+    """0/255 masks (DAVIS, COCO_MVal, DUTS_TR, CCP): object where > 127."""
+    return (_read_gray(ref.mask_path) > 127).astype(np.uint8)
+
+
+def _trimap_mask(ref: InstanceRef) -> np.ndarray:
+    """GrabCut/Berkeley masks: 128 is the unknown band (ignored), above 128 is the object."""
+    raw = _read_gray(ref.mask_path)
+    mask = (raw > 128).astype(np.uint8)
+    mask[raw == 128] = IGNORE
+    return mask
+
+
+def _indexed_mask(ref: InstanceRef) -> np.ndarray:
+    """PascalVOC SegmentationObject palette PNG: index == object id, 255 (void) ignored."""
+    raw = _read_palette_indices(ref.mask_path)
+    mask = (raw == ref.object_id).astype(np.uint8)
+    mask[raw == IGNORE] = IGNORE
+    return mask
+
+
+def _read_palette_indices(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image)
+    except OSError as error:
+        raise MSTGeoError(f"cannot read this mask ({error})", path) from error
+
+
+def _sbd_mask(ref: InstanceRef) -> np.ndarray:
+    return (_read_sbd_instances(ref.mask_path) == ref.object_id).astype(np.uint8)
+
+
+def _read_sbd_instances(path: Path) -> np.ndarray:
+    from scipy.io import loadmat
+
+    try:
+        return loadmat(str(path))["GTinst"][0][0]["Segmentation"]
+    except (OSError, ValueError, KeyError) as error:
+        raise MSTGeoError(f"not an SBD instance file with GTinst.Segmentation ({error})", path) from error
+
+
+def _object_ids(indices: np.ndarray) -> list[int]:
+    return [int(v) for v in np.unique(indices) if v not in (0, IGNORE)]
+
+
+# ---- layouts -------------------------------------------------------------------------------
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+
+def _files(folder: Path) -> list[Path]:
+    _require_dir(folder)
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _require_dir(folder: Path) -> None:
+    if not folder.is_dir():
+        raise MSTGeoError("folder missing (not the expected dataset layout)", folder)
+
+
+def _image_for(images: dict[str, Path], stem: str, mask_path: Path) -> Path:
+    """The image of a mask: same stem, or the stem without a trailing object letter (189011a)."""
+    for candidate in (stem, stem[:-1]):
+        if candidate in images:
+            return images[candidate]
+    raise MSTGeoError("no image with the same name for this mask", mask_path)
+
+
+def _paired(folder: Path, image_dir: str, mask_dir: str) -> list[InstanceRef]:
+    """One instance per mask file, its image found by name in the sibling folder."""
+    images = {p.stem: p for p in _files(folder / image_dir)}
+    refs = []
+    for mask_path in _files(folder / mask_dir):
+        image_path = _image_for(images, mask_path.stem, mask_path)
+        refs.append(InstanceRef(image_path, mask_path, mask_path.stem, image_path.stem))
+    return refs
+
+
+def _listed_ids(folder: Path, list_name: str) -> list[str]:
+    list_path = folder / list_name
+    if not list_path.is_file():
+        raise MSTGeoError("split list missing", list_path)
+    return [line.strip() for line in list_path.read_text().splitlines() if line.strip()]
+
+
+def _duts(folder: Path, split: str) -> list[InstanceRef]:
+    return [
+        InstanceRef(folder / "img" / f"{i}.jpg", folder / "gt" / f"{i}.png", i, i)
+        for i in _listed_ids(folder, "list.txt")
+    ]
+
+
+def _ccp(folder: Path, split: str) -> list[InstanceRef]:
+    index = folder / "instances.json"
+    if not index.is_file():
+        raise MSTGeoError("CCP index missing", index)
+    refs = []
+    for record in json.loads(index.read_text()):
+        image_path, mask_path = folder / record["image"], folder / record["mask"]
+        refs.append(InstanceRef(image_path, mask_path, mask_path.stem, image_path.stem))
+    return refs
+
+
+def _pascal_voc(folder: Path, split: str) -> list[InstanceRef]:
+    refs = []
+    for sample in _listed_ids(folder, f"ImageSets/Segmentation/{split}.txt"):
+        mask_path = folder / "SegmentationObject" / f"{sample}.png"
+        image_path = folder / "JPEGImages" / f"{sample}.jpg"
+        for object_id in _object_ids(_read_palette_indices(mask_path)):
+            refs.append(InstanceRef(image_path, mask_path, f"{sample}_{object_id}", sample, object_id))
+    return refs
+
+
+def _sbd(folder: Path, split: str) -> list[InstanceRef]:
+    refs = []
+    for sample in _listed_ids(folder, f"{split}.txt"):
+        mask_path = folder / "inst" / f"{sample}.mat"
+        image_path = folder / "img" / f"{sample}.jpg"
+        for object_id in _object_ids(_read_sbd_instances(mask_path)):
+            refs.append(InstanceRef(image_path, mask_path, f"{sample}_{object_id}", sample, object_id))
+    return refs
+
+
+@dataclass(frozen=True)
+class _LvisRef(InstanceRef):
+    polygons: tuple[tuple[float, ...], ...] = ()
+    size: tuple[int, int] = (0, 0)
+
+
+def _coco_lvis(folder: Path, split: str) -> list[InstanceRef]:
+    annotations_path = folder / split / f"lvis_{split}.json"
+    if not annotations_path.is_file():
+        raise MSTGeoError("LVIS annotation file missing", annotations_path)
+    try:
+        lvis = json.loads(annotations_path.read_text())
+        images = {
+            image["id"]: image for image in lvis["images"]
+        }
+        refs = []
+        for annotation in lvis["annotations"]:
+            image = images[annotation["image_id"]]
+            file_name = image.get("file_name") or image["coco_url"].rsplit("/", 1)[-1]
+            stem = Path(file_name).stem
+            refs.append(
+                _LvisRef(
+                    folder / split / "images" / file_name,
+                    annotations_path,
+                    f"{stem}_{annotation['id']}",
+                    stem,
+                    int(annotation["id"]),
+                    polygons=tuple(tuple(p) for p in annotation["segmentation"]),
+                    size=(int(image["height"]), int(image["width"])),
+                )
+            )
+    except (KeyError, TypeError, ValueError) as error:
+        raise MSTGeoError(f"not an LVIS annotation file ({error!r})", annotations_path) from error
+    return refs
+
+
+def _polygon_mask(ref: InstanceRef) -> np.ndarray:
+    assert isinstance(ref, _LvisRef)
+    mask = np.zeros(ref.size, dtype=np.uint8)
+    for polygon in ref.polygons:
+        points = np.round(np.asarray(polygon, dtype=np.float64).reshape(-1, 2)).astype(np.int32)
+        cv2.fillPoly(mask, [points], 1)
+    return mask
+
+
+@dataclass(frozen=True)
+class _Layout:
+    folders: tuple[str, ...]
+    list_refs: Callable[[Path, str], list[InstanceRef]]
+    read_mask: MaskReader
+
+
+LAYOUTS: dict[str, _Layout] = {
+    "GrabCut": _Layout(("GrabCut",), lambda f, s: _paired(f, "data_GT", "boundary_GT"), _trimap_mask),
+    "Berkeley": _Layout(("Berkeley",), lambda f, s: _paired(f, "images", "masks"), _trimap_mask),
+    "DAVIS": _Layout(("DAVIS",), lambda f, s: _paired(f, "img", "gt"), _binary_mask),
+    "COCO_MVal": _Layout(("COCO_MVal",), lambda f, s: _paired(f, "img", "gt"), _binary_mask),
+    "DUTS_TR": _Layout(("DUTS_TR",), _duts, _binary_mask),
+    "CCP": _Layout(("CCP",), _ccp, _binary_mask),
+    "PascalVOC": _Layout(("PascalVOC", "PascalVOC/VOCdevkit/VOC2012", "VOCdevkit/VOC2012"), _pascal_voc, _indexed_mask),
+    "SBD": _Layout(("SBD", "SBD/dataset"), _sbd, _sbd_mask),
+    "COCO_LVIS": _Layout(("COCO_LVIS", "cocolvis"), _coco_lvis, _polygon_mask),
+}
+"""Dataset name -> candidate folders under the data root, instance lister and mask rule."""
+
+ALIASES = {"COCO+LVIS": "COCO_LVIS", "PASCAL": "PascalVOC", "VOC": "PascalVOC"}
+
+
+def dataset_names() -> list[str]:
+    """The dataset names ``load_iseg_dataset`` knows."""
+    return list(LAYOUTS)
+
+
+def canonical_name(name: str) -> str:
+    """The known spelling of a dataset name (case-insensitive, aliases such as ``COCO+LVIS``)."""
+    lookup = {key.lower(): key for key in LAYOUTS} | {a.lower(): t for a, t in ALIASES.items()}
+    try:
+        return lookup[name.strip().lower()]
+    except KeyError:
+        raise MSTGeoError(f"unknown dataset {name!r}; known: {', '.join(LAYOUTS)}") from None
+
+
+def load_iseg_dataset(name: str, root: str | Path, split: str = "val") -> ISegDataset:
+    """The dataset ``name`` under ``root`` (a folder holding one folder per dataset).
+
+    ``split`` matters only for the sets that ship several (PascalVOC, SBD, COCO_LVIS).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise MSTGeoError("data root is not a folder", root)
+    name = canonical_name(name)
+    layout = LAYOUTS[name]
+    folder = next((root / f for f in layout.folders if (root / f).is_dir()), None)
+    if folder is None:
+        raise MSTGeoError(f"no {name} folder here (looked for {', '.join(layout.folders)})", root)
+    refs = layout.list_refs(folder, split)
+    if not refs:
+        raise MSTGeoError(f"no {name} instances found", folder)
+    return ISegDataset(name, refs, layout.read_mask)

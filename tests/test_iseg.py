@@ -1,0 +1,144 @@
+"""Loaders of the RITM dataset layouts: real GrabCut/Berkeley/COCO_MVal/DUTS_TR/CCP, and tiny
+PascalVOC/SBD/COCO_LVIS trees written in their published layouts from a real photo."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mst_geo.data.iseg import canonical_name, load_iseg_dataset
+from mst_geo.errors import MSTGeoError
+
+
+def test_grabcut_has_50_instances_with_the_unknown_band_ignored(iseg_root):
+    ds = load_iseg_dataset("GrabCut", iseg_root)
+    assert len(ds) == 50
+    item = ds[0]
+    assert item.image.dtype == np.uint8 and item.image.shape[2] == 3
+    assert item.mask.shape == item.image.shape[:2]
+    assert set(np.unique(item.mask)) <= {0, 1, 255}
+    # the 128 band of the stored trimap becomes 255 (ignore) in ours
+    assert any((ds[i].mask == 255).any() for i in range(3))
+    assert {ref.image_path.suffix for ref in ds.refs} >= {".jpg", ".bmp", ".JPG"}
+
+
+def test_berkeley_two_objects_share_one_image(iseg_root):
+    ds = load_iseg_dataset("berkeley", iseg_root)  # case-insensitive name
+    assert len(ds) == 100
+    by_name = {ref.name: ref for ref in ds.refs}
+    assert by_name["189011a"].image_path == by_name["189011b"].image_path
+    assert by_name["189011a"].image_id == "189011"
+    a, b = (ds[ds.refs.index(by_name[n])] for n in ("189011a", "189011b"))
+    assert (a.mask == 1).any() and (b.mask == 1).any() and not np.array_equal(a.mask, b.mask)
+
+
+@pytest.mark.parametrize(("name", "count"), [("COCO_MVal", 800), ("DUTS_TR", 3083), ("CCP", 3421)])
+def test_training_sets_list_every_instance(iseg_root, name, count):
+    ds = load_iseg_dataset(name, iseg_root)
+    assert len(ds) == count
+    item = ds[len(ds) // 2]
+    assert set(np.unique(item.mask)) == {0, 1}
+    assert item.mask.shape == item.image.shape[:2]
+
+
+def test_ccp_person_contains_its_garments(iseg_root):
+    ds = load_iseg_dataset("CCP", iseg_root)
+    first_image = [i for i, ref in enumerate(ds.refs) if ref.image_id == ds.refs[0].image_id]
+    person, garment = ds[first_image[0]], ds[first_image[1]]
+    assert person.name.endswith("_0")
+    overlap = np.count_nonzero(person.mask & garment.mask) / np.count_nonzero(garment.mask)
+    assert overlap > 0.9
+
+
+def _real_photo(iseg_root: Path) -> Path:
+    return iseg_root / "GrabCut" / "data_GT" / "106024.jpg"
+
+
+def test_pascal_voc_layout_one_item_per_object(iseg_root, tmp_path):
+    voc = tmp_path / "PascalVOC"
+    (voc / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (voc / "JPEGImages").mkdir()
+    (voc / "SegmentationObject").mkdir()
+    shutil.copy(_real_photo(iseg_root), voc / "JPEGImages" / "2007_000032.jpg")
+    height, width = np.asarray(Image.open(_real_photo(iseg_root))).shape[:2]
+    indices = np.zeros((height, width), dtype=np.uint8)
+    indices[10:60, 10:60] = 255  # void border of object 1
+    indices[12:58, 12:58] = 1
+    indices[100:150, 200:260] = 2
+    png = Image.fromarray(indices, mode="P")
+    png.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0] + [224, 224, 192] * 253)
+    png.save(voc / "SegmentationObject" / "2007_000032.png")
+    (voc / "ImageSets" / "Segmentation" / "val.txt").write_text("2007_000032\n")
+
+    ds = load_iseg_dataset("PascalVOC", tmp_path)
+    assert [ref.name for ref in ds.refs] == ["2007_000032_1", "2007_000032_2"]
+    first, second = ds[0], ds[1]
+    assert np.count_nonzero(first.mask == 1) == 46 * 46
+    assert np.count_nonzero(first.mask == 255) == 50 * 50 - 46 * 46
+    assert np.count_nonzero(second.mask == 1) == 50 * 60
+
+
+def test_sbd_layout_reads_instances_from_mat(iseg_root, tmp_path):
+    from scipy.io import savemat
+
+    sbd = tmp_path / "SBD"
+    (sbd / "img").mkdir(parents=True)
+    (sbd / "inst").mkdir()
+    shutil.copy(_real_photo(iseg_root), sbd / "img" / "2008_000002.jpg")
+    height, width = np.asarray(Image.open(_real_photo(iseg_root))).shape[:2]
+    segmentation = np.zeros((height, width), dtype=np.uint8)
+    segmentation[20:40, 30:90] = 1
+    segmentation[200:210, 5:15] = 3
+    savemat(
+        sbd / "inst" / "2008_000002.mat",
+        {"GTinst": {"Segmentation": segmentation, "Categories": np.array([[15], [7]])}},
+    )
+    (sbd / "val.txt").write_text("2008_000002\n")
+
+    ds = load_iseg_dataset("SBD", tmp_path)
+    assert [ref.name for ref in ds.refs] == ["2008_000002_1", "2008_000002_3"]
+    assert np.count_nonzero(ds[0].mask) == 20 * 60 and np.count_nonzero(ds[1].mask) == 100
+
+
+def test_coco_lvis_layout_rasterises_polygons(iseg_root, tmp_path):
+    split = tmp_path / "COCO_LVIS" / "val"
+    (split / "images").mkdir(parents=True)
+    shutil.copy(_real_photo(iseg_root), split / "images" / "000000397133.jpg")
+    height, width = np.asarray(Image.open(_real_photo(iseg_root))).shape[:2]
+    lvis = {
+        "images": [
+            {"id": 397133, "height": height, "width": width,
+             "coco_url": "http://images.cocodataset.org/val2017/000000397133.jpg"}
+        ],
+        "annotations": [
+            {"id": 7, "image_id": 397133, "category_id": 3,
+             "segmentation": [[10, 10, 109, 10, 109, 49, 10, 49]]},
+            {"id": 9, "image_id": 397133, "category_id": 5,
+             "segmentation": [[200, 100, 220, 100, 220, 120, 200, 120], [300, 100, 310, 100, 310, 110, 300, 110]]},
+        ],
+    }
+    (split / "lvis_val.json").write_text(json.dumps(lvis))
+
+    ds = load_iseg_dataset("COCO+LVIS", tmp_path)
+    assert [ref.name for ref in ds.refs] == ["000000397133_7", "000000397133_9"]
+    box = ds[0].mask
+    assert box[10:50, 10:110].all() and np.count_nonzero(box) == 100 * 40
+    assert np.count_nonzero(ds[1].mask) == 21 * 21 + 11 * 11
+
+
+def test_user_errors_are_clear(iseg_root, tmp_path):
+    with pytest.raises(MSTGeoError, match="data root is not a folder"):
+        load_iseg_dataset("GrabCut", tmp_path / "nope")
+    with pytest.raises(MSTGeoError, match="unknown dataset 'Grabcutt'.*GrabCut, Berkeley"):
+        load_iseg_dataset("Grabcutt", iseg_root)
+    with pytest.raises(MSTGeoError, match="no DAVIS folder here"):
+        load_iseg_dataset("DAVIS", iseg_root)
+    (tmp_path / "GrabCut" / "data_GT").mkdir(parents=True)
+    with pytest.raises(MSTGeoError, match="boundary_GT: folder missing"):
+        load_iseg_dataset("GrabCut", tmp_path)
+    assert canonical_name("coco_mval") == "COCO_MVal"
