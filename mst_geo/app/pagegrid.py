@@ -1,0 +1,67 @@
+"""The page's map coordinates: the scene's own pixel grid, scaled for Leaflet's ``L.CRS.Simple``.
+
+At the deepest tile zoom one screen pixel is one scene pixel, so a page coordinate is the
+scene pixel position divided by ``2**max_zoom`` (x to the right, y upward, i.e. negative rows).
+Keeping this in one place lets the tile renderer, the click endpoint and the polygon layer agree.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+from affine import Affine
+
+TILE_SIZE = 256
+
+
+@dataclass(frozen=True)
+class PageGrid:
+    """Maps between scene CRS coordinates, scene pixels and page (Leaflet) coordinates."""
+
+    transform: Affine
+    width: int
+    height: int
+    tile_size: int = TILE_SIZE
+
+    @property
+    def max_zoom(self) -> int:
+        """The zoom at which tiles show native pixels; zoom 0 fits the scene in one tile."""
+        return max(0, math.ceil(math.log2(max(self.width, self.height) / self.tile_size)))
+
+    @property
+    def scale(self) -> float:
+        """Scene pixels per page unit."""
+        return float(2**self.max_zoom)
+
+    @property
+    def page_bounds(self) -> list[list[float]]:
+        """The scene's extent as Leaflet ``[[south, west], [north, east]]``."""
+        return [[-self.height / self.scale, 0.0], [0.0, self.width / self.scale]]
+
+    def page_to_scene(self, x: float, y: float) -> tuple[float, float]:
+        """A page coordinate (lng, lat) to the scene CRS."""
+        return self.transform @ (x * self.scale, -y * self.scale)
+
+    def scene_to_page_coords(self, coords: np.ndarray) -> np.ndarray:
+        """An ``(N, 2)`` array of scene CRS coordinates to page coordinates."""
+        cols, rows = ~self.transform @ (coords[:, 0], coords[:, 1])
+        return np.column_stack([np.asarray(cols) / self.scale, -np.asarray(rows) / self.scale])
+
+    def scene_to_page(self, geometry: shapely.Geometry) -> shapely.Geometry:
+        """A shapely geometry in the scene CRS to page coordinates."""
+        return shapely.transform(geometry, self.scene_to_page_coords)
+
+    def tile_window(self, z: int, x: int, y: int) -> tuple[float, float, float, float]:
+        """Scene pixel window ``(col_off, row_off, width, height)`` covered by tile z/x/y."""
+        span = self.tile_size * 2 ** (self.max_zoom - z)
+        return (x * span, y * span, span, span)
+
+    def has_tile(self, z: int, x: int, y: int) -> bool:
+        """Whether tile z/x/y exists (intersects the scene at a zoom we serve)."""
+        if not 0 <= z <= self.max_zoom or x < 0 or y < 0:
+            return False
+        col, row, _, _ = self.tile_window(z, x, y)
+        return col < self.width and row < self.height

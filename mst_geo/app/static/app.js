@@ -1,0 +1,139 @@
+// mst-geo app: a Leaflet map over the scene's own pixel grid (L.CRS.Simple).
+// The server owns all state (objects, clicks, masks); this page only sends clicks and redraws
+// what GET api/objects returns, so what is drawn is always what the server would save.
+"use strict";
+
+const COLOURS = ["#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6"];
+const colour = (id) => COLOURS[Math.abs(Number(id)) % COLOURS.length];
+
+let map, polygonLayer, clickLayer;
+let current = null;  // id of the object that the next click extends (null: server picks)
+
+async function api(method, url, body) {
+  const options = { method, headers: {} };
+  if (body !== undefined) {
+    options.headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  const response = await fetch(url, options);
+  const data = await response.json();
+  if (!response.ok) throw new Error(data.detail || response.statusText);
+  return data;
+}
+
+function setStatus(text, isError = false) {
+  const status = document.getElementById("status");
+  status.textContent = text;
+  status.className = isError ? "error" : "";
+}
+
+// Runs an action, reporting its error in the status line instead of losing it.
+async function guarded(action) {
+  try {
+    await action();
+  } catch (error) {
+    setStatus(error.message, true);
+  }
+}
+
+async function refresh() {
+  const data = await api("GET", "api/objects");
+  current = data.current;
+  polygonLayer.clearLayers().addData(data.page);
+  clickLayer.clearLayers().addData(data.page_clicks);
+  renderList(data.scene.features);
+}
+
+function renderList(features) {
+  const list = document.getElementById("objects");
+  list.replaceChildren();
+  for (const feature of features) {
+    const p = feature.properties;
+    const item = document.createElement("li");
+    item.style.setProperty("--colour", colour(p.object));
+    item.className = p.object === current ? "current" : "";
+    const area = p.area_m2 == null ? `${p.area.toFixed(1)} units²` : `${Math.round(p.area_m2).toLocaleString()} m²`;
+    item.textContent = `Object ${p.object} — ${area} · ${p.n_clicks} click${p.n_clicks === 1 ? "" : "s"}`;
+    item.onclick = () => guarded(async () => {
+      await api("PUT", "api/current", { object: p.object });
+      await refresh();
+    });
+    list.appendChild(item);
+  }
+}
+
+async function click(latlng, positive) {
+  setStatus("segmenting…");
+  const result = await api("POST", "api/click", { x: latlng.lng, y: latlng.lat, positive, object: current });
+  await refresh();
+  setStatus(`object ${result.object}: ${positive ? "positive" : "negative"} click, ${result.seconds.toFixed(2)} s`);
+}
+
+async function newObject() {
+  const result = await api("POST", "api/objects");
+  current = result.object;
+  await refresh();
+  setStatus(`object ${current} started: click on it`);
+}
+
+async function undo() {
+  const result = await api("POST", "api/undo", { object: current });
+  await refresh();
+  setStatus(`undid the last click of object ${result.object}`);
+}
+
+async function deleteCurrent() {
+  if (current === null) return;
+  await api("DELETE", `api/objects/${encodeURIComponent(current)}`);
+  await refresh();
+  setStatus("object deleted");
+}
+
+async function save() {
+  const path = window.prompt("Save polygons to (.gpkg or .geojson, on the server's disk):", document.body.dataset.savePath);
+  if (!path) return;
+  document.body.dataset.savePath = path;
+  const result = await api("POST", "api/save", { path, overwrite: true });
+  setStatus(`saved ${result.n_objects} object(s) to ${result.path}`);
+}
+
+function onKey(event) {
+  if (event.target.tagName === "INPUT") return;
+  const actions = { n: newObject, z: undo, Delete: deleteCurrent };
+  const action = actions[event.key] || actions[event.key.toLowerCase()];
+  if (action && !event.ctrlKey && !event.metaKey) guarded(action);
+}
+
+async function init() {
+  const scene = await api("GET", "api/scene");
+  document.getElementById("scene-name").textContent = `${scene.name} · ${scene.width}×${scene.height} px · ${scene.crs_name}`;
+  document.body.dataset.savePath = scene.default_save_path;
+
+  map = L.map("map", { crs: L.CRS.Simple, minZoom: -3, maxZoom: scene.max_zoom + 3, zoomSnap: 0.5, attributionControl: false });
+  L.tileLayer("tiles/{z}/{x}/{y}.png", {
+    tileSize: scene.tile_size, minNativeZoom: 0, maxNativeZoom: scene.max_zoom, noWrap: true, bounds: scene.page_bounds,
+  }).addTo(map);
+  map.fitBounds(scene.page_bounds);
+
+  polygonLayer = L.geoJSON(null, {
+    style: (f) => ({ color: colour(f.properties.object), weight: f.properties.object === current ? 3 : 2, fillOpacity: 0.3 }),
+  }).addTo(map);
+  clickLayer = L.geoJSON(null, {
+    pointToLayer: (f, latlng) => L.circleMarker(latlng, {
+      radius: 5, weight: 2, color: "#fff", fillOpacity: 1, fillColor: f.properties.label === "positive" ? "#2e7d32" : "#c62828",
+    }),
+    interactive: false,
+  }).addTo(map);
+
+  map.on("click", (e) => guarded(() => click(e.latlng, !e.originalEvent.shiftKey)));
+  map.on("contextmenu", (e) => guarded(() => click(e.latlng, false)));
+  document.addEventListener("keydown", onKey);
+  document.getElementById("new-object").onclick = () => guarded(newObject);
+  document.getElementById("undo").onclick = () => guarded(undo);
+  document.getElementById("delete").onclick = () => guarded(deleteCurrent);
+  document.getElementById("save").onclick = () => guarded(save);
+  await refresh();
+  setStatus("left click: positive · right/shift click: negative");
+}
+
+guarded(init);

@@ -1,0 +1,57 @@
+"""PNG tiles of a scene in its own pixel grid, rendered with rio-tiler from windowed reads.
+
+rio-tiler picks the overview that matches each tile's resolution, so a tile costs about the
+same at any zoom and memory stays flat however large the scene is. The bands and the
+percentile stretch are the ones ``SceneRaster`` chose for the model, so the map shows what
+the model sees. Each worker thread keeps its own open reader (rasterio datasets must not be
+shared between threads).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import rasterio.windows
+from rio_tiler.io import Reader
+from rio_tiler.models import ImageData
+
+from mst_geo.app.pagegrid import PageGrid
+from mst_geo.geo.raster import SceneRaster
+
+
+class SceneTiles:
+    """Renders tile z/x/y of a scene as a PNG (stretched to 8 bits, nodata transparent)."""
+
+    def __init__(self, raster: SceneRaster):
+        self.path = str(raster.path)
+        self.bands = tuple(raster.bands)
+        self.in_range = tuple(zip(raster.low.tolist(), raster.high.tolist()))
+        self.grid = PageGrid(raster.transform, raster.width, raster.height)
+        self._local = threading.local()
+
+    def _reader(self) -> Reader:
+        reader = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = self._local.reader = Reader(self.path)
+        return reader
+
+    def read(self, z: int, x: int, y: int) -> ImageData:
+        """Raw band values of tile z/x/y, masked outside the scene and on nodata."""
+        reader = self._reader()
+        col, row, width, height = self.grid.tile_window(z, x, y)
+        window = rasterio.windows.Window(col, row, width, height)
+        bounds = rasterio.windows.bounds(window, reader.dataset.transform)
+        size = self.grid.tile_size
+        return reader.part(
+            bounds,
+            dst_crs=reader.dataset.crs,
+            bounds_crs=reader.dataset.crs,
+            width=size,
+            height=size,
+            indexes=self.bands,
+            resampling_method="bilinear",
+        )
+
+    def render(self, z: int, x: int, y: int) -> bytes:
+        """Tile z/x/y as PNG bytes, stretched by the scene's per-band percentiles."""
+        return self.read(z, x, y).rescale(in_range=self.in_range).render(img_format="PNG")

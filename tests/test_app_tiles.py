@@ -1,0 +1,117 @@
+"""Tiles of the web app: valid PNGs at every zoom, the model's bands and stretch, nodata transparent."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from PIL import Image
+from rasterio.enums import Resampling
+from rasterio.windows import Window
+
+from mst_geo.app.pagegrid import PageGrid
+from mst_geo.app.tiles import SceneTiles
+from mst_geo.geo.raster import SceneRaster
+
+EXAMPLE = Path(__file__).parents[1] / "examples" / "naip_scene.tif"
+
+
+def _png(data: bytes) -> np.ndarray:
+    image = Image.open(io.BytesIO(data))
+    assert image.format == "PNG"
+    return np.asarray(image.convert("RGBA"))
+
+
+@pytest.fixture(scope="module")
+def example_tiles() -> SceneTiles:
+    raster = SceneRaster(EXAMPLE)
+    yield SceneTiles(raster)
+    raster.close()
+
+
+def test_every_zoom_gives_valid_pngs(example_tiles: SceneTiles) -> None:
+    grid = example_tiles.grid
+    assert grid.max_zoom == 2  # 934 px wide: 256 -> 512 -> 1024
+    for z in range(grid.max_zoom + 1):
+        n = 2**z
+        tiles = [(x, y) for x in range(n) for y in range(n) if grid.has_tile(z, x, y)]
+        assert tiles
+        for x, y in tiles:
+            rgba = _png(example_tiles.render(z, x, y))
+            assert rgba.shape == (256, 256, 4)
+            assert rgba[..., 3].any(), f"tile {z}/{x}/{y} is empty"
+            assert rgba[..., :3].std() > 5, f"tile {z}/{x}/{y} has no contrast"
+
+
+def test_native_tile_matches_the_models_view(example_tiles: SceneTiles) -> None:
+    """At full resolution the tile shows exactly what SceneRaster feeds the model (bands, stretch)."""
+    raster = SceneRaster(EXAMPLE)
+    model_view = raster.read(Window(256, 256, 256, 256)).image * 255.0
+    raster.close()
+    tile = _png(example_tiles.render(2, 1, 1))
+    difference = np.abs(tile[..., :3].astype(float) - model_view)
+    assert difference.max() <= 1.0
+
+
+def test_outside_the_scene_is_transparent(example_tiles: SceneTiles) -> None:
+    rgba = _png(example_tiles.render(2, 3, 2))  # cols 768..1024 of 934, rows 512..768 of 723
+    assert rgba[:200, :160, 3].all()  # inside: opaque
+    assert not rgba[:, 934 - 768 :, 3].any()  # right of the scene
+    assert not rgba[723 - 512 :, :, 3].any()  # below the scene
+    assert not example_tiles.grid.has_tile(2, 4, 0)
+    assert not example_tiles.grid.has_tile(3, 0, 0)
+
+
+def test_nodata_is_transparent(tmp_path: Path) -> None:
+    path = tmp_path / "holes.tif"
+    with rasterio.open(EXAMPLE) as src:
+        profile = src.profile
+        data = src.read()
+    data[:, :100, :100] = 0  # the scene's nodata value
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    raster = SceneRaster(path)
+    rgba = _png(SceneTiles(raster).render(2, 0, 0))
+    raster.close()
+    assert not rgba[:100, :100, 3].any()
+    assert rgba[120:, 120:, 3].all()
+
+
+def test_large_uint16_scene_reads_through_overviews(tmp_path: Path) -> None:
+    """A 16-bit tiled scene with overviews: low zooms come from overviews, still valid and stretched."""
+    path = tmp_path / "big16.tif"
+    with rasterio.open(EXAMPLE) as src:
+        rgb = src.read((1, 2, 3)).astype(np.uint16) * 40
+        transform, crs = src.transform, src.crs
+    big = np.tile(rgb, (1, 4, 4))  # 2892 x 3736 px
+    profile = dict(
+        driver="GTiff", width=big.shape[2], height=big.shape[1], count=3, dtype="uint16", crs=crs,
+        transform=transform, tiled=True, blockxsize=256, blockysize=256, compress="deflate", nodata=0,
+    )
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(big)
+        dst.build_overviews([2, 4, 8, 16], Resampling.average)
+    raster = SceneRaster(path)
+    tiles = SceneTiles(raster)
+    raster.close()
+    assert tiles.grid == PageGrid(transform, 3736, 2892)
+    assert tiles.grid.max_zoom == 4
+    for z, x, y in [(0, 0, 0), (2, 1, 1), (4, 10, 7)]:
+        rgba = _png(tiles.render(z, x, y))
+        assert rgba[..., 3].any() and rgba[..., :3].std() > 5
+        assert rgba[..., :3][rgba[..., 3] > 0].max() > 200  # stretched, not the raw 16-bit range shifted down
+
+
+def test_page_coordinates_round_trip() -> None:
+    with rasterio.open(EXAMPLE) as src:
+        grid = PageGrid(src.transform, src.width, src.height)
+        corner_x, corner_y = grid.page_to_scene(0.0, 0.0)
+        assert (corner_x, corner_y) == (src.bounds.left, src.bounds.top)
+        x, y = grid.page_to_scene(100.25, -50.5)
+        back = grid.scene_to_page_coords(np.array([[x, y]]))
+        assert np.allclose(back, [[100.25, -50.5]])
+        south, east = grid.page_bounds[0][0], grid.page_bounds[1][1]
+        assert np.allclose(grid.page_to_scene(east, south), (src.bounds.right, src.bounds.bottom))
