@@ -1,0 +1,121 @@
+"""Checkpoints: one ``.safetensors`` file whose metadata holds the JSON model card.
+
+The card carries the full ``MSTConfig`` (so the file alone rebuilds the network) plus what the
+trainer records (data, recipe, metrics). Only safetensors is read for MST checkpoints, so loading
+a file never runs code; plain timm/MAE ViT weights in ``.pth`` files go through
+``torch.load(weights_only=True)``, which refuses anything but tensors and containers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from mst_geo.errors import MSTGeoError
+from mst_geo.model.config import PRESETS, MSTConfig
+from mst_geo.model.mst import MSTModel, create_model
+
+CARD_KEY = "mst_geo.card"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "mst_default.safetensors"
+
+
+class CheckpointError(MSTGeoError):
+    """A checkpoint (or weights file) that cannot be used: missing, unreadable, wrong preset."""
+
+
+def save_checkpoint(model: MSTModel, path: str | Path, card: Mapping[str, Any] | None = None,
+                    dtype: torch.dtype | None = None) -> Path:
+    """Write ``model``'s weights and its card (``card`` plus ``preset`` and ``config``) atomically.
+    ``dtype=torch.float16`` halves the file for shipping; loading converts back."""
+    path = Path(path)
+    full_card = dict(card or {})
+    full_card["preset"] = model.config.preset
+    full_card["config"] = model.config.to_dict()
+    tensors = {name: (t.detach().to(dtype) if dtype is not None and t.is_floating_point() else t.detach())
+                      .contiguous().cpu() for name, t in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={CARD_KEY: json.dumps(full_card)})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_card(path: str | Path) -> dict[str, Any]:
+    """The model card of checkpoint ``path`` without loading its tensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError("checkpoint file not found", path)
+    if path.suffix != ".safetensors":
+        raise CheckpointError("MST checkpoints must be .safetensors files (other formats may run code)", path)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"not a readable safetensors file ({err})", path) from err
+    if CARD_KEY not in metadata:
+        raise CheckpointError("no mst-geo model card in the file metadata (not an MST checkpoint?)", path)
+    try:
+        return json.loads(metadata[CARD_KEY])
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"model card is not valid JSON ({err})", path) from err
+
+
+def load_checkpoint(path: str | Path, preset: str | None = None,
+                    map_location: str | torch.device = "cpu") -> tuple[MSTModel, dict[str, Any]]:
+    """Rebuild the model of checkpoint ``path`` (eval mode) and return it with its card.
+    ``preset`` set: refuse a checkpoint of another preset. Every key must match (strict)."""
+    card = read_card(path)
+    try:
+        config = MSTConfig.from_dict(card["config"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"model card holds no valid config ({err})", path) from err
+    if preset is not None and config.preset != preset:
+        raise CheckpointError(f"checkpoint is preset '{config.preset}', but '{preset}' was requested", path)
+    model = MSTModel(config)
+    state = load_file(str(path), device=str(map_location))
+    reference = model.state_dict()
+    missing = sorted(set(reference) - set(state))
+    unexpected = sorted(set(state) - set(reference))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"weights do not fit preset '{config.preset}': {len(missing)} missing (e.g. {missing[:2]}), "
+            f"{len(unexpected)} unexpected (e.g. {unexpected[:2]})", path)
+    wrong = [name for name, t in state.items() if t.shape != reference[name].shape]
+    if wrong:
+        raise CheckpointError(f"weights do not fit preset '{config.preset}': shape differs for {wrong[:3]}", path)
+    model.load_state_dict({name: t.to(reference[name].dtype) for name, t in state.items()})
+    return model.to(map_location).eval(), card
+
+
+def resolve_model(name_or_path: str | Path) -> tuple[MSTModel, dict[str, Any]]:
+    """``"default"`` (the packaged model), a preset name (random weights, with a warning) or a
+    checkpoint path -> (model in eval mode, card)."""
+    name = str(name_or_path)
+    if name == "default":
+        if not DEFAULT_CHECKPOINT.is_file():
+            raise CheckpointError("the packaged default model is missing from this install; "
+                                  "pass a checkpoint path or a preset name", DEFAULT_CHECKPOINT)
+        return load_checkpoint(DEFAULT_CHECKPOINT)
+    if name in PRESETS:
+        warnings.warn(f"model '{name}' is a preset with random weights: its masks are meaningless "
+                      "until it is trained", UserWarning, stacklevel=2)
+        model = create_model(name).eval()
+        return model, {"preset": name, "config": model.config.to_dict(), "training": None}
+    path = Path(name).expanduser()
+    if not path.exists():
+        raise CheckpointError(f"neither a checkpoint file nor a preset ({', '.join(PRESETS)}) nor 'default'", path)
+    return load_checkpoint(path)

@@ -1,0 +1,94 @@
+"""The MST architecture as one dataclass, and the registry of its size presets.
+
+Everything needed to rebuild a network lives here, so a checkpoint's card can carry it as JSON
+and ``configs/model/*.yaml`` can describe the same presets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+TOKEN_SELECTION_MODES = ("topk", "all", "none")
+
+
+@dataclass
+class MSTConfig:
+    """Architecture of one MST network (ViT encoder, token selection, SimpleFPN, mask head)."""
+
+    preset: str = "mst_tiny"
+    embed_dim: int = 192
+    depth: int = 12
+    num_heads: int = 3
+    mlp_ratio: float = 4.0
+    patch_size: int = 16  # base tokens; the learned kernel has this size
+    fine_patch_size: int = 8  # extra small-scale tokens, kernel resampled from the base one
+    coarse_patch_size: int = 28  # extra large-scale tokens, kernel resampled from the base one
+    input_size: int = 448  # training resolution; the position-embedding grid is input_size/16
+    mean: tuple[float, float, float] = IMAGENET_DEFAULT_MEAN
+    std: tuple[float, float, float] = IMAGENET_DEFAULT_STD
+    click_radius: int = 5  # pixels, of the positive/negative click disks
+    token_selection: str = "topk"  # "topk" (MST), "all" (every 8x8 and 28x28 token), "none" (plain ViT)
+    topk_ratio: float = 1 / 16  # k = round(topk_ratio * number of base tokens), as in MST's code
+    topk_samples: int = 100  # noise samples of the perturbed-maximum top-k (training only)
+    topk_sigma: float = 0.05  # noise scale of the perturbed-maximum top-k (scores are in 0..1)
+    score_dim: int = 64  # width of the projection in which tokens are compared to clicked tokens
+    head_dim: int = 64  # channels of the all-MLP mask head at 1/4 resolution
+    refine_dim: int = 16  # channels of the half-resolution refinement that sees image and clicks
+    contrast_dim: int = 64  # width of the token embedding used by the contrastive loss
+    drop_path_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.mean = tuple(float(v) for v in self.mean)
+        self.std = tuple(float(v) for v in self.std)
+        if self.token_selection not in TOKEN_SELECTION_MODES:
+            raise ValueError(f"token_selection must be one of {TOKEN_SELECTION_MODES}, got {self.token_selection!r}")
+        if self.input_size % self.patch_size:
+            raise ValueError(f"input_size {self.input_size} is not a multiple of patch_size {self.patch_size}")
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready copy (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "MSTConfig":
+        """Rebuild from ``to_dict`` output; unknown keys raise ``KeyError`` naming them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise KeyError(f"unknown MSTConfig field(s): {', '.join(unknown)}")
+        return cls(**values)
+
+
+PRESETS: dict[str, MSTConfig] = {
+    "mst_tiny": MSTConfig(preset="mst_tiny", embed_dim=192, depth=12, num_heads=3, head_dim=64),
+    "mst_small": MSTConfig(preset="mst_small", embed_dim=384, depth=12, num_heads=6, head_dim=96),
+    "mst_base": MSTConfig(preset="mst_base", embed_dim=768, depth=12, num_heads=12, head_dim=128,
+                          drop_path_rate=0.1),
+    "mst_large": MSTConfig(preset="mst_large", embed_dim=1024, depth=24, num_heads=16, head_dim=192,
+                           drop_path_rate=0.2),
+}
+
+
+def preset_config(name: str, **overrides: Any) -> MSTConfig:
+    """The config of preset ``name`` with some fields replaced (``KeyError`` for an unknown name)."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown model preset {name!r}; known: {', '.join(PRESETS)}")
+    return dataclasses.replace(PRESETS[name], **overrides)
+
+
+def config_from_yaml(path: str | Path) -> MSTConfig:
+    """A ``configs/model/*.yaml`` file: ``preset`` plus any MSTConfig fields overriding it."""
+    values = yaml.safe_load(Path(path).read_text()) or {}
+    name = values.pop("preset")
+    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(MSTConfig)})
+    if unknown:
+        raise KeyError(f"{path}: unknown MSTConfig field(s): {', '.join(unknown)}")
+    return preset_config(name, **values)
