@@ -1,0 +1,246 @@
+"""Training recipes: YAML files (``configs/train/*.yaml``) checked into typed dataclasses.
+
+A recipe is validated before anything heavy starts, so a typo (an unknown key, a string where a
+number belongs, a missing data folder) stops with one line naming the file and the key instead of
+failing an hour into a run. Command-line overrides use dotted keys (``trainer.max_steps``) and go
+through the same checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mst_geo.errors import MSTGeoError
+
+
+@dataclass
+class ModelSection:
+    """Which network to train and where its first weights come from."""
+
+    preset: str = "mst_tiny"
+    overrides: dict = field(default_factory=dict)  # MSTConfig fields passed to create_model
+    init: str | None = None  # checkpoint (path or "default") whose weights start the run
+
+
+@dataclass
+class DataSection:
+    """Where the samples come from and how each one is augmented (see ``train/samples.py``)."""
+
+    root: str = "../shared/data/iseg"  # RITM-layout folder or a pack from make_train_pack.py
+    datasets: list = field(default_factory=lambda: ["COCO_MVal", "DUTS_TR", "CCP"])
+    val_list: str | None = None  # file of held-out "dataset/instance" names; default: root/val.txt
+    val_fraction: float = 0.05  # held out when no list exists (seeded, by image)
+    max_images: int | None = None  # per dataset, for smoke runs
+    scene: str | None = None  # a user's GeoTIFF (with ``labels``) instead of the datasets
+    labels: str | None = None  # vector labels for ``scene`` (any CRS)
+    crop_size: int = 320
+    scale_range: list = field(default_factory=lambda: [0.5, 1.5])  # x the fit-into-crop scale
+    flip_prob: float = 0.5
+    jitter_prob: float = 0.75  # probability of each colour change below
+    brightness: float = 0.3  # added, as a fraction of 255
+    contrast: list = field(default_factory=lambda: [-0.2, 0.5])  # gain - 1
+    rgb_shift: float = 20.0  # per-channel shift, 0..255 units
+    saturation: float = 0.0  # gain - 1 amplitude
+    hue: float = 0.0  # degrees
+    copy_paste_prob: float = 0.0  # paste an object of another image into the crop
+    merge_objects_prob: float = 0.15  # target = union of two objects of the image (RITM)
+    min_object_area: int = 1000  # pixels the object must keep inside the crop
+    workers: int = 4
+
+
+@dataclass
+class ClicksSection:
+    """RITM click simulation: the first-click sampler and the iterative correction rounds."""
+
+    max_points: int = 24
+    gamma: float = 0.8
+    erode_prob: float = 0.9
+    negative_bg_prob: float = 0.1
+    negative_other_prob: float = 0.4
+    negative_border_prob: float = 0.5
+    max_next_clicks: int = 3  # no-grad rounds per batch: uniform in 0..max_next_clicks
+
+
+@dataclass
+class LossSection:
+    """Weights handed to ``MSTLoss``."""
+
+    focal_weight: float = 1.0
+    contrastive_weight: float = 0.1
+
+
+@dataclass
+class OptimSection:
+    """AdamW with step decay expressed in epochs of ``samples_per_epoch`` samples."""
+
+    lr: float = 5e-6
+    betas: list = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 0.01
+    samples_per_epoch: int = 30000
+    lr_drop_epochs: list = field(default_factory=lambda: [50, 70])
+    lr_drop_factor: float = 0.1
+    warmup_steps: int = 0
+
+
+@dataclass
+class TrainerSection:
+    """Lightning Trainer settings, checkpoints, logging and the validation NoC."""
+
+    max_steps: int = 1000
+    batch_size: int = 8  # per device
+    accelerator: str = "auto"
+    devices: Any = "auto"  # int, list of ids or "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"  # "ddp" for many GPUs; "auto" picks it when devices > 1
+    precision: str = "auto"  # "auto": bf16-mixed on GPU, 32-true on CPU
+    seed: int = 0
+    log_every_steps: int = 10
+    checkpoint_every_steps: int = 500
+    checkpoint_every_minutes: float = 10.0
+    val_every_steps: int = 1000  # 0 disables validation
+    val_instances: int = 50
+    val_max_clicks: int = 20
+    val_iou: float = 0.85
+    grad_clip: float | None = None
+
+
+@dataclass
+class TrainConfig:
+    """A whole recipe; ``source`` is the YAML it came from (for messages and the model card)."""
+
+    name: str = "recipe"
+    out: str = "runs/train"
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    clicks: ClicksSection = field(default_factory=ClicksSection)
+    loss: LossSection = field(default_factory=LossSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    trainer: TrainerSection = field(default_factory=TrainerSection)
+    source: str | None = None
+
+
+def _accepts(hint: Any, value: Any) -> bool:
+    """Whether ``value`` (from YAML) fits the annotation ``hint`` (ints are valid floats)."""
+    if hint is Any:
+        return True
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_accepts(option, value) for option in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _number_text(hint: Any, value: Any) -> Any:
+    """YAML 1.1 reads ``5e-6`` (no dot) as a string: turn it into the float the key expects."""
+    if isinstance(value, str) and _accepts(hint, 1.5) and not _accepts(hint, value):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _fill(section: Any, values: dict, where: str, source: str | None) -> None:
+    """Set ``values`` on a dataclass instance, recursing into sub-sections, checking every key."""
+    if not isinstance(values, dict):
+        raise MSTGeoError(f"'{where or 'top level'}' must be a mapping, got {values!r}", source)
+    hints = typing.get_type_hints(type(section))
+    names = {f.name for f in dataclasses.fields(section)} - {"source"}
+    for key, value in values.items():
+        dotted = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            raise MSTGeoError(f"unknown key '{dotted}' (known: {', '.join(sorted(names))})", source)
+        current = getattr(section, key)
+        value = _number_text(hints[key], value)
+        if dataclasses.is_dataclass(current):
+            _fill(current, value, dotted, source)
+        elif _accepts(hints[key], value):
+            setattr(section, key, value)
+        else:
+            raise MSTGeoError(f"'{dotted}' must be {hints[key]}, got {value!r}", source)
+
+
+def _check_ranges(config: TrainConfig) -> None:
+    """Values that parse but cannot work (a zero batch, a probability of 3)."""
+    source = config.source
+    positive = {
+        "trainer.max_steps": config.trainer.max_steps,
+        "trainer.batch_size": config.trainer.batch_size,
+        "data.crop_size": config.data.crop_size,
+        "clicks.max_points": config.clicks.max_points,
+        "optim.samples_per_epoch": config.optim.samples_per_epoch,
+        "optim.lr": config.optim.lr,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise MSTGeoError(f"'{key}' must be > 0, got {value}", source)
+    if config.data.crop_size % 16:
+        raise MSTGeoError(f"'data.crop_size' must be a multiple of 16, got {config.data.crop_size}",
+                          source)
+    for key in ("flip_prob", "jitter_prob", "copy_paste_prob", "merge_objects_prob"):
+        value = getattr(config.data, key)
+        if not 0 <= value <= 1:
+            raise MSTGeoError(f"'data.{key}' is a probability, got {value}", source)
+    if not 0 < config.data.val_fraction < 1:
+        raise MSTGeoError(f"'data.val_fraction' must be in (0, 1), got {config.data.val_fraction}",
+                          source)
+    low, high = config.data.scale_range
+    if not 0 < low <= high:
+        raise MSTGeoError(f"'data.scale_range' must be [low, high] with 0 < low <= high", source)
+    if (config.data.scene is None) != (config.data.labels is None):
+        raise MSTGeoError("'data.scene' and 'data.labels' go together (a GeoTIFF and its labels)",
+                          source)
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``"optim.lr=1e-4"`` -> ``("optim.lr", 0.0001)``; the value is read as YAML."""
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise MSTGeoError(f"override '{item}' must look like section.key=value")
+    return key.strip(), yaml.safe_load(text)
+
+
+def _nest(overrides: dict[str, Any]) -> dict:
+    """Dotted keys to nested mappings: {"a.b": 1} -> {"a": {"b": 1}}."""
+    nested: dict = {}
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
+
+
+def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a recipe, apply dotted ``overrides`` (None values skipped) and validate the result."""
+    path = Path(path)
+    if not path.is_file():
+        raise MSTGeoError("training config not found", path)
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise MSTGeoError(f"not valid YAML ({error.__class__.__name__}: "
+                          f"{str(error).splitlines()[0]})", path) from None
+    config = TrainConfig(source=str(path))
+    _fill(config, values, "", str(path))
+    given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    _fill(config, _nest(given), "", f"{path} (command-line override)")
+    _check_ranges(config)
+    return config
+
+
+def config_to_dict(config: TrainConfig) -> dict:
+    """Plain-data view of the recipe (for the checkpoint card and ``hparams.yaml``)."""
+    return dataclasses.asdict(config)

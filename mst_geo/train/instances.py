@@ -1,0 +1,121 @@
+"""The training instances grouped by image, and the held-out validation split.
+
+Training needs, for each instance, the other objects of the same image (negative clicks on other
+objects, merged targets), so instances from ``data/iseg.py`` are grouped by image file. The split
+is by image, never by instance, so a validation object's image is never seen in training. It is
+read from a list file (``val.txt`` written by ``scripts/make_train_pack.py``) when there is one,
+otherwise drawn by a stable hash of ``dataset/image_id`` (same split on every machine and run).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from mst_geo.data.iseg import LAYOUTS, InstanceRef, load_iseg_dataset, read_rgb
+from mst_geo.errors import MSTGeoError
+
+VAL_LIST_NAME = "val.txt"
+
+
+@dataclass(frozen=True)
+class ImageGroup:
+    """One image file and every annotated instance in it."""
+
+    dataset: str
+    image_id: str
+    refs: tuple[InstanceRef, ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.dataset}/{self.image_id}"
+
+    def read_image(self) -> np.ndarray:
+        return read_rgb(self.refs[0].image_path)
+
+    def read_mask(self, which: int) -> np.ndarray:
+        """Mask ``which`` of this image, uint8 1 object / 0 background / 255 ignore."""
+        return LAYOUTS[self.dataset].read_mask(self.refs[which])
+
+
+@dataclass(frozen=True)
+class InstanceIndex:
+    """Image groups and a flat list of ``(group, instance)`` pairs, one per training object."""
+
+    groups: tuple[ImageGroup, ...]
+
+    @cached_property
+    def items(self) -> list[tuple[int, int]]:
+        return [(g, i) for g, group in enumerate(self.groups) for i in range(len(group.refs))]
+
+    def __len__(self) -> int:
+        return sum(len(group.refs) for group in self.groups)
+
+    def describe(self) -> dict[str, dict[str, int]]:
+        """Images and instances per dataset (for logs and the model card)."""
+        counts: dict[str, dict[str, int]] = {}
+        for group in self.groups:
+            entry = counts.setdefault(group.dataset, {"images": 0, "instances": 0})
+            entry["images"] += 1
+            entry["instances"] += len(group.refs)
+        return counts
+
+
+SAME_PHOTO_KEYS = {"COCO_MVal": lambda image_id: image_id.rsplit("_", 1)[-1]}
+"""Datasets that store one photo under several file names: COCO_MVal names each instance's copy
+``<category><nn>_<coco id>``, so the COCO id identifies the photo."""
+
+
+def group_by_image(dataset_name: str, refs: Sequence[InstanceRef]) -> list[ImageGroup]:
+    """Instances of the same photo become one group (first-seen order kept)."""
+    photo_key = SAME_PHOTO_KEYS.get(dataset_name, lambda image_id: image_id)
+    by_photo: dict[str, list[InstanceRef]] = {}
+    for ref in refs:
+        by_photo.setdefault(photo_key(ref.image_id), []).append(ref)
+    return [ImageGroup(dataset_name, key, tuple(group)) for key, group in by_photo.items()]
+
+
+def hashed_holdout(key: str, fraction: float) -> bool:
+    """Stable pseudo-random membership of the held-out slice (crc32 of the key)."""
+    return (zlib.crc32(key.encode()) % 10_000) < fraction * 10_000
+
+
+def read_val_list(path: Path) -> set[str]:
+    """``dataset/image_id`` keys, one per line (``#`` comments allowed)."""
+    lines = (line.split("#")[0].strip() for line in path.read_text().splitlines())
+    return {line for line in lines if line}
+
+
+def build_split(root: str | Path, datasets: Sequence[str], val_fraction: float,
+                val_list: str | Path | None = None,
+                max_images: int | None = None) -> tuple[InstanceIndex, InstanceIndex]:
+    """Training and held-out instance indexes of ``datasets`` under ``root``.
+
+    ``max_images`` keeps the first images of each dataset (smoke runs); the held-out slice comes
+    from ``val_list``, else ``root/val.txt``, else the hash rule.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise MSTGeoError("training data root not found (set data.root or --data-root)", root)
+    list_path = Path(val_list) if val_list else root / VAL_LIST_NAME
+    if val_list and not list_path.is_file():
+        raise MSTGeoError("validation list not found", list_path)
+    held_out = read_val_list(list_path) if list_path.is_file() else None
+    train: list[ImageGroup] = []
+    val: list[ImageGroup] = []
+    for name in datasets:
+        dataset = load_iseg_dataset(name, root, split="train")
+        groups = group_by_image(dataset.name, dataset.refs)[:max_images]
+        for group in groups:
+            in_val = (group.key in held_out) if held_out is not None else hashed_holdout(
+                group.key, val_fraction)
+            (val if in_val else train).append(group)
+    if not train:
+        raise MSTGeoError(f"no training images left in {', '.join(datasets)}", root)
+    return InstanceIndex(tuple(train)), InstanceIndex(tuple(val))
+

@@ -1,0 +1,154 @@
+"""Training samples as a pure function of ``(seed, sample index)``.
+
+Sample ``i`` picks its object from a seeded per-epoch permutation of all instances, then draws
+everything else (merge, scale, flip, crop, copy-paste donor, colour, clicks) from a generator
+seeded with ``(seed, i)``. Nothing depends on worker ids, on how many samples came before or on
+the process, so ``--resume`` and any number of loader workers or GPUs give the same batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from mst_geo.clicks.sampler import MultiPointSampler
+from mst_geo.clicks.simulator import split_mask
+from mst_geo.errors import MSTGeoError
+from mst_geo.train.augment import ColorJitter, Sample, paste_object, scale_flip_crop
+from mst_geo.train.config import ClicksSection, DataSection
+from mst_geo.train.instances import InstanceIndex
+
+MIN_TARGET_PIXELS = 16
+"""A crop whose object is smaller than this is drawn again (a few pixels teach nothing)."""
+
+MAX_ATTEMPTS = 12
+"""Crops tried (two per instance) before a sample gives up."""
+
+
+@dataclass(frozen=True)
+class SampleRecipe:
+    """The augmentation knobs of ``DataSection`` that shape one sample."""
+
+    crop_size: int
+    scale_range: tuple[float, float]
+    flip_prob: float
+    min_object_area: int
+    copy_paste_prob: float
+    merge_objects_prob: float
+    jitter: ColorJitter
+
+    @classmethod
+    def from_config(cls, data: DataSection) -> SampleRecipe:
+        return cls(
+            crop_size=data.crop_size,
+            scale_range=(float(data.scale_range[0]), float(data.scale_range[1])),
+            flip_prob=data.flip_prob,
+            min_object_area=data.min_object_area,
+            copy_paste_prob=data.copy_paste_prob,
+            merge_objects_prob=data.merge_objects_prob,
+            jitter=ColorJitter(prob=data.jitter_prob, brightness=data.brightness,
+                               contrast=(float(data.contrast[0]), float(data.contrast[1])),
+                               rgb_shift=data.rgb_shift, saturation=data.saturation, hue=data.hue),
+        )
+
+
+def sampler_from_config(clicks: ClicksSection) -> MultiPointSampler:
+    return MultiPointSampler(max_points=clicks.max_points, gamma=clicks.gamma,
+                             erode_prob=clicks.erode_prob, negative_bg_prob=clicks.negative_bg_prob,
+                             negative_other_prob=clicks.negative_other_prob,
+                             negative_border_prob=clicks.negative_border_prob)
+
+
+def pad_clicks(points: np.ndarray, rows: int) -> np.ndarray:
+    """``[n, 3]`` clicks padded with ``(-1, -1, -1)`` rows to ``[rows, 3]`` (the model's padding)."""
+    out = np.full((rows, 3), -1.0, np.float32)
+    out[: len(points)] = points[:rows]
+    return out
+
+
+class ClickSampleSet(Dataset):
+    """Map-style dataset whose index is the global sample number (see ``ResumableSampler``)."""
+
+    def __init__(self, index: InstanceIndex, recipe: SampleRecipe, sampler: MultiPointSampler,
+                 seed: int, length: int):
+        self.index = index
+        self.recipe = recipe
+        self.sampler = sampler
+        self.seed = seed
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def instance_for(self, sample_index: int) -> tuple[int, int]:
+        """The ``(group, instance)`` of sample ``sample_index``: each epoch visits every instance."""
+        items = self.index.items
+        epoch, position = divmod(sample_index, len(items))
+        order = np.random.default_rng([self.seed, epoch, 0x5EED]).permutation(len(items))
+        return items[order[position]]
+
+    def load(self, group_index: int, which: int, rng: np.random.Generator) -> Sample:
+        """The full image with its target (maybe merged with another object) and other objects."""
+        group = self.index.groups[group_index]
+        image = group.read_image()
+        masks = [split_mask(group.read_mask(k)) for k in range(len(group.refs))]
+        target, ignore = masks[which]
+        others = np.zeros_like(target)
+        for k, (obj, _) in enumerate(masks):
+            if k != which:
+                others |= obj
+        if len(masks) > 1 and rng.random() < self.recipe.merge_objects_prob:
+            partner = int(rng.choice([k for k in range(len(masks)) if k != which]))
+            target = target | masks[partner][0]
+            others = others & ~target
+        return Sample(image, target, others & ~target, ignore & ~target)
+
+    def make_sample(self, sample_index: int) -> Sample:
+        """The augmented sample ``sample_index`` (before clicks).
+
+        When the object does not survive the crop (a tiny object scaled down), another crop and
+        then another instance are drawn, still from the sample's own generator.
+        """
+        recipe = self.recipe
+        rng = np.random.default_rng([self.seed, sample_index])
+        group_index, which = self.instance_for(sample_index)
+        for attempt in range(MAX_ATTEMPTS):
+            if attempt and attempt % 2 == 0:
+                group_index, which = self.index.items[int(rng.integers(len(self.index)))]
+            full = self.load(group_index, which, rng)
+            if not full.target.any():
+                continue
+            sample = scale_flip_crop(full, recipe.crop_size, recipe.scale_range, recipe.flip_prob,
+                                     recipe.min_object_area, rng)
+            if sample.target.sum() >= MIN_TARGET_PIXELS:
+                break
+        else:
+            raise MSTGeoError(f"no object of at least {MIN_TARGET_PIXELS} px after "
+                              f"{MAX_ATTEMPTS} crops (are the masks empty?)",
+                              self.index.groups[group_index].refs[which].mask_path)
+        if rng.random() < recipe.copy_paste_prob:
+            donor_group, donor_which = self.index.items[int(rng.integers(len(self.index)))]
+            donor = self.index.groups[donor_group]
+            donor_mask, _ = split_mask(donor.read_mask(donor_which))
+            if donor_mask.any():
+                as_target = rng.random() < 0.5
+                pasted = paste_object(sample, donor.read_image(), donor_mask, rng, as_target)
+                if pasted.target.sum() >= MIN_TARGET_PIXELS:
+                    sample = pasted
+        return Sample(recipe.jitter(sample.image, rng), sample.target, sample.others, sample.ignore)
+
+    def __getitem__(self, sample_index: int) -> dict[str, torch.Tensor]:
+        sample = self.make_sample(int(sample_index))
+        rng = np.random.default_rng([self.seed, int(sample_index), 0xC11C])
+        target = sample.target
+        points = self.sampler.sample(target, rng, others=sample.others, ignore=sample.ignore)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(sample.image.transpose(2, 0, 1))),
+            "target": torch.from_numpy(target[None].astype(np.float32)),
+            "ignore": torch.from_numpy(sample.ignore[None]),
+            "clicks": torch.from_numpy(pad_clicks(points, self.sampler.max_points)),
+            "index": torch.tensor(int(sample_index)),
+        }

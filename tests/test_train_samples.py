@@ -1,0 +1,122 @@
+"""The training sample pipeline on real COCO_MVal / CCP images: deterministic, well-formed, varied."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mst_geo.clicks.sampler import MultiPointSampler
+from mst_geo.data.iseg import read_rgb
+from mst_geo.errors import MSTGeoError
+from mst_geo.train.augment import ColorJitter, Sample, paste_object, scale_flip_crop
+from mst_geo.train.config import DataSection
+from mst_geo.train.instances import build_split, hashed_holdout
+from mst_geo.train.samples import ClickSampleSet, SampleRecipe
+
+
+@pytest.fixture(scope="module")
+def split(iseg_root):
+    return build_split(iseg_root, ["COCO_MVal", "CCP"], val_fraction=0.2, max_images=20)
+
+
+@pytest.fixture(scope="module")
+def dataset(split):
+    recipe = SampleRecipe.from_config(DataSection(crop_size=96, min_object_area=100,
+                                                  copy_paste_prob=0.5, saturation=0.3, hue=10))
+    return ClickSampleSet(split[0], recipe, MultiPointSampler(), seed=3, length=1000)
+
+
+def test_split_is_by_image_and_stable(split, iseg_root):
+    train, val = split
+    train_keys = {g.key for g in train.groups}
+    assert train_keys.isdisjoint({g.key for g in val.groups})
+    assert len(val.groups) > 0 and len(train.groups) > len(val.groups)
+    # COCO_MVal stores one photo per instance file: the copies share a group
+    coco = [g for g in train.groups + val.groups if g.dataset == "COCO_MVal"]
+    assert any(len(g.refs) > 1 for g in coco)
+    assert all(len({r.image_id.rsplit("_", 1)[-1] for r in g.refs}) == 1 for g in coco)
+    again = build_split(iseg_root, ["COCO_MVal", "CCP"], val_fraction=0.2, max_images=20)
+    assert [g.key for g in again[1].groups] == [g.key for g in val.groups]
+    assert all(hashed_holdout(g.key, 0.2) for g in val.groups)
+
+
+def test_val_list_file_decides_the_split(iseg_root, tmp_path):
+    listed = tmp_path / "val.txt"
+    listed.write_text("# held out\nCCP/0005\n")
+    train, val = build_split(iseg_root, ["CCP"], 0.2, val_list=listed, max_images=5)
+    assert [g.key for g in val.groups] == ["CCP/0005"]
+    assert "CCP/0005" not in {g.key for g in train.groups}
+
+
+def test_missing_root_is_a_clear_error(tmp_path):
+    with pytest.raises(MSTGeoError, match="training data root not found"):
+        build_split(tmp_path / "nowhere", ["COCO_MVal"], 0.1)
+    with pytest.raises(MSTGeoError, match="no COCO_MVal folder"):
+        build_split(tmp_path, ["COCO_MVal"], 0.1)
+
+
+def test_samples_are_well_formed(dataset):
+    for index in range(12):
+        item = dataset[index]
+        assert item["image"].shape == (3, 96, 96) and item["image"].dtype == torch.uint8
+        target = item["target"][0].numpy() > 0
+        assert target.sum() >= 16
+        clicks = item["clicks"].numpy()
+        real = clicks[clicks[:, 2] >= 0]
+        assert 1 <= len(real) <= 24 and (clicks[len(real):] == -1).all()
+        ys, xs = real[:, 0].astype(int), real[:, 1].astype(int)
+        assert target[ys[real[:, 2] == 1], xs[real[:, 2] == 1]].all()
+        assert not target[ys[real[:, 2] == 0], xs[real[:, 2] == 0]].any()
+
+
+def test_sample_is_a_function_of_its_index(dataset):
+    first, again, other = dataset[5], dataset[5], dataset[6]
+    for key in first:
+        assert torch.equal(first[key], again[key])
+    assert not torch.equal(first["image"], other["image"])
+
+
+def test_each_epoch_visits_every_instance_once(dataset):
+    n = len(dataset.index)
+    assert sorted(dataset.instance_for(i) for i in range(n)) == sorted(dataset.index.items)
+    assert [dataset.instance_for(i) for i in range(n)] != [dataset.instance_for(n + i) for i in range(n)]
+
+
+def test_crop_keeps_object_anywhere(split):
+    group = split[0].groups[0]
+    image = read_rgb(group.refs[0].image_path)
+    target = group.read_mask(0) == 1
+    sample = Sample(image, target, np.zeros_like(target), np.zeros_like(target))
+    centres = []
+    for seed in range(20):
+        crop = scale_flip_crop(sample, 96, (1.5, 3.0), 0.5, 100, np.random.default_rng(seed))
+        assert crop.image.shape == (96, 96, 3) and crop.target.sum() > 0
+        ys, xs = np.nonzero(crop.target)
+        centres.append((ys.mean(), xs.mean()))
+    assert np.std(np.array(centres), axis=0).min() > 5  # the object is not always centred
+
+
+def test_copy_paste_makes_new_target_or_distractor(split):
+    host, donor = split[0].groups[0], split[0].groups[-1]
+    target = host.read_mask(0) == 1
+    sample = scale_flip_crop(Sample(host.read_image(), target, np.zeros_like(target),
+                                    np.zeros_like(target)), 128, (1.0, 1.0), 0.0, 100,
+                             np.random.default_rng(0))
+    donor_mask = donor.read_mask(0) == 1
+    as_target = paste_object(sample, donor.read_image(), donor_mask, np.random.default_rng(1), True)
+    assert as_target.target.any() and not (as_target.target & as_target.others).any()
+    assert (as_target.others | as_target.target)[sample.target].all()
+    assert not np.array_equal(as_target.image, sample.image)
+    distractor = paste_object(sample, donor.read_image(), donor_mask, np.random.default_rng(1), False)
+    assert (distractor.target <= sample.target).all()
+    assert distractor.others.sum() == as_target.target.sum()
+
+
+def test_color_jitter_changes_colours_within_range(split):
+    image = split[0].groups[1].read_image()
+    jitter = ColorJitter(prob=1.0, saturation=0.4, hue=15)
+    out = jitter(image, np.random.default_rng(0))
+    assert out.dtype == np.uint8 and out.shape == image.shape
+    assert np.abs(out.astype(int) - image).mean() > 3
+    assert np.array_equal(ColorJitter(prob=0.0)(image, np.random.default_rng(0)), image)
