@@ -21,3 +21,31 @@ def shared_data() -> Path:
 def iseg_root(shared_data: Path) -> Path:
     """The RITM-layout interactive segmentation datasets (GrabCut, Berkeley, ...)."""
     return shared_data / "iseg"
+
+
+EXAMPLE_SCENE = Path(__file__).parents[1] / "examples" / "naip_scene.tif"
+
+
+@pytest.fixture(scope="session")
+def naip_scene() -> Path:
+    """The bundled real NAIP scene: 4 bands R,G,B,NIR uint8, 934x723 px at 5 m, EPSG:26914, nodata 0."""
+    return EXAMPLE_SCENE
+
+
+@pytest.fixture
+def write_geotiff(tmp_path: Path):
+    """Writes a real GeoTIFF (bands-first array) under tmp_path; profile keys override the defaults."""
+    import rasterio
+
+    def write(name: str, data, crs="EPSG:26914", transform=None, **profile) -> Path:
+        from affine import Affine
+
+        path = tmp_path / name
+        options = dict(driver="GTiff", count=data.shape[0], height=data.shape[1], width=data.shape[2],
+                       dtype=data.dtype, crs=crs, transform=transform or Affine(5.0, 0, 485899.0, 0, -5.0, 5209246.0))
+        options.update(profile)
+        with rasterio.open(path, "w", **options) as dst:
+            dst.write(data)
+        return path
+
+    return write

@@ -1,0 +1,213 @@
+"""Clicks in map coordinates: the clicks GeoJSON contract, reprojection and map → pixel mapping.
+
+Contract (DESIGN.md): a FeatureCollection of Point features; ``label`` positive/negative
+(also 1/0, true/false, fg/bg; missing means positive); ``object`` groups clicks into one object
+(default: every click one object, id 1); optional ``order`` sorts the clicks of an object
+(default: file order). Coordinates are WGS84 (RFC 7946) unless the file has a ``crs`` member
+or the caller passes ``clicks_crs`` (which wins). Every error names the file and the feature.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from affine import Affine
+from pyproj import CRS, Transformer
+from pyproj.exceptions import CRSError, ProjError
+
+from mst_geo.errors import MSTGeoError
+
+WGS84 = CRS.from_epsg(4326)
+DEFAULT_OBJECT = 1
+POSITIVE_LABELS = {"positive", "pos", "1", "true", "fg", "foreground", "+"}
+NEGATIVE_LABELS = {"negative", "neg", "0", "false", "bg", "background", "-"}
+
+ObjectId = Hashable
+"""An object id as the user gave it: an int or a string."""
+
+
+@dataclass(frozen=True)
+class SceneClick:
+    """One click: map position in the scene CRS, scene pixel position, label."""
+
+    x: float
+    y: float
+    row: float
+    col: float
+    positive: bool
+
+
+def parse_label(value: Any) -> bool:
+    """True for a positive click, False for a negative one; ValueError on anything else."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in POSITIVE_LABELS:
+            return True
+        if text in NEGATIVE_LABELS:
+            return False
+    raise ValueError(f"unknown label {value!r} (use positive/negative, 1/0, true/false or fg/bg)")
+
+
+def parse_crs(text: str, path: str | Path | None = None) -> CRS:
+    """A pyproj CRS from user text (EPSG:4326, a URN, WKT, PROJ); MSTGeoError if unknown."""
+    try:
+        return CRS.from_user_input(text)
+    except CRSError:
+        raise MSTGeoError(f"unknown CRS {text!r}", path) from None
+
+
+def crs_member(crs: CRS) -> dict:
+    """The GeoJSON ``crs`` member naming ``crs`` (an EPSG URN where one exists, else WKT)."""
+    epsg = crs.to_epsg()
+    name = f"urn:ogc:def:crs:EPSG::{epsg}" if epsg else crs.to_wkt()
+    return {"type": "name", "properties": {"name": name}}
+
+
+class PixelMapper:
+    """Maps coordinates in any CRS to the scene's CRS and pixel grid, checking they fall inside."""
+
+    def __init__(self, scene_crs: CRS | Any, transform: Affine, width: int, height: int):
+        self.scene_crs = CRS.from_user_input(scene_crs)
+        self.transform = transform
+        self.width = width
+        self.height = height
+
+    def to_scene(self, x: float, y: float, crs: CRS | None) -> tuple[float, float]:
+        """(x, y) reprojected from ``crs`` (None: already the scene CRS) to the scene CRS."""
+        if crs is None or CRS.from_user_input(crs) == self.scene_crs:
+            return float(x), float(y)
+        try:
+            return _transformer(CRS.from_user_input(crs), self.scene_crs).transform(x, y, errcheck=True)
+        except ProjError:  # no valid position in the scene CRS: treated as outside the scene
+            return float("inf"), float("inf")
+
+    def to_pixel(self, x: float, y: float) -> tuple[float, float] | None:
+        """(row, col) of scene-CRS (x, y) in scene pixels, or None when outside the scene."""
+        col, row = ~self.transform @ (x, y)
+        if 0 <= row < self.height and 0 <= col < self.width:
+            return row, col
+        return None
+
+    def click(self, x: float, y: float, positive: bool, crs: CRS | None) -> SceneClick | None:
+        """A SceneClick for map (x, y) in ``crs``, or None when it falls outside the scene."""
+        sx, sy = self.to_scene(x, y, crs)
+        pixel = self.to_pixel(sx, sy)
+        if pixel is None:
+            return None
+        return SceneClick(x=sx, y=sy, row=pixel[0], col=pixel[1], positive=positive)
+
+
+def load_geojson(path: str | Path) -> dict:
+    """The parsed JSON of a clicks file; MSTGeoError when missing or not JSON."""
+    path = Path(path)
+    if not path.is_file():
+        raise MSTGeoError("clicks file not found", path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise MSTGeoError(f"not valid JSON ({error})", path) from None
+    if not isinstance(data, dict):
+        raise MSTGeoError("not a GeoJSON FeatureCollection", path)
+    return data
+
+
+def read_clicks(
+    path: str | Path, mapper: PixelMapper, clicks_crs: str | CRS | None = None
+) -> dict[ObjectId, list[SceneClick]]:
+    """Clicks of a GeoJSON file grouped by object (first-appearance order), each in click order."""
+    return clicks_from_geojson(load_geojson(path), mapper, clicks_crs=clicks_crs, source=path)
+
+
+def clicks_from_geojson(
+    data: Mapping[str, Any],
+    mapper: PixelMapper,
+    clicks_crs: str | CRS | None = None,
+    source: str | Path | None = None,
+) -> dict[ObjectId, list[SceneClick]]:
+    """Validate a clicks FeatureCollection and map it onto the scene (see the module docstring)."""
+    if data.get("type") == "Feature":
+        data = {"type": "FeatureCollection", "features": [data]}
+    if data.get("type") != "FeatureCollection" or not isinstance(data.get("features"), list):
+        raise MSTGeoError("not a GeoJSON FeatureCollection", source)
+    crs = _source_crs(data, clicks_crs, source)
+    if not data["features"]:
+        raise MSTGeoError("holds no click points", source)
+
+    keyed: dict[ObjectId, list[tuple[float, int, SceneClick]]] = {}
+    for index, feature in enumerate(data["features"]):
+        where = _describe(index, feature)
+        properties = (feature.get("properties") if isinstance(feature, dict) else None) or {}
+        geometry = feature.get("geometry") if isinstance(feature, dict) else None
+        if not isinstance(geometry, dict) or geometry.get("type") != "Point":
+            kind = geometry.get("type") if isinstance(geometry, dict) else "no geometry"
+            raise MSTGeoError(f"{where} has {kind}; clicks must be Point features", source)
+        try:
+            x, y = (float(value) for value in geometry["coordinates"][:2])
+            positive = parse_label(properties.get("label", "positive"))
+            object_id = _object_id(properties.get("object", DEFAULT_OBJECT))
+            order = float(properties.get("order", index))
+        except (KeyError, TypeError, ValueError) as error:
+            raise MSTGeoError(f"{where}: {error}", source) from None
+        click = mapper.click(x, y, positive, crs)
+        if click is None:
+            raise MSTGeoError(f"{where} at ({x}, {y}) lies outside the scene", source)
+        keyed.setdefault(object_id, []).append((order, index, click))
+    return {obj: [click for *_, click in sorted(entries, key=lambda e: e[:2])] for obj, entries in keyed.items()}
+
+
+def clicks_to_geojson(objects: Mapping[ObjectId, list[SceneClick]], scene_crs: CRS | Any) -> dict:
+    """The clicks contract for ``objects``, in the scene CRS (named in ``crs``) so a re-run is exact."""
+    features = [
+        {
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": [click.x, click.y]},
+            "properties": {"label": "positive" if click.positive else "negative", "object": obj, "order": order},
+        }
+        for obj, clicks in objects.items()
+        for order, click in enumerate(clicks)
+    ]
+    return {"type": "FeatureCollection", "crs": crs_member(CRS.from_user_input(scene_crs)), "features": features}
+
+
+def _source_crs(data: Mapping[str, Any], clicks_crs: str | CRS | None, source: str | Path | None) -> CRS:
+    if clicks_crs is not None:
+        return clicks_crs if isinstance(clicks_crs, CRS) else parse_crs(clicks_crs, source)
+    member = data.get("crs")
+    if member is None:
+        return WGS84
+    try:
+        return parse_crs(member["properties"]["name"], source)
+    except (KeyError, TypeError):
+        raise MSTGeoError('"crs" member must be {"type": "name", "properties": {"name": ...}}', source) from None
+
+
+@lru_cache(maxsize=16)
+def _transformer(source: CRS, target: CRS) -> Transformer:
+    return Transformer.from_crs(source, target, always_xy=True)
+
+
+def _object_id(value: Any) -> ObjectId:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"object id must be an integer or a string, got {value!r}")
+    return value
+
+
+def _describe(index: int, feature: Any) -> str:
+    """How an error names a feature: its 1-based position, and its id/object when present."""
+    text = f"feature #{index + 1}"
+    if isinstance(feature, dict):
+        if feature.get("id") is not None:
+            text += f" (id {feature['id']!r})"
+        obj = (feature.get("properties") or {}).get("object")
+        if obj is not None:
+            text += f" (object {obj!r})"
+    return text

@@ -1,0 +1,224 @@
+"""Windowed access to a GeoTIFF scene of any size: band choice, nodata, percentile normalisation.
+
+Nothing here reads the whole raster: the per-band percentiles come from an overview or from a
+sample of blocks, and every image read is a window, decimated through the overviews
+(``out_shape``) when the window is larger than the model input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import contextlib
+import warnings
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.enums import ColorInterp, Resampling
+from rasterio.errors import NodataShadowWarning, NotGeoreferencedWarning, RasterioIOError
+from rasterio.windows import Window
+
+from mst_geo.errors import MSTGeoError
+
+PERCENTILES = (2.0, 98.0)
+"""Per-band stretch (the cumulative-count cut GIS viewers use), so the model sees what the analyst sees."""
+
+STATS_MAX_SIDE = 1024
+"""Largest side of the overview (or block sample) read to estimate the percentiles."""
+
+STATS_MAX_BLOCKS = 32
+"""Blocks sampled on a regular grid when the scene has no overviews."""
+
+RGB_INTERP = (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
+
+
+@dataclass(frozen=True)
+class WindowImage:
+    """One read: the normalised image of a scene window and where its pixels lie on the map.
+
+    ``image`` is float32 HxWx3 in 0..1; ``valid`` is False on nodata / masked pixels;
+    ``transform`` maps the (possibly decimated) image pixels to scene CRS coordinates.
+    """
+
+    image: np.ndarray
+    valid: np.ndarray
+    window: Window
+    transform: Affine
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """Scene pixels per image pixel along (rows, cols); 1 at native resolution."""
+        return self.window.height / self.image.shape[0], self.window.width / self.image.shape[1]
+
+
+def parse_bands(text: str | None) -> tuple[int, ...] | None:
+    """Parse ``--bands`` ("4,3,2", 1-based like GDAL) into band indexes; None keeps the default."""
+    if text is None or not text.strip():
+        return None
+    try:
+        bands = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise MSTGeoError(f"--bands must be comma-separated band numbers like 4,3,2, got {text!r}") from None
+    if len(bands) not in (1, 3):
+        raise MSTGeoError(f"--bands takes 1 band (grey) or 3 bands (R,G,B), got {len(bands)}")
+    return bands
+
+
+class SceneRaster:
+    """An open scene: georeferencing, the chosen bands and their stretch, and windowed reads."""
+
+    def __init__(self, path: str | Path, bands: Sequence[int] | None = None):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise MSTGeoError("raster not found", self.path)
+        try:
+            with warnings.catch_warnings():  # georeferencing is checked below, with a clear error
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                self.dataset = rasterio.open(self.path)
+        except RasterioIOError as error:
+            raise MSTGeoError(f"cannot read as a raster ({_first_line(error)})", self.path) from None
+        try:
+            self._check_georeferencing()
+            self.bands = self._choose_bands(bands)
+            with _nodata_wins():
+                self.low, self.high = self._estimate_percentiles()
+        except BaseException:
+            self.dataset.close()
+            raise
+
+    # -- georeferencing -------------------------------------------------------------------------
+    @property
+    def crs(self) -> rasterio.crs.CRS:
+        return self.dataset.crs
+
+    @property
+    def transform(self) -> Affine:
+        return self.dataset.transform
+
+    @property
+    def width(self) -> int:
+        return self.dataset.width
+
+    @property
+    def height(self) -> int:
+        return self.dataset.height
+
+    @property
+    def bounds(self) -> rasterio.coords.BoundingBox:
+        return self.dataset.bounds
+
+    def _check_georeferencing(self) -> None:
+        if self.dataset.crs is None:
+            raise MSTGeoError("raster has no CRS (georeference it, e.g. gdal_edit.py -a_srs EPSG:xxxx)", self.path)
+        if self.dataset.transform.is_identity:
+            raise MSTGeoError("raster has no geotransform (pixel-to-map mapping)", self.path)
+        if self.dataset.transform.b != 0 or self.dataset.transform.d != 0:
+            raise MSTGeoError("rotated rasters are not supported (warp it north-up first)", self.path)
+
+    # -- bands and normalisation ----------------------------------------------------------------
+    def _choose_bands(self, bands: Sequence[int] | None) -> tuple[int, int, int]:
+        """Three band indexes for the model's RGB input: the user's, RGB by colour, or the first three."""
+        count = self.dataset.count
+        if bands is not None:
+            for band in bands:
+                if not 1 <= band <= count:
+                    raise MSTGeoError(f"band {band} requested but the raster has bands 1..{count}", self.path)
+            chosen = tuple(bands)
+        else:
+            interp = self.dataset.colorinterp
+            if all(colour in interp for colour in RGB_INTERP):
+                chosen = tuple(interp.index(colour) + 1 for colour in RGB_INTERP)
+            else:
+                chosen = tuple(range(1, min(count, 3) + 1))
+        if len(chosen) < 3:  # grey (or two bands): repeat the first so the model gets three channels
+            chosen = (chosen + (chosen[0],) * 3)[:3]
+        return chosen  # type: ignore[return-value]
+
+    def _estimate_percentiles(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-band low/high percentiles of valid pixels, from an overview or sampled blocks."""
+        samples = self._stats_sample()
+        valid = ~np.ma.getmaskarray(samples) & np.isfinite(samples.data)
+        if not valid.any(axis=1).all():
+            raise MSTGeoError("raster holds only nodata pixels in the chosen bands", self.path)
+        low, high = np.array([np.percentile(band[ok], PERCENTILES) for band, ok in zip(samples.data, valid)]).T
+        high = np.where(high > low, high, low + 1.0)  # a constant band maps to 0, not to NaN
+        return low.astype(np.float32), high.astype(np.float32)
+
+    def _stats_sample(self) -> np.ma.MaskedArray:
+        """Pixels for the statistics: one decimated read if overviews exist, else blocks on a grid."""
+        longest = max(self.width, self.height)
+        if longest <= STATS_MAX_SIDE or self.dataset.overviews(self.bands[0]):
+            factor = max(1.0, longest / STATS_MAX_SIDE)
+            shape = (3, max(1, round(self.height / factor)), max(1, round(self.width / factor)))
+            return self.dataset.read(self.bands, out_shape=shape, masked=True, resampling=Resampling.nearest)
+        block_h, block_w = self.dataset.block_shapes[self.bands[0] - 1]
+        rows = range(0, self.height, block_h)
+        cols = range(0, self.width, block_w)
+        per_side = max(1, int(np.sqrt(STATS_MAX_BLOCKS)))
+        picks = [
+            (rows[i], cols[j])
+            for i in np.linspace(0, len(rows) - 1, min(per_side, len(rows))).astype(int)
+            for j in np.linspace(0, len(cols) - 1, min(per_side, len(cols))).astype(int)
+        ]
+        blocks = [
+            self.dataset.read(self.bands, window=Window(col, row, block_w, block_h).intersection(self._full), masked=True)
+            for row, col in picks
+        ]
+        flat = [np.ma.reshape(block, (3, -1)) for block in blocks]
+        return np.ma.concatenate(flat, axis=1)
+
+    @property
+    def _full(self) -> Window:
+        return Window(0, 0, self.width, self.height)
+
+    # -- reads ----------------------------------------------------------------------------------
+    def read(self, window: Window, max_side: int | None = None) -> WindowImage:
+        """Read ``window`` (clipped to the scene), decimated so its longest side is <= ``max_side``."""
+        window = window.intersection(self._full)
+        height, width = int(window.height), int(window.width)
+        factor = 1.0 if max_side is None else max(1.0, max(height, width) / max_side)
+        out_h, out_w = max(1, round(height / factor)), max(1, round(width / factor))
+        raw = self.dataset.read(
+            self.bands, window=window, out_shape=(3, out_h, out_w), resampling=Resampling.bilinear
+        ).astype(np.float32)
+        with _nodata_wins():
+            valid = self.dataset.dataset_mask(window=window, out_shape=(out_h, out_w), resampling=Resampling.nearest)
+        valid = valid > 0
+        valid &= np.isfinite(raw).all(axis=0)
+        image = (raw - self.low[:, None, None]) / (self.high - self.low)[:, None, None]
+        image = np.clip(np.nan_to_num(np.moveaxis(image, 0, -1)), 0.0, 1.0)
+        image[~valid] = 0.0
+        transform = self.dataset.window_transform(window) @ Affine.scale(width / out_w, height / out_h)
+        return WindowImage(image=np.ascontiguousarray(image), valid=valid, window=window, transform=transform)
+
+    def is_valid(self, row: float, col: float) -> bool:
+        """Whether the scene pixel under (row, col) holds data (not nodata, not masked)."""
+        pixel = Window(int(col), int(row), 1, 1)
+        with _nodata_wins():
+            return bool(self.dataset.dataset_mask(window=pixel)[0, 0])
+
+    # -- lifetime -------------------------------------------------------------------------------
+    def close(self) -> None:
+        self.dataset.close()
+
+    def __enter__(self) -> SceneRaster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def _nodata_wins() -> Iterator[None]:
+    """Silence rasterio's warning that nodata shadows an alpha band: a 4-band RGBN scene with
+    nodata (NAIP) is not RGBA, and the nodata value is exactly the mask we want."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NodataShadowWarning)
+        yield
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

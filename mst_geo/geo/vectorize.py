@@ -1,0 +1,62 @@
+"""Mask → one valid (Multi)Polygon per object, with holes, optional simplification and minimum area."""
+
+from __future__ import annotations
+
+import numpy as np
+from affine import Affine
+from pyproj import CRS, Geod
+from rasterio.features import shapes
+from shapely import make_valid
+from shapely.geometry import MultiPolygon, Polygon, shape
+from shapely.geometry.base import BaseGeometry
+
+
+def mask_to_polygon(
+    mask: np.ndarray, transform: Affine, simplify: float = 0.0, min_area: float = 0.0
+) -> Polygon | MultiPolygon:
+    """The foreground of a boolean ``mask`` as map geometry (``transform``: mask pixels → CRS).
+
+    ``simplify`` is a tolerance in CRS units (topology kept); parts and holes smaller than
+    ``min_area`` (CRS units²) are dropped / filled. Empty when nothing remains.
+    """
+    mask = np.ascontiguousarray(mask, dtype=np.uint8)
+    parts = [shape(geom) for geom, _ in shapes(mask, mask=mask.astype(bool), transform=transform, connectivity=4)]
+    parts = [_fill_small_holes(part, min_area) for part in parts if part.area >= min_area]
+    geometry = _polygonal(make_valid(MultiPolygon(parts))) if parts else MultiPolygon()
+    if simplify > 0 and not geometry.is_empty:
+        geometry = _polygonal(make_valid(geometry.simplify(simplify, preserve_topology=True)))
+        geometry = MultiPolygon([part for part in geometry.geoms if part.area >= min_area])
+    if len(geometry.geoms) == 1:
+        return geometry.geoms[0]
+    return geometry
+
+
+def area_m2(geometry: BaseGeometry, crs: CRS) -> float | None:
+    """Area in square metres: geodesic for geographic CRSs, by the unit factor for projected ones."""
+    crs = CRS.from_user_input(crs)
+    if crs.is_geographic:
+        geod = crs.get_geod() or Geod(ellps="WGS84")
+        return abs(geod.geometry_area_perimeter(geometry)[0])
+    if crs.is_projected:
+        factor = crs.axis_info[0].unit_conversion_factor
+        return geometry.area * factor * factor
+    return None
+
+
+def _fill_small_holes(polygon: Polygon, min_area: float) -> Polygon:
+    if min_area <= 0:
+        return polygon
+    holes = [ring for ring in polygon.interiors if Polygon(ring).area >= min_area]
+    return Polygon(polygon.exterior, holes)
+
+
+def _polygonal(geometry: BaseGeometry) -> MultiPolygon:
+    """Only the polygon parts of ``geometry`` (make_valid may add lines or points), as a MultiPolygon."""
+    if isinstance(geometry, Polygon):
+        return MultiPolygon([geometry]) if not geometry.is_empty else MultiPolygon()
+    if isinstance(geometry, MultiPolygon):
+        return geometry
+    polygons: list[Polygon] = []
+    for part in getattr(geometry, "geoms", ()):
+        polygons.extend(_polygonal(part).geoms)
+    return MultiPolygon(polygons)

@@ -1,0 +1,107 @@
+"""geo.io: the output contract, atomic GeoPackage/GeoJSON writes and the mask COG on the scene grid."""
+
+from __future__ import annotations
+
+import os
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from pyproj import CRS
+from rasterio.windows import Window
+from shapely.geometry import MultiPolygon, box
+
+from mst_geo.errors import MSTGeoError
+from mst_geo.geo.io import COLUMNS, ObjectRecord, polygons_frame, write_mask_cog, write_polygons
+
+UTM = CRS.from_epsg(26914)
+TRANSFORM = Affine(5.0, 0, 485899.0, 0, -5.0, 5209246.0)
+
+
+@pytest.fixture
+def records() -> list[ObjectRecord]:
+    return [
+        ObjectRecord(object="pond", geometry=box(489900, 5208700, 490100, 5209100), n_clicks=3, score=0.91),
+        ObjectRecord(object=2, geometry=MultiPolygon([box(0, 0, 10, 10), box(20, 0, 30, 10)]), n_clicks=1, score=0.5),
+        ObjectRecord(object="empty", geometry=MultiPolygon(), n_clicks=1, score=0.0),
+    ]
+
+
+def read_only_dir(tmp_path):
+    """A directory this process cannot write to (root ignores modes, so use read-only sysfs then)."""
+    if os.geteuid() != 0:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        return locked
+    return pytest.importorskip("pathlib").Path("/sys")
+
+
+def test_frame_follows_the_output_contract(records):
+    frame = polygons_frame(records, UTM, model="mst_tiny_test")
+    assert list(frame.columns) == [*COLUMNS, "geometry"]
+    assert frame["object"].tolist() == ["pond", "2", "empty"]  # one column type for GeoPackage
+    assert frame["area"].tolist() == [200 * 400, 200, 0]
+    assert frame["area_m2"].tolist() == [200 * 400, 200, 0]
+    assert frame.crs == UTM and (frame["model"] == "mst_tiny_test").all()
+    integers = polygons_frame(records[1:2], UTM, model="m")
+    assert integers["object"].tolist() == [2]
+
+
+@pytest.mark.parametrize("name", ["objects.gpkg", "objects.geojson"])
+def test_polygons_round_trip_and_leave_no_temporary_files(tmp_path, records, name):
+    path = write_polygons(polygons_frame(records, UTM, model="m"), tmp_path / name)
+    back = gpd.read_file(path)
+    assert back.crs == UTM
+    assert back["object"].tolist() == ["pond", "2", "empty"]
+    assert back["n_clicks"].tolist() == [3, 1, 1]
+    assert back.geometry.iloc[0].equals(records[0].geometry)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_existing_output_needs_overwrite(tmp_path, records):
+    frame = polygons_frame(records, UTM, model="m")
+    path = write_polygons(frame, tmp_path / "out.gpkg")
+    with pytest.raises(MSTGeoError, match="out.gpkg: output exists \\(pass --overwrite"):
+        write_polygons(frame.iloc[:1], path)
+    assert len(gpd.read_file(path)) == 3
+    write_polygons(frame.iloc[:1], path, overwrite=True)
+    assert len(gpd.read_file(path)) == 1
+
+
+def test_bad_output_paths(tmp_path, records):
+    frame = polygons_frame(records, UTM, model="m")
+    with pytest.raises(MSTGeoError, match="unknown output format '.shp'"):
+        write_polygons(frame, tmp_path / "out.shp")
+    with pytest.raises(MSTGeoError, match="output directory does not exist"):
+        write_polygons(frame, tmp_path / "missing" / "out.gpkg")
+    locked = read_only_dir(tmp_path)
+    with pytest.raises(MSTGeoError, match="output directory not writable"):
+        write_polygons(frame, locked / "out.gpkg")
+
+
+def test_failed_write_leaves_the_previous_output_untouched(tmp_path):
+    """A write that fails half-way (the 256th object does not fit in uint8) removes its temp files."""
+    path = write_mask_cog(tmp_path / "mask.tif", UTM, TRANSFORM, 64, 64, [(Window(0, 0, 8, 8), np.ones((8, 8), bool))])
+    too_many = [(Window(k % 64, k // 64, 1, 1), np.ones((1, 1), bool)) for k in range(256)]
+    with pytest.raises(MSTGeoError, match="at most 255 objects"):
+        write_mask_cog(path, UTM, TRANSFORM, 64, 64, too_many, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.tif"]
+    with rasterio.open(path) as grid:
+        assert (grid.read(1) == 1).sum() == 64
+
+
+def test_mask_cog_on_the_scene_grid(tmp_path):
+    pond = np.zeros((50, 40), bool)
+    pond[10:30, 5:25] = True
+    coarse_field = np.ones((10, 10), bool)  # a 4x decimated window: 40x40 scene pixels
+    masks = [(Window(100, 200, 40, 50), pond), (Window(0, 0, 40, 40), coarse_field)]
+    path = write_mask_cog(tmp_path / "mask.tif", UTM, TRANSFORM, 934, 723, masks)
+    with rasterio.open(path) as grid:
+        assert (grid.width, grid.height, grid.crs, grid.transform) == (934, 723, UTM, TRANSFORM)
+        assert grid.dtypes == ("uint8",) and grid.profile["tiled"] and grid.overviews(1)
+        data = grid.read(1)
+    assert (data[210:230, 105:125] == 1).all() and (data == 1).sum() == 400
+    assert (data[:40, :40] == 2).all() and (data == 2).sum() == 1600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.tif"]

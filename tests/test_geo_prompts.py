@@ -1,0 +1,154 @@
+"""geo.prompts: the clicks GeoJSON contract against the real NAIP scene's georeferencing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import rasterio
+from pyproj import Transformer
+
+from mst_geo.errors import MSTGeoError
+from mst_geo.geo.prompts import (
+    PixelMapper,
+    clicks_from_geojson,
+    clicks_to_geojson,
+    parse_label,
+    read_clicks,
+)
+
+
+@pytest.fixture(scope="module")
+def mapper(naip_scene) -> PixelMapper:
+    with rasterio.open(naip_scene) as src:
+        return PixelMapper(src.crs, src.transform, src.width, src.height)
+
+
+def lonlat_of_pixel(row: float, col: float, crs: str = "EPSG:4326") -> tuple[float, float]:
+    """Map position of a NAIP scene pixel (5 m grid, EPSG:26914) in another CRS."""
+    x, y = 485899.0 + 5.0 * col, 5209246.0 - 5.0 * row
+    return Transformer.from_crs("EPSG:26914", crs, always_xy=True).transform(x, y)
+
+
+def collection(*points, crs=None) -> dict:
+    """A FeatureCollection of Point features from (x, y, properties) triples."""
+    data = {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "geometry": {"type": "Point", "coordinates": [x, y]}, "properties": props}
+            for x, y, props in points
+        ],
+    }
+    if crs:
+        data["crs"] = {"type": "name", "properties": {"name": crs}}
+    return data
+
+
+@pytest.mark.parametrize("value", ["positive", "POS", 1, True, "true", "fg", "1", "foreground"])
+def test_positive_labels(value):
+    assert parse_label(value) is True
+
+
+@pytest.mark.parametrize("value", ["negative", "neg", 0, False, "false", "bg", "0", 0.0])
+def test_negative_labels(value):
+    assert parse_label(value) is False
+
+
+@pytest.mark.parametrize("value", ["maybe", 2, None, [1]])
+def test_unknown_labels(value):
+    with pytest.raises(ValueError, match="unknown label"):
+        parse_label(value)
+
+
+def test_wgs84_clicks_land_on_their_pixels_grouped_and_ordered(mapper):
+    pond = lonlat_of_pixel(60.5, 850.5)
+    field = lonlat_of_pixel(95.5, 120.5)
+    grass = lonlat_of_pixel(60.5, 880.5)
+    data = collection(
+        (*grass, {"label": "negative", "object": "pond", "order": 2}),
+        (*field, {"label": 1, "object": 7}),
+        (*pond, {"label": "positive", "object": "pond", "order": 1}),
+    )
+    objects = clicks_from_geojson(data, mapper)
+    assert list(objects) == ["pond", 7]  # first appearance in the file
+    first, second = objects["pond"]
+    assert (first.row, first.col, first.positive) == (pytest.approx(60.5), pytest.approx(850.5), True)
+    assert (second.row, second.col, second.positive) == (pytest.approx(60.5), pytest.approx(880.5), False)
+    assert objects[7][0].x == pytest.approx(485899.0 + 5 * 120.5)
+
+
+def test_default_object_and_file_order(mapper):
+    points = [lonlat_of_pixel(row, 400.5) for row in (300.5, 100.5, 200.5)]
+    objects = clicks_from_geojson(collection(*((*p, {}) for p in points)), mapper)
+    assert list(objects) == [1]
+    assert [click.row for click in objects[1]] == pytest.approx([300.5, 100.5, 200.5])
+    assert all(click.positive for click in objects[1])
+
+
+@pytest.mark.parametrize("crs", ["EPSG:3857", "EPSG:26914", "EPSG:32614"])
+def test_crs_member_is_honoured(mapper, crs):
+    x, y = lonlat_of_pixel(400.5, 300.5, crs)
+    objects = clicks_from_geojson(collection((x, y, {}), crs=f"urn:ogc:def:crs:{crs.replace(':', '::')}"), mapper)
+    assert (objects[1][0].row, objects[1][0].col) == (pytest.approx(400.5, abs=1e-6), pytest.approx(300.5, abs=1e-6))
+
+
+def test_clicks_crs_argument_overrides_the_file(mapper):
+    x, y = lonlat_of_pixel(10.5, 20.5, "EPSG:3857")
+    objects = clicks_from_geojson(collection((x, y, {})), mapper, clicks_crs="EPSG:3857")
+    assert (objects[1][0].row, objects[1][0].col) == (pytest.approx(10.5, abs=1e-6), pytest.approx(20.5, abs=1e-6))
+
+
+def test_round_trip_through_the_contract_is_exact(mapper):
+    data = collection(
+        (*lonlat_of_pixel(60.5, 850.5), {"object": "pond"}),
+        (*lonlat_of_pixel(90.5, 870.5), {"object": "pond", "label": "bg"}),
+        (*lonlat_of_pixel(624.5, 260.5), {"object": 3}),
+    )
+    objects = clicks_from_geojson(data, mapper)
+    exported = json.loads(json.dumps(clicks_to_geojson(objects, mapper.scene_crs)))
+    assert exported["crs"]["properties"]["name"] == "urn:ogc:def:crs:EPSG::26914"
+    assert clicks_from_geojson(exported, mapper) == objects
+
+
+def test_file_errors_name_the_file(tmp_path, mapper):
+    with pytest.raises(MSTGeoError, match="clicks file not found") as missing:
+        read_clicks(tmp_path / "none.geojson", mapper)
+    assert "none.geojson" in str(missing.value)
+    broken = tmp_path / "broken.geojson"
+    broken.write_text('{"type": "FeatureCollection", "features": [')
+    with pytest.raises(MSTGeoError, match="broken.geojson: not valid JSON"):
+        read_clicks(broken, mapper)
+    empty = tmp_path / "empty.geojson"
+    empty.write_text(json.dumps(collection()))
+    with pytest.raises(MSTGeoError, match="empty.geojson: holds no click points"):
+        read_clicks(empty, mapper)
+    listing = tmp_path / "list.geojson"
+    listing.write_text("[1, 2]")
+    with pytest.raises(MSTGeoError, match="not a GeoJSON FeatureCollection"):
+        read_clicks(listing, mapper)
+
+
+def test_feature_errors_name_the_feature(mapper):
+    inside = lonlat_of_pixel(100.5, 100.5)
+    line = collection((*inside, {}))
+    line["features"].append(
+        {"type": "Feature", "id": "road", "geometry": {"type": "LineString", "coordinates": [inside, inside]}}
+    )
+    with pytest.raises(MSTGeoError, match=r"feature #2 \(id 'road'\) has LineString; clicks must be Point"):
+        clicks_from_geojson(line, mapper, source="c.geojson")
+    with pytest.raises(MSTGeoError, match=r"c.geojson: feature #1 \(object 'lake'\): unknown label 'yes'"):
+        clicks_from_geojson(collection((*inside, {"label": "yes", "object": "lake"})), mapper, source="c.geojson")
+    with pytest.raises(MSTGeoError, match="object id must be an integer or a string"):
+        clicks_from_geojson(collection((*inside, {"object": 1.5})), mapper)
+    far = lonlat_of_pixel(-50, 100)
+    with pytest.raises(MSTGeoError, match="feature #2 at .* lies outside the scene"):
+        clicks_from_geojson(collection((*inside, {}), (*far, {})), mapper)
+    with pytest.raises(MSTGeoError, match="unknown CRS 'EPSG:999999'"):
+        clicks_from_geojson(collection((*inside, {})), mapper, clicks_crs="EPSG:999999")
+
+
+def test_clicks_in_the_wrong_crs_fall_outside(mapper):
+    """UTM metres read as degrees: far away, so the error says so rather than clicking anywhere."""
+    x, y = 485899.0 + 5 * 100, 5209246.0 - 5 * 100
+    with pytest.raises(MSTGeoError, match="lies outside the scene"):
+        clicks_from_geojson(collection((x, y, {})), mapper)

@@ -1,0 +1,148 @@
+"""geo.raster on the real NAIP scene and on real GeoTIFFs derived from it (other dtypes, bands, CRSs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.enums import ColorInterp
+from rasterio.windows import Window, bounds
+
+from mst_geo.errors import MSTGeoError
+from mst_geo.geo.raster import PERCENTILES, SceneRaster, parse_bands
+
+
+@pytest.fixture(scope="module")
+def naip_pixels(naip_scene) -> np.ndarray:
+    with rasterio.open(naip_scene) as src:
+        return src.read()
+
+
+def test_default_bands_and_exact_percentiles_on_small_scene(naip_scene, naip_pixels):
+    with SceneRaster(naip_scene) as raster:
+        assert raster.bands == (1, 2, 3)  # NAIP has no RGB colour interpretation: the first three
+        assert raster.crs.to_epsg() == 26914 and (raster.width, raster.height) == (934, 723)
+        expected = np.percentile(naip_pixels[:3].reshape(3, -1), PERCENTILES, axis=1)
+        np.testing.assert_allclose(raster.low, expected[0])
+        np.testing.assert_allclose(raster.high, expected[1])
+
+
+def test_native_window_read_is_the_stretched_pixels(naip_scene, naip_pixels):
+    with SceneRaster(naip_scene) as raster:
+        read = raster.read(Window(800, 10, 100, 120))
+        expected = (naip_pixels[:3, 10:130, 800:900].astype(np.float32) - raster.low[:, None, None]) / (
+            raster.high - raster.low
+        )[:, None, None]
+        np.testing.assert_allclose(read.image, np.clip(np.moveaxis(expected, 0, -1), 0, 1), atol=1e-6)
+        assert read.scale == (1.0, 1.0) and read.valid.all()
+        assert read.transform == raster.dataset.window_transform(Window(800, 10, 100, 120))
+
+
+def test_window_is_clipped_to_the_scene(naip_scene):
+    with SceneRaster(naip_scene) as raster:
+        read = raster.read(Window(900, 700, 100, 100))
+        assert read.image.shape == (23, 34, 3)
+        assert (read.window.col_off, read.window.row_off) == (900, 700)
+
+
+def test_decimated_read_keeps_the_window_footprint(naip_scene):
+    with SceneRaster(naip_scene) as raster:
+        window = Window(0, 0, 934, 723)
+        read = raster.read(window, max_side=224)
+        assert max(read.image.shape[:2]) == 224
+        assert read.scale[0] == pytest.approx(934 / 224, rel=0.01)
+        corner = read.transform @ (read.image.shape[1], read.image.shape[0])
+        expected = bounds(window, raster.transform)
+        assert corner == pytest.approx((expected[2], expected[1]))
+
+
+def test_nodata_pixels_are_invalid_and_black(write_geotiff, naip_pixels):
+    data = naip_pixels.copy()
+    data[:, :100, :200] = 0  # a real no-data corner, as at the edge of a NAIP quarter quad
+    path = write_geotiff("holes.tif", data, nodata=0)
+    with SceneRaster(path) as raster:
+        read = raster.read(Window(150, 50, 100, 100))
+        assert not read.valid[:50, :50].any() and read.valid[50:, 50:].all()
+        assert (read.image[:50, :50] == 0).all()
+        assert not raster.is_valid(10, 10) and raster.is_valid(300, 300)
+
+
+def test_block_sample_estimates_percentiles_without_overviews(write_geotiff, naip_pixels):
+    """A 2 k scene without overviews: the statistics come from blocks spread over the scene."""
+    mosaic = np.tile(naip_pixels[:3], (1, 3, 3))[:, :2048, :2048]
+    path = write_geotiff("mosaic.tif", mosaic, tiled=True, blockxsize=256, blockysize=256)
+    with SceneRaster(path) as raster:
+        assert not raster.dataset.overviews(1)
+        true_low, true_high = np.percentile(mosaic.reshape(3, -1), PERCENTILES, axis=1)
+        np.testing.assert_allclose(raster.low, true_low, atol=4)
+        np.testing.assert_allclose(raster.high, true_high, atol=4)
+
+
+def test_overview_estimates_percentiles(write_geotiff, naip_pixels):
+    mosaic = np.tile(naip_pixels[:3], (1, 3, 3))[:, :2048, :2048]
+    path = write_geotiff("mosaic_ovr.tif", mosaic, tiled=True, blockxsize=256, blockysize=256)
+    with rasterio.open(path, "r+") as dst:
+        dst.build_overviews([2, 4, 8])
+    with SceneRaster(path) as raster:
+        true_low, true_high = np.percentile(mosaic.reshape(3, -1), PERCENTILES, axis=1)
+        np.testing.assert_allclose(raster.low, true_low, atol=4)
+        np.testing.assert_allclose(raster.high, true_high, atol=4)
+
+
+def test_rgb_colour_interpretation_picks_the_bands(write_geotiff, naip_pixels):
+    path = write_geotiff("bgrn.tif", naip_pixels[[2, 1, 0, 3]], photometric="MINISBLACK")
+    with rasterio.open(path, "r+") as dst:
+        dst.colorinterp = [ColorInterp.blue, ColorInterp.green, ColorInterp.red, ColorInterp.undefined]
+    with SceneRaster(path) as raster:
+        assert raster.bands == (3, 2, 1)
+
+
+@pytest.mark.parametrize(
+    ("name", "make"),
+    [
+        ("grey_uint8", lambda px: px[3:4]),  # the NIR band alone
+        ("uint16_12bit", lambda px: (px.astype(np.uint16) * 16 + 7)),  # as 12-bit sensors store it
+        ("float32_reflectance", lambda px: px.astype(np.float32) / 255.0 * 0.6),
+        ("thirteen_bands", lambda px: np.concatenate([px, px[:3] // 2, px[:3] // 3, px[:3] // 4])),
+    ],
+)
+def test_other_dtypes_and_band_counts_normalise_to_unit_range(write_geotiff, naip_pixels, name, make):
+    data = make(naip_pixels[:, :200, :300])
+    path = write_geotiff(f"{name}.tif", np.ascontiguousarray(data))
+    with SceneRaster(path) as raster:
+        read = raster.read(Window(0, 0, 300, 200))
+        assert read.image.dtype == np.float32 and read.image.shape == (200, 300, 3)
+        assert 0.0 <= read.image.min() and read.image.max() <= 1.0
+        assert read.image.std() > 0.1  # stretched to use the range, whatever the dtype
+        if data.shape[0] == 1:
+            assert raster.bands == (1, 1, 1)
+
+
+def test_user_bands(naip_scene):
+    with SceneRaster(naip_scene, bands=parse_bands("4,1,2")) as raster:
+        assert raster.bands == (4, 1, 2)
+    assert parse_bands(None) is None and parse_bands("4") == (4,)
+    with pytest.raises(MSTGeoError, match="band 5 requested but the raster has bands 1..4"):
+        SceneRaster(naip_scene, bands=(5, 1, 2))
+    with pytest.raises(MSTGeoError, match="--bands must be"):
+        parse_bands("red,green")
+    with pytest.raises(MSTGeoError, match="1 band .* or 3 bands"):
+        parse_bands("1,2")
+
+
+def test_missing_and_corrupt_files(tmp_path):
+    with pytest.raises(MSTGeoError, match="raster not found") as missing:
+        SceneRaster(tmp_path / "nope.tif")
+    assert str(tmp_path / "nope.tif") in str(missing.value)
+    corrupt = tmp_path / "corrupt.tif"
+    corrupt.write_bytes(b"II*\x00" + b"\x13" * 500)
+    with pytest.raises(MSTGeoError, match="cannot read as a raster"):
+        SceneRaster(corrupt)
+
+
+def test_rasters_without_georeferencing_are_refused(write_geotiff, naip_pixels):
+    with pytest.raises(MSTGeoError, match="no CRS"):
+        SceneRaster(write_geotiff("nocrs.tif", naip_pixels[:, :50, :50], crs=None))
+    with pytest.raises(MSTGeoError, match="no geotransform"):
+        SceneRaster(write_geotiff("notransform.tif", naip_pixels[:, :50, :50], transform=Affine.identity()))

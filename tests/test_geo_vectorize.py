@@ -1,0 +1,78 @@
+"""geo.vectorize on a real water mask from the NAIP scene (near-infrared threshold) and on exact shapes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from pyproj import CRS
+from rasterio.windows import Window
+from scipy import ndimage
+from shapely.geometry import MultiPolygon, Polygon, box
+
+from mst_geo.geo.vectorize import area_m2, mask_to_polygon
+
+UTM = Affine(5.0, 0, 485899.0, 0, -5.0, 5209246.0)
+
+
+@pytest.fixture(scope="module")
+def pond(naip_scene) -> tuple[np.ndarray, Affine]:
+    """The pond around scene pixel (row 45, col 860): open water is dark in near infrared."""
+    window = Window(780, 0, 154, 140)
+    with rasterio.open(naip_scene) as src:
+        nir = src.read(4, window=window)
+        transform = src.window_transform(window)
+    water, _ = ndimage.label(nir < 60)
+    return water == water[45, 860 - 780], transform
+
+
+def test_real_pond_area_matches_its_pixels(pond):
+    mask, transform = pond
+    geometry = mask_to_polygon(mask, transform)
+    assert geometry.is_valid and not geometry.is_empty
+    assert geometry.area == pytest.approx(mask.sum() * 25.0)
+    assert geometry.bounds[0] >= transform.c and geometry.bounds[3] <= transform.f
+
+
+def test_simplify_reduces_vertices_and_stays_valid(pond):
+    mask, transform = pond
+    raw = mask_to_polygon(mask, transform)
+    simple = mask_to_polygon(mask, transform, simplify=5.0)
+    assert simple.is_valid
+    assert len(simple.exterior.coords) < len(raw.exterior.coords) / 2
+    assert simple.area == pytest.approx(raw.area, rel=0.05)
+
+
+def test_holes_kept_and_small_parts_dropped():
+    mask = np.zeros((40, 60), bool)
+    mask[5:35, 5:35] = True
+    mask[15:25, 15:25] = False  # a 100 px hole (an island in a lake)
+    mask[2:4, 50:52] = True  # a 4 px speck
+    geometry = mask_to_polygon(mask, UTM)
+    assert isinstance(geometry, MultiPolygon) and len(geometry.geoms) == 2
+    assert geometry.area == pytest.approx((900 - 100 + 4) * 25)
+    kept = mask_to_polygon(mask, UTM, min_area=4 * 25 + 1)
+    assert isinstance(kept, Polygon) and len(kept.interiors) == 1
+    filled = mask_to_polygon(mask, UTM, min_area=100 * 25 + 1)
+    assert isinstance(filled, Polygon) and len(filled.interiors) == 0
+    assert filled.area == pytest.approx(900 * 25)
+
+
+def test_diagonal_pixels_give_a_valid_geometry():
+    mask = np.eye(6, dtype=bool) | np.eye(6, dtype=bool)[::-1]
+    geometry = mask_to_polygon(mask, UTM)
+    assert geometry.is_valid and geometry.area == pytest.approx(mask.sum() * 25)
+
+
+def test_empty_mask_gives_an_empty_geometry():
+    assert mask_to_polygon(np.zeros((8, 8), bool), UTM).is_empty
+
+
+def test_area_in_square_metres_for_projected_geographic_and_feet_crs():
+    square = box(0, 0, 100, 100)
+    assert area_m2(square, CRS.from_epsg(26914)) == pytest.approx(10_000)
+    assert area_m2(square, CRS.from_epsg(2264)) == pytest.approx(10_000 * 0.3048006096**2)  # US survey feet
+    degree = box(-99.0, 47.0, -98.99, 47.01)  # about 760 m by 1112 m in North Dakota
+    assert area_m2(degree, CRS.from_epsg(4326)) == pytest.approx(760.0 * 1112.0, rel=0.01)
+    assert area_m2(square, CRS.from_wkt('LOCAL_CS["plan",UNIT["metre",1]]')) is None
