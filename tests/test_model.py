@@ -49,3 +49,129 @@ def test_tiny_forward_backward_on_a_real_image(iseg_root):
     loss.backward()
     assert model.backbone.patch_embed.proj.weight.grad.abs().sum() > 0
     assert model.backbone.click_embed.proj.weight.grad.abs().sum() > 0
+
+
+def candidate_centres(height: int, width: int, patches=(8, 28)) -> torch.Tensor:
+    """``[Nc,2]`` (y, x) pixel centres of the candidate tokens, in the model's order."""
+    centres = []
+    for patch in patches:
+        ys = (torch.arange(-(-height // patch)) + 0.5) * patch
+        xs = (torch.arange(-(-width // patch)) + 0.5) * patch
+        gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+        centres.append(torch.stack([gy.flatten(), gx.flatten()], dim=1))
+    return torch.cat(centres)
+
+
+@pytest.mark.parametrize("name", ["mst_tiny", "mst_small", "mst_base", "mst_large"])
+@pytest.mark.parametrize("size", [(448, 448), (320, 496)])
+def test_every_preset_gives_full_resolution_logits(iseg_root, name, size):
+    # depth 2 keeps the test in seconds; width, heads and every other layer are the preset's own.
+    image, mask = load_instance(iseg_root, 448)
+    image = torch.nn.functional.interpolate(image, size=size, mode="bilinear")
+    model = create_model(name, depth=2).eval()
+    clicks = torch.tensor([[[100.0, 150.0, 1.0], [10.0, 10.0, 0.0], [0.0, 0.0, -1.0]]])
+    with torch.no_grad():
+        output = model(image, clicks, torch.zeros(1, 1, *size))
+    assert output.logits.shape == (1, 1, *size)
+    base_tokens = (size[0] // 16) * (size[1] // 16)
+    assert output.selected_index.shape == (1, round(base_tokens / 16))
+    assert output.token_embeddings.shape[1] == base_tokens
+    assert torch.isfinite(output.logits).all()
+
+
+def test_fine_and_coarse_kernels_are_derived_from_the_base_kernel():
+    from timm.layers.patch_embed import resample_patch_embed
+
+    embed = create_model("mst_tiny", depth=1).backbone.patch_embed
+    for patch in (8, 28):
+        assert torch.allclose(embed.kernel(patch), resample_patch_embed(embed.proj.weight, [patch, patch]), atol=1e-5)
+    before = {patch: embed.kernel(patch).detach().clone() for patch in (8, 28)}
+    with torch.no_grad():
+        embed.proj.weight[:, :, :8, :8] += 1.0
+    for patch in (8, 28):
+        assert not torch.allclose(embed.kernel(patch), before[patch])
+    tokens, grid = embed(torch.rand(1, 3, 64, 64), 28)
+    assert grid == (3, 3)  # 64 px padded to 84 for 28 px tokens
+    tokens.sum().backward()
+    assert embed.proj.weight.grad.abs().sum() > 0
+
+
+def test_perturbed_topk_gradient_raises_the_tokens_it_rewards():
+    from mst_geo.model.tokens import perturbed_topk
+
+    torch.manual_seed(0)
+    scores = torch.tensor([[0.50, 0.52, 0.48, 0.51, 0.10]], requires_grad=True)
+    indicator = perturbed_topk(scores, 2, 500, 0.05)
+    assert torch.allclose(indicator.sum(dim=-1), torch.ones(1, 2))
+    indicator[:, :, 2].sum().backward()  # reward selecting token 2
+    assert scores.grad[0, 2] > 0 and scores.grad[0, 2] == scores.grad[0].max()
+
+
+def test_topk_is_differentiable_in_training_and_exact_in_eval(iseg_root):
+    image, mask = load_instance(iseg_root, 224)
+    clicks = interior_click(mask)
+    model = create_model("mst_tiny", input_size=224, depth=2).train()
+    model(image, clicks, torch.zeros_like(mask)).logits.mean().backward()
+    assert model.backbone.selector.proj.weight.grad.abs().sum() > 0  # only reachable through the top-k
+
+    model.eval()
+    with torch.no_grad():
+        first = model(image, clicks, torch.zeros_like(mask))
+        second = model(image, clicks, torch.zeros_like(mask))
+    k = first.selected_index.shape[1]
+    expected = first.token_scores.topk(k, dim=-1).indices.sort(dim=-1).values
+    assert torch.equal(first.selected_index, expected)
+    assert torch.equal(first.selected_index, second.selected_index)
+
+
+def test_a_click_pulls_the_selected_tokens_towards_it(iseg_root):
+    torch.manual_seed(0)
+    image, mask = load_instance(iseg_root, 224)
+    model = create_model("mst_tiny", input_size=224, depth=2).eval()
+    centres = candidate_centres(224, 224)
+    rows = []
+    for click in (torch.tensor([[[20.0, 20.0, 1.0]]]), torch.tensor([[[200.0, 200.0, 1.0]]]), interior_click(mask)):
+        with torch.no_grad():
+            selected = centres[model(image, click, torch.zeros_like(mask)).selected_index[0]]
+        where = click[0, 0, :2]
+        assert (selected - where).norm(dim=1).mean() < 0.8 * (centres - where).norm(dim=1).mean()
+        rows.append(selected[:, 0].mean())
+    assert rows[0] < rows[1]  # moving the click down moves the selection down
+    on_object = mask[0, 0][selected[:, 0].long().clamp(max=223), selected[:, 1].long().clamp(max=223)].mean()
+    assert on_object > 2 * mask.mean()  # a click on the object selects mostly object tokens
+
+
+def test_coverage_partitions_every_base_cell():
+    from mst_geo.model.tokens import candidate_coverage
+
+    for size in ((448, 448), (320, 496)):
+        fine_count = (size[0] // 8) * (size[1] // 8)
+        coverage = candidate_coverage(size, 16, (8, 28), torch.device("cpu")).to_dense()
+        # fine tokens and coarse tokens each tile the image exactly once
+        assert torch.allclose(coverage[:, :fine_count].sum(dim=1), torch.ones(coverage.shape[0]))
+        assert torch.allclose(coverage[:, fine_count:].sum(dim=1), torch.ones(coverage.shape[0]))
+        assert torch.allclose(coverage[:, :fine_count].sum(dim=0), torch.full((fine_count,), 0.25))
+
+
+def test_loss_falls_when_overfitting_one_real_instance(iseg_root):
+    torch.manual_seed(0)
+    image, mask = load_instance(iseg_root, 128)
+    clicks = torch.cat([interior_click(mask), torch.tensor([[[3.0, 3.0, 0.0]]])], dim=1)
+    model = create_model("mst_tiny", input_size=128, depth=4).train()
+    criterion = MSTLoss(focal_weight=1.0, contrastive_weight=0.1)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-4)
+    losses, focal = [], []
+    for _ in range(30):
+        loss, parts = criterion(model(image, clicks, torch.zeros_like(mask)), mask, clicks)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+        focal.append(parts["focal"].item())
+    assert sum(losses[-3:]) / 3 < 0.5 * losses[0]
+    assert sum(focal[-3:]) / 3 < 0.75 * focal[0]
+    model.eval()
+    with torch.no_grad():
+        prediction = model(image, clicks, torch.zeros_like(mask)).logits > 0
+    iou = (prediction & (mask > 0)).sum() / (prediction | (mask > 0)).sum()
+    assert iou > 0.8
