@@ -9,6 +9,7 @@ import rasterio
 from pyproj import Transformer
 
 from mst_geo.errors import MSTGeoError
+from mst_geo.geo.raster import SceneRaster
 from mst_geo.geo.prompts import (
     PixelMapper,
     clicks_from_geojson,
@@ -141,10 +142,21 @@ def test_feature_errors_name_the_feature(mapper):
     with pytest.raises(MSTGeoError, match="object id must be an integer or a string"):
         clicks_from_geojson(collection((*inside, {"object": 1.5})), mapper)
     far = lonlat_of_pixel(-50, 100)
-    with pytest.raises(MSTGeoError, match="feature #2 at .* lies outside the scene"):
+    with pytest.raises(MSTGeoError, match=r"feature #2: click at \(.*\) lies outside the scene"):
         clicks_from_geojson(collection((*inside, {}), (*far, {})), mapper)
     with pytest.raises(MSTGeoError, match="unknown CRS 'EPSG:999999'"):
         clicks_from_geojson(collection((*inside, {})), mapper, clicks_crs="EPSG:999999")
+
+
+def test_clicks_on_nodata_are_refused(naip_scene, write_geotiff):
+    with rasterio.open(naip_scene) as src:
+        data = src.read()
+    data[:, :, :100] = 0  # the scene's left strip becomes no-data, as at a NAIP quarter-quad edge
+    with SceneRaster(write_geotiff("strip.tif", data, nodata=0)) as raster:
+        on_data = PixelMapper(raster.crs, raster.transform, raster.width, raster.height, is_valid=raster.is_valid)
+        clicks = collection((*lonlat_of_pixel(10.5, 200.5), {}), (*lonlat_of_pixel(10.5, 50.5), {"object": "lake"}))
+        with pytest.raises(MSTGeoError, match=r"feature #2 \(object 'lake'\): click at .* falls on nodata"):
+            clicks_from_geojson(clicks, on_data)
 
 
 def test_clicks_in_the_wrong_crs_fall_outside(mapper):

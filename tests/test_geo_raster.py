@@ -66,6 +66,8 @@ def test_nodata_pixels_are_invalid_and_black(write_geotiff, naip_pixels):
         assert not read.valid[:50, :50].any() and read.valid[50:, 50:].all()
         assert (read.image[:50, :50] == 0).all()
         assert not raster.is_valid(10, 10) and raster.is_valid(300, 300)
+        expected = [np.percentile(band[band != 0], PERCENTILES) for band in data[:3]]
+        np.testing.assert_allclose(np.stack([raster.low, raster.high], axis=1), expected)  # nodata left out
 
 
 def test_block_sample_estimates_percentiles_without_overviews(write_geotiff, naip_pixels):

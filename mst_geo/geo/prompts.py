@@ -10,7 +10,7 @@ or the caller passes ``clicks_crs`` (which wins). Every error names the file and
 from __future__ import annotations
 
 import json
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -73,13 +73,21 @@ def crs_member(crs: CRS) -> dict:
 
 
 class PixelMapper:
-    """Maps coordinates in any CRS to the scene's CRS and pixel grid, checking they fall inside."""
+    """Maps coordinates in any CRS to the scene's CRS and pixel grid, refusing clicks off the data."""
 
-    def __init__(self, scene_crs: CRS | Any, transform: Affine, width: int, height: int):
+    def __init__(
+        self,
+        scene_crs: CRS | Any,
+        transform: Affine,
+        width: int,
+        height: int,
+        is_valid: Callable[[float, float], bool] | None = None,
+    ):
         self.scene_crs = CRS.from_user_input(scene_crs)
         self.transform = transform
         self.width = width
         self.height = height
+        self.is_valid = is_valid
 
     def to_scene(self, x: float, y: float, crs: CRS | None) -> tuple[float, float]:
         """(x, y) reprojected from ``crs`` (None: already the scene CRS) to the scene CRS."""
@@ -90,20 +98,15 @@ class PixelMapper:
         except ProjError:  # no valid position in the scene CRS: treated as outside the scene
             return float("inf"), float("inf")
 
-    def to_pixel(self, x: float, y: float) -> tuple[float, float] | None:
-        """(row, col) of scene-CRS (x, y) in scene pixels, or None when outside the scene."""
-        col, row = ~self.transform @ (x, y)
-        if 0 <= row < self.height and 0 <= col < self.width:
-            return row, col
-        return None
-
-    def click(self, x: float, y: float, positive: bool, crs: CRS | None) -> SceneClick | None:
-        """A SceneClick for map (x, y) in ``crs``, or None when it falls outside the scene."""
+    def click(self, x: float, y: float, positive: bool, crs: CRS | None) -> SceneClick:
+        """The SceneClick for map (x, y) in ``crs``; ValueError when off the scene or on nodata."""
         sx, sy = self.to_scene(x, y, crs)
-        pixel = self.to_pixel(sx, sy)
-        if pixel is None:
-            return None
-        return SceneClick(x=sx, y=sy, row=pixel[0], col=pixel[1], positive=positive)
+        col, row = ~self.transform @ (sx, sy)
+        if not (0 <= row < self.height and 0 <= col < self.width):
+            raise ValueError(f"click at ({x}, {y}) lies outside the scene")
+        if self.is_valid is not None and not self.is_valid(row, col):
+            raise ValueError(f"click at ({x}, {y}) falls on nodata")
+        return SceneClick(x=sx, y=sy, row=row, col=col, positive=positive)
 
 
 def load_geojson(path: str | Path) -> dict:
@@ -155,11 +158,9 @@ def clicks_from_geojson(
             positive = parse_label(properties.get("label", "positive"))
             object_id = _object_id(properties.get("object", DEFAULT_OBJECT))
             order = float(properties.get("order", index))
+            click = mapper.click(x, y, positive, crs)
         except (KeyError, TypeError, ValueError) as error:
             raise MSTGeoError(f"{where}: {error}", source) from None
-        click = mapper.click(x, y, positive, crs)
-        if click is None:
-            raise MSTGeoError(f"{where} at ({x}, {y}) lies outside the scene", source)
         keyed.setdefault(object_id, []).append((order, index, click))
     return {obj: [click for *_, click in sorted(entries, key=lambda e: e[:2])] for obj, entries in keyed.items()}
 

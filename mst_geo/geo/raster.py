@@ -139,7 +139,7 @@ class SceneRaster:
 
     def _estimate_percentiles(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-band low/high percentiles of valid pixels, from an overview or sampled blocks."""
-        samples = self._stats_sample()
+        samples = np.ma.reshape(self._stats_sample(), (3, -1))
         valid = ~np.ma.getmaskarray(samples) & np.isfinite(samples.data)
         if not valid.any(axis=1).all():
             raise MSTGeoError("raster holds only nodata pixels in the chosen bands", self.path)
@@ -167,8 +167,7 @@ class SceneRaster:
             self.dataset.read(self.bands, window=Window(col, row, block_w, block_h).intersection(self._full), masked=True)
             for row, col in picks
         ]
-        flat = [np.ma.reshape(block, (3, -1)) for block in blocks]
-        return np.ma.concatenate(flat, axis=1)
+        return np.ma.concatenate([np.ma.reshape(block, (3, -1)) for block in blocks], axis=1)
 
     @property
     def _full(self) -> Window:
