@@ -17,7 +17,7 @@ def mask_iou(gt: np.ndarray, pred: np.ndarray, ignore: np.ndarray | None = None)
     if ignore is not None:
         gt, pred = gt & ~ignore, pred & ~ignore
     union = np.count_nonzero(gt | pred)
-    return 1.0 if union == 0 else np.count_nonzero(gt & pred) / union
+    return 1.0 if union == 0 else float(np.count_nonzero(gt & pred) / union)
 
 
 def clicks_to_reach(ious: Sequence[float], threshold: float, max_clicks: int) -> int:

@@ -66,6 +66,10 @@ class ISegDataset(Sequence[Instance]):
     def __len__(self) -> int:
         return len(self.refs)
 
+    def name_of(self, index: int) -> str:
+        """The instance's name without reading its files (the bench's resume key)."""
+        return self.refs[index].name
+
     def __getitem__(self, index: int) -> Instance:  # type: ignore[override]
         ref = self.refs[index]
         image = read_rgb(ref.image_path)

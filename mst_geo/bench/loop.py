@@ -1,0 +1,156 @@
+"""The NoC evaluation loop, shared by the model's predictor and every baseline.
+
+Per instance: the RITM clicker places a click from the current error, the method predicts from
+all clicks so far with its previous output fed back, and the IoU after each click is recorded.
+Finished instances are appended as JSON lines to ``instances.jsonl``; a rerun skips them, so an
+interrupted benchmark resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from tqdm import tqdm
+
+from mst_geo.bench.noc import mask_iou
+from mst_geo.clicks.click import Click
+from mst_geo.clicks.simulator import binarize, next_click, split_mask
+from mst_geo.data.iseg import Instance
+from mst_geo.errors import MSTGeoError
+
+ROWS_FILE = "instances.jsonl"
+SETTINGS_FILE = "run.json"
+
+
+class InstanceSource(Protocol):
+    """A dataset the bench can walk: indexable instances whose names are known without reading."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Instance: ...
+
+    def name_of(self, index: int) -> str: ...
+
+
+class ClickMethod(Protocol):
+    """Anything that segments from clicks: ``clicks.predictor.Predictor`` or a baseline."""
+
+    def set_image(self, image: np.ndarray) -> None: ...
+
+    def predict(self, clicks: Sequence[Click], prev_mask: np.ndarray | None = None) -> np.ndarray: ...
+
+
+@dataclass
+class InstanceResult:
+    """One method on one instance: the IoU and the seconds of each click, and where it clicked."""
+
+    method: str
+    dataset: str
+    name: str
+    image_id: str
+    area: int  # object pixels at native resolution (decides the size class)
+    ious: list[float]
+    seconds: list[float]
+    clicks: list[tuple[int, int, bool]] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.method, self.dataset, self.name
+
+
+def evaluate_instance(method: ClickMethod, instance: Instance, max_clicks: int) -> tuple[list[float], list[float], list[Click]]:
+    """Run ``max_clicks`` simulated clicks on one instance: (IoU per click, seconds per click, clicks)."""
+    gt, ignore = split_mask(instance.mask)
+    method.set_image(instance.image)
+    clicks: list[Click] = []
+    ious: list[float] = []
+    seconds: list[float] = []
+    prediction = np.zeros(gt.shape, dtype=bool)
+    prev_mask: np.ndarray | None = None
+    for _ in range(max_clicks):
+        clicks.append(next_click(gt, prediction, ignore, clicks))
+        start = time.perf_counter()
+        prev_mask = method.predict(clicks, prev_mask)
+        seconds.append(time.perf_counter() - start)
+        prediction = binarize(prev_mask)
+        ious.append(mask_iou(gt, prediction, ignore))
+    return ious, seconds, clicks
+
+
+def load_rows(out_dir: Path) -> list[InstanceResult]:
+    """The finished per-instance rows of an earlier run in ``out_dir`` (none if it is new).
+
+    A last line cut off by an interruption is dropped from the file so appending stays valid.
+    """
+    path = out_dir / ROWS_FILE
+    if not path.exists():
+        return []
+    text = path.read_text()
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+        path.write_text(text)
+    return [InstanceResult(**json.loads(line)) for line in text.splitlines() if line.strip()]
+
+
+def check_settings(out_dir: Path, settings: dict) -> None:
+    """Refuse to mix rows of runs with different protocol settings in one output folder."""
+    path = out_dir / SETTINGS_FILE
+    if path.exists():
+        previous = json.loads(path.read_text())
+        if previous != settings:
+            raise MSTGeoError(
+                f"holds a run with other settings {previous}; use another --out or remove it", out_dir
+            )
+    else:
+        path.write_text(json.dumps(settings, indent=2) + "\n")
+
+
+def run_noc(
+    methods: dict[str, ClickMethod],
+    datasets: dict[str, InstanceSource],
+    out_dir: str | Path,
+    max_clicks: int = 20,
+    limit: int | None = None,
+    progress: bool = True,
+) -> list[InstanceResult]:
+    """Evaluate every method on every instance (the first ``limit`` of each dataset), resumably.
+
+    Returns the rows of these methods on these instances, those of earlier runs included.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    check_settings(out_dir, {"max_clicks": max_clicks})
+    rows = {row.key: row for row in load_rows(out_dir)}
+    todo = [
+        (dataset_name, index, dataset.name_of(index))
+        for dataset_name, dataset in datasets.items()
+        for index in range(len(dataset) if limit is None else min(limit, len(dataset)))
+    ]
+    with open(out_dir / ROWS_FILE, "a") as sink, tqdm(
+        total=len(todo) * len(methods), disable=not progress, unit="run", desc="bench"
+    ) as bar:
+        for dataset_name, index, name in todo:
+            missing = [m for m in methods if (m, dataset_name, name) not in rows]
+            bar.update(len(methods) - len(missing))
+            if not missing:
+                continue
+            instance = datasets[dataset_name][index]
+            for method_name in missing:
+                bar.set_postfix_str(f"{dataset_name}/{name} {method_name}")
+                ious, seconds, clicks = evaluate_instance(methods[method_name], instance, max_clicks)
+                row = InstanceResult(
+                    method=method_name, dataset=dataset_name, name=name, image_id=instance.image_id,
+                    area=int(np.count_nonzero(instance.mask == 1)), ious=ious, seconds=seconds,
+                    clicks=[(int(c.y), int(c.x), bool(c.positive)) for c in clicks],
+                )
+                sink.write(json.dumps(asdict(row)) + "\n")
+                sink.flush()
+                rows[row.key] = row
+                bar.update()
+    return [rows[m, d, n] for d, _, n in todo for m in methods]

@@ -1,0 +1,202 @@
+"""Benchmark outputs from the per-instance rows: JSON, CSV, Markdown tables and plots.
+
+Everything is recomputed from ``instances.jsonl`` and written atomically (temp file + rename),
+so a report is always complete and matches the rows it came from. Besides the per-dataset
+summary, every dataset is broken down by object size at native resolution (small < 32² px,
+medium, large > 256² px): the question that matters most for remote sensing, where one scene
+holds both single houses and whole lakes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from mst_geo.bench.loop import InstanceResult
+from mst_geo.bench.noc import clicks_to_reach, summarize, threshold_key
+from mst_geo.data.rs import SIZE_CLASSES, size_class
+
+MIOU_AT = (1, 3, 5, 10)
+"""Clicks after which the tables report mIoU."""
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(temp_path)`` then rename the temp file to ``path`` (no half-written files)."""
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(handle)
+    try:
+        write(Path(name))
+        os.replace(name, path)
+    finally:
+        if os.path.exists(name):
+            os.unlink(name)
+
+
+def _write_text(path: Path, text: str) -> None:
+    write_atomic(path, lambda temp: temp.write_text(text))
+
+
+def _group(rows: Sequence[InstanceResult], key: Callable[[InstanceResult], tuple]) -> dict[tuple, list[InstanceResult]]:
+    groups: dict[tuple, list[InstanceResult]] = defaultdict(list)
+    for row in rows:
+        groups[key(row)].append(row)
+    return dict(groups)
+
+
+def _summary(rows: list[InstanceResult], thresholds: Sequence[float], max_clicks: int) -> dict:
+    summary = summarize([r.ious for r in rows], thresholds, max_clicks)
+    seconds = [s for r in rows for s in r.seconds]
+    summary["seconds_per_click"] = float(np.mean(seconds)) if seconds else None
+    return summary
+
+
+def summarize_rows(rows: Sequence[InstanceResult], thresholds: Sequence[float], max_clicks: int) -> dict:
+    """``{method: {dataset: summary}}``, each summary also holding ``by_size`` {class: summary}."""
+    results: dict[str, dict[str, dict]] = defaultdict(dict)
+    for (method, dataset), group in _group(rows, lambda r: (r.method, r.dataset)).items():
+        summary = _summary(group, thresholds, max_clicks)
+        by_size = _group(group, lambda r: (size_class(r.area),))
+        summary["by_size"] = {
+            size: _summary(by_size[(size,)], thresholds, max_clicks) for size in SIZE_CLASSES if (size,) in by_size
+        }
+        results[method][dataset] = summary
+    return dict(results)
+
+
+def _columns(thresholds: Sequence[float], max_clicks: int) -> list[str]:
+    keys = [threshold_key(t) for t in thresholds]
+    return (
+        [f"NoC@{k}" for k in keys]
+        + [f"NoF@{k}" for k in keys]
+        + [f"mIoU@{c}" for c in MIOU_AT if c <= max_clicks]
+        + ["s/click"]
+    )
+
+
+def _cells(summary: dict, thresholds: Sequence[float], max_clicks: int) -> list[str]:
+    keys = [threshold_key(t) for t in thresholds]
+    seconds = summary["seconds_per_click"]
+    return (
+        [f"{summary['noc'][k]:.2f}" for k in keys]
+        + [str(summary["nof"][k]) for k in keys]
+        + [f"{summary['miou'][c - 1]:.3f}" for c in MIOU_AT if c <= max_clicks]
+        + ["" if seconds is None else f"{seconds:.3f}"]
+    )
+
+
+def _table_rows(results: dict, thresholds: Sequence[float], max_clicks: int, by_size: bool) -> list[list[str]]:
+    table = []
+    for method, per_dataset in results.items():
+        for dataset, summary in per_dataset.items():
+            if by_size:
+                for size, part in summary["by_size"].items():
+                    table.append([dataset, size, method, str(part["n"])] + _cells(part, thresholds, max_clicks))
+            else:
+                table.append([dataset, method, str(summary["n"])] + _cells(summary, thresholds, max_clicks))
+    return sorted(table, key=lambda cells: cells[: 3 if by_size else 2])
+
+
+def _csv_text(header: list[str], table: list[list[str]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(table)
+    return buffer.getvalue()
+
+
+def markdown_table(header: list[str], table: list[list[str]]) -> str:
+    """A GitHub-flavoured Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in table]
+    return "\n".join(lines) + "\n"
+
+
+def _instance_table(rows: Sequence[InstanceResult], thresholds: Sequence[float], max_clicks: int) -> tuple[list[str], list[list[str]]]:
+    keys = [threshold_key(t) for t in thresholds]
+    header = ["method", "dataset", "name", "image_id", "area_px", "size"] + [f"NoC@{k}" for k in keys]
+    header += [f"IoU@{c}" for c in MIOU_AT if c <= max_clicks] + ["s/click"]
+    table = [
+        [r.method, r.dataset, r.name, r.image_id, str(r.area), size_class(r.area)]
+        + [str(clicks_to_reach(r.ious, t, max_clicks)) for t in thresholds]
+        + [f"{r.ious[min(c, len(r.ious)) - 1]:.4f}" for c in MIOU_AT if c <= max_clicks]
+        + [f"{np.mean(r.seconds):.4f}"]
+        for r in rows
+    ]
+    return header, table
+
+
+def _plot_curves(path: Path, panels: dict[str, dict[str, list[float]]], title: str) -> None:
+    """One panel per key of ``panels`` (three per row), one mIoU-vs-clicks line per method in each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = min(3, len(panels))
+    rows = -(-len(panels) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows + 0.4), squeeze=False)
+    for axis in axes.flat[len(panels):]:
+        axis.set_visible(False)
+    for axis, (panel, curves) in zip(axes.flat, panels.items()):
+        for method, curve in sorted(curves.items()):
+            axis.plot(range(1, len(curve) + 1), curve, marker=".", label=method)
+        axis.set(title=panel, xlabel="clicks", ylabel="mIoU", ylim=(0, 1))
+        axis.grid(alpha=0.3)
+    axes.flat[0].legend(loc="lower right", fontsize="small")
+    figure.suptitle(title)
+    figure.tight_layout()
+    write_atomic(path, lambda temp: figure.savefig(temp, dpi=110, format="png"))
+    plt.close(figure)
+
+
+def write_report(
+    rows: Sequence[InstanceResult],
+    out_dir: str | Path,
+    thresholds: Sequence[float],
+    max_clicks: int,
+    settings: dict,
+) -> dict:
+    """Write results.json/.csv/.md, instances.csv, sizes.csv/.md and the two plots; return the summary.
+
+    ``settings`` (data root, protocol options, methods) is recorded in results.json and the
+    Markdown so every number says how it was made.
+    """
+    out_dir = Path(out_dir)
+    results = summarize_rows(rows, thresholds, max_clicks)
+    columns = _columns(thresholds, max_clicks)
+    main_header, main_table = ["dataset", "method", "n"] + columns, _table_rows(results, thresholds, max_clicks, False)
+    size_header, size_table = ["dataset", "size", "method", "n"] + columns, _table_rows(results, thresholds, max_clicks, True)
+
+    _write_text(out_dir / "results.json", json.dumps({"settings": settings, "results": results}, indent=2) + "\n")
+    _write_text(out_dir / "results.csv", _csv_text(main_header, main_table))
+    _write_text(out_dir / "sizes.csv", _csv_text(size_header, size_table))
+    _write_text(out_dir / "instances.csv", _csv_text(*_instance_table(rows, thresholds, max_clicks)))
+    settings_line = ", ".join(f"{k}={v}" for k, v in settings.items())
+    _write_text(
+        out_dir / "results.md",
+        f"Protocol: RITM clicker, up to {max_clicks} clicks; {settings_line}\n\n"
+        + markdown_table(main_header, main_table)
+        + "\nBy object size (small < 32² px, large > 256² px, at native resolution):\n\n"
+        + markdown_table(size_header, size_table),
+    )
+    datasets = sorted({dataset for per_dataset in results.values() for dataset in per_dataset})
+    _plot_curves(
+        out_dir / "miou_vs_clicks.png",
+        {d: {m: results[m][d]["miou"] for m in results if d in results[m]} for d in datasets},
+        "mIoU vs clicks",
+    )
+    by_size = {
+        f"{d} {size}": {m: results[m][d]["by_size"][size]["miou"] for m in results if size in results[m].get(d, {}).get("by_size", {})}
+        for d in datasets
+        for size in SIZE_CLASSES
+    }
+    _plot_curves(out_dir / "miou_by_size.png", {k: v for k, v in by_size.items() if v}, "mIoU vs clicks by object size")
+    return results

@@ -1,0 +1,77 @@
+"""One NoC benchmark run end to end: datasets and methods by name -> rows -> report files.
+
+The library call behind ``mst-geo bench noc``; the CLI only parses flags into it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from mst_geo.bench.loop import InstanceSource, run_noc
+from mst_geo.bench.methods import method_label, resolve_method
+from mst_geo.bench.report import write_report
+from mst_geo.data.iseg import LAYOUTS, canonical_name, load_iseg_dataset
+from mst_geo.data.rs import RS_LAYOUTS, load_rs_dataset, rs_dataset_name
+from mst_geo.errors import MSTGeoError
+
+DEFAULT_DATA_ROOT = Path("../shared/data/iseg")
+
+
+def load_bench_dataset(name: str, data_root: Path, limit: int | None = None) -> tuple[str, InstanceSource]:
+    """``(canonical name, instances)``: an interactive-segmentation set or a remote-sensing one
+    (torchgeo layout in ``data_root/<name>``), the latter scanned only as far as ``limit``."""
+    if not data_root.is_dir():
+        raise MSTGeoError("data root is not a folder (set --data-root)", data_root)
+    rs_name = rs_dataset_name(name)
+    if rs_name is not None:
+        return rs_name, load_rs_dataset(rs_name, data_root / rs_name, max_instances=limit)
+    try:
+        iseg_name = canonical_name(name)
+    except MSTGeoError:
+        raise MSTGeoError(
+            f"unknown dataset {name!r}; known: {', '.join(list(LAYOUTS) + list(RS_LAYOUTS))}"
+        ) from None
+    return iseg_name, load_iseg_dataset(iseg_name, data_root)
+
+
+def run_noc_benchmark(
+    models: Sequence[str],
+    datasets: Sequence[str],
+    out_dir: str | Path,
+    data_root: str | Path | None = None,
+    max_clicks: int = 20,
+    thresholds: Sequence[float] = (0.85, 0.9, 0.95),
+    device: str = "cpu",
+    limit: int | None = None,
+    zoom_in: bool = True,
+    progress: bool = True,
+) -> dict:
+    """Evaluate each model/baseline on each dataset (resumable in ``out_dir``) and write the report.
+
+    ``data_root`` defaults to ``../shared/data/iseg`` (the project's shared data). Returns
+    ``{method: {dataset: summary}}`` as in results.json.
+    """
+    if not models:
+        raise MSTGeoError("no --model given")
+    if not datasets:
+        raise MSTGeoError("no --datasets given")
+    if max_clicks < 1:
+        raise MSTGeoError(f"--max-clicks must be at least 1, got {max_clicks}")
+    if any(not 0 < t <= 1 for t in thresholds):
+        raise MSTGeoError(f"--iou values must be in (0, 1], got {list(thresholds)}")
+    data_root = Path(DEFAULT_DATA_ROOT if data_root is None else data_root)
+    loaded = dict(load_bench_dataset(name, data_root, limit) for name in datasets)
+    methods = {method_label(name, zoom_in): resolve_method(name, device, zoom_in) for name in models}
+    rows = run_noc(methods, loaded, out_dir, max_clicks=max_clicks, limit=limit, progress=progress)
+    settings = {
+        "data_root": str(data_root),
+        "datasets": list(loaded),
+        "methods": list(methods),
+        "max_clicks": max_clicks,
+        "limit": limit,
+        "zoom_in": zoom_in,
+        "flip": False,
+        "device": device,
+    }
+    return write_report(rows, out_dir, thresholds, max_clicks, settings)

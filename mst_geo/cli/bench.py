@@ -1,0 +1,86 @@
+"""``mst-geo bench``: NoC evaluation beside classical baselines, and the model speed benchmark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from mst_geo.cli import app
+
+bench_app = typer.Typer(help="Benchmarks: NoC@85/90/95 with baselines, and model speed.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("noc")
+def noc_command(
+    model: list[str] = typer.Option(
+        ..., "--model", "-m",
+        help="Checkpoint path, preset, 'default', or a baseline: grabcut, random-walker, watershed, disk. "
+        "Repeat or comma-separate to compare methods side by side.",
+    ),
+    datasets: str = typer.Option(
+        "GrabCut,Berkeley", "--datasets", "-d",
+        help="Comma-separated: GrabCut, Berkeley, DAVIS, PascalVOC, SBD, COCO_MVal, COCO_LVIS, DUTS_TR, CCP, "
+        "or remote sensing LoveDA, Inria, DeepGlobe (torchgeo layout in DATA_ROOT/<name>).",
+    ),
+    data_root: Path | None = typer.Option(
+        None, "--data-root", help="Folder holding one folder per dataset (default: ../shared/data/iseg)."
+    ),
+    max_clicks: int = typer.Option(20, "--max-clicks", help="Clicks simulated per object (NoC is capped here)."),
+    iou: str = typer.Option("0.85,0.9,0.95", "--iou", help="Comma-separated IoU targets for NoC/NoF."),
+    device: str = typer.Option("cpu", "--device", help="Torch device for model methods, e.g. cpu or cuda."),
+    limit: int | None = typer.Option(None, "--limit", help="Only the first N objects of each dataset."),
+    out: Path = typer.Option(Path("bench_out"), "--out", help="Output folder; rerunning into it resumes."),
+    zoom_in: bool = typer.Option(True, "--zoom-in/--no-zoom-in", help="RITM-style zoom-in after the first click."),
+) -> None:
+    """Clicks to reach 85/90/95 % IoU (RITM protocol) for models and baselines on the same clicks.
+
+    Writes results.json, results.csv, results.md, sizes.csv, instances.jsonl/.csv and
+    miou_vs_clicks.png / miou_by_size.png to --out; an interrupted run resumes on rerun.
+
+    Example:
+
+        mst-geo bench noc --model default,grabcut --datasets GrabCut,Berkeley --out bench_out
+    """
+    from mst_geo.bench.methods import split_names
+    from mst_geo.bench.suite import run_noc_benchmark
+    from mst_geo.errors import MSTGeoError
+
+    try:
+        thresholds = [float(value) for value in split_names([iou])]
+    except ValueError:
+        raise MSTGeoError(f"--iou must be comma-separated numbers, got {iou!r}") from None
+    results = run_noc_benchmark(
+        split_names(model), split_names([datasets]), out, data_root=data_root, max_clicks=max_clicks,
+        thresholds=thresholds, device=device, limit=limit, zoom_in=zoom_in,
+    )
+    typer.echo((out / "results.md").read_text())
+    typer.echo(f"wrote {out}/results.json, results.csv, results.md, miou_vs_clicks.png ({len(results)} methods)")
+
+
+@bench_app.command("speed")
+def speed_command(
+    presets: str = typer.Option("mst_tiny,mst_base", "--presets", help="Comma-separated model presets to time."),
+    size: int = typer.Option(448, "--size", help="Square input size in pixels (multiple of 16)."),
+    repeats: int = typer.Option(5, "--repeats", help="Timed forward passes per model."),
+    device: str = typer.Option("cpu", "--device", help="Torch device, e.g. cpu or cuda."),
+    threads: int | None = typer.Option(None, "--threads", help="Torch CPU threads (default: torch's choice)."),
+    json_path: Path | None = typer.Option(None, "--json", help="Also write the result as JSON here."),
+) -> None:
+    """Forward latency, FLOPs and tokens of plain ViT vs MST top-k vs all multi-scale tokens.
+
+    Example:
+
+        mst-geo bench speed --presets mst_tiny --size 448 --repeats 3
+    """
+    import json
+
+    from mst_geo.bench.methods import split_names
+    from mst_geo.bench.report import write_atomic
+    from mst_geo.bench.speed import format_table, run_speed_benchmark
+
+    result = run_speed_benchmark(tuple(split_names([presets])), size, repeats, device=device, threads=threads)
+    typer.echo(format_table(result))
+    if json_path is not None:
+        write_atomic(json_path, lambda temp: temp.write_text(json.dumps(result, indent=2)))

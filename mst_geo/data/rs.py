@@ -1,0 +1,210 @@
+"""Remote-sensing benchmarks as click-segmentation instances: torchgeo semantic masks turned into
+objects (connected components per class), each served as a crop around the object.
+
+The torchgeo classes know the real on-disk layouts (LoveDA ``Train|Val/Urban|Rural/images_png``,
+Inria ``AerialImageDataset/train/{images,gt}``, DeepGlobe ``data/{training,test}_data``); they
+are imported inside functions so ``mst_geo.data`` stays importable without the geo stack.
+Object sizes are measured at native resolution and binned as small (< 32² px), medium and
+large (> 256² px), the breakdown the bench reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from mst_geo.data.iseg import IGNORE, Instance
+from mst_geo.errors import MSTGeoError
+
+SMALL_MAX_AREA = 32 * 32
+LARGE_MIN_AREA = 256 * 256
+SIZE_CLASSES = ("small", "medium", "large")
+
+
+def size_class(area: int) -> str:
+    """``small`` below 32² px, ``large`` above 256² px, ``medium`` in between."""
+    if area < SMALL_MAX_AREA:
+        return "small"
+    return "large" if area > LARGE_MIN_AREA else "medium"
+
+
+@dataclass(frozen=True)
+class RSLayout:
+    """How to open one torchgeo dataset and which mask values are objects or ignored."""
+
+    open: Callable[[Path, str], Any]
+    object_classes: dict[int, str]
+    ignore_classes: tuple[int, ...]
+    default_split: str
+    tile_path: Callable[[Any, int], str]
+
+
+def _open_loveda(root: Path, split: str) -> Any:
+    from torchgeo.datasets import LoveDA
+
+    return LoveDA(root, split=split, scene=["urban", "rural"])
+
+
+def _open_inria(root: Path, split: str) -> Any:
+    from torchgeo.datasets import InriaAerialImageLabeling
+
+    return InriaAerialImageLabeling(root, split=split)
+
+
+def _open_deepglobe(root: Path, split: str) -> Any:
+    from torchgeo.datasets import DeepGlobeLandCover
+
+    return DeepGlobeLandCover(root, split=split)
+
+
+RS_LAYOUTS: dict[str, RSLayout] = {
+    # LoveDA: 0 no-data, 1 background, 2 building .. 7 agriculture
+    "LoveDA": RSLayout(
+        _open_loveda,
+        {2: "building", 3: "road", 4: "water", 5: "barren", 6: "forest", 7: "agriculture"},
+        (0,), "val", lambda ds, i: ds.files[i]["image"],
+    ),
+    # Inria: 0 background, 1 building
+    "Inria": RSLayout(_open_inria, {1: "building"}, (), "val", lambda ds, i: ds.files[i]["image"]),
+    # DeepGlobe land cover: 0 urban .. 5 barren, 6 unknown
+    "DeepGlobe": RSLayout(
+        _open_deepglobe,
+        {0: "urban", 1: "agriculture", 2: "rangeland", 3: "forest", 4: "water", 5: "barren"},
+        (6,), "test", lambda ds, i: ds.image_fns[i],
+    ),
+}
+RS_ALIASES = {"inriaaerialimagelabeling": "Inria", "deepglobelandcover": "DeepGlobe"}
+
+
+def rs_dataset_name(name: str) -> str | None:
+    """The canonical remote-sensing dataset name, or None if ``name`` is not one."""
+    lookup = {key.lower(): key for key in RS_LAYOUTS} | RS_ALIASES
+    return lookup.get(name.strip().lower())
+
+
+@dataclass(frozen=True)
+class _ObjectRef:
+    tile: int
+    class_id: int
+    component: int
+    area: int
+    window: tuple[int, int, int, int]  # top, left, height, width
+    name: str
+
+
+def object_window(bbox: tuple[int, int, int, int], shape: tuple[int, int], min_side: int, context: float) -> tuple[int, int, int, int]:
+    """A crop ``(top, left, height, width)`` holding the box ``(top, left, h, w)`` with context.
+
+    Its sides are ``context`` times the box's longer side, at least ``min_side``, shifted to stay
+    inside the image (and cut to the image where the image is smaller).
+    """
+    top, left, box_h, box_w = bbox
+    side = max(min_side, int(np.ceil(context * max(box_h, box_w))))
+    crop_h, crop_w = min(side, shape[0]), min(side, shape[1])
+    crop_top = int(np.clip(top + box_h // 2 - crop_h // 2, 0, shape[0] - crop_h))
+    crop_left = int(np.clip(left + box_w // 2 - crop_w // 2, 0, shape[1] - crop_w))
+    return crop_top, crop_left, crop_h, crop_w
+
+
+def _as_rgb(image: Any) -> np.ndarray:
+    """torchgeo's float CxHxW image (0..255) as HxWx3 uint8 (first three bands)."""
+    array = np.asarray(image)[:3]
+    return np.clip(np.rint(array), 0, 255).astype(np.uint8).transpose(1, 2, 0)
+
+
+class RSInstances:
+    """Objects of a torchgeo segmentation dataset, one per connected component of each object
+    class (8-connected, at least ``min_area`` px), each a crop around the object.
+
+    Tiles are scanned in order only as far as needed: ``max_instances`` stops the scan early,
+    so a short benchmark does not read a whole dataset. The last tile read is kept.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        dataset: Any,
+        layout: RSLayout,
+        min_area: int = 16,
+        min_crop: int = 256,
+        context: float = 1.5,
+        max_instances: int | None = None,
+    ):
+        self.name = name
+        self.dataset = dataset
+        self.layout = layout
+        self.min_crop = min_crop
+        self.context = context
+        self.refs: list[_ObjectRef] = []
+        self._cached: tuple[int, np.ndarray, np.ndarray] | None = None
+        for tile in range(len(dataset)):
+            if max_instances is not None and len(self.refs) >= max_instances:
+                break
+            self.refs.extend(self._objects(tile, min_area))
+        if max_instances is not None:
+            del self.refs[max_instances:]
+
+    def _tile(self, tile: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._cached is None or self._cached[0] != tile:
+            sample = self.dataset[tile]
+            if "mask" not in sample:
+                raise MSTGeoError("this split has no masks to benchmark on", self.layout.tile_path(self.dataset, tile))
+            self._cached = (tile, _as_rgb(sample["image"]), np.asarray(sample["mask"]).astype(np.int64))
+        return self._cached[1], self._cached[2]
+
+    def _objects(self, tile: int, min_area: int) -> list[_ObjectRef]:
+        image, mask = self._tile(tile)
+        stem = Path(self.layout.tile_path(self.dataset, tile)).stem
+        refs = []
+        for class_id, class_name in self.layout.object_classes.items():
+            count, labels, stats, _ = cv2.connectedComponentsWithStats((mask == class_id).astype(np.uint8), connectivity=8)
+            for component in range(1, count):
+                left, top, width, height, area = (int(v) for v in stats[component])
+                if area < min_area:
+                    continue
+                window = object_window((top, left, height, width), mask.shape, self.min_crop, self.context)
+                refs.append(_ObjectRef(tile, class_id, component, area, window, f"{stem}_{class_name}_{component}"))
+        return refs
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def name_of(self, index: int) -> str:
+        """The instance's name without reading pixels (the bench's resume key)."""
+        return self.refs[index].name
+
+    def __getitem__(self, index: int) -> Instance:
+        ref = self.refs[index]
+        image, classes = self._tile(ref.tile)
+        _, labels, _, _ = cv2.connectedComponentsWithStats((classes == ref.class_id).astype(np.uint8), connectivity=8)
+        top, left, height, width = ref.window
+        window = (slice(top, top + height), slice(left, left + width))
+        mask = (labels[window] == ref.component).astype(np.uint8)
+        mask[np.isin(classes[window], self.layout.ignore_classes)] = IGNORE
+        return Instance(image=np.ascontiguousarray(image[window]), mask=mask, name=ref.name, image_id=str(ref.tile))
+
+
+def load_rs_dataset(name: str, root: str | Path, split: str | None = None, max_instances: int | None = None) -> RSInstances:
+    """Objects of remote-sensing dataset ``name`` (LoveDA, Inria, DeepGlobe) found under ``root``."""
+    canonical = rs_dataset_name(name)
+    if canonical is None:
+        raise MSTGeoError(f"unknown remote-sensing dataset {name!r}; known: {', '.join(RS_LAYOUTS)}")
+    layout = RS_LAYOUTS[canonical]
+    root = Path(root)
+    if not root.is_dir():
+        raise MSTGeoError(f"no {canonical} folder here", root)
+    from torchgeo.datasets import DatasetNotFoundError
+
+    try:
+        dataset = layout.open(root, split or layout.default_split)
+    except (DatasetNotFoundError, AssertionError, FileNotFoundError) as error:
+        raise MSTGeoError(f"not a {canonical} dataset in its torchgeo layout ({error})", root) from error
+    instances = RSInstances(canonical, dataset, layout, max_instances=max_instances)
+    if not len(instances):
+        raise MSTGeoError(f"no {canonical} objects found", root)
+    return instances

@@ -1,0 +1,145 @@
+"""The NoC bench: the shared loop on hand-made objects, the baselines on a real image, and
+``mst-geo bench noc`` end to end on real GrabCut instances (files, ranges, resume, errors)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mst_geo.bench.baselines import BASELINES, DiskBaseline, make_baseline
+from mst_geo.bench.loop import ROWS_FILE, evaluate_instance, load_rows, run_noc
+from mst_geo.bench.noc import clicks_to_reach
+from mst_geo.cli import app
+from mst_geo.data.iseg import Instance, load_iseg_dataset
+from mst_geo.errors import MSTGeoError
+
+
+class _Listed(list):
+    """Hand-made instances as a bench dataset."""
+
+    def name_of(self, index: int) -> str:
+        return self[index].name
+
+
+def _disk_instance(radius: int, size: int = 100) -> Instance:
+    ys, xs = np.mgrid[:size, :size]
+    mask = ((ys - 50) ** 2 + (xs - 50) ** 2 <= radius**2).astype(np.uint8)
+    image = np.dstack([mask * 200 + 20] * 3).astype(np.uint8)
+    return Instance(image=image, mask=mask, name=f"disk{radius}", image_id="synthetic")
+
+
+def test_loop_counts_one_click_when_the_first_click_solves_it():
+    # The disk baseline draws radius 0.1 * 100 = 10 px around the first click, which the
+    # clicker puts at the centre of a 10 px disk object: IoU 1 after one click.
+    ious, _, clicks = evaluate_instance(DiskBaseline(), _disk_instance(10), max_clicks=3)
+    assert clicks[0].positive and (clicks[0].y, clicks[0].x) == (50, 50)
+    assert ious[0] == pytest.approx(1.0)
+    assert clicks_to_reach(ious, 0.9, 3) == 1
+
+
+def test_loop_counts_max_clicks_when_never_reached():
+    # A 40 px disk needs far more than three 10 px disks: NoC is the cap.
+    ious, _, clicks = evaluate_instance(DiskBaseline(), _disk_instance(40), max_clicks=3)
+    assert all(c.positive for c in clicks)
+    assert ious[0] < ious[1] < ious[2] < 0.85
+    assert clicks_to_reach(ious, 0.85, 3) == 3
+
+
+def test_every_baseline_gives_probabilities_on_a_real_image(iseg_root):
+    instance = load_iseg_dataset("GrabCut", iseg_root)[0]
+    for name in BASELINES:
+        ious, seconds, clicks = evaluate_instance(make_baseline(name), instance, max_clicks=3)
+        method = make_baseline(name)
+        method.set_image(instance.image)
+        probabilities = method.predict(clicks)
+        assert probabilities.shape == instance.mask.shape and probabilities.dtype == np.float32
+        assert 0.0 <= probabilities.min() and probabilities.max() <= 1.0
+        assert all(0.0 <= iou <= 1.0 for iou in ious) and all(s >= 0 for s in seconds)
+    with pytest.raises(MSTGeoError, match="unknown baseline 'snake'"):
+        make_baseline("snake")
+
+
+def test_grabcut_finds_most_of_a_real_object(iseg_root):
+    instance = load_iseg_dataset("GrabCut", iseg_root)[0]  # 106024, a medium-size object
+    ious, _, _ = evaluate_instance(make_baseline("grabcut"), instance, max_clicks=3)
+    assert max(ious) > 0.7
+
+
+def test_resume_skips_finished_instances_and_survives_a_cut_line(tmp_path):
+    data = {"synthetic": _Listed([_disk_instance(10), _disk_instance(20)])}
+    methods = {"disk": DiskBaseline()}
+    run_noc(methods, data, tmp_path, max_clicks=2, limit=1, progress=False)
+    assert len(load_rows(tmp_path)) == 1
+    rows_file = tmp_path / ROWS_FILE
+    with open(rows_file, "a") as sink:
+        sink.write('{"method": "disk", "datas')  # interrupted mid-write
+    rows = run_noc(methods, data, tmp_path, max_clicks=2, progress=False)
+    assert [r.name for r in rows] == ["disk10", "disk20"]
+    assert len(rows_file.read_text().splitlines()) == 2
+    with pytest.raises(MSTGeoError, match="other settings"):
+        run_noc(methods, data, tmp_path, max_clicks=5, progress=False)
+
+
+def test_cli_end_to_end_on_three_real_grabcut_instances(iseg_root, tmp_path):
+    out = tmp_path / "bench"
+    args = ["bench", "noc", "--model", "watershed", "--model", "disk", "--datasets", "GrabCut",
+            "--data-root", str(iseg_root), "--limit", "3", "--max-clicks", "4", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    for name in ("results.json", "results.csv", "results.md", "sizes.csv", "instances.csv",
+                 "instances.jsonl", "miou_vs_clicks.png", "miou_by_size.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
+
+    summary = json.loads((out / "results.json").read_text())["results"]
+    for method in ("watershed", "disk"):
+        grabcut = summary[method]["GrabCut"]
+        assert grabcut["n"] == 3
+        assert all(1 <= v <= 4 for v in grabcut["noc"].values())
+        assert all(0 <= v <= 3 for v in grabcut["nof"].values())
+        assert len(grabcut["miou"]) == 4 and all(0 <= v <= 1 for v in grabcut["miou"])
+        assert grabcut["seconds_per_click"] > 0
+        assert sum(part["n"] for part in grabcut["by_size"].values()) == 3
+    with open(out / "results.csv") as handle:
+        table = list(csv.DictReader(handle))
+    assert {row["method"] for row in table} == {"watershed", "disk"}
+    assert float(table[0]["NoC@85"]) == pytest.approx(summary[table[0]["method"]]["GrabCut"]["noc"]["85"], abs=0.01)
+    assert "| GrabCut | disk | 3 |" in (out / "results.md").read_text()
+
+    # rerun: everything is already there, nothing is recomputed
+    before = (out / ROWS_FILE).read_text()
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert (out / ROWS_FILE).read_text() == before
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--data-root", "/nonexistent/iseg"], "data root is not a folder"),
+        (["--datasets", "GrabKut"], "unknown dataset 'GrabKut'"),
+        (["--model", "no-such-model"], "unknown model 'no-such-model'"),
+    ],
+)
+def test_cli_user_errors_are_one_clear_line(iseg_root, tmp_path, extra, message):
+    args = {"--model": "disk", "--datasets": "GrabCut", "--data-root": str(iseg_root)}
+    args.update(dict(zip(extra[::2], extra[1::2])))
+    flat = [item for pair in args.items() for item in pair]
+    result = CliRunner().invoke(app, ["bench", "noc", *flat, "--limit", "1", "--out", str(tmp_path / "o")])
+    assert isinstance(result.exception, MSTGeoError)
+    assert message in str(result.exception)
+
+
+def test_cli_process_prints_the_error_without_traceback(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", "from mst_geo.cli import main; main()", "bench", "noc", "--model", "disk",
+         "--datasets", "GrabCut", "--data-root", str(tmp_path / "missing"), "--out", str(tmp_path / "o")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 2
+    assert "data root is not a folder" in done.stderr and "Traceback" not in done.stderr
