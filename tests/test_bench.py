@@ -143,3 +143,21 @@ def test_cli_process_prints_the_error_without_traceback(tmp_path):
     )
     assert done.returncode == 2
     assert "data root is not a folder" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_model_and_baseline_share_one_run(iseg_root, tmp_path):
+    import torch
+
+    from mst_geo.bench.methods import resolve_method
+    from mst_geo.bench.suite import run_noc_benchmark
+    from mst_geo.clicks.predictor import Predictor
+
+    torch.set_num_threads(1)
+    with pytest.warns(UserWarning, match="random weights"):
+        assert isinstance(resolve_method("mst_tiny", zoom_in=False), Predictor)
+        results = run_noc_benchmark(
+            ["mst_tiny", "disk"], ["GrabCut"], tmp_path, data_root=iseg_root, max_clicks=2,
+            limit=1, zoom_in=False, progress=False,
+        )
+    assert set(results) == {"mst_tiny (no zoom)", "disk"}
+    assert len(results["mst_tiny (no zoom)"]["GrabCut"]["miou"]) == 2

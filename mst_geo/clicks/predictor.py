@@ -1,0 +1,149 @@
+"""The iterative predictor: one model call per click, the previous mask fed back, optional zoom-in.
+
+Shared by ``segment`` (geo layer), ``bench`` and training validation, so every path sees the
+model the same way. The image is resized so its longer side is the model's input size (or a
+given one) and padded to a multiple of the patch size; clicks follow the resize. With zoom-in
+(RITM's "ZoomIn", facts from ``isegm/inference/transforms/zoom_in.py``), clicks after the first
+are predicted on a crop around the current mask and the positive clicks, expanded 1.4x and at
+least ``zoom_min_crop`` px; the crop is kept while it holds every click and the new one overlaps
+it by IoU >= 0.5, and its prediction is pasted back into an otherwise empty map. Clicks outside
+the window (negatives far from the object) are not shown to the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mst_geo.clicks.click import Click
+from mst_geo.clicks.simulator import PRED_THRESHOLD
+
+Box = tuple[int, int, int, int]
+"""``(top, left, bottom, right)`` in pixels, bottom/right exclusive."""
+
+
+def box_iou(first: Box, second: Box) -> float:
+    """IoU of two boxes."""
+    height = min(first[2], second[2]) - max(first[0], second[0])
+    width = min(first[3], second[3]) - max(first[1], second[1])
+    inter = max(height, 0) * max(width, 0)
+    area = lambda b: (b[2] - b[0]) * (b[3] - b[1])  # noqa: E731
+    return inter / (area(first) + area(second) - inter)
+
+
+def zoom_box(mask: np.ndarray, clicks: Sequence[Click], expansion: float, min_crop: int) -> Box | None:
+    """The region to zoom into: the box of ``mask`` and the positive clicks, grown ``expansion``
+    times around its centre, each side at least ``min_crop`` px, clipped to the image."""
+    region = mask.copy()
+    for click in clicks:
+        if click.positive:
+            region[int(click.y), int(click.x)] = True
+    rows, cols = np.nonzero(region)
+    if rows.size == 0:
+        return None
+    height, width = mask.shape
+    centre_y, centre_x = (rows.min() + rows.max() + 1) / 2, (cols.min() + cols.max() + 1) / 2
+    half_h = max(expansion * (rows.max() - rows.min() + 1), min_crop) / 2
+    half_w = max(expansion * (cols.max() - cols.min() + 1), min_crop) / 2
+    top, bottom = max(0, int(round(centre_y - half_h))), min(height, int(round(centre_y + half_h)))
+    left, right = max(0, int(round(centre_x - half_w))), min(width, int(round(centre_x + half_w)))
+    return top, left, bottom, right
+
+
+def _inside(click: Click, box: Box) -> bool:
+    return box[0] <= click.y < box[2] and box[1] <= click.x < box[3]
+
+
+class Predictor:
+    """Segments one image from clicks with an ``MSTModel`` (SAM-predictor-like surface).
+
+    ``set_image`` once, then ``predict`` with all clicks so far and the previous output.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        device: str | torch.device = "cpu",
+        zoom_in: bool = True,
+        input_size: int | None = None,
+        zoom_expansion: float = 1.4,
+        zoom_min_crop: int = 200,
+        zoom_keep_iou: float = 0.5,
+    ):
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.input_size = input_size or model.config.input_size
+        self.stride = model.config.patch_size
+        self.zoom_in = zoom_in
+        self.zoom_expansion = zoom_expansion
+        self.zoom_min_crop = zoom_min_crop
+        self.zoom_keep_iou = zoom_keep_iou
+        self.image: torch.Tensor | None = None
+        self.roi: Box | None = None
+
+    def set_image(self, image: np.ndarray) -> None:
+        """Keep an HxWx3 RGB image (uint8, or float in 0..1) for the next ``predict`` calls."""
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an HxWx3 RGB image, got shape {image.shape}")
+        scale = 255.0 if image.dtype == np.uint8 else 1.0
+        self.image = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(scale)
+        self.roi = None
+
+    def predict(self, clicks: Sequence[Click], prev_mask: np.ndarray | None = None) -> np.ndarray:
+        """float32 HxW foreground probability from all clicks so far and the previous output."""
+        if self.image is None:
+            raise RuntimeError("call set_image() before predict()")
+        height, width = self.image.shape[-2:]
+        if prev_mask is None:
+            prev_mask = np.zeros((height, width), dtype=np.float32)
+        box = self._zoom_box(clicks, prev_mask)
+        if box is None:
+            return self._predict_window(clicks, prev_mask, (0, 0, height, width))
+        probabilities = np.zeros((height, width), dtype=np.float32)
+        top, left, bottom, right = box
+        probabilities[top:bottom, left:right] = self._predict_window(clicks, prev_mask, box)
+        return probabilities
+
+    def _zoom_box(self, clicks: Sequence[Click], prev_mask: np.ndarray) -> Box | None:
+        """The crop for this click, or None to look at the whole image (first click, no zoom)."""
+        if not self.zoom_in or len(clicks) <= 1:
+            self.roi = None
+            return None
+        box = zoom_box(prev_mask > PRED_THRESHOLD, clicks, self.zoom_expansion, self.zoom_min_crop)
+        if box is not None and (
+            self.roi is None
+            or box_iou(box, self.roi) < self.zoom_keep_iou
+            or not all(_inside(c, self.roi) for c in clicks)
+        ):
+            self.roi = box
+        return self.roi
+
+    @torch.inference_mode()
+    def _predict_window(self, clicks: Sequence[Click], prev_mask: np.ndarray, box: Box) -> np.ndarray:
+        """Run the model on the image window ``box`` resized to the input size; probabilities of
+        the window at its native size."""
+        top, left, bottom, right = box
+        crop_h, crop_w = bottom - top, right - left
+        scale = self.input_size / max(crop_h, crop_w)
+        size = (max(1, round(crop_h * scale)), max(1, round(crop_w * scale)))
+        padded = (-(-size[0] // self.stride) * self.stride, -(-size[1] // self.stride) * self.stride)
+
+        def model_input(window: torch.Tensor) -> torch.Tensor:
+            resized = F.interpolate(window[None], size=size, mode="bilinear", align_corners=False)
+            return F.pad(resized, (0, padded[1] - size[1], 0, padded[0] - size[0])).to(self.device)
+
+        image = model_input(self.image[:, top:bottom, left:right])
+        mask = model_input(torch.from_numpy(np.asarray(prev_mask, dtype=np.float32)[None, top:bottom, left:right]))
+        rows = [
+            ((c.y - top + 0.5) * size[0] / crop_h - 0.5, (c.x - left + 0.5) * size[1] / crop_w - 0.5, float(c.positive))
+            for c in clicks
+            if _inside(c, box)
+        ] or [(0.0, 0.0, -1.0)]  # one padding row when no click falls in the window
+        click_tensor = torch.tensor(rows, dtype=torch.float32, device=self.device).view(1, -1, 3)
+        logits = self.model(image, click_tensor, mask).logits[:, :, : size[0], : size[1]]
+        logits = F.interpolate(logits.float(), size=(crop_h, crop_w), mode="bilinear", align_corners=False)
+        return torch.sigmoid(logits)[0, 0].cpu().numpy()

@@ -1,0 +1,123 @@
+"""The iterative Predictor with a tiny random MST model on a real image: shapes, probabilities,
+the previous mask reaching the network, and the zoom-in crop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from mst_geo.clicks import Click
+from mst_geo.clicks.predictor import Predictor, box_iou, zoom_box
+from mst_geo.data.iseg import load_iseg_dataset
+from mst_geo.model import create_model
+
+
+class _Recording(nn.Module):
+    """Passes every call to the real model and keeps its inputs, to see what the network got."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.config = model.config
+        self.calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def forward(self, image, clicks, prev_mask):
+        self.calls.append((image.clone(), clicks.clone(), prev_mask.clone()))
+        return self.model(image, clicks, prev_mask)
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> nn.Module:
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    return create_model("mst_tiny", depth=2, input_size=160).eval()
+
+
+@pytest.fixture(scope="module")
+def grabcut_instance(iseg_root):
+    return load_iseg_dataset("GrabCut", iseg_root)[0]  # 106024, 321x481
+
+
+def test_output_is_a_probability_map_of_the_image_size(tiny_model, grabcut_instance):
+    recording = _Recording(tiny_model)
+    predictor = Predictor(recording, zoom_in=False)
+    predictor.set_image(grabcut_instance.image)
+    probabilities = predictor.predict([Click(200, 230, True)])
+    assert probabilities.shape == grabcut_instance.image.shape[:2] and probabilities.dtype == np.float32
+    assert 0.0 <= probabilities.min() and probabilities.max() <= 1.0
+    image, clicks, prev_mask = recording.calls[0]
+    # long side 481 -> 160, short side 321 -> 107, padded to 112 (multiple of 16)
+    assert tuple(image.shape) == (1, 3, 112, 160) and tuple(prev_mask.shape) == (1, 1, 112, 160)
+    assert float(image.max()) <= 1.0 and float(image[..., 107:, :].abs().max()) == 0.0
+    # clicks follow the resize of each axis (pixel centres map to pixel centres)
+    expected = [200.5 * 107 / 321 - 0.5, 230.5 * 160 / 481 - 0.5, 1.0]
+    assert clicks[0, 0].tolist() == pytest.approx(expected, abs=1e-4)
+    assert float(prev_mask.abs().max()) == 0.0  # nothing before the first click
+
+
+def test_previous_mask_is_fed_back_resized(tiny_model, grabcut_instance):
+    recording = _Recording(tiny_model)
+    predictor = Predictor(recording, zoom_in=False)
+    predictor.set_image(grabcut_instance.image.astype(np.float32) / 255.0)  # float input is fine too
+    prev = np.zeros(grabcut_instance.image.shape[:2], dtype=np.float32)
+    prev[:, :240] = 1.0  # left half of the image
+    predictor.predict([Click(200, 230, True), Click(10, 10, False)], prev)
+    _, clicks, fed = recording.calls[-1]
+    assert clicks.shape[1] == 2 and clicks[0, 1, 2].item() == 0.0
+    fed = fed[0, 0, :107].numpy()
+    assert fed[:, :75].min() > 0.99 and fed[:, 85:].max() < 0.01  # 240 * 160/481 ≈ 80
+
+
+def test_zoom_box_grows_the_mask_and_clicks_box():
+    mask = np.zeros((400, 600), dtype=bool)
+    mask[100:150, 200:300] = True  # 50 x 100 px object
+    box = zoom_box(mask, [Click(120, 250, True), Click(300, 500, False)], expansion=1.4, min_crop=100)
+    # centre (125, 250); height 50 * 1.4 = 70 -> at least 100; width 100 * 1.4 = 140; the
+    # negative click far away does not count
+    assert box == (75, 180, 175, 320)
+    box = zoom_box(mask, [Click(120, 250, True), Click(160, 260, True)], expansion=1.4, min_crop=100)
+    top, left, bottom, right = box
+    assert top <= 100 and bottom >= 161 and left <= 200 and right >= 300  # positive click included
+    edge = zoom_box(np.zeros((400, 600), bool), [Click(2, 3, True)], expansion=1.4, min_crop=100)
+    assert edge[0] == 0 and edge[1] == 0  # clipped to the image
+    assert zoom_box(np.zeros((10, 10), bool), [Click(2, 2, False)], 1.4, 5) is None
+
+
+def test_box_iou():
+    assert box_iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert box_iou((0, 0, 10, 10), (0, 5, 10, 15)) == pytest.approx(50 / 150)
+    assert box_iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
+
+
+def test_zoom_in_predicts_on_a_crop_and_pastes_it_back(tiny_model, grabcut_instance):
+    recording = _Recording(tiny_model)
+    predictor = Predictor(recording, zoom_in=True, zoom_min_crop=64)
+    predictor.set_image(grabcut_instance.image)
+    first = predictor.predict([Click(200, 230, True)])
+    assert tuple(recording.calls[0][0].shape[-2:]) == (112, 160)  # first click: whole image
+    prev = np.zeros_like(first)
+    prev[180:220, 200:260] = 0.9  # the current mask: 40 x 60 px
+    clicks = [Click(200, 230, True), Click(190, 250, False)]
+    second = predictor.predict(clicks, prev)
+    image, fed_clicks, fed_mask = recording.calls[1]
+    top, left, bottom, right = predictor.roi
+    assert (bottom - top, right - left) == (64, 84)  # 40 -> min 64; 60 * 1.4 = 84
+    assert max(image.shape[-2:]) == 160  # the crop is resized to the model's input size
+    assert float(fed_mask.max()) > 0.8 and fed_clicks.shape[1] == 2
+    outside = np.ones_like(second, dtype=bool)
+    outside[top:bottom, left:right] = False
+    assert second[outside].max() == 0.0 and second[~outside].max() > 0.0
+    # the crop shows the image there: compare with the resized original window
+    window = torch.from_numpy(grabcut_instance.image[top:bottom, left:right]).permute(2, 0, 1).float() / 255
+    expected = torch.nn.functional.interpolate(window[None], size=(122, 160), mode="bilinear", align_corners=False)
+    assert torch.allclose(image[..., :122, :], expected, atol=1e-5)
+    # a third click inside the same box keeps the box
+    predictor.predict(clicks + [Click(200, 240, True)], prev)
+    assert predictor.roi == (top, left, bottom, right)
+
+
+def test_predict_before_set_image_is_an_error(tiny_model):
+    with pytest.raises(RuntimeError, match="set_image"):
+        Predictor(tiny_model).predict([Click(1, 1, True)])
