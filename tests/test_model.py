@@ -175,3 +175,14 @@ def test_loss_falls_when_overfitting_one_real_instance(iseg_root):
         prediction = model(image, clicks, torch.zeros_like(mask)).logits > 0
     iou = (prediction & (mask > 0)).sum() / (prediction | (mask > 0)).sum()
     assert iou > 0.8
+
+
+def test_bfloat16_autocast_trains_and_selects(iseg_root):
+    image, mask = load_instance(iseg_root, 128)
+    clicks = interior_click(mask)
+    model = create_model("mst_tiny", input_size=128, depth=2).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = model(image, clicks, torch.zeros_like(mask))
+        loss, _ = MSTLoss()(output, mask, clicks)
+    loss.backward()
+    assert torch.isfinite(loss) and model.backbone.selector.proj.weight.grad.abs().sum() > 0

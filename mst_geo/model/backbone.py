@@ -85,7 +85,6 @@ class MSTBackbone(nn.Module):
         if selection is not None:
             coverage = candidate_coverage(tuple(image.shape[-2:]), cfg.patch_size,
                                           (cfg.fine_patch_size, cfg.coarse_patch_size), image.device)
-            base_out = fold_selected(base_out, tokens[:, num_base:], selection.indicator,
-                                     coverage.to(base_out.dtype))
+            base_out = fold_selected(base_out, tokens[:, num_base:], selection.indicator, coverage)
         feature_map = base_out.transpose(1, 2).reshape(base_out.shape[0], -1, *grid)
         return BackboneOutput(feature_map, base_out, selection)

@@ -63,11 +63,14 @@ class MSTLoss(nn.Module):
     def forward(self, output, target: torch.Tensor, clicks: torch.Tensor,
                 ignore: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``output`` an ``MSTOutput``; ``target`` [B,1,H,W] 1 fg / 0 bg; ``ignore`` [B,1,H,W]
-        true where the label is unknown (e.g. 255 in the dataset masks)."""
-        target = target.to(output.logits.dtype)
-        valid = torch.ones_like(target) if ignore is None else (~ignore.bool()).to(target.dtype)
-        focal = normalized_focal_loss(output.logits, target, valid).mean()
-        contrastive = token_contrastive_loss(output.token_embeddings, output.grid_size, output.patch_size,
-                                             target, valid, clicks.to(target.dtype), self.temperature).mean()
+        true where the label is unknown (e.g. 255 in the dataset masks). Computed in float32,
+        also under autocast."""
+        with torch.autocast(output.logits.device.type, enabled=False):
+            target = target.float()
+            valid = torch.ones_like(target) if ignore is None else (~ignore.bool()).float()
+            focal = normalized_focal_loss(output.logits.float(), target, valid).mean()
+            contrastive = token_contrastive_loss(output.token_embeddings.float(), output.grid_size,
+                                                 output.patch_size, target, valid, clicks.float(),
+                                                 self.temperature).mean()
         total = self.focal_weight * focal + self.contrastive_weight * contrastive
         return total, {"focal": focal.detach(), "contrastive": contrastive.detach()}

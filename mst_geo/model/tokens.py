@@ -85,11 +85,12 @@ class TokenSelector(nn.Module):
 
     def score(self, base: torch.Tensor, candidates: torch.Tensor, click_index: torch.Tensor,
               click_label: torch.Tensor) -> torch.Tensor:
-        """``[B,Nc]`` similarity in 0..1 of each candidate to the clicked tokens."""
-        base_q = F.normalize(self.proj(self.norm(base)), dim=-1)
-        cand_q = F.normalize(self.proj(self.norm(candidates)), dim=-1)
+        """``[B,Nc]`` float32 similarity in 0..1 of each candidate to the clicked tokens (float32
+        even under autocast: the top-k noise is small next to bfloat16 steps)."""
+        base_q = F.normalize(self.proj(self.norm(base)).float(), dim=-1)
+        cand_q = F.normalize(self.proj(self.norm(candidates)).float(), dim=-1)
         clicked = base_q.gather(1, click_index.unsqueeze(-1).expand(-1, -1, base_q.shape[-1]))  # [B,N,S]
-        best = torch.zeros(candidates.shape[:2], device=candidates.device, dtype=candidates.dtype)
+        best = torch.zeros(candidates.shape[:2], device=candidates.device)
         for label in (POSITIVE, NEGATIVE):
             weight = (click_label == label).to(clicked.dtype)  # [B,N]
             kernel = F.normalize((clicked * weight.unsqueeze(-1)).sum(dim=1), dim=-1)  # [B,S]
@@ -104,7 +105,7 @@ class TokenSelector(nn.Module):
         k = min(k, candidates.shape[1])
         if self.training:
             indicator = perturbed_topk(scores, k, self.num_samples, self.sigma)
-            return Selection(torch.bmm(indicator, candidates), indicator, None, scores)
+            return Selection(torch.bmm(indicator.to(candidates.dtype), candidates), indicator, None, scores)
         index, indicator = hard_topk(scores, k)
         tokens = candidates.gather(1, index.unsqueeze(-1).expand(-1, -1, candidates.shape[-1]))
         return Selection(tokens, indicator, index, scores)
@@ -138,9 +139,11 @@ def candidate_coverage(image_size: tuple[int, int], base_patch: int, patches: tu
 def fold_selected(base: torch.Tensor, selected: torch.Tensor, indicator: torch.Tensor,
                   coverage: torch.Tensor) -> torch.Tensor:
     """Base tokens ``[B,Nb,D]`` averaged with the selected tokens ``[B,k,D]`` that cover them,
-    each weighted by the fraction of the cell it covers (soft indicators spread the weight)."""
+    each weighted by the fraction of the cell it covers (soft indicators spread the weight).
+    Computed in float32 (sparse products lack reduced-precision kernels on some devices)."""
     batch, k, n_cand = indicator.shape
-    slot_cover = torch.sparse.mm(coverage, indicator.reshape(batch * k, n_cand).t())  # [Nb, B*k]
-    slot_cover = slot_cover.t().reshape(batch, k, -1)  # [B,k,Nb]
-    summed = base + torch.einsum("bkn,bkd->bnd", slot_cover, selected)
-    return summed / (1 + slot_cover.sum(dim=1)).unsqueeze(-1)
+    with torch.autocast(base.device.type, enabled=False):
+        slot_cover = torch.sparse.mm(coverage.float(), indicator.float().reshape(batch * k, n_cand).t())  # [Nb,B*k]
+        slot_cover = slot_cover.t().reshape(batch, k, -1)  # [B,k,Nb]
+        summed = base.float() + torch.einsum("bkn,bkd->bnd", slot_cover, selected.float())
+        return (summed / (1 + slot_cover.sum(dim=1)).unsqueeze(-1)).to(base.dtype)
