@@ -1,0 +1,134 @@
+"""Remote-sensing instances from torchgeo datasets: tiny LoveDA / Inria / DeepGlobe trees written
+in their real on-disk layouts (pixels cut from the real NAIP scene, hand-drawn masks), turned into
+objects with size classes, and benched with the size breakdown."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from PIL import Image
+from rasterio.transform import from_origin
+
+from mst_geo.bench.suite import run_noc_benchmark
+from mst_geo.data.rs import load_rs_dataset, object_window, size_class
+from mst_geo.errors import MSTGeoError
+
+TILE = 300
+
+
+@pytest.fixture(scope="module")
+def naip_rgb(shared_data: Path) -> np.ndarray:
+    """A 300x300 RGB cut of the real NAIP scene."""
+    with rasterio.open(shared_data / "rs" / "naip_m_4709963_se_14_1_20200831.tif") as scene:
+        return scene.read((1, 2, 3), window=((200, 200 + TILE), (300, 300 + TILE))).transpose(1, 2, 0)
+
+
+def _classes_with_three_sizes(background: int, small: int, medium: int, large: int) -> np.ndarray:
+    """A label map with one small (10x10), one medium (40x40) and one large (260x260) object and
+    a 2-pixel speck that is too small to count."""
+    labels = np.full((TILE, TILE), background, dtype=np.uint8)
+    labels[20:280, 20:280] = large  # 67 600 px > 256²
+    labels[30:70, 30:70] = medium  # 1 600 px
+    labels[100:110, 100:110] = small  # 100 px < 32²
+    labels[200, 200:202] = small  # speck, below min_area
+    return labels
+
+
+def test_size_classes_follow_the_thresholds():
+    assert [size_class(a) for a in (1, 1023, 1024, 65536, 65537)] == ["small", "small", "medium", "medium", "large"]
+
+
+def test_object_window_holds_the_object_with_context():
+    top, left, height, width = object_window((100, 100, 10, 10), (1000, 1000), 256, 1.5)
+    assert (height, width) == (256, 256) and top <= 100 and top + height >= 110
+    top, left, height, width = object_window((0, 900, 400, 100), (1000, 1000), 256, 1.5)
+    assert (height, width) == (600, 600) and top == 0 and left == 400  # shifted inside the image
+    assert object_window((0, 0, 50, 50), (120, 80), 256, 1.5) == (0, 0, 120, 80)  # cut to the image
+
+
+def _write_loveda(root: Path, rgb: np.ndarray) -> None:
+    labels = _classes_with_three_sizes(background=1, small=2, medium=4, large=7)  # building, water, agriculture
+    labels[:, :5] = 0  # a strip of no-data
+    for scene in ("Urban", "Rural"):
+        (root / "Val" / scene / "images_png").mkdir(parents=True)
+        (root / "Val" / scene / "masks_png").mkdir(parents=True)
+    Image.fromarray(rgb).save(root / "Val" / "Urban" / "images_png" / "1366.png")
+    Image.fromarray(labels).save(root / "Val" / "Urban" / "masks_png" / "1366.png")
+
+
+def test_loveda_objects_are_components_per_class(naip_rgb, tmp_path):
+    _write_loveda(tmp_path / "LoveDA", naip_rgb)
+    instances = load_rs_dataset("loveda", tmp_path / "LoveDA")
+    names = [instances.name_of(i) for i in range(len(instances))]
+    assert names == ["1366_building_1", "1366_water_1", "1366_agriculture_1"]  # speck dropped
+    areas = [ref.area for ref in instances.refs]
+    assert areas == [100, 1600, 260 * 260 - 1600 - 100 - 2]
+    assert [size_class(a) for a in areas] == ["small", "medium", "large"]
+    building = instances[0]
+    assert building.image.shape == (256, 256, 3) and building.mask.shape == (256, 256)
+    assert np.count_nonzero(building.mask == 1) == 100
+    assert (building.mask == 255).any()  # LoveDA no-data is ignored
+    large = instances[2]
+    assert large.image.shape[:2] == (TILE, TILE)  # context for 260 px exceeds the tile: whole tile
+    assert np.count_nonzero(large.mask == 1) == areas[2]
+    assert np.array_equal(large.image, naip_rgb)
+
+
+def test_inria_buildings_from_geotiffs(naip_rgb, tmp_path):
+    root = tmp_path / "Inria" / "AerialImageDataset" / "train"
+    (root / "images").mkdir(parents=True)
+    (root / "gt").mkdir()
+    profile = dict(driver="GTiff", width=TILE, height=TILE, crs="EPSG:26914",
+                   transform=from_origin(500000, 5200000, 0.3, 0.3), dtype="uint8")
+    with rasterio.open(root / "images" / "austin1.tif", "w", count=3, **profile) as image:
+        image.write(naip_rgb.transpose(2, 0, 1))
+    buildings = (_classes_with_three_sizes(0, 255, 255, 0) > 0).astype(np.uint8) * 255  # Inria gt is 0/255
+    with rasterio.open(root / "gt" / "austin1.tif", "w", count=1, **profile) as gt:
+        gt.write(buildings[None])
+    instances = load_rs_dataset("Inria", tmp_path / "Inria", max_instances=1)
+    assert len(instances) == 1
+    assert instances.name_of(0).startswith("austin1_building_")
+    assert set(np.unique(instances[0].mask)) == {0, 1}
+
+
+def test_deepglobe_colour_masks(naip_rgb, tmp_path):
+    root = tmp_path / "DeepGlobe" / "data" / "test_data"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    Image.fromarray(naip_rgb).save(root / "images" / "10452_sat.jpg", quality=95)
+    colours = np.array([(0, 255, 255), (255, 255, 0), (255, 0, 255), (0, 255, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0)], np.uint8)
+    labels = _classes_with_three_sizes(background=2, small=0, medium=4, large=1)  # rangeland bg
+    labels[290:, :] = 6  # unknown
+    Image.fromarray(colours[labels]).save(root / "masks" / "10452_mask.png")
+    instances = load_rs_dataset("DeepGlobeLandCover", tmp_path / "DeepGlobe")
+    classes = {instances.name_of(i).split("_")[2] for i in range(len(instances))}
+    assert classes == {"urban", "water", "agriculture", "rangeland"}
+    rangeland = next(instances[i] for i in range(len(instances)) if "rangeland" in instances.name_of(i))
+    assert (rangeland.mask == 255).any()  # unknown is ignored
+
+
+def test_rs_errors_name_the_folder(tmp_path):
+    with pytest.raises(MSTGeoError, match="not a LoveDA dataset"):
+        load_rs_dataset("LoveDA", tmp_path)
+    with pytest.raises(MSTGeoError, match="unknown remote-sensing dataset"):
+        load_rs_dataset("Potsdam2", tmp_path)
+
+
+def test_rs_bench_reports_each_size_class(naip_rgb, tmp_path):
+    _write_loveda(tmp_path / "data" / "LoveDA", naip_rgb)
+    out = tmp_path / "out"
+    results = run_noc_benchmark(["disk", "watershed"], ["LoveDA"], out, data_root=tmp_path / "data",
+                                max_clicks=3, thresholds=(0.7, 0.8), progress=False)
+    by_size = results["disk"]["LoveDA"]["by_size"]
+    assert {size: part["n"] for size, part in by_size.items()} == {"small": 1, "medium": 1, "large": 1}
+    assert set(by_size["small"]["noc"]) == {"70", "80"}
+    sizes_csv = (out / "sizes.csv").read_text().splitlines()
+    assert sizes_csv[0].startswith("dataset,size,method,n,NoC@70,NoC@80")
+    assert len(sizes_csv) == 1 + 3 * 2
+    assert (out / "miou_by_size.png").stat().st_size > 0
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["results"]["watershed"]["LoveDA"]["by_size"]["large"]["n"] == 1
