@@ -24,7 +24,7 @@ def split(iseg_root):
 def dataset(split):
     recipe = SampleRecipe.from_config(DataSection(crop_size=96, min_object_area=100,
                                                   copy_paste_prob=0.5, saturation=0.3, hue=10))
-    return ClickSampleSet(split[0], recipe, MultiPointSampler(), seed=3, length=1000)
+    return ClickSampleSet(split[0], recipe, MultiPointSampler(), seed=3)
 
 
 def test_split_is_by_image_and_stable(split, iseg_root):

@@ -1,4 +1,5 @@
 """Imports every sub-command module so that each registers itself on the shared Typer app."""
 
 # One line per command module (each agent/owner adds its own):
+from mst_geo.cli import train  # noqa: E402,F401
 from mst_geo.cli import bench  # noqa: E402,F401

@@ -73,15 +73,15 @@ class ClickSampleSet(Dataset):
     """Map-style dataset whose index is the global sample number (see ``ResumableSampler``)."""
 
     def __init__(self, index: InstanceIndex, recipe: SampleRecipe, sampler: MultiPointSampler,
-                 seed: int, length: int):
+                 seed: int):
         self.index = index
         self.recipe = recipe
         self.sampler = sampler
         self.seed = seed
-        self.length = length
 
     def __len__(self) -> int:
-        return self.length
+        """One epoch: every instance once. Larger indices are valid and fall in later epochs."""
+        return len(self.index)
 
     def instance_for(self, sample_index: int) -> tuple[int, int]:
         """The ``(group, instance)`` of sample ``sample_index``: each epoch visits every instance."""

@@ -1,0 +1,123 @@
+"""The LightningDataModule: resumable training batches and the held-out validation instances.
+
+Batch ``s`` on rank ``r`` of ``W`` always holds samples ``(s*W + r)*B .. (s*W + r)*B + B-1``;
+the sampler reads the trainer's global step when an epoch's iterator starts, so after
+``--resume`` the next batch is exactly the one the interrupted run would have drawn next.
+Lightning's own distributed sampler is switched off (``use_distributed_sampler=False``) because
+this one already splits by rank.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+from mst_geo.data.iseg import Instance
+from mst_geo.train.config import TrainConfig
+from mst_geo.train.instances import InstanceIndex, build_split
+from mst_geo.train.samples import ClickSampleSet, SampleRecipe, sampler_from_config
+
+
+class ResumableSampler(Sampler[int]):
+    """Sample indices for this rank from the current global step up to ``max_steps``."""
+
+    def __init__(self, current_step: Callable[[], int], max_steps: int, batch_size: int,
+                 rank: int, world_size: int):
+        self.current_step = current_step
+        self.max_steps = max_steps
+        self.batch_size = batch_size
+        self.rank = rank
+        self.world_size = world_size
+
+    def __len__(self) -> int:
+        return self.max_steps * self.batch_size
+
+    def __iter__(self) -> Iterator[int]:
+        for step in range(self.current_step(), self.max_steps):
+            first = (step * self.world_size + self.rank) * self.batch_size
+            yield from range(first, first + self.batch_size)
+
+
+class HeldOutInstances(Dataset):
+    """``count`` held-out instances spread evenly over the validation images, at native size."""
+
+    def __init__(self, index: InstanceIndex, count: int):
+        self.index = index
+        items = index.items
+        picks = np.linspace(0, len(items) - 1, num=min(count, len(items))).round().astype(int)
+        self.picks = [items[i] for i in sorted(set(picks.tolist()))] if items else []
+
+    def __len__(self) -> int:
+        return len(self.picks)
+
+    def __getitem__(self, position: int) -> Instance:
+        group_index, which = self.picks[position]
+        group = self.index.groups[group_index]
+        return Instance(group.read_image(), group.read_mask(which),
+                        group.refs[which].name, group.image_id)
+
+
+def first_item(batch: list[Instance]) -> Instance:
+    """Validation batches hold one instance, passed through as is (no tensor collation)."""
+    return batch[0]
+
+
+class ClickDataModule(L.LightningDataModule):
+    """Builds the instance split (or a user's scene windows) and the two dataloaders."""
+
+    def __init__(self, config: TrainConfig):
+        super().__init__()
+        self.config = config
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.description: dict = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        """Index the data (cheap: no image is read); user errors surface here, before training."""
+        if self.train_set is not None:
+            return
+        data, trainer = self.config.data, self.config.trainer
+        recipe = SampleRecipe.from_config(data)
+        sampler = sampler_from_config(self.config.clicks)
+        if data.scene is not None:
+            from mst_geo.train.scene_dataset import scene_split  # rasterio/geopandas only here
+
+            train_source, val_source = scene_split(data, recipe, sampler, trainer)
+            self.train_set, self.val_set = train_source, val_source
+            self.description = {"scene": data.scene, "labels": data.labels}
+            return
+        train_index, val_index = build_split(data.root, data.datasets, data.val_fraction,
+                                             data.val_list, data.max_images)
+        self.train_set = ClickSampleSet(train_index, recipe, sampler, trainer.seed)
+        self.val_set = HeldOutInstances(val_index, trainer.val_instances)
+        self.description = {"root": str(data.root), "train": train_index.describe(),
+                            "held_out": val_index.describe()}
+
+    def train_dataloader(self) -> DataLoader:
+        trainer, workers = self.config.trainer, self.config.data.workers
+        sampler = ResumableSampler(lambda: self.trainer.global_step, trainer.max_steps,
+                                   trainer.batch_size, self.trainer.global_rank,
+                                   self.trainer.world_size)
+        return DataLoader(self.train_set, batch_size=trainer.batch_size, sampler=sampler,
+                          num_workers=workers, persistent_workers=workers > 0,
+                          pin_memory=self.trainer.strategy.root_device.type == "cuda",
+                          prefetch_factor=4 if workers > 0 else None)
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Validation instances stay numpy on the host: the predictor moves what it needs."""
+        if isinstance(batch, Instance):
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+    def val_dataloader(self) -> DataLoader:
+        shards = None
+        if self.trainer.world_size > 1:  # each rank walks its share; the logged NoC is synced
+            shards = DistributedSampler(self.val_set, self.trainer.world_size, self.trainer.global_rank,
+                                        shuffle=False)
+        return DataLoader(self.val_set, batch_size=1, sampler=shards, collate_fn=first_item,
+                          num_workers=0)

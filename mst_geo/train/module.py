@@ -1,0 +1,154 @@
+"""The LightningModule: RITM iterative click training of an ``MSTModel`` and the validation NoC.
+
+Each batch starts from the multi-point sampler's clicks, then runs 0..``max_next_clicks``
+no-grad rounds (network in eval mode, as in RITM) where the model's own error places one more
+click per sample and its prediction is fed back as the previous mask; the last pass carries the
+gradient. The number of rounds and the click positions come from a generator seeded by
+``(seed, global step, rank)``, so a resumed run repeats them exactly.
+
+Validation walks held-out instances with the bench's own loop (``bench.loop.evaluate_instance``:
+RITM clicker + ``clicks.predictor.Predictor``), so the NoC logged here is the one ``mst-geo bench``
+would report for the same weights and instances.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from mst_geo.bench.loop import evaluate_instance
+from mst_geo.bench.noc import clicks_to_reach, threshold_key
+from mst_geo.clicks.predictor import Predictor
+from mst_geo.clicks.sampler import next_training_click
+from mst_geo.data.iseg import Instance
+from mst_geo.model import MSTLoss, MSTModel
+from mst_geo.train.config import TrainConfig
+
+MIOU_AT_CLICKS = (1, 3, 5)
+"""Clicks after which the validation mIoU is logged."""
+
+
+def step_decay(step: int, milestones: list[int], factor: float, warmup_steps: int) -> float:
+    """Learning-rate multiplier: linear warm-up, then ``factor`` per milestone passed."""
+    warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+    return warm * factor ** sum(step >= m for m in milestones)
+
+
+class ClickTrainingModule(L.LightningModule):
+    """Owns the network, the loss, the optimiser recipe and the training bookkeeping for the card."""
+
+    def __init__(self, model: MSTModel, config: TrainConfig):
+        super().__init__()
+        self.model = model
+        self.config = config
+        self.loss = MSTLoss(config.loss.focal_weight, config.loss.contrastive_weight)
+        self.samples_seen = 0
+        self.wall_seconds = 0.0
+        self.last_val: dict[str, float] = {}
+        self._started = time.monotonic()
+
+    # ---- training --------------------------------------------------------------------------
+
+    def click_rounds_rng(self) -> np.random.Generator:
+        return np.random.default_rng([self.config.trainer.seed, self.global_step,
+                                      self.global_rank, 0x17E8])
+
+    @torch.no_grad()
+    def add_error_clicks(self, image: torch.Tensor, target: torch.Tensor, ignore: torch.Tensor,
+                         clicks: torch.Tensor, rounds: int,
+                         rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run ``rounds`` no-grad passes, each adding a click where the model is wrong.
+
+        Returns the clicks (new rows filled into the -1 padding) and the last prediction as the
+        previous mask for the pass with gradient.
+        """
+        prev_mask = torch.zeros_like(target)
+        if rounds == 0:
+            return clicks, prev_mask
+        clicks = clicks.clone()
+        was_training = self.model.training
+        self.model.eval()
+        gt = target[:, 0].bool().cpu().numpy()
+        ignored = ignore[:, 0].cpu().numpy()
+        for _ in range(rounds):
+            prev_mask = torch.sigmoid(self.model(image, clicks, prev_mask).logits.float())
+            probs = prev_mask[:, 0].cpu().numpy()
+            for b in range(len(probs)):
+                click = next_training_click(gt[b], probs[b], rng, ignored[b])
+                free = torch.nonzero(clicks[b, :, 2] < 0)
+                if click is not None and len(free):
+                    clicks[b, free[0, 0]] = torch.tensor(
+                        [click.y, click.x, float(click.positive)], dtype=clicks.dtype)
+        self.model.train(was_training)
+        return clicks, prev_mask
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        image = batch["image"].float() / 255.0
+        target, ignore = batch["target"], batch["ignore"]
+        extra = self.config.clicks.max_next_clicks
+        clicks = torch.cat([batch["clicks"], batch["clicks"].new_full(
+            (len(image), extra, 3), -1.0)], dim=1)
+        rng = self.click_rounds_rng()
+        rounds = int(rng.integers(0, extra + 1))
+        clicks, prev_mask = self.add_error_clicks(image, target, ignore, clicks, rounds, rng)
+        output = self.model(image, clicks, prev_mask)
+        loss, parts = self.loss(output, target, clicks, ignore)
+        batch_size = len(image)
+        self.samples_seen += batch_size * self.trainer.world_size
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        for name, value in parts.items():
+            self.log(f"train/{name}", value, batch_size=batch_size)
+        self.log("train/click_rounds", float(rounds), batch_size=batch_size)
+        self.log("train/samples_seen", float(self.samples_seen), batch_size=batch_size)
+        return loss
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optim = self.config.optim
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=optim.lr,
+                                      betas=tuple(optim.betas), weight_decay=optim.weight_decay)
+        global_batch = self.config.trainer.batch_size * self.trainer.world_size
+        milestones = [round(epoch * optim.samples_per_epoch / global_batch)
+                      for epoch in optim.lr_drop_epochs]
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: step_decay(step, milestones, optim.lr_drop_factor,
+                                               optim.warmup_steps))
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": schedule, "interval": "step", "frequency": 1}}
+
+    # ---- validation (the bench's loop on held-out instances) -------------------------------
+
+    def validation_step(self, instance: Instance, batch_idx: int) -> None:
+        trainer = self.config.trainer
+        predictor = Predictor(self.model, device=self.device)
+        ious, _, _ = evaluate_instance(predictor, instance, trainer.val_max_clicks)
+        self.log(f"val/noc{threshold_key(trainer.val_iou)}",
+                 float(clicks_to_reach(ious, trainer.val_iou, trainer.val_max_clicks)),
+                 prog_bar=True, batch_size=1, sync_dist=True)
+        for k in MIOU_AT_CLICKS:
+            if k <= len(ious):
+                self.log(f"val/miou@{k}", float(ious[k - 1]), batch_size=1, sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self.last_val = {name: float(value) for name, value in self.trainer.callback_metrics.items()
+                         if name.startswith("val/")}
+
+    # ---- bookkeeping that survives --resume -------------------------------------------------
+
+    def elapsed_seconds(self) -> float:
+        return self.wall_seconds + time.monotonic() - self._started
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["mst_geo"] = {"samples_seen": self.samples_seen,
+                                 "wall_seconds": self.elapsed_seconds(),
+                                 "last_val": self.last_val}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("mst_geo", {})
+        self.samples_seen = int(state.get("samples_seen", 0))
+        self.wall_seconds = float(state.get("wall_seconds", 0.0))
+        self.last_val = dict(state.get("last_val", {}))
+        self._started = time.monotonic()

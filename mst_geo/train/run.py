@@ -1,0 +1,203 @@
+"""``train(config)``: build the model, the data and a Lightning Trainer, fit, export the weights.
+
+One GPU, many GPUs and many nodes all go through Lightning's strategies (DDP when more than one
+device); bf16-mixed on GPU, fp32 on CPU. Checkpoints are written every N steps, every M minutes
+and when the run is interrupted (Ctrl-C included), all into ``<out>/checkpoints``; ``resume``
+continues one of them exactly. The finished weights are exported with ``save_checkpoint`` as
+``<out>/model.safetensors``, whose card records what was done (data, recipe, steps, samples,
+wall time, hardware, held-out NoC).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import os
+import platform
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import (
+    Callback,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    OnExceptionCheckpoint,
+    TQDMProgressBar,
+)
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+
+from mst_geo.errors import MSTGeoError
+from mst_geo.model import MSTModel, create_model, load_checkpoint, read_card, save_checkpoint
+from mst_geo.model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError
+from mst_geo.model.pretrained import load_vit_weights
+from mst_geo.train.config import TrainConfig, config_to_dict
+from mst_geo.train.datamodule import ClickDataModule
+from mst_geo.train.module import ClickTrainingModule
+
+CHECKPOINT_DIR = "checkpoints"
+EXPORT_NAME = "model.safetensors"
+
+
+def on_gpu(config: TrainConfig) -> bool:
+    """Whether the run will use CUDA devices (``accelerator: auto`` picks them when present)."""
+    accelerator = config.trainer.accelerator
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def resolve_precision(config: TrainConfig) -> str:
+    """``auto``: bf16-mixed on GPU, 32-true elsewhere; anything else is passed to Lightning."""
+    if config.trainer.precision != "auto":
+        return config.trainer.precision
+    return "bf16-mixed" if on_gpu(config) else "32-true"
+
+
+def build_model(config: TrainConfig) -> MSTModel:
+    """The recipe's network, started from ``model.init`` when given.
+
+    An MST checkpoint (``default`` or a ``.safetensors`` with a card) brings its own architecture
+    (its preset must be the recipe's); any other weights file is read as plain ViT/MAE weights
+    into the recipe's network (``model.pretrained.load_vit_weights``).
+    """
+    init = config.model.init
+    if init is None:
+        return create_model(config.model.preset, **config.model.overrides)
+    path = DEFAULT_CHECKPOINT if init == "default" else Path(init).expanduser()
+    try:
+        is_mst = path.suffix == ".safetensors" and read_card(path) is not None
+    except CheckpointError as error:
+        if "no mst-geo model card" not in str(error):
+            raise
+        is_mst = False
+    if is_mst:
+        model, _ = load_checkpoint(path, preset=config.model.preset)
+        return model.train()
+    model = create_model(config.model.preset, **config.model.overrides)
+    load_vit_weights(model, path)
+    return model
+
+
+def find_resume_checkpoint(resume: str, out: Path) -> Path:
+    """``resume`` as a ``.ckpt`` file, or a run folder / ``auto`` (= ``out``): its newest checkpoint."""
+    candidate = out if resume == "auto" else Path(resume).expanduser()
+    if candidate.is_file():
+        return candidate
+    folder = candidate / CHECKPOINT_DIR if (candidate / CHECKPOINT_DIR).is_dir() else candidate
+    checkpoints = sorted(folder.glob("*.ckpt"), key=lambda p: p.stat().st_mtime) \
+        if folder.is_dir() else []
+    if not checkpoints:
+        raise MSTGeoError("no Lightning checkpoint (*.ckpt) to resume from", candidate)
+    return checkpoints[-1]
+
+
+def build_loggers(out: Path) -> list[Logger]:
+    """CSV always; TensorBoard as well when it is installed."""
+    loggers: list[Logger] = [CSVLogger(out, name="logs")]
+    if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
+        loggers.append(TensorBoardLogger(out, name="tensorboard"))
+    return loggers
+
+
+def build_trainer(config: TrainConfig, out: Path,
+                  extra_callbacks: Sequence[Callback] = ()) -> L.Trainer:
+    """The Lightning Trainer for the recipe (callbacks, loggers, devices, precision)."""
+    trainer = config.trainer
+    checkpoints = out / CHECKPOINT_DIR
+    callbacks = [*extra_callbacks,
+        ModelCheckpoint(dirpath=checkpoints, filename="step{step:07d}", auto_insert_metric_name=False,
+                        every_n_train_steps=trainer.checkpoint_every_steps, save_top_k=1,
+                        save_last=True),
+        ModelCheckpoint(dirpath=checkpoints, filename="timed", save_top_k=1,
+                        train_time_interval=dt.timedelta(minutes=trainer.checkpoint_every_minutes)),
+        OnExceptionCheckpoint(dirpath=checkpoints, filename="interrupted"),
+        LearningRateMonitor(logging_interval="step"),
+        TQDMProgressBar(refresh_rate=max(1, min(trainer.log_every_steps, 20))),
+    ]
+    validate = trainer.val_every_steps > 0 and trainer.val_instances > 0
+    if on_gpu(config):
+        torch.set_float32_matmul_precision("high")
+    return L.Trainer(
+        accelerator=trainer.accelerator,
+        devices=trainer.devices,
+        num_nodes=trainer.num_nodes,
+        strategy=trainer.strategy,
+        precision=resolve_precision(config),
+        max_steps=trainer.max_steps,
+        max_epochs=-1,
+        val_check_interval=trainer.val_every_steps if validate else None,
+        check_val_every_n_epoch=None,
+        limit_val_batches=1.0 if validate else 0,
+        num_sanity_val_steps=0,
+        log_every_n_steps=trainer.log_every_steps,
+        gradient_clip_val=trainer.grad_clip,
+        use_distributed_sampler=False,
+        callbacks=callbacks,
+        logger=build_loggers(out),
+        default_root_dir=out,
+        enable_model_summary=False,
+    )
+
+
+def hardware(trainer: L.Trainer) -> str:
+    """What the run ran on, in words, for the card."""
+    if trainer.strategy.root_device.type == "cuda":
+        name = torch.cuda.get_device_name(trainer.strategy.root_device)
+        return f"{trainer.world_size} x {name}"
+    return f"{trainer.world_size} process(es) on {os.cpu_count()} CPU cores ({platform.machine()})"
+
+
+def model_card(config: TrainConfig, module: ClickTrainingModule, data: ClickDataModule,
+               trainer: L.Trainer, resumed_from: Path | None) -> dict:
+    """The training record stored beside the weights."""
+    return {
+        "name": config.name,
+        "input_size": config.data.crop_size,
+        "training": {
+            "recipe": config_to_dict(config),
+            "data": data.description,
+            "init": config.model.init,
+            "steps": trainer.global_step,
+            "samples_seen": module.samples_seen,
+            "wall_time_s": round(module.elapsed_seconds(), 1),
+            "hardware": hardware(trainer),
+            "precision": str(trainer.precision),
+            "resumed_from": None if resumed_from is None else str(resumed_from),
+            "finished_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        },
+        "metrics": {"held_out": module.last_val},
+    }
+
+
+def train(config: TrainConfig, resume: str | None = None,
+          callbacks: Sequence[Callback] = ()) -> Path:
+    """Run the recipe to ``trainer.max_steps`` and return the exported checkpoint's path.
+
+    A fresh run refuses a folder that already holds checkpoints (resume it or pick another
+    ``out``), so nothing is silently continued or overwritten.
+    """
+    out = Path(config.out)
+    if resume:
+        resume_path = find_resume_checkpoint(resume, out)
+    else:
+        resume_path = None
+        if any((out / CHECKPOINT_DIR).glob("*.ckpt")):
+            raise MSTGeoError("run folder already holds checkpoints: pass --resume auto to continue "
+                              "it, or choose another --out", out)
+    L.seed_everything(config.trainer.seed, workers=True, verbose=False)
+    data = ClickDataModule(config)
+    data.setup("fit")
+    module = ClickTrainingModule(build_model(config), config)
+    trainer = build_trainer(config, out, callbacks)
+    with warnings.catch_warnings():
+        # With OnExceptionCheckpoint present Lightning turns ckpt_path=None into "last" and warns;
+        # a fresh run was checked above to have no checkpoint, so there is nothing to warn about.
+        warnings.filterwarnings("ignore", message=r".*(ckpt_path=None|no last checkpoint).*")
+        # Lightning cannot see that ResumableSampler restarts at the restored global step.
+        warnings.filterwarnings("ignore", message=r".*dataloader is not resumable.*")
+        trainer.fit(module, datamodule=data, ckpt_path=resume_path)
+    export = out / EXPORT_NAME
+    if trainer.is_global_zero:
+        save_checkpoint(module.model, export, model_card(config, module, data, trainer, resume_path))
+    return export
