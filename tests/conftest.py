@@ -49,3 +49,16 @@ def write_geotiff(tmp_path: Path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A small randomly initialised MST checkpoint (2 blocks, 224 px input) for pipeline mechanics."""
+    import torch
+
+    from mst_geo.model import create_model, save_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model("mst_tiny", depth=2, input_size=224)
+    path = tmp_path_factory.mktemp("checkpoints") / "mst_tiny_random.safetensors"
+    return save_checkpoint(model, path, {"training": "none: random weights for tests"})

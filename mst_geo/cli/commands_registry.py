@@ -3,3 +3,4 @@
 # One line per command module (each agent/owner adds its own):
 from mst_geo.cli import train  # noqa: E402,F401
 from mst_geo.cli import bench  # noqa: E402,F401
+from mst_geo.cli import segment  # noqa: E402,F401

@@ -57,12 +57,12 @@ def parse_label(value: Any) -> bool:
     raise ValueError(f"unknown label {value!r} (use positive/negative, 1/0, true/false or fg/bg)")
 
 
-def parse_crs(text: str, path: str | Path | None = None) -> CRS:
-    """A pyproj CRS from user text (EPSG:4326, a URN, WKT, PROJ); MSTGeoError if unknown."""
+def parse_crs(value: Any, path: str | Path | None = None) -> CRS:
+    """A pyproj CRS from user input (EPSG:4326, a URN, WKT, PROJ, a CRS object); MSTGeoError if unknown."""
     try:
-        return CRS.from_user_input(text)
+        return CRS.from_user_input(value)
     except CRSError:
-        raise MSTGeoError(f"unknown CRS {text!r}", path) from None
+        raise MSTGeoError(f"unknown CRS {value!r}", path) from None
 
 
 def crs_member(crs: CRS) -> dict:

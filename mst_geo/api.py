@@ -1,0 +1,236 @@
+"""The public API: ``Segmenter`` for notebooks and the web app, ``segment_scene`` behind the CLI.
+
+``segment_scene`` is a ``Segmenter`` fed with a clicks file, so the CLI, a notebook and the app
+produce the same polygons for the same clicks, and ``Segmenter.clicks_geojson()`` fed back to
+``mst-geo segment`` reproduces them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+from pyproj import CRS
+from tqdm.auto import tqdm
+
+from mst_geo.clicks.predictor import Predictor
+from mst_geo.errors import MSTGeoError
+from mst_geo.geo.io import ObjectRecord, check_output, polygons_frame, write_mask_cog, write_polygons
+from mst_geo.geo.prompts import ObjectId, PixelMapper, SceneClick, clicks_to_geojson, parse_crs, read_clicks
+from mst_geo.geo.raster import SceneRaster
+from mst_geo.geo.scene import ObjectMask, ObjectSegmenter
+from mst_geo.geo.vectorize import mask_to_polygon
+from mst_geo.model.checkpoint import DEFAULT_CHECKPOINT, resolve_model
+
+
+class Segmenter:
+    """Interactive segmentation of one GeoTIFF scene of any size, clicks in map coordinates.
+
+    >>> seg = Segmenter("examples/naip_scene.tif")
+    >>> pond = seg.add_click(490203.0, 5209041.0)               # scene CRS by default
+    >>> seg.add_click(-99.1297, 47.0333, positive=False, crs="EPSG:4326", object=pond)
+    >>> seg.polygons()                                           # GeoDataFrame, one row per object
+    >>> seg.save("objects.gpkg")
+    """
+
+    def __init__(
+        self,
+        scene_path: str | Path,
+        model: str | Path = "default",
+        bands: Sequence[int] | None = None,
+        device: str = "cpu",
+        simplify: float = 0.0,
+        min_area: float = 0.0,
+    ):
+        self.raster = SceneRaster(scene_path, bands)
+        try:
+            network, self.card = resolve_model(model)
+        except BaseException:
+            self.raster.close()
+            raise
+        self.model_name = _model_name(model, self.card)
+        self.simplify = simplify
+        self.min_area = min_area
+        self._mapper = PixelMapper(self.crs, self.transform, self.width, self.height, is_valid=self.raster.is_valid)
+        self._segmenter = ObjectSegmenter(self.raster, Predictor(network, device=device), network.config.input_size)
+        self._clicks: dict[ObjectId, list[SceneClick]] = {}
+        self._results: dict[ObjectId, ObjectMask] = {}
+        self._records: dict[ObjectId, ObjectRecord] = {}
+        self._history: list[ObjectId] = []
+
+    # -- the scene ------------------------------------------------------------------------------
+    @property
+    def crs(self) -> CRS:
+        return CRS.from_user_input(self.raster.crs)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) in the scene CRS."""
+        return tuple(self.raster.bounds)
+
+    @property
+    def transform(self):
+        return self.raster.transform
+
+    @property
+    def width(self) -> int:
+        return self.raster.width
+
+    @property
+    def height(self) -> int:
+        return self.raster.height
+
+    # -- clicks ---------------------------------------------------------------------------------
+    def add_click(
+        self, x: float, y: float, positive: bool = True, crs: Any = None, object: ObjectId | None = None
+    ) -> ObjectId:
+        """Add a click at map (x, y) (scene CRS unless ``crs``) to ``object`` (None: a new one);
+        returns the object id once its mask is updated."""
+        source = None if crs is None else parse_crs(crs)
+        try:
+            click = self._mapper.click(x, y, positive, source)
+        except ValueError as error:
+            raise MSTGeoError(str(error), self.raster.path) from None
+        object_id = self._new_object_id() if object is None else object
+        self._append(object_id, click)
+        return object_id
+
+    def load_clicks(self, path: str | Path, clicks_crs: str | None = None, progress: bool = False) -> list[ObjectId]:
+        """Add every click of a clicks GeoJSON file (the contract), object by object, in click order."""
+        objects = read_clicks(path, self._mapper, clicks_crs)
+        total = sum(len(clicks) for clicks in objects.values())
+        with tqdm(total=total, desc="clicks", unit="click", disable=not progress) as bar:
+            for object_id, clicks in objects.items():
+                bar.set_postfix(object=object_id)
+                for click in clicks:
+                    self._append(object_id, click)
+                    bar.update()
+        return list(objects)
+
+    def undo(self, object: ObjectId | None = None) -> None:
+        """Remove the last click of ``object`` (None: the last object clicked); an object without
+        clicks disappears."""
+        if object is None:
+            if not self._history:
+                raise MSTGeoError("nothing to undo")
+            object = self._history[-1]
+        clicks = self._object_clicks(object)[:-1]
+        del self._history[len(self._history) - 1 - self._history[::-1].index(object)]
+        if clicks:
+            self._clicks[object] = clicks
+            self._store(object, self._segmenter.segment(clicks))
+        else:
+            self.delete(object)
+
+    def delete(self, object: ObjectId) -> None:
+        """Forget ``object`` and its clicks."""
+        self._object_clicks(object)
+        for table in (self._clicks, self._results, self._records):
+            table.pop(object, None)
+        self._history = [obj for obj in self._history if obj != object]
+
+    # -- results --------------------------------------------------------------------------------
+    def objects(self) -> list[ObjectId]:
+        """Object ids, in the order they were created."""
+        return list(self._clicks)
+
+    def mask(self, object: ObjectId) -> ObjectMask:
+        """The object's mask over its window (``.mask``, ``.probability``, ``.window``, ``.transform``)."""
+        self._object_clicks(object)
+        return self._results[object]
+
+    def polygons(self) -> gpd.GeoDataFrame:
+        """One (Multi)Polygon per object in the scene CRS, with the output contract's columns."""
+        records = [self._record(obj) for obj in self._clicks]
+        return polygons_frame(records, self.crs, self.model_name)
+
+    def clicks_geojson(self) -> dict:
+        """The clicks as a clicks GeoJSON (scene CRS, named): ``mst-geo segment`` reproduces the polygons."""
+        return clicks_to_geojson(self._clicks, self.crs)
+
+    def save(self, path: str | Path, overwrite: bool = False, mask_path: str | Path | None = None) -> Path:
+        """Write the polygons (GeoPackage, or GeoJSON by extension) and optionally the mask COG."""
+        if not self._clicks:
+            raise MSTGeoError("no objects to save: add clicks first", path)
+        for output in (path, mask_path):
+            if output is not None:
+                check_output(output, overwrite)
+        if mask_path is not None:
+            masks = [(self._results[obj].window, self._results[obj].mask) for obj in self._clicks]
+            raster = self.raster
+            write_mask_cog(mask_path, self.crs, raster.transform, raster.width, raster.height, masks, overwrite)
+        return write_polygons(self.polygons(), path, overwrite)
+
+    def close(self) -> None:
+        self.raster.close()
+
+    def __enter__(self) -> Segmenter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals ------------------------------------------------------------------------------
+    def _append(self, object_id: ObjectId, click: SceneClick) -> None:
+        clicks = [*self._clicks.get(object_id, []), click]
+        self._store(object_id, self._segmenter.add(self._results.get(object_id), clicks))
+        self._clicks[object_id] = clicks
+        self._history.append(object_id)
+
+    def _store(self, object_id: ObjectId, result: ObjectMask) -> None:
+        self._results[object_id] = result
+        self._records.pop(object_id, None)
+
+    def _record(self, object_id: ObjectId) -> ObjectRecord:
+        """The object's output feature, vectorised once per change."""
+        if object_id not in self._records:
+            result = self._results[object_id]
+            geometry = mask_to_polygon(result.mask, result.transform, self.simplify, self.min_area)
+            self._records[object_id] = ObjectRecord(object_id, geometry, len(result.clicks), result.score)
+        return self._records[object_id]
+
+    def _object_clicks(self, object_id: ObjectId) -> list[SceneClick]:
+        if object_id not in self._clicks:
+            raise MSTGeoError(f"unknown object {object_id!r}")
+        return self._clicks[object_id]
+
+    def _new_object_id(self) -> int:
+        numbers = [obj for obj in self._clicks if isinstance(obj, int)]
+        return max(numbers, default=0) + 1
+
+
+def segment_scene(
+    scene: str | Path,
+    clicks: str | Path,
+    out: str | Path,
+    *,
+    clicks_crs: str | None = None,
+    model: str | Path = "default",
+    bands: Sequence[int] | None = None,
+    device: str = "cpu",
+    simplify: float = 0.0,
+    min_area: float = 0.0,
+    mask_out: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> gpd.GeoDataFrame:
+    """Segment every object of a clicks file on a scene and write the polygons (and mask COG)."""
+    outputs = [Path(out)] + ([Path(mask_out)] if mask_out is not None else [])
+    if len(outputs) == 2 and outputs[0].resolve() == outputs[1].resolve():
+        raise MSTGeoError("--mask-out must differ from the polygons output", mask_out)
+    for output in outputs:  # fail before loading the model or running anything
+        check_output(output, overwrite)
+    with Segmenter(scene, model=model, bands=bands, device=device, simplify=simplify, min_area=min_area) as seg:
+        seg.load_clicks(clicks, clicks_crs=clicks_crs, progress=progress)
+        seg.save(out, overwrite=overwrite, mask_path=mask_out)
+        return seg.polygons()
+
+
+def _model_name(model: str | Path, card: dict) -> str:
+    """The ``model`` output property: the checkpoint's file name, or the preset name."""
+    if str(model) == "default":
+        return DEFAULT_CHECKPOINT.stem
+    path = Path(model)
+    return path.stem if path.suffix else str(card.get("preset", model))

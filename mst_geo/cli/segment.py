@@ -1,0 +1,60 @@
+"""``mst-geo segment``: polygons of the objects clicked in a clicks GeoJSON, on a GeoTIFF of any size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from mst_geo.cli import app
+
+
+@app.command()
+def segment(
+    scene: Path = typer.Argument(..., help="GeoTIFF scene (any size, any CRS; tiled with overviews reads fastest)."),
+    clicks: Path = typer.Option(
+        ..., "--clicks", "-c",
+        help="Clicks GeoJSON: Point features with 'label' (positive/negative, 1/0, true/false, fg/bg), "
+        "'object' (groups clicks) and optional 'order'.",
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o",
+        help="Polygons output: .gpkg (GeoPackage) or .geojson. Default: <scene name>_objects.gpkg here.",
+    ),
+    mask_out: Path | None = typer.Option(
+        None, "--mask-out", help="Also write a uint8 mask COG on the scene grid (0 background, k = k-th object)."
+    ),
+    clicks_crs: str | None = typer.Option(
+        None, "--clicks-crs",
+        help="CRS of the click coordinates (e.g. EPSG:3857); overrides the file's 'crs' member. Default: WGS84.",
+    ),
+    bands: str | None = typer.Option(
+        None, "--bands", help="Scene bands as R,G,B (1-based, e.g. 4,3,2) or one grey band. Default: RGB or 1,2,3."
+    ),
+    model: str = typer.Option("default", "--model", "-m", help="'default' (shipped), a checkpoint path or a preset."),
+    device: str = typer.Option("cpu", "--device", help="Torch device, e.g. cpu, cuda, cuda:1, mps."),
+    simplify: float = typer.Option(0.0, "--simplify", help="Simplification tolerance in scene CRS units (0: none)."),
+    min_area: float = typer.Option(
+        0.0, "--min-area", help="Drop polygon parts and fill holes smaller than this, in scene CRS units²."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Segment the clicked objects of SCENE and write one polygon per object.
+
+    Example:
+
+        mst-geo segment examples/naip_scene.tif --clicks examples/clicks.geojson -o objects.gpkg
+    """
+    from mst_geo.api import segment_scene
+    from mst_geo.geo.raster import parse_bands
+
+    out = out or Path(f"{scene.stem}_objects.gpkg")
+    frame = segment_scene(
+        scene, clicks, out, clicks_crs=clicks_crs, model=model, bands=parse_bands(bands), device=device,
+        simplify=simplify, min_area=min_area, mask_out=mask_out, overwrite=overwrite, progress=not quiet,
+    )
+    empty = int(frame.geometry.is_empty.sum())
+    typer.echo(f"wrote {len(frame)} objects to {out}" + (f" and the mask to {mask_out}" if mask_out else ""))
+    if empty:
+        typer.echo(f"warning: {empty} object(s) came out empty (add positive clicks)", err=True)

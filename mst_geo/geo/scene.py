@@ -1,0 +1,190 @@
+"""One object of a scene: an adaptive window around its clicks and the iterative predictor inside it.
+
+The window starts at half the model input around the clicks, at native resolution. While the
+predicted object touches the window border (on a side that is not the scene edge) the window
+doubles around the object and, past the model input, is read decimated through the overviews,
+so a 40 px house and a 20 000 px lake both come out whole from an input of the same size.
+Each window runs the clicks one model call per click with the previous mask fed back.
+
+An object's result is a pure function of its clicks: ``ObjectSegmenter.add`` extends a result by
+one click (one model call when the window stays), and replaying the clicks one by one gives
+exactly the same result, which is what the CLI does and what ``undo`` relies on. The predictor's
+zoom-in crop is carried in each result for that reason: objects share one predictor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+from affine import Affine
+from rasterio.windows import Window
+from scipy import ndimage
+
+from mst_geo.clicks.click import Click
+from mst_geo.clicks.predictor import Predictor
+from mst_geo.clicks.simulator import binarize
+from mst_geo.geo.prompts import SceneClick
+from mst_geo.geo.raster import SceneRaster, WindowImage
+
+GROWTH = 2
+"""Each growth doubles the window side."""
+
+MAX_WINDOW_INPUTS = 16
+"""The largest window spans this many model inputs (a decimation of 16 at most)."""
+
+
+@dataclass(frozen=True)
+class ObjectMask:
+    """An object's prediction over one scene window (decimated when the window is large)."""
+
+    probability: np.ndarray
+    valid: np.ndarray
+    window: Window
+    transform: Affine
+    clicks: tuple[SceneClick, ...] = field(repr=False)
+    zoom: tuple[int, int, int, int] | None = None
+    """The predictor's zoom-in crop after this prediction: part of the state the next click extends."""
+
+    @cached_property
+    def mask(self) -> np.ndarray:
+        """Foreground pixels (probability above the clicker's threshold, never on nodata)."""
+        return binarize(self.probability) & self.valid
+
+    @property
+    def score(self) -> float:
+        """Mean foreground probability over the mask (0 for an empty mask)."""
+        return float(self.probability[self.mask].mean()) if self.mask.any() else 0.0
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """Scene pixels per mask pixel along (rows, cols)."""
+        return self.window.height / self.probability.shape[0], self.window.width / self.probability.shape[1]
+
+
+class ObjectSegmenter:
+    """Runs ``predictor`` over adaptive windows of ``raster``; keeps only the current window's image."""
+
+    def __init__(self, raster: SceneRaster, predictor: Predictor, input_size: int, max_side: int | None = None):
+        self.raster = raster
+        self.predictor = predictor
+        self.input_size = input_size
+        self.max_side = max_side or input_size * MAX_WINDOW_INPUTS
+        self._image_window: Window | None = None
+        self._image = None
+
+    def segment(self, clicks: Sequence[SceneClick]) -> ObjectMask:
+        """The object for ``clicks``, given one at a time in order (as an analyst clicks)."""
+        if not clicks:
+            raise ValueError("an object needs at least one click")
+        result = None
+        for count in range(1, len(clicks) + 1):
+            result = self.add(result, clicks[:count])
+        return result
+
+    def add(self, previous: ObjectMask | None, clicks: Sequence[SceneClick]) -> ObjectMask:
+        """Extend ``previous`` (the result for ``clicks[:-1]``, None for the first) by the last click."""
+        clicks = tuple(clicks)
+        if previous is not None and self._keeps_window(previous.window, clicks[-1]):
+            result = self._predict(previous.window, clicks, previous)
+        else:
+            floor = 0 if previous is None else max(previous.window.width, previous.window.height)
+            result = self._replay(self._initial_window(clicks, floor), clicks)
+        while self._touches_border(result) and self._can_grow(result.window):
+            result = self._replay(self._grown_window(result), clicks)
+        return result
+
+    # -- windows --------------------------------------------------------------------------------
+    def _initial_window(self, clicks: Sequence[SceneClick], floor: int) -> Window:
+        """A square around the clicks: half a model input, or twice their spread, or ``floor``."""
+        rows = [c.row for c in clicks]
+        cols = [c.col for c in clicks]
+        spread = max(max(rows) - min(rows), max(cols) - min(cols))
+        side = max(self.input_size // 2, int(2 * spread) + 1, floor)
+        return self._square((min(rows) + max(rows)) / 2, (min(cols) + max(cols)) / 2, side)
+
+    def _grown_window(self, result: ObjectMask) -> Window:
+        """A window ``GROWTH`` times larger, centred on the object's part inside the old one."""
+        rows, cols = np.nonzero(self._object_part(result))
+        scale_r, scale_c = result.scale
+        centre_r = result.window.row_off + (rows.min() + rows.max() + 1) / 2 * scale_r
+        centre_c = result.window.col_off + (cols.min() + cols.max() + 1) / 2 * scale_c
+        side = min(self.max_side, GROWTH * int(max(result.window.width, result.window.height)))
+        return self._square(centre_r, centre_c, side)
+
+    def _square(self, centre_row: float, centre_col: float, side: int) -> Window:
+        """A ``side`` square window centred as asked, shifted (then clipped) to lie in the scene."""
+        height, width = self.raster.height, self.raster.width
+        row = int(np.clip(round(centre_row - side / 2), 0, max(0, height - side)))
+        col = int(np.clip(round(centre_col - side / 2), 0, max(0, width - side)))
+        return Window(col, row, min(side, width - col), min(side, height - row))
+
+    def _keeps_window(self, window: Window, click: SceneClick) -> bool:
+        """Whether a new click lies well inside the window (an eighth of a side from its edges)."""
+        margin_r, margin_c = window.height / 8, window.width / 8
+        return (
+            window.row_off + margin_r <= click.row < window.row_off + window.height - margin_r
+            and window.col_off + margin_c <= click.col < window.col_off + window.width - margin_c
+        )
+
+    def _can_grow(self, window: Window) -> bool:
+        covers_scene = window.width >= self.raster.width and window.height >= self.raster.height
+        return not covers_scene and max(window.width, window.height) < self.max_side
+
+    def _object_part(self, result: ObjectMask) -> np.ndarray:
+        """The mask's connected parts that hold a positive click (the object, not stray specks)."""
+        labels, _ = ndimage.label(result.mask)
+        scale_r, scale_c = result.scale
+        picked = set()
+        for click in result.clicks:
+            if click.positive:
+                r = int((click.row - result.window.row_off) / scale_r)
+                c = int((click.col - result.window.col_off) / scale_c)
+                if 0 <= r < labels.shape[0] and 0 <= c < labels.shape[1] and labels[r, c]:
+                    picked.add(labels[r, c])
+        return np.isin(labels, list(picked))
+
+    def _touches_border(self, result: ObjectMask) -> bool:
+        """Whether the object reaches a window side that is not also the scene's edge."""
+        part = self._object_part(result)
+        if not part.any():
+            return False
+        window = result.window
+        sides = [
+            (part[0, :].any(), window.row_off > 0),
+            (part[-1, :].any(), window.row_off + window.height < self.raster.height),
+            (part[:, 0].any(), window.col_off > 0),
+            (part[:, -1].any(), window.col_off + window.width < self.raster.width),
+        ]
+        return any(touches and inside for touches, inside in sides)
+
+    # -- inference ------------------------------------------------------------------------------
+    def _replay(self, window: Window, clicks: tuple[SceneClick, ...]) -> ObjectMask:
+        """All clicks on a fresh window, one model call each, the previous mask fed back."""
+        result = None
+        for count in range(1, len(clicks) + 1):
+            result = self._predict(window, clicks[:count], result)
+        return result
+
+    def _predict(self, window: Window, clicks: tuple[SceneClick, ...], previous: ObjectMask | None) -> ObjectMask:
+        """One model call for ``clicks`` on ``window`` (previous probability as the prior mask)."""
+        image = self._set_image(window)
+        scale_r, scale_c = image.scale
+        model_clicks = [
+            Click(y=(c.row - window.row_off) / scale_r, x=(c.col - window.col_off) / scale_c, positive=c.positive)
+            for c in clicks
+        ]
+        prior = previous.probability if previous is not None else None
+        self.predictor.roi = previous.zoom if previous is not None else None  # this object's crop, not another's
+        probability = self.predictor.predict(model_clicks, prior).astype(np.float32, copy=False)
+        return ObjectMask(probability, image.valid, image.window, image.transform, clicks, self.predictor.roi)
+
+    def _set_image(self, window: Window) -> WindowImage:
+        """Read ``window`` and hand it to the predictor unless it already holds it."""
+        if self._image_window != window:
+            self._image = self.raster.read(window, max_side=self.input_size)
+            self.predictor.set_image(self._image.image)
+            self._image_window = window
+        return self._image

@@ -1,0 +1,146 @@
+"""The public API on the real NAIP scene with a small random MST checkpoint (pipeline mechanics)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+from pyproj import Transformer
+
+import mst_geo
+from mst_geo.api import Segmenter, segment_scene
+from mst_geo.errors import MSTGeoError
+from mst_geo.geo.io import COLUMNS
+from mst_geo.model.checkpoint import resolve_model
+
+TO_WGS84 = Transformer.from_crs("EPSG:26914", "EPSG:4326", always_xy=True)
+
+
+def xy(row: float, col: float) -> tuple[float, float]:
+    """UTM 14N coordinates of a NAIP scene pixel."""
+    return 485899.0 + 5.0 * col, 5209246.0 - 5.0 * row
+
+
+@pytest.fixture
+def segmenter(naip_scene, tiny_checkpoint):
+    with Segmenter(naip_scene, model=tiny_checkpoint) as seg:
+        yield seg
+
+
+def test_scene_properties(segmenter):
+    assert segmenter.crs.to_epsg() == 26914
+    assert (segmenter.width, segmenter.height) == (934, 723)
+    assert segmenter.bounds == (485899.0, 5205631.0, 490569.0, 5209246.0)
+    assert segmenter.transform.a == 5.0
+    assert segmenter.model_name == "mst_tiny_random"
+
+
+def test_clicks_make_objects_and_polygons(segmenter):
+    pond = segmenter.add_click(*xy(40.5, 860.5))
+    assert pond == 1
+    assert segmenter.add_click(*TO_WGS84.transform(*xy(60.5, 885.5)), positive=False, crs="EPSG:4326", object=pond) == 1
+    road = segmenter.add_click(*xy(624.5, 260.5), object="road")
+    assert segmenter.objects() == [1, "road"]
+    assert segmenter.add_click(*xy(100.5, 100.5)) == 2  # a new object
+
+    mask = segmenter.mask(pond)
+    assert mask.mask.dtype == bool and mask.mask.shape == mask.probability.shape
+    assert 0 <= mask.window.col_off and mask.window.col_off + mask.window.width <= 934
+
+    frame = segmenter.polygons()
+    assert list(frame.columns) == [*COLUMNS, "geometry"]
+    assert frame["object"].tolist() == ["1", "road", "2"]
+    assert frame["n_clicks"].tolist() == [2, 1, 1]
+    assert (frame["model"] == "mst_tiny_random").all() and frame.crs.to_epsg() == 26914
+    assert (frame["area"] == frame.geometry.area).all() and (frame["area_m2"] == frame["area"]).all()
+    assert road in segmenter.objects()
+
+
+def test_incremental_clicks_equal_a_fresh_replay(naip_scene, tiny_checkpoint, segmenter):
+    """Interleaving objects (one shared predictor) must not change any object's result."""
+    segmenter.add_click(*xy(40.5, 860.5), object="pond")
+    segmenter.add_click(*xy(95.5, 120.5), object="field")
+    segmenter.add_click(*xy(95.5, 843.5), object="pond")
+    segmenter.add_click(*xy(80.5, 172.5), positive=False, object="field")
+    segmenter.add_click(*xy(60.5, 885.5), positive=False, object="pond")
+    with Segmenter(naip_scene, model=tiny_checkpoint) as fresh:
+        for row, col, positive in [(40.5, 860.5, True), (95.5, 843.5, True), (60.5, 885.5, False)]:
+            fresh.add_click(*xy(row, col), positive=positive, object="pond")
+        np.testing.assert_array_equal(fresh.mask("pond").probability, segmenter.mask("pond").probability)
+        assert fresh.mask("pond").window == segmenter.mask("pond").window
+
+
+def test_undo_and_delete(naip_scene, tiny_checkpoint, segmenter):
+    segmenter.add_click(*xy(40.5, 860.5), object="pond")
+    first = segmenter.mask("pond").probability.copy()
+    segmenter.add_click(*xy(624.5, 260.5), object="road")
+    segmenter.add_click(*xy(95.5, 843.5), object="pond")
+    segmenter.undo("pond")
+    np.testing.assert_array_equal(segmenter.mask("pond").probability, first)
+    segmenter.undo()  # the last click left is the road's only click: the road goes
+    assert segmenter.objects() == ["pond"]
+    segmenter.delete("pond")
+    assert segmenter.objects() == []
+    with pytest.raises(MSTGeoError, match="unknown object 'pond'"):
+        segmenter.mask("pond")
+    with pytest.raises(MSTGeoError, match="nothing to undo"):
+        segmenter.undo()
+
+
+def test_bad_clicks(naip_scene, tiny_checkpoint, write_geotiff, segmenter):
+    with pytest.raises(MSTGeoError, match="naip_scene.tif: click at .* lies outside the scene"):
+        segmenter.add_click(*xy(-10, 100))
+    with pytest.raises(MSTGeoError, match="unknown CRS"):
+        segmenter.add_click(0, 0, crs="EPSG:0")
+    with rasterio.open(naip_scene) as src:
+        data = src.read()
+    data[:, :, :100] = 0
+    with Segmenter(write_geotiff("strip.tif", data, nodata=0), model=tiny_checkpoint) as seg:
+        with pytest.raises(MSTGeoError, match="strip.tif: click at .* falls on nodata"):
+            seg.add_click(*xy(10.5, 50.5))
+        assert seg.objects() == []
+
+
+def test_exported_clicks_reproduce_the_polygons_through_segment_scene(tmp_path, naip_scene, tiny_checkpoint, segmenter):
+    segmenter.add_click(*xy(40.5, 860.5), object="pond")
+    segmenter.add_click(*xy(60.5, 885.5), positive=False, object="pond")
+    segmenter.add_click(*xy(627.5, 10.5), object=7)
+    clicks = tmp_path / "clicks.geojson"
+    clicks.write_text(json.dumps(segmenter.clicks_geojson()))
+    saved = gpd.read_file(segmenter.save(tmp_path / "app.gpkg"))
+
+    frame = segment_scene(naip_scene, clicks, tmp_path / "cli.gpkg", model=tiny_checkpoint, progress=False)
+    written = gpd.read_file(tmp_path / "cli.gpkg")
+    assert written["object"].tolist() == saved["object"].tolist() == ["pond", "7"]
+    for ours, theirs in zip(written.geometry, saved.geometry):
+        assert ours.equals(theirs)
+    assert written["score"].tolist() == pytest.approx(saved["score"].tolist())
+    assert len(frame) == 2
+
+
+def test_save_refuses_to_overwrite_and_writes_the_mask(tmp_path, segmenter):
+    with pytest.raises(MSTGeoError, match="no objects to save"):
+        segmenter.save(tmp_path / "x.gpkg")
+    segmenter.add_click(*xy(627.5, 10.5))
+    segmenter.save(tmp_path / "x.geojson", mask_path=tmp_path / "x_mask.tif")
+    with pytest.raises(MSTGeoError, match="output exists"):
+        segmenter.save(tmp_path / "x.geojson")
+    with rasterio.open(tmp_path / "x_mask.tif") as mask:
+        assert (mask.width, mask.height, mask.crs.to_epsg()) == (934, 723, 26914)
+        assert (mask.read(1) == 1).sum() == pytest.approx(segmenter.polygons()["area"].iloc[0] / 25, rel=0.02)
+
+
+def test_public_exports_and_light_import():
+    assert mst_geo.load_model is resolve_model
+    assert mst_geo.Segmenter is Segmenter and mst_geo.segment_scene is segment_scene
+    assert mst_geo.Click(1.0, 2.0).positive
+    heavy = subprocess.run(
+        [sys.executable, "-c", "import sys, mst_geo; print(sorted({'torch', 'rasterio', 'geopandas'} & set(sys.modules)))"],
+        capture_output=True, text=True, check=True,
+    )
+    assert heavy.stdout.strip() == "[]"

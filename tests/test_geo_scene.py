@@ -1,0 +1,125 @@
+"""geo.scene: adaptive windows on the real NAIP scene.
+
+Window growth is checked with a classical magic wand (OpenCV flood fill of similar colour, the
+tool every image editor has) behind the Predictor interface, because a wand's answer on real
+imagery is known: the whole pond, the whole roof. The MST predictor (random weights) checks the
+bookkeeping that must hold for any model: one call per click, replay equals incremental.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import pytest
+import rasterio
+from scipy import ndimage
+
+from mst_geo.clicks.click import Click
+from mst_geo.clicks.predictor import Predictor
+from mst_geo.geo.prompts import PixelMapper
+from mst_geo.geo.raster import SceneRaster
+from mst_geo.geo.scene import ObjectSegmenter
+from mst_geo.geo.vectorize import mask_to_polygon
+from mst_geo.model import load_checkpoint
+
+
+class MagicWand:
+    """Flood fill of colours within ``tolerance`` of each positive click's pixel (negatives ignored)."""
+
+    def __init__(self, tolerance: int = 25):
+        self.tolerance = (tolerance,) * 3
+        self.calls = 0
+
+    def set_image(self, image: np.ndarray) -> None:
+        self.image = np.ascontiguousarray((image * 255).astype(np.uint8))
+
+    def predict(self, clicks: Sequence[Click], prev_mask: np.ndarray | None = None) -> np.ndarray:
+        self.calls += 1
+        height, width = self.image.shape[:2]
+        filled = np.zeros((height + 2, width + 2), np.uint8)
+        flags = 4 | cv2.FLOODFILL_MASK_ONLY | cv2.FLOODFILL_FIXED_RANGE | (255 << 8)
+        for click in clicks:
+            if click.positive:
+                seed = (min(int(click.x), width - 1), min(int(click.y), height - 1))
+                cv2.floodFill(self.image, filled, seed, 0, self.tolerance, self.tolerance, flags)
+        return (filled[1:-1, 1:-1] > 0).astype(np.float32)
+
+
+@pytest.fixture
+def raster(naip_scene):
+    with SceneRaster(naip_scene) as opened:
+        yield opened
+
+
+def scene_clicks(raster: SceneRaster, *pixels: tuple[float, float, bool]):
+    """SceneClicks at scene pixels (row, col, positive), through the same mapper the API uses."""
+    mapper = PixelMapper(raster.crs, raster.transform, raster.width, raster.height, raster.is_valid)
+    return [mapper.click(*(raster.transform @ (col, row)), positive, None) for row, col, positive in pixels]
+
+
+def test_pond_larger_than_the_first_window_comes_out_whole(raster, naip_scene):
+    """With a 64 px model input the first window is 32 px: the pond (about 100 x 50 px) must grow it."""
+    wand = MagicWand()
+    segmenter = ObjectSegmenter(raster, wand, input_size=64)
+    result = segmenter.segment(scene_clicks(raster, (40.5, 860.5, True)))
+
+    assert result.window.width > 100 and result.scale[0] > 1  # grown, and read decimated
+    assert max(result.probability.shape) <= 64
+    with rasterio.open(naip_scene) as src:
+        nir = src.read(4)
+    water, _ = ndimage.label(nir < 60)  # ground truth: the pond's dark near-infrared component
+    truth = (water == water[40, 860]).sum() * 25.0
+    area = mask_to_polygon(result.mask, result.transform).area
+    assert area == pytest.approx(truth, rel=0.25)
+    assert not segmenter._touches_border(result)
+
+
+def test_small_roof_stays_in_a_native_window(raster):
+    wand = MagicWand(tolerance=20)
+    segmenter = ObjectSegmenter(raster, wand, input_size=64)
+    result = segmenter.segment(scene_clicks(raster, (627.5, 10.5, True)))
+    assert result.scale == (1.0, 1.0) and result.window.width == 32  # no growth needed
+    roof = mask_to_polygon(result.mask, result.transform)
+    assert 4 * 25 <= roof.area <= 40 * 25  # a roof of a few pixels, not the yard around it
+
+
+def test_windows_stay_inside_the_scene(raster):
+    segmenter = ObjectSegmenter(raster, MagicWand(), input_size=64)
+    for row, col in [(0.5, 0.5), (722.5, 933.5), (300.5, 0.5)]:
+        window = segmenter._initial_window(scene_clicks(raster, (row, col, True)), floor=0)
+        assert window.col_off >= 0 and window.row_off >= 0
+        assert window.col_off + window.width <= raster.width and window.row_off + window.height <= raster.height
+        assert (window.width, window.height) == (32, 32)
+
+
+def test_growth_stops_at_the_largest_window(raster):
+    """Water everywhere (a wand with a huge tolerance) would grow forever: the cap stops it."""
+    segmenter = ObjectSegmenter(raster, MagicWand(tolerance=255), input_size=64, max_side=256)
+    result = segmenter.segment(scene_clicks(raster, (360.5, 460.5, True)))
+    assert max(result.window.width, result.window.height) == 256
+
+
+def test_one_model_call_per_click_while_the_window_stays(raster, tiny_checkpoint):
+    """Random MST weights: whatever the mask, replay and incremental must agree exactly."""
+    model, _ = load_checkpoint(tiny_checkpoint)
+    predictor = Predictor(model)
+    calls = []
+    predict = predictor.predict
+    predictor.predict = lambda clicks, prev=None: calls.append(len(clicks)) or predict(clicks, prev)
+    segmenter = ObjectSegmenter(raster, predictor, input_size=224, max_side=224)  # no growth
+    clicks = scene_clicks(raster, (360.5, 460.5, True), (380.5, 470.5, False), (350.5, 450.5, True))
+    result = None
+    for count in range(1, 4):
+        result = segmenter.add(result, clicks[:count])
+    assert calls == [1, 2, 3]
+    window = result.window
+    assert (window.width, window.height) == (112, 112)  # half the model input, around the clicks
+    assert all(window.row_off <= c.row < window.row_off + 112 and window.col_off <= c.col < window.col_off + 112
+               for c in clicks)
+
+    other = segmenter.segment(scene_clicks(raster, (100.5, 100.5, True), (120.5, 110.5, True)))
+    replayed = segmenter.segment(clicks)
+    np.testing.assert_array_equal(replayed.probability, result.probability)
+    assert replayed.zoom == result.zoom and other.window != result.window
