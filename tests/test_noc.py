@@ -43,7 +43,7 @@ def test_summary_averages_noc_counts_nof_and_builds_the_miou_curve():
     curves = [
         [0.9, 0.95, 0.97],  # NoC@85 1, NoC@95 2
         [0.2, 0.6, 0.86],  # NoC@85 3, NoC@95 never -> 3
-        [0.1, 0.2],  # stopped early, never reaches 85
+        [0.1, 0.2, 0.2],  # never reaches 85
     ]
     summary = summarize(curves, [0.85, 0.95], max_clicks=3)
     assert summary["n"] == 3

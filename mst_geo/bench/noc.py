@@ -38,14 +38,12 @@ def summarize(
 ) -> dict:
     """Mean NoC and NoF per threshold, plus mIoU after each click, over the given instances.
 
-    Curves shorter than ``max_clicks`` (an instance stopped early) are extended with their last
-    IoU for the mIoU curve. Keys: ``n``, ``noc`` and ``nof`` ({"85": ...}), ``miou`` (list).
+    Every curve holds at least ``max_clicks`` IoUs. Keys: ``n``, ``noc`` and ``nof``
+    ({"85": ...}), ``miou`` (list).
     """
     if not iou_curves:
         return {"n": 0, "noc": {}, "nof": {}, "miou": []}
-    padded = np.array(
-        [list(curve[:max_clicks]) + [curve[-1]] * (max_clicks - len(curve)) for curve in iou_curves]
-    )
+    curves = np.array([list(curve[:max_clicks]) for curve in iou_curves])
     return {
         "n": len(iou_curves),
         "noc": {
@@ -56,7 +54,7 @@ def summarize(
             threshold_key(t): int(sum(not reached(c, t, max_clicks) for c in iou_curves))
             for t in thresholds
         },
-        "miou": padded.mean(axis=0).tolist(),
+        "miou": curves.mean(axis=0).tolist(),
     }
 
 

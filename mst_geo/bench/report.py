@@ -157,6 +157,23 @@ def _plot_curves(path: Path, panels: dict[str, dict[str, list[float]]], title: s
     plt.close(figure)
 
 
+def _panels(results: dict, sizes: Sequence[str] | None) -> dict[str, dict[str, list[float]]]:
+    """Plot panels ``"<dataset>[ <size>] (n=..)" -> {method: mIoU curve}``, per dataset or per
+    dataset and size class."""
+    panels: dict[str, dict[str, list[float]]] = {}
+    for dataset in sorted({d for per_dataset in results.values() for d in per_dataset}):
+        for size in sizes or [None]:
+            curves, count = {}, 0
+            for method, per_dataset in results.items():
+                summary = per_dataset.get(dataset, {})
+                part = summary if size is None else summary.get("by_size", {}).get(size)
+                if part:
+                    curves[method], count = part["miou"], max(count, part["n"])
+            if curves:
+                panels[f"{dataset}{'' if size is None else ' ' + size} (n={count})"] = curves
+    return panels
+
+
 def write_report(
     rows: Sequence[InstanceResult],
     out_dir: str | Path,
@@ -187,16 +204,6 @@ def write_report(
         + "\nBy object size (small < 32² px, large > 256² px, at native resolution):\n\n"
         + markdown_table(size_header, size_table),
     )
-    datasets = sorted({dataset for per_dataset in results.values() for dataset in per_dataset})
-    _plot_curves(
-        out_dir / "miou_vs_clicks.png",
-        {d: {m: results[m][d]["miou"] for m in results if d in results[m]} for d in datasets},
-        "mIoU vs clicks",
-    )
-    by_size = {
-        f"{d} {size}": {m: results[m][d]["by_size"][size]["miou"] for m in results if size in results[m].get(d, {}).get("by_size", {})}
-        for d in datasets
-        for size in SIZE_CLASSES
-    }
-    _plot_curves(out_dir / "miou_by_size.png", {k: v for k, v in by_size.items() if v}, "mIoU vs clicks by object size")
+    _plot_curves(out_dir / "miou_vs_clicks.png", _panels(results, None), "mIoU vs clicks")
+    _plot_curves(out_dir / "miou_by_size.png", _panels(results, SIZE_CLASSES), "mIoU vs clicks by object size")
     return results
