@@ -161,3 +161,14 @@ def test_model_and_baseline_share_one_run(iseg_root, tmp_path):
         )
     assert set(results) == {"mst_tiny (no zoom)", "disk"}
     assert len(results["mst_tiny (no zoom)"]["GrabCut"]["miou"]) == 2
+
+
+def test_cli_speed_writes_its_table_and_json(tmp_path):
+    out = tmp_path / "speed.json"
+    result = CliRunner().invoke(app, ["bench", "speed", "--presets", "mst_tiny", "--size", "64",
+                                      "--repeats", "1", "--threads", "1", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "| mst_tiny | mst |" in result.output
+    saved = json.loads(out.read_text())
+    assert saved["size"] == 64 and {row["variant"] for row in saved["rows"]} == {"vit", "mst", "all"}
+    assert all(row["latency_ms"] > 0 for row in saved["rows"])
