@@ -22,6 +22,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
@@ -227,6 +228,8 @@ def _sbd(folder: Path, split: str) -> list[InstanceRef]:
 
 @dataclass(frozen=True)
 class _LvisRef(InstanceRef):
+    """An LVIS annotation: its mask is drawn from polygons, not read from a file."""
+
     polygons: tuple[tuple[float, ...], ...] = ()
     size: tuple[int, int] = (0, 0)
 
@@ -237,9 +240,7 @@ def _coco_lvis(folder: Path, split: str) -> list[InstanceRef]:
         raise MSTGeoError("LVIS annotation file missing", annotations_path)
     try:
         lvis = json.loads(annotations_path.read_text())
-        images = {
-            image["id"]: image for image in lvis["images"]
-        }
+        images = {image["id"]: image for image in lvis["images"]}
         refs = []
         for annotation in lvis["annotations"]:
             image = images[annotation["image_id"]]
@@ -262,7 +263,8 @@ def _coco_lvis(folder: Path, split: str) -> list[InstanceRef]:
 
 
 def _polygon_mask(ref: InstanceRef) -> np.ndarray:
-    assert isinstance(ref, _LvisRef)
+    """LVIS polygons (x, y pairs in pixels) filled into a mask of the image size."""
+    ref = cast(_LvisRef, ref)
     mask = np.zeros(ref.size, dtype=np.uint8)
     for polygon in ref.polygons:
         points = np.round(np.asarray(polygon, dtype=np.float64).reshape(-1, 2)).astype(np.int32)
