@@ -17,6 +17,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from mst_geo.data.iseg import IGNORE, Instance
 from mst_geo.errors import MSTGeoError
@@ -142,7 +143,7 @@ class RSInstances:
         self.context = context
         self.refs: list[_ObjectRef] = []
         self._cached: tuple[int, np.ndarray, np.ndarray] | None = None
-        for tile in range(len(dataset)):
+        for tile in tqdm(range(len(dataset)), desc=f"{name} objects", unit="tile", leave=False):
             if max_instances is not None and len(self.refs) >= max_instances:
                 break
             self.refs.extend(self._objects(tile, min_area))
