@@ -172,3 +172,12 @@ def test_cli_speed_writes_its_table_and_json(tmp_path):
     saved = json.loads(out.read_text())
     assert saved["size"] == 64 and {row["variant"] for row in saved["rows"]} == {"vit", "mst", "all"}
     assert all(row["latency_ms"] > 0 for row in saved["rows"])
+
+
+def test_method_labels_say_which_inference_options_differ():
+    from mst_geo.bench.methods import method_label, split_names
+
+    assert method_label("grabcut", zoom_in=False, flip=True) == "grabcut"
+    assert method_label("runs/best.safetensors") == "best"
+    assert method_label("default", zoom_in=False, flip=True) == "default (no zoom, flip)"
+    assert split_names(["grabcut,disk", "disk", " watershed "]) == ["grabcut", "disk", "watershed"]

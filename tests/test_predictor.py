@@ -121,3 +121,22 @@ def test_zoom_in_predicts_on_a_crop_and_pastes_it_back(tiny_model, grabcut_insta
 def test_predict_before_set_image_is_an_error(tiny_model):
     with pytest.raises(RuntimeError, match="set_image"):
         Predictor(tiny_model).predict([Click(1, 1, True)])
+
+
+def test_flip_averages_the_view_and_its_mirror(tiny_model, grabcut_instance):
+    recording = _Recording(tiny_model)
+    flipped = Predictor(recording, zoom_in=False, flip=True)
+    flipped.set_image(grabcut_instance.image)
+    clicks = [Click(200, 230, True), Click(40, 100, False)]
+    averaged = flipped.predict(clicks)
+    image, fed_clicks, _ = recording.calls[-1]
+    assert image.shape[0] == 2 and torch.equal(image[1, :, :107], image[0, :, :107].flip(-1))
+    assert fed_clicks[1, :, 1].tolist() == pytest.approx((159 - fed_clicks[0, :, 1]).tolist())
+    # the same result as predicting the image and its mirror one by one
+    plain = Predictor(tiny_model, zoom_in=False)
+    plain.set_image(grabcut_instance.image)
+    direct = plain.predict(clicks)
+    plain.set_image(np.ascontiguousarray(grabcut_instance.image[:, ::-1]))
+    width = grabcut_instance.image.shape[1]
+    mirrored = plain.predict([Click(c.y, width - 1 - c.x, c.positive) for c in clicks])[:, ::-1]
+    assert np.allclose(averaged, (direct + mirrored) / 2, atol=1e-4)

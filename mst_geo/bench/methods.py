@@ -21,15 +21,17 @@ def split_names(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def method_label(name: str, zoom_in: bool) -> str:
-    """The name a method has in tables: baselines as given, checkpoints by file stem (+ zoom)."""
+def method_label(name: str, zoom_in: bool = True, flip: bool = False) -> str:
+    """The name a method has in tables: baselines as given, checkpoints by file stem, plus the
+    inference options that differ from the default (no zoom, flip)."""
     if name in BASELINES:
         return name
     label = Path(name).stem if name.endswith(".safetensors") else name
-    return label if zoom_in else f"{label} (no zoom)"
+    options = [text for text, used in (("no zoom", not zoom_in), ("flip", flip)) if used]
+    return f"{label} ({', '.join(options)})" if options else label
 
 
-def resolve_method(name: str, device: str = "cpu", zoom_in: bool = True) -> ClickMethod:
+def resolve_method(name: str, device: str = "cpu", zoom_in: bool = True, flip: bool = False) -> ClickMethod:
     """A baseline by name, or an MST checkpoint/preset wrapped in the iterative ``Predictor``."""
     if name in BASELINES:
         return make_baseline(name)
@@ -42,4 +44,4 @@ def resolve_method(name: str, device: str = "cpu", zoom_in: bool = True) -> Clic
             f"({', '.join(list_presets())}), 'default' or an existing checkpoint file"
         )
     model, _card = resolve_model(name)
-    return Predictor(model, device=device, zoom_in=zoom_in)
+    return Predictor(model, device=device, zoom_in=zoom_in, flip=flip)

@@ -45,6 +45,7 @@ def run_noc_benchmark(
     device: str = "cpu",
     limit: int | None = None,
     zoom_in: bool = True,
+    flip: bool = False,
     progress: bool = True,
 ) -> dict:
     """Evaluate each model/baseline on each dataset (resumable in ``out_dir``) and write the report.
@@ -62,7 +63,7 @@ def run_noc_benchmark(
         raise MSTGeoError(f"--iou values must be in (0, 1], got {list(thresholds)}")
     data_root = Path(DEFAULT_DATA_ROOT if data_root is None else data_root)
     loaded = dict(load_bench_dataset(name, data_root, limit) for name in datasets)
-    methods = {method_label(name, zoom_in): resolve_method(name, device, zoom_in) for name in models}
+    methods = {method_label(name, zoom_in, flip): resolve_method(name, device, zoom_in, flip) for name in models}
     rows = run_noc(methods, loaded, out_dir, max_clicks=max_clicks, limit=limit, progress=progress)
     settings = {
         "data_root": str(data_root),
@@ -71,7 +72,7 @@ def run_noc_benchmark(
         "max_clicks": max_clicks,
         "limit": limit,
         "zoom_in": zoom_in,
-        "flip": False,
+        "flip": flip,
         "device": device,
     }
     return write_report(rows, out_dir, thresholds, max_clicks, settings)

@@ -7,7 +7,9 @@ given one) and padded to a multiple of the patch size; clicks follow the resize.
 are predicted on a crop around the current mask and the positive clicks, expanded 1.4x and at
 least ``zoom_min_crop`` px; the crop is kept while it holds every click and the new one overlaps
 it by IoU >= 0.5, and its prediction is pasted back into an otherwise empty map. Clicks outside
-the window (negatives far from the object) are not shown to the model.
+the window (negatives far from the object) are not shown to the model. With ``flip`` the
+window and its mirror image go through the model as one batch of two and their probabilities
+are averaged (RITM's default evaluation does the same).
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ class Predictor:
         zoom_expansion: float = 1.4,
         zoom_min_crop: int = 200,
         zoom_keep_iou: float = 0.5,
+        flip: bool = False,
     ):
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -82,6 +85,7 @@ class Predictor:
         self.zoom_expansion = zoom_expansion
         self.zoom_min_crop = zoom_min_crop
         self.zoom_keep_iou = zoom_keep_iou
+        self.flip = flip
         self.image: torch.Tensor | None = None
         self.roi: Box | None = None
 
@@ -132,9 +136,12 @@ class Predictor:
         size = (max(1, round(crop_h * scale)), max(1, round(crop_w * scale)))
         padded = (-(-size[0] // self.stride) * self.stride, -(-size[1] // self.stride) * self.stride)
 
+        views = (False, True) if self.flip else (False,)
+
         def model_input(window: torch.Tensor) -> torch.Tensor:
             resized = F.interpolate(window[None], size=size, mode="bilinear", align_corners=False)
-            return F.pad(resized, (0, padded[1] - size[1], 0, padded[0] - size[0])).to(self.device)
+            batch = torch.cat([resized.flip(-1) if mirrored else resized for mirrored in views])
+            return F.pad(batch, (0, padded[1] - size[1], 0, padded[0] - size[0])).to(self.device)
 
         image = model_input(self.image[:, top:bottom, left:right])
         mask = model_input(torch.from_numpy(np.asarray(prev_mask, dtype=np.float32)[None, top:bottom, left:right]))
@@ -143,7 +150,14 @@ class Predictor:
             for c in clicks
             if _inside(c, box)
         ] or [(0.0, 0.0, -1.0)]  # one padding row when no click falls in the window
-        click_tensor = torch.tensor(rows, dtype=torch.float32, device=self.device).view(1, -1, 3)
+        click_tensor = torch.tensor(rows, dtype=torch.float32, device=self.device).view(1, -1, 3).repeat(len(views), 1, 1)
+        if self.flip:
+            click_tensor[1, :, 1] = size[1] - 1 - click_tensor[1, :, 1]
         logits = self.model(image, click_tensor, mask).logits[:, :, : size[0], : size[1]]
         logits = F.interpolate(logits.float(), size=(crop_h, crop_w), mode="bilinear", align_corners=False)
-        return torch.sigmoid(logits)[0, 0].cpu().numpy()
+        probabilities = torch.sigmoid(logits[:, 0])
+        if self.flip:  # RITM's flip test-time augmentation: mean of the view and its mirror
+            probabilities = (probabilities[0] + probabilities[1].flip(-1)) / 2
+        else:
+            probabilities = probabilities[0]
+        return probabilities.cpu().numpy()
