@@ -53,8 +53,7 @@ def _group(rows: Sequence[InstanceResult], key: Callable[[InstanceResult], tuple
 
 def _summary(rows: list[InstanceResult], thresholds: Sequence[float], max_clicks: int) -> dict:
     summary = summarize([r.ious for r in rows], thresholds, max_clicks)
-    seconds = [s for r in rows for s in r.seconds]
-    summary["seconds_per_click"] = float(np.mean(seconds)) if seconds else None
+    summary["seconds_per_click"] = float(np.mean([s for r in rows for s in r.seconds]))
     return summary
 
 
@@ -83,25 +82,27 @@ def _columns(thresholds: Sequence[float], max_clicks: int) -> list[str]:
 
 def _cells(summary: dict, thresholds: Sequence[float], max_clicks: int) -> list[str]:
     keys = [threshold_key(t) for t in thresholds]
-    seconds = summary["seconds_per_click"]
     return (
         [f"{summary['noc'][k]:.2f}" for k in keys]
         + [str(summary["nof"][k]) for k in keys]
         + [f"{summary['miou'][c - 1]:.3f}" for c in MIOU_AT if c <= max_clicks]
-        + ["" if seconds is None else f"{seconds:.3f}"]
+        + [f"{summary['seconds_per_click']:.3f}"]
     )
 
 
 def _table_rows(results: dict, thresholds: Sequence[float], max_clicks: int, by_size: bool) -> list[list[str]]:
-    table = []
+    """Rows sorted by dataset, (size class, small first,) method."""
+    keyed = []
     for method, per_dataset in results.items():
         for dataset, summary in per_dataset.items():
             if by_size:
                 for size, part in summary["by_size"].items():
-                    table.append([dataset, size, method, str(part["n"])] + _cells(part, thresholds, max_clicks))
+                    cells = [dataset, size, method, str(part["n"])] + _cells(part, thresholds, max_clicks)
+                    keyed.append(((dataset, SIZE_CLASSES.index(size), method), cells))
             else:
-                table.append([dataset, method, str(summary["n"])] + _cells(summary, thresholds, max_clicks))
-    return sorted(table, key=lambda cells: cells[: 3 if by_size else 2])
+                cells = [dataset, method, str(summary["n"])] + _cells(summary, thresholds, max_clicks)
+                keyed.append(((dataset, 0, method), cells))
+    return [cells for _, cells in sorted(keyed)]
 
 
 def _csv_text(header: list[str], table: list[list[str]]) -> str:
@@ -126,7 +127,7 @@ def _instance_table(rows: Sequence[InstanceResult], thresholds: Sequence[float],
     table = [
         [r.method, r.dataset, r.name, r.image_id, str(r.area), size_class(r.area)]
         + [str(clicks_to_reach(r.ious, t, max_clicks)) for t in thresholds]
-        + [f"{r.ious[min(c, len(r.ious)) - 1]:.4f}" for c in MIOU_AT if c <= max_clicks]
+        + [f"{r.ious[c - 1]:.4f}" for c in MIOU_AT if c <= max_clicks]
         + [f"{np.mean(r.seconds):.4f}"]
         for r in rows
     ]
