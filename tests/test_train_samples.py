@@ -12,7 +12,7 @@ from mst_geo.errors import MSTGeoError
 from mst_geo.train.augment import ColorJitter, Sample, paste_object, scale_flip_crop
 from mst_geo.train.config import DataSection
 from mst_geo.train.instances import build_split, hashed_holdout
-from mst_geo.train.samples import ClickSampleSet, SampleRecipe
+from mst_geo.train.samples import ClickSampleSet, IsegObjects, SampleRecipe
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def split(iseg_root):
 def dataset(split):
     recipe = SampleRecipe.from_config(DataSection(crop_size=96, min_object_area=100,
                                                   copy_paste_prob=0.5, saturation=0.3, hue=10))
-    return ClickSampleSet(split[0], recipe, MultiPointSampler(), seed=3)
+    return ClickSampleSet(IsegObjects(split[0]), recipe, MultiPointSampler(), seed=3)
 
 
 def test_split_is_by_image_and_stable(split, iseg_root):
@@ -78,9 +78,9 @@ def test_sample_is_a_function_of_its_index(dataset):
 
 
 def test_each_epoch_visits_every_instance_once(dataset):
-    n = len(dataset.index)
-    assert sorted(dataset.instance_for(i) for i in range(n)) == sorted(dataset.index.items)
-    assert [dataset.instance_for(i) for i in range(n)] != [dataset.instance_for(n + i) for i in range(n)]
+    n = len(dataset.source)
+    assert sorted(dataset.object_for(i) for i in range(n)) == list(range(n))
+    assert [dataset.object_for(i) for i in range(n)] != [dataset.object_for(n + i) for i in range(n)]
 
 
 def test_crop_keeps_object_anywhere(split):

@@ -19,8 +19,14 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from mst_geo.data.iseg import Instance
 from mst_geo.train.config import TrainConfig
-from mst_geo.train.instances import InstanceIndex, build_split
-from mst_geo.train.samples import ClickSampleSet, SampleRecipe, sampler_from_config
+from mst_geo.train.instances import build_split
+from mst_geo.train.samples import (
+    ClickSampleSet,
+    IsegObjects,
+    ObjectSource,
+    SampleRecipe,
+    sampler_from_config,
+)
 
 
 class ResumableSampler(Sampler[int]):
@@ -44,22 +50,18 @@ class ResumableSampler(Sampler[int]):
 
 
 class HeldOutInstances(Dataset):
-    """``count`` held-out instances spread evenly over the validation images, at native size."""
+    """``count`` held-out objects spread evenly over a source, as the bench sees them."""
 
-    def __init__(self, index: InstanceIndex, count: int):
-        self.index = index
-        items = index.items
-        picks = np.linspace(0, len(items) - 1, num=min(count, len(items))).round().astype(int)
-        self.picks = [items[i] for i in sorted(set(picks.tolist()))] if items else []
+    def __init__(self, source: ObjectSource, count: int):
+        self.source = source
+        picks = np.linspace(0, len(source) - 1, num=min(count, len(source))).round().astype(int)
+        self.picks = sorted(set(picks.tolist())) if len(source) else []
 
     def __len__(self) -> int:
         return len(self.picks)
 
     def __getitem__(self, position: int) -> Instance:
-        group_index, which = self.picks[position]
-        group = self.index.groups[group_index]
-        return Instance(group.read_image(), group.read_mask(which),
-                        group.refs[which].name, group.image_id)
+        return self.source.instance(self.picks[position])
 
 
 def first_item(batch: list[Instance]) -> Instance:
@@ -87,16 +89,18 @@ class ClickDataModule(L.LightningDataModule):
         if data.scene is not None:
             from mst_geo.train.scene_dataset import scene_split  # rasterio/geopandas only here
 
-            train_source, val_source = scene_split(data, recipe, sampler, trainer)
-            self.train_set, self.val_set = train_source, val_source
-            self.description = {"scene": data.scene, "labels": data.labels}
-            return
-        train_index, val_index = build_split(data.root, data.datasets, data.val_fraction,
-                                             data.val_list, data.max_images)
-        self.train_set = ClickSampleSet(train_index, recipe, sampler, trainer.seed)
-        self.val_set = HeldOutInstances(val_index, trainer.val_instances)
-        self.description = {"root": str(data.root), "train": train_index.describe(),
-                            "held_out": val_index.describe()}
+            train_source, val_source = scene_split(data)
+            self.description = {"scene": data.scene, "labels": data.labels,
+                                "train_objects": len(train_source),
+                                "held_out_objects": len(val_source)}
+        else:
+            train_index, val_index = build_split(data.root, data.datasets, data.val_fraction,
+                                                 data.val_list, data.max_images)
+            train_source, val_source = IsegObjects(train_index), IsegObjects(val_index)
+            self.description = {"root": str(data.root), "train": train_index.describe(),
+                                "held_out": val_index.describe()}
+        self.train_set = ClickSampleSet(train_source, recipe, sampler, trainer.seed)
+        self.val_set = HeldOutInstances(val_source, trainer.val_instances)
 
     def train_dataloader(self) -> DataLoader:
         trainer, workers = self.config.trainer, self.config.data.workers

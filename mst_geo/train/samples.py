@@ -9,6 +9,7 @@ the process, so ``--resume`` and any number of loader workers or GPUs give the s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ from torch.utils.data import Dataset
 
 from mst_geo.clicks.sampler import MultiPointSampler
 from mst_geo.clicks.simulator import split_mask
+from mst_geo.data.iseg import Instance
 from mst_geo.errors import MSTGeoError
 from mst_geo.train.augment import ColorJitter, Sample, paste_object, scale_flip_crop
 from mst_geo.train.config import ClicksSection, DataSection
@@ -69,56 +71,89 @@ def pad_clicks(points: np.ndarray, rows: int) -> np.ndarray:
     return out
 
 
-class ClickSampleSet(Dataset):
-    """Map-style dataset whose index is the global sample number (see ``ResumableSampler``)."""
+class ObjectSource(Protocol):
+    """Objects to train on, each loadable as a full image around it with its masks."""
 
-    def __init__(self, index: InstanceIndex, recipe: SampleRecipe, sampler: MultiPointSampler,
-                 seed: int):
+    def __len__(self) -> int: ...
+
+    def load(self, position: int, rng: np.random.Generator, merge_prob: float) -> Sample:
+        """Object ``position`` with its image (target maybe merged with a neighbour)."""
+
+    def instance(self, position: int) -> Instance:
+        """Object ``position`` as the bench sees it (native image, 1/0/255 mask)."""
+
+    def where(self, position: int) -> str:
+        """A file (and feature) naming the object, for error messages."""
+
+
+class IsegObjects:
+    """The instances of an ``InstanceIndex`` as an ``ObjectSource``; other objects of the same
+    image serve as negatives and merge partners."""
+
+    def __init__(self, index: InstanceIndex):
         self.index = index
-        self.recipe = recipe
-        self.sampler = sampler
-        self.seed = seed
 
     def __len__(self) -> int:
-        """One epoch: every instance once. Larger indices are valid and fall in later epochs."""
         return len(self.index)
 
-    def instance_for(self, sample_index: int) -> tuple[int, int]:
-        """The ``(group, instance)`` of sample ``sample_index``: each epoch visits every instance."""
-        items = self.index.items
-        epoch, position = divmod(sample_index, len(items))
-        order = np.random.default_rng([self.seed, epoch, 0x5EED]).permutation(len(items))
-        return items[order[position]]
-
-    def load(self, group_index: int, which: int, rng: np.random.Generator) -> Sample:
-        """The full image with its target (maybe merged with another object) and other objects."""
+    def load(self, position: int, rng: np.random.Generator, merge_prob: float) -> Sample:
+        group_index, which = self.index.items[position]
         group = self.index.groups[group_index]
-        image = group.read_image()
         masks = [split_mask(group.read_mask(k)) for k in range(len(group.refs))]
         target, ignore = masks[which]
         others = np.zeros_like(target)
         for k, (obj, _) in enumerate(masks):
             if k != which:
                 others |= obj
-        if len(masks) > 1 and rng.random() < self.recipe.merge_objects_prob:
+        if len(masks) > 1 and rng.random() < merge_prob:
             partner = int(rng.choice([k for k in range(len(masks)) if k != which]))
             target = target | masks[partner][0]
-            others = others & ~target
-        return Sample(image, target, others & ~target, ignore & ~target)
+        return Sample(group.read_image(), target, others & ~target, ignore & ~target)
+
+    def instance(self, position: int) -> Instance:
+        group_index, which = self.index.items[position]
+        group = self.index.groups[group_index]
+        return Instance(group.read_image(), group.read_mask(which), group.refs[which].name,
+                        group.image_id)
+
+    def where(self, position: int) -> str:
+        group_index, which = self.index.items[position]
+        return str(self.index.groups[group_index].refs[which].mask_path)
+
+
+class ClickSampleSet(Dataset):
+    """Map-style dataset whose index is the global sample number (see ``ResumableSampler``)."""
+
+    def __init__(self, source: ObjectSource, recipe: SampleRecipe, sampler: MultiPointSampler,
+                 seed: int):
+        self.source = source
+        self.recipe = recipe
+        self.sampler = sampler
+        self.seed = seed
+
+    def __len__(self) -> int:
+        """One epoch: every object once. Larger indices are valid and fall in later epochs."""
+        return len(self.source)
+
+    def object_for(self, sample_index: int) -> int:
+        """The object of sample ``sample_index``: each epoch visits every object once."""
+        epoch, position = divmod(sample_index, len(self.source))
+        order = np.random.default_rng([self.seed, epoch, 0x5EED]).permutation(len(self.source))
+        return int(order[position])
 
     def make_sample(self, sample_index: int) -> Sample:
         """The augmented sample ``sample_index`` (before clicks).
 
         When the object does not survive the crop (a tiny object scaled down), another crop and
-        then another instance are drawn, still from the sample's own generator.
+        then another object are drawn, still from the sample's own generator.
         """
         recipe = self.recipe
         rng = np.random.default_rng([self.seed, sample_index])
-        group_index, which = self.instance_for(sample_index)
+        position = self.object_for(sample_index)
         for attempt in range(MAX_ATTEMPTS):
             if attempt and attempt % 2 == 0:
-                group_index, which = self.index.items[int(rng.integers(len(self.index)))]
-            full = self.load(group_index, which, rng)
+                position = int(rng.integers(len(self.source)))
+            full = self.source.load(position, rng, recipe.merge_objects_prob)
             if not full.target.any():
                 continue
             sample = scale_flip_crop(full, recipe.crop_size, recipe.scale_range, recipe.flip_prob,
@@ -128,14 +163,12 @@ class ClickSampleSet(Dataset):
         else:
             raise MSTGeoError(f"no object of at least {MIN_TARGET_PIXELS} px after "
                               f"{MAX_ATTEMPTS} crops (are the masks empty?)",
-                              self.index.groups[group_index].refs[which].mask_path)
+                              self.source.where(position))
         if rng.random() < recipe.copy_paste_prob:
-            donor_group, donor_which = self.index.items[int(rng.integers(len(self.index)))]
-            donor = self.index.groups[donor_group]
-            donor_mask, _ = split_mask(donor.read_mask(donor_which))
-            if donor_mask.any():
+            donor = self.source.load(int(rng.integers(len(self.source))), rng, 0.0)
+            if donor.target.any():
                 as_target = rng.random() < 0.5
-                pasted = paste_object(sample, donor.read_image(), donor_mask, rng, as_target)
+                pasted = paste_object(sample, donor.image, donor.target, rng, as_target)
                 if pasted.target.sum() >= MIN_TARGET_PIXELS:
                     sample = pasted
         return Sample(recipe.jitter(sample.image, rng), sample.target, sample.others, sample.ignore)

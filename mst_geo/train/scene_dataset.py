@@ -1,0 +1,159 @@
+"""A user's own scene as training data: a GeoTIFF plus vector labels (one polygon per object).
+
+``mst-geo train --scene scene.tif --labels polygons.gpkg`` fine-tunes on objects the user drew.
+The labels may be in any CRS (reprojected to the scene's with geopandas/pyproj). Each sample
+reads one window around one object through ``geo.raster.SceneRaster`` (the same band choice and
+percentile stretch as ``mst-geo segment``, decimated through overviews for large objects) and
+rasterises only the polygons that touch that window; the scene is never read whole. The window
+size varies at random (from snug to several times the object) so that the object fills
+anything from most of the crop to a small part of it.
+
+This is the only training module that imports rasterio/geopandas (the GPU box training on the
+iseg sets does not need them).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+from rasterio.features import rasterize
+from rasterio.windows import Window
+from shapely.geometry import box
+
+from mst_geo.data.iseg import IGNORE, Instance
+from mst_geo.errors import MSTGeoError
+from mst_geo.geo.raster import SceneRaster
+from mst_geo.train.augment import Sample
+from mst_geo.train.config import DataSection
+from mst_geo.train.instances import hashed_holdout
+
+CONTEXT_RANGE = (1.2, 4.0)
+"""Window side / object side, drawn uniformly per sample (the held-out view uses 2)."""
+
+MIN_WINDOW = 64
+"""Smallest window side in scene pixels (a 5 px object still comes with some context)."""
+
+
+def read_labels(labels: str | Path, scene_crs) -> gpd.GeoDataFrame:
+    """Polygon labels reprojected to the scene CRS; one row per object, empty rows dropped."""
+    path = Path(labels)
+    if not path.is_file():
+        raise MSTGeoError("labels file not found", path)
+    try:
+        frame = gpd.read_file(path)
+    except Exception as error:  # pyogrio raises several types for unreadable files
+        raise MSTGeoError(f"cannot read these labels ({str(error).splitlines()[0]})", path) from None
+    if frame.crs is None:
+        raise MSTGeoError("labels have no CRS; save them with one (any CRS works)", path)
+    frame = frame[frame.geometry.notna() & ~frame.geometry.is_empty]
+    frame = frame[frame.geometry.geom_type.isin(["Polygon", "MultiPolygon"])]
+    if frame.empty:
+        raise MSTGeoError("labels hold no polygons (one polygon per object is expected)", path)
+    return frame.to_crs(scene_crs).reset_index(drop=True)
+
+
+class SceneObjects:
+    """Polygons of one scene as an ``ObjectSource`` (see ``train/samples.py``)."""
+
+    def __init__(self, scene: str | Path, labels: gpd.GeoDataFrame, rows: list[int],
+                 labels_path: str | Path, read_max_side: int):
+        self.scene = Path(scene)
+        self.labels = labels
+        self.rows = rows
+        self.labels_path = str(labels_path)
+        self.read_max_side = read_max_side
+        self._raster: SceneRaster | None = None
+        self._pid = -1
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getstate__(self) -> dict:
+        """Loader workers get the paths and polygons, never an open file handle."""
+        return {**self.__dict__, "_raster": None, "_pid": -1}
+
+    @property
+    def raster(self) -> SceneRaster:
+        if self._raster is None or self._pid != os.getpid():
+            self._raster = SceneRaster(self.scene)
+            self._pid = os.getpid()
+        return self._raster
+
+    def pixel_box(self, row: int) -> tuple[float, float, float, float]:
+        """The polygon's bounding box in scene pixels: (row0, col0, row1, col1)."""
+        minx, miny, maxx, maxy = self.labels.geometry.iloc[row].bounds
+        inverse = ~self.raster.transform
+        cols, rows = zip(*(inverse @ (x, y) for x, y in ((minx, miny), (maxx, maxy))))
+        return min(rows), min(cols), max(rows), max(cols)
+
+    def window_around(self, row: int, context: float, offsets: tuple[float, float]) -> Window:
+        """A square window ``context`` times the object's size, the object at ``offsets`` (0..1)."""
+        row0, col0, row1, col1 = self.pixel_box(row)
+        height, width = row1 - row0, col1 - col0
+        side = max(max(height, width) * context, MIN_WINDOW)
+        top = row0 - (side - height) * offsets[0]
+        left = col0 - (side - width) * offsets[1]
+        return Window(int(np.floor(left)), int(np.floor(top)), int(np.ceil(side)), int(np.ceil(side)))
+
+    def masks_in(self, window: Window, shape: tuple[int, int], transform,
+                 row: int) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The object's mask and those of the other polygons touching the window."""
+        bounds = box(*self.raster.dataset.window_bounds(window))
+        near = [int(i) for i in self.labels.sindex.query(bounds, predicate="intersects") if i != row]
+
+        def burn(index: int) -> np.ndarray:
+            return rasterize([(self.labels.geometry.iloc[index], 1)], out_shape=shape,
+                             transform=transform, fill=0, dtype="uint8").astype(bool)
+
+        return burn(row), [burn(i) for i in near]
+
+    def read(self, row: int, window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                      list[np.ndarray]]:
+        """Image (uint8), valid-data map, object mask and neighbour masks of one window."""
+        view = self.raster.read(window, max_side=self.read_max_side)
+        target, neighbours = self.masks_in(view.window, view.valid.shape, view.transform, row)
+        image = np.round(view.image * 255).astype(np.uint8)
+        return image, view.valid, target, neighbours
+
+    def load(self, position: int, rng: np.random.Generator, merge_prob: float) -> Sample:
+        row = self.rows[position]
+        window = self.window_around(row, rng.uniform(*CONTEXT_RANGE), tuple(rng.random(2)))
+        image, valid, target, neighbours = self.read(row, window)
+        if neighbours and rng.random() < merge_prob:
+            target = target | neighbours[int(rng.integers(len(neighbours)))]
+        others = np.any(neighbours, axis=0) if neighbours else np.zeros_like(target)
+        ignore = ~valid
+        return Sample(image, target, others & ~target, ignore & ~target)
+
+    def instance(self, position: int) -> Instance:
+        row = self.rows[position]
+        image, valid, target, _ = self.read(row, self.window_around(row, 2.0, (0.5, 0.5)))
+        mask = target.astype(np.uint8)
+        mask[~valid] = IGNORE
+        return Instance(image, mask, f"feature{row}", self.scene.stem)
+
+    def where(self, position: int) -> str:
+        return f"{self.labels_path} (feature {self.rows[position]})"
+
+
+def scene_split(data: DataSection) -> tuple[SceneObjects, SceneObjects]:
+    """Training and held-out objects of ``data.scene`` / ``data.labels`` (held out by a fixed hash
+    of the feature number; objects outside the scene are dropped)."""
+    with SceneRaster(data.scene) as raster:
+        crs, bounds = raster.crs, box(*raster.bounds)
+    labels = read_labels(data.labels, crs)
+    labels = labels[labels.intersects(bounds)].reset_index(drop=True)
+    if labels.empty:
+        raise MSTGeoError(f"no label polygon overlaps the scene {data.scene}", data.labels)
+    held = [hashed_holdout(f"feature/{row}", data.val_fraction) for row in range(len(labels))]
+    train_rows = [row for row, out in enumerate(held) if not out]
+    val_rows = [row for row, out in enumerate(held) if out]
+    if not train_rows:
+        raise MSTGeoError("every label polygon fell in the held-out slice; lower data.val_fraction",
+                          data.labels)
+    read_max_side = 2 * data.crop_size
+    return (SceneObjects(data.scene, labels, train_rows, data.labels, read_max_side),
+            SceneObjects(data.scene, labels, val_rows, data.labels, read_max_side))

@@ -1,0 +1,114 @@
+"""Fine-tuning data from a real GeoTIFF (NAIP, EPSG:26914) and labels stored in another CRS."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+from rasterio.features import shapes
+from scipy import ndimage
+from shapely.geometry import shape
+
+from mst_geo.clicks.sampler import MultiPointSampler
+from mst_geo.errors import MSTGeoError
+from mst_geo.model import load_checkpoint
+from mst_geo.train.config import DataSection
+from mst_geo.train.samples import ClickSampleSet, SampleRecipe
+from mst_geo.train.scene_dataset import scene_split
+
+REPO = Path(__file__).parents[1]
+SCENE = REPO / "examples" / "naip_scene.tif"
+
+
+@pytest.fixture(scope="module")
+def ponds(tmp_path_factory):
+    """Water bodies of the scene (dark NIR, 200+ px) as polygons, saved in WGS84 (EPSG:4326)."""
+    with rasterio.open(SCENE) as ds:
+        water = ds.read(4) < 50
+        transform, crs = ds.transform, ds.crs
+    labels, count = ndimage.label(water)
+    sizes = np.bincount(labels.ravel())
+    keep = np.isin(labels, [i for i in range(1, count + 1) if sizes[i] >= 200])
+    polygons = [shape(geom) for geom, value in shapes(labels.astype(np.int32), mask=keep,
+                                                     transform=transform)]
+    frame = gpd.GeoDataFrame({"kind": ["water"] * len(polygons)}, geometry=polygons, crs=crs)
+    path = tmp_path_factory.mktemp("labels") / "ponds.gpkg"
+    frame.to_crs("EPSG:4326").to_file(path)
+    return path, keep, transform
+
+
+def test_labels_in_another_crs_land_on_the_right_pixels(ponds):
+    path, water, transform = ponds
+    train, val = scene_split(DataSection(scene=str(SCENE), labels=str(path), val_fraction=0.2,
+                                         crop_size=96))
+    assert len(train) > 5 and len(val) >= 1
+    checked = 0
+    for position in range(8):
+        row = train.rows[position]
+        window = train.window_around(row, 1.5, (0.5, 0.5))
+        image, valid, target, _ = train.read(row, window)
+        assert image.dtype == np.uint8 and image.shape[:2] == target.shape
+        clipped = window.intersection(rasterio.windows.Window(0, 0, 934, 723))
+        if target.shape != (clipped.height, clipped.width):
+            continue  # a decimated read of a large lake; the pixel check needs native size
+        truth = water[clipped.row_off:clipped.row_off + clipped.height,
+                      clipped.col_off:clipped.col_off + clipped.width]
+        assert (target & truth).sum() / target.sum() > 0.97  # WGS84 round trip costs < 1 px
+        checked += 1
+    assert checked >= 3
+
+
+def test_scene_samples_are_windows_with_clicks(ponds):
+    path, _, _ = ponds
+    data = DataSection(scene=str(SCENE), labels=str(path), val_fraction=0.2, crop_size=96,
+                       min_object_area=50, copy_paste_prob=0.5)
+    train, val = scene_split(data)
+    dataset = ClickSampleSet(train, SampleRecipe.from_config(data), MultiPointSampler(), seed=0)
+    for index in range(6):
+        item = dataset[index]
+        target = item["target"][0].numpy() > 0
+        clicks = item["clicks"].numpy()
+        positives = clicks[clicks[:, 2] == 1]
+        assert item["image"].shape == (3, 96, 96) and target.sum() >= 16
+        assert target[positives[:, 0].astype(int), positives[:, 1].astype(int)].all()
+    def area(position):
+        row0, col0, row1, col1 = train.pixel_box(train.rows[position])
+        return (row1 - row0) * (col1 - col0)
+
+    big = max(range(len(train)), key=area)
+    assert area(big) > (2 * 96) ** 2
+    sample = train.load(big, np.random.default_rng(0), 0.0)
+    assert max(sample.image.shape[:2]) <= 2 * 96  # a big lake is read decimated, not whole
+    held = val.instance(0)
+    assert set(np.unique(held.mask)) <= {0, 1, 255} and (held.mask == 1).any()
+
+
+def test_bad_labels_are_clear_errors(tmp_path, ponds):
+    path, _, _ = ponds
+    with pytest.raises(MSTGeoError, match="labels file not found"):
+        scene_split(DataSection(scene=str(SCENE), labels=str(tmp_path / "none.gpkg")))
+    far = gpd.read_file(path).to_crs("EPSG:4326")
+    far["geometry"] = far.geometry.translate(40, 0)
+    far.to_file(tmp_path / "far.gpkg")
+    with pytest.raises(MSTGeoError, match="no label polygon overlaps"):
+        scene_split(DataSection(scene=str(SCENE), labels=str(tmp_path / "far.gpkg")))
+
+
+def test_cli_fine_tunes_on_a_scene(ponds, tmp_path):
+    path, _, _ = ponds
+    script = Path(sys.executable).parent / "mst-geo"
+    result = subprocess.run(
+        [str(script), "train", "--config", str(REPO / "configs" / "train" / "smoke.yaml"),
+         "--scene", str(SCENE), "--labels", str(path), "--max-steps", "3",
+         "--set", "data.val_fraction=0.2", "--set", "trainer.val_every_steps=3",
+         "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=300,
+        env={"OMP_NUM_THREADS": "1", "PATH": str(script.parent)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    card = load_checkpoint(tmp_path / "run" / "model.safetensors")[1]["training"]
+    assert card["data"]["scene"] == str(SCENE) and card["data"]["train_objects"] > 5
+    assert card["steps"] == 3
