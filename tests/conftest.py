@@ -62,3 +62,30 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     model = create_model("mst_tiny", depth=2, input_size=224)
     path = tmp_path_factory.mktemp("checkpoints") / "mst_tiny_random.safetensors"
     return save_checkpoint(model, path, {"training": "none: random weights for tests"})
+
+
+@pytest.fixture(scope="session")
+def app_checkpoint(tmp_path_factory, naip_scene: Path) -> Path:
+    """A small random MST (224 px input) whose one-click mask on a NAIP pond is a local polygon.
+
+    Random weights give a near-constant probability, so some seeds predict nothing and others
+    the whole scene (slow: the window grows to the scene); the app's tests need a polygon to
+    draw, save and compare, so take the first seed whose mask is neither.
+    """
+    import torch
+
+    from mst_geo.api import Segmenter
+    from mst_geo.model import create_model, save_checkpoint
+
+    folder = tmp_path_factory.mktemp("app_checkpoints")
+    for seed in range(20):
+        torch.manual_seed(seed)
+        model = create_model("mst_tiny", depth=2, input_size=224)
+        card = {"training": f"none: random weights (seed {seed}) for tests"}
+        path = save_checkpoint(model, folder / f"mst_tiny_seed{seed}.safetensors", card)
+        with Segmenter(naip_scene, model=path) as segmenter:
+            pond = segmenter.add_click(*(segmenter.transform * (364.5, 351.5)))
+            result = segmenter.mask(pond)
+            if result.mask.any() and result.window.width < segmenter.width:
+                return path
+    raise RuntimeError("no random seed in 0..19 gives a local mask on the NAIP pond")

@@ -1,0 +1,264 @@
+"""The local web app: a JSON API over one ``Segmenter`` plus the static Leaflet page.
+
+The server holds no segmentation logic of its own: every click, undo, delete and save goes to
+the same ``mst_geo.api.Segmenter`` that notebooks use, so what the page shows is exactly what
+``mst-geo segment`` computes from the exported clicks. One lock serialises the segmenter calls
+(it is not thread-safe); tiles are rendered concurrently.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import shapely
+import uvicorn
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+from mst_geo.app.pagegrid import PageGrid
+from mst_geo.app.tiles import SceneTiles
+from mst_geo.errors import MSTGeoError
+
+if TYPE_CHECKING:
+    from mst_geo.api import Segmenter
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+ObjectId = int
+
+
+class ClickRequest(BaseModel):
+    """A click at ``x, y`` in page coordinates (Leaflet lng/lat) or in the scene CRS."""
+
+    x: float = Field(description="Easting (page: lng) of the click.")
+    y: float = Field(description="Northing (page: lat) of the click.")
+    positive: bool = Field(True, description="True: part of the object; false: not part of it.")
+    object: ObjectId | None = Field(None, description="Object the click belongs to; default: the current object.")
+    space: Literal["page", "scene"] = Field("page", description="Coordinates of x/y: the page's map or the scene CRS.")
+
+
+class ObjectRequest(BaseModel):
+    """Names an object; ``null`` means the current one."""
+
+    object: ObjectId | None = Field(None, description="Object id; default: the current object.")
+
+
+class SaveRequest(BaseModel):
+    """Where to write the polygons (.gpkg or .geojson, on the server's disk)."""
+
+    path: str = Field(description="Output file; relative paths are relative to the server's working directory.")
+    overwrite: bool = Field(False, description="Replace an existing file.")
+
+
+class _Session:
+    """The app's state beside the segmenter: which object the next click extends."""
+
+    def __init__(self, segmenter: Segmenter, grid: PageGrid):
+        self.segmenter = segmenter
+        self.grid = grid
+        self.lock = threading.Lock()
+        self.current: ObjectId | None = None
+
+    def new_object(self) -> ObjectId:
+        existing = [int(o) for o in self.segmenter.objects()]
+        self.current = max([*existing, self.current or 0]) + 1
+        return self.current
+
+    def resolve(self, object_id: ObjectId | None, allow_new: bool = False) -> ObjectId:
+        """The object a request means, or a 404 naming the object that does not exist."""
+        if object_id is None:
+            object_id = self.current if self.current is not None else self.new_object()
+        known = object_id in self.segmenter.objects() or (allow_new and object_id == self.current)
+        if not known:
+            raise HTTPException(404, f"unknown object {object_id}: create it with POST /api/objects first")
+        return object_id
+
+
+def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None) -> FastAPI:
+    """The FastAPI app serving ``segmenter``'s scene; ``tiles`` defaults to the scene's own bands and stretch."""
+    tiles = tiles or SceneTiles(segmenter.raster)
+    session = _Session(segmenter, tiles.grid)
+    app = FastAPI(title="mst-geo app", summary="Click on a GeoTIFF scene and get polygons back.")
+    app.state.session = session
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _add_error_handlers(app)
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html")
+
+    @app.get("/api/scene")
+    def scene() -> dict[str, Any]:
+        """What the page needs to draw the scene: size, CRS, bounds, bands and the tile pyramid."""
+        path = Path(tiles.path)
+        return {
+            "name": path.name,
+            "path": str(path),
+            "width": segmenter.width,
+            "height": segmenter.height,
+            "crs": segmenter.crs.to_wkt(),
+            "crs_name": segmenter.crs.to_string(),
+            "bounds": list(segmenter.bounds),
+            "bands": list(tiles.bands),
+            "tile_size": session.grid.tile_size,
+            "max_zoom": session.grid.max_zoom,
+            "page_bounds": session.grid.page_bounds,
+            "default_save_path": str(path.with_name(f"{path.stem}_objects.gpkg")),
+        }
+
+    @app.get("/tiles/{z}/{x}/{y}.png", response_class=Response)
+    def tile(z: int, x: int, y: int) -> Response:
+        """Tile z/x/y of the scene in its own pixel grid (zoom ``max_zoom`` = native pixels)."""
+        if not session.grid.has_tile(z, x, y):
+            raise HTTPException(404, f"no tile {z}/{x}/{y}: zoom runs 0..{session.grid.max_zoom} inside the scene")
+        return Response(tiles.render(z, x, y), media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+    @app.post("/api/objects")
+    def new_object() -> dict[str, ObjectId]:
+        """Start a new object: the next click without an object id goes to it."""
+        with session.lock:
+            return {"object": session.new_object()}
+
+    @app.put("/api/current")
+    def set_current(request: ObjectRequest) -> dict[str, ObjectId]:
+        """Make an existing object the one the next click extends."""
+        with session.lock:
+            session.current = session.resolve(request.object)
+            return {"object": session.current}
+
+    @app.post("/api/click")
+    def click(request: ClickRequest) -> dict[str, Any]:
+        """Add a click and return the object's new polygon (page coordinates) and the server time."""
+        if request.space == "page":
+            x, y = session.grid.page_to_scene(request.x, request.y)
+        else:
+            x, y = request.x, request.y
+        with session.lock:
+            object_id = session.resolve(request.object, allow_new=True)
+            start = time.perf_counter()
+            segmenter.add_click(x, y, positive=request.positive, object=object_id)
+            seconds = time.perf_counter() - start
+            session.current = object_id
+            page = _page_features(session, _object_features(segmenter, object_id))
+        return {"object": object_id, "seconds": seconds, "feature": page["features"][0] if page["features"] else None}
+
+    @app.post("/api/undo")
+    def undo(request: ObjectRequest | None = None) -> dict[str, Any]:
+        """Remove the last click of an object (default: the current one)."""
+        with session.lock:
+            object_id = session.resolve(request.object if request else None)
+            segmenter.undo(object_id)
+            return {"object": object_id, "remaining": object_id in segmenter.objects()}
+
+    @app.delete("/api/objects/{object_id}")
+    def delete(object_id: ObjectId) -> dict[str, ObjectId]:
+        """Delete an object and all its clicks."""
+        with session.lock:
+            session.resolve(object_id)
+            segmenter.delete(object_id)
+            if session.current == object_id:
+                session.current = None
+            return {"deleted": object_id}
+
+    @app.get("/api/objects")
+    def objects() -> dict[str, Any]:
+        """All objects: GeoJSON in the scene CRS, the same in page coordinates, and the clicks for the page."""
+        with session.lock:
+            scene_fc = segmenter.polygons().to_geo_dict(na="null")
+            clicks = segmenter.clicks_geojson()
+            current = session.current
+        return {
+            "current": current,
+            "crs": segmenter.crs.to_string(),
+            "scene": scene_fc,
+            "page": _page_features(session, scene_fc),
+            "page_clicks": _page_features(session, clicks),
+        }
+
+    @app.post("/api/save")
+    def save(request: SaveRequest) -> dict[str, Any]:
+        """Write the polygons (GeoPackage or GeoJSON by extension, atomic) with `segment`'s writer."""
+        path = Path(request.path).expanduser().resolve()
+        with session.lock:
+            segmenter.save(path, overwrite=request.overwrite)
+            n_objects = len(segmenter.objects())
+        return {"path": str(path), "n_objects": n_objects}
+
+    @app.get("/api/export-clicks")
+    def export_clicks() -> JSONResponse:
+        """The clicks as a clicks GeoJSON that `mst-geo segment --clicks` reproduces."""
+        with session.lock:
+            clicks = segmenter.clicks_geojson()
+        filename = f"{Path(tiles.path).stem}_clicks.geojson"
+        return JSONResponse(clicks, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+    return app
+
+
+def _object_features(segmenter: Segmenter, object_id: ObjectId) -> dict[str, Any]:
+    polygons = segmenter.polygons()
+    return polygons[polygons["object"] == object_id].to_geo_dict(na="null")
+
+
+def _page_features(session: _Session, collection: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a scene-CRS FeatureCollection in page coordinates."""
+    features = []
+    for feature in collection["features"]:
+        geometry = feature["geometry"]
+        if geometry is not None:  # an empty mask has no geometry
+            geometry = shapely.geometry.mapping(session.grid.scene_to_page(shapely.geometry.shape(geometry)))
+        features.append({**feature, "geometry": geometry})
+    return {"type": "FeatureCollection", "features": features}
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """User errors become 4xx JSON ``{"detail": "<one clear line>"}``; the server keeps running."""
+
+    @app.exception_handler(MSTGeoError)
+    def user_error(request: Request, error: MSTGeoError) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = []
+        for problem in error.errors():
+            if problem["type"] == "json_invalid":
+                reason = problem.get("ctx", {}).get("error", "parse error")
+                problems.append(f"request body is not valid JSON ({reason})")
+            else:
+                where = ".".join(str(part) for part in problem["loc"] if part != "body")
+                problems.append(f"{where or 'body'}: {problem['msg']}")
+        return JSONResponse(
+            {"detail": "; ".join(problems), "errors": jsonable_encoder(error.errors())}, status_code=422
+        )
+
+
+def listen(host: str = "127.0.0.1", port: int = 8000) -> socket.socket:
+    """A listening socket (port 0: any free port), bound before the model loads so a busy port fails fast."""
+    try:
+        return socket.create_server((host, port))
+    except OSError as error:
+        message = f"cannot listen on {host}:{port} ({error.strerror}); choose another --port or --host"
+        raise MSTGeoError(message) from None
+
+
+def url_of(sock: socket.socket) -> str:
+    """The page's URL for a listening socket."""
+    host, port = sock.getsockname()[:2]
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+
+
+def serve(app: FastAPI, sock: socket.socket) -> None:
+    """Run ``app`` with uvicorn on ``sock`` until Ctrl-C."""
+    try:
+        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    finally:
+        sock.close()

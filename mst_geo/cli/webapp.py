@@ -1,0 +1,59 @@
+"""``mst-geo app``: the interactive map in a browser, served from this machine (module not named
+``app.py``: importing it would replace the Typer ``app`` attribute of ``mst_geo.cli``)."""
+
+from __future__ import annotations
+
+import webbrowser
+from pathlib import Path
+
+import typer
+
+from mst_geo.cli import app
+
+
+@app.command("app")
+def app_command(
+    scene: Path = typer.Argument(..., help="GeoTIFF scene to segment (any size; overviews make panning smooth)."),
+    model: str = typer.Option("default", "--model", "-m", help="'default' (shipped), a checkpoint path or a preset."),
+    bands: str | None = typer.Option(
+        None, "--bands", help="Scene bands as R,G,B (1-based, e.g. 4,3,2) or one grey band. Default: RGB or 1,2,3."
+    ),
+    port: int = typer.Option(8000, "--port", help="Port to listen on (0: any free port)."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Interface to listen on; the default keeps the app private to this machine."
+    ),
+    open_browser: bool = typer.Option(False, "--open", help="Open the page in the default web browser."),
+    device: str = typer.Option("cpu", "--device", help="Torch device, e.g. cpu, cuda, cuda:1, mps."),
+    simplify: float = typer.Option(0.0, "--simplify", help="Simplification tolerance in scene CRS units (0: none)."),
+    min_area: float = typer.Option(
+        0.0, "--min-area", help="Drop polygon parts and fill holes smaller than this, in scene CRS units²."
+    ),
+) -> None:
+    """Click on a scene in your browser and watch each object's polygon appear.
+
+    Left click: positive, right click or shift-click: negative; N: new object; Z: undo.
+
+    Save writes the same GeoPackage/GeoJSON as `mst-geo segment`; Export clicks writes a clicks file it reproduces.
+
+    Example:
+
+        mst-geo app examples/naip_scene.tif --open
+    """
+    from mst_geo.api import Segmenter
+    from mst_geo.app.server import create_app, listen, serve, url_of
+    from mst_geo.geo.raster import parse_bands
+
+    sock = listen(host, port)
+    try:
+        segmenter = Segmenter(
+            scene, model=model, bands=parse_bands(bands), device=device, simplify=simplify, min_area=min_area
+        )
+    except BaseException:
+        sock.close()
+        raise
+    url = url_of(sock)
+    typer.echo(f"mst-geo app: open {url} (Ctrl-C stops)")
+    if open_browser:
+        webbrowser.open(url)
+    with segmenter:
+        serve(create_app(segmenter), sock)

@@ -1,0 +1,251 @@
+"""The web app's JSON API through FastAPI's TestClient on the real NAIP scene (EPSG:26914).
+
+The model is a small randomly initialised MST saved to a temporary checkpoint (``app_checkpoint``): these tests check
+the mechanics (coordinates, state, files, errors), not segmentation quality.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+import shapely
+from fastapi.testclient import TestClient
+from PIL import Image
+from shapely.geometry import box, shape
+
+from mst_geo.api import Segmenter, segment_scene
+from mst_geo.app.server import create_app
+
+EXAMPLE = Path(__file__).parents[1] / "examples" / "naip_scene.tif"
+POND = (351.5, 364.5)  # (row, col) inside a pond of about 40 px
+FIELD = (280.5, 699.5)  # inside the scene's largest pond
+
+
+@pytest.fixture()
+def segmenter(app_checkpoint: Path) -> Segmenter:
+    with Segmenter(EXAMPLE, model=app_checkpoint) as seg:
+        yield seg
+
+
+@pytest.fixture()
+def client(segmenter: Segmenter) -> TestClient:
+    return TestClient(create_app(segmenter))
+
+
+def scene_xy(segmenter: Segmenter, pixel: tuple[float, float]) -> tuple[float, float]:
+    """Scene CRS coordinates of a (row, col) pixel position."""
+    return segmenter.transform * (pixel[1], pixel[0])
+
+
+def page_xy(scene_info: dict, pixel: tuple[float, float]) -> tuple[float, float]:
+    """Page (Leaflet CRS.Simple lng, lat) coordinates of a (row, col) pixel position."""
+    scale = 2 ** scene_info["max_zoom"]
+    return pixel[1] / scale, -pixel[0] / scale
+
+
+def click(client: TestClient, x: float, y: float, **fields) -> dict:
+    response = client.post("/api/click", json={"x": x, "y": y, "space": "scene", **fields})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_scene_info_matches_the_raster(client: TestClient) -> None:
+    info = client.get("/api/scene").json()
+    with rasterio.open(EXAMPLE) as src:
+        assert (info["width"], info["height"]) == (src.width, src.height)
+        assert info["bounds"] == pytest.approx(list(src.bounds))
+        assert info["crs_name"] == "EPSG:26914"
+    assert info["bands"] == [1, 2, 3]
+    assert info["max_zoom"] == 2
+    assert info["page_bounds"] == [[-723 / 4, 0.0], [0.0, 934 / 4]]
+
+
+def test_page_and_tiles_are_served(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and "leaflet.js" in page.text
+    for asset in ["app.js", "app.css", "vendor/leaflet/leaflet.js", "vendor/leaflet/leaflet.css"]:
+        assert client.get(f"/static/{asset}").status_code == 200, asset
+    for z, x, y in [(0, 0, 0), (1, 1, 0), (2, 2, 1), (2, 3, 2)]:
+        response = client.get(f"/tiles/{z}/{x}/{y}.png")
+        assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+        image = Image.open(io.BytesIO(response.content))
+        assert image.format == "PNG" and image.size == (256, 256)
+    missing = client.get("/tiles/3/0/0.png")
+    assert missing.status_code == 404 and "zoom runs 0..2" in missing.json()["detail"]
+    assert "/api/click" in client.get("/openapi.json").json()["paths"]
+
+
+def test_click_in_page_coordinates_returns_a_polygon_inside_the_scene(client: TestClient, segmenter: Segmenter) -> None:
+    info = client.get("/api/scene").json()
+    x, y = page_xy(info, POND)
+    result = client.post("/api/click", json={"x": x, "y": y}).json()
+    assert result["object"] == 1 and result["seconds"] > 0
+    assert result["feature"]["properties"]["n_clicks"] == 1
+
+    objects = client.get("/api/objects").json()
+    assert objects["current"] == 1 and objects["crs"] == "EPSG:26914"
+    [feature] = objects["scene"]["features"]
+    polygon = shape(feature["geometry"])
+    assert not polygon.is_empty and polygon.is_valid
+    assert box(*segmenter.bounds).contains(polygon)
+    assert feature["properties"]["area_m2"] == pytest.approx(polygon.area, rel=1e-3)  # UTM: metres
+    # the page copy is the same polygon in page coordinates
+    [page_feature] = objects["page"]["features"]
+    page_polygon = shape(page_feature["geometry"])
+    assert page_polygon.area == pytest.approx(polygon.area / 25 / 16, rel=1e-6)  # 5 m pixels, 4 px per unit
+    # the click landed where the page asked, in scene and page coordinates
+    [page_click] = objects["page_clicks"]["features"]
+    assert page_click["geometry"]["coordinates"] == pytest.approx([x, y])
+    clicks = client.get("/api/export-clicks").json()
+    assert clicks["features"][0]["geometry"]["coordinates"] == pytest.approx(scene_xy(segmenter, POND))
+
+
+def test_objects_undo_and_delete(client: TestClient, segmenter: Segmenter) -> None:
+    pond = click(client, *scene_xy(segmenter, POND))["object"]
+    first = client.get("/api/objects").json()["scene"]["features"][0]["geometry"]
+    click(client, *scene_xy(segmenter, (POND[0] + 12, POND[1] + 12)), positive=False)
+    assert client.get("/api/objects").json()["scene"]["features"][0]["properties"]["n_clicks"] == 2
+
+    lake = client.post("/api/objects").json()["object"]
+    assert lake == pond + 1
+    assert click(client, *scene_xy(segmenter, FIELD))["object"] == lake
+    features = client.get("/api/objects").json()["scene"]["features"]
+    assert [f["properties"]["object"] for f in features] == [pond, lake]
+
+    undo = client.post("/api/undo", json={"object": pond})
+    assert undo.status_code == 200 and undo.json()["remaining"]
+    after = {f["properties"]["object"]: f for f in client.get("/api/objects").json()["scene"]["features"]}
+    assert after[pond]["properties"]["n_clicks"] == 1
+    assert shape(after[pond]["geometry"]).equals(shape(first))  # back to the one-click mask
+
+    assert client.post("/api/undo", json={}).json() == {"object": lake, "remaining": False}  # current object
+    assert [f["properties"]["object"] for f in client.get("/api/objects").json()["scene"]["features"]] == [pond]
+
+    assert client.delete(f"/api/objects/{pond}").json() == {"deleted": pond}
+    assert client.get("/api/objects").json()["scene"]["features"] == []
+    assert client.delete(f"/api/objects/{pond}").status_code == 404
+
+
+def test_save_and_reopen_with_geopandas(client: TestClient, segmenter: Segmenter, tmp_path: Path) -> None:
+    click(client, *scene_xy(segmenter, POND))
+    client.post("/api/objects")
+    click(client, *scene_xy(segmenter, FIELD))
+    shown = client.get("/api/objects").json()["scene"]["features"]
+    for name in ["objects.gpkg", "objects.geojson"]:
+        response = client.post("/api/save", json={"path": str(tmp_path / name)})
+        assert response.status_code == 200, response.text
+        assert response.json() == {"path": str(tmp_path / name), "n_objects": 2}
+        saved = gpd.read_file(tmp_path / name)
+        assert saved.crs.to_epsg() == 26914
+        assert list(saved.columns) == ["object", "n_clicks", "area", "area_m2", "score", "model", "geometry"]
+        assert saved["object"].tolist() == [1, 2]
+        for geometry, feature in zip(saved.geometry, shown):
+            assert geometry.equals(shape(feature["geometry"]))  # a GeoPackage stores MultiPolygons
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["objects.geojson", "objects.gpkg"]
+
+
+def test_exported_clicks_reproduce_the_polygons_with_segment_scene(
+    client: TestClient, segmenter: Segmenter, app_checkpoint: Path, tmp_path: Path
+) -> None:
+    click(client, *scene_xy(segmenter, POND))
+    click(client, *scene_xy(segmenter, (POND[0] - 15, POND[1] + 20)), positive=False)
+    client.post("/api/objects")
+    click(client, *scene_xy(segmenter, FIELD))
+    app_polygons = gpd.GeoDataFrame.from_features(client.get("/api/objects").json()["scene"]["features"])
+
+    export = client.get("/api/export-clicks")
+    assert export.headers["content-disposition"] == 'attachment; filename="naip_scene_clicks.geojson"'
+    clicks_path = tmp_path / "clicks.geojson"
+    clicks_path.write_text(json.dumps(export.json()))
+    out = tmp_path / "segment.gpkg"
+    frame = segment_scene(EXAMPLE, clicks_path, out, model=app_checkpoint, progress=False)
+    reread = gpd.read_file(out)
+    assert reread["object"].tolist() == app_polygons["object"].tolist() == [1, 2]
+    assert reread["n_clicks"].tolist() == [2, 1]
+    for mine, theirs in zip(app_polygons.geometry, reread.geometry):
+        assert mine.equals(theirs)
+    assert np.allclose(frame["score"], app_polygons["score"])
+
+
+def test_bad_requests_get_clear_4xx_and_the_server_keeps_working(
+    client: TestClient, segmenter: Segmenter, tmp_path: Path
+) -> None:
+    left, bottom, right, top = segmenter.bounds
+    outside = client.post("/api/click", json={"x": right + 100, "y": top, "space": "scene"})
+    assert outside.status_code == 400 and "outside" in outside.json()["detail"]
+    outside_page = client.post("/api/click", json={"x": -5.0, "y": 1.0})
+    assert outside_page.status_code == 400
+
+    middle = {"x": (left + right) / 2, "y": (bottom + top) / 2, "space": "scene"}
+    unknown = client.post("/api/click", json={**middle, "object": 42})
+    assert unknown.status_code == 404 and "unknown object 42" in unknown.json()["detail"]
+    assert client.post("/api/undo", json={"object": 42}).status_code == 404
+    assert client.delete("/api/objects/42").status_code == 404
+    assert client.put("/api/current", json={"object": 42}).status_code == 404
+
+    malformed = client.post("/api/click", content=b'{"x": 1, "y": ', headers={"Content-Type": "application/json"})
+    assert malformed.status_code == 422 and "not valid JSON" in malformed.json()["detail"]
+    missing = client.post("/api/click", json={"x": 1.0})
+    assert missing.status_code == 422 and missing.json()["detail"] == "y: Field required"
+    wrong_type = client.post("/api/click", json={"x": "east", "y": 1.0})
+    assert wrong_type.status_code == 422 and wrong_type.json()["detail"].startswith("x: ")
+
+    nothing = client.post("/api/save", json={"path": str(tmp_path / "empty.gpkg")})
+    assert nothing.status_code == 400 and "no objects" in nothing.json()["detail"]
+
+    # the server still works after all of that
+    click(client, *scene_xy(segmenter, POND))
+    assert len(client.get("/api/objects").json()["scene"]["features"]) == 1
+
+
+def test_failed_saves_leave_no_file(client: TestClient, segmenter: Segmenter, tmp_path: Path) -> None:
+    click(client, *scene_xy(segmenter, POND))
+    not_a_dir = tmp_path / "notes.txt"
+    not_a_dir.write_text("a file, not a folder")
+    read_only = tmp_path / "read_only"
+    read_only.mkdir()
+    read_only.chmod(0o500)
+    existing = tmp_path / "existing.gpkg"
+    existing.write_bytes(b"keep me")
+    cases = {
+        "parent is a file": not_a_dir / "objects.gpkg",
+        "missing folder": tmp_path / "missing" / "objects.gpkg",
+        "unknown format": tmp_path / "objects.csv",
+        "exists": existing,
+    }
+    if not _can_write(read_only):  # root ignores permissions
+        cases["read-only folder"] = read_only / "objects.gpkg"
+    before = sorted(tmp_path.rglob("*"))
+    for case, path in cases.items():
+        response = client.post("/api/save", json={"path": str(path)})
+        assert 400 <= response.status_code < 500, (case, response.text)
+        detail = response.json()["detail"]
+        assert "\n" not in detail and "Traceback" not in detail, case
+    assert sorted(tmp_path.rglob("*")) == before
+    assert existing.read_bytes() == b"keep me"
+    ok = client.post("/api/save", json={"path": str(existing), "overwrite": True})
+    assert ok.status_code == 200 and len(gpd.read_file(existing)) == 1
+
+
+def _can_write(folder: Path) -> bool:
+    try:
+        (folder / ".probe").touch()
+    except PermissionError:
+        return False
+    (folder / ".probe").unlink()
+    return True
+
+
+def test_polygon_page_transform_is_the_scene_grid(segmenter: Segmenter) -> None:
+    """A scene-pixel square maps to the same square in page units (px / 2**max_zoom, y up)."""
+    app = create_app(segmenter)
+    grid = app.state.session.grid
+    square = shapely.box(*(segmenter.transform * (10, 20)), *(segmenter.transform * (30, 0)))
+    page = grid.scene_to_page(square)
+    assert page.equals(shapely.box(10 / 4, -20 / 4, 30 / 4, 0))

@@ -1,0 +1,45 @@
+"""``mst-geo app`` as a user runs it: a real server process on a free port, and its bad-input errors."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+CLI = [sys.executable, "-c", "from mst_geo.cli import main; main()"]
+
+
+def test_app_serves_the_scene_on_localhost(naip_scene: Path, app_checkpoint: Path) -> None:
+    process = subprocess.Popen(
+        [*CLI, "app", str(naip_scene), "--model", str(app_checkpoint), "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("mst-geo app: open http://127.0.0.1:"), line + process.stderr.read()
+        url = line.split()[3]
+        with urllib.request.urlopen(url + "api/scene", timeout=30) as response:
+            scene = json.load(response)
+        assert scene["name"] == "naip_scene.tif" and scene["crs_name"] == "EPSG:26914"
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert b"leaflet.js" in response.read()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_busy_port_and_missing_scene_are_one_line_errors(naip_scene: Path, tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        result = subprocess.run([*CLI, "app", str(naip_scene), "--port", str(port)], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(f"error: cannot listen on 127.0.0.1:{port}")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+    missing = tmp_path / "nowhere.tif"
+    result = subprocess.run([*CLI, "app", str(missing), "--port", "0"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {missing}: raster not found"
