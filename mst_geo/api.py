@@ -17,7 +17,14 @@ from tqdm.auto import tqdm
 
 from mst_geo.clicks.predictor import Predictor
 from mst_geo.errors import MSTGeoError
-from mst_geo.geo.io import ObjectRecord, check_output, polygons_frame, write_mask_cog, write_polygons
+from mst_geo.geo.io import (
+    ObjectRecord,
+    check_output,
+    polygons_frame,
+    vector_driver,
+    write_mask_cog,
+    write_polygons,
+)
 from mst_geo.geo.prompts import ObjectId, PixelMapper, SceneClick, clicks_to_geojson, parse_crs, read_clicks
 from mst_geo.geo.raster import SceneRaster
 from mst_geo.geo.scene import ObjectMask, ObjectSegmenter
@@ -154,6 +161,7 @@ class Segmenter:
         """Write the polygons (GeoPackage, or GeoJSON by extension) and optionally the mask COG."""
         if not self._clicks:
             raise MSTGeoError("no objects to save: add clicks first", path)
+        vector_driver(path)
         for output in (path, mask_path):
             if output is not None:
                 check_output(output, overwrite)
@@ -220,7 +228,8 @@ def segment_scene(
     outputs = [Path(out)] + ([Path(mask_out)] if mask_out is not None else [])
     if len(outputs) == 2 and outputs[0].resolve() == outputs[1].resolve():
         raise MSTGeoError("--mask-out must differ from the polygons output", mask_out)
-    for output in outputs:  # fail before loading the model or running anything
+    vector_driver(out)  # fail on a bad output before loading the model or running anything
+    for output in outputs:
         check_output(output, overwrite)
     with Segmenter(scene, model=model, bands=bands, device=device, simplify=simplify, min_area=min_area) as seg:
         seg.load_clicks(clicks, clicks_crs=clicks_crs, progress=progress)

@@ -53,13 +53,13 @@ def write_geotiff(tmp_path: Path):
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    """A small randomly initialised MST checkpoint (2 blocks, 224 px input) for pipeline mechanics."""
+    """A small randomly initialised MST checkpoint (2 narrow blocks, 128 px input) for pipeline mechanics."""
     import torch
 
     from mst_geo.model import create_model, save_checkpoint
 
     torch.manual_seed(0)
-    model = create_model("mst_tiny", depth=2, input_size=224)
+    model = create_model("mst_tiny", depth=2, embed_dim=96, num_heads=2, head_dim=32, input_size=128)
     path = tmp_path_factory.mktemp("checkpoints") / "mst_tiny_random.safetensors"
     return save_checkpoint(model, path, {"training": "none: random weights for tests"})
 
