@@ -6,7 +6,7 @@
 const COLOURS = ["#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6"];
 const colour = (id) => COLOURS[Math.abs(Number(id)) % COLOURS.length];
 
-let map, polygonLayer, clickLayer;
+let map, scene, polygonLayer, clickLayer;
 let current = null;  // id of the object that the next click extends (null: server picks)
 
 async function api(method, url, body) {
@@ -105,7 +105,7 @@ function onKey(event) {
 }
 
 async function init() {
-  const scene = await api("GET", "api/scene");
+  scene = await api("GET", "api/scene");
   document.getElementById("scene-name").textContent = `${scene.name} · ${scene.width}×${scene.height} px · ${scene.crs_name}`;
   document.body.dataset.savePath = scene.default_save_path;
 

@@ -1,0 +1,137 @@
+"""End to end in a real headless Chromium: load the page, click objects, see polygons, save, export.
+
+Uses Debian's ``chromium`` (``apt-get install chromium``) driven by Playwright's Python package;
+Playwright's own browser download is never used. ``MSTGEO_SCREENSHOT=1`` writes the README's
+screenshot to docs/img/app.png; ``MSTGEO_APP_MODEL`` picks the model (default: the small random
+test checkpoint; set it to ``default`` for the shipped model when taking the screenshot).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import geopandas as gpd
+import pytest
+import uvicorn
+
+from mst_geo.api import Segmenter
+from mst_geo.app.server import create_app, listen, url_of
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--no-first-run", "--disable-sync",
+]
+SCREENSHOT = Path(__file__).parents[1] / "docs" / "img" / "app.png"
+POND = (351.5, 364.5)  # (row, col) inside a pond of about 40 px
+LAKE = (280.5, 699.5)  # inside the scene's largest pond
+
+
+@pytest.fixture()
+def app_url(naip_scene: Path, app_checkpoint: Path) -> Iterator[str]:
+    """The app served by uvicorn in a thread on a free localhost port."""
+    model = os.environ.get("MSTGEO_APP_MODEL", app_checkpoint)
+    with Segmenter(naip_scene, model=model) as segmenter:
+        sock = listen("127.0.0.1", 0)
+        server = uvicorn.Server(uvicorn.Config(create_app(segmenter), log_level="warning"))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        try:
+            yield url_of(sock)
+        finally:
+            server.should_exit = True
+            thread.join(timeout=30)
+            sock.close()
+
+
+@pytest.fixture()
+def page(app_url: str):
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium package (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(app_url)
+        yield page
+        browser.close()
+        assert not errors, f"JavaScript errors: {errors}"
+
+
+def click_pixel(page, pixel: tuple[float, float], button: str = "left", shift: bool = False) -> None:
+    """Click the map where scene pixel (row, col) is drawn."""
+    x, y = page.evaluate(
+        """([row, col]) => {
+            const scale = 2 ** scene.max_zoom;  // page units are scene px / 2**max_zoom
+            const point = map.latLngToContainerPoint([-row / scale, col / scale]);
+            const box = document.getElementById("map").getBoundingClientRect();
+            return [box.left + point.x, box.top + point.y];
+        }""",
+        list(pixel),
+    )
+    if shift:
+        page.keyboard.down("Shift")
+    page.mouse.click(x, y, button=button)
+    if shift:
+        page.keyboard.up("Shift")
+
+
+def wait_for_status(page, text: str) -> None:
+    page.wait_for_function(
+        "text => document.getElementById('status').textContent.includes(text)", arg=text, timeout=60_000
+    )
+
+
+def test_click_objects_see_polygons_save_and_export(page, tmp_path: Path) -> None:
+    page.wait_for_selector("img.leaflet-tile-loaded")
+    assert "naip_scene.tif · 934×723 px · EPSG:26914" in page.text_content("#scene-name")
+
+    click_pixel(page, POND)
+    wait_for_status(page, "object 1: positive click")
+    page.wait_for_selector("path.leaflet-interactive")
+    assert page.locator("#objects li").count() == 1
+    assert page.text_content("#objects li").endswith("· 1 click")
+
+    click_pixel(page, (POND[0] + 10, POND[1] + 14), button="right")
+    wait_for_status(page, "object 1: negative click")
+    page.wait_for_function("document.querySelector('#objects li').textContent.endsWith('2 clicks')")
+    click_pixel(page, (POND[0] - 10, POND[1] - 14), shift=True)
+    wait_for_status(page, "object 1: negative click")
+    page.wait_for_function("document.querySelector('#objects li').textContent.endsWith('3 clicks')")
+
+    page.keyboard.press("n")
+    wait_for_status(page, "object 2 started")
+    click_pixel(page, LAKE)
+    wait_for_status(page, "object 2: positive click")
+    assert page.locator("#objects li").count() == 2
+    assert page.locator("#objects li.current").text_content().startswith("Object 2 — ")
+    assert page.locator(".leaflet-overlay-pane path").count() == 6  # two polygons + four click markers
+    if os.environ.get("MSTGEO_SCREENSHOT") == "1":
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT))
+
+    out = tmp_path / "objects.gpkg"
+    page.once("dialog", lambda dialog: dialog.accept(str(out)))
+    page.click("#save")
+    wait_for_status(page, f"saved 2 object(s) to {out}")
+    saved = gpd.read_file(out)
+    assert saved.crs.to_epsg() == 26914
+    assert saved["object"].tolist() == [1, 2] and saved["n_clicks"].tolist() == [3, 1]
+
+    with page.expect_download() as download:
+        page.click("#export")
+    exported = json.loads(Path(download.value.path()).read_text())
+    labels = [(f["properties"]["object"], f["properties"]["label"]) for f in exported["features"]]
+    assert labels == [(1, "positive"), (1, "negative"), (1, "negative"), (2, "positive")]
+
+    page.keyboard.press("z")  # undo the lake click: object 2 disappears
+    wait_for_status(page, "undid the last click of object 2")
+    assert page.locator("#objects li").count() == 1
