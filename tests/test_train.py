@@ -83,7 +83,10 @@ def test_twenty_steps_lower_the_loss_and_write_a_checkpoint(full_run):
 def test_resume_continues_with_the_same_next_batch(full_run, tmp_path, iseg_root):
     _, _, _, reference = full_run
     first = BatchRecorder()
-    train(smoke_config(tmp_path, iseg_root, **{"trainer.max_steps": 10}), callbacks=[first])
+    train(smoke_config(tmp_path, iseg_root, **{"trainer.max_steps": 10,
+                                               "trainer.checkpoint_every_minutes": 1e-4}),
+          callbacks=[first])
+    assert (tmp_path / "checkpoints" / "timed.ckpt").is_file()  # the every-M-minutes checkpoint
     with pytest.raises(MSTGeoError, match="already holds checkpoints"):
         train(smoke_config(tmp_path, iseg_root))
     resumed = BatchRecorder()
