@@ -68,6 +68,9 @@ class MSTConfig:
 
 
 PRESETS: dict[str, MSTConfig] = {
+    # SimpleClick's xTiny (dim 160, depth 8, 4 heads), which it trains from scratch without MAE
+    # (Liu et al., ICCV 2023): the size that CPU-only or short GPU runs can actually train.
+    "mst_xtiny": MSTConfig(preset="mst_xtiny", embed_dim=160, depth=8, num_heads=4, head_dim=48),
     "mst_tiny": MSTConfig(preset="mst_tiny", embed_dim=192, depth=12, num_heads=3, head_dim=64),
     "mst_small": MSTConfig(preset="mst_small", embed_dim=384, depth=12, num_heads=6, head_dim=96),
     "mst_base": MSTConfig(preset="mst_base", embed_dim=768, depth=12, num_heads=12, head_dim=128,
