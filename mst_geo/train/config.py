@@ -109,6 +109,7 @@ class TrainerSection:
     val_max_clicks: int = 20
     val_iou: float = 0.85
     grad_clip: float | None = None
+    cpu_threads: int | None = None  # torch threads on CPU runs (None: torch's default)
 
 
 @dataclass

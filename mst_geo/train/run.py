@@ -185,6 +185,8 @@ def train(config: TrainConfig, resume: str | None = None,
         if any((out / CHECKPOINT_DIR).glob("*.ckpt")):
             raise MSTGeoError("run folder already holds checkpoints: pass --resume auto to continue "
                               "it, or choose another --out", out)
+    if config.trainer.cpu_threads and not on_gpu(config):
+        torch.set_num_threads(config.trainer.cpu_threads)
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
     data = ClickDataModule(config)
     data.setup("fit")
