@@ -15,6 +15,7 @@ import geopandas as gpd
 from pyproj import CRS
 from tqdm.auto import tqdm
 
+import mst_geo
 from mst_geo.clicks.predictor import Predictor
 from mst_geo.errors import MSTGeoError
 from mst_geo.geo.io import (
@@ -25,6 +26,7 @@ from mst_geo.geo.io import (
     write_mask_cog,
     write_polygons,
 )
+from mst_geo.geo.journal import ObjectJournal, file_identity
 from mst_geo.geo.prompts import ObjectId, PixelMapper, SceneClick, clicks_to_geojson, parse_crs, read_clicks
 from mst_geo.geo.raster import SceneRaster
 from mst_geo.geo.scene import ObjectMask, ObjectSegmenter
@@ -58,6 +60,8 @@ class Segmenter:
             self.raster.close()
             raise
         self.model_name = _model_name(model, self.card)
+        self._model_source = str(DEFAULT_CHECKPOINT if str(model) == "default" else model)
+        self._device = device
         self.simplify = simplify
         self.min_area = min_area
         self._mapper = PixelMapper(self.crs, self.transform, self.width, self.height, is_valid=self.raster.is_valid)
@@ -104,16 +108,33 @@ class Segmenter:
         self._append(object_id, click)
         return object_id
 
-    def load_clicks(self, path: str | Path, clicks_crs: str | None = None, progress: bool = False) -> list[ObjectId]:
-        """Add every click of a clicks GeoJSON file (the contract), object by object, in click order."""
+    def load_clicks(
+        self,
+        path: str | Path,
+        clicks_crs: str | None = None,
+        progress: bool = False,
+        journal: ObjectJournal | None = None,
+    ) -> list[ObjectId]:
+        """Add every click of a clicks GeoJSON file (the contract), object by object, in click order.
+
+        With a ``journal``, objects it already holds are restored instead of recomputed, and each
+        finished object is stored in it (so an interrupted run resumes).
+        """
         objects = read_clicks(path, self._mapper, clicks_crs)
-        total = sum(len(clicks) for clicks in objects.values())
-        with tqdm(total=total, desc="clicks", unit="click", disable=not progress) as bar:
+        with tqdm(total=len(objects), desc="objects", unit="object", disable=not progress) as bar:
             for object_id, clicks in objects.items():
-                bar.set_postfix(object=object_id)
-                for click in clicks:
-                    self._append(object_id, click)
-                    bar.update()
+                bar.set_postfix(object=object_id, clicks=len(clicks))
+                stored = journal.load(clicks) if journal is not None else None
+                if stored is not None:
+                    self._clicks[object_id] = clicks
+                    self._store(object_id, stored)
+                    self._history.extend([object_id] * len(clicks))
+                else:
+                    for click in clicks:
+                        self._append(object_id, click)
+                    if journal is not None:
+                        journal.save(self._results[object_id])
+                bar.update()
         return list(objects)
 
     def undo(self, object: ObjectId | None = None) -> None:
@@ -171,6 +192,20 @@ class Segmenter:
             write_mask_cog(mask_path, self.crs, raster.transform, raster.width, raster.height, masks, overwrite)
         return write_polygons(self.polygons(), path, overwrite)
 
+    def run_key(self) -> dict[str, Any] | None:
+        """What a result depends on besides the clicks (scene, bands, model weights, device);
+        None when results cannot be reproduced (a preset name means new random weights)."""
+        model = Path(self._model_source)
+        if not model.is_file():
+            return None
+        return {
+            "scene": file_identity(self.raster.path),
+            "bands": self.raster.bands,
+            "model": file_identity(model),
+            "device": self._device,
+            "version": mst_geo.__version__,
+        }
+
     def close(self) -> None:
         self.raster.close()
 
@@ -223,8 +258,13 @@ def segment_scene(
     mask_out: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    resume: bool = True,
 ) -> gpd.GeoDataFrame:
-    """Segment every object of a clicks file on a scene and write the polygons (and mask COG)."""
+    """Segment every object of a clicks file on a scene and write the polygons (and mask COG).
+
+    Finished objects are journaled beside ``out`` until the outputs are written, so rerunning
+    an interrupted call (same scene, model, bands, device) skips them; ``resume=False`` does not.
+    """
     outputs = [Path(out)] + ([Path(mask_out)] if mask_out is not None else [])
     if len(outputs) == 2 and outputs[0].resolve() == outputs[1].resolve():
         raise MSTGeoError("--mask-out must differ from the polygons output", mask_out)
@@ -232,13 +272,19 @@ def segment_scene(
     for output in outputs:
         check_output(output, overwrite)
     with Segmenter(scene, model=model, bands=bands, device=device, simplify=simplify, min_area=min_area) as seg:
-        seg.load_clicks(clicks, clicks_crs=clicks_crs, progress=progress)
+        key = seg.run_key() if resume else None
+        journal = ObjectJournal(Path(out).parent / f".{Path(out).name}.resume", key) if key is not None else None
+        seg.load_clicks(clicks, clicks_crs=clicks_crs, progress=progress, journal=journal)
         seg.save(out, overwrite=overwrite, mask_path=mask_out)
+        if journal is not None:
+            journal.remove()
         return seg.polygons()
 
 
 def _model_name(model: str | Path, card: dict) -> str:
-    """The ``model`` output property: the checkpoint's file name, or the preset name."""
+    """The ``model`` output property: the card's name, else the checkpoint's file name or the preset."""
+    if card.get("name"):
+        return str(card["name"])
     if str(model) == "default":
         return DEFAULT_CHECKPOINT.stem
     path = Path(model)

@@ -14,7 +14,9 @@ from pyproj import Transformer
 
 import mst_geo
 from mst_geo.api import Segmenter, segment_scene
+from mst_geo.clicks.predictor import Predictor
 from mst_geo.errors import MSTGeoError
+from mst_geo.geo.journal import ObjectJournal
 from mst_geo.geo.io import COLUMNS
 from mst_geo.model.checkpoint import resolve_model
 
@@ -144,3 +146,37 @@ def test_public_exports_and_light_import():
         capture_output=True, text=True, check=True,
     )
     assert heavy.stdout.strip() == "[]"
+
+
+def test_interrupted_run_resumes_with_the_finished_objects(tmp_path, naip_scene, tiny_checkpoint, monkeypatch):
+    """Interrupted right after the first object: the rerun skips it and writes the same polygons."""
+    example = json.loads((naip_scene.parent / "clicks.geojson").read_text())
+    clicks = tmp_path / "clicks.geojson"
+    clicks.write_text(json.dumps({**example, "features": [example["features"][i] for i in (0, 2, 7, 9, 10)]}))
+    calls = []
+    predict = Predictor.predict
+    monkeypatch.setattr(Predictor, "predict", lambda self, *a: calls.append(1) or predict(self, *a))
+    reference = segment_scene(naip_scene, clicks, tmp_path / "reference.gpkg", model=tiny_checkpoint, progress=False)
+    reference_calls = len(calls)
+
+    save = ObjectJournal.save
+    def save_then_interrupt(journal, result):
+        save(journal, result)
+        raise KeyboardInterrupt
+
+    out = tmp_path / "out" / "objects.gpkg"
+    monkeypatch.setattr(ObjectJournal, "save", save_then_interrupt)
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        segment_scene(naip_scene, clicks, out, model=tiny_checkpoint, progress=False)
+    first_object_calls = len(calls)
+    assert not out.exists() and len(list((out.parent / ".objects.gpkg.resume").glob("*.npz"))) == 1
+
+    monkeypatch.setattr(ObjectJournal, "save", save)
+    calls.clear()
+    resumed = segment_scene(naip_scene, clicks, out, model=tiny_checkpoint, progress=False)
+    assert len(calls) == reference_calls - first_object_calls
+    assert resumed["object"].tolist() == reference["object"].tolist() == ["pond", "road", "farm building"]
+    for ours, theirs in zip(resumed.geometry, reference.geometry):
+        assert ours.equals(theirs)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["objects.gpkg"]  # the journal is gone

@@ -74,8 +74,10 @@ def test_bad_output_paths(tmp_path, records):
     frame = polygons_frame(records, UTM, model="m")
     with pytest.raises(MSTGeoError, match="unknown output format '.shp'"):
         write_polygons(frame, tmp_path / "out.shp")
-    with pytest.raises(MSTGeoError, match="output directory does not exist"):
-        write_polygons(frame, tmp_path / "missing" / "out.gpkg")
+    assert write_polygons(frame, tmp_path / "new" / "dir" / "out.gpkg").is_file()  # directories are created
+    (tmp_path / "file").write_text("")
+    with pytest.raises(MSTGeoError, match="file: cannot create the output directory"):
+        write_polygons(frame, tmp_path / "file" / "out.gpkg")
     locked = read_only_dir(tmp_path)
     with pytest.raises(MSTGeoError, match="output directory not writable"):
         write_polygons(frame, locked / "out.gpkg")

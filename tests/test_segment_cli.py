@@ -219,14 +219,15 @@ def test_clicks_outside_the_scene_or_on_nodata(segment, write_geotiff, naip_scen
 def test_output_directory_problems(segment, tmp_path):
     import os
 
-    missing = tmp_path / "missing" / "objects.gpkg"
     locked = Path("/sys") if os.geteuid() == 0 else tmp_path / "locked"  # root ignores file modes
     if locked != Path("/sys"):
         locked.mkdir(mode=0o500)
     result = segment(out=locked / "objects.gpkg")
     assert_user_error(result, str(locked), "output directory not writable")
     assert not (locked / "objects.gpkg").exists()
-    assert_user_error(segment("--mask-out", missing, out=tmp_path / "out" / "y.gpkg"), "output directory does not exist")
+    (tmp_path / "file").write_text("")
+    blocked = tmp_path / "file" / "mask.tif"
+    assert_user_error(segment("--mask-out", blocked, out=tmp_path / "out" / "y.gpkg"), "cannot create the output directory")
     assert not (tmp_path / "out" / "y.gpkg").exists()
     assert_user_error(segment(out=tmp_path / "out" / "objects.shp"), "unknown output format '.shp'")
 

@@ -38,6 +38,9 @@ def segment(
         0.0, "--min-area", help="Drop polygon parts and fill holes smaller than this, in scene CRS units²."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
+    resume: bool = typer.Option(
+        True, "--resume/--no-resume", help="Reuse the objects an interrupted run of the same command finished."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Segment the clicked objects of SCENE and write one polygon per object.
@@ -50,10 +53,15 @@ def segment(
     from mst_geo.geo.raster import parse_bands
 
     out = out or Path(f"{scene.stem}_objects.gpkg")
-    frame = segment_scene(
-        scene, clicks, out, clicks_crs=clicks_crs, model=model, bands=parse_bands(bands), device=device,
-        simplify=simplify, min_area=min_area, mask_out=mask_out, overwrite=overwrite, progress=not quiet,
-    )
+    try:
+        frame = segment_scene(
+            scene, clicks, out, clicks_crs=clicks_crs, model=model, bands=parse_bands(bands), device=device,
+            simplify=simplify, min_area=min_area, mask_out=mask_out, overwrite=overwrite, progress=not quiet,
+            resume=resume,
+        )
+    except KeyboardInterrupt:
+        typer.echo("interrupted: rerun the same command to resume with the objects already finished", err=True)
+        raise typer.Exit(130) from None
     empty = int(frame.geometry.is_empty.sum())
     typer.echo(f"wrote {len(frame)} objects to {out}" + (f" and the mask to {mask_out}" if mask_out else ""))
     if empty:

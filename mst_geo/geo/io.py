@@ -67,14 +67,18 @@ def vector_driver(path: str | Path) -> str:
 
 
 def check_output(path: str | Path, overwrite: bool) -> None:
-    """Fail early (before any inference) when ``path`` exists or its directory is not writable."""
+    """Fail early (before any inference) when ``path`` exists or its directory is not writable;
+    a missing directory is created."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise MSTGeoError("output exists (pass --overwrite to replace it)", path)
     if path.is_dir():
         raise MSTGeoError("output is a directory", path)
     if not path.parent.is_dir():
-        raise MSTGeoError("output directory does not exist", path.parent)
+        try:
+            path.parent.mkdir(parents=True)
+        except OSError as error:
+            raise MSTGeoError(f"cannot create the output directory ({error.strerror})", path.parent) from None
     try:
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
             pass

@@ -1,0 +1,35 @@
+"""geo.journal: finished objects stored exactly and only reused by the same run."""
+
+from __future__ import annotations
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from mst_geo.geo.journal import ObjectJournal
+from mst_geo.geo.prompts import PixelMapper
+from mst_geo.geo.scene import ObjectMask
+
+
+def pond_result(naip_scene) -> ObjectMask:
+    """A real object: the pond's near-infrared darkness as a probability, over its window."""
+    window = Window(780, 0, 154, 140)
+    with rasterio.open(naip_scene) as src:
+        nir = src.read(4, window=window).astype(np.float32)
+        mapper = PixelMapper(src.crs, src.transform, src.width, src.height)
+        transform = src.window_transform(window)
+    click = mapper.click(*(mapper.transform @ (860.5, 40.5)), True, None)
+    return ObjectMask(1 - nir / 255, nir > 0, window, transform, (click,), zoom=(0, 0, 140, 154))
+
+
+def test_round_trip_is_exact_and_keyed_by_run(tmp_path, naip_scene):
+    result = pond_result(naip_scene)
+    journal = ObjectJournal(tmp_path / "j", {"scene": "a", "model": 1})
+    assert journal.load(result.clicks) is None
+    journal.save(result)
+    back = ObjectJournal(tmp_path / "j", {"model": 1, "scene": "a"}).load(result.clicks)
+    np.testing.assert_array_equal(back.probability, result.probability)
+    np.testing.assert_array_equal(back.mask, result.mask)
+    assert (back.window, back.transform, back.zoom, back.clicks) == (result.window, result.transform, result.zoom, result.clicks)
+    assert ObjectJournal(tmp_path / "j", {"scene": "b", "model": 1}).load(result.clicks) is None  # another run
+    assert not (tmp_path / "j").exists()  # its leftovers were dropped
