@@ -1,0 +1,54 @@
+"""Where a run's first weights come from (--init), and what the training code may import."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+
+from mst_geo.errors import MSTGeoError
+from mst_geo.model import create_model, save_checkpoint
+from mst_geo.train.config import load_train_config
+from mst_geo.train.run import build_model
+
+SMOKE = Path(__file__).parents[1] / "configs" / "train" / "smoke.yaml"
+TINY = {"embed_dim": 64, "depth": 2, "num_heads": 2, "head_dim": 16, "refine_dim": 8,
+        "score_dim": 16, "contrast_dim": 16, "input_size": 96, "topk_samples": 8}
+
+
+def test_init_from_an_mst_checkpoint_keeps_its_weights(tmp_path):
+    source = create_model("mst_tiny", **TINY)
+    path = save_checkpoint(source, tmp_path / "start.safetensors", {"name": "start"})
+    model = build_model(load_train_config(SMOKE, {"model.init": str(path)}))
+    assert model.training
+    for name, tensor in source.state_dict().items():
+        assert torch.equal(model.state_dict()[name], tensor), name
+
+
+def test_init_refuses_a_checkpoint_of_another_preset(tmp_path):
+    path = save_checkpoint(create_model("mst_small", depth=1, input_size=96),
+                           tmp_path / "small.safetensors")
+    with pytest.raises(MSTGeoError, match="mst_small"):
+        build_model(load_train_config(SMOKE, {"model.init": str(path)}))
+
+
+def test_init_from_plain_vit_weights_fills_the_backbone(tmp_path):
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, embed_dim=64, depth=2,
+                            num_heads=2, num_classes=0)
+    path = tmp_path / "vit.safetensors"
+    save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(path))
+    model = build_model(load_train_config(SMOKE, {"model.init": str(path)}))
+    assert torch.equal(model.backbone.blocks[1].mlp.fc2.weight, vit.blocks[1].mlp.fc2.weight)
+
+
+def test_training_modules_import_no_geo_stack():
+    code = ("import sys, mst_geo.train.run, mst_geo.train.pack, mst_geo.clicks.sampler;"
+            "print([m for m in ('rasterio', 'geopandas', 'torchgeo') if m in sys.modules])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
