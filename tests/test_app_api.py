@@ -79,6 +79,9 @@ def test_page_and_tiles_are_served(client: TestClient) -> None:
     missing = client.get("/tiles/3/0/0.png")
     assert missing.status_code == 404 and "zoom runs 0..2" in missing.json()["detail"]
     assert "/api/click" in client.get("/openapi.json").json()["paths"]
+    tile_url = client.get("/api/scene").json()["tile_url"]
+    assert tile_url.startswith("tiles/{z}/{x}/{y}.png?v=")
+    assert client.get(tile_url.format(z=0, x=0, y=0)).status_code == 200
 
 
 def test_click_in_page_coordinates_returns_a_polygon_inside_the_scene(client: TestClient, segmenter: Segmenter) -> None:
@@ -176,6 +179,12 @@ def test_exported_clicks_reproduce_the_polygons_with_segment_scene(
 def test_bad_requests_get_clear_4xx_and_the_server_keeps_working(
     client: TestClient, segmenter: Segmenter, tmp_path: Path
 ) -> None:
+    nothing_yet = client.post("/api/undo")
+    assert nothing_yet.status_code == 404
+    assert nothing_yet.json()["detail"] == "no current object: click on the map first"
+    fresh = client.post("/api/objects").json()["object"]
+    assert client.post("/api/undo").json()["detail"] == f"object {fresh} has no clicks yet"
+
     left, bottom, right, top = segmenter.bounds
     outside = client.post("/api/click", json={"x": right + 100, "y": top, "space": "scene"})
     assert outside.status_code == 400 and "outside" in outside.json()["detail"]
@@ -215,7 +224,8 @@ def test_failed_saves_leave_no_file(client: TestClient, segmenter: Segmenter, tm
     existing.write_bytes(b"keep me")
     cases = {
         "parent is a file": not_a_dir / "objects.gpkg",
-        "missing folder": tmp_path / "missing" / "objects.gpkg",
+        "unwritable folder (even for root)": Path("/proc/mst_geo_objects.gpkg"),
+        "a folder, no extension": tmp_path,
         "unknown format": tmp_path / "objects.csv",
         "exists": existing,
     }
@@ -228,6 +238,7 @@ def test_failed_saves_leave_no_file(client: TestClient, segmenter: Segmenter, tm
         detail = response.json()["detail"]
         assert "\n" not in detail and "Traceback" not in detail, case
     assert sorted(tmp_path.rglob("*")) == before
+    assert not Path("/proc/mst_geo_objects.gpkg").exists()
     assert existing.read_bytes() == b"keep me"
     ok = client.post("/api/save", json={"path": str(existing), "overwrite": True})
     assert ok.status_code == 200 and len(gpd.read_file(existing)) == 1

@@ -73,13 +73,20 @@ class _Session:
         return self.current
 
     def resolve(self, object_id: ObjectId | None, allow_new: bool = False) -> ObjectId:
-        """The object a request means, or a 404 naming the object that does not exist."""
+        """The object a request means (None: the current one); 404 when it has no clicks to act on.
+
+        ``allow_new`` (clicks) also accepts the current object before its first click, and starts
+        a new object when there is no current one.
+        """
         if object_id is None:
+            if self.current is None and not allow_new:
+                raise HTTPException(404, "no current object: click on the map first")
             object_id = self.current if self.current is not None else self.new_object()
-        known = object_id in self.segmenter.objects() or (allow_new and object_id == self.current)
-        if not known:
-            raise HTTPException(404, f"unknown object {object_id}: create it with POST /api/objects first")
-        return object_id
+        if object_id in self.segmenter.objects() or (allow_new and object_id == self.current):
+            return object_id
+        if object_id == self.current:
+            raise HTTPException(404, f"object {object_id} has no clicks yet")
+        raise HTTPException(404, f"unknown object {object_id}")
 
 
 def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None) -> FastAPI:
@@ -108,6 +115,7 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None) -> FastAPI
             "crs_name": segmenter.crs.to_string(),
             "bounds": list(segmenter.bounds),
             "bands": list(tiles.bands),
+            "tile_url": f"tiles/{{z}}/{{x}}/{{y}}.png?v={tiles.version}",
             "tile_size": session.grid.tile_size,
             "max_zoom": session.grid.max_zoom,
             "page_bounds": session.grid.page_bounds,

@@ -110,7 +110,7 @@ async function init() {
   document.body.dataset.savePath = scene.default_save_path;
 
   map = L.map("map", { crs: L.CRS.Simple, minZoom: -3, maxZoom: scene.max_zoom + 3, zoomSnap: 0.5, attributionControl: false });
-  L.tileLayer("tiles/{z}/{x}/{y}.png", {
+  L.tileLayer(scene.tile_url, {
     tileSize: scene.tile_size, minNativeZoom: 0, maxNativeZoom: scene.max_zoom, noWrap: true, bounds: scene.page_bounds,
   }).addTo(map);
   map.fitBounds(scene.page_bounds);
