@@ -33,9 +33,9 @@ def interior_click(mask: torch.Tensor) -> torch.Tensor:
 
 
 def test_presets_are_registered():
-    assert list_presets() == ["mst_tiny", "mst_small", "mst_base", "mst_large"]
+    assert list_presets() == ["mst_xtiny", "mst_tiny", "mst_small", "mst_base", "mst_large"]
     widths = {name: create_model(name, depth=1).config.embed_dim for name in list_presets()}
-    assert widths == {"mst_tiny": 192, "mst_small": 384, "mst_base": 768, "mst_large": 1024}
+    assert widths == {"mst_xtiny": 160, "mst_tiny": 192, "mst_small": 384, "mst_base": 768, "mst_large": 1024}
 
 
 def test_tiny_forward_backward_on_a_real_image(iseg_root):
@@ -186,3 +186,29 @@ def test_bfloat16_autocast_trains_and_selects(iseg_root):
         loss, _ = MSTLoss()(output, mask, clicks)
     loss.backward()
     assert torch.isfinite(loss) and model.backbone.selector.proj.weight.grad.abs().sum() > 0
+
+
+def test_click_disks_follow_labels_and_ignore_padding():
+    from mst_geo.model.click_maps import click_disk_maps
+
+    clicks = torch.tensor([[[10.0, 10.0, 1.0], [30.0, 40.0, 0.0], [50.0, 50.0, -1.0]],
+                           [[63.0, 63.0, 0.0], [0.0, 0.0, -1.0], [0.0, 0.0, -1.0]]])
+    maps = click_disk_maps(clicks, 64, 64, radius=5)
+    disk = sum(1 for dy in range(-5, 6) for dx in range(-5, 6) if dy * dy + dx * dx <= 25)
+    assert maps[0, 0].sum() == disk and maps[0, 1].sum() == disk  # padding click at (50,50) drew nothing
+    assert maps[0, 0, 10, 15] == 1 and maps[0, 0, 10, 16] == 0 and maps[0, 1, 30, 40] == 1
+    assert maps[1, 0].sum() == 0 and 0 < maps[1, 1].sum() < disk  # corner disk clipped by the image
+
+
+def test_click_disks_match_a_per_pixel_distance_test():
+    from mst_geo.model.click_maps import click_disk_maps
+
+    torch.manual_seed(0)
+    clicks = torch.rand(3, 24, 3) * 100 - 5  # some clicks off the image edge, fractional positions
+    clicks[..., 2] = torch.randint(-1, 2, (3, 24)).float()
+    ys = torch.arange(90.0).view(1, 1, 90, 1)
+    xs = torch.arange(100.0).view(1, 1, 1, 100)
+    inside = (ys - clicks[..., 0, None, None]) ** 2 + (xs - clicks[..., 1, None, None]) ** 2 <= 5.5**2
+    label = clicks[..., 2, None, None]
+    expected = torch.stack([(inside & (label == 1)).any(1), (inside & (label == 0)).any(1)], dim=1).float()
+    assert torch.equal(click_disk_maps(clicks, 90, 100, radius=5.5), expected)
