@@ -47,6 +47,18 @@ class MagicWand:
         return (filled[1:-1, 1:-1] > 0).astype(np.float32)
 
 
+class BrightFill:
+    """Pixels brighter than 0.6 (stretched) connected to a positive click: bare soil, gravel roads."""
+
+    def set_image(self, image: np.ndarray) -> None:
+        self.bright = image.mean(axis=-1) > 0.6
+
+    def predict(self, clicks: Sequence[Click], prev_mask: np.ndarray | None = None) -> np.ndarray:
+        labels, _ = ndimage.label(self.bright)
+        picked = {labels[int(c.y), int(c.x)] for c in clicks if c.positive} - {0}
+        return np.isin(labels, list(picked)).astype(np.float32)
+
+
 @pytest.fixture
 def raster(naip_scene):
     with SceneRaster(naip_scene) as opened:
@@ -83,6 +95,18 @@ def test_small_roof_stays_in_a_native_window(raster):
     assert result.scale == (1.0, 1.0) and result.window.width == 32  # no growth needed
     roof = mask_to_polygon(result.mask, result.transform)
     assert 4 * 25 <= roof.area <= 40 * 25  # a roof of a few pixels, not the yard around it
+
+
+def test_growth_never_loses_a_thin_object(raster):
+    """The gravel road (1-2 px wide) crosses every window; read decimated it fades below the
+    threshold, so growth stops at the last window that still shows it instead of returning nothing."""
+    segmenter = ObjectSegmenter(raster, BrightFill(), input_size=64)
+    result = segmenter.segment(scene_clicks(raster, (624.5, 300.5, True)))
+    assert result.scale == (1.0, 1.0) and result.window.width == 64  # grew once, kept the native view
+    assert result.mask[int(624.5 - result.window.row_off), int(300.5 - result.window.col_off)]
+    road = mask_to_polygon(result.mask, result.transform)
+    width, height = road.bounds[2] - road.bounds[0], road.bounds[3] - road.bounds[1]
+    assert width == 64 * 5.0 and height < width / 4  # a long strip along the road (and a track joining it)
 
 
 def test_windows_stay_inside_the_scene(raster):

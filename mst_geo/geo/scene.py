@@ -93,7 +93,10 @@ class ObjectSegmenter:
             floor = 0 if previous is None else max(previous.window.width, previous.window.height)
             result = self._replay(self._initial_window(clicks, floor), clicks)
         while self._touches_border(result) and self._can_grow(result.window):
-            result = self._replay(self._grown_window(result), clicks)
+            grown = self._replay(self._grown_window(result), clicks)
+            if not self._object_part(grown).any():  # decimation lost the object (a thin road): keep the sharper view
+                break
+            result = grown
         return result
 
     # -- windows --------------------------------------------------------------------------------
