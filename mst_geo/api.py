@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import torch
 from pyproj import CRS
 from tqdm.auto import tqdm
 
@@ -37,11 +38,13 @@ from mst_geo.model.checkpoint import DEFAULT_CHECKPOINT, resolve_model
 class Segmenter:
     """Interactive segmentation of one GeoTIFF scene of any size, clicks in map coordinates.
 
-    >>> seg = Segmenter("examples/naip_scene.tif")
-    >>> pond = seg.add_click(490203.0, 5209041.0)               # scene CRS by default
-    >>> seg.add_click(-99.1297, 47.0333, positive=False, crs="EPSG:4326", object=pond)
-    >>> seg.polygons()                                           # GeoDataFrame, one row per object
-    >>> seg.save("objects.gpkg")
+    Example::
+
+        seg = Segmenter("examples/naip_scene.tif")
+        pond = seg.add_click(490201.5, 5209043.5)                # scene CRS (UTM 14N) by default
+        seg.add_click(-99.12732, 47.03394, positive=False, crs="EPSG:4326", object=pond)
+        seg.polygons()                                           # GeoDataFrame, one row per object
+        seg.save("objects.gpkg")
     """
 
     def __init__(
@@ -53,6 +56,7 @@ class Segmenter:
         simplify: float = 0.0,
         min_area: float = 0.0,
     ):
+        torch_device = _torch_device(device)
         self.raster = SceneRaster(scene_path, bands)
         try:
             network, self.card = resolve_model(model)
@@ -65,7 +69,7 @@ class Segmenter:
         self.simplify = simplify
         self.min_area = min_area
         self._mapper = PixelMapper(self.crs, self.transform, self.width, self.height, is_valid=self.raster.is_valid)
-        self._segmenter = ObjectSegmenter(self.raster, Predictor(network, device=device), network.config.input_size)
+        self._segmenter = ObjectSegmenter(self.raster, Predictor(network, device=torch_device), network.config.input_size)
         self._clicks: dict[ObjectId, list[SceneClick]] = {}
         self._results: dict[ObjectId, ObjectMask] = {}
         self._records: dict[ObjectId, ObjectRecord] = {}
@@ -279,6 +283,20 @@ def segment_scene(
         if journal is not None:
             journal.remove()
         return seg.polygons()
+
+
+def _torch_device(device: str) -> torch.device:
+    """The torch device for ``--device``, refused in one line when unknown or absent here."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise MSTGeoError(f"unknown device {device!r} (use cpu, cuda, cuda:1 or mps)") from None
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(parsed.type, False):
+        raise MSTGeoError(f"device {device!r} is not available on this machine (use --device cpu)")
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise MSTGeoError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return parsed
 
 
 def _model_name(model: str | Path, card: dict) -> str:

@@ -250,3 +250,11 @@ def test_checkpoint_of_another_preset(segment, tmp_path, tiny_checkpoint):
 def test_bad_bands(segment, tmp_path):
     assert_user_error(segment("--bands", "7,1,2"), "naip_scene.tif", "band 7 requested", out_dir=tmp_path / "out")
     assert_user_error(segment("--bands", "r,g,b"), "--bands must be", out_dir=tmp_path / "out")
+
+
+def test_unavailable_or_unknown_device(segment, tmp_path):
+    import torch
+
+    if not torch.cuda.is_available():
+        assert_user_error(segment("--device", "cuda"), "device 'cuda' is not available", out_dir=tmp_path / "out")
+    assert_user_error(segment("--device", "tpu9"), "unknown device 'tpu9'", out_dir=tmp_path / "out")
