@@ -74,7 +74,7 @@ def test_every_preset_gives_full_resolution_logits(iseg_root, name, size):
         output = model(image, clicks, torch.zeros(1, 1, *size))
     assert output.logits.shape == (1, 1, *size)
     base_tokens = (size[0] // 16) * (size[1] // 16)
-    assert output.selected_index.shape == (1, round(base_tokens / 16))
+    assert 1 <= output.selected_index.shape[1] <= round(base_tokens / 16)
     assert output.token_embeddings.shape[1] == base_tokens
     assert torch.isfinite(output.logits).all()
 
@@ -118,10 +118,21 @@ def test_topk_is_differentiable_in_training_and_exact_in_eval(iseg_root):
     with torch.no_grad():
         first = model(image, clicks, torch.zeros_like(mask))
         second = model(image, clicks, torch.zeros_like(mask))
-    k = first.selected_index.shape[1]
-    expected = first.token_scores.topk(k, dim=-1).indices.sort(dim=-1).values
+    k = min(round(196 / 16), int((first.token_scores > model.config.topk_min_score).sum()))
+    expected = first.token_scores.topk(max(k, 1), dim=-1).indices.sort(dim=-1).values
     assert torch.equal(first.selected_index, expected)
     assert torch.equal(first.selected_index, second.selected_index)
+
+
+def test_inference_keeps_fewer_tokens_when_few_score_high(iseg_root):
+    image, mask = load_instance(iseg_root, 224)
+    clicks = interior_click(mask)
+    counts = {}
+    for threshold in (0.0, 1.0):
+        model = create_model("mst_tiny", input_size=224, depth=1, topk_min_score=threshold).eval()
+        with torch.no_grad():
+            counts[threshold] = model(image, clicks, torch.zeros_like(mask)).selected_index.shape[1]
+    assert counts == {0.0: round(196 / 16), 1.0: 1}
 
 
 def test_a_click_pulls_the_selected_tokens_towards_it(iseg_root):

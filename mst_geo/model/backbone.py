@@ -77,8 +77,9 @@ class MSTBackbone(nn.Module):
             coarse, _ = self.embed(image, aux, cfg.coarse_patch_size)
             candidates = torch.cat([fine + self.scale_embed[0], coarse + self.scale_embed[1]], dim=1)
             click_index = click_token_index(clicks, grid, cfg.patch_size)
+            min_score = cfg.topk_min_score if cfg.token_selection == "topk" else 0.0
             selection = self.selector(base, candidates, click_index, clicks[..., 2],
-                                      self.num_selected(num_base, candidates.shape[1]))
+                                      self.num_selected(num_base, candidates.shape[1]), min_score)
             tokens = torch.cat([base, selection.tokens], dim=1)
         tokens = self.norm(self.blocks(tokens))
         base_out = tokens[:, :num_base]

@@ -35,6 +35,8 @@ class MSTConfig:
     click_radius: int = 5  # pixels, of the positive/negative click disks
     token_selection: str = "topk"  # "topk" (MST), "all" (every 8x8 and 28x28 token), "none" (plain ViT)
     topk_ratio: float = 1 / 16  # k = round(topk_ratio * number of base tokens), as in MST's code
+    # > 0: inference keeps fewer than k tokens when fewer score above it (MST's code uses 0.65)
+    topk_min_score: float = 0.0
     topk_samples: int = 100  # noise samples of the perturbed-maximum top-k (training only)
     topk_sigma: float = 0.05  # noise scale of the perturbed-maximum top-k (scores are in 0..1)
     score_dim: int = 64  # width of the projection in which tokens are compared to clicked tokens

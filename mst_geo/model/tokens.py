@@ -100,9 +100,13 @@ class TokenSelector(nn.Module):
         return best
 
     def forward(self, base: torch.Tensor, candidates: torch.Tensor, click_index: torch.Tensor,
-                click_label: torch.Tensor, k: int) -> Selection:
+                click_label: torch.Tensor, k: int, min_score: float = 0.0) -> Selection:
+        """Keep ``k`` tokens; at inference only as many as score above ``min_score`` in the sample
+        with the most such tokens (at least one), as MST's code does."""
         scores = self.score(base, candidates, click_index, click_label)
         k = min(k, candidates.shape[1])
+        if not self.training and min_score > 0:
+            k = max(1, min(k, int((scores > min_score).sum(dim=-1).max())))
         if self.training:
             indicator = perturbed_topk(scores, k, self.num_samples, self.sigma)
             return Selection(torch.bmm(indicator.to(candidates.dtype), candidates), indicator, None, scores)
