@@ -5,3 +5,4 @@ from mst_geo.cli import train  # noqa: E402,F401
 from mst_geo.cli import bench  # noqa: E402,F401
 from mst_geo.cli import segment  # noqa: E402,F401
 from mst_geo.cli import webapp  # noqa: E402,F401  (not app.py: that would shadow the Typer `app`)
+from mst_geo.cli import models  # noqa: E402,F401

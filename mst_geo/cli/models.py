@@ -1,0 +1,72 @@
+"""``mst-geo models``: what ``--model`` accepts — the packaged checkpoint(s) and the presets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mst_geo.cli import app
+from mst_geo.model.checkpoint import DEFAULT_CHECKPOINT, read_card
+from mst_geo.model.config import PRESETS
+
+
+def packaged_checkpoints() -> list[Path]:
+    """Checkpoints shipped inside the package (the default model first)."""
+    folder = DEFAULT_CHECKPOINT.parent
+    others = sorted(p for p in folder.glob("*.safetensors") if p != DEFAULT_CHECKPOINT)
+    return ([DEFAULT_CHECKPOINT] if DEFAULT_CHECKPOINT.is_file() else []) + others
+
+
+def card_summary(card: dict) -> str:
+    """One line of a model card: training data, samples and the headline NoC@90 results."""
+    training = card.get("training") or {}
+    parts = []
+    datasets = ((training.get("recipe") or {}).get("data") or {}).get("datasets")
+    if datasets:
+        parts.append("data " + ",".join(datasets))
+    if training.get("samples_seen"):
+        parts.append(f"{training['samples_seen']:,} samples")
+    if training.get("hardware"):
+        parts.append(str(training["hardware"]))
+    for dataset, row in (card.get("metrics") or {}).get("noc", {}).items():
+        if "noc@90" in row:
+            parts.append(f"{dataset} NoC@90 {row['noc@90']:.2f}")
+    return "; ".join(parts) or "no training record"
+
+
+@app.command("models")
+def models(
+    show_card: Annotated[Path | None, typer.Option(
+        "--card", help="Print the full model card (JSON) of this checkpoint file, or of 'default'.",
+        metavar="PATH")] = None,
+) -> None:
+    """List the models that --model accepts: shipped checkpoints and untrained presets.
+
+    Example:
+
+        mst-geo models
+        mst-geo models --card default
+    """
+    console = Console()
+    if show_card is not None:
+        path = DEFAULT_CHECKPOINT if str(show_card) == "default" else show_card
+        console.print_json(data=read_card(path))
+        return
+    table = Table(title="Models for --model")
+    for column in ("name", "preset", "input", "size", "about"):
+        table.add_column(column)
+    for path in packaged_checkpoints():
+        card = read_card(path)
+        name = "default" if path == DEFAULT_CHECKPOINT else str(path)
+        table.add_row(name, card["preset"], f"{card['config']['input_size']} px",
+                      f"{path.stat().st_size / 2**20:.1f} MiB", card_summary(card))
+    for name, config in PRESETS.items():
+        table.add_row(name, name, f"{config.input_size} px", "-",
+                      f"untrained preset (dim {config.embed_dim}, depth {config.depth}) for mst-geo train")
+    console.print(table)
+    if not DEFAULT_CHECKPOINT.is_file():
+        console.print(f"[yellow]The packaged default model is missing: {DEFAULT_CHECKPOINT}[/]")
