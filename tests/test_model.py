@@ -223,3 +223,14 @@ def test_click_disks_match_a_per_pixel_distance_test():
     label = clicks[..., 2, None, None]
     expected = torch.stack([(inside & (label == 1)).any(1), (inside & (label == 0)).any(1)], dim=1).float()
     assert torch.equal(click_disk_maps(clicks, 90, 100, radius=5.5), expected)
+
+
+def test_inference_reuses_resampled_kernels_until_the_base_kernel_changes():
+    embed = create_model("mst_tiny", depth=1).backbone.patch_embed
+    with torch.no_grad():
+        first = embed.kernel(28)
+        assert embed.kernel(28) is first
+        embed.proj.weight.mul_(2.0)  # an optimiser step or load_state_dict changes it in place
+        second = embed.kernel(28)
+    assert second is not first and torch.allclose(second, 2 * first, atol=1e-5)
+    assert embed.kernel(28).requires_grad  # with autograd on, always recomputed from the parameter

@@ -21,10 +21,22 @@ class AdaptivePatchEmbed(nn.Module):
         self.patch_size = patch_size
         self.proj = nn.Conv2d(in_chans, embed_dim, patch_size, stride=patch_size)
         self.resampler = PatchEmbedResamplerFixedOrigSize((patch_size, patch_size))
+        self._inference_kernels: dict[int, tuple[tuple, torch.Tensor]] = {}
 
     def kernel(self, patch_size: int) -> torch.Tensor:
-        """The ``[D,C,p,p]`` kernel for patch size ``p``, derived from the base kernel."""
-        return self.resampler(self.proj.weight, [patch_size, patch_size])
+        """The ``[D,C,p,p]`` kernel for patch size ``p``, derived from the base kernel.
+
+        Without autograd (inference) the resampled kernel is kept until the base kernel changes
+        (new storage, device, or an in-place update such as an optimiser step or a load)."""
+        weight = self.proj.weight
+        if torch.is_grad_enabled():
+            return self.resampler(weight, [patch_size, patch_size])
+        key = (weight.data_ptr(), weight._version, weight.dtype)
+        cached = self._inference_kernels.get(patch_size)
+        if cached is None or cached[0] != key:
+            cached = (key, self.resampler(weight, [patch_size, patch_size]))
+            self._inference_kernels[patch_size] = cached
+        return cached[1]
 
     def forward(self, x: torch.Tensor, patch_size: int) -> tuple[torch.Tensor, tuple[int, int]]:
         """Tokens ``[B, gh*gw, D]`` and their grid ``(gh, gw)``; the image is zero-padded at the
