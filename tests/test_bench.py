@@ -81,7 +81,8 @@ def test_resume_skips_finished_instances_and_survives_a_cut_line(tmp_path):
         sink.write('{"method": "disk", "datas')  # interrupted mid-write
     rows = run_noc(methods, data, tmp_path, max_clicks=2, progress=False)
     assert [r.name for r in rows] == ["disk10", "disk20"]
-    assert len(rows_file.read_text().splitlines()) == 2
+    assert [r.name for r in load_rows(tmp_path)] == ["disk10", "disk20"]  # the cut line is skipped
+    assert len(rows_file.read_text().splitlines()) == 3
     with pytest.raises(MSTGeoError, match="other settings"):
         run_noc(methods, data, tmp_path, max_clicks=5, progress=False)
 
@@ -181,3 +182,19 @@ def test_method_labels_say_which_inference_options_differ():
     assert method_label("runs/best.safetensors") == "best"
     assert method_label("default", zoom_in=False, flip=True) == "default (no zoom, flip)"
     assert split_names(["grabcut,disk", "disk", " watershed "]) == ["grabcut", "disk", "watershed"]
+
+
+def test_report_of_a_partial_run_keeps_common_instances(tmp_path):
+    data = {"synthetic": _Listed([_disk_instance(10), _disk_instance(20)])}
+    run_noc({"disk": DiskBaseline(), "watershed": make_baseline("watershed")}, data, tmp_path,
+            max_clicks=2, limit=1, progress=False)
+    run_noc({"disk": DiskBaseline()}, data, tmp_path, max_clicks=2, progress=False)  # disk ran further
+    result = CliRunner().invoke(app, ["bench", "report", str(tmp_path), "--common", "--to", str(tmp_path / "common")])
+    assert result.exit_code == 0, result.output
+    common = json.loads((tmp_path / "common" / "results.json").read_text())["results"]
+    assert common["disk"]["synthetic"]["n"] == common["watershed"]["synthetic"]["n"] == 1
+    assert CliRunner().invoke(app, ["bench", "report", str(tmp_path)]).exit_code == 0
+    everything = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert everything["disk"]["synthetic"]["n"] == 2
+    missing = CliRunner().invoke(app, ["bench", "report", str(tmp_path / "nothing")])
+    assert isinstance(missing.exception, MSTGeoError) and "run.json missing" in str(missing.exception)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TextIO
 
 import numpy as np
 from tqdm import tqdm
@@ -84,18 +84,30 @@ def evaluate_instance(method: ClickMethod, instance: Instance, max_clicks: int) 
 
 
 def load_rows(out_dir: Path) -> list[InstanceResult]:
-    """The finished per-instance rows of an earlier run in ``out_dir`` (none if it is new).
+    """The finished per-instance rows in ``out_dir`` (none if it is new); only reads the file.
 
-    A last line cut off by an interruption is dropped from the file so appending stays valid.
+    A line cut off by an interruption is not a finished row: it is skipped, and redone on resume.
     """
     path = out_dir / ROWS_FILE
     if not path.exists():
         return []
-    text = path.read_text()
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
-        path.write_text(text)
-    return [InstanceResult(**json.loads(line)) for line in text.splitlines() if line.strip()]
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(InstanceResult(**json.loads(line)))
+        except (json.JSONDecodeError, TypeError):
+            continue
+    return rows
+
+
+def _open_rows_for_append(out_dir: Path) -> TextIO:
+    """The rows file opened for appending, starting on a fresh line after a cut-off one."""
+    path = out_dir / ROWS_FILE
+    cut = path.exists() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
+    sink = open(path, "a")
+    if cut:
+        sink.write("\n")
+    return sink
 
 
 def check_settings(out_dir: Path, settings: dict) -> None:
@@ -132,7 +144,7 @@ def run_noc(
         for dataset_name, dataset in datasets.items()
         for index in range(len(dataset) if limit is None else min(limit, len(dataset)))
     ]
-    with open(out_dir / ROWS_FILE, "a") as sink, tqdm(
+    with _open_rows_for_append(out_dir) as sink, tqdm(
         total=len(todo) * len(methods), disable=not progress, unit="run", desc="bench"
     ) as bar:
         for dataset_name, index, name in todo:

@@ -70,6 +70,17 @@ def summarize_rows(rows: Sequence[InstanceResult], thresholds: Sequence[float], 
     return dict(results)
 
 
+def common_rows(rows: Sequence[InstanceResult]) -> list[InstanceResult]:
+    """Only the instances that every method has finished: a fair table from a partial run."""
+    methods = {row.method for row in rows}
+    return [
+        row
+        for group in _group(rows, lambda r: (r.dataset, r.name)).values()
+        if {r.method for r in group} == methods
+        for row in group
+    ]
+
+
 def _columns(thresholds: Sequence[float], max_clicks: int) -> list[str]:
     keys = [threshold_key(t) for t in thresholds]
     return (

@@ -5,12 +5,13 @@ The library call behind ``mst-geo bench noc``; the CLI only parses flags into it
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from mst_geo.bench.loop import InstanceSource, run_noc
+from mst_geo.bench.loop import SETTINGS_FILE, InstanceSource, load_rows, run_noc
 from mst_geo.bench.methods import method_label, resolve_method
-from mst_geo.bench.report import write_report
+from mst_geo.bench.report import common_rows, write_report
 from mst_geo.data.iseg import LAYOUTS, canonical_name, load_iseg_dataset
 from mst_geo.data.rs import RS_LAYOUTS, load_rs_dataset, rs_dataset_name
 from mst_geo.errors import MSTGeoError
@@ -76,3 +77,34 @@ def run_noc_benchmark(
         "device": device,
     }
     return write_report(rows, out_dir, thresholds, max_clicks, settings)
+
+
+def rewrite_report(
+    out_dir: str | Path,
+    report_dir: str | Path | None = None,
+    thresholds: Sequence[float] = (0.85, 0.9, 0.95),
+    common: bool = False,
+) -> dict:
+    """Rebuild the report from the rows already in ``out_dir`` without computing anything
+    (e.g. while a long run is still going); ``common`` keeps only instances every method finished.
+    """
+    out_dir = Path(out_dir)
+    settings_path = out_dir / SETTINGS_FILE
+    if not settings_path.is_file():
+        raise MSTGeoError("no benchmark run here (run.json missing)", out_dir)
+    rows = load_rows(out_dir)
+    if common:
+        rows = common_rows(rows)
+    if not rows:
+        raise MSTGeoError("no finished instances to report" + (" that every method shares" if common else ""), out_dir)
+    report_dir = Path(report_dir or out_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    max_clicks = json.loads(settings_path.read_text())["max_clicks"]
+    settings = {
+        "rows": str(out_dir / "instances.jsonl"),
+        "datasets": sorted({r.dataset for r in rows}),
+        "methods": sorted({r.method for r in rows}),
+        "max_clicks": max_clicks,
+        "common_instances_only": common,
+    }
+    return write_report(rows, report_dir, thresholds, max_clicks, settings)

@@ -12,6 +12,17 @@ bench_app = typer.Typer(help="Benchmarks: NoC@85/90/95 with baselines, and model
 app.add_typer(bench_app, name="bench")
 
 
+def _thresholds(iou: str) -> list[float]:
+    """``"0.85,0.9"`` -> [0.85, 0.9]; anything else is a user error."""
+    from mst_geo.bench.methods import split_names
+    from mst_geo.errors import MSTGeoError
+
+    try:
+        return [float(value) for value in split_names([iou])]
+    except ValueError:
+        raise MSTGeoError(f"--iou must be comma-separated numbers, got {iou!r}") from None
+
+
 @bench_app.command("noc")
 def noc_command(
     model: list[str] = typer.Option(
@@ -46,18 +57,32 @@ def noc_command(
     """
     from mst_geo.bench.methods import split_names
     from mst_geo.bench.suite import run_noc_benchmark
-    from mst_geo.errors import MSTGeoError
 
-    try:
-        thresholds = [float(value) for value in split_names([iou])]
-    except ValueError:
-        raise MSTGeoError(f"--iou must be comma-separated numbers, got {iou!r}") from None
     results = run_noc_benchmark(
         split_names(model), split_names([datasets]), out, data_root=data_root, max_clicks=max_clicks,
-        thresholds=thresholds, device=device, limit=limit, zoom_in=zoom_in, flip=flip,
+        thresholds=_thresholds(iou), device=device, limit=limit, zoom_in=zoom_in, flip=flip,
     )
     typer.echo((out / "results.md").read_text())
     typer.echo(f"wrote {out}/results.json, results.csv, results.md, miou_vs_clicks.png ({len(results)} methods)")
+
+
+@bench_app.command("report")
+def report_command(
+    out: Path = typer.Argument(..., help="Output folder of a `bench noc` run (holds instances.jsonl)."),
+    to: Path | None = typer.Option(None, "--to", help="Write the report here instead of into OUT."),
+    iou: str = typer.Option("0.85,0.9,0.95", "--iou", help="Comma-separated IoU targets for NoC/NoF."),
+    common: bool = typer.Option(False, "--common", help="Only objects that every method has finished (fair table of a partial run)."),
+) -> None:
+    """Rebuild the tables and plots from the finished rows, computing nothing (e.g. mid-run).
+
+    Example:
+
+        mst-geo bench report bench_out --common --to bench_out/common
+    """
+    from mst_geo.bench.suite import rewrite_report
+
+    rewrite_report(out, to, _thresholds(iou), common=common)
+    typer.echo(((to or out) / "results.md").read_text())
 
 
 @bench_app.command("speed")
