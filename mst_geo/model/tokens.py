@@ -28,9 +28,10 @@ class PerturbedTopK(torch.autograd.Function):
         noise = torch.randn(batch, num_samples, n, device=scores.device, dtype=scores.dtype)
         perturbed = scores.unsqueeze(1) + sigma * noise
         index = perturbed.topk(k, dim=-1).indices.sort(dim=-1).values  # [B,S,k]
+        slots = index.transpose(1, 2)  # [B,k,S]: for each slot, the token each sample put there
         indicator = torch.zeros(batch, k, n, device=scores.device, dtype=scores.dtype)
-        indicator.scatter_add_(2, index.transpose(1, 2), torch.full_like(index.transpose(1, 2), 1.0 / num_samples,
-                                                                        dtype=scores.dtype))
+        indicator.scatter_add_(2, slots, torch.full(slots.shape, 1.0 / num_samples, device=scores.device,
+                                                    dtype=scores.dtype))
         ctx.save_for_backward(noise, index)
         ctx.sigma = sigma
         return indicator
