@@ -105,13 +105,16 @@ def main() -> None:
     for preset in [p.strip() for p in args.presets.split(",")]:
         contenders = {
             f"timm {PLAIN_VIT[preset]}": (
-                lambda: timm.create_model(PLAIN_VIT[preset], img_size=args.size, num_classes=0),
+                lambda preset=preset: timm.create_model(PLAIN_VIT[preset], img_size=args.size,
+                                                        num_classes=0),
                 vit_step),
             f"{preset} (no token selection)": (
-                lambda: create_model(preset, input_size=args.size, token_selection="none"),
+                lambda preset=preset: create_model(preset, input_size=args.size,
+                                                   token_selection="none"),
                 mst_step(MSTLoss())),
             f"{preset} (MST, top-k)": (
-                lambda: create_model(preset, input_size=args.size), mst_step(MSTLoss())),
+                lambda preset=preset: create_model(preset, input_size=args.size),
+                mst_step(MSTLoss())),
         }
         plain = None
         for name, (build, step) in contenders.items():

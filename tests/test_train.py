@@ -12,6 +12,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from mst_geo.cli import main
 from mst_geo.errors import MSTGeoError
 from mst_geo.model import MSTLoss, load_checkpoint
 from mst_geo.train.config import load_train_config
@@ -77,6 +78,7 @@ def test_twenty_steps_lower_the_loss_and_write_a_checkpoint(full_run):
     assert "CPU" in record["hardware"]
     assert "val/noc85" in card["metrics"]["held_out"]
     assert (Path(config.out) / "checkpoints" / "last.ckpt").is_file()
+    assert (Path(config.out) / "checkpoints" / "best.ckpt").is_file()  # lowest held-out NoC
     assert (Path(config.out) / "logs").is_dir()
 
 
@@ -98,14 +100,16 @@ def test_resume_continues_with_the_same_next_batch(full_run, tmp_path, iseg_root
     assert card["resumed_from"].endswith(".ckpt")
 
 
-def test_missing_data_root_is_one_clear_line(tmp_path):
-    script = Path(sys.executable).parent / "mst-geo"
-    result = subprocess.run(
-        [str(script), "train", "--config", str(SMOKE), "--data-root", str(tmp_path / "none"),
-         "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2
-    assert "training data root not found" in result.stderr and str(tmp_path / "none") in result.stderr
-    assert "Traceback" not in result.stderr
+def test_missing_data_root_is_one_clear_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", [
+        "mst-geo", "train", "--config", str(SMOKE), "--data-root", str(tmp_path / "none"),
+        "--out", str(tmp_path / "run")])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert "training data root not found" in error and str(tmp_path / "none") in error
+    assert "Traceback" not in error and error.count("\n") == 1
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 

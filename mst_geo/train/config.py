@@ -198,7 +198,7 @@ def _check_ranges(config: TrainConfig) -> None:
                           source)
     low, high = config.data.scale_range
     if not 0 < low <= high:
-        raise MSTGeoError(f"'data.scale_range' must be [low, high] with 0 < low <= high", source)
+        raise MSTGeoError("'data.scale_range' must be [low, high] with 0 < low <= high", source)
     if (config.data.scene is None) != (config.data.labels is None):
         raise MSTGeoError("'data.scene' and 'data.labels' go together (a GeoTIFF and its labels)",
                           source)

@@ -26,10 +26,15 @@ from mst_geo.clicks.predictor import Predictor
 from mst_geo.clicks.sampler import next_training_click
 from mst_geo.data.iseg import Instance
 from mst_geo.model import MSTLoss, MSTModel
-from mst_geo.train.config import TrainConfig
+from mst_geo.train.config import TrainConfig, TrainerSection
 
 MIOU_AT_CLICKS = (1, 3, 5)
 """Clicks after which the validation mIoU is logged."""
+
+
+def noc_metric(trainer: TrainerSection) -> str:
+    """Name of the logged held-out NoC, e.g. ``val/noc85`` (also what "best" checkpoints track)."""
+    return f"val/noc{threshold_key(trainer.val_iou)}"
 
 
 def step_decay(step: int, milestones: list[int], factor: float, warmup_steps: int) -> float:
@@ -125,7 +130,7 @@ class ClickTrainingModule(L.LightningModule):
         trainer = self.config.trainer
         predictor = Predictor(self.model, device=self.device)
         ious, _, _ = evaluate_instance(predictor, instance, trainer.val_max_clicks)
-        self.log(f"val/noc{threshold_key(trainer.val_iou)}",
+        self.log(noc_metric(trainer),
                  float(clicks_to_reach(ious, trainer.val_iou, trainer.val_max_clicks)),
                  prog_bar=True, batch_size=1, sync_dist=True)
         for k in MIOU_AT_CLICKS:

@@ -35,10 +35,11 @@ from mst_geo.model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError
 from mst_geo.model.pretrained import load_vit_weights
 from mst_geo.train.config import TrainConfig, config_to_dict
 from mst_geo.train.datamodule import ClickDataModule
-from mst_geo.train.module import ClickTrainingModule
+from mst_geo.train.module import ClickTrainingModule, noc_metric
 
 CHECKPOINT_DIR = "checkpoints"
 EXPORT_NAME = "model.safetensors"
+BEST_NAME = "best"
 
 
 def on_gpu(config: TrainConfig) -> bool:
@@ -80,13 +81,14 @@ def build_model(config: TrainConfig) -> MSTModel:
 
 
 def find_resume_checkpoint(resume: str, out: Path) -> Path:
-    """``resume`` as a ``.ckpt`` file, or a run folder / ``auto`` (= ``out``): its newest checkpoint."""
+    """``resume`` as a ``.ckpt`` file, or a run folder / ``auto`` (= ``out``): its newest checkpoint
+    (the best-NoC one is skipped: it may be older than the others)."""
     candidate = out if resume == "auto" else Path(resume).expanduser()
     if candidate.is_file():
         return candidate
     folder = candidate / CHECKPOINT_DIR if (candidate / CHECKPOINT_DIR).is_dir() else candidate
-    checkpoints = sorted(folder.glob("*.ckpt"), key=lambda p: p.stat().st_mtime) \
-        if folder.is_dir() else []
+    checkpoints = sorted((p for p in folder.glob("*.ckpt") if not p.stem.startswith(BEST_NAME)),
+                         key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
     if not checkpoints:
         raise MSTGeoError("no Lightning checkpoint (*.ckpt) to resume from", candidate)
     return checkpoints[-1]
@@ -108,7 +110,7 @@ def build_trainer(config: TrainConfig, out: Path,
     callbacks = [*extra_callbacks,
         ModelCheckpoint(dirpath=checkpoints, filename="step{step:07d}", auto_insert_metric_name=False,
                         every_n_train_steps=trainer.checkpoint_every_steps, save_top_k=1,
-                        save_last=True),
+                        save_last="link"),
         ModelCheckpoint(dirpath=checkpoints, filename="timed", save_top_k=1,
                         train_time_interval=dt.timedelta(minutes=trainer.checkpoint_every_minutes)),
         OnExceptionCheckpoint(dirpath=checkpoints, filename="interrupted"),
@@ -116,6 +118,10 @@ def build_trainer(config: TrainConfig, out: Path,
         TQDMProgressBar(refresh_rate=max(1, min(trainer.log_every_steps, 20))),
     ]
     validate = trainer.val_every_steps > 0 and trainer.val_instances > 0
+    if validate:  # model selection on the held-out NoC (lower is better)
+        callbacks.append(ModelCheckpoint(dirpath=checkpoints, filename=BEST_NAME, save_top_k=1,
+                                         monitor=noc_metric(trainer),
+                                         mode="min"))
     if on_gpu(config):
         torch.set_float32_matmul_precision("high")
     return L.Trainer(
@@ -164,7 +170,7 @@ def model_card(config: TrainConfig, module: ClickTrainingModule, data: ClickData
             "hardware": hardware(trainer),
             "precision": str(trainer.precision),
             "resumed_from": None if resumed_from is None else str(resumed_from),
-            "finished_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "finished_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         },
         "metrics": {"held_out": module.last_val},
     }

@@ -86,7 +86,7 @@ class SceneObjects:
         """The polygon's bounding box in scene pixels: (row0, col0, row1, col1)."""
         minx, miny, maxx, maxy = self.labels.geometry.iloc[row].bounds
         inverse = ~self.raster.transform
-        cols, rows = zip(*(inverse @ (x, y) for x, y in ((minx, miny), (maxx, maxy))))
+        cols, rows = zip(*(inverse @ (x, y) for x, y in ((minx, miny), (maxx, maxy))), strict=True)
         return min(rows), min(cols), max(rows), max(cols)
 
     def window_around(self, row: int, context: float, offsets: tuple[float, float]) -> Window:
