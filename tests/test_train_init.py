@@ -30,11 +30,17 @@ def test_init_from_an_mst_checkpoint_keeps_its_weights(tmp_path):
         assert torch.equal(model.state_dict()[name], tensor), name
 
 
-def test_init_refuses_a_checkpoint_of_another_preset(tmp_path):
-    path = save_checkpoint(create_model("mst_small", depth=1, input_size=96),
-                           tmp_path / "small.safetensors")
-    with pytest.raises(MSTGeoError, match="mst_small"):
-        build_model(load_train_config(SMOKE, {"model.init": str(path)}))
+def test_init_checkpoint_brings_its_own_architecture(tmp_path):
+    source = create_model("mst_small", depth=1, input_size=96)
+    path = save_checkpoint(source, tmp_path / "small.safetensors")
+    with pytest.warns(UserWarning, match="mst_small network, not the recipe's mst_tiny"):
+        model = build_model(load_train_config(SMOKE, {"model.init": str(path)}))
+    assert model.config == source.config
+
+
+def test_init_from_a_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(MSTGeoError, match="not found|neither"):
+        build_model(load_train_config(SMOKE, {"model.init": str(tmp_path / "none.safetensors")}))
 
 
 def test_init_from_plain_vit_weights_fills_the_backbone(tmp_path):

@@ -58,9 +58,10 @@ def resolve_precision(config: TrainConfig) -> str:
 def build_model(config: TrainConfig) -> MSTModel:
     """The recipe's network, started from ``model.init`` when given.
 
-    An MST checkpoint (``default`` or a ``.safetensors`` with a card) brings its own architecture
-    (its preset must be the recipe's); any other weights file is read as plain ViT/MAE weights
-    into the recipe's network (``model.pretrained.load_vit_weights``).
+    An MST checkpoint (``default`` or a ``.safetensors`` with a card) brings its own architecture,
+    so ``--init default`` works with any recipe (a different preset is reported, and the exported
+    card records the real one); any other weights file is read as plain ViT/MAE weights into the
+    recipe's network (``model.pretrained.load_vit_weights``).
     """
     init = config.model.init
     if init is None:
@@ -73,7 +74,10 @@ def build_model(config: TrainConfig) -> MSTModel:
             raise
         is_mst = False
     if is_mst:
-        model, _ = load_checkpoint(path, preset=config.model.preset)
+        model, _ = load_checkpoint(path)
+        if model.config.preset != config.model.preset:
+            warnings.warn(f"--init {init}: training its {model.config.preset} network, not the "
+                          f"recipe's {config.model.preset}", UserWarning, stacklevel=2)
         return model.train()
     model = create_model(config.model.preset, **config.model.overrides)
     load_vit_weights(model, path)
