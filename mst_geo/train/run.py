@@ -28,10 +28,11 @@ from lightning.pytorch.callbacks import (
     TQDMProgressBar,
 )
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from safetensors import SafetensorError, safe_open
 
 from mst_geo.errors import MSTGeoError
-from mst_geo.model import MSTModel, create_model, load_checkpoint, read_card, save_checkpoint
-from mst_geo.model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError
+from mst_geo.model import MSTModel, create_model, resolve_model, save_checkpoint
+from mst_geo.model.checkpoint import CARD_KEY
 from mst_geo.model.pretrained import load_vit_weights
 from mst_geo.train.config import TrainConfig, config_to_dict
 from mst_geo.train.datamodule import ClickDataModule
@@ -66,22 +67,26 @@ def build_model(config: TrainConfig) -> MSTModel:
     init = config.model.init
     if init is None:
         return create_model(config.model.preset, **config.model.overrides)
-    path = DEFAULT_CHECKPOINT if init == "default" else Path(init).expanduser()
-    try:
-        is_mst = path.suffix == ".safetensors" and read_card(path) is not None
-    except CheckpointError as error:
-        if "no mst-geo model card" not in str(error):
-            raise
-        is_mst = False
-    if is_mst:
-        model, _ = load_checkpoint(path)
+    if init == "default" or is_mst_checkpoint(Path(init).expanduser()):
+        model, _ = resolve_model(init)
         if model.config.preset != config.model.preset:
             warnings.warn(f"--init {init}: training its {model.config.preset} network, not the "
                           f"recipe's {config.model.preset}", UserWarning, stacklevel=2)
         return model.train()
     model = create_model(config.model.preset, **config.model.overrides)
-    load_vit_weights(model, path)
+    load_vit_weights(model, Path(init).expanduser())
     return model
+
+
+def is_mst_checkpoint(path: Path) -> bool:
+    """A ``.safetensors`` file carrying an mst-geo model card (else: plain ViT weights, or none)."""
+    if path.suffix != ".safetensors" or not path.is_file():
+        return False
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return CARD_KEY in (handle.metadata() or {})
+    except (SafetensorError, OSError):
+        return False
 
 
 def find_resume_checkpoint(resume: str, out: Path) -> Path:
