@@ -213,7 +213,13 @@ def train(config: TrainConfig, resume: str | None = None,
         warnings.filterwarnings("ignore", message=r".*(ckpt_path=None|no last checkpoint).*")
         # Lightning cannot see that ResumableSampler restarts at the restored global step.
         warnings.filterwarnings("ignore", message=r".*dataloader is not resumable.*")
-        trainer.fit(module, datamodule=data, ckpt_path=resume_path)
+        try:
+            trainer.fit(module, datamodule=data, ckpt_path=resume_path)
+        except SystemExit:  # Lightning exits after saving interrupted.ckpt on Ctrl-C
+            if trainer.interrupted:
+                raise MSTGeoError(f"interrupted at step {trainer.global_step}; continue with "
+                                  "--resume auto (same --out)", out) from None
+            raise
     export = out / EXPORT_NAME
     if trainer.is_global_zero:
         save_checkpoint(module.model, export, model_card(config, module, data, trainer, resume_path))
