@@ -39,12 +39,13 @@ def app_command(
 
         mst-geo app examples/naip_scene.tif --open
     """
-    from mst_geo.api import Segmenter
     from mst_geo.app.server import create_app, listen, serve, url_of
     from mst_geo.geo.raster import parse_bands
 
-    sock = listen(host, port)
+    sock = listen(host, port)  # before torch loads: a busy port fails at once
     try:
+        from mst_geo.api import Segmenter
+
         segmenter = Segmenter(
             scene, model=model, bands=parse_bands(bands), device=device, simplify=simplify, min_area=min_area
         )
