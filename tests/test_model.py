@@ -234,3 +234,18 @@ def test_inference_reuses_resampled_kernels_until_the_base_kernel_changes():
         second = embed.kernel(28)
     assert second is not first and torch.allclose(second, 2 * first, atol=1e-5)
     assert embed.kernel(28).requires_grad  # with autograd on, always recomputed from the parameter
+
+
+def test_training_after_inference_at_the_same_size(iseg_root):
+    """Segment first, fine-tune after, in one process (notebook 03): cached token geometry built
+    under inference mode must not break the training step's backward pass."""
+    torch.manual_seed(0)
+    model = create_model("mst_tiny", depth=2, embed_dim=64, num_heads=2, head_dim=32, input_size=80)
+    image, mask = load_instance(iseg_root, 80)
+    clicks = interior_click(mask)
+    with torch.inference_mode():
+        model.eval()(image, clicks, torch.zeros_like(mask))
+    output = model.train()(image, clicks, torch.zeros_like(mask))
+    loss, _ = MSTLoss(1.0, 0.1)(output, mask, clicks)
+    loss.backward()
+    assert torch.isfinite(loss) and model.backbone.patch_embed.proj.weight.grad.abs().sum() > 0

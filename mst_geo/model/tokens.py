@@ -132,13 +132,18 @@ def _overlap_1d(length: int, base_patch: int, patch: int, device: torch.device) 
 def candidate_coverage(image_size: tuple[int, int], base_patch: int, patches: tuple[int, ...],
                        device: torch.device) -> torch.Tensor:
     """Sparse ``[Nb, Nc]``: the fraction of each base cell that each candidate token covers,
-    candidates ordered as concatenated grids of ``patches`` (row-major each)."""
-    blocks = []
-    for patch in patches:
-        rows = _overlap_1d(image_size[0], base_patch, patch, device)
-        cols = _overlap_1d(image_size[1], base_patch, patch, device)
-        blocks.append(torch.kron(rows, cols) / (base_patch * base_patch))
-    return torch.cat(blocks, dim=1).to_sparse()
+    candidates ordered as concatenated grids of ``patches`` (row-major each).
+
+    Built outside inference mode even when first asked for there: the cached tensor is reused by
+    later training steps (e.g. a notebook that segments, then fine-tunes), which autograd refuses
+    for inference tensors."""
+    with torch.inference_mode(False):
+        blocks = []
+        for patch in patches:
+            rows = _overlap_1d(image_size[0], base_patch, patch, device)
+            cols = _overlap_1d(image_size[1], base_patch, patch, device)
+            blocks.append(torch.kron(rows, cols) / (base_patch * base_patch))
+        return torch.cat(blocks, dim=1).to_sparse()
 
 
 def fold_selected(base: torch.Tensor, selected: torch.Tensor, indicator: torch.Tensor,
