@@ -146,15 +146,17 @@ def _instance_table(rows: Sequence[InstanceResult], thresholds: Sequence[float],
 
 
 def _plot_curves(path: Path, panels: dict[str, dict[str, list[float]]], title: str) -> None:
-    """One panel per key of ``panels`` (three per row), one mIoU-vs-clicks line per method in each."""
-    import matplotlib
+    """One panel per key of ``panels`` (three per row), one mIoU-vs-clicks line per method in each.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Drawn on a bare ``Figure`` (no pyplot), so it neither switches the backend nor leaves figures
+    open in the caller's session: a notebook that runs the bench keeps its inline plots.
+    """
+    from matplotlib.figure import Figure
 
     columns = min(3, len(panels))
     rows = -(-len(panels) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows + 0.4), squeeze=False)
+    figure = Figure(figsize=(4.2 * columns, 3.4 * rows + 0.4))
+    axes = figure.subplots(rows, columns, squeeze=False)
     for axis in axes.flat[len(panels):]:
         axis.set_visible(False)
     for axis, (panel, curves) in zip(axes.flat, panels.items()):
@@ -166,7 +168,6 @@ def _plot_curves(path: Path, panels: dict[str, dict[str, list[float]]], title: s
     figure.suptitle(title)
     figure.tight_layout()
     write_atomic(path, lambda temp: figure.savefig(temp, dpi=110, format="png"))
-    plt.close(figure)
 
 
 def _panels(results: dict, sizes: Sequence[str] | None) -> dict[str, dict[str, list[float]]]:
