@@ -1,8 +1,8 @@
 """Windowed access to a GeoTIFF scene of any size: band choice, nodata, percentile normalisation.
 
-Nothing here reads the whole raster: the per-band percentiles come from an overview or from a
-sample of blocks, and every image read is a window, decimated through the overviews
-(``out_shape``) when the window is larger than the model input.
+Nothing here reads the whole raster: the per-band percentiles come from windows sampled over the
+scene at native resolution (an overview only when those are all nodata), and every image read
+is a window, decimated through the overviews (``out_shape``) when it is larger than the model input.
 """
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ PERCENTILES = (2.0, 98.0)
 """Per-band stretch (the cumulative-count cut GIS viewers use), so the model sees what the analyst sees."""
 
 STATS_MAX_SIDE = 1024
-"""Largest side of the overview (or block sample) read to estimate the percentiles."""
+"""Scenes up to this side are read whole for the percentiles; larger ones are sampled."""
 
-STATS_MAX_BLOCKS = 32
-"""Blocks sampled on a regular grid when the scene has no overviews."""
+STATS_GRID = 8
+STATS_WINDOW = 256
+"""Larger scenes: a STATS_GRID x STATS_GRID grid of STATS_WINDOW² px windows at native resolution."""
 
 RGB_INTERP = (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
 
@@ -138,7 +139,7 @@ class SceneRaster:
         return chosen  # type: ignore[return-value]
 
     def _estimate_percentiles(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-band low/high percentiles of valid pixels, from an overview or sampled blocks."""
+        """Per-band low/high percentiles of valid pixels (see ``_stats_sample``)."""
         samples = np.ma.reshape(self._stats_sample(), (3, -1))
         valid = ~np.ma.getmaskarray(samples) & np.isfinite(samples.data)
         if not valid.any(axis=1).all():
@@ -148,26 +149,29 @@ class SceneRaster:
         return low.astype(np.float32), high.astype(np.float32)
 
     def _stats_sample(self) -> np.ma.MaskedArray:
-        """Pixels for the statistics: one decimated read if overviews exist, else blocks on a grid."""
+        """Pixels for the statistics at native resolution: the whole raster when small, else
+        windows on a grid snapped to block origins (one block each when tiled). Overviews are
+        only the fallback (when every sampled window is nodata): averaged pixels narrow the
+        2/98 % range, so a large scene would be stretched differently from a small one."""
         longest = max(self.width, self.height)
-        if longest <= STATS_MAX_SIDE or self.dataset.overviews(self.bands[0]):
-            factor = max(1.0, longest / STATS_MAX_SIDE)
-            shape = (3, max(1, round(self.height / factor)), max(1, round(self.width / factor)))
-            return self.dataset.read(self.bands, out_shape=shape, masked=True, resampling=Resampling.nearest)
+        if longest > STATS_MAX_SIDE:
+            sample = self._sampled_windows()
+            if not np.ma.getmaskarray(sample).all():
+                return sample
+        factor = max(1.0, longest / STATS_MAX_SIDE)
+        shape = (3, max(1, round(self.height / factor)), max(1, round(self.width / factor)))
+        return self.dataset.read(self.bands, out_shape=shape, masked=True, resampling=Resampling.nearest)
+
+    def _sampled_windows(self) -> np.ma.MaskedArray:
+        """Every other pixel of up to STATS_GRID² windows of STATS_WINDOW² px spread over the scene."""
         block_h, block_w = self.dataset.block_shapes[self.bands[0] - 1]
-        rows = range(0, self.height, block_h)
-        cols = range(0, self.width, block_w)
-        per_side = max(1, int(np.sqrt(STATS_MAX_BLOCKS)))
-        picks = [
-            (rows[i], cols[j])
-            for i in np.linspace(0, len(rows) - 1, min(per_side, len(rows))).astype(int)
-            for j in np.linspace(0, len(cols) - 1, min(per_side, len(cols))).astype(int)
-        ]
-        blocks = [
-            self.dataset.read(self.bands, window=Window(col, row, block_w, block_h).intersection(self._full), masked=True)
-            for row, col in picks
-        ]
-        return np.ma.concatenate([np.ma.reshape(block, (3, -1)) for block in blocks], axis=1)
+        pieces = []
+        for row in _grid_starts(self.height, block_h):
+            for col in _grid_starts(self.width, block_w):
+                window = Window(col, row, STATS_WINDOW, STATS_WINDOW).intersection(self._full)
+                piece = self.dataset.read(self.bands, window=window, masked=True)[:, ::2, ::2]
+                pieces.append(np.ma.reshape(piece, (3, -1)))
+        return np.ma.concatenate(pieces, axis=1)
 
     @property
     def _full(self) -> Window:
@@ -208,6 +212,13 @@ class SceneRaster:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _grid_starts(length: int, step: int) -> list[int]:
+    """Up to STATS_GRID offsets spread over ``length``, each on a multiple of ``step`` (block origins)."""
+    origins = range(0, length, step)
+    picks = np.linspace(0, len(origins) - 1, min(STATS_GRID, len(origins))).round().astype(int)
+    return sorted({origins[i] for i in picks})
 
 
 @contextlib.contextmanager
