@@ -8,6 +8,7 @@ a file never runs code; plain timm/MAE ViT weights in ``.pth`` files go through
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -47,11 +48,25 @@ def save_checkpoint(model: MSTModel, path: str | Path, card: Mapping[str, Any] |
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={CARD_KEY: json.dumps(full_card)})
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide a shipped model from other users
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def weights_digest(state: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 over tensor names, dtypes, shapes and bytes: lets a card name the exact weights it
+    describes, independent of how the file was written."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().contiguous().cpu()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
 
 
 def read_card(path: str | Path) -> dict[str, Any]:

@@ -1,0 +1,54 @@
+"""The model that ships inside the package: loads offline, its card describes these weights, and
+its quality on a real benchmark image (GrabCut, never used for training)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from safetensors.torch import load_file
+
+from mst_geo.bench.loop import evaluate_instance
+from mst_geo.clicks.predictor import Predictor
+from mst_geo.data.iseg import load_iseg_dataset
+from mst_geo.model import resolve_model
+from mst_geo.model.checkpoint import DEFAULT_CHECKPOINT, read_card, weights_digest
+
+
+@pytest.fixture()
+def no_network(monkeypatch):
+    """Any attempt to open a socket fails the test: the default model must need no download."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the default model tried to use the network")
+
+    monkeypatch.setattr(socket, "socket", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def test_default_model_loads_offline(no_network):
+    model, card = resolve_model("default")
+    assert not model.training
+    assert card["preset"] == model.config.preset == "mst_xtiny"
+    assert DEFAULT_CHECKPOINT.stat().st_size < 25 * 2**20
+
+
+def test_card_matches_the_shipped_weights():
+    card = read_card(DEFAULT_CHECKPOINT)
+    stored = load_file(str(DEFAULT_CHECKPOINT))
+    assert card["weights_sha256"] == weights_digest(stored)
+    assert card["weights_dtype"] == "float16"
+    model, _ = resolve_model("default")
+    assert set(stored) == set(model.state_dict())
+    training = card["training"]
+    assert training["samples_seen"] > 0 and training["steps"] > 0
+    assert set(training["recipe"]["data"]["datasets"]) == {"COCO_MVal", "DUTS_TR", "CCP"}
+
+
+@pytest.mark.xfail(strict=True, reason="issue 6: the CPU-trained default (13.6k samples) does not yet "
+                   "reach IoU 0.8 in 3 clicks; a GPU-trained model must make this pass")
+def test_default_model_segments_a_grabcut_image_with_three_clicks(iseg_root):
+    instance = load_iseg_dataset("GrabCut", iseg_root / "GrabCut")[0]  # the first, not a chosen one
+    model, _ = resolve_model("default")
+    ious, _, clicks = evaluate_instance(Predictor(model), instance, max_clicks=3)
+    assert len(clicks) == 3
+    assert ious[2] >= 0.8
