@@ -120,3 +120,19 @@ def test_color_jitter_changes_colours_within_range(split):
     assert out.dtype == np.uint8 and out.shape == image.shape
     assert np.abs(out.astype(int) - image).mean() > 3
     assert np.array_equal(ColorJitter(prob=0.0)(image, np.random.default_rng(0)), image)
+
+
+def test_batches_follow_the_global_step_with_any_worker_count(dataset):
+    """Rank 1 of 2, resuming at step 3: samples (3*2+1)*2 .. , the same with 0 or 2 workers."""
+    from torch.utils.data import DataLoader
+
+    from mst_geo.train.datamodule import ResumableSampler
+
+    sampler = ResumableSampler(lambda: 3, max_steps=5, batch_size=2, rank=1, world_size=2)
+    assert list(sampler) == [14, 15, 18, 19]
+    loaded = [list(DataLoader(dataset, batch_size=2, sampler=sampler, num_workers=workers))
+              for workers in (0, 2)]
+    assert [b["index"].tolist() for b in loaded[1]] == [[14, 15], [18, 19]]
+    for single, parallel in zip(*loaded, strict=True):
+        assert all(torch.equal(single[key], parallel[key]) for key in single)
+    assert torch.equal(loaded[1][0]["image"][0], dataset[14]["image"])

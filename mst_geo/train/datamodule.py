@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import cv2
 import lightning as L
 import numpy as np
 import torch
@@ -64,6 +65,11 @@ class HeldOutInstances(Dataset):
         return self.source.instance(self.picks[position])
 
 
+def single_threaded_worker(worker_id: int) -> None:
+    """Loader workers decode with one OpenCV thread each: 16 workers x all cores would thrash."""
+    cv2.setNumThreads(1)
+
+
 def first_item(batch: list[Instance]) -> Instance:
     """Validation batches hold one instance, passed through as is (no tensor collation)."""
     return batch[0]
@@ -109,6 +115,7 @@ class ClickDataModule(L.LightningDataModule):
                                    self.trainer.world_size)
         return DataLoader(self.train_set, batch_size=trainer.batch_size, sampler=sampler,
                           num_workers=workers, persistent_workers=workers > 0,
+                          worker_init_fn=single_threaded_worker,
                           pin_memory=self.trainer.strategy.root_device.type == "cuda",
                           prefetch_factor=4 if workers > 0 else None)
 
