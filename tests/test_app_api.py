@@ -237,6 +237,7 @@ def test_failed_saves_leave_no_file(client: TestClient, segmenter: Segmenter, tm
         assert 400 <= response.status_code < 500, (case, response.text)
         detail = response.json()["detail"]
         assert "\n" not in detail and "Traceback" not in detail, case
+    assert client.post("/api/save", json={"path": str(existing)}).status_code == 409  # the page asks, then overwrites
     assert sorted(tmp_path.rglob("*")) == before
     assert not Path("/proc/mst_geo_objects.gpkg").exists()
     assert existing.read_bytes() == b"keep me"

@@ -126,6 +126,13 @@ def test_click_objects_see_polygons_save_and_export(page, tmp_path: Path) -> Non
     assert saved.crs.to_epsg() == 26914
     assert saved["object"].tolist() == [1, 2] and saved["n_clicks"].tolist() == [3, 1]
 
+    dialogs: list[str] = []  # saving again asks before replacing the file
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.type), dialog.accept(str(out))))
+    page.evaluate("document.getElementById('status').textContent = ''")
+    page.click("#save")
+    wait_for_status(page, f"saved 2 object(s) to {out}")
+    assert dialogs == ["prompt", "confirm"]
+
     with page.expect_download() as download:
         page.click("#export")
     exported = json.loads(Path(download.value.path()).read_text())

@@ -195,6 +195,8 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None) -> FastAPI
     def save(request: SaveRequest) -> dict[str, Any]:
         """Write the polygons (GeoPackage or GeoJSON by extension, atomic) with `segment`'s writer."""
         path = Path(request.path).expanduser().resolve()
+        if path.is_file() and not request.overwrite:  # 409: the page asks before replacing
+            raise HTTPException(409, f"{path}: exists (save with overwrite to replace it)")
         with session.lock:
             segmenter.save(path, overwrite=request.overwrite)
             n_objects = len(segmenter.objects())

@@ -17,7 +17,9 @@ async function api(method, url, body) {
   }
   const response = await fetch(url, options);
   const data = await response.json();
-  if (!response.ok) throw new Error(data.detail || response.statusText);
+  if (!response.ok) {
+    throw Object.assign(new Error(data.detail || response.statusText), { status: response.status });
+  }
   return data;
 }
 
@@ -52,7 +54,9 @@ function renderList(features) {
     const item = document.createElement("li");
     item.style.setProperty("--colour", colour(p.object));
     item.className = p.object === current ? "current" : "";
-    const area = p.area_m2 == null ? `${p.area.toFixed(1)} units²` : `${Math.round(p.area_m2).toLocaleString()} m²`;
+    const area = p.area_m2 == null
+      ? `${p.area.toFixed(1)} units²`
+      : `${Math.round(p.area_m2).toLocaleString()} m²`;
     item.textContent = `Object ${p.object} — ${area} · ${p.n_clicks} click${p.n_clicks === 1 ? "" : "s"}`;
     item.onclick = () => guarded(async () => {
       await api("PUT", "api/current", { object: p.object });
@@ -66,7 +70,8 @@ async function click(latlng, positive) {
   setStatus("segmenting…");
   const result = await api("POST", "api/click", { x: latlng.lng, y: latlng.lat, positive, object: current });
   await refresh();
-  setStatus(`object ${result.object}: ${positive ? "positive" : "negative"} click, ${result.seconds.toFixed(2)} s`);
+  const kind = positive ? "positive" : "negative";
+  setStatus(`object ${result.object}: ${kind} click, ${result.seconds.toFixed(2)} s`);
 }
 
 async function newObject() {
@@ -90,10 +95,17 @@ async function deleteCurrent() {
 }
 
 async function save() {
-  const path = window.prompt("Save polygons to (.gpkg or .geojson, on the server's disk):", document.body.dataset.savePath);
+  const question = "Save polygons to (.gpkg or .geojson, on the server's disk):";
+  const path = window.prompt(question, document.body.dataset.savePath);
   if (!path) return;
   document.body.dataset.savePath = path;
-  const result = await api("POST", "api/save", { path, overwrite: true });
+  let result;
+  try {
+    result = await api("POST", "api/save", { path, overwrite: false });
+  } catch (error) {
+    if (error.status !== 409 || !window.confirm(`${path} exists. Replace it?`)) throw error;
+    result = await api("POST", "api/save", { path, overwrite: true });
+  }
   setStatus(`saved ${result.n_objects} object(s) to ${result.path}`);
 }
 
@@ -106,21 +118,29 @@ function onKey(event) {
 
 async function init() {
   scene = await api("GET", "api/scene");
-  document.getElementById("scene-name").textContent = `${scene.name} · ${scene.width}×${scene.height} px · ${scene.crs_name}`;
+  const size = `${scene.width}×${scene.height} px`;
+  document.getElementById("scene-name").textContent = `${scene.name} · ${size} · ${scene.crs_name}`;
   document.body.dataset.savePath = scene.default_save_path;
 
-  map = L.map("map", { crs: L.CRS.Simple, minZoom: -3, maxZoom: scene.max_zoom + 3, zoomSnap: 0.5, attributionControl: false });
+  map = L.map("map", {
+    crs: L.CRS.Simple, minZoom: -3, maxZoom: scene.max_zoom + 3, zoomSnap: 0.5, attributionControl: false,
+    doubleClickZoom: false,  // every click is a prompt: two quick clicks must not also zoom
+  });
   L.tileLayer(scene.tile_url, {
-    tileSize: scene.tile_size, minNativeZoom: 0, maxNativeZoom: scene.max_zoom, noWrap: true, bounds: scene.page_bounds,
+    tileSize: scene.tile_size, minNativeZoom: 0, maxNativeZoom: scene.max_zoom, noWrap: true,
+    bounds: scene.page_bounds,
   }).addTo(map);
   map.fitBounds(scene.page_bounds);
 
   polygonLayer = L.geoJSON(null, {
-    style: (f) => ({ color: colour(f.properties.object), weight: f.properties.object === current ? 3 : 2, fillOpacity: 0.3 }),
+    style: (f) => ({
+      color: colour(f.properties.object), weight: f.properties.object === current ? 3 : 2, fillOpacity: 0.3,
+    }),
   }).addTo(map);
   clickLayer = L.geoJSON(null, {
     pointToLayer: (f, latlng) => L.circleMarker(latlng, {
-      radius: 5, weight: 2, color: "#fff", fillOpacity: 1, fillColor: f.properties.label === "positive" ? "#2e7d32" : "#c62828",
+      radius: 5, weight: 2, color: "#fff", fillOpacity: 1,
+      fillColor: f.properties.label === "positive" ? "#2e7d32" : "#c62828",
     }),
     interactive: false,
   }).addTo(map);
