@@ -115,3 +115,20 @@ def test_page_coordinates_round_trip() -> None:
         assert np.allclose(back, [[100.25, -50.5]])
         south, east = grid.page_bounds[0][0], grid.page_bounds[1][1]
         assert np.allclose(grid.page_to_scene(east, south), (src.bounds.right, src.bounds.bottom))
+
+
+def test_one_band_scene_is_grey(tmp_path: Path) -> None:
+    """A single band (here NAIP's near infrared as 16-bit) shows as grey, as the model sees it."""
+    path = tmp_path / "nir16.tif"
+    with rasterio.open(EXAMPLE) as src:
+        nir = src.read(4).astype(np.uint16) * 100
+        profile = {**src.profile, "count": 1, "dtype": "uint16"}
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(nir, 1)
+    raster = SceneRaster(path)
+    rgba = _png(SceneTiles(raster).render(1, 0, 0))
+    raster.close()
+    opaque = rgba[..., 3] > 0
+    assert opaque.mean() > 0.9
+    assert (rgba[..., 0] == rgba[..., 1]).all() and (rgba[..., 1] == rgba[..., 2]).all()
+    assert rgba[..., 0][opaque].std() > 20
