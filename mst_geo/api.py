@@ -28,7 +28,15 @@ from mst_geo.geo.io import (
     write_polygons,
 )
 from mst_geo.geo.journal import ObjectJournal, file_identity
-from mst_geo.geo.prompts import ObjectId, PixelMapper, SceneClick, clicks_to_geojson, parse_crs, read_clicks
+from mst_geo.geo.prompts import (
+    ObjectId,
+    PixelMapper,
+    SceneClick,
+    clicks_to_geojson,
+    parse_crs,
+    parse_object_id,
+    read_clicks,
+)
 from mst_geo.geo.raster import SceneRaster
 from mst_geo.geo.scene import ObjectMask, ObjectSegmenter
 from mst_geo.geo.vectorize import mask_to_polygon
@@ -108,9 +116,12 @@ class Segmenter:
             click = self._mapper.click(x, y, positive, source)
         except ValueError as error:
             raise MSTGeoError(str(error), self.raster.path) from None
-        object_id = self._new_object_id() if object is None else object
-        self._append(object_id, click)
-        return object_id
+        try:
+            target = self._new_object_id() if object is None else parse_object_id(object)
+        except ValueError as error:
+            raise MSTGeoError(str(error)) from None
+        self._append(target, click)
+        return target
 
     def load_clicks(
         self,

@@ -156,12 +156,12 @@ def clicks_from_geojson(
         try:
             x, y = (float(value) for value in geometry["coordinates"][:2])
             positive = parse_label(properties.get("label", "positive"))
-            object_id = _object_id(properties.get("object", DEFAULT_OBJECT))
+            obj = parse_object_id(properties.get("object", DEFAULT_OBJECT))
             order = float(properties.get("order", index))
             click = mapper.click(x, y, positive, crs)
         except (KeyError, TypeError, ValueError) as error:
             raise MSTGeoError(f"{where}: {error}", source) from None
-        keyed.setdefault(object_id, []).append((order, index, click))
+        keyed.setdefault(obj, []).append((order, index, click))
     return {obj: [click for *_, click in sorted(entries, key=lambda e: e[:2])] for obj, entries in keyed.items()}
 
 
@@ -196,7 +196,8 @@ def _transformer(source: CRS, target: CRS) -> Transformer:
     return Transformer.from_crs(source, target, always_xy=True)
 
 
-def _object_id(value: Any) -> ObjectId:
+def parse_object_id(value: Any) -> ObjectId:
+    """``value`` as an object id (an int or a string, as the contract allows); ValueError otherwise."""
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise ValueError(f"object id must be an integer or a string, got {value!r}")
     return value
