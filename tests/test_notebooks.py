@@ -9,6 +9,8 @@ picks another checkpoint than the shipped default.
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,19 +21,33 @@ import pytest
 import rasterio
 from nbclient import NotebookClient
 
+from mst_geo.bench.methods import method_label
+from mst_geo.model import read_card
 
 REPO = Path(__file__).parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 STRIP_SCRIPT = REPO / "scripts" / "strip_notebook_outputs.py"
 CELL_TIMEOUT_S = 900
+MODEL_VARIABLE = "MSTGEO_MODEL"
+
+
+def model_label() -> str:
+    """The bench's name for the model the notebooks use."""
+    return method_label(os.environ.get(MODEL_VARIABLE, "default"))
 
 
 def execute(name: str, cwd: Path) -> nbformat.NotebookNode:
-    """Run every cell of ``notebooks/<name>`` in ``cwd``; any cell error fails with its traceback."""
+    """Run every cell of ``notebooks/<name>`` in ``cwd``; any cell error fails with its traceback.
+
+    The executed notebook (up to the failing cell) is saved in ``cwd`` to look at its figures.
+    """
     notebook = nbformat.read(REPO / "notebooks" / name, as_version=4)
     client = NotebookClient(notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
                             resources={"metadata": {"path": str(cwd)}})
-    client.execute()
+    try:
+        client.execute()
+    finally:
+        nbformat.write(notebook, cwd / name)
     return notebook
 
 
@@ -62,6 +78,38 @@ def test_segment_scene_notebook_saves_polygons_in_the_scene_crs(tmp_path: Path):
     assert (out / "clicks.geojson").is_file()
     assert images(notebook) >= 5  # the scene, then the objects after each step
     assert "Interactive clicking is off" in printed(notebook)
+
+
+def test_benchmark_notebook_reports_the_model_beside_the_baselines(tmp_path: Path):
+    notebook = execute("02_benchmark.ipynb", tmp_path)
+
+    out = tmp_path / "outputs" / "02_benchmark"
+    report = json.loads((out / "results.json").read_text())
+    methods = report["results"]
+    assert set(methods) == {model_label(), "grabcut", "random-walker", "watershed", "disk"}
+    for per_dataset in methods.values():
+        summary = per_dataset["GrabCut"]
+        assert summary["n"] == 3 and len(summary["miou"]) == 6  # the notebook's INSTANCES and MAX_CLICKS
+        assert all(0.0 <= iou <= 1.0 for iou in summary["miou"])
+    rows = [json.loads(line) for line in (out / "instances.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 * 5 and all(len(row["clicks"]) == 6 for row in rows)
+    assert images(notebook) >= 3  # the mIoU curves and the two hardest instances
+
+
+def test_finetune_notebook_trains_on_the_scene_and_compares_held_out_ponds(tmp_path: Path):
+    notebook = execute("03_finetune_on_your_scene.ipynb", tmp_path)
+
+    out = tmp_path / "outputs" / "03_finetune"
+    card = read_card(out / "run" / "model.safetensors")
+    assert card["training"]["steps"] == 30 and card["training"]["init"] == os.environ.get(MODEL_VARIABLE, "default")
+    assert card["training"]["recipe"]["data"]["scene"].endswith("naip_scene.tif")
+    for stage in ("before", "after"):
+        rows = [json.loads(line) for line in (out / f"noc_{stage}" / "instances.jsonl").read_text().splitlines()]
+        assert sorted(row["name"] for row in rows) == ["pond 40", "pond 56", "pond 8", "pond 90"]
+        assert all(row["method"] == stage and len(row["ious"]) == 8 for row in rows)
+    text = printed(notebook)
+    assert "before {" in text and "after {" in text  # one-click IoU per held-out pond, both models
+    assert images(notebook) >= 3
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
