@@ -126,3 +126,13 @@ def test_ddp_two_cpu_processes(tmp_path, iseg_root):
     card = load_checkpoint(tmp_path / "ddp" / "model.safetensors")[1]["training"]
     assert card["steps"] == 4 and card["samples_seen"] == 4 * 4 * 2
     assert card["hardware"].startswith("2 process")
+
+
+def test_max_minutes_stops_early_and_still_exports(tmp_path, iseg_root):
+    """A lent-GPU slice ends by wall time, not by step count, and must still leave the weights."""
+    torch.set_num_threads(1)
+    exported = train(smoke_config(tmp_path, iseg_root, **{"trainer.max_steps": 10_000,
+                                                          "trainer.max_minutes": 0.02,
+                                                          "trainer.val_every_steps": 0}))
+    steps = load_checkpoint(exported)[1]["training"]["steps"]
+    assert 0 < steps < 10_000

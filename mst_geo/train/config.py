@@ -94,6 +94,7 @@ class TrainerSection:
     """Lightning Trainer settings, checkpoints, logging and the validation NoC."""
 
     max_steps: int = 1000
+    max_minutes: float | None = None  # also stop (and export) after this wall time: lent GPU slices
     batch_size: int = 8  # per device
     accelerator: str = "auto"
     devices: Any = "auto"  # int, list of ids or "auto"
