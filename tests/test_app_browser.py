@@ -84,6 +84,18 @@ def click_pixel(page, pixel: tuple[float, float], button: str = "left", shift: b
         page.keyboard.up("Shift")
 
 
+def take_screenshot(page) -> None:
+    """The README's picture: both objects at twice native resolution, every tile loaded."""
+    row, col = (POND[0] + LAKE[0]) / 2, (POND[1] + LAKE[1]) / 2
+    page.evaluate(
+        "([row, col]) => map.setView([-row / 2 ** scene.max_zoom, col / 2 ** scene.max_zoom], scene.max_zoom + 1)",
+        [row, col],
+    )
+    page.wait_for_function("document.querySelectorAll('img.leaflet-tile-loading').length === 0")
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT))
+
+
 def wait_for_status(page, text: str) -> None:
     page.wait_for_function(
         "text => document.getElementById('status').textContent.includes(text)", arg=text, timeout=60_000
@@ -115,8 +127,7 @@ def test_click_objects_see_polygons_save_and_export(page, tmp_path: Path) -> Non
     assert page.locator("#objects li.current").text_content().startswith("Object 2 — ")
     assert page.locator(".leaflet-overlay-pane path").count() == 6  # two polygons + four click markers
     if os.environ.get("MSTGEO_SCREENSHOT") == "1":
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOT))
+        take_screenshot(page)
 
     out = tmp_path / "objects.gpkg"
     page.once("dialog", lambda dialog: dialog.accept(str(out)))
