@@ -11,6 +11,7 @@ shipped model, so regenerating it after the model changes shows what users will 
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -19,6 +20,7 @@ import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from PIL import Image
 from rasterio.windows import Window
 from shapely.geometry.base import BaseGeometry
 
@@ -59,7 +61,13 @@ def render(scene: Path, clicks: Path, model: str, out: Path, max_side: int = 120
     handle, temp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=out.suffix)
     os.close(handle)
     try:
-        figure.savefig(temp, dpi=80, format="png")
+        rendered = io.BytesIO()
+        figure.savefig(rendered, dpi=80, format="png")
+        # A 256-colour palette keeps the README light (about a quarter of the RGB size); the octree
+        # quantiser keeps the small lime/red click markers their colour.
+        palette = Image.open(rendered).convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE)
+        palette.save(temp, format="PNG", optimize=True)
+        os.chmod(temp, 0o644)  # mkstemp makes it private; the picture is for everyone
         os.replace(temp, out)
     finally:
         if os.path.exists(temp):
