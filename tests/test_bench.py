@@ -198,3 +198,13 @@ def test_report_of_a_partial_run_keeps_common_instances(tmp_path):
     assert everything["disk"]["synthetic"]["n"] == 2
     missing = CliRunner().invoke(app, ["bench", "report", str(tmp_path / "nothing")])
     assert isinstance(missing.exception, MSTGeoError) and "run.json missing" in str(missing.exception)
+
+
+def test_shards_split_the_instances_between_processes(tmp_path):
+    data = {"synthetic": _Listed([_disk_instance(r) for r in (8, 10, 12)])}
+    first = run_noc({"disk": DiskBaseline()}, data, tmp_path, max_clicks=1, progress=False, shard=(1, 2))
+    second = run_noc({"disk": DiskBaseline()}, data, tmp_path, max_clicks=1, progress=False, shard=(2, 2))
+    assert [r.name for r in first] == ["disk8", "disk12"] and [r.name for r in second] == ["disk10"]
+    assert sorted(r.name for r in load_rows(tmp_path)) == ["disk10", "disk12", "disk8"]
+    bad = CliRunner().invoke(app, ["bench", "noc", "--model", "disk", "--shard", "3/2", "--out", str(tmp_path / "x")])
+    assert isinstance(bad.exception, MSTGeoError) and "--shard" in str(bad.exception)

@@ -130,8 +130,12 @@ def run_noc(
     max_clicks: int = 20,
     limit: int | None = None,
     progress: bool = True,
+    shard: tuple[int, int] = (1, 1),
 ) -> list[InstanceResult]:
     """Evaluate every method on every instance (the first ``limit`` of each dataset), resumably.
+
+    ``shard=(k, n)`` takes only every n-th instance starting at the k-th, so n processes can
+    share one ``out_dir`` without doing the same work; a final rerun or report joins them.
 
     Returns the rows of these methods on these instances, those of earlier runs included.
     """
@@ -143,6 +147,7 @@ def run_noc(
         (dataset_name, index, dataset.name_of(index))
         for dataset_name, dataset in datasets.items()
         for index in range(len(dataset) if limit is None else min(limit, len(dataset)))
+        if index % shard[1] == shard[0] - 1
     ]
     with _open_rows_for_append(out_dir) as sink, tqdm(
         total=len(todo) * len(methods), disable=not progress, unit="run", desc="bench"

@@ -48,6 +48,7 @@ def run_noc_benchmark(
     zoom_in: bool = True,
     flip: bool = False,
     progress: bool = True,
+    shard: tuple[int, int] = (1, 1),
 ) -> dict:
     """Evaluate each model/baseline on each dataset (resumable in ``out_dir``) and write the report.
 
@@ -60,12 +61,14 @@ def run_noc_benchmark(
         raise MSTGeoError("no --datasets given")
     if max_clicks < 1:
         raise MSTGeoError(f"--max-clicks must be at least 1, got {max_clicks}")
+    if not 1 <= shard[0] <= shard[1]:
+        raise MSTGeoError(f"--shard must be K/N with 1 <= K <= N, got {shard[0]}/{shard[1]}")
     if any(not 0 < t <= 1 for t in thresholds):
         raise MSTGeoError(f"--iou values must be in (0, 1], got {list(thresholds)}")
     data_root = Path(DEFAULT_DATA_ROOT if data_root is None else data_root)
     loaded = dict(load_bench_dataset(name, data_root, limit) for name in datasets)
     methods = {method_label(name, zoom_in, flip): resolve_method(name, device, zoom_in, flip) for name in models}
-    rows = run_noc(methods, loaded, out_dir, max_clicks=max_clicks, limit=limit, progress=progress)
+    rows = run_noc(methods, loaded, out_dir, max_clicks=max_clicks, limit=limit, progress=progress, shard=shard)
     settings = {
         "data_root": str(data_root),
         "datasets": list(loaded),

@@ -23,6 +23,17 @@ def _thresholds(iou: str) -> list[float]:
         raise MSTGeoError(f"--iou must be comma-separated numbers, got {iou!r}") from None
 
 
+def _shard(text: str) -> tuple[int, int]:
+    """``"2/4"`` -> (2, 4)."""
+    from mst_geo.errors import MSTGeoError
+
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise MSTGeoError(f"--shard must look like K/N (e.g. 1/2), got {text!r}") from None
+    return index, count
+
+
 @bench_app.command("noc")
 def noc_command(
     model: list[str] = typer.Option(
@@ -45,6 +56,7 @@ def noc_command(
     out: Path = typer.Option(Path("bench_out"), "--out", help="Output folder; rerunning into it resumes."),
     zoom_in: bool = typer.Option(True, "--zoom-in/--no-zoom-in", help="RITM-style zoom-in after the first click."),
     flip: bool = typer.Option(False, "--flip", help="Average each model prediction with its mirror image (RITM's default; 2x slower)."),
+    shard: str = typer.Option("1/1", "--shard", help="K/N: only every N-th object from the K-th, to run N processes into one --out."),
 ) -> None:
     """Clicks to reach 85/90/95 % IoU (RITM protocol) for models and baselines on the same clicks.
 
@@ -61,6 +73,7 @@ def noc_command(
     results = run_noc_benchmark(
         split_names(model), split_names([datasets]), out, data_root=data_root, max_clicks=max_clicks,
         thresholds=_thresholds(iou), device=device, limit=limit, zoom_in=zoom_in, flip=flip,
+        shard=_shard(shard),
     )
     typer.echo((out / "results.md").read_text())
     typer.echo(f"wrote {out}/results.json, results.csv, results.md, miou_vs_clicks.png ({len(results)} methods)")
