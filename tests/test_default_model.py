@@ -44,7 +44,7 @@ def test_card_matches_the_shipped_weights():
     assert set(training["recipe"]["data"]["datasets"]) == {"COCO_MVal", "DUTS_TR", "CCP"}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 6: the CPU-trained default (13.6k samples) does not yet "
+@pytest.mark.xfail(strict=True, reason="issue 6: the CPU-trained default (32k samples) does not yet "
                    "reach IoU 0.8 in 3 clicks; a GPU-trained model must make this pass")
 def test_default_model_segments_a_grabcut_image_with_three_clicks(iseg_root):
     instance = load_iseg_dataset("GrabCut", iseg_root / "GrabCut")[0]  # the first, not a chosen one
