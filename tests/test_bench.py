@@ -208,3 +208,23 @@ def test_shards_split_the_instances_between_processes(tmp_path):
     assert sorted(r.name for r in load_rows(tmp_path)) == ["disk10", "disk12", "disk8"]
     bad = CliRunner().invoke(app, ["bench", "noc", "--model", "disk", "--shard", "3/2", "--out", str(tmp_path / "x")])
     assert isinstance(bad.exception, MSTGeoError) and "--shard" in str(bad.exception)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--presets", "mst_nope"], "unknown preset(s) mst_nope"),
+    (["--size", "50"], "--size must be a positive multiple of 16"),
+])
+def test_speed_bench_user_errors_are_one_clear_line(args, message):
+    result = CliRunner().invoke(app, ["bench", "speed", *args])
+    assert isinstance(result.exception, MSTGeoError)
+    assert message in str(result.exception)
+
+
+def test_a_cut_off_settings_file_is_a_clear_error(iseg_root, tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "run.json").write_text('{"max_clicks": 2')
+    result = CliRunner().invoke(app, ["bench", "noc", "--model", "disk", "--datasets", "GrabCut",
+                                      "--data-root", str(iseg_root), "--limit", "1", "--out", str(out)])
+    assert isinstance(result.exception, MSTGeoError)
+    assert "is not valid JSON" in str(result.exception)

@@ -65,3 +65,13 @@ def test_missing_config_and_bad_override(tmp_path):
         parse_override("optim.lr")
     with pytest.raises(MSTGeoError, match="command-line override"):
         load_train_config(CONFIGS / "smoke.yaml", {"trainer.precision": 16})
+
+
+def test_unknown_preset_or_override_is_one_clear_error(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("model: {preset: mst_huge}\n")
+    with pytest.raises(MSTGeoError, match="'model.preset' is 'mst_huge'"):
+        load_train_config(recipe)
+    recipe.write_text("model: {preset: mst_tiny, overrides: {depthh: 2}}\n")
+    with pytest.raises(MSTGeoError, match="unknown MSTConfig field"):
+        load_train_config(recipe)

@@ -18,6 +18,7 @@ from typing import Protocol, TextIO
 import numpy as np
 from tqdm import tqdm
 
+from mst_geo.atomic import write_text_atomic
 from mst_geo.bench.noc import mask_iou
 from mst_geo.clicks.click import Click
 from mst_geo.clicks.simulator import binarize, next_click, split_mask
@@ -114,13 +115,16 @@ def check_settings(out_dir: Path, settings: dict) -> None:
     """Refuse to mix rows of runs with different protocol settings in one output folder."""
     path = out_dir / SETTINGS_FILE
     if path.exists():
-        previous = json.loads(path.read_text())
+        try:
+            previous = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise MSTGeoError(f"is not valid JSON ({error}); remove it to start this --out afresh", path) from error
         if previous != settings:
             raise MSTGeoError(
                 f"holds a run with other settings {previous}; use another --out or remove it", out_dir
             )
     else:
-        path.write_text(json.dumps(settings, indent=2) + "\n")
+        write_text_atomic(path, json.dumps(settings, indent=2) + "\n")
 
 
 def run_noc(

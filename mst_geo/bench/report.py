@@ -12,36 +12,19 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from mst_geo.atomic import write_atomic, write_text_atomic
 from mst_geo.bench.loop import InstanceResult
 from mst_geo.bench.noc import clicks_to_reach, summarize, threshold_key
 from mst_geo.data.rs import SIZE_CLASSES, size_class
 
 MIOU_AT = (1, 3, 5, 10)
 """Clicks after which the tables report mIoU."""
-
-
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(temp_path)`` then rename the temp file to ``path`` (no half-written files)."""
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(handle)
-    try:
-        write(Path(name))
-        os.replace(name, path)
-    finally:
-        if os.path.exists(name):
-            os.unlink(name)
-
-
-def _write_text(path: Path, text: str) -> None:
-    write_atomic(path, lambda temp: temp.write_text(text))
 
 
 def _group(rows: Sequence[InstanceResult], key: Callable[[InstanceResult], tuple]) -> dict[tuple, list[InstanceResult]]:
@@ -205,12 +188,12 @@ def write_report(
     main_header, main_table = ["dataset", "method", "n"] + columns, _table_rows(results, thresholds, max_clicks, False)
     size_header, size_table = ["dataset", "size", "method", "n"] + columns, _table_rows(results, thresholds, max_clicks, True)
 
-    _write_text(out_dir / "results.json", json.dumps({"settings": settings, "results": results}, indent=2) + "\n")
-    _write_text(out_dir / "results.csv", _csv_text(main_header, main_table))
-    _write_text(out_dir / "sizes.csv", _csv_text(size_header, size_table))
-    _write_text(out_dir / "instances.csv", _csv_text(*_instance_table(rows, thresholds, max_clicks)))
+    write_text_atomic(out_dir / "results.json", json.dumps({"settings": settings, "results": results}, indent=2) + "\n")
+    write_text_atomic(out_dir / "results.csv", _csv_text(main_header, main_table))
+    write_text_atomic(out_dir / "sizes.csv", _csv_text(size_header, size_table))
+    write_text_atomic(out_dir / "instances.csv", _csv_text(*_instance_table(rows, thresholds, max_clicks)))
     settings_line = ", ".join(f"{k}={v}" for k, v in settings.items())
-    _write_text(
+    write_text_atomic(
         out_dir / "results.md",
         f"Protocol: RITM clicker, up to {max_clicks} clicks; {settings_line}\n\n"
         + markdown_table(main_header, main_table)

@@ -1,16 +1,13 @@
 """Speed benchmark of the token-selection design: plain ViT (base tokens only) vs MST (top-k
 multi-scale tokens) vs every 8x8 and 28x28 token, per preset, with params, FLOPs and latency.
 
-Run ``python -m mst_geo.bench.speed --presets mst_tiny mst_base --size 448``.
+Run ``mst-geo bench speed --presets mst_tiny mst_base --size 448``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -105,25 +102,3 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"{preset}: MST / ViT latency {ratio['mst_over_vit']}x, "
                      f"all tokens / MST {ratio['all_over_mst']}x (min)")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--presets", nargs="+", default=["mst_tiny", "mst_base"], help="model presets to time")
-    parser.add_argument("--size", type=int, default=448, help="square input size (multiple of 16)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed forwards per model")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the result as JSON here")
-    args = parser.parse_args(argv)
-    result = run_speed_benchmark(tuple(args.presets), args.size, args.repeats, device=args.device,
-                                 threads=args.threads)
-    print(format_table(result))
-    if args.json is not None:
-        tmp = args.json.with_suffix(args.json.suffix + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2))
-        tmp.replace(args.json)
-
-
-if __name__ == "__main__":
-    main()

@@ -115,11 +115,20 @@ def speed_command(
     """
     import json
 
+    from mst_geo.atomic import write_text_atomic
     from mst_geo.bench.methods import split_names
-    from mst_geo.bench.report import write_atomic
     from mst_geo.bench.speed import format_table, run_speed_benchmark
 
-    result = run_speed_benchmark(tuple(split_names([presets])), size, repeats, device=device, threads=threads)
+    from mst_geo.errors import MSTGeoError
+    from mst_geo.model import list_presets
+
+    names = split_names([presets])
+    unknown = [name for name in names if name not in list_presets()]
+    if unknown:
+        raise MSTGeoError(f"unknown preset(s) {', '.join(unknown)}; known: {', '.join(list_presets())}")
+    if size <= 0 or size % 16:
+        raise MSTGeoError(f"--size must be a positive multiple of 16, got {size}")
+    result = run_speed_benchmark(tuple(names), size, repeats, device=device, threads=threads)
     typer.echo(format_table(result))
     if json_path is not None:
-        write_atomic(json_path, lambda temp: temp.write_text(json.dumps(result, indent=2)))
+        write_text_atomic(json_path, json.dumps(result, indent=2))

@@ -16,12 +16,10 @@ import cv2
 import numpy as np
 
 from mst_geo.clicks.click import Click
+from mst_geo.data.iseg import IGNORE
 
 PRED_THRESHOLD = 0.49
 """Foreground probability above which a pixel counts as predicted object (RITM's ``pred_thr``)."""
-
-IGNORE_VALUE = 255
-"""Mask value marking pixels that count neither as object nor as background (GrabCut's band)."""
 
 
 def binarize(pred: np.ndarray) -> np.ndarray:
@@ -31,7 +29,7 @@ def binarize(pred: np.ndarray) -> np.ndarray:
 
 def split_mask(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(object, ignore)`` boolean maps from a uint8 mask with 1 object / 0 bg / 255 ignore."""
-    return mask == 1, mask == IGNORE_VALUE
+    return mask == 1, mask == IGNORE
 
 
 def _interior_distance(region: np.ndarray) -> np.ndarray:

@@ -30,6 +30,7 @@ import numpy as np
 from mst_geo.errors import MSTGeoError
 
 IGNORE = 255
+"""Mask value of pixels that count neither as object nor as background (GrabCut's unknown band)."""
 
 
 @dataclass(frozen=True)
@@ -293,11 +294,6 @@ LAYOUTS: dict[str, _Layout] = {
 """Dataset name -> candidate folders under the data root, instance lister and mask rule."""
 
 ALIASES = {"COCO+LVIS": "COCO_LVIS", "PASCAL": "PascalVOC", "VOC": "PascalVOC"}
-
-
-def dataset_names() -> list[str]:
-    """The dataset names ``load_iseg_dataset`` knows."""
-    return list(LAYOUTS)
 
 
 def canonical_name(name: str) -> str:

@@ -7,7 +7,6 @@ so an interrupted run never leaves a half-written output behind.
 from __future__ import annotations
 
 import contextlib
-import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pyproj import CRS
 from rasterio.windows import Window
 from shapely.geometry.base import BaseGeometry
 
+from mst_geo.atomic import atomic_path
 from mst_geo.errors import MSTGeoError
 from mst_geo.geo.vectorize import area_m2
 
@@ -88,20 +88,10 @@ def check_output(path: str | Path, overwrite: bool) -> None:
 
 @contextlib.contextmanager
 def atomic_output(path: str | Path, overwrite: bool) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds."""
-    path = Path(path)
+    """Refuse an existing ``path`` unless ``overwrite``, then yield an atomic temporary path."""
     check_output(path, overwrite)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(handle)
-    temporary = Path(name)
-    temporary.unlink()  # drivers want to create the file themselves
-    try:
+    with atomic_path(path) as temporary:
         yield temporary
-        os.replace(temporary, path)
-    finally:
-        for leftover in temporary.parent.iterdir():  # the temp file and driver side files (-wal, .staging)
-            if leftover.name.startswith(temporary.name):
-                leftover.unlink()
 
 
 def write_polygons(frame: gpd.GeoDataFrame, path: str | Path, overwrite: bool = False) -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 from affine import Affine
 from rasterio.windows import Window
 
+from mst_geo.atomic import write_atomic, write_text_atomic
 from mst_geo.geo.prompts import SceneClick
 from mst_geo.geo.scene import ObjectMask
 
@@ -61,19 +61,16 @@ class ObjectJournal:
     def save(self, result: ObjectMask) -> None:
         """Store a finished object (atomically: a half-written entry is never read back)."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        (self.directory / KEY_FILE).write_text(self.key)
-        path = self._path(result.clicks)
-        temporary = path.with_suffix(".tmp.npz")
+        write_text_atomic(self.directory / KEY_FILE, self.key)
         window = result.window
-        np.savez(
+        write_atomic(self._path(result.clicks), lambda temporary: np.savez(
             temporary,
             probability=result.probability,
             valid=result.valid,
             window=np.array([window.col_off, window.row_off, window.width, window.height], dtype=np.int64),
             transform=np.array(result.transform[:6], dtype=np.float64),
             zoom=np.array(result.zoom if result.zoom is not None else [], dtype=np.int64),
-        )
-        os.replace(temporary, path)
+        ))
 
     def remove(self) -> None:
         """Forget the run (after its outputs are written)."""

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +19,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from mst_geo.atomic import atomic_path
 from mst_geo.errors import MSTGeoError
 from mst_geo.model.config import PRESETS, MSTConfig
 from mst_geo.model.mst import MSTModel, create_model
@@ -43,18 +42,9 @@ def save_checkpoint(model: MSTModel, path: str | Path, card: Mapping[str, Any] |
     full_card["config"] = model.config.to_dict()
     tensors = {name: (t.detach().to(dtype) if dtype is not None and t.is_floating_point() else t.detach())
                       .contiguous().cpu() for name, t in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={CARD_KEY: json.dumps(full_card)})
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide a shipped model from other users
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as temporary:
+        save_file(tensors, str(temporary), metadata={CARD_KEY: json.dumps(full_card)})
+        temporary.chmod(0o644)  # safetensors writes 0600; a packaged model must be readable by all
     return path
 
 

@@ -7,7 +7,7 @@ and ``configs/model/*.yaml`` can describe the same presets.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from mst_geo.errors import MSTGeoError
+from mst_geo.model.config import PRESETS, MSTConfig
 
 
 @dataclass
@@ -203,6 +204,11 @@ def _check_ranges(config: TrainConfig) -> None:
     if (config.data.scene is None) != (config.data.labels is None):
         raise MSTGeoError("'data.scene' and 'data.labels' go together (a GeoTIFF and its labels)",
                           source)
+    if config.model.preset not in PRESETS:
+        raise MSTGeoError(f"'model.preset' is {config.model.preset!r}; known: {', '.join(PRESETS)}", source)
+    unknown = sorted(set(config.model.overrides) - {f.name for f in dataclasses.fields(MSTConfig)})
+    if unknown:
+        raise MSTGeoError(f"'model.overrides' has unknown MSTConfig field(s): {', '.join(unknown)}", source)
 
 
 def parse_override(item: str) -> tuple[str, Any]:
