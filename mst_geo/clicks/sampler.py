@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from mst_geo.clicks.click import Click
-from mst_geo.clicks.simulator import _interior_distance, binarize
+from mst_geo.clicks.simulator import interior_distance, binarize
 
 _KERNEL3 = np.ones((3, 3), np.uint8)
 
@@ -138,8 +138,8 @@ def next_training_click(
     gt = np.asarray(gt).astype(bool)
     predicted = binarize(np.asarray(prob))
     valid = np.ones_like(gt) if ignore is None else ~np.asarray(ignore).astype(bool)
-    fn_dist = _interior_distance(gt & ~predicted & valid)
-    fp_dist = _interior_distance(~gt & predicted & valid)
+    fn_dist = interior_distance(gt & ~predicted & valid)
+    fp_dist = interior_distance(~gt & predicted & valid)
     fn_max, fp_max = float(fn_dist.max()), float(fp_dist.max())
     if max(fn_max, fp_max) <= 0:
         return None

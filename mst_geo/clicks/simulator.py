@@ -32,7 +32,7 @@ def split_mask(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mask == 1, mask == IGNORE
 
 
-def _interior_distance(region: np.ndarray) -> np.ndarray:
+def interior_distance(region: np.ndarray) -> np.ndarray:
     """Distance of each region pixel to the nearest non-region pixel, the image border included."""
     padded = np.pad(region.astype(np.uint8), 1, constant_values=0)
     return cv2.distanceTransform(padded, cv2.DIST_L2, 0)[1:-1, 1:-1]
@@ -55,8 +55,8 @@ def next_click(
         ignore = gt_ignore if ignore is None else (ignore | gt_ignore)
     predicted = binarize(pred)
     valid = np.ones_like(gt) if ignore is None else ~ignore
-    false_neg = _interior_distance(gt & ~predicted & valid)
-    false_pos = _interior_distance(~gt & predicted & valid)
+    false_neg = interior_distance(gt & ~predicted & valid)
+    false_pos = interior_distance(~gt & predicted & valid)
     for click in clicked:
         false_neg[int(click.y), int(click.x)] = 0
         false_pos[int(click.y), int(click.x)] = 0
