@@ -20,7 +20,6 @@ import torch
 
 from mst_geo.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, save_checkpoint, weights_digest
 
-SUMMARY_KEYS = ("noc", "nof", "seconds_per_click", "n")
 MIOU_AT = (1, 3, 5, 10, 20)
 
 

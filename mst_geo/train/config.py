@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from mst_geo.clicks.sampler import MultiPointSampler
 from mst_geo.errors import MSTGeoError
 from mst_geo.model.config import PRESETS, MSTConfig
 
@@ -58,14 +59,15 @@ class DataSection:
 
 @dataclass
 class ClicksSection:
-    """RITM click simulation: the first-click sampler and the iterative correction rounds."""
+    """RITM click simulation: the first-click sampler and the iterative correction rounds.
+    The sampler's defaults live in ``MultiPointSampler`` alone; a recipe may override them."""
 
-    max_points: int = 24
-    gamma: float = 0.8
-    erode_prob: float = 0.9
-    negative_bg_prob: float = 0.1
-    negative_other_prob: float = 0.4
-    negative_border_prob: float = 0.5
+    max_points: int = MultiPointSampler.max_points
+    gamma: float = MultiPointSampler.gamma
+    erode_prob: float = MultiPointSampler.erode_prob
+    negative_bg_prob: float = MultiPointSampler.negative_bg_prob
+    negative_other_prob: float = MultiPointSampler.negative_other_prob
+    negative_border_prob: float = MultiPointSampler.negative_border_prob
     max_next_clicks: int = 3  # no-grad rounds per batch: uniform in 0..max_next_clicks
 
 
