@@ -207,24 +207,30 @@ def _ccp(folder: Path, split: str) -> list[InstanceRef]:
     return refs
 
 
-def _pascal_voc(folder: Path, split: str) -> list[InstanceRef]:
+def _per_object_refs(folder: Path, list_file: str, mask_path: Callable[[str], Path],
+                     image_path: Callable[[str], Path],
+                     read_ids: Callable[[Path], np.ndarray]) -> list[InstanceRef]:
+    """One ref per object id of each listed sample whose instance map holds several objects."""
     refs = []
-    for sample in _listed_ids(folder, f"ImageSets/Segmentation/{split}.txt"):
-        mask_path = folder / "SegmentationObject" / f"{sample}.png"
-        image_path = folder / "JPEGImages" / f"{sample}.jpg"
-        for object_id in _object_ids(_read_palette_indices(mask_path)):
-            refs.append(InstanceRef(image_path, mask_path, f"{sample}_{object_id}", sample, object_id))
+    for sample in _listed_ids(folder, list_file):
+        masks = mask_path(sample)
+        for object_id in _object_ids(read_ids(masks)):
+            refs.append(InstanceRef(image_path(sample), masks, f"{sample}_{object_id}", sample, object_id))
     return refs
+
+
+def _pascal_voc(folder: Path, split: str) -> list[InstanceRef]:
+    return _per_object_refs(folder, f"ImageSets/Segmentation/{split}.txt",
+                            lambda sample: folder / "SegmentationObject" / f"{sample}.png",
+                            lambda sample: folder / "JPEGImages" / f"{sample}.jpg",
+                            _read_palette_indices)
 
 
 def _sbd(folder: Path, split: str) -> list[InstanceRef]:
-    refs = []
-    for sample in _listed_ids(folder, f"{split}.txt"):
-        mask_path = folder / "inst" / f"{sample}.mat"
-        image_path = folder / "img" / f"{sample}.jpg"
-        for object_id in _object_ids(_read_sbd_instances(mask_path)):
-            refs.append(InstanceRef(image_path, mask_path, f"{sample}_{object_id}", sample, object_id))
-    return refs
+    return _per_object_refs(folder, f"{split}.txt",
+                            lambda sample: folder / "inst" / f"{sample}.mat",
+                            lambda sample: folder / "img" / f"{sample}.jpg",
+                            _read_sbd_instances)
 
 
 @dataclass(frozen=True)
