@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 from mst_geo.errors import MSTGeoError
 from mst_geo.model import create_model, save_checkpoint
 from mst_geo.train.config import load_train_config
-from mst_geo.train.run import build_model
+from mst_geo.train.run import build_model, init_lineage, total_samples
 
 SMOKE = Path(__file__).parents[1] / "configs" / "train" / "smoke.yaml"
 TINY = {"embed_dim": 64, "depth": 2, "num_heads": 2, "head_dim": 16, "refine_dim": 8,
@@ -50,6 +50,24 @@ def test_init_from_plain_vit_weights_fills_the_backbone(tmp_path):
     save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(path))
     model = build_model(load_train_config(SMOKE, {"model.init": str(path)}))
     assert torch.equal(model.backbone.blocks[1].mlp.fc2.weight, vit.blocks[1].mlp.fc2.weight)
+
+
+def test_a_continued_run_records_where_its_weights_came_from(tmp_path):
+    first = save_checkpoint(create_model("mst_tiny", **TINY), tmp_path / "first.safetensors",
+                            {"training": {"samples_seen": 100, "steps": 25}})
+    lineage = init_lineage(str(first))
+    assert lineage["training"]["steps"] == 25 and lineage["path"] == str(first)
+    assert total_samples(40, lineage) == 140
+    second = save_checkpoint(create_model("mst_tiny", **TINY), tmp_path / "second.safetensors",
+                             {"training": {"samples_seen": 40, "total_samples_seen": 140}})
+    assert total_samples(10, init_lineage(str(second))) == 150  # the whole chain, not one link
+    assert init_lineage(None) is None and total_samples(10, None) == 10
+
+
+def test_plain_vit_weights_have_no_lineage(tmp_path):
+    path = tmp_path / "vit.safetensors"
+    save_file({"blocks.0.mlp.fc2.weight": torch.zeros(2, 2)}, str(path))
+    assert init_lineage(str(path)) is None
 
 
 def test_training_modules_import_no_geo_stack():

@@ -53,7 +53,7 @@ def test_pack_is_small_readable_and_keeps_the_split(small_source, tmp_path):
         assert item.mask.mean() == pytest.approx(source_item.mask.mean(), abs=0.02)
     held = (out / "val.txt").read_text()
     expected = build_split(small_source, ["DUTS_TR", "CCP"], 0.25)[1]
-    assert {g.key for g in expected.groups} == {l for l in held.splitlines() if not l.startswith("#")}
+    assert {g.key for g in expected.groups} == {line for line in held.splitlines() if not line.startswith("#")}
     assert [g.key for g in build_split(out, ["DUTS_TR", "CCP"], 0.25)[1].groups] == \
         [g.key for g in expected.groups]
 

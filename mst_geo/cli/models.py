@@ -28,8 +28,9 @@ def card_summary(card: dict) -> str:
     datasets = ((training.get("recipe") or {}).get("data") or {}).get("datasets")
     if datasets:
         parts.append("data " + ",".join(datasets))
-    if training.get("samples_seen"):
-        parts.append(f"{training['samples_seen']:,} samples")
+    samples = training.get("total_samples_seen", training.get("samples_seen"))
+    if samples:
+        parts.append(f"{samples:,} samples")
     if training.get("hardware"):
         parts.append(str(training["hardware"]))
     for dataset, row in (card.get("metrics") or {}).get("noc", {}).items():

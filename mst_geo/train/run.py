@@ -32,7 +32,7 @@ from safetensors import SafetensorError, safe_open
 
 from mst_geo.errors import MSTGeoError
 from mst_geo.model import MSTModel, create_model, resolve_model, save_checkpoint
-from mst_geo.model.checkpoint import CARD_KEY
+from mst_geo.model.checkpoint import CARD_KEY, DEFAULT_CHECKPOINT, read_card
 from mst_geo.model.pretrained import load_vit_weights
 from mst_geo.train.config import TrainConfig, config_to_dict
 from mst_geo.train.datamodule import ClickDataModule
@@ -87,6 +87,26 @@ def is_mst_checkpoint(path: Path) -> bool:
             return CARD_KEY in (handle.metadata() or {})
     except (SafetensorError, OSError):
         return False
+
+
+def init_lineage(init: str | None) -> dict | None:
+    """What an MST checkpoint given as ``--init`` had been through (its file, digest when it was
+    shipped, and training record), so a continued run's card tells the whole history; None for
+    other starts."""
+    if init is None:
+        return None
+    path = DEFAULT_CHECKPOINT if init == "default" else Path(init).expanduser()
+    if not is_mst_checkpoint(path):
+        return None
+    card = read_card(path)
+    return {"path": str(path), "weights_sha256": card.get("weights_sha256"),
+            "training": card.get("training")}
+
+
+def total_samples(samples_seen: int, lineage: dict | None) -> int:
+    """Samples seen by this run plus every run its ``--init`` weights came from."""
+    earlier = ((lineage or {}).get("training") or {})
+    return samples_seen + int(earlier.get("total_samples_seen", earlier.get("samples_seen", 0)))
 
 
 def find_resume_checkpoint(resume: str, out: Path) -> Path:
@@ -167,6 +187,7 @@ def hardware(trainer: L.Trainer) -> str:
 def model_card(config: TrainConfig, module: ClickTrainingModule, data: ClickDataModule,
                trainer: L.Trainer, resumed_from: Path | None) -> dict:
     """The training record stored beside the weights."""
+    lineage = init_lineage(config.model.init)
     return {
         "name": config.name,
         "input_size": config.data.crop_size,
@@ -176,6 +197,8 @@ def model_card(config: TrainConfig, module: ClickTrainingModule, data: ClickData
             "init": config.model.init,
             "steps": trainer.global_step,
             "samples_seen": module.samples_seen,
+            "total_samples_seen": total_samples(module.samples_seen, lineage),
+            "init_card": lineage,
             "wall_time_s": round(module.elapsed_seconds(), 1),
             "hardware": hardware(trainer),
             "precision": str(trainer.precision),
