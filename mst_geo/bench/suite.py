@@ -49,16 +49,18 @@ def run_noc_benchmark(
     flip: bool = False,
     progress: bool = True,
     shard: tuple[int, int] = (1, 1),
+    scenes: Sequence[tuple[str | Path, str | Path]] = (),
 ) -> dict:
     """Evaluate each model/baseline on each dataset (resumable in ``out_dir``) and write the report.
 
-    ``data_root`` defaults to ``../shared/data/iseg`` (the project's shared data). Returns
+    ``data_root`` defaults to ``../shared/data/iseg`` (the project's shared data). ``scenes`` adds
+    ``(GeoTIFF, polygons)`` pairs, each a dataset named after the GeoTIFF. Returns
     ``{method: {dataset: summary}}`` as in results.json.
     """
     if not models:
         raise MSTGeoError("no --model given")
-    if not datasets:
-        raise MSTGeoError("no --datasets given")
+    if not datasets and not scenes:
+        raise MSTGeoError("no --datasets (or --scene) given")
     if max_clicks < 1:
         raise MSTGeoError(f"--max-clicks must be at least 1, got {max_clicks}")
     if not 1 <= shard[0] <= shard[1]:
@@ -67,10 +69,17 @@ def run_noc_benchmark(
         raise MSTGeoError(f"--iou values must be in (0, 1], got {list(thresholds)}")
     data_root = Path(DEFAULT_DATA_ROOT if data_root is None else data_root)
     loaded = dict(load_bench_dataset(name, data_root, limit) for name in datasets)
+    if scenes:
+        from mst_geo.bench.scene_set import LabelledScene  # rasterio/geopandas only for scenes
+
+        for scene, labels in scenes:
+            labelled = LabelledScene(scene, labels)
+            loaded[labelled.name] = labelled
     methods = {method_label(name, zoom_in, flip): resolve_method(name, device, zoom_in, flip) for name in models}
     rows = run_noc(methods, loaded, out_dir, max_clicks=max_clicks, limit=limit, progress=progress, shard=shard)
     settings = {
         "data_root": str(data_root),
+        "scenes": [[str(scene), str(labels)] for scene, labels in scenes],
         "datasets": list(loaded),
         "methods": list(methods),
         "max_clicks": max_clicks,

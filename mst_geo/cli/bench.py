@@ -41,10 +41,17 @@ def noc_command(
         help="Checkpoint path, preset, 'default', or a baseline: grabcut, random-walker, watershed, disk. "
         "Repeat or comma-separate to compare methods side by side.",
     ),
-    datasets: str = typer.Option(
-        "GrabCut,Berkeley", "--datasets", "-d",
+    datasets: str | None = typer.Option(
+        None, "--datasets", "-d",
         help="Comma-separated: GrabCut, Berkeley, DAVIS, PascalVOC, SBD, COCO_MVal, COCO_LVIS, DUTS_TR, CCP, "
-        "or remote sensing LoveDA, Inria, DeepGlobe (torchgeo layout in DATA_ROOT/<name>).",
+        "or remote sensing LoveDA, Inria, DeepGlobe (torchgeo layout in DATA_ROOT/<name>). "
+        "Default: GrabCut,Berkeley, or none when --scene is given.",
+    ),
+    scene: Path | None = typer.Option(
+        None, "--scene", help="Also benchmark on your own GeoTIFF: every polygon of --labels is one object."
+    ),
+    labels: Path | None = typer.Option(
+        None, "--labels", help="Vector labels for --scene (GeoPackage/GeoJSON/Shapefile, any CRS), one polygon per object."
     ),
     data_root: Path | None = typer.Option(
         None, "--data-root", help="Folder holding one folder per dataset (default: ../shared/data/iseg)."
@@ -66,12 +73,18 @@ def noc_command(
     Example:
 
         mst-geo bench noc --model default,grabcut --datasets GrabCut,Berkeley --out bench_out
+        mst-geo bench noc --model default,grabcut --scene scene.tif --labels ponds.gpkg --out bench_scene
     """
     from mst_geo.bench.methods import split_names
     from mst_geo.bench.suite import run_noc_benchmark
+    from mst_geo.errors import MSTGeoError
 
+    if (scene is None) != (labels is None):
+        raise MSTGeoError("--scene and --labels go together (a GeoTIFF and its polygons)")
+    if datasets is None:
+        datasets = "" if scene is not None else "GrabCut,Berkeley"
     results = run_noc_benchmark(
-        split_names(model), split_names([datasets]), out, data_root=data_root, max_clicks=max_clicks,
+        split_names(model), split_names([datasets]), out, scenes=[] if scene is None else [(scene, labels)], data_root=data_root, max_clicks=max_clicks,
         thresholds=_thresholds(iou), device=device, limit=limit, zoom_in=zoom_in, flip=flip,
         shard=_shard(shard),
     )

@@ -55,6 +55,17 @@ def read_labels(labels: str | Path, scene_crs) -> gpd.GeoDataFrame:
     return frame.to_crs(scene_crs).reset_index(drop=True)
 
 
+def scene_labels(scene: str | Path, labels: str | Path) -> gpd.GeoDataFrame:
+    """The label polygons that overlap the scene, in its CRS (a clear error when none does)."""
+    with SceneRaster(scene) as raster:
+        crs, bounds = raster.crs, box(*raster.bounds)
+    frame = read_labels(labels, crs)
+    frame = frame[frame.intersects(bounds)].reset_index(drop=True)
+    if frame.empty:
+        raise MSTGeoError(f"no label polygon overlaps the scene {scene}", labels)
+    return frame
+
+
 class SceneObjects:
     """Polygons of one scene as an ``ObjectSource`` (see ``train/samples.py``)."""
 
@@ -133,7 +144,11 @@ class SceneObjects:
         image, valid, target, _ = self.read(row, self.window_around(row, 2.0, (0.5, 0.5)))
         mask = target.astype(np.uint8)
         mask[~valid] = IGNORE
-        return Instance(image, mask, f"feature{row}", self.scene.stem)
+        return Instance(image, mask, self.name_of(position), self.scene.stem)
+
+    def name_of(self, position: int) -> str:
+        """The object's name in bench rows: its feature number in the labels file."""
+        return f"feature{self.rows[position]}"
 
     def where(self, position: int) -> str:
         return f"{self.labels_path} (feature {self.rows[position]})"
@@ -142,12 +157,7 @@ class SceneObjects:
 def scene_split(data: DataSection) -> tuple[SceneObjects, SceneObjects]:
     """Training and held-out objects of ``data.scene`` / ``data.labels`` (held out by a fixed hash
     of the feature number; objects outside the scene are dropped)."""
-    with SceneRaster(data.scene) as raster:
-        crs, bounds = raster.crs, box(*raster.bounds)
-    labels = read_labels(data.labels, crs)
-    labels = labels[labels.intersects(bounds)].reset_index(drop=True)
-    if labels.empty:
-        raise MSTGeoError(f"no label polygon overlaps the scene {data.scene}", data.labels)
+    labels = scene_labels(data.scene, data.labels)
     held = [hashed_holdout(f"feature/{row}", data.val_fraction) for row in range(len(labels))]
     train_rows = [row for row, out in enumerate(held) if not out]
     val_rows = [row for row, out in enumerate(held) if out]

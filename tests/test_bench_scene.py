@@ -1,0 +1,89 @@
+"""`mst-geo bench noc --scene --labels`: an analyst's own labelled GeoTIFF as a benchmark set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mst_geo.bench.scene_set import LabelledScene
+from mst_geo.cli import app
+from mst_geo.errors import MSTGeoError
+
+PONDS = Path(__file__).parents[1] / "examples" / "water_labels.geojson"
+PIXEL_AREA = 25.0  # the NAIP example has 5 m pixels
+
+
+@pytest.fixture(scope="module")
+def ponds_in_wgs84(tmp_path_factory) -> Path:
+    """The example's pond polygons in longitude/latitude, not the scene's UTM CRS."""
+    path = tmp_path_factory.mktemp("labels") / "ponds_wgs84.gpkg"
+    gpd.read_file(PONDS).to_crs("EPSG:4326").to_file(path)
+    return path
+
+
+def test_every_polygon_becomes_an_object_on_the_right_pixels(naip_scene, ponds_in_wgs84):
+    scene = LabelledScene(naip_scene, ponds_in_wgs84)
+    polygons = gpd.read_file(PONDS)
+    assert scene.name == "naip_scene" and len(scene) == len(polygons) == 16
+    for index in (0, 3, 10):
+        instance = scene[index]
+        assert instance.image.dtype == np.uint8 and instance.image.shape[:2] == instance.mask.shape
+        assert scene.name_of(index) == instance.name == polygons["name"].iloc[index]
+        pixels = np.count_nonzero(instance.mask == 1)
+        expected = polygons.geometry.iloc[index].area / PIXEL_AREA
+        perimeter = polygons.geometry.iloc[index].length / 5.0
+        assert abs(pixels - expected) < 0.5 * perimeter + 4, (index, pixels, expected)
+        # the object sits in the middle of a window twice its size
+        rows, cols = np.nonzero(instance.mask == 1)
+        height, width = instance.mask.shape
+        assert 0.25 < rows.mean() / height < 0.75 and 0.25 < cols.mean() / width < 0.75
+
+
+def test_cli_benchmarks_methods_on_the_scene(naip_scene, ponds_in_wgs84, tmp_path):
+    out = tmp_path / "bench"
+    result = CliRunner().invoke(app, [
+        "bench", "noc", "--model", "watershed,disk", "--scene", str(naip_scene), "--labels",
+        str(ponds_in_wgs84), "--limit", "3", "--max-clicks", "3", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "results.json").read_text())
+    assert set(report["results"]) == {"watershed", "disk"}
+    for method in ("watershed", "disk"):
+        summary = report["results"][method]
+        assert list(summary) == ["naip_scene"]  # no GrabCut/Berkeley unless asked for
+        assert summary["naip_scene"]["n"] == 3 and len(summary["naip_scene"]["miou"]) == 3
+    assert report["settings"]["scenes"] == [[str(naip_scene), str(ponds_in_wgs84)]]
+    rows = [json.loads(line) for line in (out / "instances.jsonl").read_text().splitlines()]
+    assert sorted({row["name"] for row in rows}) == sorted(gpd.read_file(PONDS)["name"][:3])
+
+
+def test_objects_without_distinct_names_are_numbered(naip_scene, tmp_path):
+    unnamed = tmp_path / "unnamed.gpkg"
+    polygons = gpd.read_file(PONDS)
+    polygons["name"] = "pond"  # not distinct: useless as a key
+    polygons.to_file(unnamed)
+    scene = LabelledScene(naip_scene, unnamed)
+    assert [scene.name_of(i) for i in range(3)] == ["feature0", "feature1", "feature2"]
+    assert scene[2].name == "feature2"
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--labels", str(PONDS)], "--scene and --labels go together"),
+    (["--scene", "{scene}"], "--scene and --labels go together"),
+    (["--scene", "{scene}", "--labels", "{far}"], "no label polygon overlaps the scene"),
+    (["--scene", "{scene}", "--labels", "{missing}"], "labels file not found"),
+])
+def test_scene_user_errors_are_one_clear_line(naip_scene, tmp_path, extra, message):
+    far = tmp_path / "far.geojson"
+    moved = gpd.read_file(PONDS)
+    moved["geometry"] = moved.translate(xoff=1e6)
+    moved.to_file(far)
+    paths = {"scene": naip_scene, "far": far, "missing": tmp_path / "none.gpkg"}
+    args = [item.format(**paths) for item in extra]
+    result = CliRunner().invoke(app, ["bench", "noc", "--model", "disk", *args, "--out", str(tmp_path / "o")])
+    assert isinstance(result.exception, MSTGeoError), result.output
+    assert message in str(result.exception)
