@@ -12,7 +12,7 @@ from mst_geo.train.config import load_train_config, parse_override
 CONFIGS = Path(__file__).parents[1] / "configs" / "train"
 
 
-@pytest.mark.parametrize("name", ["smoke", "mst_tiny_shipped", "mst_base_cocolvis"])
+@pytest.mark.parametrize("name", sorted(path.stem for path in CONFIGS.glob("*.yaml")))
 def test_shipped_recipes_load(name):
     config = load_train_config(CONFIGS / f"{name}.yaml")
     assert config.name == name
