@@ -8,6 +8,7 @@
 #   (typer 0.16 installs without pydantic, which newer typer pulls in with a compiled core)
 # Dry-run here:  MINUTES=1 DEVICES=cpu bash scripts/gpu_train.sh
 # On the device (run tool, carry packs/iseg320 and packs/wheels):  bash scripts/gpu_train.sh
+# Every device call starts with an empty $OUT: continue a slice with INIT=<its model.safetensors, carried>.
 # Bring back $OUT/run/model.safetensors, bench it here on GrabCut/Berkeley, ship it only if better:
 #   mst-geo bench noc --model $OUT_HERE/model.safetensors,default,grabcut --datasets GrabCut,Berkeley
 #   python scripts/ship_model.py $OUT_HERE/model.safetensors
