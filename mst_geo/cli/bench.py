@@ -84,7 +84,8 @@ def noc_command(
     if datasets is None:
         datasets = "" if scene is not None else "GrabCut,Berkeley"
     results = run_noc_benchmark(
-        split_names(model), split_names([datasets]), out, scenes=[] if scene is None else [(scene, labels)], data_root=data_root, max_clicks=max_clicks,
+        split_names(model), split_names([datasets]), out,
+        scenes=[] if scene is None else [(scene, labels)], data_root=data_root, max_clicks=max_clicks,
         thresholds=_thresholds(iou), device=device, limit=limit, zoom_in=zoom_in, flip=flip,
         shard=_shard(shard),
     )

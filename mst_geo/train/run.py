@@ -67,7 +67,7 @@ def build_model(config: TrainConfig) -> MSTModel:
     init = config.model.init
     if init is None:
         return create_model(config.model.preset, **config.model.overrides)
-    if init == "default" or is_mst_checkpoint(Path(init).expanduser()):
+    if mst_init_path(init) is not None:
         model, _ = resolve_model(init)
         if model.config.preset != config.model.preset:
             warnings.warn(f"--init {init}: training its {model.config.preset} network, not the "
@@ -89,14 +89,21 @@ def is_mst_checkpoint(path: Path) -> bool:
         return False
 
 
+def mst_init_path(init: str | None) -> Path | None:
+    """The MST checkpoint file ``--init`` names (``default`` is the packaged one), or None when it
+    names no MST checkpoint (nothing, or plain ViT/MAE weights)."""
+    if init is None:
+        return None
+    path = DEFAULT_CHECKPOINT if init == "default" else Path(init).expanduser()
+    return path if is_mst_checkpoint(path) else None
+
+
 def init_lineage(init: str | None) -> dict | None:
     """What an MST checkpoint given as ``--init`` had been through (its file, digest when it was
     shipped, and training record), so a continued run's card tells the whole history; None for
     other starts."""
-    if init is None:
-        return None
-    path = DEFAULT_CHECKPOINT if init == "default" else Path(init).expanduser()
-    if not is_mst_checkpoint(path):
+    path = mst_init_path(init)
+    if path is None:
         return None
     card = read_card(path)
     return {"path": str(path), "weights_sha256": card.get("weights_sha256"),
