@@ -7,25 +7,28 @@ produce the same polygons for the same clicks, and ``Segmenter.clicks_geojson()`
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
-import torch
 from pyproj import CRS
 from tqdm.auto import tqdm
 
 import mst_geo
+from mst_geo.atomic import check_output
 from mst_geo.clicks.predictor import Predictor
+from mst_geo.devices import torch_device
 from mst_geo.errors import MSTGeoError
 from mst_geo.geo.io import (
+    MAX_MASK_OBJECTS,
     ObjectRecord,
-    check_output,
+    atomic_output,
+    mask_cog_to_file,
     polygons_frame,
+    polygons_to_file,
     vector_driver,
-    write_mask_cog,
-    write_polygons,
 )
 from mst_geo.geo.journal import ObjectJournal, file_identity
 from mst_geo.geo.prompts import (
@@ -64,7 +67,7 @@ class Segmenter:
         simplify: float = 0.0,
         min_area: float = 0.0,
     ):
-        torch_device = _torch_device(device)
+        run_on = torch_device(device)
         self.raster = SceneRaster(scene_path, bands)
         try:
             network, self.card = resolve_model(model)
@@ -77,7 +80,7 @@ class Segmenter:
         self.simplify = simplify
         self.min_area = min_area
         self._mapper = PixelMapper(self.crs, self.transform, self.width, self.height, is_valid=self.raster.is_valid)
-        self._segmenter = ObjectSegmenter(self.raster, Predictor(network, device=torch_device), network.config.input_size)
+        self._segmenter = ObjectSegmenter(self.raster, Predictor(network, device=run_on), network.config.input_size)
         self._clicks: dict[ObjectId, list[SceneClick]] = {}
         self._results: dict[ObjectId, ObjectMask] = {}
         self._records: dict[ObjectId, ObjectRecord] = {}
@@ -129,13 +132,17 @@ class Segmenter:
         clicks_crs: str | None = None,
         progress: bool = False,
         journal: ObjectJournal | None = None,
+        max_objects: int | None = None,
     ) -> list[ObjectId]:
         """Add every click of a clicks GeoJSON file (the contract), object by object, in click order.
 
         With a ``journal``, objects it already holds are restored instead of recomputed, and each
-        finished object is stored in it (so an interrupted run resumes).
+        finished object is stored in it (so an interrupted run resumes). More than ``max_objects``
+        objects are refused before any is segmented.
         """
         objects = read_clicks(path, self._mapper, clicks_crs)
+        if max_objects is not None and len(objects) > max_objects:
+            raise MSTGeoError(f"holds {len(objects)} objects, the mask output holds at most {max_objects}", path)
         with tqdm(total=len(objects), desc="objects", unit="object", disable=not progress) as bar:
             for object_id, clicks in objects.items():
                 bar.set_postfix(object=object_id, clicks=len(clicks))
@@ -197,15 +204,18 @@ class Segmenter:
         """Write the polygons (GeoPackage, or GeoJSON by extension) and optionally the mask COG."""
         if not self._clicks:
             raise MSTGeoError("no objects to save: add clicks first", path)
-        vector_driver(path)
-        for output in (path, mask_path):
-            if output is not None:
-                check_output(output, overwrite)
-        if mask_path is not None:
-            masks = [(self._results[obj].window, self._results[obj].mask) for obj in self._clicks]
-            raster = self.raster
-            write_mask_cog(mask_path, self.crs, raster.transform, raster.width, raster.height, masks, overwrite)
-        return write_polygons(self.polygons(), path, overwrite)
+        driver = vector_driver(path)
+        frame = self.polygons()
+        with contextlib.ExitStack() as outputs:  # both files are renamed into place, or neither
+            if mask_path is not None:
+                masks = [(self._results[obj].window, self._results[obj].mask) for obj in self._clicks]
+                raster = self.raster
+                mask_cog_to_file(
+                    outputs.enter_context(atomic_output(mask_path, overwrite)),
+                    self.crs, raster.transform, raster.width, raster.height, masks,
+                )
+            polygons_to_file(frame, outputs.enter_context(atomic_output(path, overwrite)), driver)
+        return Path(path)
 
     def run_key(self) -> dict[str, Any] | None:
         """What a result depends on besides the clicks (scene, bands, model weights, device);
@@ -289,25 +299,12 @@ def segment_scene(
     with Segmenter(scene, model=model, bands=bands, device=device, simplify=simplify, min_area=min_area) as seg:
         key = seg.run_key() if resume else None
         journal = ObjectJournal(Path(out).parent / f".{Path(out).name}.resume", key) if key is not None else None
-        seg.load_clicks(clicks, clicks_crs=clicks_crs, progress=progress, journal=journal)
+        seg.load_clicks(clicks, clicks_crs=clicks_crs, progress=progress, journal=journal,
+                        max_objects=MAX_MASK_OBJECTS if mask_out is not None else None)
         seg.save(out, overwrite=overwrite, mask_path=mask_out)
         if journal is not None:
             journal.remove()
         return seg.polygons()
-
-
-def _torch_device(device: str) -> torch.device:
-    """The torch device for ``--device``, refused in one line when unknown or absent here."""
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise MSTGeoError(f"unknown device {device!r} (use cpu, cuda, cuda:1 or mps)") from None
-    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
-    if not available.get(parsed.type, False):
-        raise MSTGeoError(f"device {device!r} is not available on this machine (use --device cpu)")
-    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
-        raise MSTGeoError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return parsed
 
 
 def _model_name(model: str | Path, card: dict) -> str:

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from mst_geo.errors import MSTGeoError
+
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -42,3 +44,23 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> None:
 def write_text_atomic(path: str | Path, text: str) -> None:
     """``Path.write_text`` without a half-written file on failure."""
     write_atomic(path, lambda temporary: temporary.write_text(text))
+
+
+def check_output(path: str | Path, overwrite: bool) -> None:
+    """Fail early (before any inference) when ``path`` exists or its directory is not writable;
+    a missing directory is created."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise MSTGeoError("output exists (pass --overwrite to replace it)", path)
+    if path.is_dir():
+        raise MSTGeoError("output is a directory", path)
+    if not path.parent.is_dir():
+        try:
+            path.parent.mkdir(parents=True)
+        except OSError as error:
+            raise MSTGeoError(f"cannot create the output directory ({error.strerror})", path.parent) from None
+    try:
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
+            pass
+    except OSError as error:
+        raise MSTGeoError(f"output directory not writable ({error.strerror})", path.parent) from None

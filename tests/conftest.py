@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,17 +52,32 @@ def write_geotiff(tmp_path: Path):
     return write
 
 
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    """A small randomly initialised MST checkpoint (2 narrow blocks, 128 px input) for pipeline mechanics."""
+def _random_tiny_checkpoint(folder: Path, seed: int) -> Path:
+    """The tiny test architecture (2 narrow blocks, 128 px input) with random weights from ``seed``."""
     import torch
 
     from mst_geo.model import create_model, save_checkpoint
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = create_model("mst_tiny", depth=2, embed_dim=96, num_heads=2, head_dim=32, input_size=128)
-    path = tmp_path_factory.mktemp("checkpoints") / "mst_tiny_random.safetensors"
-    return save_checkpoint(model, path, {"training": "none: random weights for tests"})
+    path = folder / f"mst_tiny_seed{seed}.safetensors"
+    return save_checkpoint(model, path, {"training": f"none: random weights (seed {seed}) for tests"})
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A small random MST checkpoint for pipeline mechanics (its masks may be empty)."""
+    return _random_tiny_checkpoint(tmp_path_factory.mktemp("checkpoints"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def local_checkpoint(tmp_path_factory) -> Path:
+    """The tiny architecture with seed 3: random weights whose masks for every example object
+    (and for two-object click sets on the multi-band layouts) are non-empty and local, in
+    disjoint windows, so each object's pixels on a --mask-out grid are its own. (The
+    tiny_checkpoint gives empty pond and farm-building masks; app_checkpoint grows most example
+    objects to the whole scene, where they overlap.) Tests using it assert non-empty masks."""
+    return _random_tiny_checkpoint(tmp_path_factory.mktemp("checkpoints"), seed=3)
 
 
 @pytest.fixture(scope="session")
@@ -89,3 +105,20 @@ def app_checkpoint(tmp_path_factory, naip_scene: Path) -> Path:
             if result.mask.any() and result.window.width < segmenter.width:
                 return path
     raise RuntimeError("no random seed in 0..19 gives a local mask on the NAIP pond")
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run ``mst-geo ARGS`` in-process through the console-script entry point; returns
+    (exit code, stdout, stderr)."""
+    from mst_geo.cli import main
+
+    def run(*args) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["mst-geo", *map(str, args)])
+        capsys.readouterr()  # drop what the test's own set-up printed (e.g. rasterio warnings)
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        captured = capsys.readouterr()
+        return exit_info.value.code or 0, captured.out, captured.err
+
+    return run

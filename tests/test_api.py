@@ -34,15 +34,27 @@ def segmenter(naip_scene, tiny_checkpoint):
         yield seg
 
 
+@pytest.fixture
+def local_segmenter(naip_scene, local_checkpoint):
+    with Segmenter(naip_scene, model=local_checkpoint) as seg:
+        yield seg
+
+
+def mask_area(result) -> float:
+    """Map area of an ObjectMask's foreground: pixel count x the (possibly decimated) pixel area."""
+    return float(result.mask.sum()) * abs(result.transform.a * result.transform.e)
+
+
 def test_scene_properties(segmenter):
     assert segmenter.crs.to_epsg() == 26914
     assert (segmenter.width, segmenter.height) == (934, 723)
     assert segmenter.bounds == (485899.0, 5205631.0, 490569.0, 5209246.0)
     assert segmenter.transform.a == 5.0
-    assert segmenter.model_name == "mst_tiny_random"
+    assert segmenter.model_name == "mst_tiny_seed0"  # the file name: the checkpoint has no card name
 
 
-def test_clicks_make_objects_and_polygons(segmenter):
+def test_clicks_make_objects_and_polygons(local_segmenter):
+    segmenter = local_segmenter
     pond = segmenter.add_click(*xy(40.5, 860.5))
     assert pond == 1
     assert segmenter.add_click(*TO_WGS84.transform(*xy(60.5, 885.5)), positive=False, crs="EPSG:4326", object=pond) == 1
@@ -53,13 +65,30 @@ def test_clicks_make_objects_and_polygons(segmenter):
     mask = segmenter.mask(pond)
     assert mask.mask.dtype == bool and mask.mask.shape == mask.probability.shape
     assert 0 <= mask.window.col_off and mask.window.col_off + mask.window.width <= 934
+    assert mask.mask.any() and 0.49 < mask.score <= 1.0
+    # the result holds both clicks, at the pixels clicked (the WGS84 one reprojected), inside its window
+    assert [(c.row, c.col, c.positive) for c in mask.clicks] == [
+        pytest.approx((40.5, 860.5, True)), pytest.approx((60.5, 885.5, False))
+    ]
+    window = mask.window
+    assert all(window.row_off <= c.row < window.row_off + window.height and
+               window.col_off <= c.col < window.col_off + window.width for c in mask.clicks)
+    # its transform puts mask pixel (0, 0) at the window's corner, with pixels of 5 m x the decimation
+    assert mask.transform @ (0, 0) == pytest.approx(segmenter.transform @ (window.col_off, window.row_off))
+    assert mask.transform.a == pytest.approx(5.0 * mask.scale[1]) and mask.transform.e == pytest.approx(-5.0 * mask.scale[0])
+    first_click_only = segmenter.mask(segmenter.add_click(*xy(40.5, 860.5), object="pond alone"))
+    assert not np.array_equal(first_click_only.probability, mask.probability)  # the negative click changed it
+    segmenter.delete("pond alone")
 
     frame = segmenter.polygons()
     assert list(frame.columns) == [*COLUMNS, "geometry"]
     assert frame["object"].tolist() == ["1", "road", "2"]
     assert frame["n_clicks"].tolist() == [2, 1, 1]
-    assert (frame["model"] == "mst_tiny_random").all() and frame.crs.to_epsg() == 26914
-    assert (frame["area"] == frame.geometry.area).all() and (frame["area_m2"] == frame["area"]).all()
+    assert (frame["model"] == "mst_tiny_seed3").all() and frame.crs.to_epsg() == 26914
+    expected = [mask_area(segmenter.mask(obj)) for obj in (pond, road, 2)]
+    assert min(expected) > 0 and not frame.geometry.is_empty.any()
+    assert segmenter.mask(2).scale[0] > 1  # one object read decimated: its pixels are larger than 25 m2
+    assert frame["area"].tolist() == pytest.approx(expected) and frame["area_m2"].tolist() == pytest.approx(expected)
     assert road in segmenter.objects()
 
 
@@ -110,7 +139,8 @@ def test_bad_clicks(naip_scene, tiny_checkpoint, write_geotiff, segmenter):
         assert seg.objects() == []
 
 
-def test_exported_clicks_reproduce_the_polygons_through_segment_scene(tmp_path, naip_scene, tiny_checkpoint, segmenter):
+def test_exported_clicks_reproduce_the_polygons_through_segment_scene(tmp_path, naip_scene, local_checkpoint, local_segmenter):
+    segmenter = local_segmenter
     segmenter.add_click(*xy(40.5, 860.5), object="pond")
     segmenter.add_click(*xy(60.5, 885.5), positive=False, object="pond")
     segmenter.add_click(*xy(627.5, 10.5), object=7)
@@ -118,16 +148,17 @@ def test_exported_clicks_reproduce_the_polygons_through_segment_scene(tmp_path, 
     clicks.write_text(json.dumps(segmenter.clicks_geojson()))
     saved = gpd.read_file(segmenter.save(tmp_path / "app.gpkg"))
 
-    frame = segment_scene(naip_scene, clicks, tmp_path / "cli.gpkg", model=tiny_checkpoint, progress=False)
+    frame = segment_scene(naip_scene, clicks, tmp_path / "cli.gpkg", model=local_checkpoint, progress=False)
     written = gpd.read_file(tmp_path / "cli.gpkg")
     assert written["object"].tolist() == saved["object"].tolist() == ["pond", "7"]
     for ours, theirs in zip(written.geometry, saved.geometry):
-        assert ours.equals(theirs)
+        assert not ours.is_empty and ours.equals(theirs)
     assert written["score"].tolist() == pytest.approx(saved["score"].tolist())
     assert len(frame) == 2
 
 
-def test_save_refuses_to_overwrite_and_writes_the_mask(tmp_path, segmenter):
+def test_save_refuses_to_overwrite_and_writes_the_mask(tmp_path, local_segmenter):
+    segmenter = local_segmenter
     with pytest.raises(MSTGeoError, match="no objects to save"):
         segmenter.save(tmp_path / "x.gpkg")
     segmenter.add_click(*xy(627.5, 10.5))
@@ -136,7 +167,11 @@ def test_save_refuses_to_overwrite_and_writes_the_mask(tmp_path, segmenter):
         segmenter.save(tmp_path / "x.geojson")
     with rasterio.open(tmp_path / "x_mask.tif") as mask:
         assert (mask.width, mask.height, mask.crs.to_epsg()) == (934, 723, 26914)
-        assert (mask.read(1) == 1).sum() == pytest.approx(segmenter.polygons()["area"].iloc[0] / 25, rel=0.02)
+        pixels = mask.read(1)
+    area = segmenter.polygons()["area"].iloc[0]
+    assert set(np.unique(pixels)) == {0, 1} and area > 0
+    assert (pixels == 1).sum() == pytest.approx(area / 25, rel=0.02)
+    assert area == pytest.approx(mask_area(segmenter.mask(1)))
 
 
 def test_public_exports_and_light_import():
@@ -150,7 +185,7 @@ def test_public_exports_and_light_import():
     assert heavy.stdout.strip() == "[]"
 
 
-def test_interrupted_run_resumes_with_the_finished_objects(tmp_path, naip_scene, tiny_checkpoint, monkeypatch):
+def test_interrupted_run_resumes_with_the_finished_objects(tmp_path, naip_scene, local_checkpoint, monkeypatch):
     """Interrupted right after the first object: the rerun skips it and writes the same polygons."""
     example = json.loads((naip_scene.parent / "clicks.geojson").read_text())
     clicks = tmp_path / "clicks.geojson"
@@ -158,7 +193,7 @@ def test_interrupted_run_resumes_with_the_finished_objects(tmp_path, naip_scene,
     calls = []
     predict = Predictor.predict
     monkeypatch.setattr(Predictor, "predict", lambda self, *a: calls.append(1) or predict(self, *a))
-    reference = segment_scene(naip_scene, clicks, tmp_path / "reference.gpkg", model=tiny_checkpoint, progress=False)
+    reference = segment_scene(naip_scene, clicks, tmp_path / "reference.gpkg", model=local_checkpoint, progress=False)
     reference_calls = len(calls)
 
     save = ObjectJournal.save
@@ -170,15 +205,15 @@ def test_interrupted_run_resumes_with_the_finished_objects(tmp_path, naip_scene,
     monkeypatch.setattr(ObjectJournal, "save", save_then_interrupt)
     calls.clear()
     with pytest.raises(KeyboardInterrupt):
-        segment_scene(naip_scene, clicks, out, model=tiny_checkpoint, progress=False)
+        segment_scene(naip_scene, clicks, out, model=local_checkpoint, progress=False)
     first_object_calls = len(calls)
     assert not out.exists() and len(list((out.parent / ".objects.gpkg.resume").glob("*.npz"))) == 1
 
     monkeypatch.setattr(ObjectJournal, "save", save)
     calls.clear()
-    resumed = segment_scene(naip_scene, clicks, out, model=tiny_checkpoint, progress=False)
+    resumed = segment_scene(naip_scene, clicks, out, model=local_checkpoint, progress=False)
     assert len(calls) == reference_calls - first_object_calls
     assert resumed["object"].tolist() == reference["object"].tolist() == ["pond", "road", "farm building"]
     for ours, theirs in zip(resumed.geometry, reference.geometry):
-        assert ours.equals(theirs)
+        assert not ours.is_empty and ours.equals(theirs)
     assert sorted(p.name for p in out.parent.iterdir()) == ["objects.gpkg"]  # the journal is gone

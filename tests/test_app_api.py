@@ -97,7 +97,12 @@ def test_click_in_page_coordinates_returns_a_polygon_inside_the_scene(client: Te
     polygon = shape(feature["geometry"])
     assert not polygon.is_empty and polygon.is_valid
     assert box(*segmenter.bounds).contains(polygon)
-    assert feature["properties"]["area_m2"] == pytest.approx(polygon.area, rel=1e-3)  # UTM: metres
+    # the object's mask pixels x their ground area (window read possibly decimated): the polygon is those pixels
+    mask = segmenter.mask(1)
+    pixels_m2 = mask.mask.sum() * abs(mask.transform.a * mask.transform.e)
+    assert pixels_m2 > 0
+    assert feature["properties"]["area_m2"] == pytest.approx(pixels_m2, rel=1e-6)  # UTM: metres
+    assert polygon.area == pytest.approx(pixels_m2, rel=1e-6)
     # the page copy is the same polygon in page coordinates
     [page_feature] = objects["page"]["features"]
     page_polygon = shape(page_feature["geometry"])
@@ -222,21 +227,22 @@ def test_failed_saves_leave_no_file(client: TestClient, segmenter: Segmenter, tm
     read_only.chmod(0o500)
     existing = tmp_path / "existing.gpkg"
     existing.write_bytes(b"keep me")
-    cases = {
-        "parent is a file": not_a_dir / "objects.gpkg",
-        "unwritable folder (even for root)": Path("/proc/mst_geo_objects.gpkg"),
-        "a folder, no extension": tmp_path,
-        "unknown format": tmp_path / "objects.csv",
-        "exists": existing,
+    cases = {  # case: (path asked for, the path the error must name, the problem it must state)
+        "parent is a file": (not_a_dir / "objects.gpkg", not_a_dir, "cannot create the output directory"),
+        "unwritable folder (even for root)": (Path("/proc/mst_geo_objects.gpkg"), "/proc", "output directory not writable"),
+        "a folder, no extension": (tmp_path, tmp_path, "unknown output format ''"),
+        "unknown format": (tmp_path / "objects.csv", tmp_path / "objects.csv", "unknown output format '.csv'"),
+        "exists": (existing, existing, "exists (save with overwrite to replace it)"),
     }
     if not _can_write(read_only):  # root ignores permissions
-        cases["read-only folder"] = read_only / "objects.gpkg"
+        cases["read-only folder"] = (read_only / "objects.gpkg", read_only, "output directory not writable")
     before = sorted(tmp_path.rglob("*"))
-    for case, path in cases.items():
+    for case, (path, named, problem) in cases.items():
         response = client.post("/api/save", json={"path": str(path)})
         assert 400 <= response.status_code < 500, (case, response.text)
         detail = response.json()["detail"]
         assert "\n" not in detail and "Traceback" not in detail, case
+        assert detail.startswith(f"{named}: ") and problem in detail, (case, detail)
     assert client.post("/api/save", json={"path": str(existing)}).status_code == 409  # the page asks, then overwrites
     assert sorted(tmp_path.rglob("*")) == before
     assert not Path("/proc/mst_geo_objects.gpkg").exists()

@@ -107,3 +107,21 @@ def test_mask_cog_on_the_scene_grid(tmp_path):
     assert (data[210:230, 105:125] == 1).all() and (data == 1).sum() == 400
     assert (data[:40, :40] == 2).all() and (data == 2).sum() == 1600
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.tif"]
+
+
+def test_decimated_mask_lines_up_with_its_polygon(tmp_path):
+    """A mask read at 1/3 resolution lands on the scene grid where its polygon lies: each scene
+    pixel takes the value of the coarse pixel under its centre."""
+    from rasterio.features import rasterize
+
+    from mst_geo.geo.vectorize import mask_to_polygon
+
+    coarse = np.zeros((10, 10), bool)
+    coarse[3:7, 2:6] = True
+    window = Window(0, 0, 29, 29)  # 29 scene pixels over 10 mask pixels: not a whole factor
+    path = write_mask_cog(tmp_path / "mask.tif", UTM, TRANSFORM, 64, 64, [(window, coarse)])
+    with rasterio.open(path) as grid:
+        data = grid.read(1)[:29, :29] == 1
+    polygon = mask_to_polygon(coarse, TRANSFORM * Affine.scale(2.9, 2.9))
+    expected = rasterize([polygon], out_shape=(29, 29), transform=TRANSFORM).astype(bool)
+    assert (data == expected).all()

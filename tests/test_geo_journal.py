@@ -33,3 +33,22 @@ def test_round_trip_is_exact_and_keyed_by_run(tmp_path, naip_scene):
     assert (back.window, back.transform, back.zoom, back.clicks) == (result.window, result.transform, result.zoom, result.clicks)
     assert ObjectJournal(tmp_path / "j", {"scene": "b", "model": 1}).load(result.clicks) is None  # another run
     assert not (tmp_path / "j").exists()  # its leftovers were dropped
+
+
+def test_entry_is_only_returned_for_exactly_its_clicks(tmp_path, naip_scene):
+    """A longer, shorter, relabelled or reordered click list is another object: never the stored one."""
+    result = pond_result(naip_scene)
+    (click,) = result.clicks
+    with rasterio.open(naip_scene) as src:
+        mapper = PixelMapper(src.crs, src.transform, src.width, src.height)
+    negative = mapper.click(*(mapper.transform @ (885.5, 60.5)), False, None)
+    journal = ObjectJournal(tmp_path / "j", {"scene": "a"})
+    journal.save(result)
+    assert journal.load(result.clicks) is not None
+    assert journal.load((click, negative)) is None  # the same clicks plus one more
+    assert journal.load((negative,)) is None  # another click
+    assert journal.load((mapper.click(click.x, click.y, False, None),)) is None  # same place, other label
+    journal.save(ObjectMask(result.probability, result.valid, result.window, result.transform, (click, negative)))
+    assert journal.load((click, negative)) is not None
+    assert journal.load((negative, click)) is None  # order matters: the model saw them in order
+    assert journal.load((click,)).clicks == (click,)  # the one-click entry is still its own

@@ -148,6 +148,26 @@ def test_missing_and_corrupt_files(tmp_path):
         SceneRaster(corrupt)
 
 
+def test_truncated_file_is_a_clear_error(naip_scene, tmp_path):
+    """The header survives a cut-off download, the pixels do not: one line naming the file."""
+    data = naip_scene.read_bytes()
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(MSTGeoError, match="cannot read its pixels, the file may be truncated") as error:
+        SceneRaster(cut)
+    assert str(cut) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_nan_pixels_are_not_valid_clicks(write_geotiff, naip_pixels):
+    """A float scene whose gaps are NaN without a nodata tag: a click there is on no data."""
+    data = naip_pixels[:3].astype("float32")
+    data[:, :50, :50] = np.nan
+    with SceneRaster(write_geotiff("nan.tif", data)) as raster:
+        assert not raster.is_valid(10, 10) and raster.is_valid(300, 300)
+        read = raster.read(Window(0, 0, 100, 100))
+        assert not read.valid[:50, :50].any() and read.valid[50:, 50:].all()
+
+
 def test_rasters_without_georeferencing_are_refused(write_geotiff, naip_pixels):
     with pytest.raises(MSTGeoError, match="no CRS"):
         SceneRaster(write_geotiff("nocrs.tif", naip_pixels[:, :50, :50], crs=None))

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import rasterio
 from scipy import ndimage
+from shapely.geometry import Point
 
 from mst_geo.clicks.click import Click
 from mst_geo.clicks.predictor import Predictor
@@ -71,6 +72,22 @@ def scene_clicks(raster: SceneRaster, *pixels: tuple[float, float, bool]):
     return [mapper.click(*(raster.transform @ (col, row)), positive, None) for row, col, positive in pixels]
 
 
+def scene_truth(naip_scene, component: np.ndarray, row: int, col: int):
+    """The connected ``component`` (boolean scene array) holding pixel (row, col), as a map polygon."""
+    labels, _ = ndimage.label(component)
+    assert labels[row, col] > 0
+    with rasterio.open(naip_scene) as src:
+        return mask_to_polygon(labels == labels[row, col], src.transform)
+
+
+def assert_in_place(polygon, truth, raster, row: float, col: float, min_iou: float) -> None:
+    """``polygon`` (from a window's transform) lies where ``truth`` lies on the map, around the click."""
+    iou = polygon.intersection(truth).area / polygon.union(truth).area
+    assert iou > min_iou, iou
+    assert polygon.contains(Point(*(raster.transform @ (col, row))))
+    assert polygon.centroid.distance(truth.centroid) < 2 * raster.transform.a  # within 2 px
+
+
 def test_pond_larger_than_the_first_window_comes_out_whole(raster, naip_scene):
     """With a 64 px model input the first window is 32 px: the pond (about 100 x 50 px) must grow it."""
     wand = MagicWand()
@@ -86,15 +103,20 @@ def test_pond_larger_than_the_first_window_comes_out_whole(raster, naip_scene):
     area = mask_to_polygon(result.mask, result.transform).area
     assert area == pytest.approx(truth, rel=0.25)
     assert not segmenter._touches_border(result)
+    pond = scene_truth(naip_scene, nir < 60, 40, 860)
+    assert_in_place(mask_to_polygon(result.mask, result.transform), pond, raster, 40.5, 860.5, min_iou=0.85)
 
 
-def test_small_roof_stays_in_a_native_window(raster):
+def test_small_roof_stays_in_a_native_window(raster, naip_scene):
     wand = MagicWand(tolerance=20)
     segmenter = ObjectSegmenter(raster, wand, input_size=64)
     result = segmenter.segment(scene_clicks(raster, (627.5, 10.5, True)))
     assert result.scale == (1.0, 1.0) and result.window.width == 32  # no growth needed
     roof = mask_to_polygon(result.mask, result.transform)
     assert 4 * 25 <= roof.area <= 40 * 25  # a roof of a few pixels, not the yard around it
+    with rasterio.open(naip_scene) as src:
+        bright = src.read((1, 2, 3)).mean(axis=0) > 150  # the white roof (30 px), apart from the yard
+    assert_in_place(roof, scene_truth(naip_scene, bright, 627, 10), raster, 627.5, 10.5, min_iou=0.75)
 
 
 def test_growth_never_loses_a_thin_object(raster):
@@ -107,6 +129,9 @@ def test_growth_never_loses_a_thin_object(raster):
     road = mask_to_polygon(result.mask, result.transform)
     width, height = road.bounds[2] - road.bounds[0], road.bounds[3] - road.bounds[1]
     assert width == 64 * 5.0 and height < width / 4  # a long strip along the road (and a track joining it)
+    assert road.contains(Point(*(raster.transform @ (300.5, 624.5))))  # placed on the map where clicked
+    window_bounds = rasterio.windows.bounds(result.window, raster.transform)
+    assert road.bounds[0] == window_bounds[0] and road.bounds[2] == window_bounds[2]  # crosses the window
 
 
 def test_windows_stay_inside_the_scene(raster):

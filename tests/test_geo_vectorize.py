@@ -76,3 +76,13 @@ def test_area_in_square_metres_for_projected_geographic_and_feet_crs():
     degree = box(-99.0, 47.0, -98.99, 47.01)  # about 760 m by 1112 m in North Dakota
     assert area_m2(degree, CRS.from_epsg(4326)) == pytest.approx(760.0 * 1112.0, rel=0.01)
     assert area_m2(square, CRS.from_wkt('LOCAL_CS["plan",UNIT["metre",1]]')) is None
+
+
+def test_holes_that_simplify_shrinks_below_min_area_are_filled():
+    """A 2-pixel hole (50 m²) is kept by min_area 50, but simplification shrinks it to 25 m²:
+    what comes out must still have no hole smaller than min_area."""
+    mask = np.ones((20, 20), bool)
+    mask[9, 9:11] = False
+    assert len(mask_to_polygon(mask, UTM, min_area=50).interiors) == 1
+    simplified = mask_to_polygon(mask, UTM, simplify=5, min_area=50)
+    assert all(Polygon(ring).area >= 50 for ring in simplified.interiors)

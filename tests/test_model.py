@@ -118,10 +118,35 @@ def test_topk_is_differentiable_in_training_and_exact_in_eval(iseg_root):
     with torch.no_grad():
         first = model(image, clicks, torch.zeros_like(mask))
         second = model(image, clicks, torch.zeros_like(mask))
-    k = min(round(196 / 16), int((first.token_scores > model.config.topk_min_score).sum()))
-    expected = first.token_scores.topk(max(k, 1), dim=-1).indices.sort(dim=-1).values
-    assert torch.equal(first.selected_index, expected)
+    # 224 px: 14x14 = 196 base tokens, topk_ratio 1/16 -> 12 kept (min score 0 keeps them all eligible)
+    scores, selected = first.token_scores[0], first.selected_index[0]
+    assert selected.shape == (12,) and torch.equal(selected, selected.sort().values)
+    chosen = torch.zeros_like(scores, dtype=torch.bool)
+    chosen[selected] = True
+    assert chosen.sum() == 12 and scores[chosen].min() > scores[~chosen].max()  # strictly the 12 best
     assert torch.equal(first.selected_index, second.selected_index)
+
+
+def test_eval_selection_keeps_exactly_the_best_scoring_tokens():
+    """Hand-made, tie-free scores: which tokens are kept, and how many under a minimum score."""
+    from mst_geo.model.tokens import TokenSelector
+
+    selector = TokenSelector(embed_dim=4, score_dim=4, num_samples=10, sigma=0.05).eval()
+    fixed = torch.tensor([[0.90, 0.10, 0.70, 0.95, 0.30, 0.80, 0.20], [0.15, 0.85, 0.05, 0.60, 0.99, 0.40, 0.50]])
+    selector.score = lambda *args: fixed
+    candidates = torch.arange(2 * 7 * 4, dtype=torch.float32).reshape(2, 7, 4)
+    unused = (torch.zeros(2, 3, 4), candidates, torch.zeros(2, 1, dtype=torch.long), torch.ones(2, 1))
+    kept = selector(*unused, k=3)
+    assert kept.index.tolist() == [[0, 3, 5], [1, 3, 4]]
+    assert torch.equal(kept.tokens[0], candidates[0, [0, 3, 5]]) and torch.equal(kept.tokens[1], candidates[1, [1, 3, 4]])
+    assert torch.equal(kept.indicator.argmax(dim=-1), kept.index) and torch.equal(kept.indicator.sum(dim=-1), torch.ones(2, 3))
+    # above 0.82: 2 tokens in sample 0 (0.90, 0.95), 2 in sample 1 (0.85, 0.99) -> k = 2
+    assert selector(*unused, k=3, min_score=0.82).index.tolist() == [[0, 3], [1, 4]]
+    # above 0.92: 1 and 1 -> k = 1; above 0.999: none -> still 1 (at least one token)
+    assert selector(*unused, k=3, min_score=0.92).index.tolist() == [[3], [4]]
+    assert selector(*unused, k=3, min_score=0.999).index.tolist() == [[3], [4]]
+    # above 0.55: 4 in sample 0, 3 in sample 1 -> the sample with most sets k = 4 for both (under k = 5)
+    assert selector(*unused, k=5, min_score=0.55).index.tolist() == [[0, 2, 3, 5], [1, 3, 4, 6]]
 
 
 def test_inference_keeps_fewer_tokens_when_few_score_high(iseg_root):

@@ -20,27 +20,20 @@ import rasterio
 from affine import Affine
 from pyproj import Transformer
 from safetensors.torch import load_file, save_file
+from shapely import get_num_coordinates
 
-from mst_geo.cli import main
+from mst_geo.clicks.predictor import Predictor
+from mst_geo.geo.journal import ObjectJournal
+from mst_geo.geo.raster import SceneRaster
+from mst_geo.geo.vectorize import mask_to_polygon
 from mst_geo.model import create_model
 from mst_geo.model.checkpoint import CARD_KEY, read_card
 
 EXAMPLE_CLICKS = Path(__file__).parents[1] / "examples" / "clicks.geojson"
 
 
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """Run ``mst-geo ARGS`` in-process; returns (exit code, stdout, stderr)."""
-
-    def run(*args) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["mst-geo", *map(str, args)])
-        capsys.readouterr()  # drop what the test's own set-up printed (e.g. rasterio warnings)
-        with pytest.raises(SystemExit) as exit_info:
-            main()
-        captured = capsys.readouterr()
-        return exit_info.value.code or 0, captured.out, captured.err
-
-    return run
+def polygon_parts(geometry) -> list:
+    return list(getattr(geometry, "geoms", [geometry]))
 
 
 @pytest.fixture
@@ -51,12 +44,12 @@ def few_clicks(tmp_path) -> Path:
 
 
 @pytest.fixture
-def segment(cli, naip_scene, tiny_checkpoint, tmp_path, few_clicks):
-    """``mst-geo segment`` with the tiny checkpoint; scene, clicks (default: few_clicks), output overridable."""
+def segment(cli, naip_scene, local_checkpoint, tmp_path, few_clicks):
+    """``mst-geo segment`` with local_checkpoint; scene, clicks (default: few_clicks), output overridable."""
 
     def run(*extra, scene=naip_scene, clicks=few_clicks, out=tmp_path / "out" / "objects.gpkg"):
         out.parent.mkdir(exist_ok=True)
-        return cli("segment", scene, "--clicks", clicks, "-o", out, "--model", tiny_checkpoint, "-q", *extra)
+        return cli("segment", scene, "--clicks", clicks, "-o", out, "--model", local_checkpoint, "-q", *extra)
 
     return run
 
@@ -91,17 +84,66 @@ def pixel_lonlat(row: float, col: float, crs: str = "EPSG:4326") -> tuple[float,
 def test_example_scene_and_clicks(segment, tmp_path):
     out = tmp_path / "out" / "objects.gpkg"
     mask = tmp_path / "out" / "mask.tif"
-    code, stdout, _ = segment("--mask-out", mask, "--simplify", "2.5", "--min-area", "50", clicks=EXAMPLE_CLICKS)
+    code, stdout, err = segment("--mask-out", mask, "--simplify", "5", "--min-area", "50", clicks=EXAMPLE_CLICKS)
     assert code == 0 and f"wrote 4 objects to {out}" in stdout
+    assert "came out empty" not in err
     frame = gpd.read_file(out)
     assert frame["object"].tolist() == ["pond", "field", "road", "farm building"]
     assert frame["n_clicks"].tolist() == [4, 3, 3, 2]
-    assert frame.crs.to_epsg() == 26914 and (frame["model"] == "mst_tiny_random").all()
+    assert frame.crs.to_epsg() == 26914 and (frame["model"] == "mst_tiny_seed3").all()
     assert set(frame.columns) >= {"object", "n_clicks", "area", "area_m2", "score", "model"}
     with rasterio.open(mask) as grid:
         assert (grid.width, grid.height, grid.dtypes[0]) == (934, 723, "uint8")
-        assert set(np.unique(grid.read(1))) <= {0, 1, 2, 3, 4}
+        labels, transform = grid.read(1), grid.transform
+    assert set(np.unique(labels)) == {0, 1, 2, 3, 4}  # every object drew pixels
+    small_raw_parts, vertices, raw_vertices = 0, 0, 0
+    for k, geometry in enumerate(frame.geometry, start=1):
+        assert not geometry.is_empty and geometry.is_valid
+        pixels_m2 = (labels == k).sum() * 25.0  # 5 m pixels
+        assert geometry.area == pytest.approx(pixels_m2, rel=0.1), frame["object"][k - 1]
+        assert frame["area"][k - 1] == pytest.approx(geometry.area) and frame["area_m2"][k - 1] == pytest.approx(pixels_m2, rel=0.1)
+        raw = mask_to_polygon(labels == k, transform)  # the same pixels, neither simplified nor filtered
+        vertices, raw_vertices = vertices + get_num_coordinates(geometry), raw_vertices + get_num_coordinates(raw)
+        small_raw_parts += sum(part.area < 50 for part in polygon_parts(raw))
+        assert all(part.area >= 50 for part in polygon_parts(geometry))  # --min-area: no part under 50 m2
+    assert small_raw_parts > 0  # the masks had parts under --min-area for it to drop
+    # --simplify 5 (one pixel) cuts the pixel staircases: far fewer vertices than the raw outlines
+    # (summed: objects read decimated are outlined on their own grid, not the mask COG's)
+    assert vertices < 0.9 * raw_vertices, (vertices, raw_vertices)
     assert sorted(p.name for p in out.parent.iterdir()) == ["mask.tif", "objects.gpkg"]
+
+
+def test_interrupted_command_resumes_when_rerun(segment, tmp_path, monkeypatch):
+    """Ctrl-C after the first object: exit 130 with the resume hint, no output; the rerun
+    reuses the finished object from the journal and completes."""
+    out = tmp_path / "out" / "objects.gpkg"
+    save, load = ObjectJournal.save, ObjectJournal.load
+    loaded, predicted = [], []
+
+    def save_then_interrupt(journal, result):
+        save(journal, result)
+        raise KeyboardInterrupt
+
+    predict = Predictor.predict
+    monkeypatch.setattr(Predictor, "predict", lambda self, *a: predicted.append(1) or predict(self, *a))
+    monkeypatch.setattr(ObjectJournal, "load", lambda journal, clicks: loaded.append(load(journal, clicks)) or loaded[-1])
+    monkeypatch.setattr(ObjectJournal, "save", save_then_interrupt)
+    code, stdout, err = segment()
+    assert code == 130 and "rerun the same command to resume" in err and "Traceback" not in err
+    assert not out.exists() and "wrote" not in stdout
+    assert len(list((out.parent / ".objects.gpkg.resume").glob("*.npz"))) == 1
+    assert loaded == [None] and predicted  # the pond ran the model, then the interrupt came
+
+    monkeypatch.setattr(ObjectJournal, "save", save)
+    loaded.clear()
+    predicted.clear()
+    code, stdout, err = segment()
+    assert code == 0 and f"wrote 2 objects to {out}" in stdout
+    assert [entry is not None for entry in loaded] == [True, False]  # the pond came from the journal
+    assert predicted  # the road ran the model
+    frame = gpd.read_file(out)
+    assert frame["object"].tolist() == ["pond", "road"] and not frame.geometry.is_empty.any()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["objects.gpkg"]  # the journal is gone
 
 
 def test_geojson_output_and_overwrite(segment, tmp_path):
@@ -125,30 +167,49 @@ def test_clicks_in_another_crs_work(segment, tmp_path, few_clicks, how):
     clicks = write_clicks(tmp_path / "mercator.geojson", wgs84["features"], **extra)
     flags = ["--clicks-crs", "EPSG:3857"] if how == "--clicks-crs" else []
     mercator_out = tmp_path / "out" / "mercator.gpkg"
-    assert segment(*flags, clicks=clicks, out=mercator_out)[0] == 0
-    assert segment()[0] == 0
+    mercator_mask, reference_mask = tmp_path / "out" / "mercator_mask.tif", tmp_path / "out" / "mask.tif"
+    assert segment(*flags, "--mask-out", mercator_mask, clicks=clicks, out=mercator_out)[0] == 0
+    assert segment("--mask-out", reference_mask)[0] == 0
     ours, reference = gpd.read_file(mercator_out), gpd.read_file(tmp_path / "out" / "objects.gpkg")
     assert ours["object"].tolist() == reference["object"].tolist()
+    assert not ours.geometry.is_empty.any()
     assert ours["area"].tolist() == pytest.approx(reference["area"].tolist(), rel=0.02)
+    with rasterio.open(mercator_mask) as a, rasterio.open(reference_mask) as b:
+        pixels, expected = a.read(1), b.read(1)
+    assert expected.any() and set(np.unique(expected)) == {0, 1, 2}  # both objects drew pixels
+    assert np.array_equal(pixels, expected)
 
 
 @pytest.mark.parametrize(
-    ("name", "make", "bands"),
-    [
-        ("grey.tif", lambda px: px[3:4], None),  # one band (near infrared)
-        ("uint16.tif", lambda px: px.astype(np.uint16) * 16 + 7, None),  # 16-bit, 12-bit values
-        ("sentinel_like.tif", lambda px: np.concatenate([px, px // 2, px // 3, px[:1] // 4]), "1,2,3"),  # 13 bands
-        ("sentinel_like.tif", lambda px: np.concatenate([px, px // 2, px // 3, px[:1] // 4]), "4,1,2"),
+    ("name", "make", "bands", "checkpoint"),
+    [  # the checkpoint whose random masks are non-empty and local on that layout (seed 3 grows the grey road to the scene)
+        ("grey.tif", lambda px: px[3:4], None, "tiny_checkpoint"),  # one band (near infrared)
+        ("uint16.tif", lambda px: px.astype(np.uint16) * 16 + 7, None, "local_checkpoint"),  # 16-bit, 12-bit values
+        ("sentinel_like.tif", lambda px: np.concatenate([px, px // 2, px // 3, px[:1] // 4]), "1,2,3", "local_checkpoint"),
+        ("sentinel_like.tif", lambda px: np.concatenate([px, px // 2, px // 3, px[:1] // 4]), "4,1,2", "local_checkpoint"),
     ],
 )
-def test_other_band_layouts_work(segment, write_geotiff, naip_scene, tmp_path, name, make, bands):
+def test_other_band_layouts_work(segment, write_geotiff, naip_scene, tmp_path, monkeypatch, request, name, make, bands,
+                                 checkpoint):
     with rasterio.open(naip_scene) as src:
         data = np.ascontiguousarray(make(src.read()))
     scene = write_geotiff(name, data, nodata=0)
+    opened = []
+    monkeypatch.setattr("mst_geo.api.SceneRaster", lambda *a: opened.append(SceneRaster(*a)) or opened[-1])
     extra = ["--bands", bands] if bands else []
-    code, stdout, _ = segment(*extra, scene=scene)
-    assert code == 0, stdout
-    assert len(gpd.read_file(tmp_path / "out" / "objects.gpkg")) == 2
+    code, stdout, err = segment(*extra, "--model", request.getfixturevalue(checkpoint), scene=scene)
+    assert code == 0, stdout + err
+    frame = gpd.read_file(tmp_path / "out" / "objects.gpkg")
+    assert len(frame) == 2 and not frame.geometry.is_empty.any() and (frame.geometry.area > 0).all()
+    assert "came out empty" not in err
+    expected = {None: (1, 1, 1) if data.shape[0] == 1 else (1, 2, 3), "1,2,3": (1, 2, 3), "4,1,2": (4, 1, 2)}[bands]
+    assert [raster.bands for raster in opened] == [expected]  # the CLI read the bands asked for
+    if bands == "4,1,2":  # the model's RGB really is bands 4, 1, 2: a permutation of the 1,2,3 read
+        window = rasterio.windows.Window(780, 0, 154, 140)
+        with SceneRaster(scene, (4, 1, 2)) as asked, SceneRaster(scene, (1, 2, 3)) as plain:
+            image, rgb = asked.read(window).image, plain.read(window).image
+        np.testing.assert_array_equal(image[..., 1:], rgb[..., :2])
+        assert np.abs(image[..., 0] - rgb[..., 2]).mean() > 0.05  # NIR is not blue
 
 
 def test_installed_console_script(tmp_path, naip_scene, tiny_checkpoint, few_clicks):
@@ -241,9 +302,15 @@ def test_checkpoint_of_another_preset(segment, tmp_path, tiny_checkpoint):
         metadata={CARD_KEY: json.dumps(read_card(tiny_checkpoint))},
     )
     code, _, err = segment("--model", small)
-    assert_user_error((code, "", err), "small.safetensors", "mst_tiny", out_dir=tmp_path / "out")
+    assert_user_error(
+        (code, "", err), f"{small}: weights do not fit preset 'mst_tiny': shape differs for ['backbone.",
+        out_dir=tmp_path / "out",
+    )
     missing = segment("--model", tmp_path / "nothing.safetensors")
-    assert_user_error(missing, "nothing.safetensors", out_dir=tmp_path / "out")
+    assert_user_error(
+        missing, f"{tmp_path / 'nothing.safetensors'}: neither a checkpoint file nor a preset (", "nor 'default'",
+        out_dir=tmp_path / "out",
+    )
     assert load_file(str(small))  # the file itself is a readable safetensors file
 
 

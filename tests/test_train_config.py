@@ -48,6 +48,11 @@ def test_overrides_apply_and_none_is_skipped():
     ("data: [1, 2]", "'data' must be a mapping"),
     ("data: {scene: a.tif}", "go together"),
     ("trainer: {max_steps: [", "not valid YAML"),
+    ("data: {scale_range: [0.5]}", "'data.scale_range' must be a list of 2 floats"),
+    ("data: {contrast: [a, 0.5]}", "'data.contrast' must be a list of 2 floats"),
+    ("data: {datasets: [1]}", "'data.datasets' must be a list of strs"),
+    ("optim: {betas: [0.9, 0.99, 0.9]}", "'optim.betas' must be a list of 2 floats"),
+    ("model: {preset: mst_tiny, overrides: {embed_dim: 100}}", "do not make a valid mst_tiny"),
 ])
 def test_bad_recipe_names_file_and_key(tmp_path, text, message):
     path = tmp_path / "bad.yaml"
@@ -75,3 +80,39 @@ def test_unknown_preset_or_override_is_one_clear_error(tmp_path):
     recipe.write_text("model: {preset: mst_tiny, overrides: {depthh: 2}}\n")
     with pytest.raises(MSTGeoError, match="unknown MSTConfig field"):
         load_train_config(recipe)
+
+
+def test_bad_override_values_and_binary_recipes_are_one_line_errors(tmp_path):
+    with pytest.raises(MSTGeoError, match="'optim.lr=\\[': the value is not valid YAML"):
+        parse_override("optim.lr=[")
+    with pytest.raises(MSTGeoError, match="'data.root' conflicts"):
+        load_train_config(CONFIGS / "smoke.yaml", {"data": 1, "data.root": "x"})
+    binary = tmp_path / "recipe.yaml"
+    binary.write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(MSTGeoError, match="not a text") as error:
+        load_train_config(binary)
+    assert str(binary) in str(error.value)
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"trainer.precision": "bf17"}, "trainer settings: .*bf17"),
+    ({"trainer.accelerator": "tpu"}, "trainer settings"),
+])
+def test_bad_trainer_settings_fail_before_any_data_is_read(tmp_path, override, message):
+    """Lightning's own checks, reported as one line naming the recipe, before data or model load."""
+    from mst_geo.train.run import train
+
+    config = load_train_config(CONFIGS / "smoke.yaml", {
+        **override, "out": str(tmp_path / "run"), "data.root": str(tmp_path / "no_data_here")})
+    with pytest.raises(MSTGeoError, match=message) as error:
+        train(config)
+    assert str(CONFIGS / "smoke.yaml") in str(error.value)
+
+
+def test_run_folder_that_is_a_file_is_refused(tmp_path):
+    from mst_geo.train.run import train
+
+    (tmp_path / "run").write_text("not a folder")
+    config = load_train_config(CONFIGS / "smoke.yaml", {"out": str(tmp_path / "run")})
+    with pytest.raises(MSTGeoError, match="is a file"):
+        train(config)

@@ -43,6 +43,14 @@ def test_init_from_a_missing_file_is_a_clear_error(tmp_path):
         build_model(load_train_config(SMOKE, {"model.init": str(tmp_path / "none.safetensors")}))
 
 
+def test_init_from_a_corrupt_safetensors_file_is_a_clear_error(tmp_path):
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")
+    with pytest.raises(MSTGeoError, match="not a readable safetensors file") as error:
+        build_model(load_train_config(SMOKE, {"model.init": str(broken)}))
+    assert str(broken) in str(error.value)
+
+
 def test_init_from_plain_vit_weights_fills_the_backbone(tmp_path):
     vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, embed_dim=64, depth=2,
                             num_heads=2, num_classes=0)

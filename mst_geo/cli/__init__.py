@@ -1,7 +1,8 @@
 """The ``mst-geo`` command line: each sub-command lives in its own module and only parses flags.
 
-User errors (``MSTGeoError``) are printed as one line on stderr with exit code 2; anything else
-is a bug and keeps its traceback.
+User errors (``MSTGeoError``) and file-system errors (a path that cannot be read or written) are
+printed as one line on stderr with exit code 2, Ctrl-C as one line with exit code 130 (commands
+that resume say how); anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -29,5 +30,14 @@ def main() -> None:
     try:
         app()
     except MSTGeoError as error:
-        typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
-        sys.exit(2)
+        _fail(str(error), 2)
+    except OSError as error:
+        where = f"{error.filename}: " if error.filename else ""
+        _fail(f"{where}{error.strerror or error}", 2)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+
+
+def _fail(message: str, code: int) -> None:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    sys.exit(code)

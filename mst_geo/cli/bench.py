@@ -34,6 +34,14 @@ def _shard(text: str) -> tuple[int, int]:
     return index, count
 
 
+def _check_out_dir(path: Path) -> None:
+    """Refuse an output folder that is a file, before any work."""
+    from mst_geo.errors import MSTGeoError
+
+    if path.exists() and not path.is_dir():
+        raise MSTGeoError("--out must be a folder, this is a file", path)
+
+
 @bench_app.command("noc")
 def noc_command(
     model: list[str] = typer.Option(
@@ -83,12 +91,17 @@ def noc_command(
         raise MSTGeoError("--scene and --labels go together (a GeoTIFF and its polygons)")
     if datasets is None:
         datasets = "" if scene is not None else "GrabCut,Berkeley"
-    results = run_noc_benchmark(
-        split_names(model), split_names([datasets]), out,
-        scenes=[] if scene is None else [(scene, labels)], data_root=data_root, max_clicks=max_clicks,
-        thresholds=_thresholds(iou), device=device, limit=limit, zoom_in=zoom_in, flip=flip,
-        shard=_shard(shard),
-    )
+    _check_out_dir(out)
+    try:
+        results = run_noc_benchmark(
+            split_names(model), split_names([datasets]), out,
+            scenes=[] if scene is None else [(scene, labels)], data_root=data_root, max_clicks=max_clicks,
+            thresholds=_thresholds(iou), device=device, limit=limit, zoom_in=zoom_in, flip=flip,
+            shard=_shard(shard),
+        )
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: rerun the same command to resume with the objects already in {out}", err=True)
+        raise typer.Exit(130) from None
     typer.echo((out / "results.md").read_text())
     typer.echo(f"wrote {out}/results.json, results.csv, results.md, miou_vs_clicks.png ({len(results)} methods)")
 
@@ -108,6 +121,8 @@ def report_command(
     """
     from mst_geo.bench.suite import rewrite_report
 
+    if to is not None:
+        _check_out_dir(to)
     rewrite_report(out, to, _thresholds(iou), common=common)
     typer.echo(((to or out) / "results.md").read_text())
 
@@ -116,7 +131,7 @@ def report_command(
 def speed_command(
     presets: str = typer.Option("mst_tiny,mst_base", "--presets", help="Comma-separated model presets to time."),
     size: int = typer.Option(448, "--size", help="Square input size in pixels (multiple of 16)."),
-    repeats: int = typer.Option(5, "--repeats", help="Timed forward passes per model."),
+    repeats: int = typer.Option(5, "--repeats", min=1, help="Timed forward passes per model."),
     device: str = typer.Option("cpu", "--device", help="Torch device, e.g. cpu or cuda."),
     threads: int | None = typer.Option(None, "--threads", help="Torch CPU threads (default: torch's choice)."),
     json_path: Path | None = typer.Option(None, "--json", help="Also write the result as JSON here."),
@@ -132,8 +147,9 @@ def speed_command(
     from mst_geo.atomic import write_text_atomic
     from mst_geo.bench.methods import split_names
     from mst_geo.bench.speed import format_table, run_speed_benchmark
-
+    from mst_geo.devices import torch_device
     from mst_geo.errors import MSTGeoError
+    from mst_geo.atomic import check_output
     from mst_geo.model import list_presets
 
     names = split_names([presets])
@@ -142,7 +158,9 @@ def speed_command(
         raise MSTGeoError(f"unknown preset(s) {', '.join(unknown)}; known: {', '.join(list_presets())}")
     if size <= 0 or size % 16:
         raise MSTGeoError(f"--size must be a positive multiple of 16, got {size}")
-    result = run_speed_benchmark(tuple(names), size, repeats, device=device, threads=threads)
+    if json_path is not None:
+        check_output(json_path, overwrite=True)
+    result = run_speed_benchmark(tuple(names), size, repeats, device=str(torch_device(device)), threads=threads)
     typer.echo(format_table(result))
     if json_path is not None:
         write_text_atomic(json_path, json.dumps(result, indent=2))

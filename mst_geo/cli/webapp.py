@@ -18,7 +18,7 @@ def app_command(
     bands: str | None = typer.Option(
         None, "--bands", help="Scene bands as R,G,B (1-based, e.g. 4,3,2) or one grey band. Default: RGB or 1,2,3."
     ),
-    port: int = typer.Option(8000, "--port", help="Port to listen on (0: any free port)."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to listen on (0: any free port)."),
     host: str = typer.Option(
         "127.0.0.1", "--host", help="Interface to listen on; the default keeps the app private to this machine."
     ),

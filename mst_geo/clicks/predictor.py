@@ -23,6 +23,7 @@ from torch import nn
 
 from mst_geo.clicks.click import Click
 from mst_geo.clicks.simulator import PRED_THRESHOLD
+from mst_geo.devices import torch_device
 
 Box = tuple[int, int, int, int]
 """``(top, left, bottom, right)`` in pixels, bottom/right exclusive."""
@@ -77,7 +78,7 @@ class Predictor:
         zoom_keep_iou: float = 0.5,
         flip: bool = False,
     ):
-        self.device = torch.device(device)
+        self.device = torch_device(device)
         self.model = model.to(self.device).eval()
         self.input_size = input_size or model.config.input_size
         self.stride = model.config.patch_size

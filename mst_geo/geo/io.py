@@ -7,8 +7,7 @@ so an interrupted run never leaves a half-written output behind.
 from __future__ import annotations
 
 import contextlib
-import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from pyproj import CRS
 from rasterio.windows import Window
 from shapely.geometry.base import BaseGeometry
 
-from mst_geo.atomic import atomic_path
+from mst_geo.atomic import atomic_path, check_output
 from mst_geo.errors import MSTGeoError
 from mst_geo.geo.vectorize import area_m2
 
@@ -66,26 +65,6 @@ def vector_driver(path: str | Path) -> str:
     return VECTOR_DRIVERS[suffix]
 
 
-def check_output(path: str | Path, overwrite: bool) -> None:
-    """Fail early (before any inference) when ``path`` exists or its directory is not writable;
-    a missing directory is created."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise MSTGeoError("output exists (pass --overwrite to replace it)", path)
-    if path.is_dir():
-        raise MSTGeoError("output is a directory", path)
-    if not path.parent.is_dir():
-        try:
-            path.parent.mkdir(parents=True)
-        except OSError as error:
-            raise MSTGeoError(f"cannot create the output directory ({error.strerror})", path.parent) from None
-    try:
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
-            pass
-    except OSError as error:
-        raise MSTGeoError(f"output directory not writable ({error.strerror})", path.parent) from None
-
-
 @contextlib.contextmanager
 def atomic_output(path: str | Path, overwrite: bool) -> Iterator[Path]:
     """Refuse an existing ``path`` unless ``overwrite``, then yield an atomic temporary path."""
@@ -98,8 +77,13 @@ def write_polygons(frame: gpd.GeoDataFrame, path: str | Path, overwrite: bool = 
     """Write the polygons table atomically, GeoPackage or GeoJSON by extension."""
     driver = vector_driver(path)
     with atomic_output(path, overwrite) as temporary:
-        frame.to_file(temporary, driver=driver, engine="pyogrio", layer="objects" if driver == "GPKG" else None)
+        polygons_to_file(frame, temporary, driver)
     return Path(path)
+
+
+def polygons_to_file(frame: gpd.GeoDataFrame, path: Path, driver: str) -> None:
+    """Write the polygons table to ``path`` as it is (callers make it atomic)."""
+    frame.to_file(path, driver=driver, engine="pyogrio", layer="objects" if driver == "GPKG" else None)
 
 
 def write_mask_cog(
@@ -108,34 +92,45 @@ def write_mask_cog(
     transform: Affine,
     width: int,
     height: int,
-    masks: Iterable[tuple[Window, np.ndarray]],
+    masks: Sequence[tuple[Window, np.ndarray]],
     overwrite: bool = False,
 ) -> Path:
+    """Rasterise object masks onto the scene grid as a uint8 COG, atomically (see ``mask_cog_to_file``)."""
+    with atomic_output(path, overwrite) as temporary:
+        mask_cog_to_file(temporary, crs, transform, width, height, masks)
+    return Path(path)
+
+
+def mask_cog_to_file(
+    path: Path, crs: CRS, transform: Affine, width: int, height: int, masks: Sequence[tuple[Window, np.ndarray]]
+) -> None:
     """Rasterise object masks onto the scene grid as a uint8 COG (0 background, k = k-th object).
 
     Each mask covers a scene ``Window`` (possibly decimated: it is upsampled by nearest
     neighbour). The grid is built in a sparse tiled GeoTIFF window by window, so memory stays
     bounded by one object's window whatever the scene size, then copied to a COG.
     """
-    with atomic_output(path, overwrite) as temporary:
-        staging = temporary.with_name(temporary.name + ".staging.tif")
-        profile = dict(
-            driver="GTiff", dtype="uint8", count=1, crs=crs, transform=transform, width=width, height=height,
-            nodata=None, tiled=True, blockxsize=512, blockysize=512, compress="deflate", sparse_ok=True,
-        )  # fmt: skip
+    if len(masks) > MAX_MASK_OBJECTS:
+        raise MSTGeoError(f"a uint8 mask holds at most {MAX_MASK_OBJECTS} objects, got {len(masks)}", path)
+    staging = path.with_name(path.name + ".staging.tif")
+    profile = dict(
+        driver="GTiff", dtype="uint8", count=1, crs=crs, transform=transform, width=width, height=height,
+        nodata=None, tiled=True, blockxsize=512, blockysize=512, compress="deflate", sparse_ok=True,
+    )  # fmt: skip
+    try:
         with rasterio.open(staging, "w+", **profile) as grid:
             for value, (window, mask) in enumerate(masks, start=1):
-                if value > MAX_MASK_OBJECTS:
-                    raise MSTGeoError(f"a uint8 mask holds at most {MAX_MASK_OBJECTS} objects", path)
                 native = _upsample(mask, int(window.height), int(window.width))
                 current = grid.read(1, window=window)
                 grid.write(np.where(native, np.uint8(value), current), 1, window=window)
-        rasterio.shutil.copy(staging, temporary, driver="COG", compress="deflate", overview_resampling="nearest")
-    return Path(path)
+        rasterio.shutil.copy(staging, path, driver="COG", compress="deflate", overview_resampling="nearest")
+    finally:
+        staging.unlink(missing_ok=True)
 
 
 def _upsample(mask: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Nearest-neighbour resize of a boolean mask to (height, width)."""
-    rows = np.minimum((np.arange(height) * mask.shape[0]) // height, mask.shape[0] - 1)
-    cols = np.minimum((np.arange(width) * mask.shape[1]) // width, mask.shape[1] - 1)
+    """Nearest-neighbour resize of a boolean mask to (height, width), sampled at pixel centres
+    (so the mask raster lines up with the polygons vectorised from the same mask)."""
+    rows = np.minimum(((2 * np.arange(height) + 1) * mask.shape[0]) // (2 * height), mask.shape[0] - 1)
+    cols = np.minimum(((2 * np.arange(width) + 1) * mask.shape[1]) // (2 * width), mask.shape[1] - 1)
     return mask[np.ix_(rows, cols)]

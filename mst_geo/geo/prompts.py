@@ -149,6 +149,8 @@ def clicks_from_geojson(
     for index, feature in enumerate(data["features"]):
         where = _describe(index, feature)
         properties = (feature.get("properties") if isinstance(feature, dict) else None) or {}
+        if not isinstance(properties, dict):
+            raise MSTGeoError(f"{where}: properties must be a JSON object, got {properties!r}", source)
         geometry = feature.get("geometry") if isinstance(feature, dict) else None
         if not isinstance(geometry, dict) or geometry.get("type") != "Point":
             kind = geometry.get("type") if isinstance(geometry, dict) else "no geometry"
@@ -209,7 +211,8 @@ def _describe(index: int, feature: Any) -> str:
     if isinstance(feature, dict):
         if feature.get("id") is not None:
             text += f" (id {feature['id']!r})"
-        obj = (feature.get("properties") or {}).get("object")
+        properties = feature.get("properties")
+        obj = properties.get("object") if isinstance(properties, dict) else None
         if obj is not None:
             text += f" (object {obj!r})"
     return text

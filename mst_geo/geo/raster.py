@@ -84,7 +84,7 @@ class SceneRaster:
         try:
             self._check_georeferencing()
             self.bands = self._choose_bands(bands)
-            with _nodata_wins():
+            with _reading(self.path):
                 self.low, self.high = self._estimate_percentiles()
         except BaseException:
             self.dataset.close()
@@ -184,10 +184,10 @@ class SceneRaster:
         height, width = int(window.height), int(window.width)
         factor = 1.0 if max_side is None else max(1.0, max(height, width) / max_side)
         out_h, out_w = max(1, round(height / factor)), max(1, round(width / factor))
-        raw = self.dataset.read(
-            self.bands, window=window, out_shape=(3, out_h, out_w), resampling=Resampling.bilinear
-        ).astype(np.float32)
-        with _nodata_wins():
+        with _reading(self.path):
+            raw = self.dataset.read(
+                self.bands, window=window, out_shape=(3, out_h, out_w), resampling=Resampling.bilinear
+            ).astype(np.float32)
             valid = self.dataset.dataset_mask(window=window, out_shape=(out_h, out_w), resampling=Resampling.nearest)
         valid = valid > 0
         valid &= np.isfinite(raw).all(axis=0)
@@ -198,10 +198,12 @@ class SceneRaster:
         return WindowImage(image=np.ascontiguousarray(image), valid=valid, window=window, transform=transform)
 
     def is_valid(self, row: float, col: float) -> bool:
-        """Whether the scene pixel under (row, col) holds data (not nodata, not masked)."""
+        """Whether the scene pixel under (row, col) holds data (not nodata, not masked, not NaN)."""
         pixel = Window(int(col), int(row), 1, 1)
-        with _nodata_wins():
-            return bool(self.dataset.dataset_mask(window=pixel)[0, 0])
+        with _reading(self.path):
+            if not self.dataset.dataset_mask(window=pixel)[0, 0]:
+                return False
+            return bool(np.isfinite(self.dataset.read(self.bands, window=pixel)).all())
 
     # -- lifetime -------------------------------------------------------------------------------
     def close(self) -> None:
@@ -222,12 +224,17 @@ def _grid_starts(length: int, step: int) -> list[int]:
 
 
 @contextlib.contextmanager
-def _nodata_wins() -> Iterator[None]:
-    """Silence rasterio's warning that nodata shadows an alpha band: a 4-band RGBN scene with
-    nodata (NAIP) is not RGBA, and the nodata value is exactly the mask we want."""
+def _reading(path: Path) -> Iterator[None]:
+    """Around pixel reads: a read that fails (a truncated or corrupt file) is a user error naming
+    the file; rasterio's warning that nodata shadows an alpha band is silenced (a 4-band RGBN
+    scene with nodata, such as NAIP, is not RGBA, and the nodata value is exactly the mask we want)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NodataShadowWarning)
-        yield
+        try:
+            yield
+        except RasterioIOError as error:
+            raise MSTGeoError(f"cannot read its pixels, the file may be truncated or corrupt "
+                              f"({_first_line(error)})", path) from None
 
 
 def _first_line(error: Exception) -> str:

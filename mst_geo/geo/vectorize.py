@@ -25,7 +25,7 @@ def mask_to_polygon(
     geometry = _polygonal(make_valid(MultiPolygon(parts))) if parts else MultiPolygon()
     if simplify > 0 and not geometry.is_empty:
         geometry = _polygonal(make_valid(geometry.simplify(simplify, preserve_topology=True)))
-        geometry = MultiPolygon([part for part in geometry.geoms if part.area >= min_area])
+        geometry = MultiPolygon([_fill_small_holes(part, min_area) for part in geometry.geoms if part.area >= min_area])
     if len(geometry.geoms) == 1:
         return geometry.geoms[0]
     return geometry

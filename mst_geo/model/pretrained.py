@@ -15,6 +15,7 @@ from pathlib import Path
 
 import timm
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from timm.layers import resample_abs_pos_embed
 from timm.layers.patch_embed import resample_patch_embed
@@ -41,7 +42,10 @@ def read_vit_state_dict(source: str | Path | Mapping) -> dict[str, torch.Tensor]
     path = Path(source).expanduser()
     if path.is_file():
         if path.suffix == ".safetensors":
-            return _unwrap(load_file(str(path)))
+            try:
+                return _unwrap(load_file(str(path)))
+            except SafetensorError as err:
+                raise CheckpointError(f"not a readable safetensors file ({err})", path) from None
         try:
             return _unwrap(torch.load(path, map_location="cpu", weights_only=True))
         except (pickle.UnpicklingError, RuntimeError, EOFError) as err:

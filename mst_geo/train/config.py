@@ -19,7 +19,7 @@ import yaml
 
 from mst_geo.clicks.sampler import MultiPointSampler
 from mst_geo.errors import MSTGeoError
-from mst_geo.model.config import PRESETS, MSTConfig
+from mst_geo.model.config import PRESETS, MSTConfig, preset_config
 
 
 @dataclass
@@ -200,6 +200,15 @@ def _check_ranges(config: TrainConfig) -> None:
     if not 0 < config.data.val_fraction < 1:
         raise MSTGeoError(f"'data.val_fraction' must be in (0, 1), got {config.data.val_fraction}",
                           source)
+    lists = {
+        "data.datasets": (config.data.datasets, str, None),
+        "data.scale_range": (config.data.scale_range, float, 2),
+        "data.contrast": (config.data.contrast, float, 2),
+        "optim.betas": (config.optim.betas, float, 2),
+        "optim.lr_drop_epochs": (config.optim.lr_drop_epochs, float, None),
+    }
+    for key, (values, kind, length) in lists.items():
+        _check_list(key, values, kind, length, source)
     low, high = config.data.scale_range
     if not 0 < low <= high:
         raise MSTGeoError("'data.scale_range' must be [low, high] with 0 < low <= high", source)
@@ -211,6 +220,18 @@ def _check_ranges(config: TrainConfig) -> None:
     unknown = sorted(set(config.model.overrides) - {f.name for f in dataclasses.fields(MSTConfig)})
     if unknown:
         raise MSTGeoError(f"'model.overrides' has unknown MSTConfig field(s): {', '.join(unknown)}", source)
+    try:
+        preset_config(config.model.preset, **config.model.overrides)
+    except (ValueError, TypeError) as error:
+        raise MSTGeoError(f"'model.overrides' do not make a valid {config.model.preset}: {error}", source) from None
+
+
+def _check_list(key: str, values: list, kind: type, length: int | None, source: str | None) -> None:
+    """A list key holds ``length`` items (any number when None) of ``kind`` (ints count as floats)."""
+    wrong_kind = any(not _accepts(kind, value) for value in values)
+    if wrong_kind or (length is not None and len(values) != length):
+        what = f"{length} " if length is not None else ""
+        raise MSTGeoError(f"'{key}' must be a list of {what}{kind.__name__}s, got {values!r}", source)
 
 
 def parse_override(item: str) -> tuple[str, Any]:
@@ -218,7 +239,10 @@ def parse_override(item: str) -> tuple[str, Any]:
     key, sep, text = item.partition("=")
     if not sep or not key.strip():
         raise MSTGeoError(f"override '{item}' must look like section.key=value")
-    return key.strip(), yaml.safe_load(text)
+    try:
+        return key.strip(), yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise MSTGeoError(f"override '{item}': the value is not valid YAML ({str(error).splitlines()[0]})") from None
 
 
 def _nest(overrides: dict[str, Any]) -> dict:
@@ -229,6 +253,8 @@ def _nest(overrides: dict[str, Any]) -> dict:
         node = nested
         for part in parents:
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise MSTGeoError(f"override '{dotted}' conflicts with another override that sets '{part}' itself")
         node[leaf] = value
     return nested
 
@@ -239,7 +265,9 @@ def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None)
     if not path.is_file():
         raise MSTGeoError("training config not found", path)
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise MSTGeoError("not a text (UTF-8 YAML) file", path) from None
     except yaml.YAMLError as error:
         raise MSTGeoError(f"not valid YAML ({error.__class__.__name__}: "
                           f"{str(error).splitlines()[0]})", path) from None

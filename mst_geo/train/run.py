@@ -27,6 +27,7 @@ from lightning.pytorch.callbacks import (
     OnExceptionCheckpoint,
     TQDMProgressBar,
 )
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from safetensors import SafetensorError, safe_open
 
@@ -160,27 +161,30 @@ def build_trainer(config: TrainConfig, out: Path,
                                          mode="min"))
     if on_gpu(config):
         torch.set_float32_matmul_precision("high")
-    return L.Trainer(
-        accelerator=trainer.accelerator,
-        devices=trainer.devices,
-        num_nodes=trainer.num_nodes,
-        strategy=trainer.strategy,
-        precision=resolve_precision(config),
-        max_steps=trainer.max_steps,
-        max_time=None if trainer.max_minutes is None else dt.timedelta(minutes=trainer.max_minutes),
-        max_epochs=-1,
-        val_check_interval=trainer.val_every_steps if validate else None,
-        check_val_every_n_epoch=None,
-        limit_val_batches=1.0 if validate else 0,
-        num_sanity_val_steps=0,
-        log_every_n_steps=trainer.log_every_steps,
-        gradient_clip_val=trainer.grad_clip,
-        use_distributed_sampler=False,
-        callbacks=callbacks,
-        logger=build_loggers(out),
-        default_root_dir=out,
-        enable_model_summary=False,
-    )
+    try:
+        return L.Trainer(
+            accelerator=trainer.accelerator,
+            devices=trainer.devices,
+            num_nodes=trainer.num_nodes,
+            strategy=trainer.strategy,
+            precision=resolve_precision(config),
+            max_steps=trainer.max_steps,
+            max_time=None if trainer.max_minutes is None else dt.timedelta(minutes=trainer.max_minutes),
+            max_epochs=-1,
+            val_check_interval=trainer.val_every_steps if validate else None,
+            check_val_every_n_epoch=None,
+            limit_val_batches=1.0 if validate else 0,
+            num_sanity_val_steps=0,
+            log_every_n_steps=trainer.log_every_steps,
+            gradient_clip_val=trainer.grad_clip,
+            use_distributed_sampler=False,
+            callbacks=callbacks,
+            logger=build_loggers(out),
+            default_root_dir=out,
+            enable_model_summary=False,
+        )
+    except (ValueError, ImportError, MisconfigurationException) as error:  # "bf17", no GPU, no torch_xla
+        raise MSTGeoError(f"trainer settings: {str(error).splitlines()[0]}", config.source) from None
 
 
 def hardware(trainer: L.Trainer) -> str:
@@ -224,6 +228,8 @@ def train(config: TrainConfig, resume: str | None = None,
     ``out``), so nothing is silently continued or overwritten.
     """
     out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise MSTGeoError("the run folder (--out) is a file", out)
     if resume:
         resume_path = find_resume_checkpoint(resume, out)
     else:
@@ -234,10 +240,10 @@ def train(config: TrainConfig, resume: str | None = None,
     if config.trainer.cpu_threads and not on_gpu(config):
         torch.set_num_threads(config.trainer.cpu_threads)
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
+    trainer = build_trainer(config, out, callbacks)  # first: a bad device/precision fails at once
     data = ClickDataModule(config)
     data.setup("fit")
     module = ClickTrainingModule(build_model(config), config)
-    trainer = build_trainer(config, out, callbacks)
     with warnings.catch_warnings():
         # With OnExceptionCheckpoint present Lightning turns ckpt_path=None into "last" and warns;
         # a fresh run was checked above to have no checkpoint, so there is nothing to warn about.

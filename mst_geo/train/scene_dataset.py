@@ -46,6 +46,8 @@ def read_labels(labels: str | Path, scene_crs) -> gpd.GeoDataFrame:
         frame = gpd.read_file(path)
     except Exception as error:  # pyogrio raises several types for unreadable files
         raise MSTGeoError(f"cannot read these labels ({str(error).splitlines()[0]})", path) from None
+    if not isinstance(frame, gpd.GeoDataFrame):
+        raise MSTGeoError("labels hold no geometry column (a table without polygons)", path)
     if frame.crs is None:
         raise MSTGeoError("labels have no CRS; save them with one (any CRS works)", path)
     frame = frame[frame.geometry.notna() & ~frame.geometry.is_empty]
