@@ -69,6 +69,17 @@ def write_scene(path: Path, size: int, compress: str) -> None:
     partial.rename(path)
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS. Linux: VmHWM, which starts afresh at exec; ``ru_maxrss`` would
+    carry over the parent's peak at fork (the parent that just wrote a 40 000² scene)."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def measure(scene: Path, clicks: Path, model: str, device: str, out: Path, threads: int) -> dict:
     """Segment ``clicks`` on ``scene`` in this process; timings and this process's peak RSS."""
     import geopandas as gpd
@@ -81,7 +92,7 @@ def measure(scene: Path, clicks: Path, model: str, device: str, out: Path, threa
     start = time.perf_counter()
     with Segmenter(scene, model=model, device=device) as seg:
         opened, opened_cpu = time.perf_counter(), time.process_time()
-        rss_open = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rss_open = peak_rss_mb()
         objects = seg.load_clicks(clicks)
         segmented, segmented_cpu = time.perf_counter(), time.process_time()
         seg.save(out, overwrite=True)
@@ -92,7 +103,7 @@ def measure(scene: Path, clicks: Path, model: str, device: str, out: Path, threa
         "cpu_seconds_per_object": (segmented_cpu - opened_cpu) / len(objects),
         "objects": len(objects),
         "peak_rss_open_mb": rss_open,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
         "areas_m2": dict(zip(frame["object"].astype(str), frame["area_m2"].round(1))),
         "windows": {str(obj): int(max(seg.mask(obj).window.width, seg.mask(obj).window.height)) for obj in objects},
     }
