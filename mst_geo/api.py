@@ -25,6 +25,7 @@ from mst_geo.geo.io import (
     MAX_MASK_OBJECTS,
     ObjectRecord,
     atomic_output,
+    check_mask_objects,
     mask_cog_to_file,
     polygons_frame,
     polygons_to_file,
@@ -205,8 +206,13 @@ class Segmenter:
         if not self._clicks:
             raise MSTGeoError("no objects to save: add clicks first", path)
         driver = vector_driver(path)
+        for output in (path, mask_path):
+            if output is not None:
+                check_output(output, overwrite)
+        if mask_path is not None:
+            check_mask_objects(len(self._clicks), mask_path)
         frame = self.polygons()
-        with contextlib.ExitStack() as outputs:  # both files are renamed into place, or neither
+        with contextlib.ExitStack() as outputs:  # a failed write leaves neither file
             if mask_path is not None:
                 masks = [(self._results[obj].window, self._results[obj].mask) for obj in self._clicks]
                 raster = self.raster

@@ -19,7 +19,8 @@ from mst_geo.errors import MSTGeoError
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a fresh temporary path beside ``path`` (not yet created, so writers and GDAL drivers
     create it with the usual permissions); rename it onto ``path`` only if the block succeeds.
-    Leftovers (the temp file and driver side files such as ``-wal``) are removed either way."""
+    Leftovers (the temp file and driver side files such as ``-wal``) are removed either way; a
+    failed write (an ``OSError``) becomes a one-line error naming ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
@@ -29,6 +30,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield temporary
         os.replace(temporary, path)
+    except OSError as error:  # disk full, permissions: name the file the user asked for
+        raise MSTGeoError(f"cannot write it ({error.strerror or error})", path) from None
     finally:
         for leftover in temporary.parent.iterdir():
             if leftover.name.startswith(temporary.name):

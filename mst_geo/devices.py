@@ -15,7 +15,7 @@ def torch_device(device: str | torch.device) -> torch.device:
         raise MSTGeoError(f"unknown device {device!r} (use cpu, cuda, cuda:1 or mps)") from None
     available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
     if not available.get(parsed.type, False):
-        raise MSTGeoError(f"device {str(device)!r} is not available on this machine (use --device cpu)")
+        raise MSTGeoError(f"device {str(device)!r} is not available on this machine (use cpu)")
     if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
         raise MSTGeoError(f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return parsed

@@ -83,15 +83,28 @@ def test_bad_output_paths(tmp_path, records):
         write_polygons(frame, locked / "out.gpkg")
 
 
-def test_failed_write_leaves_the_previous_output_untouched(tmp_path):
-    """A write that fails half-way (the 256th object does not fit in uint8) removes its temp files."""
+def test_failed_write_leaves_the_previous_output_untouched(tmp_path, monkeypatch):
+    """A write that fails half-way (the COG copy after the staging grid) removes its temp files,
+    keeps the previous output and names the target, not the temporary file."""
     path = write_mask_cog(tmp_path / "mask.tif", UTM, TRANSFORM, 64, 64, [(Window(0, 0, 8, 8), np.ones((8, 8), bool))])
-    too_many = [(Window(k % 64, k // 64, 1, 1), np.ones((1, 1), bool)) for k in range(256)]
-    with pytest.raises(MSTGeoError, match="at most 255 objects"):
-        write_mask_cog(path, UTM, TRANSFORM, 64, 64, too_many, overwrite=True)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(rasterio.shutil, "copy", disk_full)
+    with pytest.raises(MSTGeoError, match="cannot write it") as error:
+        write_mask_cog(path, UTM, TRANSFORM, 64, 64, [(Window(0, 0, 16, 16), np.ones((16, 16), bool))], overwrite=True)
+    assert str(error.value).startswith(str(path))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.tif"]
     with rasterio.open(path) as grid:
         assert (grid.read(1) == 1).sum() == 64
+
+
+def test_too_many_objects_for_a_mask_write_nothing(tmp_path):
+    too_many = [(Window(k % 64, k // 64, 1, 1), np.ones((1, 1), bool)) for k in range(256)]
+    with pytest.raises(MSTGeoError, match="at most 255 objects"):
+        write_mask_cog(tmp_path / "mask.tif", UTM, TRANSFORM, 64, 64, too_many)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_mask_cog_on_the_scene_grid(tmp_path):

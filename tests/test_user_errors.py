@@ -28,7 +28,7 @@ def test_bench_out_that_is_a_file(cli, tmp_path, iseg_root):
     assert_one_line_error(result, str(taken), "--out must be a folder")
     assert taken.read_text() == "something else"
     result = cli("bench", "report", tmp_path, "--to", taken)
-    assert_one_line_error(result, str(taken), "--out must be a folder")
+    assert_one_line_error(result, str(taken), "--to must be a folder")
 
 
 def test_bench_interrupt_says_how_to_resume(cli, tmp_path, iseg_root, monkeypatch):
@@ -108,7 +108,7 @@ def test_failed_polygon_write_leaves_no_mask_either(cli, tmp_path, naip_scene, t
     out = tmp_path / "out"
     result = cli("segment", naip_scene, "--clicks", clicks, "-o", out / "o.gpkg", "--mask-out", out / "m.tif",
                  "--model", tiny_checkpoint, "-q", "--no-resume")
-    assert_one_line_error(result, "No space left on device")
+    assert_one_line_error(result, str(out / "o.gpkg"), "cannot write it (No space left on device)")
     assert sorted(path.name for path in out.iterdir()) == []
 
 

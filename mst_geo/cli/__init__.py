@@ -1,8 +1,8 @@
 """The ``mst-geo`` command line: each sub-command lives in its own module and only parses flags.
 
-User errors (``MSTGeoError``) and file-system errors (a path that cannot be read or written) are
-printed as one line on stderr with exit code 2, Ctrl-C as one line with exit code 130 (commands
-that resume say how); anything else is a bug and keeps its traceback.
+User errors (``MSTGeoError``) and file-system errors about a named path are printed as one line
+on stderr with exit code 2; Ctrl-C exits with code 130 (the resumable commands say how to resume);
+anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -30,14 +30,14 @@ def main() -> None:
     try:
         app()
     except MSTGeoError as error:
-        _fail(str(error), 2)
+        _fail(str(error))
     except OSError as error:
-        where = f"{error.filename}: " if error.filename else ""
-        _fail(f"{where}{error.strerror or error}", 2)
-    except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        if error.filename is None:  # not about a path the user gave: a bug, keep the traceback
+            raise
+        _fail(f"{error.filename}: {error.strerror or error}")
 
 
-def _fail(message: str, code: int) -> None:
+def _fail(message: str) -> None:
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    sys.exit(code)
+    sys.exit(2)
+

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from mst_geo.cli import app
+from mst_geo.cli.interrupts import resume_hint_on_interrupt
 
 bench_app = typer.Typer(help="Benchmarks: NoC@85/90/95 with baselines, and model speed.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -34,12 +35,12 @@ def _shard(text: str) -> tuple[int, int]:
     return index, count
 
 
-def _check_out_dir(path: Path) -> None:
+def _check_out_dir(path: Path, flag: str) -> None:
     """Refuse an output folder that is a file, before any work."""
     from mst_geo.errors import MSTGeoError
 
     if path.exists() and not path.is_dir():
-        raise MSTGeoError("--out must be a folder, this is a file", path)
+        raise MSTGeoError(f"{flag} must be a folder, this is a file", path)
 
 
 @bench_app.command("noc")
@@ -91,17 +92,14 @@ def noc_command(
         raise MSTGeoError("--scene and --labels go together (a GeoTIFF and its polygons)")
     if datasets is None:
         datasets = "" if scene is not None else "GrabCut,Berkeley"
-    _check_out_dir(out)
-    try:
+    _check_out_dir(out, "--out")
+    with resume_hint_on_interrupt(f"rerun the same command to resume with the objects already in {out}"):
         results = run_noc_benchmark(
             split_names(model), split_names([datasets]), out,
             scenes=[] if scene is None else [(scene, labels)], data_root=data_root, max_clicks=max_clicks,
             thresholds=_thresholds(iou), device=device, limit=limit, zoom_in=zoom_in, flip=flip,
             shard=_shard(shard),
         )
-    except KeyboardInterrupt:
-        typer.echo(f"interrupted: rerun the same command to resume with the objects already in {out}", err=True)
-        raise typer.Exit(130) from None
     typer.echo((out / "results.md").read_text())
     typer.echo(f"wrote {out}/results.json, results.csv, results.md, miou_vs_clicks.png ({len(results)} methods)")
 
@@ -122,7 +120,7 @@ def report_command(
     from mst_geo.bench.suite import rewrite_report
 
     if to is not None:
-        _check_out_dir(to)
+        _check_out_dir(to, "--to")
     rewrite_report(out, to, _thresholds(iou), common=common)
     typer.echo(((to or out) / "results.md").read_text())
 
@@ -144,12 +142,11 @@ def speed_command(
     """
     import json
 
-    from mst_geo.atomic import write_text_atomic
+    from mst_geo.atomic import check_output, write_text_atomic
     from mst_geo.bench.methods import split_names
     from mst_geo.bench.speed import format_table, run_speed_benchmark
     from mst_geo.devices import torch_device
     from mst_geo.errors import MSTGeoError
-    from mst_geo.atomic import check_output
     from mst_geo.model import list_presets
 
     names = split_names([presets])

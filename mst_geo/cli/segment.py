@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from mst_geo.cli import app
+from mst_geo.cli.interrupts import resume_hint_on_interrupt
 
 
 @app.command()
@@ -53,15 +54,12 @@ def segment(
     from mst_geo.geo.raster import parse_bands
 
     out = out or Path(f"{scene.stem}_objects.gpkg")
-    try:
+    with resume_hint_on_interrupt("rerun the same command to resume with the objects already finished"):
         frame = segment_scene(
             scene, clicks, out, clicks_crs=clicks_crs, model=model, bands=parse_bands(bands), device=device,
             simplify=simplify, min_area=min_area, mask_out=mask_out, overwrite=overwrite, progress=not quiet,
             resume=resume,
         )
-    except KeyboardInterrupt:
-        typer.echo("interrupted: rerun the same command to resume with the objects already finished", err=True)
-        raise typer.Exit(130) from None
     empty = int(frame.geometry.is_empty.sum())
     typer.echo(f"wrote {len(frame)} objects to {out}" + (f" and the mask to {mask_out}" if mask_out else ""))
     if empty:

@@ -96,22 +96,28 @@ def write_mask_cog(
     overwrite: bool = False,
 ) -> Path:
     """Rasterise object masks onto the scene grid as a uint8 COG, atomically (see ``mask_cog_to_file``)."""
+    check_mask_objects(len(masks), path)
     with atomic_output(path, overwrite) as temporary:
         mask_cog_to_file(temporary, crs, transform, width, height, masks)
     return Path(path)
 
 
+def check_mask_objects(count: int, path: str | Path) -> None:
+    """Refuse more objects than a uint8 mask can number, before anything is written."""
+    if count > MAX_MASK_OBJECTS:
+        raise MSTGeoError(f"a uint8 mask holds at most {MAX_MASK_OBJECTS} objects, got {count}", path)
+
+
 def mask_cog_to_file(
     path: Path, crs: CRS, transform: Affine, width: int, height: int, masks: Sequence[tuple[Window, np.ndarray]]
 ) -> None:
-    """Rasterise object masks onto the scene grid as a uint8 COG (0 background, k = k-th object).
+    """Rasterise object masks onto the scene grid as a uint8 COG (0 background, k = k-th object;
+    at most ``MAX_MASK_OBJECTS``, see ``check_mask_objects``).
 
     Each mask covers a scene ``Window`` (possibly decimated: it is upsampled by nearest
     neighbour). The grid is built in a sparse tiled GeoTIFF window by window, so memory stays
     bounded by one object's window whatever the scene size, then copied to a COG.
     """
-    if len(masks) > MAX_MASK_OBJECTS:
-        raise MSTGeoError(f"a uint8 mask holds at most {MAX_MASK_OBJECTS} objects, got {len(masks)}", path)
     staging = path.with_name(path.name + ".staging.tif")
     profile = dict(
         driver="GTiff", dtype="uint8", count=1, crs=crs, transform=transform, width=width, height=height,

@@ -161,13 +161,14 @@ def build_trainer(config: TrainConfig, out: Path,
                                          mode="min"))
     if on_gpu(config):
         torch.set_float32_matmul_precision("high")
+    precision, loggers = resolve_precision(config), build_loggers(out)
     try:
         return L.Trainer(
             accelerator=trainer.accelerator,
             devices=trainer.devices,
             num_nodes=trainer.num_nodes,
             strategy=trainer.strategy,
-            precision=resolve_precision(config),
+            precision=precision,
             max_steps=trainer.max_steps,
             max_time=None if trainer.max_minutes is None else dt.timedelta(minutes=trainer.max_minutes),
             max_epochs=-1,
@@ -179,7 +180,7 @@ def build_trainer(config: TrainConfig, out: Path,
             gradient_clip_val=trainer.grad_clip,
             use_distributed_sampler=False,
             callbacks=callbacks,
-            logger=build_loggers(out),
+            logger=loggers,
             default_root_dir=out,
             enable_model_summary=False,
         )
