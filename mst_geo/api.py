@@ -17,14 +17,13 @@ from pyproj import CRS
 from tqdm.auto import tqdm
 
 import mst_geo
-from mst_geo.atomic import check_output
+from mst_geo.atomic import atomic_path, check_output
 from mst_geo.clicks.predictor import Predictor
 from mst_geo.devices import torch_device
 from mst_geo.errors import MSTGeoError
 from mst_geo.geo.io import (
     MAX_MASK_OBJECTS,
     ObjectRecord,
-    atomic_output,
     check_mask_objects,
     mask_cog_to_file,
     polygons_frame,
@@ -212,15 +211,15 @@ class Segmenter:
         if mask_path is not None:
             check_mask_objects(len(self._clicks), mask_path)
         frame = self.polygons()
-        with contextlib.ExitStack() as outputs:  # a failed write leaves neither file
+        with contextlib.ExitStack() as outputs:  # checked above; a failed write leaves neither file
             if mask_path is not None:
                 masks = [(self._results[obj].window, self._results[obj].mask) for obj in self._clicks]
                 raster = self.raster
                 mask_cog_to_file(
-                    outputs.enter_context(atomic_output(mask_path, overwrite)),
+                    outputs.enter_context(atomic_path(mask_path)),
                     self.crs, raster.transform, raster.width, raster.height, masks,
                 )
-            polygons_to_file(frame, outputs.enter_context(atomic_output(path, overwrite)), driver)
+            polygons_to_file(frame, outputs.enter_context(atomic_path(path)), driver)
         return Path(path)
 
     def run_key(self) -> dict[str, Any] | None:

@@ -82,7 +82,7 @@ def write_polygons(frame: gpd.GeoDataFrame, path: str | Path, overwrite: bool = 
 
 
 def polygons_to_file(frame: gpd.GeoDataFrame, path: Path, driver: str) -> None:
-    """Write the polygons table to ``path`` as it is (callers make it atomic)."""
+    """Write the polygons table to ``path`` as it is (callers pass an ``atomic_path`` temporary)."""
     frame.to_file(path, driver=driver, engine="pyogrio", layer="objects" if driver == "GPKG" else None)
 
 
@@ -112,26 +112,24 @@ def mask_cog_to_file(
     path: Path, crs: CRS, transform: Affine, width: int, height: int, masks: Sequence[tuple[Window, np.ndarray]]
 ) -> None:
     """Rasterise object masks onto the scene grid as a uint8 COG (0 background, k = k-th object;
-    at most ``MAX_MASK_OBJECTS``, see ``check_mask_objects``).
+    at most ``MAX_MASK_OBJECTS``, see ``check_mask_objects``) at ``path``, an ``atomic_path``
+    temporary: its side files (the staging grid) are cleaned up with it.
 
     Each mask covers a scene ``Window`` (possibly decimated: it is upsampled by nearest
     neighbour). The grid is built in a sparse tiled GeoTIFF window by window, so memory stays
     bounded by one object's window whatever the scene size, then copied to a COG.
     """
-    staging = path.with_name(path.name + ".staging.tif")
+    staging = path.with_name(path.name + ".staging.tif")  # atomic_path removes it with the temporary
     profile = dict(
         driver="GTiff", dtype="uint8", count=1, crs=crs, transform=transform, width=width, height=height,
         nodata=None, tiled=True, blockxsize=512, blockysize=512, compress="deflate", sparse_ok=True,
     )  # fmt: skip
-    try:
-        with rasterio.open(staging, "w+", **profile) as grid:
-            for value, (window, mask) in enumerate(masks, start=1):
-                native = _upsample(mask, int(window.height), int(window.width))
-                current = grid.read(1, window=window)
-                grid.write(np.where(native, np.uint8(value), current), 1, window=window)
-        rasterio.shutil.copy(staging, path, driver="COG", compress="deflate", overview_resampling="nearest")
-    finally:
-        staging.unlink(missing_ok=True)
+    with rasterio.open(staging, "w+", **profile) as grid:
+        for value, (window, mask) in enumerate(masks, start=1):
+            native = _upsample(mask, int(window.height), int(window.width))
+            current = grid.read(1, window=window)
+            grid.write(np.where(native, np.uint8(value), current), 1, window=window)
+    rasterio.shutil.copy(staging, path, driver="COG", compress="deflate", overview_resampling="nearest")
 
 
 def _upsample(mask: np.ndarray, height: int, width: int) -> np.ndarray:
