@@ -1,0 +1,55 @@
+"""NoC of checkpoints on the held-out slice of the training sets: how a training phase is chosen.
+
+GrabCut and Berkeley are never used to pick weights (issue 6); this script scores candidates on
+objects of COCO_MVal/DUTS_TR/CCP that training never saw, at their original resolution, with the
+bench's clicker and predictor. Not a test: run it by hand and copy the numbers into the recipe.
+
+    python scripts/heldout_noc.py runs/shipped_cpu4/model.safetensors runs/shipped_cpu5/model.safetensors
+    python scripts/heldout_noc.py default --count 100 --val-list packs/cpu320/val.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mst_geo.bench.loop import evaluate_instance
+from mst_geo.bench.noc import clicks_to_reach
+from mst_geo.clicks.predictor import Predictor
+from mst_geo.model import resolve_model
+from mst_geo.train.datamodule import HeldOutInstances
+from mst_geo.train.instances import build_split
+from mst_geo.train.samples import IsegObjects
+
+DATASETS = ["COCO_MVal", "DUTS_TR", "CCP"]
+MIOU_AT = (1, 3, 5, 10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", nargs="+", help="Checkpoint paths or 'default'.")
+    parser.add_argument("--data-root", type=Path, default=Path("../shared/data/iseg"))
+    parser.add_argument("--val-list", type=Path, default=Path("packs/cpu320/val.txt"),
+                        help="Held-out names, as the training pack wrote them (missing: the hash rule).")
+    parser.add_argument("--count", type=int, default=100, help="Held-out objects, spread over the slice.")
+    parser.add_argument("--max-clicks", type=int, default=20)
+    args = parser.parse_args()
+
+    torch.set_num_threads(1)
+    _, val = build_split(args.data_root, DATASETS, 0.05, val_list=args.val_list if args.val_list.is_file() else None)
+    held_out = HeldOutInstances(IsegObjects(val), args.count)
+    for name in args.models:
+        model, _ = resolve_model(name)
+        rows = np.array([evaluate_instance(Predictor(model), held_out[i], args.max_clicks)[0]
+                         for i in range(len(held_out))])
+        noc = {t: np.mean([clicks_to_reach(r, t, args.max_clicks) for r in rows]) for t in (0.85, 0.9)}
+        miou = " ".join(f"{rows[:, k - 1].mean():.3f}" for k in MIOU_AT)
+        print(f"{name}: n={len(rows)} NoC@85 {noc[0.85]:.2f} NoC@90 {noc[0.9]:.2f} "
+              f"mIoU@{','.join(map(str, MIOU_AT))} {miou}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
