@@ -24,56 +24,20 @@ import statistics
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import psutil
-import rasterio
-from affine import Affine
 from fastapi.testclient import TestClient
-from rasterio.enums import Resampling
 from rasterio.windows import Window
-from tqdm import tqdm
 
 from mst_geo.api import Segmenter
 from mst_geo.app.server import create_app
+from upsample import write_upsampled  # scripts/upsample.py
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "naip_scene.tif"
 CROP = Window(211, 0, 723, 723)  # holds the scene's largest pond (rows 68..446, cols 565..813)
 LAKE_PIXEL = (280, 699 - 211)  # a pixel inside that pond, in crop coordinates (row, col)
 HOUSE_PIXEL = (351.5, 364.5)  # inside a pond of 42 x 44 px in the example scene
-BLOCK = 1024
 VIEWPORT = (1280, 800)  # browser map size in px
-
-
-def write_large_scene(path: Path, side: int) -> None:
-    """The example's crop resampled to ``side`` px, tiled JPEG with overviews; written once, atomically."""
-    if path.exists():
-        return
-    with rasterio.open(EXAMPLE) as src:
-        crop = np.moveaxis(src.read((1, 2, 3), window=CROP), 0, -1)
-        transform = src.window_transform(CROP) * Affine.scale(CROP.width / side, CROP.height / side)
-        crs = src.crs
-    factor = side / CROP.width
-    profile = dict(
-        driver="GTiff", width=side, height=side, count=3, dtype="uint8", crs=crs, transform=transform,
-        tiled=True, blockxsize=512, blockysize=512, compress="JPEG", photometric="YCBCR", jpeg_quality=85,
-        BIGTIFF="YES",
-    )
-    partial = path.with_suffix(".partial.tif")
-    with rasterio.open(partial, "w", **profile) as dst:
-        blocks = [(row, col) for row in range(0, side, BLOCK) for col in range(0, side, BLOCK)]
-        for row, col in tqdm(blocks, desc=f"writing {side}² scene", unit="block"):
-            height, width = min(BLOCK, side - row), min(BLOCK, side - col)
-            # map each output pixel centre back into the crop (bilinear upsampling of one block)
-            map_x = ((np.arange(col, col + width) + 0.5) / factor - 0.5).astype(np.float32)
-            map_y = ((np.arange(row, row + height) + 0.5) / factor - 0.5).astype(np.float32)
-            grid_x, grid_y = np.meshgrid(map_x, map_y)
-            block = cv2.remap(crop, grid_x, grid_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-            dst.write(np.moveaxis(block, -1, 0), window=Window(col, row, width, height))
-        levels = [2**i for i in range(1, 12) if side / 2**i >= 256]
-        print(f"building overviews {levels} ...", flush=True)
-        dst.build_overviews(levels, Resampling.average)
-    partial.rename(path)
 
 
 def pan(client: TestClient, scene: dict, zoom: int, views: int) -> tuple[list[float], list[float], float]:
@@ -146,7 +110,9 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     scene_path = args.workdir / f"scene_{args.side}.tif"
     # written in a child process, so GDAL's cache and freed arrays do not inflate the RSS measured here
-    writer = multiprocessing.get_context("spawn").Process(target=write_large_scene, args=(scene_path, args.side))
+    writer = multiprocessing.get_context("spawn").Process(
+        target=write_upsampled, args=(EXAMPLE, scene_path, args.side / CROP.width, CROP)
+    )
     writer.start()
     writer.join()
     if writer.exitcode != 0:

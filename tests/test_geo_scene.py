@@ -48,6 +48,30 @@ class MagicWand:
         return (filled[1:-1, 1:-1] > 0).astype(np.float32)
 
 
+class ShortSightedWand(MagicWand):
+    """A magic wand that sees only ``reach`` of its view's side around each positive click.
+
+    This is how a learned model fails on a first click in open water: where its view holds no
+    edge of the object it draws a blob of a fixed size in input pixels, which grows with the view,
+    and it is less sure of that blob (probability 0.6) than of a region it saw whole (1.0).
+    """
+
+    def __init__(self, reach: float = 0.15):
+        super().__init__()
+        self.reach = reach
+
+    def predict(self, clicks: Sequence[Click], prev_mask: np.ndarray | None = None) -> np.ndarray:
+        filled = super().predict(clicks, prev_mask) > 0
+        rows, cols = np.ogrid[: filled.shape[0], : filled.shape[1]]
+        radius = self.reach * max(filled.shape)
+        near = np.zeros(filled.shape, bool)
+        for click in clicks:
+            if click.positive:
+                near |= (rows - click.y) ** 2 + (cols - click.x) ** 2 <= radius**2
+        confidence = 0.6 if (filled & ~near).any() else 1.0
+        return (filled & near) * np.float32(confidence)
+
+
 class BrightFill:
     """Pixels brighter than 0.6 (stretched) connected to a positive click: bare soil, gravel roads."""
 
@@ -107,6 +131,26 @@ def test_pond_larger_than_the_first_window_comes_out_whole(raster, naip_scene):
     assert_in_place(mask_to_polygon(result.mask, result.transform), pond, raster, 40.5, 860.5, min_iou=0.85)
 
 
+def test_first_click_finds_the_scale_of_an_object_larger_than_the_view(raster):
+    """A wand that sees 20 % of its view around the click never reaches the border of any window,
+    so border growth alone keeps a 124 px blob of the pond (42 x 44 px) and its shore. The scale
+    search tries larger views (the blob grows with them until the whole region is in reach) and
+    keeps the one the wand is surest of, the closest that holds the whole region: what a wand
+    with unlimited sight finds."""
+    segmenter = ObjectSegmenter(raster, ShortSightedWand(reach=0.2), input_size=64)
+    clicks = scene_clicks(raster, (351.5, 364.5, True))
+    result = segmenter.add(None, clicks)
+    whole = ObjectSegmenter(raster, MagicWand(), input_size=64).segment(clicks)
+    found, expected = (mask_to_polygon(r.mask, r.transform) for r in (result, whole))
+    assert found.intersection(expected).area / found.union(expected).area > 0.65  # seen 4x decimated: blockier
+    assert found.area > 8 * 124 * 25  # the blob border growth alone keeps is 124 px (of 25 m²)
+    assert found.contains(Point(*(raster.transform @ (364.5, 351.5))))
+    assert result.window.width == 256 and result.scale == (4.0, 4.0)  # the closest view with the region in reach
+
+    second = segmenter.add(result, [*clicks, *scene_clicks(raster, (345.5, 360.5, True))])
+    assert second.window == result.window  # a later click keeps the view the first one found
+
+
 def test_small_roof_stays_in_a_native_window(raster, naip_scene):
     wand = MagicWand(tolerance=20)
     segmenter = ObjectSegmenter(raster, wand, input_size=64)
@@ -157,7 +201,7 @@ def test_one_model_call_per_click_while_the_window_stays(raster, tiny_checkpoint
     calls = []
     predict = predictor.predict
     predictor.predict = lambda clicks, prev=None: calls.append(len(clicks)) or predict(clicks, prev)
-    segmenter = ObjectSegmenter(raster, predictor, input_size=224, max_side=224)  # no growth
+    segmenter = ObjectSegmenter(raster, predictor, input_size=224, max_side=112)  # no growth, no scale search
     clicks = scene_clicks(raster, (360.5, 460.5, True), (380.5, 470.5, False), (350.5, 450.5, True))
     result = None
     for count in range(1, 4):

@@ -1,0 +1,123 @@
+"""Benchmark of the scene workflow across object scales: IoU after each click, as `segment` runs it.
+
+Not a test: run it by hand and copy the figures into the README.
+
+    python scripts/bench_first_click.py                                  # example scene, 1x/4x/16x
+    python scripts/bench_first_click.py --scene s.tif --labels l.gpkg --factors 1,8 --model ckpt.safetensors
+
+`mst-geo bench noc --scene` measures the model on a crop twice each object's size; this measures
+what an analyst gets from `mst-geo segment` and the app, where the model only sees the adaptive
+window around the clicks (``mst_geo.geo.scene``). Each labelled polygon is clicked by the RITM
+simulated user (the first click at the object's most interior point, each next one in the largest
+error) on the scene and on copies upsampled ``--factors`` times (same georeferencing, so the
+labels still fit and a 40 px pond becomes a 640 px lake). IoU is measured on the polygons in
+map units, so a mask that leaks far outside the object counts in full.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import rasterio.features
+import torch
+from affine import Affine
+from shapely.geometry.base import BaseGeometry
+from tqdm import tqdm
+
+from mst_geo.api import Segmenter
+from mst_geo.clicks.simulator import next_click
+from upsample import write_upsampled  # scripts/upsample.py
+
+ROOT = Path(__file__).parents[1]
+GRID = 256
+"""Side of the raster on which the simulated user looks for the largest error (2x the object's box)."""
+
+
+def object_grid(geometry: BaseGeometry) -> tuple[np.ndarray, Affine]:
+    """The object rasterised on a GRID² square twice its bounding box, and that square's transform."""
+    left, bottom, right, top = geometry.bounds
+    side = 2 * max(right - left, top - bottom)
+    transform = Affine(side / GRID, 0, (left + right - side) / 2, 0, -side / GRID, (bottom + top + side) / 2)
+    return rasterio.features.rasterize([geometry], (GRID, GRID), transform=transform).astype(bool), transform
+
+
+def click_object(segmenter: Segmenter, geometry: BaseGeometry, clicks: int) -> tuple[list[float], list[float]]:
+    """IoU and seconds after each of ``clicks`` simulated clicks on one object."""
+    truth, transform = object_grid(geometry)
+    predicted = np.zeros_like(truth)
+    clicked, ious, seconds, object_id = [], [], [], None
+    for _ in range(clicks):
+        click = next_click(truth, predicted, clicked=clicked)
+        clicked.append(click)
+        x, y = transform * (click.x + 0.5, click.y + 0.5)
+        start = time.perf_counter()
+        object_id = segmenter.add_click(x, y, positive=click.positive, object=object_id)
+        seconds.append(time.perf_counter() - start)
+        polygons = segmenter.polygons()
+        shape = polygons.loc[polygons["object"] == object_id, "geometry"].iloc[0]
+        if shape is None or shape.is_empty:
+            ious.append(0.0)
+            predicted = np.zeros_like(truth)
+        else:
+            ious.append(shape.intersection(geometry).area / shape.union(geometry).area)
+            predicted = rasterio.features.rasterize([shape], truth.shape, transform=transform).astype(bool)
+    return ious, seconds
+
+
+def measure(scene: Path, labels: gpd.GeoDataFrame, model: str, clicks: int) -> dict:
+    """Per-object IoU/seconds per click on ``scene`` and their summary."""
+    with Segmenter(scene, model=model) as segmenter:
+        pixel_area = abs(segmenter.transform.a * segmenter.transform.e)
+        polygons = labels.to_crs(segmenter.crs).geometry
+        rows = [click_object(segmenter, geometry, clicks) for geometry in tqdm(polygons, desc=scene.name, unit="object")]
+    ious = np.array([iou for iou, _ in rows])
+    first = [seconds[0] for _, seconds in rows]
+    later = [s for _, seconds in rows for s in seconds[1:]]
+    return {
+        "scene": str(scene),
+        "objects": len(rows),
+        "median_object_px": float(np.median(np.sqrt(polygons.area / pixel_area))),
+        "miou_per_click": ious.mean(axis=0).round(3).tolist(),
+        "iou_at_1": ious[:, 0].round(3).tolist(),
+        "median_s_first_click": statistics.median(first),
+        "median_s_later_clicks": statistics.median(later) if later else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scene", type=Path, default=ROOT / "examples" / "naip_scene.tif")
+    parser.add_argument("--labels", type=Path, default=ROOT / "examples" / "water_labels.geojson")
+    parser.add_argument("--factors", default="1,4,16", help="Upsampling factors, comma-separated (1: the scene itself).")
+    parser.add_argument("--clicks", type=int, default=3, help="Simulated clicks per object.")
+    parser.add_argument("--model", default="default", help="Checkpoint path or preset name.")
+    parser.add_argument("--threads", type=int, default=1, help="Torch CPU threads.")
+    parser.add_argument("--workdir", type=Path, default=Path("bench_out/first_click"), help="Upsampled scenes and JSON.")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    labels = gpd.read_file(args.labels)
+    results = []
+    for factor in (int(text) for text in args.factors.split(",")):
+        scene = args.scene
+        if factor != 1:
+            scene = args.workdir / f"{args.scene.stem}_x{factor}.tif"
+            write_upsampled(args.scene, scene, factor)
+        result = {"factor": factor, **measure(scene, labels, args.model, args.clicks)}
+        results.append(result)
+        print(f"x{factor}: objects {result['objects']}, median {result['median_object_px']:.0f} px across, "
+              f"mIoU per click {result['miou_per_click']}, s/click first {result['median_s_first_click']:.2f} "
+              f"later {result['median_s_later_clicks'] or 0:.2f}", flush=True)
+    out = args.workdir / "first_click.json"
+    out.write_text(json.dumps({"model": args.model, "clicks": args.clicks, "results": results}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
