@@ -113,27 +113,31 @@ class ObjectSegmenter:
         else:
             floor = 0 if previous is None else max(previous.window.width, previous.window.height)
             result = self._replay(self._initial_window(clicks, floor), clicks)
-        return self._frame(result, find_scale=previous is None)
-
-    def _frame(self, result: ObjectMask, find_scale: bool) -> ObjectMask:
-        """The result grown until the object is inside its window and, with ``find_scale`` (a
-        first click), re-run on larger views to pick the object's scale (module docstring)."""
         result = self._grow_past_border(result)
-        if not find_scale:
-            return result
+        return self._find_scale(result) if previous is None else result
+
+    def _find_scale(self, result: ObjectMask) -> ObjectMask:
+        """A first click's ``result`` re-run on doubling views; the most confident framed view wins."""
         views, stable_at = [result], None
-        while self._can_grow(views[-1].window) and (stable_at is None or len(views) <= stable_at + VIEWS_PAST_STABLE):
+        while self._can_grow(views[-1].window):
+            if stable_at is not None and len(views) > stable_at + VIEWS_PAST_STABLE:
+                break
             view = views[-1]
             larger = self._replay(self._grown_window(view), view.clicks)
             view_growth = _area(larger.window) / _area(view.window)
-            area = self._object_area(larger)
-            if view_growth < MIN_VIEW_GROWTH or area == 0:
+            if view_growth < MIN_VIEW_GROWTH or self._object_area(larger) == 0:
                 break  # the scene's edge (too small a step to compare), or lost from further away (a thin road)
-            if stable_at is None and not self._touches_border(view) and area < GROWS_WITH_VIEW * view_growth * self._object_area(view):
+            if stable_at is None and self._stays_put(view, larger, view_growth):
                 stable_at = len(views) - 1
             views.append(larger)
         framed = [view for view in views if not self._touches_border(view)] or [result]
         return max(framed, key=lambda view: view.score)  # the first (closest) of equally confident views
+
+    def _stays_put(self, view: ObjectMask, larger: ObjectMask, view_growth: float) -> bool:
+        """Whether ``view`` frames the object and it grows much less than the view into ``larger``."""
+        if self._touches_border(view):
+            return False
+        return self._object_area(larger) < GROWS_WITH_VIEW * view_growth * self._object_area(view)
 
     def _grow_past_border(self, result: ObjectMask) -> ObjectMask:
         """The result re-run on doubled windows while the object reaches the window's border."""
