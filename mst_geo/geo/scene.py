@@ -8,12 +8,13 @@ a blob of a few input pixels where its view holds no edge of the object (a click
 and that blob grows with the view while a framed object stays the same. So a first click is
 re-run on views doubling from the first one that frames the object, up to ``VIEWS_PAST_STABLE``
 doublings past the first view whose object stays the same in the next, and the view where the
-model is most confident (mean probability over the object, as SAM ranks its masks by predicted
-IoU) wins. The constants were chosen on the example scene's ponds upsampled 1x/4x/8x/16x
-(``scripts/bench_first_click.py``): one-click mIoU 0.68/0.04/0.03/0.00 with border growth alone,
-0.73/0.68/0.65/0.69 with the search. A 40 px house and a 10 000 px lake both come out whole from
-one click and an input of the same size. Each window runs the clicks one model call per click
-with the previous mask fed back.
+model is most confident wins (mean probability over the mask, as SAM ranks its masks by
+predicted IoU; the closest of views within ``SCORE_TIE``). The constants were chosen on the
+example scene's ponds upsampled 1x/4x/8x/16x (``scripts/bench_first_click.py``, shipped model):
+one-click mIoU 0.62/0.16/0.02/0.01 with border growth alone, 0.67/0.61/0.54/0.45 with the
+search. A 40 px house and a 10 000 px lake both come out whole from one click and an input of
+the same size. Each window runs the clicks one model call per click with the previous mask fed
+back.
 
 An object's result is a pure function of its clicks: ``ObjectSegmenter.add`` extends a result by
 one click (one model call when the window stays), and replaying the clicks one by one gives
@@ -52,6 +53,10 @@ a framed object stays the same."""
 VIEWS_PAST_STABLE = 3
 """A first click tries views up to this many doublings past the first one whose object stays the
 same (all views up to the largest when none does)."""
+
+SCORE_TIE = 0.01
+"""Views whose scores (mean probability over the mask, 0.5-0.75 in practice) differ by less than
+this are equally confident, and the closest one wins: it is sharper and has less to leak into."""
 
 MIN_VIEW_GROWTH = 2.0
 """Views whose areas differ less than this (clipped by the scene's edge) cannot tell the two apart."""
@@ -131,7 +136,8 @@ class ObjectSegmenter:
                 stable_at = len(views) - 1
             views.append(larger)
         framed = [view for view in views if not self._touches_border(view)] or [result]
-        return max(framed, key=lambda view: view.score)  # the first (closest) of equally confident views
+        best = max(view.score for view in framed)
+        return next(view for view in framed if view.score >= best - SCORE_TIE)  # the closest of the most confident
 
     def _stays_put(self, view: ObjectMask, larger: ObjectMask, view_growth: float) -> bool:
         """Whether ``view`` frames the object and it grows much less than the view into ``larger``."""
