@@ -12,8 +12,8 @@ model is most confident wins (mean probability over the mask, as SAM ranks its m
 predicted IoU; the closest of views within ``SCORE_TIE``). The constants were chosen on the
 example scene's ponds upsampled 1x/4x/8x/16x (``scripts/bench_first_click.py``, shipped model):
 one-click mIoU 0.62/0.16/0.02/0.01 with border growth alone, 0.67/0.61/0.54/0.45 with the
-search. A 40 px house and a 10 000 px lake both come out whole from one click and an input of
-the same size. Each window runs the clicks one model call per click with the previous mask fed
+search. So one click can cut a 40 px house or a lake many model inputs across, from an input
+of the same size. Each window runs the clicks one model call per click with the previous mask fed
 back.
 
 An object's result is a pure function of its clicks: ``ObjectSegmenter.add`` extends a result by
