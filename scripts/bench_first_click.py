@@ -2,7 +2,7 @@
 
 Not a test: run it by hand and copy the figures into the README.
 
-    python scripts/bench_first_click.py                                  # example scene, 1x/4x/16x
+    python scripts/bench_first_click.py                                  # example scene, 1x/4x/8x/16x
     python scripts/bench_first_click.py --scene s.tif --labels l.gpkg --factors 1,8 --model ckpt.safetensors
 
 `mst-geo bench noc --scene` measures the model on a crop twice each object's size; this measures
@@ -94,7 +94,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scene", type=Path, default=ROOT / "examples" / "naip_scene.tif")
     parser.add_argument("--labels", type=Path, default=ROOT / "examples" / "water_labels.geojson")
-    parser.add_argument("--factors", default="1,4,16", help="Upsampling factors, comma-separated (1: the scene itself).")
+    parser.add_argument("--factors", default="1,4,8,16", help="Upsampling factors, comma-separated (1: the scene itself).")
     parser.add_argument("--clicks", type=int, default=3, help="Simulated clicks per object.")
     parser.add_argument("--model", default="default", help="Checkpoint path or preset name.")
     parser.add_argument("--threads", type=int, default=1, help="Torch CPU threads.")

@@ -87,7 +87,9 @@ def test_default_model_segments_a_grabcut_image_with_three_clicks(iseg_root):
 
 def upsampled_crop(scene: Path, around: BaseGeometry, factor: int, path: Path) -> Path:
     """A GeoTIFF of ``scene`` around ``around`` (with a margin of a quarter of its perimeter),
-    upsampled ``factor`` times with the georeferencing kept, so labels still fit."""
+    upsampled ``factor`` times with the georeferencing kept, so labels still fit. (The benchmark's
+    ``scripts/upsample.py`` does this block by block for huge scenes; tests cannot import scripts/,
+    and a crop this small is one rasterio read.)"""
     with rasterio.open(scene) as src:
         window = from_bounds(*around.buffer(around.length / 4).bounds, src.transform)
         window = window.round_offsets().round_lengths().intersection(Window(0, 0, src.width, src.height))

@@ -24,6 +24,7 @@ zoom-in crop is carried in each result for that reason: objects share one predic
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -214,7 +215,7 @@ class ObjectSegmenter:
         scale_r, scale_c = result.scale
         height, width = result.probability.shape
         pixels = [
-            (int((click.row - result.window.row_off) / scale_r), int((click.col - result.window.col_off) / scale_c))
+            (math.floor((click.row - result.window.row_off) / scale_r), math.floor((click.col - result.window.col_off) / scale_c))
             for click in result.clicks
             if click.positive
         ]
