@@ -4,6 +4,7 @@ Not a test: run it by hand and copy the figures into the README.
 
     python scripts/bench_first_click.py                                  # example scene, 1x/4x/8x/16x
     python scripts/bench_first_click.py --scene s.tif --labels l.gpkg --factors 1,8 --model ckpt.safetensors
+    python scripts/bench_first_click.py --heldout 80 --factors 1,4 --clicks 5   # natural images
 
 `mst-geo bench noc --scene` measures the model on a crop twice each object's size; this measures
 what an analyst gets from `mst-geo segment` and the app, where the model only sees the adaptive
@@ -11,7 +12,10 @@ window around the clicks (``mst_geo.geo.scene``). Each labelled polygon is click
 simulated user (the first click at the object's most interior point, each next one in the largest
 error) on the scene and on copies upsampled ``--factors`` times (same georeferencing, so the
 labels still fit and a 40 px pond becomes a 640 px lake). IoU is measured on the polygons in
-map units, so a mask that leaks far outside the object counts in full.
+map units, so a mask that leaks far outside the object counts in full. ``--heldout N`` measures
+another kind of imagery the same way: N objects of the training sets' held-out slice (the
+photos ``scripts/heldout_noc.py`` scores, never trained on), each image written as a GeoTIFF
+(1 m pixels, UTM) with its object's polygon.
 """
 
 from __future__ import annotations
@@ -27,14 +31,19 @@ import numpy as np
 import rasterio.features
 import torch
 from affine import Affine
+from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
+from shapely.ops import unary_union
 from tqdm import tqdm
 
+from heldout_noc import held_out_objects  # scripts/heldout_noc.py
 from mst_geo.api import Segmenter
-from mst_geo.clicks.simulator import next_click
+from mst_geo.clicks.simulator import next_click, split_mask
 from upsample import write_upsampled  # scripts/upsample.py
 
 ROOT = Path(__file__).parents[1]
+HELDOUT_CRS = "EPSG:32633"
+"""Any metric CRS: the held-out photos have no georeference of their own."""
 GRID = 256
 """Side of the raster on which the simulated user looks for the largest error (2x the object's box)."""
 
@@ -70,24 +79,49 @@ def click_object(segmenter: Segmenter, geometry: BaseGeometry, clicks: int) -> t
     return ious, seconds
 
 
-def measure(scene: Path, labels: gpd.GeoDataFrame, model: str, clicks: int) -> dict:
-    """Per-object IoU/seconds per click on ``scene`` and their summary."""
-    with Segmenter(scene, model=model) as segmenter:
-        pixel_area = abs(segmenter.transform.a * segmenter.transform.e)
-        polygons = labels.to_crs(segmenter.crs).geometry
-        rows = [click_object(segmenter, geometry, clicks) for geometry in tqdm(polygons, desc=scene.name, unit="object")]
+def measure(scenes: list[tuple[Path, gpd.GeoDataFrame]], model: str, clicks: int) -> dict:
+    """Per-object IoU/seconds per click over every labelled polygon of ``scenes``, and their summary."""
+    rows, sizes = [], []
+    for scene, labels in tqdm(scenes, desc="scenes", unit="scene", disable=len(scenes) == 1):
+        with Segmenter(scene, model=model) as segmenter:
+            pixel_area = abs(segmenter.transform.a * segmenter.transform.e)
+            polygons = labels.to_crs(segmenter.crs).geometry
+            rows += [click_object(segmenter, geometry, clicks)
+                     for geometry in tqdm(polygons, desc=scene.name, unit="object", disable=len(scenes) > 1)]
+            sizes += np.sqrt(polygons.area / pixel_area).tolist()
     ious = np.array([iou for iou, _ in rows])
     first = [seconds[0] for _, seconds in rows]
     later = [s for _, seconds in rows for s in seconds[1:]]
     return {
-        "scene": str(scene),
+        "scenes": [str(scene) for scene, _ in scenes],
         "objects": len(rows),
-        "median_object_px": float(np.median(np.sqrt(polygons.area / pixel_area))),
+        "median_object_px": float(np.median(sizes)),
         "miou_per_click": ious.mean(axis=0).round(3).tolist(),
         "iou_at_1": ious[:, 0].round(3).tolist(),
         "median_s_first_click": statistics.median(first),
         "median_s_later_clicks": statistics.median(later) if later else None,
     }
+
+
+def heldout_scenes(count: int, workdir: Path) -> list[tuple[Path, gpd.GeoDataFrame]]:
+    """The first ``count`` held-out objects as GeoTIFF scenes (written once) with their polygons."""
+    objects = held_out_objects(ROOT.parent / "shared" / "data" / "iseg", ROOT / "packs" / "cpu320" / "val.txt", count)
+    scenes = []
+    for index in range(len(objects)):
+        scene, labels = workdir / f"heldout{index}.tif", workdir / f"heldout{index}.geojson"
+        if not labels.exists():
+            instance = objects[index]
+            truth, _ = split_mask(instance.mask)
+            height, width = truth.shape
+            transform = Affine(1, 0, 500_000, 0, -1, 4_000_000 + height)
+            with rasterio.open(scene, "w", driver="GTiff", width=width, height=height, count=3, dtype="uint8",
+                               crs=HELDOUT_CRS, transform=transform) as out:
+                out.write(np.moveaxis(instance.image, 2, 0))
+            parts = [shape(part) for part, value in rasterio.features.shapes(truth.astype(np.uint8), mask=truth,
+                                                                               transform=transform) if value]
+            gpd.GeoDataFrame(geometry=[unary_union(parts)], crs=HELDOUT_CRS).to_file(labels)
+        scenes.append((scene, gpd.read_file(labels)))
+    return scenes
 
 
 def main() -> None:
@@ -99,17 +133,22 @@ def main() -> None:
     parser.add_argument("--model", default="default", help="Checkpoint path or preset name.")
     parser.add_argument("--threads", type=int, default=1, help="Torch CPU threads.")
     parser.add_argument("--workdir", type=Path, default=Path("bench_out/first_click"), help="Upsampled scenes and JSON.")
+    parser.add_argument("--heldout", type=int, default=0, help="Measure N held-out photos instead of --scene/--labels.")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.workdir.mkdir(parents=True, exist_ok=True)
-    labels = gpd.read_file(args.labels)
+    if args.heldout:
+        originals = heldout_scenes(args.heldout, args.workdir)
+    else:
+        originals = [(args.scene, gpd.read_file(args.labels))]
     results = []
     for factor in (int(text) for text in args.factors.split(",")):
-        scene = args.scene
+        scenes = originals
         if factor != 1:
-            scene = args.workdir / f"{args.scene.stem}_x{factor}.tif"
-            write_upsampled(args.scene, scene, factor)
-        result = {"factor": factor, **measure(scene, labels, args.model, args.clicks)}
+            scenes = [(args.workdir / f"{scene.stem}_x{factor}.tif", labels) for scene, labels in originals]
+            for (original, _), (upsampled, _) in zip(originals, scenes):
+                write_upsampled(original, upsampled, factor)
+        result = {"factor": factor, **measure(scenes, args.model, args.clicks)}
         results.append(result)
         print(f"x{factor}: objects {result['objects']}, median {result['median_object_px']:.0f} px across, "
               f"mIoU per click {result['miou_per_click']}, s/click first {result['median_s_first_click']:.2f} "

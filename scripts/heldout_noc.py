@@ -28,6 +28,12 @@ DATASETS = ["COCO_MVal", "DUTS_TR", "CCP"]
 MIOU_AT = (1, 3, 5, 10)
 
 
+def held_out_objects(data_root: Path, val_list: Path, count: int) -> HeldOutInstances:
+    """``count`` objects spread over the held-out slice (``val_list`` as the pack wrote it, else the hash rule)."""
+    _, val = build_split(data_root, DATASETS, 0.05, val_list=val_list if val_list.is_file() else None)
+    return HeldOutInstances(IsegObjects(val), count)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", help="Checkpoint paths or 'default'.")
@@ -36,14 +42,18 @@ def main() -> None:
                         help="Held-out names, as the training pack wrote them (missing: the hash rule).")
     parser.add_argument("--count", type=int, default=100, help="Held-out objects, spread over the slice.")
     parser.add_argument("--max-clicks", type=int, default=20)
+    parser.add_argument("--flip", action="store_true", help="Average each prediction with its mirror image.")
+    parser.add_argument("--zoom-min-crop", type=int, default=200, help="Smallest zoom-in crop side, px.")
+    parser.add_argument("--zoom-expansion", type=float, default=1.4, help="Zoom-in crop around the mask, x.")
     args = parser.parse_args()
 
     torch.set_num_threads(1)
-    _, val = build_split(args.data_root, DATASETS, 0.05, val_list=args.val_list if args.val_list.is_file() else None)
-    held_out = HeldOutInstances(IsegObjects(val), args.count)
+    held_out = held_out_objects(args.data_root, args.val_list, args.count)
     for name in args.models:
         model, _ = resolve_model(name)
-        rows = np.array([evaluate_instance(Predictor(model), held_out[i], args.max_clicks)[0]
+        predictor = Predictor(model, flip=args.flip, zoom_min_crop=args.zoom_min_crop,
+                              zoom_expansion=args.zoom_expansion)
+        rows = np.array([evaluate_instance(predictor, held_out[i], args.max_clicks)[0]
                          for i in range(len(held_out))])
         noc = {t: np.mean([clicks_to_reach(r, t, args.max_clicks) for r in rows]) for t in (0.85, 0.9)}
         miou = " ".join(f"{rows[:, k - 1].mean():.3f}" for k in MIOU_AT)

@@ -14,14 +14,15 @@ import cv2
 import numpy as np
 import pytest
 import rasterio
+from rasterio.windows import Window
 from scipy import ndimage
 from shapely.geometry import Point
 
 from mst_geo.clicks.click import Click
 from mst_geo.clicks.predictor import Predictor
 from mst_geo.geo.prompts import PixelMapper
-from mst_geo.geo.raster import SceneRaster
-from mst_geo.geo.scene import ObjectSegmenter
+from mst_geo.geo.raster import SceneRaster, WindowImage
+from mst_geo.geo.scene import ObjectMask, ObjectSegmenter, resample_probability
 from mst_geo.geo.vectorize import mask_to_polygon
 from mst_geo.model import load_checkpoint
 
@@ -148,7 +149,11 @@ def test_first_click_finds_the_scale_of_an_object_larger_than_the_view(raster):
     assert result.window.width == 256 and result.scale == (4.0, 4.0)  # the closest view with the region in reach
 
     second = segmenter.add(result, [*clicks, *scene_clicks(raster, (345.5, 360.5, True))])
-    assert second.window == result.window  # a later click keeps the view the first one found
+    assert second.scale[0] < 1.1 and second.window.width < result.window.width  # zoomed in to about native pixels
+    left, bottom, right, top = found.bounds  # ... on a square that holds all the first click found
+    window_left, window_top = second.transform * (0, 0)
+    window_right, window_bottom = second.transform * second.probability.shape[::-1]
+    assert window_left <= left and right <= window_right and window_bottom <= bottom and top <= window_top
 
 
 def test_small_roof_stays_in_a_native_window(raster, naip_scene):
@@ -181,7 +186,7 @@ def test_growth_never_loses_a_thin_object(raster):
 def test_windows_stay_inside_the_scene(raster):
     segmenter = ObjectSegmenter(raster, MagicWand(), input_size=64)
     for row, col in [(0.5, 0.5), (722.5, 933.5), (300.5, 0.5)]:
-        window = segmenter._initial_window(scene_clicks(raster, (row, col, True)), floor=0)
+        window = segmenter._initial_window(scene_clicks(raster, (row, col, True)))
         assert window.col_off >= 0 and window.row_off >= 0
         assert window.col_off + window.width <= raster.width and window.row_off + window.height <= raster.height
         assert (window.width, window.height) == (32, 32)
@@ -216,3 +221,22 @@ def test_one_model_call_per_click_while_the_window_stays(raster, tiny_checkpoint
     replayed = segmenter.segment(clicks)
     np.testing.assert_array_equal(replayed.probability, result.probability)
     assert replayed.zoom == result.zoom and other.window != result.window
+
+
+def test_zoomed_window_gets_the_previous_mask_at_the_same_map_position(raster):
+    """A later click's prior is the previous probability resampled onto the zoomed window: a
+    linear ramp on a 2x decimated window must come back as the same ramp at each native pixel's
+    centre (bilinear is exact on a ramp), and 0 outside the old window."""
+    old = Window(100, 200, 128, 128)
+    rows, cols = np.mgrid[0:64, 0:64].astype(np.float32)
+    previous = ObjectMask(rows + 10 * cols, np.ones((64, 64), bool), old, raster.transform, clicks=())
+    new = Window(140, 240, 32, 32)
+    image = WindowImage(np.zeros((32, 32, 3), np.float32), np.ones((32, 32), bool), new, raster.transform)
+    prior = resample_probability(previous, image)
+    centre_rows, centre_cols = np.mgrid[0:32, 0:32] + 0.5
+    expected_rows = (new.row_off + centre_rows - old.row_off) / 2 - 0.5  # the old mask's pixel at that spot
+    expected_cols = (new.col_off + centre_cols - old.col_off) / 2 - 0.5
+    np.testing.assert_allclose(prior, expected_rows + 10 * expected_cols, atol=1e-4)
+
+    outside = WindowImage(np.zeros((8, 8, 3), np.float32), np.ones((8, 8), bool), Window(300, 400, 8, 8), raster.transform)
+    assert not resample_probability(previous, outside).any()

@@ -10,11 +10,21 @@ re-run on views doubling from the first one that frames the object, up to ``VIEW
 doublings past the first view whose object stays the same in the next, and the view where the
 model is most confident wins (mean probability over the mask, as SAM ranks its masks by
 predicted IoU; the closest of views within ``SCORE_TIE``). The constants were chosen on the
-example scene's ponds upsampled 1x/4x/8x/16x (``scripts/bench_first_click.py``, shipped model):
-one-click mIoU 0.62/0.16/0.02/0.01 with border growth alone, 0.67/0.61/0.54/0.45 with the
-search. So one click can cut a 40 px house or a lake many model inputs across, from an input
-of the same size. Each window runs the clicks one model call per click with the previous mask fed
-back.
+example scene's ponds upsampled 1x/4x/8x/16x (``scripts/bench_first_click.py``, shipped model)
+and checked on 80 held-out photos at 1x/4x (``--heldout 80``): one-click mIoU on the ponds
+0.62/0.16/0.02/0.01 with border growth alone, 0.67/0.61/0.64/0.64 with the search (0.42/0.32
+on the photos; 3 views past the stable one instead of 4 gave 0.55/0.45 on the larger ponds
+and 0.28 on the 4x photos). So one click can cut a 40 px house or a lake many model inputs
+across, from an input of the same size.
+
+Later clicks zoom in, as RITM's evaluation does inside an image: each runs on a square
+``ZOOM_EXPANSION`` times the box of the object and its positive clicks (at least half a model
+input), with the previous probability resampled onto it as the prior mask, so boundaries are
+refined at up to native resolution however large the first view was. The window stays while it
+holds that square and is at most ``ZOOM_KEEP`` times its side. Measured with the same benchmark
+and on 80 held-out natural images (``mst_geo.train`` never saw them) written as GeoTIFFs at 1x
+and 4x: mIoU after 5 clicks 0.851 against 0.828 when later clicks kept the first view (mean of
+the six sets; 0.688 against 0.695 after 2 clicks).
 
 An object's result is a pure function of its clicks: ``ObjectSegmenter.add`` extends a result by
 one click (one model call when the window stays), and replaying the clicks one by one gives
@@ -51,13 +61,19 @@ GROWS_WITH_VIEW = 0.75
 grows with the view: a blob drawn where no edge is in sight grows like the view (4x per doubling),
 a framed object stays the same."""
 
-VIEWS_PAST_STABLE = 3
+VIEWS_PAST_STABLE = 4
 """A first click tries views up to this many doublings past the first one whose object stays the
 same (all views up to the largest when none does)."""
 
 SCORE_TIE = 0.01
 """Views whose scores (mean probability over the mask, 0.5-0.75 in practice) differ by less than
 this are equally confident, and the closest one wins: it is sharper and has less to leak into."""
+
+ZOOM_EXPANSION = 1.4
+"""A later click's window is this many times the object's box (RITM's zoom-in expansion)."""
+
+ZOOM_KEEP = 2.0
+"""The current window stays for a later click while its side is at most this many zoom squares."""
 
 MIN_VIEW_GROWTH = 2.0
 """Views whose areas differ less than this (clipped by the scene's edge) cannot tell the two apart."""
@@ -114,13 +130,9 @@ class ObjectSegmenter:
     def add(self, previous: ObjectMask | None, clicks: Sequence[SceneClick]) -> ObjectMask:
         """Extend ``previous`` (the result for ``clicks[:-1]``, None for the first) by the last click."""
         clicks = tuple(clicks)
-        if previous is not None and self._keeps_window(previous.window, clicks[-1]):
-            result = self._predict(previous.window, clicks, previous)
-        else:
-            floor = 0 if previous is None else max(previous.window.width, previous.window.height)
-            result = self._replay(self._initial_window(clicks, floor), clicks)
-        result = self._grow_past_border(result)
-        return self._find_scale(result) if previous is None else result
+        if previous is None:
+            return self._find_scale(self._grow_past_border(self._replay(self._initial_window(clicks), clicks)))
+        return self._grow_past_border(self._predict(self._later_window(previous, clicks), clicks, previous))
 
     def _find_scale(self, result: ObjectMask) -> ObjectMask:
         """A first click's ``result`` re-run on doubling views; the most confident framed view wins."""
@@ -149,20 +161,46 @@ class ObjectSegmenter:
     def _grow_past_border(self, result: ObjectMask) -> ObjectMask:
         """The result re-run on doubled windows while the object reaches the window's border."""
         while self._touches_border(result) and self._can_grow(result.window):
-            grown = self._replay(self._grown_window(result), result.clicks)
+            window = self._grown_window(result)
+            if len(result.clicks) == 1:  # a first click starts afresh: views are compared without a prior
+                grown = self._replay(window, result.clicks)
+            else:  # a later click keeps what the earlier ones drew
+                grown = self._predict(window, result.clicks, result)
             if not self._object_part(grown).any():  # decimation lost the object (a thin road): keep the sharper view
                 break
             result = grown
         return result
 
     # -- windows --------------------------------------------------------------------------------
-    def _initial_window(self, clicks: Sequence[SceneClick], floor: int) -> Window:
-        """A square around the clicks: half a model input, or twice their spread, or ``floor``."""
+    def _initial_window(self, clicks: Sequence[SceneClick]) -> Window:
+        """A square around the clicks: half a model input, or twice their spread."""
         rows = [c.row for c in clicks]
         cols = [c.col for c in clicks]
         spread = max(max(rows) - min(rows), max(cols) - min(cols))
-        side = max(self.input_size // 2, int(2 * spread) + 1, floor)
+        side = max(self.input_size // 2, int(2 * spread) + 1)
         return self._square((min(rows) + max(rows)) / 2, (min(cols) + max(cols)) / 2, side)
+
+    def _later_window(self, previous: ObjectMask, clicks: Sequence[SceneClick]) -> Window:
+        """The window for a later click: RITM's zoom-in at scene level. A square ``ZOOM_EXPANSION``
+        times the box of the object and the positive clicks (at least half a model input), so the
+        model refines the boundary at up to native resolution; the current window stays while it
+        holds that square and is at most ``ZOOM_KEEP`` times its side."""
+        current = previous.window
+        boxes = [(c.row, c.col, c.row + 1, c.col + 1) for c in clicks if c.positive]
+        rows, cols = np.nonzero(self._object_part(previous))
+        if not rows.size and all(_holds(current, Window(box[1], box[0], 1, 1)) for box in boxes):
+            return current  # no object to zoom onto yet: the view the first click chose is the best guess
+        if rows.size:
+            (scale_r, scale_c) = previous.scale
+            boxes.append((current.row_off + rows.min() * scale_r, current.col_off + cols.min() * scale_c,
+                          current.row_off + (rows.max() + 1) * scale_r, current.col_off + (cols.max() + 1) * scale_c))
+        top, left = min(b[0] for b in boxes), min(b[1] for b in boxes)
+        bottom, right = max(b[2] for b in boxes), max(b[3] for b in boxes)
+        side = max(ZOOM_EXPANSION * max(bottom - top, right - left), self.input_size // 2)
+        zoom = self._square((top + bottom) / 2, (left + right) / 2, min(self.max_side, math.ceil(side)))
+        if _holds(current, zoom) and max(current.width, current.height) <= ZOOM_KEEP * max(zoom.width, zoom.height):
+            return current
+        return zoom
 
     def _grown_window(self, result: ObjectMask) -> Window:
         """A window ``GROWTH`` times larger, centred on the object's part inside the old one (on the
@@ -184,14 +222,6 @@ class ObjectSegmenter:
         row = int(np.clip(round(centre_row - side / 2), 0, max(0, height - side)))
         col = int(np.clip(round(centre_col - side / 2), 0, max(0, width - side)))
         return Window(col, row, min(side, width - col), min(side, height - row))
-
-    def _keeps_window(self, window: Window, click: SceneClick) -> bool:
-        """Whether a new click lies well inside the window (an eighth of a side from its edges)."""
-        margin_r, margin_c = window.height / 8, window.width / 8
-        return (
-            window.row_off + margin_r <= click.row < window.row_off + window.height - margin_r
-            and window.col_off + margin_c <= click.col < window.col_off + window.width - margin_c
-        )
 
     def _can_grow(self, window: Window) -> bool:
         covers_scene = window.width >= self.raster.width and window.height >= self.raster.height
@@ -252,8 +282,14 @@ class ObjectSegmenter:
             Click(y=(c.row - window.row_off) / scale_r, x=(c.col - window.col_off) / scale_c, positive=c.positive)
             for c in clicks
         ]
-        prior = previous.probability if previous is not None else None
-        self.predictor.roi = previous.zoom if previous is not None else None  # this object's crop, not another's
+        same_window = previous is not None and previous.window == window
+        if previous is None:
+            prior = None
+        elif same_window:
+            prior = previous.probability
+        else:
+            prior = resample_probability(previous, image)
+        self.predictor.roi = previous.zoom if same_window else None  # this object's crop, not another's
         probability = self.predictor.predict(model_clicks, prior).astype(np.float32, copy=False)
         return ObjectMask(probability, image.valid, image.window, image.transform, clicks, self.predictor.roi)
 
@@ -264,6 +300,21 @@ class ObjectSegmenter:
             self.predictor.set_image(self._image.image)
             self._image_window = window
         return self._image
+
+
+def resample_probability(previous: ObjectMask, image: WindowImage) -> np.ndarray:
+    """``previous``'s probability on ``image``'s pixel grid (bilinear; 0 outside its window)."""
+    (old_r, old_c), (new_r, new_c) = previous.scale, image.scale
+    offset = ((image.window.row_off - previous.window.row_off + 0.5 * new_r) / old_r - 0.5,
+              (image.window.col_off - previous.window.col_off + 0.5 * new_c) / old_c - 0.5)
+    return ndimage.affine_transform(previous.probability, (new_r / old_r, new_c / old_c), offset,
+                                    output_shape=image.valid.shape, order=1, mode="constant", cval=0.0)
+
+
+def _holds(outer: Window, inner: Window) -> bool:
+    return (outer.row_off <= inner.row_off and outer.col_off <= inner.col_off
+            and inner.row_off + inner.height <= outer.row_off + outer.height
+            and inner.col_off + inner.width <= outer.col_off + outer.width)
 
 
 def _area(window: Window) -> float:
