@@ -103,12 +103,12 @@ def measure(scenes: list[tuple[Path, gpd.GeoDataFrame]], model: str, clicks: int
     }
 
 
-def heldout_scenes(count: int, workdir: Path) -> list[tuple[Path, gpd.GeoDataFrame]]:
-    """The first ``count`` held-out objects as GeoTIFF scenes (written once) with their polygons."""
-    objects = held_out_objects(ROOT.parent / "shared" / "data" / "iseg", ROOT / "packs" / "cpu320" / "val.txt", count)
+def heldout_scenes(count: int, data_root: Path, val_list: Path, workdir: Path) -> list[tuple[Path, gpd.GeoDataFrame]]:
+    """``count`` held-out objects spread over the slice, as GeoTIFF scenes (written once) with their polygons."""
+    objects = held_out_objects(data_root, val_list, count)
     scenes = []
-    for index in range(len(objects)):
-        scene, labels = workdir / f"heldout{index}.tif", workdir / f"heldout{index}.geojson"
+    for index in range(len(objects)):  # the picks depend on count: so do the names
+        scene, labels = workdir / f"heldout{count}_{index}.tif", workdir / f"heldout{count}_{index}.geojson"
         if not labels.exists():
             instance = objects[index]
             truth, _ = split_mask(instance.mask)
@@ -134,11 +134,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="Torch CPU threads.")
     parser.add_argument("--workdir", type=Path, default=Path("bench_out/first_click"), help="Upsampled scenes and JSON.")
     parser.add_argument("--heldout", type=int, default=0, help="Measure N held-out photos instead of --scene/--labels.")
+    parser.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data" / "iseg",
+                        help="RITM-layout training sets (--heldout).")
+    parser.add_argument("--val-list", type=Path, default=ROOT / "packs" / "cpu320" / "val.txt",
+                        help="Held-out names as the training pack wrote them (missing: the hash rule).")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.workdir.mkdir(parents=True, exist_ok=True)
     if args.heldout:
-        originals = heldout_scenes(args.heldout, args.workdir)
+        originals = heldout_scenes(args.heldout, args.data_root, args.val_list, args.workdir)
     else:
         originals = [(args.scene, gpd.read_file(args.labels))]
     results = []

@@ -24,6 +24,7 @@ from mst_geo.train.datamodule import HeldOutInstances
 from mst_geo.train.instances import build_split
 from mst_geo.train.samples import IsegObjects
 
+ROOT = Path(__file__).parents[1]
 DATASETS = ["COCO_MVal", "DUTS_TR", "CCP"]
 MIOU_AT = (1, 3, 5, 10)
 
@@ -37,8 +38,8 @@ def held_out_objects(data_root: Path, val_list: Path, count: int) -> HeldOutInst
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", help="Checkpoint paths or 'default'.")
-    parser.add_argument("--data-root", type=Path, default=Path("../shared/data/iseg"))
-    parser.add_argument("--val-list", type=Path, default=Path("packs/cpu320/val.txt"),
+    parser.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data" / "iseg")
+    parser.add_argument("--val-list", type=Path, default=ROOT / "packs" / "cpu320" / "val.txt",
                         help="Held-out names, as the training pack wrote them (missing: the hash rule).")
     parser.add_argument("--count", type=int, default=100, help="Held-out objects, spread over the slice.")
     parser.add_argument("--max-clicks", type=int, default=20)

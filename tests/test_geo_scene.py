@@ -43,9 +43,8 @@ class MagicWand:
         filled = np.zeros((height + 2, width + 2), np.uint8)
         flags = 4 | cv2.FLOODFILL_MASK_ONLY | cv2.FLOODFILL_FIXED_RANGE | (255 << 8)
         for click in clicks:
-            if click.positive:
-                seed = (min(int(click.x), width - 1), min(int(click.y), height - 1))
-                cv2.floodFill(self.image, filled, seed, 0, self.tolerance, self.tolerance, flags)
+            if click.positive and 0 <= click.y < height and 0 <= click.x < width:  # as the Predictor: clicks in view
+                cv2.floodFill(self.image, filled, (int(click.x), int(click.y)), 0, self.tolerance, self.tolerance, flags)
         return (filled[1:-1, 1:-1] > 0).astype(np.float32)
 
 
@@ -240,3 +239,20 @@ def test_zoomed_window_gets_the_previous_mask_at_the_same_map_position(raster):
 
     outside = WindowImage(np.zeros((8, 8, 3), np.float32), np.ones((8, 8), bool), Window(300, 400, 8, 8), raster.transform)
     assert not resample_probability(previous, outside).any()
+
+    # a window that shares the old one's edges (the scene's edge clips both) keeps its prior up to them
+    coarse = ObjectMask(np.ones((4, 4), np.float32), np.ones((4, 4), bool), Window(0, 0, 16, 16), raster.transform, clicks=())
+    native = WindowImage(np.zeros((16, 16, 3), np.float32), np.ones((16, 16), bool), Window(0, 0, 16, 16), raster.transform)
+    np.testing.assert_allclose(resample_probability(coarse, native), 1.0)
+
+
+def test_later_click_far_beyond_the_largest_window_stays_in_sight(raster):
+    """Positive clicks wider apart than the largest window: the zoomed square is capped, and it
+    is centred on the newest positive click, which the model must see (the older one is cut)."""
+    segmenter = ObjectSegmenter(raster, MagicWand(), input_size=64, max_side=128)
+    clicks = scene_clicks(raster, (351.5, 364.5, True), (351.5, 600.5, True))
+    first = segmenter.add(None, clicks[:1])
+    second = segmenter.add(first, clicks)
+    window = second.window
+    assert max(window.width, window.height) <= 128
+    assert window.row_off <= 351.5 < window.row_off + window.height and window.col_off <= 600.5 < window.col_off + window.width

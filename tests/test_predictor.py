@@ -83,6 +83,9 @@ def test_zoom_box_grows_the_mask_and_clicks_box():
     edge = zoom_box(np.zeros((400, 600), bool), [Click(2, 3, True)], expansion=1.4, min_crop=100)
     assert edge[0] == 0 and edge[1] == 0  # clipped to the image
     assert zoom_box(np.zeros((10, 10), bool), [Click(2, 2, False)], 1.4, 5) is None
+    # positive clicks the caller's window cut off (a scene window capped at its largest side) are
+    # not in this image: neither an IndexError nor a wrapped-around negative index
+    assert zoom_box(mask, [Click(120, 250, True), Click(-40, 250, True), Click(120, 900, True)], 1.4, 100) == (75, 180, 175, 320)
 
 
 def test_box_iou():

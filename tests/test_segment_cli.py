@@ -101,10 +101,10 @@ def test_example_scene_and_clicks(segment, tmp_path):
         assert not geometry.is_empty and geometry.is_valid
         pixels_m2 = (labels == k).sum() * 25.0  # 5 m pixels
         raw = mask_to_polygon(labels == k, transform)  # the same pixels, neither simplified nor filtered
-        moved = raw.length * 5  # --simplify 5 moves the outline at most 5 m, dropped parts are small
-        assert geometry.area == pytest.approx(pixels_m2, rel=0.1, abs=moved), frame["object"][k - 1]
+        few_pixels = 10 * 25.0  # --simplify 5 on a mask of a few dozen pixels moves a few of them
+        assert geometry.area == pytest.approx(pixels_m2, rel=0.1, abs=few_pixels), frame["object"][k - 1]
         assert frame["area"][k - 1] == pytest.approx(geometry.area)
-        assert frame["area_m2"][k - 1] == pytest.approx(pixels_m2, rel=0.1, abs=moved)
+        assert frame["area_m2"][k - 1] == pytest.approx(pixels_m2, rel=0.1, abs=few_pixels)
         vertices, raw_vertices = vertices + get_num_coordinates(geometry), raw_vertices + get_num_coordinates(raw)
         small_raw_parts += sum(part.area < 50 for part in polygon_parts(raw))
         assert all(part.area >= 50 for part in polygon_parts(geometry))  # --min-area: no part under 50 m2

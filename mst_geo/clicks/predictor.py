@@ -42,13 +42,13 @@ def zoom_box(mask: np.ndarray, clicks: Sequence[Click], expansion: float, min_cr
     """The region to zoom into: the box of ``mask`` and the positive clicks, grown ``expansion``
     times around its centre, each side at least ``min_crop`` px, clipped to the image."""
     region = mask.copy()
+    height, width = mask.shape
     for click in clicks:
-        if click.positive:
+        if click.positive and 0 <= click.y < height and 0 <= click.x < width:  # the caller's window may cut some
             region[int(click.y), int(click.x)] = True
     rows, cols = np.nonzero(region)
     if rows.size == 0:
         return None
-    height, width = mask.shape
     centre_y, centre_x = (rows.min() + rows.max() + 1) / 2, (cols.min() + cols.max() + 1) / 2
     half_h = max(expansion * (rows.max() - rows.min() + 1), min_crop) / 2
     half_w = max(expansion * (cols.max() - cols.min() + 1), min_crop) / 2

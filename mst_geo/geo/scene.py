@@ -10,24 +10,25 @@ re-run on views doubling from the first one that frames the object, up to ``VIEW
 doublings past the first view whose object stays the same in the next, and the view where the
 model is most confident wins (mean probability over the mask, as SAM ranks its masks by
 predicted IoU; the closest of views within ``SCORE_TIE``). The constants were chosen on the
-example scene's ponds upsampled 1x/4x/8x/16x (``scripts/bench_first_click.py``, shipped model)
-and checked on 80 held-out photos at 1x/4x (``--heldout 80``): one-click mIoU on the ponds
-0.62/0.16/0.02/0.01 with border growth alone, 0.67/0.61/0.64/0.64 with the search (0.42/0.32
-on the photos; 3 views past the stable one instead of 4 gave 0.55/0.45 on the larger ponds
-and 0.28 on the 4x photos). So one click can cut a 40 px house or a lake many model inputs
-across, from an input of the same size.
+example scene's ponds upsampled 1x/4x/8x/16x (``scripts/bench_first_click.py``) and checked on
+80 held-out photos at 1x/4x (``--heldout 80``). With the phase-6 weights, one-click mIoU on the
+ponds was 0.62/0.16/0.02/0.01 with border growth alone and 0.67/0.61/0.64/0.64 with the search;
+with the phase-8 weights it is 0.69/0.63/0.70/0.46 (0.41/0.33 on the photos), against
+0.69/0.62/0.70/0.37 (0.41/0.28) when the search stopped 3 views past the stable one instead of
+4. So one click can cut a 40 px house or a lake many model inputs across, from an input of the
+same size.
 
 Later clicks zoom in, as RITM's evaluation does inside an image: each runs on a square
 ``ZOOM_EXPANSION`` times the box of the object and its positive clicks (at least half a model
 input), with the previous probability resampled onto it as the prior mask, so boundaries are
 refined at up to native resolution however large the first view was. The window stays while it
-holds that square and is at most ``ZOOM_KEEP`` times its side. Measured with the same benchmark
-and on 80 held-out natural images (``mst_geo.train`` never saw them) written as GeoTIFFs at 1x
-and 4x: mIoU after 5 clicks 0.851 against 0.828 when later clicks kept the first view (mean of
-the six sets; 0.688 against 0.695 after 2 clicks).
+holds the expanded box and is at most ``ZOOM_KEEP`` times the square's side. With the zoom and
+the longer search, mIoU after 1/2/3/5 clicks over those six sets (phase-8 weights) is
+0.538/0.678/0.765/0.852, against 0.513/0.662/0.761/0.841 when later clicks kept the first view
+(README, "Scale, speed and memory").
 
 An object's result is a pure function of its clicks: ``ObjectSegmenter.add`` extends a result by
-one click (one model call when the window stays), and replaying the clicks one by one gives
+one click (one model call unless the window must grow), and replaying the clicks one by one gives
 exactly the same result, which is what the CLI does and what ``undo`` relies on. The predictor's
 zoom-in crop is carried in each result for that reason: objects share one predictor.
 """
@@ -184,11 +185,12 @@ class ObjectSegmenter:
         """The window for a later click: RITM's zoom-in at scene level. A square ``ZOOM_EXPANSION``
         times the box of the object and the positive clicks (at least half a model input), so the
         model refines the boundary at up to native resolution; the current window stays while it
-        holds that square and is at most ``ZOOM_KEEP`` times its side."""
+        holds that expanded box and is at most ``ZOOM_KEEP`` times the square's side."""
         current = previous.window
-        boxes = [(c.row, c.col, c.row + 1, c.col + 1) for c in clicks if c.positive]
+        positives = [c for c in clicks if c.positive]
+        boxes = [(c.row, c.col, c.row + 1, c.col + 1) for c in positives]
         rows, cols = np.nonzero(self._object_part(previous))
-        if not rows.size and all(_holds(current, Window(box[1], box[0], 1, 1)) for box in boxes):
+        if not rows.size and all(_holds(current, Window(c.col, c.row, 1, 1)) for c in positives):
             return current  # no object to zoom onto yet: the view the first click chose is the best guess
         if rows.size:
             (scale_r, scale_c) = previous.scale
@@ -196,9 +198,17 @@ class ObjectSegmenter:
                           current.row_off + (rows.max() + 1) * scale_r, current.col_off + (cols.max() + 1) * scale_c))
         top, left = min(b[0] for b in boxes), min(b[1] for b in boxes)
         bottom, right = max(b[2] for b in boxes), max(b[3] for b in boxes)
-        side = max(ZOOM_EXPANSION * max(bottom - top, right - left), self.input_size // 2)
-        zoom = self._square((top + bottom) / 2, (left + right) / 2, min(self.max_side, math.ceil(side)))
-        if _holds(current, zoom) and max(current.width, current.height) <= ZOOM_KEEP * max(zoom.width, zoom.height):
+        centre_r, centre_c = (top + bottom) / 2, (left + right) / 2
+        half_h, half_w = ZOOM_EXPANSION * (bottom - top) / 2, ZOOM_EXPANSION * (right - left) / 2
+        side = max(2 * max(half_h, half_w), self.input_size // 2)
+        if side > self.max_side:  # wider than the largest window: keep the newest positive click in sight
+            side, centre_r, centre_c = self.max_side, positives[-1].row, positives[-1].col
+        zoom = self._square(centre_r, centre_c, math.ceil(side))
+        expanded_top, expanded_left = max(0.0, centre_r - half_h), max(0.0, centre_c - half_w)
+        expanded = Window(expanded_left, expanded_top,
+                          min(self.raster.width, centre_c + half_w) - expanded_left,
+                          min(self.raster.height, centre_r + half_h) - expanded_top)
+        if _holds(current, expanded) and max(current.width, current.height) <= ZOOM_KEEP * max(zoom.width, zoom.height):
             return current
         return zoom
 
@@ -303,12 +313,20 @@ class ObjectSegmenter:
 
 
 def resample_probability(previous: ObjectMask, image: WindowImage) -> np.ndarray:
-    """``previous``'s probability on ``image``'s pixel grid (bilinear; 0 outside its window)."""
+    """``previous``'s probability on ``image``'s pixel grid (bilinear, the nearest old pixel within
+    half a pixel of its window's edge; 0 outside its window)."""
     (old_r, old_c), (new_r, new_c) = previous.scale, image.scale
     offset = ((image.window.row_off - previous.window.row_off + 0.5 * new_r) / old_r - 0.5,
               (image.window.col_off - previous.window.col_off + 0.5 * new_c) / old_c - 0.5)
-    return ndimage.affine_transform(previous.probability, (new_r / old_r, new_c / old_c), offset,
-                                    output_shape=image.valid.shape, order=1, mode="constant", cval=0.0)
+    prior = ndimage.affine_transform(previous.probability, (new_r / old_r, new_c / old_c), offset,
+                                     output_shape=image.valid.shape, order=1, mode="nearest")
+    height, width = prior.shape
+    centre_rows = image.window.row_off + (np.arange(height) + 0.5) * new_r  # scene rows of the pixel centres
+    centre_cols = image.window.col_off + (np.arange(width) + 0.5) * new_c
+    old = previous.window
+    inside_rows = (centre_rows >= old.row_off) & (centre_rows < old.row_off + old.height)
+    inside_cols = (centre_cols >= old.col_off) & (centre_cols < old.col_off + old.width)
+    return prior * np.outer(inside_rows, inside_cols)  # edge pixels extend the border, the rest is unknown: 0
 
 
 def _holds(outer: Window, inner: Window) -> bool:
