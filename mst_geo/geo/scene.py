@@ -189,13 +189,11 @@ class ObjectSegmenter:
         current = previous.window
         positives = [c for c in clicks if c.positive]
         boxes = [(c.row, c.col, c.row + 1, c.col + 1) for c in positives]
-        rows, cols = np.nonzero(self._object_part(previous))
-        if not rows.size and all(_holds(current, Window(c.col, c.row, 1, 1)) for c in positives):
+        object_box = self._object_box(previous)
+        if object_box is None and all(_holds(current, Window(c.col, c.row, 1, 1)) for c in positives):
             return current  # no object to zoom onto yet: the view the first click chose is the best guess
-        if rows.size:
-            (scale_r, scale_c) = previous.scale
-            boxes.append((current.row_off + rows.min() * scale_r, current.col_off + cols.min() * scale_c,
-                          current.row_off + (rows.max() + 1) * scale_r, current.col_off + (cols.max() + 1) * scale_c))
+        if object_box is not None:
+            boxes.append(object_box)
         top, left = min(b[0] for b in boxes), min(b[1] for b in boxes)
         bottom, right = max(b[2] for b in boxes), max(b[3] for b in boxes)
         centre_r, centre_c = (top + bottom) / 2, (left + right) / 2
@@ -215,11 +213,9 @@ class ObjectSegmenter:
     def _grown_window(self, result: ObjectMask) -> Window:
         """A window ``GROWTH`` times larger, centred on the object's part inside the old one (on the
         clicks while the object is empty)."""
-        rows, cols = np.nonzero(self._object_part(result))
-        if rows.size:
-            scale_r, scale_c = result.scale
-            centre_r = result.window.row_off + (rows.min() + rows.max() + 1) / 2 * scale_r
-            centre_c = result.window.col_off + (cols.min() + cols.max() + 1) / 2 * scale_c
+        box = self._object_box(result)
+        if box is not None:
+            centre_r, centre_c = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
         else:
             centre_r = np.mean([c.row for c in result.clicks])
             centre_c = np.mean([c.col for c in result.clicks])
@@ -243,6 +239,15 @@ class ObjectSegmenter:
         rows, cols = self._positive_click_pixels(result)
         picked = {labels[r, c] for r, c in zip(rows, cols) if labels[r, c]}
         return np.isin(labels, list(picked))
+
+    def _object_box(self, result: ObjectMask) -> tuple[float, float, float, float] | None:
+        """(top, left, bottom, right) of the object's part in scene pixels; None when it is empty."""
+        rows, cols = np.nonzero(self._object_part(result))
+        if not rows.size:
+            return None
+        (scale_r, scale_c), window = result.scale, result.window
+        return (window.row_off + rows.min() * scale_r, window.col_off + cols.min() * scale_c,
+                window.row_off + (rows.max() + 1) * scale_r, window.col_off + (cols.max() + 1) * scale_c)
 
     def _object_area(self, result: ObjectMask) -> float:
         """The object's area in scene pixels (mask pixels times the decimation)."""
