@@ -80,7 +80,8 @@ class Segmenter:
         self.simplify = simplify
         self.min_area = min_area
         self._mapper = PixelMapper(self.crs, self.transform, self.width, self.height, is_valid=self.raster.is_valid)
-        self._segmenter = ObjectSegmenter(self.raster, Predictor(network, device=run_on), network.config.input_size)
+        predictor = Predictor(network, device=run_on)
+        self._segmenter = ObjectSegmenter(self.raster, predictor, predictor.input_size)
         self._clicks: dict[ObjectId, list[SceneClick]] = {}
         self._results: dict[ObjectId, ObjectMask] = {}
         self._records: dict[ObjectId, ObjectRecord] = {}

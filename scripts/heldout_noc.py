@@ -46,6 +46,8 @@ def main() -> None:
     parser.add_argument("--flip", action="store_true", help="Average each prediction with its mirror image.")
     parser.add_argument("--zoom-min-crop", type=int, default=200, help="Smallest zoom-in crop side, px.")
     parser.add_argument("--zoom-expansion", type=float, default=1.4, help="Zoom-in crop around the mask, x.")
+    parser.add_argument("--input-size", type=int, default=None,
+                        help="Side the model sees, px (default: the size it was trained at).")
     args = parser.parse_args()
 
     torch.set_num_threads(1)
@@ -53,7 +55,7 @@ def main() -> None:
     for name in args.models:
         model, _ = resolve_model(name)
         predictor = Predictor(model, flip=args.flip, zoom_min_crop=args.zoom_min_crop,
-                              zoom_expansion=args.zoom_expansion)
+                              zoom_expansion=args.zoom_expansion, input_size=args.input_size)
         rows = np.array([evaluate_instance(predictor, held_out[i], args.max_clicks)[0]
                          for i in range(len(held_out))])
         noc = {t: np.mean([clicks_to_reach(r, t, args.max_clicks) for r in rows]) for t in (0.85, 0.9)}

@@ -4,7 +4,7 @@ The card records the weights' digest (so a test can check card and weights belon
 the NoC table that ``mst-geo bench noc`` measured for the shipped weights and the classical
 baselines on the same instances and clicks. Numbers are copied from results.json, never typed.
 
-    python scripts/ship_model.py runs/shipped_cpu/mst_model.safetensors
+    python scripts/ship_model.py runs/shipped_cpu/mst_model.safetensors --inference-size 320
     mst-geo bench noc --model default,grabcut,random-walker,watershed,disk \
         --datasets GrabCut,Berkeley --out bench_out/readme
     python scripts/ship_model.py mst_geo/weights/mst_default.safetensors --bench bench_out/readme
@@ -13,6 +13,7 @@ baselines on the same instances and clicks. Numbers are copied from results.json
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -53,9 +54,14 @@ def main() -> None:
     parser.add_argument("--bench", type=Path, help="--out folder of mst-geo bench noc run on the shipped weights")
     parser.add_argument("--method", default="default", help="name of the model in the bench's results.json")
     parser.add_argument("--out", type=Path, default=DEFAULT_CHECKPOINT, help="where to write the shipped file")
+    parser.add_argument("--inference-size", type=int,
+                        help="side the predictor gives the model, px, as chosen with scripts/heldout_noc.py "
+                             "--input-size (default: keep the checkpoint's)")
     args = parser.parse_args()
 
     model, card = load_checkpoint(args.checkpoint)
+    if args.inference_size is not None:
+        model.config = dataclasses.replace(model.config, inference_size=args.inference_size)
     if args.bench is not None:
         card.setdefault("metrics", {}).update(bench_metrics(args.bench / "results.json", args.method))
     half = {name: t.half() if t.is_floating_point() else t for name, t in model.state_dict().items()}

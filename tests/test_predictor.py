@@ -57,6 +57,16 @@ def test_output_is_a_probability_map_of_the_image_size(tiny_model, grabcut_insta
     assert float(prev_mask.abs().max()) == 0.0  # nothing before the first click
 
 
+def test_the_model_is_shown_its_inference_size(grabcut_instance):
+    recording = _Recording(create_model("mst_tiny", depth=2, input_size=160, inference_size=224).eval())
+    predictor = Predictor(recording, zoom_in=False)
+    predictor.set_image(grabcut_instance.image)
+    probabilities = predictor.predict([Click(200, 230, True)])
+    assert predictor.input_size == 224 and probabilities.shape == grabcut_instance.image.shape[:2]
+    assert tuple(recording.calls[0][0].shape) == (1, 3, 160, 224)  # 321x481 -> 149x224, padded to 160
+    assert Predictor(recording, input_size=96).input_size == 96  # an explicit size wins
+
+
 def test_previous_mask_is_fed_back_resized(tiny_model, grabcut_instance):
     recording = _Recording(tiny_model)
     predictor = Predictor(recording, zoom_in=False)

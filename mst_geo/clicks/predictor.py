@@ -80,7 +80,7 @@ class Predictor:
     ):
         self.device = torch_device(device)
         self.model = model.to(self.device).eval()
-        self.input_size = input_size or model.config.input_size
+        self.input_size = input_size or model.config.inference_size or model.config.input_size
         self.stride = model.config.patch_size
         self.zoom_in = zoom_in
         self.zoom_expansion = zoom_expansion

@@ -30,6 +30,9 @@ class MSTConfig:
     fine_patch_size: int = 8  # extra small-scale tokens, kernel resampled from the base one
     coarse_patch_size: int = 28  # extra large-scale tokens, kernel resampled from the base one
     input_size: int = 448  # training resolution; the position-embedding grid is input_size/16
+    # side the predictor resizes windows to; None: input_size. Chosen per checkpoint on held-out
+    # objects (a larger view gives finer boundaries until objects grow past the trained scales)
+    inference_size: int | None = None
     mean: tuple[float, float, float] = IMAGENET_DEFAULT_MEAN
     std: tuple[float, float, float] = IMAGENET_DEFAULT_STD
     click_radius: int = 5  # pixels, of the positive/negative click disks
@@ -52,6 +55,8 @@ class MSTConfig:
             raise ValueError(f"token_selection must be one of {TOKEN_SELECTION_MODES}, got {self.token_selection!r}")
         if self.input_size % self.patch_size:
             raise ValueError(f"input_size {self.input_size} is not a multiple of patch_size {self.patch_size}")
+        if self.inference_size is not None and self.inference_size % self.patch_size:
+            raise ValueError(f"inference_size {self.inference_size} is not a multiple of patch_size {self.patch_size}")
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
 
