@@ -80,8 +80,11 @@ class Segmenter:
         self.simplify = simplify
         self.min_area = min_area
         self._mapper = PixelMapper(self.crs, self.transform, self.width, self.height, is_valid=self.raster.is_valid)
-        predictor = Predictor(network, device=run_on)
-        self._segmenter = ObjectSegmenter(self.raster, predictor, predictor.input_size)
+        # The adaptive windows already frame the object, so the model sees them at its training size:
+        # the card's larger inference_size helps on whole images (bench) but measured worse here
+        # (scripts/bench_first_click.py, README "Scale, speed and memory").
+        size = network.config.input_size
+        self._segmenter = ObjectSegmenter(self.raster, Predictor(network, device=run_on, input_size=size), size)
         self._clicks: dict[ObjectId, list[SceneClick]] = {}
         self._results: dict[ObjectId, ObjectMask] = {}
         self._records: dict[ObjectId, ObjectRecord] = {}

@@ -30,8 +30,9 @@ class MSTConfig:
     fine_patch_size: int = 8  # extra small-scale tokens, kernel resampled from the base one
     coarse_patch_size: int = 28  # extra large-scale tokens, kernel resampled from the base one
     input_size: int = 448  # training resolution; the position-embedding grid is input_size/16
-    # side the predictor resizes windows to; None: input_size. Chosen per checkpoint on held-out
-    # objects (a larger view gives finer boundaries until objects grow past the trained scales)
+    # side the Predictor resizes a whole image or zoom crop to (bench, notebooks); None: input_size.
+    # Chosen per checkpoint on held-out objects (finer boundaries until objects outgrow the trained
+    # scales). The scene workflow's adaptive windows stay at input_size (measured better there).
     inference_size: int | None = None
     mean: tuple[float, float, float] = IMAGENET_DEFAULT_MEAN
     std: tuple[float, float, float] = IMAGENET_DEFAULT_STD
