@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--zoom-min-crop", type=int, default=200, help="Smallest zoom-in crop side, px.")
     parser.add_argument("--zoom-expansion", type=float, default=1.4, help="Zoom-in crop around the mask, x.")
     parser.add_argument("--input-size", type=int, default=None,
-                        help="Side the model sees, px (default: the size it was trained at).")
+                        help="Side the model sees, px (default: the card's inference_size, else its training size).")
     args = parser.parse_args()
 
     torch.set_num_threads(1)
@@ -60,7 +60,7 @@ def main() -> None:
                          for i in range(len(held_out))])
         noc = {t: np.mean([clicks_to_reach(r, t, args.max_clicks) for r in rows]) for t in (0.85, 0.9)}
         miou = " ".join(f"{rows[:, k - 1].mean():.3f}" for k in MIOU_AT)
-        print(f"{name}: n={len(rows)} NoC@85 {noc[0.85]:.2f} NoC@90 {noc[0.9]:.2f} "
+        print(f"{name} at {predictor.input_size} px: n={len(rows)} NoC@85 {noc[0.85]:.2f} NoC@90 {noc[0.9]:.2f} "
               f"mIoU@{','.join(map(str, MIOU_AT))} {miou}", flush=True)
 
 

@@ -4,7 +4,7 @@ The card records the weights' digest (so a test can check card and weights belon
 the NoC table that ``mst-geo bench noc`` measured for the shipped weights and the classical
 baselines on the same instances and clicks. Numbers are copied from results.json, never typed.
 
-    python scripts/ship_model.py runs/shipped_cpu/mst_model.safetensors --inference-size 320
+    python scripts/ship_model.py runs/shipped_cpu/mst_model.safetensors --inference-size 288
     mst-geo bench noc --model default,grabcut,random-walker,watershed,disk \
         --datasets GrabCut,Berkeley --out bench_out/readme
     python scripts/ship_model.py mst_geo/weights/mst_default.safetensors --bench bench_out/readme

@@ -18,7 +18,8 @@ from mst_geo.clicks.predictor import Predictor
 from mst_geo.errors import MSTGeoError
 from mst_geo.geo.journal import ObjectJournal
 from mst_geo.geo.io import COLUMNS
-from mst_geo.model.checkpoint import resolve_model
+from mst_geo.model import create_model
+from mst_geo.model.checkpoint import resolve_model, save_checkpoint
 
 TO_WGS84 = Transformer.from_crs("EPSG:26914", "EPSG:4326", always_xy=True)
 
@@ -43,6 +44,15 @@ def local_segmenter(naip_scene, local_checkpoint):
 def mask_area(result) -> float:
     """Map area of an ObjectMask's foreground: pixel count x the (possibly decimated) pixel area."""
     return float(result.mask.sum()) * abs(result.transform.a * result.transform.e)
+
+
+def test_the_scene_runs_at_the_training_size_not_the_cards_view(tmp_path, naip_scene):
+    """The adaptive windows frame the object already; a larger view measured worse there (README)."""
+    path = save_checkpoint(create_model("mst_tiny", depth=2, input_size=96, inference_size=160),
+                           tmp_path / "viewed.safetensors")
+    with Segmenter(naip_scene, model=path) as seg:
+        seg.add_click(*xy(300, 300))
+        assert seg._segmenter.predictor.input_size == seg._segmenter.input_size == 96
 
 
 def test_scene_properties(segmenter):

@@ -54,6 +54,15 @@ def test_card_matches_the_shipped_weights():
     assert set(training["recipe"]["data"]["datasets"]) == {"COCO_MVal", "DUTS_TR", "CCP"}
 
 
+def test_models_lists_the_default_with_its_sizes(cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "240")  # one table row per model
+    config = read_card(DEFAULT_CHECKPOINT)["config"]
+    code, out, _ = cli("models")
+    default_row = next(line for line in out.splitlines() if "│ default" in line)
+    view = f" (runs at {config['inference_size']} px)" if config.get("inference_size") else ""
+    assert code == 0 and f"{config['input_size']} px{view}" in default_row and "mst_xtiny" in default_row
+
+
 def test_default_model_beats_the_click_disk_on_real_images(iseg_root):
     """A quality floor that holds today: on the first five GrabCut images (never trained on) the
     shipped model's masks after 5 clicks reach a mean IoU of 0.85 (floor 0.70) and beat the

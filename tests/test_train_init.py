@@ -30,6 +30,13 @@ def test_init_from_an_mst_checkpoint_keeps_its_weights(tmp_path):
         assert torch.equal(model.state_dict()[name], tensor), name
 
 
+def test_a_fine_tune_does_not_inherit_the_inits_inference_size(tmp_path):
+    source = create_model("mst_tiny", **TINY, inference_size=128)
+    path = save_checkpoint(source, tmp_path / "start.safetensors")
+    model = build_model(load_train_config(SMOKE, {"model.init": str(path)}))
+    assert model.config.inference_size is None and model.config.input_size == 96
+
+
 def test_init_checkpoint_brings_its_own_architecture(tmp_path):
     source = create_model("mst_small", depth=1, input_size=96)
     path = save_checkpoint(source, tmp_path / "small.safetensors")
