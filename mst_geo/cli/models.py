@@ -63,9 +63,9 @@ def models(
     for path in packaged_checkpoints():
         card = read_card(path)
         name = "default" if path == DEFAULT_CHECKPOINT else str(path)
-        sizes = card["config"]
-        runs_at = f" (runs at {sizes['inference_size']} px)" if sizes.get("inference_size") else ""
-        table.add_row(name, card["preset"], f"{sizes['input_size']} px{runs_at}",
+        card_config = card["config"]
+        runs_at = f" (runs at {card_config['inference_size']} px)" if card_config.get("inference_size") else ""
+        table.add_row(name, card["preset"], f"{card_config['input_size']} px{runs_at}",
                       f"{path.stat().st_size / 2**20:.1f} MiB", card_summary(card))
     for name, config in PRESETS.items():
         table.add_row(name, name, f"{config.input_size} px", "-",

@@ -11,7 +11,6 @@ wall time, hardware, held-out NoC).
 from __future__ import annotations
 
 import dataclasses
-
 import datetime as dt
 import importlib.util
 import os
