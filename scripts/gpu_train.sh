@@ -1,37 +1,42 @@
 #!/usr/bin/env bash
-# One lent-GPU slice: continue training the shipped model with `mst-geo train` on the compact pack,
-# bf16, checkpoints every 2 minutes into $OUT, stopping by itself after $MINUTES (export included).
+# One lent-GPU slice (one device call, < 10 min): continue the shipped model with `mst-geo train`
+# on the compact pack in two stages, bf16:
+#   1. configs/train/shipped_gpu.yaml         from $INIT at lr 3e-4 for $STAGE1_MINUTES
+#   2. configs/train/shipped_gpu_anneal.yaml  from stage 1's export at lr 3e-5 for $STAGE2_MINUTES
+# Stages, not an lr drop in steps: how many steps a slice reaches is not known beforehand.
+# Each stage's model.safetensors, metrics.csv and log are copied to $RESULTS as soon as it ends.
 #
-# Prepare on the CPU (both folders are git-ignored; together with the code they fit 64 MiB):
+# Prepare on the CPU (git-ignored; with the code it fits the device's 64 MiB):
 #   python scripts/make_train_pack.py --source ../shared/data/iseg --out packs/iseg320
-#   pip download -d packs/wheels "typer==0.16.0" click rich shellingham markdown-it-py mdurl pygments typing-extensions
-#   (typer 0.16 installs without pydantic, which newer typer pulls in with a compiled core)
-# Dry-run here:  MINUTES=1 DEVICES=cpu bash scripts/gpu_train.sh
-# On the device (run tool, carry packs/iseg320 and packs/wheels):  bash scripts/gpu_train.sh
-# Every device call starts with an empty $OUT: continue a slice with INIT=<its model.safetensors, carried>.
-# Bring back $OUT/run/model.safetensors, bench it here on GrabCut/Berkeley, ship it only if better:
-#   mst-geo bench noc --model $OUT_HERE/model.safetensors,default,grabcut --datasets GrabCut,Berkeley
-#   python scripts/ship_model.py $OUT_HERE/model.safetensors
+# Dry-run here:  DEVICES=cpu bash scripts/gpu_train.sh
+# On the device (run tool, carry packs/iseg320):  RESULTS=$OUT bash scripts/gpu_train.sh
+# Then here: python scripts/heldout_noc.py <RESULTS>/stage2.safetensors, bench it on GrabCut/Berkeley
+# (README "Results") and ship it only if better: python scripts/ship_model.py <file> --inference-size N
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MINUTES=${MINUTES:-8}
-OUT=${OUT:-runs/gpu}
-INIT=${INIT:-default}              # the packaged weights; INIT=none trains from scratch
-RECIPE=${RECIPE:-configs/train/mst_tiny_shipped.yaml}
+RESULTS=${RESULTS:-runs/gpu_results}
+INIT=${INIT:-default}              # the packaged weights, or a stage-2 export carried from a slice
+STAGE1_MINUTES=${STAGE1_MINUTES:-6}
+STAGE2_MINUTES=${STAGE2_MINUTES:-1.5}
 DEVICES=${DEVICES:-gpu}
+PYTHON=$(command -v python3 || command -v python)
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+mkdir -p "$RESULTS"
 
-# The GPU box has torch, timm and lightning but maybe not the CLI's pure-Python dependencies.
-python -c "import typer, rich" 2>/dev/null || pip install -q --no-index --find-links packs/wheels typer rich
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-
-args=(--config "$RECIPE" --data-root packs/iseg320 --out "$OUT/run"
-      --set "trainer.max_minutes=$MINUTES" --set trainer.checkpoint_every_minutes=2)
 if [ "$DEVICES" = gpu ]; then
-  args+=(--accelerator gpu --devices 1 --workers "$(( $(nproc) - 2 ))")
-else
-  args+=(--accelerator cpu --devices 1 --workers 1 --max-steps 3)
+  device_args=(--accelerator gpu --devices 1 --workers "$(( $(nproc) - 3 ))")
+else  # a 3-step rehearsal of both stages
+  device_args=(--accelerator cpu --devices 1 --workers 1 --max-steps 3 --precision 32-true)
 fi
-[ "$INIT" = none ] || args+=(--init "$INIT")
-[ -d "$OUT/run/checkpoints" ] && args+=(--resume auto)
-python -m mst_geo train "${args[@]}"
+
+stage() {  # name, recipe, init, minutes
+  local out=runs/gpu_$1
+  rm -rf "$out"
+  "$PYTHON" -m mst_geo train --config "$2" --init "$3" --out "$out" --data-root packs/iseg320 \
+    --set "trainer.max_minutes=$4" "${device_args[@]}" 2>&1 | tee "$RESULTS/$1.log"
+  cp "$out/model.safetensors" "$RESULTS/$1.safetensors"
+  cp "$out"/logs/version_0/metrics.csv "$RESULTS/$1_metrics.csv" 2>/dev/null || true
+}
+stage stage1 configs/train/shipped_gpu.yaml "$INIT" "$STAGE1_MINUTES"
+stage stage2 configs/train/shipped_gpu_anneal.yaml runs/gpu_stage1/model.safetensors "$STAGE2_MINUTES"
 nvidia-smi --query-gpu=name,memory.used --format=csv 2>/dev/null || true

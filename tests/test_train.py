@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
@@ -17,6 +18,7 @@ from mst_geo.errors import MSTGeoError
 from mst_geo.model import MSTLoss, load_checkpoint
 from mst_geo.train.config import load_train_config
 from mst_geo.train.datamodule import ClickDataModule
+from mst_geo.train.module import ClickTrainingModule
 from mst_geo.train.run import build_model, train
 
 SMOKE = Path(__file__).parents[1] / "configs" / "train" / "smoke.yaml"
@@ -136,3 +138,27 @@ def test_max_minutes_stops_early_and_still_exports(tmp_path, iseg_root):
                                                           "trainer.val_every_steps": 0}))
     steps = load_checkpoint(exported)[1]["training"]["steps"]
     assert 0 < steps < 10_000
+
+
+def test_click_threads_place_the_same_correction_clicks(tmp_path, iseg_root):
+    """The no-grad rounds' clicks do not depend on how many threads place them (GPU runs use 4+)."""
+    torch.set_num_threads(1)
+    config = smoke_config(tmp_path, iseg_root, **{"data.workers": 0})
+    data = ClickDataModule(config)
+    data.setup("fit")
+    batch = torch.utils.data.default_collate([data.train_set[i] for i in range(4)])
+    torch.manual_seed(0)
+    model = build_model(config)
+    placed = []
+    for threads in (1, 3):
+        config.trainer.click_threads = threads
+        module = ClickTrainingModule(model, config)
+        start = torch.cat([batch["clicks"], torch.full((4, 2, 3), -1.0)], 1)
+        clicks, _ = module.add_error_clicks(batch["image"].float() / 255, batch["target"],
+                                            batch["ignore"], start, rounds=2,
+                                            rng=np.random.default_rng(5))
+        placed.append(clicks)
+    assert torch.equal(placed[0], placed[1])
+    given = start[:, :, 2] >= 0
+    assert torch.equal(placed[0][given], start[given])  # the sampler's clicks are kept
+    assert (placed[0][:, :, 2] >= 0).sum() - given.sum() >= 6  # most samples got a click a round

@@ -114,6 +114,7 @@ class TrainerSection:
     val_iou: float = 0.85
     grad_clip: float | None = None
     cpu_threads: int | None = None  # torch threads on CPU runs (None: torch's default)
+    click_threads: int = 1  # threads placing the no-grad rounds' clicks (GPU runs: 4 or more)
 
 
 @dataclass
@@ -186,6 +187,7 @@ def _check_ranges(config: TrainConfig) -> None:
         "clicks.max_points": config.clicks.max_points,
         "optim.samples_per_epoch": config.optim.samples_per_epoch,
         "optim.lr": config.optim.lr,
+        "trainer.click_threads": config.trainer.click_threads,
     }
     for key, value in positive.items():
         if value <= 0:

@@ -4,7 +4,8 @@ Each batch starts from the multi-point sampler's clicks, then runs 0..``max_next
 no-grad rounds (network in eval mode, as in RITM) where the model's own error places one more
 click per sample and its prediction is fed back as the previous mask; the last pass carries the
 gradient. The number of rounds and the click positions come from a generator seeded by
-``(seed, global step, rank)``, so a resumed run repeats them exactly.
+``(seed, global step, rank)`` (one child generator per sample, so ``trainer.click_threads`` may
+place a batch's clicks in parallel), and a resumed run repeats them exactly.
 
 Validation walks held-out instances with the bench's own loop (``bench.loop.evaluate_instance``:
 RITM clicker + ``clicks.predictor.Predictor``), so the NoC logged here is the one ``mst-geo bench``
@@ -14,6 +15,7 @@ would report for the same weights and instances.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import lightning as L
@@ -24,6 +26,7 @@ from mst_geo.bench.loop import evaluate_instance
 from mst_geo.bench.noc import clicks_to_reach, threshold_key
 from mst_geo.clicks.predictor import Predictor
 from mst_geo.clicks.sampler import next_training_click
+from mst_geo.clicks.click import Click
 from mst_geo.data.iseg import Instance
 from mst_geo.model import MSTLoss, MSTModel
 from mst_geo.train.config import TrainConfig, TrainerSection
@@ -55,6 +58,10 @@ class ClickTrainingModule(L.LightningModule):
         self.wall_seconds = 0.0
         self.last_val: dict[str, float] = {}
         self._started = time.monotonic()
+        # OpenCV's distance transform releases the GIL: on a GPU the batch's clicks, placed on the
+        # host between no-grad passes, otherwise cost more than the passes themselves
+        threads = config.trainer.click_threads
+        self._click_pool = ThreadPoolExecutor(threads) if threads > 1 else None
 
     # ---- training --------------------------------------------------------------------------
 
@@ -74,7 +81,6 @@ class ClickTrainingModule(L.LightningModule):
         prev_mask = torch.zeros_like(target)
         if rounds == 0:
             return clicks, prev_mask
-        clicks = clicks.clone()
         was_training = self.model.training
         self.model.eval()
         gt = target[:, 0].bool().cpu().numpy()
@@ -82,12 +88,18 @@ class ClickTrainingModule(L.LightningModule):
         for _ in range(rounds):
             prev_mask = torch.sigmoid(self.model(image, clicks, prev_mask).logits.float())
             probs = prev_mask[:, 0].cpu().numpy()
-            for b in range(len(probs)):
-                click = next_training_click(gt[b], probs[b], rng, ignored[b])
-                free = torch.nonzero(clicks[b, :, 2] < 0)
+            generators = rng.spawn(len(probs))
+
+            def place(b: int) -> Click | None:
+                return next_training_click(gt[b], probs[b], generators[b], ignored[b])
+
+            mapper = map if self._click_pool is None else self._click_pool.map
+            rows = clicks.cpu().numpy().copy()  # filled on the host, sent back in one copy
+            for b, click in enumerate(mapper(place, range(len(probs)))):
+                free = np.flatnonzero(rows[b, :, 2] < 0)
                 if click is not None and len(free):
-                    clicks[b, free[0, 0]] = torch.tensor(
-                        [click.y, click.x, float(click.positive)], dtype=clicks.dtype)
+                    rows[b, free[0]] = (click.y, click.x, float(click.positive))
+            clicks = torch.from_numpy(rows).to(clicks.device)
         self.model.train(was_training)
         return clicks, prev_mask
 
