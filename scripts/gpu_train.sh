@@ -12,8 +12,8 @@
 #   (cd packs && python -m zipfile -c iseg320.zip iseg320/)
 # Dry-run here:  DEVICES=cpu bash scripts/gpu_train.sh
 # On the device (run tool, carry packs/iseg320.zip):  RESULTS=$OUT bash scripts/gpu_train.sh
-# Measured on an H200 (2026-11-27): 320 samples/s at batch 64 and 350 at batch 256, so the host
-# (sample making or click placement), not the GPU, sets the pace: profile that first.
+# Measured on an H200 (2026-11-27): 320 samples/s at batch 64 and 350 at batch 256; whether the
+# host (sample making, click placement) or the small network's GPU kernels set that is unknown.
 # Then here: python scripts/heldout_noc.py <RESULTS>/stage2.safetensors, bench it on GrabCut/Berkeley
 # (README "Results") and ship it only if better: python scripts/ship_model.py <file> --inference-size N
 set -euo pipefail
