@@ -14,7 +14,9 @@
 # On the device (run tool, carry packs/iseg320.zip):  RESULTS=$OUT bash scripts/gpu_train.sh
 # Measured on an H200 (2026-11-27): 320 samples/s at batch 64 and 350 at batch 256; whether the
 # host (sample making, click placement) or the small network's GPU kernels set that is unknown.
-# Then here: python scripts/heldout_noc.py <RESULTS>/stage2.safetensors, bench it on GrabCut/Berkeley
+# The device image has typer and rich (the CLI's pure-Python needs); elsewhere pip install them.
+# Then here: python scripts/heldout_noc.py <RESULTS>/stage2.safetensors --count 200 --input-size N
+# for a few N, bench it on GrabCut/Berkeley
 # (README "Results") and ship it only if better: python scripts/ship_model.py <file> --inference-size N
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,16 +28,22 @@ DEVICES=${DEVICES:-gpu}
 PYTHON=$(command -v python3 || command -v python)
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 mkdir -p "$RESULTS"
-[ -d packs/iseg320 ] || "$PYTHON" -m zipfile -e packs/iseg320.zip packs/
+if [ -f packs/iseg320.zip ] && [ ! packs/iseg320/val.txt -nt packs/iseg320.zip ]; then
+  rm -rf packs/iseg320 packs/iseg320.part  # never train on a half-unpacked or older pack
+  "$PYTHON" -m zipfile -e packs/iseg320.zip packs/iseg320.part
+  mv packs/iseg320.part/iseg320 packs/iseg320 && rmdir packs/iseg320.part && touch packs/iseg320/val.txt
+fi
 
 if [ "$DEVICES" = gpu ]; then
   device_args=(--accelerator gpu --devices 1 --workers "$(( $(nproc) - 3 ))")
-else  # a 3-step rehearsal of both stages
+  runs=runs/gpu
+else  # a 3-step rehearsal of both stages, in folders of its own
   device_args=(--accelerator cpu --devices 1 --workers 1 --max-steps 3 --precision 32-true)
+  runs=runs/gpu_dryrun
 fi
 
 stage() {  # name, recipe, init, minutes
-  local out=runs/gpu_$1
+  local out=${runs}_$1
   rm -rf "$out"
   "$PYTHON" -m mst_geo train --config "$2" --init "$3" --out "$out" --data-root packs/iseg320 \
     --set "trainer.max_minutes=$4" "${device_args[@]}" 2>&1 | tee "$RESULTS/$1.log"
@@ -43,5 +51,5 @@ stage() {  # name, recipe, init, minutes
   cp "$out"/logs/version_0/metrics.csv "$RESULTS/$1_metrics.csv" 2>/dev/null || true
 }
 stage stage1 configs/train/shipped_gpu.yaml "$INIT" "$STAGE1_MINUTES"
-stage stage2 configs/train/shipped_gpu_anneal.yaml runs/gpu_stage1/model.safetensors "$STAGE2_MINUTES"
+stage stage2 configs/train/shipped_gpu_anneal.yaml "${runs}_stage1/model.safetensors" "$STAGE2_MINUTES"
 nvidia-smi --query-gpu=name,memory.used --format=csv 2>/dev/null || true

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -141,24 +142,29 @@ def test_max_minutes_stops_early_and_still_exports(tmp_path, iseg_root):
 
 
 def test_click_threads_place_the_same_correction_clicks(tmp_path, iseg_root):
-    """The no-grad rounds' clicks do not depend on how many threads place them (GPU runs use 4+)."""
+    """The no-grad rounds' clicks do not depend on how many threads place them (GPU runs use
+    several), the batch's own clicks are kept and not written into, and the module still pickles
+    (spawned DDP) until its thread pool is first used."""
     torch.set_num_threads(1)
     config = smoke_config(tmp_path, iseg_root, **{"data.workers": 0})
     data = ClickDataModule(config)
     data.setup("fit")
-    batch = torch.utils.data.default_collate([data.train_set[i] for i in range(4)])
+    batch = torch.utils.data.default_collate([data.train_set[i] for i in range(8)])
     torch.manual_seed(0)
     model = build_model(config)
+    start = torch.cat([batch["clicks"], torch.full((8, 2, 3), -1.0)], 1)
+    before = start.clone()
     placed = []
-    for threads in (1, 3):
+    for threads in (1, 3, 3):
         config.trainer.click_threads = threads
         module = ClickTrainingModule(model, config)
-        start = torch.cat([batch["clicks"], torch.full((4, 2, 3), -1.0)], 1)
+        pickle.dumps(module)
         clicks, _ = module.add_error_clicks(batch["image"].float() / 255, batch["target"],
                                             batch["ignore"], start, rounds=2,
                                             rng=np.random.default_rng(5))
         placed.append(clicks)
-    assert torch.equal(placed[0], placed[1])
+    assert torch.equal(start, before)
+    assert torch.equal(placed[0], placed[1]) and torch.equal(placed[0], placed[2])
     given = start[:, :, 2] >= 0
-    assert torch.equal(placed[0][given], start[given])  # the sampler's clicks are kept
-    assert (placed[0][:, :, 2] >= 0).sum() - given.sum() >= 6  # most samples got a click a round
+    assert torch.equal(placed[0][given], start[given])
+    assert (placed[0][:, :, 2] >= 0).sum() - given.sum() >= 12  # most samples got a click a round

@@ -114,7 +114,7 @@ class TrainerSection:
     val_iou: float = 0.85
     grad_clip: float | None = None
     cpu_threads: int | None = None  # torch threads on CPU runs (None: torch's default)
-    click_threads: int = 1  # threads placing the no-grad rounds' clicks (GPU runs: 4 or more)
+    click_threads: int = 1  # threads placing the no-grad rounds' clicks (for GPU runs; CPU: 1)
 
 
 @dataclass

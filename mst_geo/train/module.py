@@ -70,8 +70,9 @@ class ClickTrainingModule(L.LightningModule):
     def click_mapper(self) -> Callable:
         """``map`` over a batch's samples, on ``trainer.click_threads`` threads when more than one.
 
-        OpenCV's distance transform releases the GIL. One sample's click takes about 1.2 ms on one
-        core at 288 px, so a batch of 64 costs ~80 ms per round, serial, while the GPU waits.
+        OpenCV's distance transform releases the GIL. One sample's click took 1.2 ms on one core
+        of the 2-core dev machine at 288 px, so a batch of 64 costs ~80 ms per round if serial.
+        (Whether threads raise a GPU run's samples/s has not been measured.)
         """
         threads = self.config.trainer.click_threads
         if threads <= 1:
@@ -105,12 +106,12 @@ class ClickTrainingModule(L.LightningModule):
                 return next_training_click(gt[b], probs[b], generators[b], ignored[b])
 
             mapper = self.click_mapper()
-            rows = clicks.cpu().numpy().copy()  # filled on the host, sent back in one copy
+            rows = clicks.float().cpu().numpy().copy()  # filled on the host, sent back in one copy
             for b, click in enumerate(mapper(place, range(len(probs)))):
                 free = np.flatnonzero(rows[b, :, 2] < 0)
                 if click is not None and len(free):
                     rows[b, free[0]] = (click.y, click.x, float(click.positive))
-            clicks = torch.from_numpy(rows).to(clicks.device)
+            clicks = torch.from_numpy(rows).to(clicks.device, clicks.dtype)
         self.model.train(was_training)
         return clicks, prev_mask
 
