@@ -15,8 +15,8 @@ would report for the same weights and instances.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import lightning as L
@@ -25,9 +25,9 @@ import torch
 
 from mst_geo.bench.loop import evaluate_instance
 from mst_geo.bench.noc import clicks_to_reach, threshold_key
+from mst_geo.clicks.click import Click
 from mst_geo.clicks.predictor import Predictor
 from mst_geo.clicks.sampler import next_training_click
-from mst_geo.clicks.click import Click
 from mst_geo.data.iseg import Instance
 from mst_geo.model import MSTLoss, MSTModel
 from mst_geo.train.config import TrainConfig, TrainerSection
@@ -97,6 +97,7 @@ class ClickTrainingModule(L.LightningModule):
         self.model.eval()
         gt = target[:, 0].bool().cpu().numpy()
         ignored = ignore[:, 0].cpu().numpy()
+        mapper = self.click_mapper()
         for _ in range(rounds):
             prev_mask = torch.sigmoid(self.model(image, clicks, prev_mask).logits.float())
             probs = prev_mask[:, 0].cpu().numpy()
@@ -105,7 +106,6 @@ class ClickTrainingModule(L.LightningModule):
             def place(b: int) -> Click | None:
                 return next_training_click(gt[b], probs[b], generators[b], ignored[b])
 
-            mapper = self.click_mapper()
             rows = clicks.float().cpu().numpy().copy()  # filled on the host, sent back in one copy
             for b, click in enumerate(mapper(place, range(len(probs)))):
                 free = np.flatnonzero(rows[b, :, 2] < 0)
