@@ -3,7 +3,8 @@
 A recipe is validated before anything heavy starts, so a typo (an unknown key, a string where a
 number belongs, a missing data folder) stops with one line naming the file and the key instead of
 failing an hour into a run. Command-line overrides use dotted keys (``trainer.max_steps``) and go
-through the same checks.
+through the same checks. A recipe may start with ``extends: other.yaml`` (relative to itself): it
+then holds only what differs from that recipe, so a training phase reads as its changes.
 """
 
 from __future__ import annotations
@@ -261,11 +262,23 @@ def _nest(overrides: dict[str, Any]) -> dict:
     return nested
 
 
-def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Read a recipe, apply dotted ``overrides`` (None values skipped) and validate the result."""
-    path = Path(path)
+def _merge(base: dict, changes: dict) -> dict:
+    """``base`` with ``changes`` laid over it: mappings merge key by key, anything else replaces."""
+    merged = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_recipe(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """The recipe's values with its ``extends`` chain resolved (each file checked as it is read)."""
     if not path.is_file():
-        raise MSTGeoError("training config not found", path)
+        raise MSTGeoError("training config not found" + (f" (extended by {seen[-1]})" if seen else ""), path)
+    if path.resolve() in seen:
+        raise MSTGeoError("extends itself through " + " -> ".join(str(p) for p in seen), path)
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError:
@@ -273,6 +286,21 @@ def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None)
     except yaml.YAMLError as error:
         raise MSTGeoError(f"not valid YAML ({error.__class__.__name__}: "
                           f"{str(error).splitlines()[0]})", path) from None
+    if not isinstance(values, dict):
+        raise MSTGeoError(f"'top level' must be a mapping, got {values!r}", path)
+    parent = values.pop("extends", None)
+    if parent is None:
+        return values
+    if not isinstance(parent, str):
+        raise MSTGeoError(f"'extends' must be a file name, got {parent!r}", path)
+    return _merge(_read_recipe(path.parent / parent, (*seen, path.resolve())), values)
+
+
+def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a recipe (and what it extends), apply dotted ``overrides`` (None values skipped) and
+    validate the result."""
+    path = Path(path)
+    values = _read_recipe(path)
     config = TrainConfig(source=str(path))
     _fill(config, values, "", str(path))
     given = {key: value for key, value in (overrides or {}).items() if value is not None}
