@@ -54,7 +54,7 @@ class InstanceIndex:
         return [(g, i) for g, group in enumerate(self.groups) for i in range(len(group.refs))]
 
     def __len__(self) -> int:
-        return sum(len(group.refs) for group in self.groups)
+        return len(self.items)  # cached: samplers ask for it on every sample
 
     def describe(self) -> dict[str, dict[str, int]]:
         """Images and instances per dataset (for logs and the model card)."""
