@@ -13,7 +13,10 @@
 # Dry-run here:  DEVICES=cpu bash scripts/gpu_train.sh
 # On the device (run tool, carry packs/iseg320.zip):  RESULTS=$OUT bash scripts/gpu_train.sh
 # Measured on an H200 (2026-11-27): 320 samples/s at batch 64 and 350 at batch 256; whether the
-# host (sample making, click placement) or the small network's GPU kernels set that is unknown.
+# host (sample making, click placement) or the small network's GPU kernels set that is unknown,
+# so stage 1 runs with Lightning's simple profiler: $RESULTS/stage1_profile.txt gives the seconds
+# spent waiting for batches, in the no-grad passes, placing clicks, and in backward/optimizer.
+# On the 2-core dev machine one loader makes 166 samples/s at 288 px and one click takes 1.1 ms.
 # The device image has typer and rich (the CLI's pure-Python needs); elsewhere pip install them.
 # Then here: python scripts/heldout_noc.py <RESULTS>/stage2.safetensors --count 200 --input-size N
 # for a few N, bench it on GrabCut/Berkeley
@@ -42,14 +45,15 @@ else  # a 3-step rehearsal of both stages, in folders of its own
   runs=runs/gpu_dryrun
 fi
 
-stage() {  # name, recipe, init, minutes
+stage() {  # name, recipe, init, minutes, profile (true/false)
   local out=${runs}_$1
   rm -rf "$out"
   "$PYTHON" -m mst_geo train --config "$2" --init "$3" --out "$out" --data-root packs/iseg320 \
-    --set "trainer.max_minutes=$4" "${device_args[@]}" 2>&1 | tee "$RESULTS/$1.log"
+    --set "trainer.max_minutes=$4" --set "trainer.profile=$5" "${device_args[@]}" 2>&1 | tee "$RESULTS/$1.log"
   cp "$out/model.safetensors" "$RESULTS/$1.safetensors"
   cp "$out"/logs/version_0/metrics.csv "$RESULTS/$1_metrics.csv" 2>/dev/null || true
+  cp "$out/fit-profile.txt" "$RESULTS/$1_profile.txt" 2>/dev/null || true
 }
-stage stage1 configs/train/shipped_gpu.yaml "$INIT" "$STAGE1_MINUTES"
-stage stage2 configs/train/shipped_gpu_anneal.yaml "${runs}_stage1/model.safetensors" "$STAGE2_MINUTES"
+stage stage1 configs/train/shipped_gpu.yaml "$INIT" "$STAGE1_MINUTES" true
+stage stage2 configs/train/shipped_gpu_anneal.yaml "${runs}_stage1/model.safetensors" "$STAGE2_MINUTES" false
 nvidia-smi --query-gpu=name,memory.used --format=csv 2>/dev/null || true

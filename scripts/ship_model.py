@@ -35,15 +35,19 @@ def summarise(summary: dict) -> dict:
 
 
 def bench_metrics(results_json: Path, model_method: str) -> dict:
-    """``{"noc": {dataset: row}, "baselines": {method: {dataset: row}}, "bench_settings": ...}``."""
+    """``{"noc": {dataset: row}, "noc_variants": {method: {dataset: row}}, "baselines": {...},
+    "bench_settings": ...}``; variants are the model with other inference options ("default (flip)")."""
     report = json.loads(results_json.read_text())
     results = report["results"]
     if model_method not in results:
         raise SystemExit(f"{results_json}: no results for method {model_method!r}; has {sorted(results)}")
+    table = lambda per: {dataset: summarise(s) for dataset, s in per.items()}  # noqa: E731
+    variants = {method for method in results if method.startswith(f"{model_method} (")}
     return {
-        "noc": {dataset: summarise(s) for dataset, s in results[model_method].items()},
-        "baselines": {method: {dataset: summarise(s) for dataset, s in per.items()}
-                      for method, per in results.items() if method != model_method},
+        "noc": table(results[model_method]),
+        "noc_variants": {method: table(results[method]) for method in sorted(variants)},
+        "baselines": {method: table(per) for method, per in results.items()
+                      if method != model_method and method not in variants},
         "bench_settings": report["settings"],
     }
 

@@ -57,7 +57,7 @@ def fixed_batch_loss(model, batch) -> float:
 def full_run(tmp_path_factory, iseg_root):
     """20 uninterrupted steps: the reference for the loss and for the resume test."""
     torch.set_num_threads(1)
-    config = smoke_config(tmp_path_factory.mktemp("full"), iseg_root)
+    config = smoke_config(tmp_path_factory.mktemp("full"), iseg_root, **{"trainer.profile": True})
     L.seed_everything(config.trainer.seed, verbose=False)
     initial = build_model(config)
     recorder = BatchRecorder()
@@ -78,6 +78,8 @@ def test_twenty_steps_lower_the_loss_and_write_a_checkpoint(full_run):
     assert record["steps"] == 20 and record["samples_seen"] == 80
     assert record["data"]["train"]["COCO_MVal"]["images"] >= 6
     assert record["recipe"]["name"] == "smoke" and record["wall_time_s"] > 0
+    profile = (Path(config.out) / "fit-profile.txt").read_text()  # where a slice's time goes
+    assert all(action in profile for action in ("no_grad_pass", "click_placement", "train_dataloader_next"))
     assert "CPU" in record["hardware"]
     assert "val/noc85" in card["metrics"]["held_out"]
     assert (Path(config.out) / "checkpoints" / "last.ckpt").is_file()

@@ -116,6 +116,7 @@ class TrainerSection:
     grad_clip: float | None = None
     cpu_threads: int | None = None  # torch threads on CPU runs (None: torch's default)
     click_threads: int = 1  # threads placing the no-grad rounds' clicks (for GPU runs; CPU: 1)
+    profile: bool = False  # write seconds per training phase (loading, clicks, passes) to fit-profile.txt
 
 
 @dataclass

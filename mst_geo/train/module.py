@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -81,6 +82,10 @@ class ClickTrainingModule(L.LightningModule):
             self._click_pool = ThreadPoolExecutor(threads)
         return self._click_pool.map
 
+    def profiled(self, action: str) -> AbstractContextManager:
+        """Time ``action`` in the run's profiler (``trainer.profile``); nothing without a trainer."""
+        return self.trainer.profiler.profile(action) if self._trainer is not None else nullcontext()
+
     @torch.no_grad()
     def add_error_clicks(self, image: torch.Tensor, target: torch.Tensor, ignore: torch.Tensor,
                          clicks: torch.Tensor, rounds: int,
@@ -99,19 +104,21 @@ class ClickTrainingModule(L.LightningModule):
         ignored = ignore[:, 0].cpu().numpy()
         mapper = self.click_mapper()
         for _ in range(rounds):
-            prev_mask = torch.sigmoid(self.model(image, clicks, prev_mask).logits.float())
-            probs = prev_mask[:, 0].cpu().numpy()
+            with self.profiled("no_grad_pass"):  # ends at the copy to the host, which waits for the GPU
+                prev_mask = torch.sigmoid(self.model(image, clicks, prev_mask).logits.float())
+                probs = prev_mask[:, 0].cpu().numpy()
             generators = rng.spawn(len(probs))
 
             def place(b: int) -> Click | None:
                 return next_training_click(gt[b], probs[b], generators[b], ignored[b])
 
-            rows = clicks.float().cpu().numpy().copy()  # filled on the host, sent back in one copy
-            for b, click in enumerate(mapper(place, range(len(probs)))):
-                free = np.flatnonzero(rows[b, :, 2] < 0)
-                if click is not None and len(free):
-                    rows[b, free[0]] = (click.y, click.x, float(click.positive))
-            clicks = torch.from_numpy(rows).to(clicks.device, clicks.dtype)
+            with self.profiled("click_placement"):
+                rows = clicks.float().cpu().numpy().copy()  # filled on the host, sent back in one copy
+                for b, click in enumerate(mapper(place, range(len(probs)))):
+                    free = np.flatnonzero(rows[b, :, 2] < 0)
+                    if click is not None and len(free):
+                        rows[b, free[0]] = (click.y, click.x, float(click.positive))
+                clicks = torch.from_numpy(rows).to(clicks.device, clicks.dtype)
         self.model.train(was_training)
         return clicks, prev_mask
 

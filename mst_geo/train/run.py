@@ -30,6 +30,7 @@ from lightning.pytorch.callbacks import (
 )
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.profilers import SimpleProfiler
 from safetensors import SafetensorError, safe_open
 
 from mst_geo.errors import MSTGeoError
@@ -187,6 +188,7 @@ def build_trainer(config: TrainConfig, out: Path,
             logger=loggers,
             default_root_dir=out,
             enable_model_summary=False,
+            profiler=SimpleProfiler(dirpath=out, filename="profile") if trainer.profile else None,
         )
     except (ValueError, ImportError, MisconfigurationException) as error:  # "bf17", no GPU, no torch_xla
         raise MSTGeoError(f"trainer settings: {str(error).splitlines()[0]}", config.source) from None
