@@ -123,26 +123,29 @@ def test_extends_lays_the_recipe_over_its_parent(tmp_path):
         "name: base\nmodel: {preset: mst_xtiny, overrides: {input_size: 224}}\n"
         "data: {crop_size: 288, scale_range: [0.5, 1.6]}\noptim: {lr: 3.0e-4, lr_drop_epochs: [5]}\n")
     (tmp_path / "phase.yaml").write_text(
-        "extends: base.yaml\nname: phase\nmodel: {overrides: {click_radius: 3}}\n"
+        "extends: base.yaml\nname: phase\nout: runs/phase\nmodel: {overrides: {click_radius: 3}}\n"
         "data: {scale_range: [0.8, 1.2]}\noptim: {lr_drop_epochs: []}\n")
-    (tmp_path / "child.yaml").write_text("extends: phase.yaml\nname: child\noptim: {lr: 1.0e-5}\n")
+    (tmp_path / "child.yaml").write_text("extends: phase.yaml\nname: child\nout: runs/child\noptim: {lr: 1.0e-5}\n")
     config = load_train_config(tmp_path / "child.yaml")
-    assert config.name == "child" and config.model.preset == "mst_xtiny"
+    assert config.name == "child" and config.out == "runs/child" and config.model.preset == "mst_xtiny"
     assert config.model.overrides == {"input_size": 224, "click_radius": 3}  # mappings merge
     assert config.data.crop_size == 288 and config.data.scale_range == [0.8, 1.2]  # lists replace
     assert config.optim.lr == pytest.approx(1e-5) and config.optim.lr_drop_epochs == []
     assert config.source == str(tmp_path / "child.yaml")
 
 
-@pytest.mark.parametrize("files, message", [
-    ({"a.yaml": "extends: b.yaml\n", "b.yaml": "extends: a.yaml\n"}, "extends itself"),
-    ({"a.yaml": "extends: missing.yaml\n"}, "training config not found \\(extended by"),
-    ({"a.yaml": "extends: [b.yaml]\n"}, "'extends' must be a file name"),
-    ({"a.yaml": "extends: b.yaml\n", "b.yaml": "trainer: {max_stepz: 3}\n"}, "unknown key 'trainer.max_stepz'"),
+@pytest.mark.parametrize("files, message, culprit", [
+    ({"a.yaml": "extends: b.yaml\nout: a\n", "b.yaml": "extends: a.yaml\nout: b\n"}, "extends itself", "a.yaml"),
+    ({"a.yaml": "extends: missing.yaml\nout: a\n"}, "training config not found \\(extended by", "missing.yaml"),
+    ({"a.yaml": "extends: [b.yaml]\nout: a\n"}, "'extends' must be a file name", "a.yaml"),
+    ({"a.yaml": "extends: b.yaml\nout: a\n", "b.yaml": "trainer: {max_stepz: 3}\n"},
+     "unknown key 'trainer.max_stepz'", "b.yaml"),
+    ({"a.yaml": "extends: b.yaml\n", "b.yaml": "out: runs/b\n"}, "sets no 'out' of its own", "a.yaml"),
 ])
-def test_bad_extends_is_one_clear_error(tmp_path, files, message):
+def test_bad_extends_is_one_clear_error_naming_the_file(tmp_path, files, message, culprit):
     for name, text in files.items():
         (tmp_path / name).write_text(text)
     with pytest.raises(MSTGeoError, match=message) as error:
         load_train_config(tmp_path / "a.yaml")
+    assert str(error.value).startswith(str(tmp_path / culprit))
     assert "\n" not in str(error.value)

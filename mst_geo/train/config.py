@@ -3,8 +3,10 @@
 A recipe is validated before anything heavy starts, so a typo (an unknown key, a string where a
 number belongs, a missing data folder) stops with one line naming the file and the key instead of
 failing an hour into a run. Command-line overrides use dotted keys (``trainer.max_steps``) and go
-through the same checks. A recipe may start with ``extends: other.yaml`` (relative to itself): it
-then holds only what differs from that recipe, so a training phase reads as its changes.
+through the same checks. A recipe may hold ``extends: other.yaml`` (relative to itself) and then
+only what differs from that recipe, so a training phase reads as its changes; it must set its own
+``out``. Paths inside a recipe (``data.root``, ``out``, ``model.init``) stay relative to the
+current directory.
 """
 
 from __future__ import annotations
@@ -116,7 +118,7 @@ class TrainerSection:
     grad_clip: float | None = None
     cpu_threads: int | None = None  # torch threads on CPU runs (None: torch's default)
     click_threads: int = 1  # threads placing the no-grad rounds' clicks (for GPU runs; CPU: 1)
-    profile: bool = False  # write seconds per training phase (loading, clicks, passes) to fit-profile.txt
+    profile: bool = False  # seconds per training phase (loading, clicks, passes) to fit-profile[-rank].txt
 
 
 @dataclass
@@ -290,10 +292,14 @@ def _read_recipe(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     if not isinstance(values, dict):
         raise MSTGeoError(f"'top level' must be a mapping, got {values!r}", path)
     parent = values.pop("extends", None)
+    _fill(TrainConfig(), values, "", str(path))  # a bad key is named with the file that holds it
     if parent is None:
         return values
     if not isinstance(parent, str):
         raise MSTGeoError(f"'extends' must be a file name, got {parent!r}", path)
+    if "out" not in values:
+        raise MSTGeoError(f"extends {parent} but sets no 'out' of its own: it would write into "
+                          "that recipe's run folder", path)
     return _merge(_read_recipe(path.parent / parent, (*seen, path.resolve())), values)
 
 

@@ -123,6 +123,9 @@ class ClickTrainingModule(L.LightningModule):
         return clicks, prev_mask
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        if self.config.trainer.profile and batch["image"].is_cuda:
+            with self.profiled("gpu_wait"):  # the previous step's queued kernels: CUDA runs ahead of the host
+                torch.cuda.synchronize()
         image = batch["image"].float() / 255.0
         target, ignore = batch["target"], batch["ignore"]
         extra = self.config.clicks.max_next_clicks

@@ -75,8 +75,8 @@ def build_model(config: TrainConfig) -> MSTModel:
         if model.config.preset != config.model.preset:
             warnings.warn(f"--init {init}: training its {model.config.preset} network, not the "
                           f"recipe's {config.model.preset}", UserWarning, stacklevel=2)
-        # the init's inference size was chosen for its own weights: validate and export at the
-        # training size until the new weights get theirs (scripts/ship_model.py --inference-size)
+        # the init's inference size was chosen for its own weights: validate and export at its
+        # input_size until the new weights get theirs (scripts/ship_model.py --inference-size)
         model.config = dataclasses.replace(model.config, inference_size=None)
         return model.train()
     model = create_model(config.model.preset, **config.model.overrides)
