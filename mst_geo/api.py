@@ -138,7 +138,7 @@ class Segmenter:
         journal: ObjectJournal | None = None,
         max_objects: int | None = None,
     ) -> list[ObjectId]:
-        """Add every click of a clicks GeoJSON file (the contract), object by object, in click order.
+        """Add every click of a clicks file (the contract; GeoJSON or an OGR point layer), object by object, in click order.
 
         With a ``journal``, objects it already holds are restored instead of recomputed, and each
         finished object is stored in it (so an interrupted run resumes). More than ``max_objects``

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import geopandas as gpd
 import pytest
 import rasterio
 from pyproj import Transformer
@@ -164,3 +165,39 @@ def test_clicks_in_the_wrong_crs_fall_outside(mapper):
     x, y = 485899.0 + 5 * 100, 5209246.0 - 5 * 100
     with pytest.raises(MSTGeoError, match="lies outside the scene"):
         clicks_from_geojson(collection((x, y, {})), mapper)
+
+
+@pytest.mark.filterwarnings("ignore:'crs' was not provided")  # the Shapefile has none on purpose
+def test_vector_point_layers_read_like_geojson(tmp_path, mapper):
+    """A Shapefile of clicks (real-valued object field, a null order, no CRS: WGS84) and a
+    GeoPackage layer in UTM give the objects the same clicks give as GeoJSON."""
+    pond, grass, field = lonlat_of_pixel(60.5, 850.5), lonlat_of_pixel(60.5, 880.5), lonlat_of_pixel(95.5, 120.5)
+    rows = [(*grass, {"label": "negative", "object": 1, "order": 2}),
+            (*field, {"label": "positive", "object": 2, "order": 0}),
+            (*pond, {"label": "positive", "object": 1, "order": 1})]  # fmt: skip
+    expected = clicks_from_geojson(collection(*rows), mapper)
+    frame = gpd.GeoDataFrame.from_features(collection(*rows)["features"])
+    frame["object"] = frame["object"].astype(float)
+    frame.loc[1, "order"] = None
+    frame.to_file(tmp_path / "clicks.shp")
+    assert read_clicks(tmp_path / "clicks.shp", mapper) == expected
+    frame.set_crs("EPSG:4326").to_crs("EPSG:26914").to_file(tmp_path / "clicks.gpkg", layer="clicks")
+    utm = read_clicks(tmp_path / "clicks.gpkg", mapper)
+    assert list(utm) == list(expected)
+    for obj in expected:
+        assert [c.positive for c in utm[obj]] == [c.positive for c in expected[obj]]
+        assert [(c.row, c.col) for c in utm[obj]] == [pytest.approx((c.row, c.col)) for c in expected[obj]]
+
+
+def test_vector_file_errors_name_the_file(tmp_path, mapper):
+    with pytest.raises(MSTGeoError, match="clicks file not found") as missing:
+        read_clicks(tmp_path / "none.gpkg", mapper)
+    assert "none.gpkg" in str(missing.value)
+    garbage = tmp_path / "garbage.shp"
+    garbage.write_bytes(b"\x00\x01not a shapefile" * 10)
+    with pytest.raises(MSTGeoError, match="garbage.shp: cannot read these clicks"):
+        read_clicks(garbage, mapper)
+    empty = tmp_path / "empty.gpkg"
+    gpd.GeoDataFrame({"label": []}, geometry=gpd.GeoSeries([], crs="EPSG:4326")).to_file(empty)
+    with pytest.raises(MSTGeoError, match="empty.gpkg: holds no click points"):
+        read_clicks(empty, mapper)

@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import geopandas as gpd
@@ -158,15 +159,19 @@ def test_geojson_output_and_overwrite(segment, tmp_path):
     assert segment("--overwrite", out=out)[0] == 0
 
 
-@pytest.mark.parametrize("how", ["crs member", "--clicks-crs"])
+@pytest.mark.parametrize("how", ["crs member", "--clicks-crs", "GeoPackage layer"])
 def test_clicks_in_another_crs_work(segment, tmp_path, few_clicks, how):
-    """Web Mercator clicks give the same objects as the same clicks in WGS84."""
+    """Web Mercator clicks give the same objects as the same clicks in WGS84, also from a
+    GeoPackage point layer (as digitised in QGIS), whose own CRS needs no flag."""
     wgs84 = json.loads(few_clicks.read_text())
     to_mercator = Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True)
     for feature in wgs84["features"]:
         feature["geometry"]["coordinates"] = list(to_mercator.transform(*feature["geometry"]["coordinates"]))
     extra = {"crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::3857"}}} if how == "crs member" else {}
     clicks = write_clicks(tmp_path / "mercator.geojson", wgs84["features"], **extra)
+    if how == "GeoPackage layer":
+        clicks = tmp_path / "mercator.gpkg"
+        gpd.GeoDataFrame.from_features(wgs84["features"], crs="EPSG:3857").to_file(clicks, layer="clicks")
     flags = ["--clicks-crs", "EPSG:3857"] if how == "--clicks-crs" else []
     mercator_out = tmp_path / "out" / "mercator.gpkg"
     mercator_mask, reference_mask = tmp_path / "out" / "mercator_mask.tif", tmp_path / "out" / "mask.tif"
@@ -264,6 +269,16 @@ def test_bad_clicks_files(segment, tmp_path):
     assert_user_error(segment(clicks=wrong_type), "polygon.geojson", "feature #2", "Polygon", out_dir=out_dir)
     label = write_clicks(tmp_path / "label.geojson", [point(*inside, label="maybe", object="field")])
     assert_user_error(segment(clicks=label), "label.geojson", "feature #1", "unknown label 'maybe'", out_dir=out_dir)
+    corrupt = tmp_path / "corrupt.gpkg"
+    corrupt.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 8)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = segment(clicks=corrupt)
+    assert_user_error(result, "corrupt.gpkg", "cannot read these clicks", out_dir=out_dir)
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]  # GDAL's notes print as more lines
+    polygons = tmp_path / "polygons.gpkg"
+    gpd.GeoDataFrame.from_features([polygon], crs="EPSG:4326").to_file(polygons)
+    assert_user_error(segment(clicks=polygons), "polygons.gpkg", "feature #1", "Polygon", out_dir=out_dir)
 
 
 def test_clicks_outside_the_scene_or_on_nodata(segment, write_geotiff, naip_scene, tmp_path):

@@ -15,8 +15,8 @@ def segment(
     scene: Path = typer.Argument(..., help="GeoTIFF scene (any size, any CRS; tiled with overviews reads fastest)."),
     clicks: Path = typer.Option(
         ..., "--clicks", "-c",
-        help="Clicks GeoJSON: Point features with 'label' (positive/negative, 1/0, true/false, fg/bg), "
-        "'object' (groups clicks) and optional 'order'.",
+        help="Clicks GeoJSON (or any point layer OGR reads: GeoPackage, Shapefile, ...): Point features with "
+        "'label' (positive/negative, 1/0, true/false, fg/bg), 'object' (groups clicks) and optional 'order'.",
     ),
     out: Path | None = typer.Option(
         None, "--out", "-o",
@@ -27,7 +27,7 @@ def segment(
     ),
     clicks_crs: str | None = typer.Option(
         None, "--clicks-crs",
-        help="CRS of the click coordinates (e.g. EPSG:3857); overrides the file's 'crs' member. Default: WGS84.",
+        help="CRS of the click coordinates (e.g. EPSG:3857); overrides the file's 'crs' member or layer CRS. Default: WGS84.",
     ),
     bands: str | None = typer.Option(
         None, "--bands", help="Scene bands as R,G,B (1-based, e.g. 4,3,2) or one grey band. Default: RGB or 1,2,3."

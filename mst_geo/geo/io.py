@@ -1,12 +1,14 @@
-"""The output contract and its atomic writers: polygons (GeoPackage / GeoJSON) and the mask COG.
+"""Vector files in (any format OGR reads, with one-line errors), and the output contract and its
+atomic writers out: polygons (GeoPackage / GeoJSON) and the mask COG.
 
-Every file is written to a temporary name in the target directory and renamed when complete,
+Every output is written to a temporary name in the target directory and renamed when complete,
 so an interrupted run never leaves a half-written output behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,26 @@ class ObjectRecord:
     geometry: BaseGeometry
     n_clicks: int
     score: float
+
+
+def read_vector(path: str | Path, what: str) -> gpd.GeoDataFrame:
+    """Every feature of an OGR-readable vector file (GeoPackage, Shapefile, GeoJSON, ...).
+
+    ``what`` names the file's role in the errors ("labels", "clicks"), so a user reads
+    ``clicks.gpkg: cannot read these clicks (...)`` rather than a driver traceback.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MSTGeoError(f"{what} file not found", path)
+    try:
+        with warnings.catch_warnings():  # GDAL's notes on a broken file would print as extra lines
+            warnings.simplefilter("ignore", RuntimeWarning)
+            frame = gpd.read_file(path, engine="pyogrio")
+    except Exception as error:  # pyogrio raises several types for unreadable files
+        raise MSTGeoError(f"cannot read these {what} ({str(error).splitlines()[0]})", path) from None
+    if not isinstance(frame, gpd.GeoDataFrame):
+        raise MSTGeoError(f"{what} hold no geometry column (a table without features)", path)
+    return frame
 
 
 def polygons_frame(records: Sequence[ObjectRecord], crs: CRS, model: str) -> gpd.GeoDataFrame:

@@ -1,9 +1,11 @@
 """Clicks in map coordinates: the clicks GeoJSON contract, reprojection and map → pixel mapping.
 
-Contract (DESIGN.md): a FeatureCollection of Point features; ``label`` positive/negative
+Contract (DESIGN.md): a FeatureCollection of Point features (a ``.geojson``/``.json`` file; any
+other vector file OGR reads, e.g. a GeoPackage or Shapefile point layer digitised in QGIS, is read
+through geopandas with the same fields and its own CRS); ``label`` positive/negative
 (also 1/0, true/false, fg/bg; missing means positive); ``object`` groups clicks into one object
 (default: every click one object, id 1); optional ``order`` sorts the clicks of an object
-(default: file order). Coordinates are WGS84 (RFC 7946) unless the file has a ``crs`` member
+(default, or null: file order). Coordinates are WGS84 (RFC 7946) unless the file has a ``crs`` member
 or the caller passes ``clicks_crs`` (which wins). Every error names the file and the feature.
 """
 
@@ -21,8 +23,11 @@ from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError, ProjError
 
 from mst_geo.errors import MSTGeoError
+from mst_geo.geo.io import read_vector
 
 WGS84 = CRS.from_epsg(4326)
+JSON_SUFFIXES = {".geojson", ".json"}
+"""Clicks files parsed as JSON, the contract as written; any other suffix is read through OGR."""
 DEFAULT_OBJECT = 1
 POSITIVE_LABELS = {"positive", "pos", "1", "true", "fg", "foreground", "+"}
 NEGATIVE_LABELS = {"negative", "neg", "0", "false", "bg", "background", "-"}
@@ -109,9 +114,20 @@ class PixelMapper:
         return SceneClick(x=sx, y=sy, row=row, col=col, positive=positive)
 
 
-def load_geojson(path: str | Path) -> dict:
-    """The parsed JSON of a clicks file; MSTGeoError when missing or not JSON."""
+def load_clicks_file(path: str | Path) -> dict:
+    """A clicks file as a GeoJSON FeatureCollection; MSTGeoError when missing or unreadable.
+
+    A ``.geojson``/``.json`` file is parsed as JSON. Any other vector file goes through OGR, and
+    its CRS becomes the collection's ``crs`` member, so clicks digitised in a projected layer
+    need no ``--clicks-crs``.
+    """
     path = Path(path)
+    if path.suffix.lower() not in JSON_SUFFIXES:
+        frame = read_vector(path, "clicks")
+        data = json.loads(frame.to_json(drop_id=True))
+        if frame.crs is not None:
+            data["crs"] = crs_member(frame.crs)
+        return data
     if not path.is_file():
         raise MSTGeoError("clicks file not found", path)
     try:
@@ -126,8 +142,8 @@ def load_geojson(path: str | Path) -> dict:
 def read_clicks(
     path: str | Path, mapper: PixelMapper, clicks_crs: str | CRS | None = None
 ) -> dict[ObjectId, list[SceneClick]]:
-    """Clicks of a GeoJSON file grouped by object (first-appearance order), each in click order."""
-    return clicks_from_geojson(load_geojson(path), mapper, clicks_crs=clicks_crs, source=path)
+    """Clicks of a clicks file grouped by object (first-appearance order), each in click order."""
+    return clicks_from_geojson(load_clicks_file(path), mapper, clicks_crs=clicks_crs, source=path)
 
 
 def clicks_from_geojson(
@@ -159,7 +175,8 @@ def clicks_from_geojson(
             x, y = (float(value) for value in geometry["coordinates"][:2])
             positive = parse_label(properties.get("label", "positive"))
             obj = parse_object_id(properties.get("object", DEFAULT_OBJECT))
-            order = float(properties.get("order", index))
+            order = properties.get("order")
+            order = float(index if order is None else order)
             click = mapper.click(x, y, positive, crs)
         except (KeyError, TypeError, ValueError) as error:
             raise MSTGeoError(f"{where}: {error}", source) from None
@@ -199,7 +216,12 @@ def _transformer(source: CRS, target: CRS) -> Transformer:
 
 
 def parse_object_id(value: Any) -> ObjectId:
-    """``value`` as an object id (an int or a string, as the contract allows); ValueError otherwise."""
+    """``value`` as an object id (an int or a string, as the contract allows); ValueError otherwise.
+
+    A whole float counts as an int: Shapefile and GeoPackage number fields are often real-valued.
+    """
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise ValueError(f"object id must be an integer or a string, got {value!r}")
     return value

@@ -25,6 +25,7 @@ from shapely.geometry import box
 
 from mst_geo.data.iseg import IGNORE, Instance
 from mst_geo.errors import MSTGeoError
+from mst_geo.geo.io import read_vector
 from mst_geo.geo.raster import SceneRaster
 from mst_geo.train.augment import Sample
 from mst_geo.train.config import DataSection
@@ -40,14 +41,7 @@ MIN_WINDOW = 64
 def read_labels(labels: str | Path, scene_crs) -> gpd.GeoDataFrame:
     """Polygon labels reprojected to the scene CRS; one row per object, empty rows dropped."""
     path = Path(labels)
-    if not path.is_file():
-        raise MSTGeoError("labels file not found", path)
-    try:
-        frame = gpd.read_file(path)
-    except Exception as error:  # pyogrio raises several types for unreadable files
-        raise MSTGeoError(f"cannot read these labels ({str(error).splitlines()[0]})", path) from None
-    if not isinstance(frame, gpd.GeoDataFrame):
-        raise MSTGeoError("labels hold no geometry column (a table without polygons)", path)
+    frame = read_vector(path, "labels")
     if frame.crs is None:
         raise MSTGeoError("labels have no CRS; save them with one (any CRS works)", path)
     frame = frame[frame.geometry.notna() & ~frame.geometry.is_empty]
