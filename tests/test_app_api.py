@@ -140,6 +140,32 @@ def test_objects_undo_and_delete(client: TestClient, segmenter: Segmenter) -> No
     assert client.delete(f"/api/objects/{pond}").status_code == 404
 
 
+def test_objects_loaded_from_a_clicks_file_keep_their_ids(segmenter: Segmenter, tmp_path: Path) -> None:
+    """``mst-geo app --clicks``: named and numbered objects of a file can be extended, selected and
+    deleted by the ids the file gave them (the output holds mixed ids as text)."""
+    pond, field = scene_xy(segmenter, POND), scene_xy(segmenter, FIELD)
+    features = [{"type": "Feature", "geometry": {"type": "Point", "coordinates": list(xy)}, "properties": {"object": obj}}
+                for xy, obj in ((pond, "pond"), (field, 7))]  # fmt: skip
+    path = tmp_path / "clicks.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "crs": {"type": "name", "properties": {
+        "name": "urn:ogc:def:crs:EPSG::26914"}}, "features": features}))  # fmt: skip
+    assert segmenter.load_clicks(path) == ["pond", 7]
+    client = TestClient(create_app(segmenter))
+
+    listed = client.get("/api/objects").json()["scene"]["features"]
+    assert [f["properties"]["object"] for f in listed] == ["pond", "7"]
+    assert client.post("/api/objects").json() == {"object": 8}  # past the file's numbers
+    assert click(client, *scene_xy(segmenter, (POND[0] + 3, POND[1])), object="pond")["feature"] is not None
+    assert client.put("/api/current", json={"object": "7"}).json() == {"object": 7}
+    assert click(client, *scene_xy(segmenter, (FIELD[0] + 40, FIELD[1])), positive=False)["object"] == 7
+    n_clicks = {f["properties"]["object"]: f["properties"]["n_clicks"]
+                for f in client.get("/api/objects").json()["scene"]["features"]}  # fmt: skip
+    assert n_clicks == {"pond": 2, "7": 2}
+    assert client.delete("/api/objects/7").json() == {"deleted": 7}
+    assert client.delete("/api/objects/pond").json() == {"deleted": "pond"}
+    assert segmenter.objects() == []
+
+
 def test_save_and_reopen_with_geopandas(client: TestClient, segmenter: Segmenter, tmp_path: Path) -> None:
     click(client, *scene_xy(segmenter, POND))
     client.post("/api/objects")

@@ -31,6 +31,24 @@ def test_app_serves_the_scene_on_localhost(naip_scene: Path, app_checkpoint: Pat
         process.wait(timeout=30)
 
 
+def test_app_starts_from_a_clicks_file(naip_scene: Path, app_checkpoint: Path) -> None:
+    clicks = Path(__file__).parents[1] / "examples" / "clicks.geojson"
+    expected = list(dict.fromkeys(f["properties"]["object"] for f in json.loads(clicks.read_text())["features"]))
+    process = subprocess.Popen(
+        [*CLI, "app", str(naip_scene), "--model", str(app_checkpoint), "--port", "0", "--clicks", str(clicks)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("mst-geo app: open http://127.0.0.1:"), line + process.stderr.read()
+        with urllib.request.urlopen(line.split()[3] + "api/objects", timeout=30) as response:
+            listed = json.load(response)["scene"]["features"]
+        assert [f["properties"]["object"] for f in listed] == expected
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 def test_busy_port_and_missing_scene_are_one_line_errors(naip_scene: Path, tmp_path: Path) -> None:
     with socket.create_server(("127.0.0.1", 0)) as busy:
         port = busy.getsockname()[1]
@@ -43,3 +61,9 @@ def test_busy_port_and_missing_scene_are_one_line_errors(naip_scene: Path, tmp_p
     result = subprocess.run([*CLI, "app", str(missing), "--port", "0"], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {missing}: raster not found"
+
+    no_clicks = tmp_path / "nowhere.geojson"
+    result = subprocess.run([*CLI, "app", str(naip_scene), "--port", "0", "--clicks", str(no_clicks)],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {no_clicks}: clicks file not found"

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 
 STATIC_DIR = Path(__file__).parent / "static"
 
-ObjectId = int
+ObjectId = int | str
+"""New objects get integer ids; objects loaded from a clicks file keep theirs ("pond")."""
 
 
 class ClickRequest(BaseModel):
@@ -68,9 +69,18 @@ class _Session:
         self.current: ObjectId | None = None
 
     def new_object(self) -> ObjectId:
-        existing = [int(o) for o in self.segmenter.objects()]
-        self.current = max([*existing, self.current or 0]) + 1
+        """The next integer id past every integer-like id in use (named objects do not count)."""
+        ids = [*self.segmenter.objects(), self.current]
+        self.current = max([int(str(o)) for o in ids if str(o).isdigit()], default=0) + 1
         return self.current
+
+    def known(self, object_id: ObjectId) -> ObjectId | None:
+        """The id the segmenter (or the new current object) holds for ``object_id``, matched by text:
+        a URL path gives "7" for object 7, and a mixed file's ids are all text in the output."""
+        for candidate in [*self.segmenter.objects(), self.current]:
+            if candidate is not None and str(candidate) == str(object_id):
+                return candidate
+        return None
 
     def resolve(self, object_id: ObjectId | None, allow_new: bool = False) -> ObjectId:
         """The object a request means (None: the current one); 404 when it has no clicks to act on.
@@ -82,6 +92,8 @@ class _Session:
             if self.current is None and not allow_new:
                 raise HTTPException(404, "no current object: click on the map first")
             object_id = self.current if self.current is not None else self.new_object()
+        known = self.known(object_id)
+        object_id = object_id if known is None else known
         if object_id in self.segmenter.objects() or (allow_new and object_id == self.current):
             return object_id
         if object_id == self.current:
@@ -170,7 +182,7 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None) -> FastAPI
     def delete(object_id: ObjectId) -> dict[str, ObjectId]:
         """Delete an object and all its clicks."""
         with session.lock:
-            session.resolve(object_id)
+            object_id = session.resolve(object_id)
             segmenter.delete(object_id)
             if session.current == object_id:
                 session.current = None
@@ -215,7 +227,7 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None) -> FastAPI
 
 def _object_features(segmenter: Segmenter, object_id: ObjectId) -> dict[str, Any]:
     polygons = segmenter.polygons()
-    return polygons[polygons["object"] == object_id].to_geo_dict(na="null")
+    return polygons[polygons["object"].astype(str) == str(object_id)].to_geo_dict(na="null")  # text when ids mix
 
 
 def _page_features(session: _Session, collection: dict[str, Any]) -> dict[str, Any]:

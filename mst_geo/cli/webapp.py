@@ -28,16 +28,25 @@ def app_command(
     min_area: float = typer.Option(
         0.0, "--min-area", help="Drop polygon parts and fill holes smaller than this, in scene CRS units²."
     ),
+    clicks: Path | None = typer.Option(
+        None, "--clicks", "-c",
+        help="Start from the objects of a clicks file (as `segment` reads it, e.g. the app's own Export clicks).",
+    ),
+    clicks_crs: str | None = typer.Option(
+        None, "--clicks-crs", help="CRS of the --clicks coordinates; overrides the file's own. Default: WGS84."
+    ),
 ) -> None:
     """Click on a scene in your browser and watch each object's polygon appear.
 
     Left click: positive, right click or shift-click: negative; N: new object; Z: undo.
 
     Save writes the same GeoPackage/GeoJSON as `mst-geo segment`; Export clicks writes a clicks file it reproduces.
+    With --clicks the session starts from a clicks file's objects, to correct them or go on later.
 
     Example:
 
         mst-geo app examples/naip_scene.tif --open
+        mst-geo app examples/naip_scene.tif --clicks examples/clicks.geojson
     """
     from mst_geo.app.server import create_app, listen, serve, url_of
     from mst_geo.geo.raster import parse_bands
@@ -49,6 +58,9 @@ def app_command(
         segmenter = Segmenter(
             scene, model=model, bands=parse_bands(bands), device=device, simplify=simplify, min_area=min_area
         )
+        if clicks is not None:
+            loaded = segmenter.load_clicks(clicks, clicks_crs, progress=True)
+            typer.echo(f"mst-geo app: {len(loaded)} object(s) from {clicks}", err=True)
     except BaseException:
         sock.close()
         raise

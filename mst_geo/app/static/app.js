@@ -4,7 +4,14 @@
 "use strict";
 
 const COLOURS = ["#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6"];
-const colour = (id) => COLOURS[Math.abs(Number(id)) % COLOURS.length];
+// Object ids are numbers, or names from a loaded clicks file; the output holds them as text when
+// both kinds mix, so ids are compared as text.
+const sameObject = (a, b) => a !== null && b !== null && String(a) === String(b);
+const colour = (id) => {
+  const number = Number(id);
+  const key = Number.isInteger(number) ? Math.abs(number) : [...String(id)].reduce((h, c) => (h * 31 + c.charCodeAt(0)) >>> 0, 7);
+  return COLOURS[key % COLOURS.length];
+};
 
 let map, scene, polygonLayer, clickLayer;
 let current = null;  // id of the object that the next click extends (null: server picks)
@@ -53,7 +60,7 @@ function renderList(features) {
     const p = feature.properties;
     const item = document.createElement("li");
     item.style.setProperty("--colour", colour(p.object));
-    item.className = p.object === current ? "current" : "";
+    item.className = sameObject(p.object, current) ? "current" : "";
     const area = p.area_m2 == null
       ? `${p.area.toFixed(1)} units²`
       : `${Math.round(p.area_m2).toLocaleString()} m²`;
@@ -134,7 +141,7 @@ async function init() {
 
   polygonLayer = L.geoJSON(null, {
     style: (f) => ({
-      color: colour(f.properties.object), weight: f.properties.object === current ? 3 : 2, fillOpacity: 0.3,
+      color: colour(f.properties.object), weight: sameObject(f.properties.object, current) ? 3 : 2, fillOpacity: 0.3,
     }),
   }).addTo(map);
   clickLayer = L.geoJSON(null, {
