@@ -8,7 +8,7 @@ produce the same polygons for the same clicks, and ``Segmenter.clicks_geojson()`
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +124,7 @@ class Segmenter:
         except ValueError as error:
             raise MSTGeoError(str(error), self.raster.path) from None
         try:
-            target = self._new_object_id() if object is None else parse_object_id(object)
+            target = self.new_object_id() if object is None else parse_object_id(object)
         except ValueError as error:
             raise MSTGeoError(str(error)) from None
         self._append(target, click)
@@ -273,8 +273,10 @@ class Segmenter:
             raise MSTGeoError(f"unknown object {object_id!r}")
         return self._clicks[object_id]
 
-    def _new_object_id(self) -> int:
-        numbers = [obj for obj in self._clicks if isinstance(obj, int)]
+    def new_object_id(self, reserved: Iterable[ObjectId] = ()) -> int:
+        """An integer id past every id in use or ``reserved`` that reads as a number: "7" from a
+        text field counts, as the output and the app compare ids as text."""
+        numbers = [int(str(obj)) for obj in (*self._clicks, *reserved) if str(obj).isdecimal()]
         return max(numbers, default=0) + 1
 
 

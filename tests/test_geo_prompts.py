@@ -6,6 +6,7 @@ import json
 
 import geopandas as gpd
 import pytest
+import shapely
 import rasterio
 from pyproj import Transformer
 
@@ -181,6 +182,10 @@ def test_vector_point_layers_read_like_geojson(tmp_path, mapper):
     frame.loc[1, "order"] = None
     frame.to_file(tmp_path / "clicks.shp")
     assert read_clicks(tmp_path / "clicks.shp", mapper) == expected
+    frame.loc[2, "label"] = None  # an empty cell: missing, so positive, as the pond's click is
+    frame.geometry = [shapely.MultiPoint([point]) for point in frame.geometry]  # how some tools save points
+    frame.to_file(tmp_path / "multi.shp")
+    assert read_clicks(tmp_path / "multi.shp", mapper) == expected
     frame.set_crs("EPSG:4326").to_crs("EPSG:26914").to_file(tmp_path / "clicks.gpkg", layer="clicks")
     utm = read_clicks(tmp_path / "clicks.gpkg", mapper)
     assert list(utm) == list(expected)
@@ -201,3 +206,17 @@ def test_vector_file_errors_name_the_file(tmp_path, mapper):
     gpd.GeoDataFrame({"label": []}, geometry=gpd.GeoSeries([], crs="EPSG:4326")).to_file(empty)
     with pytest.raises(MSTGeoError, match="empty.gpkg: holds no click points"):
         read_clicks(empty, mapper)
+    layers = tmp_path / "layers.gpkg"
+    points = gpd.GeoDataFrame(geometry=[shapely.Point(lonlat_of_pixel(100.5, 100.5))], crs="EPSG:4326")
+    points.to_file(layers, layer="monday")
+    points.to_file(layers, layer="tuesday")
+    with pytest.raises(MSTGeoError, match=r"layers.gpkg: holds 2 layers \(monday, tuesday\); keep the clicks"):
+        read_clicks(layers, mapper)
+
+
+def test_null_properties_are_missing_and_ids_must_differ_as_text(mapper):
+    inside, other = lonlat_of_pixel(100.5, 100.5), lonlat_of_pixel(150.5, 300.5)
+    objects = clicks_from_geojson(collection((*inside, {"label": None, "object": None, "order": None})), mapper)
+    assert list(objects) == [1] and objects[1][0].positive
+    with pytest.raises(MSTGeoError, match="object ids 7 and '7' read the same"):
+        clicks_from_geojson(collection((*inside, {"object": 7}), (*other, {"object": "7"})), mapper)

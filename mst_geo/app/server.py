@@ -69,9 +69,8 @@ class _Session:
         self.current: ObjectId | None = None
 
     def new_object(self) -> ObjectId:
-        """The next integer id past every integer-like id in use (named objects do not count)."""
-        ids = [*self.segmenter.objects(), self.current]
-        self.current = max([int(str(o)) for o in ids if str(o).isdigit()], default=0) + 1
+        """Start a new object, numbered past the objects and the current one (which may have no clicks yet)."""
+        self.current = self.segmenter.new_object_id([] if self.current is None else [self.current])
         return self.current
 
     def known(self, object_id: ObjectId) -> ObjectId | None:

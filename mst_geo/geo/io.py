@@ -15,6 +15,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pyogrio
 import rasterio
 import rasterio.shutil
 from affine import Affine
@@ -54,9 +55,12 @@ def read_vector(path: str | Path, what: str) -> gpd.GeoDataFrame:
     try:
         with warnings.catch_warnings():  # GDAL's notes on a broken file would print as extra lines
             warnings.simplefilter("ignore", RuntimeWarning)
-            frame = gpd.read_file(path, engine="pyogrio")
+            layers = [str(name) for name, _ in pyogrio.list_layers(path)]
+            frame = gpd.read_file(path, engine="pyogrio") if len(layers) == 1 else None
     except Exception as error:  # pyogrio raises several types for unreadable files
         raise MSTGeoError(f"cannot read these {what} ({str(error).splitlines()[0]})", path) from None
+    if frame is None:  # reading the first of several layers would be a silent guess
+        raise MSTGeoError(f"holds {len(layers)} layers ({', '.join(layers)}); keep the {what} in a file of their own", path)
     if not isinstance(frame, gpd.GeoDataFrame):
         raise MSTGeoError(f"{what} hold no geometry column (a table without features)", path)
     return frame

@@ -2,9 +2,10 @@
 
 Contract (DESIGN.md): a FeatureCollection of Point features (a ``.geojson``/``.json`` file; any
 other vector file OGR reads, e.g. a GeoPackage or Shapefile point layer digitised in QGIS, is read
-through geopandas with the same fields and its own CRS); ``label`` positive/negative
-(also 1/0, true/false, fg/bg; missing means positive); ``object`` groups clicks into one object
-(default: every click one object, id 1); optional ``order`` sorts the clicks of an object
+through geopandas with the same fields and its own CRS, a layer without one being WGS84 too); ``label`` positive/negative
+(also 1/0, true/false, fg/bg; missing or null means positive, as an empty cell in a layer); ``object`` groups clicks into one object
+(default or null: every click one object, id 1; ids must differ as text, since the output
+stores them as text when ints and names mix); optional ``order`` sorts the clicks of an object
 (default, or null: file order). Coordinates are WGS84 (RFC 7946) unless the file has a ``crs`` member
 or the caller passes ``clicks_crs`` (which wins). Every error names the file and the feature.
 """
@@ -114,20 +115,19 @@ class PixelMapper:
         return SceneClick(x=sx, y=sy, row=row, col=col, positive=positive)
 
 
-def load_clicks_file(path: str | Path) -> dict:
-    """A clicks file as a GeoJSON FeatureCollection; MSTGeoError when missing or unreadable.
+def load_clicks_file(path: str | Path) -> tuple[dict, CRS | None]:
+    """A clicks file as a GeoJSON FeatureCollection and the CRS of its layer (None for JSON, whose
+    CRS is its ``crs`` member); MSTGeoError when missing or unreadable.
 
-    A ``.geojson``/``.json`` file is parsed as JSON. Any other vector file goes through OGR, and
-    its CRS becomes the collection's ``crs`` member, so clicks digitised in a projected layer
-    need no ``--clicks-crs``.
+    A ``.geojson``/``.json`` file is parsed as JSON. Any other vector file goes through OGR, so
+    clicks digitised in a projected layer need no ``--clicks-crs``; a single-point MultiPoint
+    (how some tools save every point layer) counts as its point.
     """
     path = Path(path)
     if path.suffix.lower() not in JSON_SUFFIXES:
         frame = read_vector(path, "clicks")
-        data = json.loads(frame.to_json(drop_id=True))
-        if frame.crs is not None:
-            data["crs"] = crs_member(frame.crs)
-        return data
+        frame.geometry = [_single_point(geometry) for geometry in frame.geometry]
+        return json.loads(frame.to_json(drop_id=True)), frame.crs
     if not path.is_file():
         raise MSTGeoError("clicks file not found", path)
     try:
@@ -136,14 +136,21 @@ def load_clicks_file(path: str | Path) -> dict:
         raise MSTGeoError(f"not valid JSON ({error})", path) from None
     if not isinstance(data, dict):
         raise MSTGeoError("not a GeoJSON FeatureCollection", path)
-    return data
+    return data, None
+
+
+def _single_point(geometry: Any) -> Any:
+    if geometry is not None and geometry.geom_type == "MultiPoint" and len(geometry.geoms) == 1:
+        return geometry.geoms[0]
+    return geometry
 
 
 def read_clicks(
     path: str | Path, mapper: PixelMapper, clicks_crs: str | CRS | None = None
 ) -> dict[ObjectId, list[SceneClick]]:
     """Clicks of a clicks file grouped by object (first-appearance order), each in click order."""
-    return clicks_from_geojson(load_clicks_file(path), mapper, clicks_crs=clicks_crs, source=path)
+    data, layer_crs = load_clicks_file(path)
+    return clicks_from_geojson(data, mapper, clicks_crs=clicks_crs or layer_crs, source=path)
 
 
 def clicks_from_geojson(
@@ -173,14 +180,15 @@ def clicks_from_geojson(
             raise MSTGeoError(f"{where} has {kind}; clicks must be Point features", source)
         try:
             x, y = (float(value) for value in geometry["coordinates"][:2])
-            positive = parse_label(properties.get("label", "positive"))
-            obj = parse_object_id(properties.get("object", DEFAULT_OBJECT))
-            order = properties.get("order")
+            label, obj, order = (properties.get(key) for key in ("label", "object", "order"))
+            positive = True if label is None else parse_label(label)
+            obj = DEFAULT_OBJECT if obj is None else parse_object_id(obj)
             order = float(index if order is None else order)
             click = mapper.click(x, y, positive, crs)
         except (KeyError, TypeError, ValueError) as error:
             raise MSTGeoError(f"{where}: {error}", source) from None
         keyed.setdefault(obj, []).append((order, index, click))
+    _refuse_ids_alike_as_text(list(keyed), source)
     return {obj: [click for *_, click in sorted(entries, key=lambda e: e[:2])] for obj, entries in keyed.items()}
 
 
@@ -225,6 +233,15 @@ def parse_object_id(value: Any) -> ObjectId:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise ValueError(f"object id must be an integer or a string, got {value!r}")
     return value
+
+
+def _refuse_ids_alike_as_text(ids: list[ObjectId], source: str | Path | None) -> None:
+    """7 and "7" would be two objects here but one name in the output table and the app."""
+    seen: dict[str, ObjectId] = {}
+    for obj in ids:
+        if str(obj) in seen:
+            raise MSTGeoError(f"object ids {seen[str(obj)]!r} and {obj!r} read the same; give each object one id", source)
+        seen[str(obj)] = obj
 
 
 def _describe(index: int, feature: Any) -> str:
