@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -105,6 +106,23 @@ def app_checkpoint(tmp_path_factory, naip_scene: Path) -> Path:
             if result.mask.any() and result.window.width < segmenter.width:
                 return path
     raise RuntimeError("no random seed in 0..19 gives a local mask on the NAIP pond")
+
+
+@pytest.fixture
+def serve_file():
+    """Serves files over HTTP with range requests (``range_server.py``, a process of its own): URL of each."""
+    servers = []
+
+    def serve(path: Path) -> str:
+        server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("range_server.py")), str(path)],
+                                  stdout=subprocess.PIPE, text=True)  # fmt: skip
+        servers.append(server)
+        return server.stdout.readline().strip()
+
+    yield serve
+    for server in servers:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 @pytest.fixture

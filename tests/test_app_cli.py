@@ -31,6 +31,28 @@ def test_app_serves_the_scene_on_localhost(naip_scene: Path, app_checkpoint: Pat
         process.wait(timeout=30)
 
 
+def test_app_serves_a_scene_at_a_url(naip_scene: Path, app_checkpoint: Path, serve_file, tmp_path: Path) -> None:
+    copy = tmp_path / naip_scene.name
+    copy.write_bytes(naip_scene.read_bytes())
+    url = serve_file(copy)
+    process = subprocess.Popen(
+        [*CLI, "app", url, "--model", str(app_checkpoint), "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("mst-geo app: open http://127.0.0.1:"), line + process.stderr.read()
+        with urllib.request.urlopen(line.split()[3] + "api/scene", timeout=30) as response:
+            scene = json.load(response)
+        assert (scene["name"], scene["path"], scene["width"]) == ("naip_scene.tif", url, 934)
+        assert scene["default_save_path"] == str(Path.cwd() / "naip_scene_objects.gpkg")  # not beside a URL
+        with urllib.request.urlopen(line.split()[3] + scene["tile_url"].format(z=0, x=0, y=0), timeout=30) as tile:
+            assert tile.read().startswith(b"\x89PNG")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 def test_app_starts_from_a_clicks_file(naip_scene: Path, app_checkpoint: Path) -> None:
     clicks = Path(__file__).parents[1] / "examples" / "clicks.geojson"
     expected = list(dict.fromkeys(f["properties"]["object"] for f in json.loads(clicks.read_text())["features"]))

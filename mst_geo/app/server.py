@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 from mst_geo.app.pagegrid import PageGrid
 from mst_geo.app.tiles import SceneTiles
 from mst_geo.errors import MSTGeoError
+from mst_geo.geo.raster import scene_name
 
 if TYPE_CHECKING:
     from mst_geo.api import Segmenter
@@ -104,6 +105,9 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None) -> FastAPI
     """The FastAPI app serving ``segmenter``'s scene; ``tiles`` defaults to the scene's own bands and stretch."""
     tiles = tiles or SceneTiles(segmenter.raster)
     session = _Session(segmenter, tiles.grid)
+    source = segmenter.raster.path
+    stem = Path(scene_name(source)).stem
+    save_folder = source.parent if isinstance(source, Path) else Path.cwd()  # a URL's scene: here
     app = FastAPI(title="mst-geo app", summary="Click on a GeoTIFF scene and get polygons back.")
     app.state.session = session
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -116,10 +120,9 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None) -> FastAPI
     @app.get("/api/scene")
     def scene() -> dict[str, Any]:
         """What the page needs to draw the scene: size, CRS, bounds, bands and the tile pyramid."""
-        path = Path(tiles.path)
         return {
-            "name": path.name,
-            "path": str(path),
+            "name": scene_name(source),
+            "path": str(source),
             "width": segmenter.width,
             "height": segmenter.height,
             "crs": segmenter.crs.to_wkt(),
@@ -130,7 +133,7 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None) -> FastAPI
             "tile_size": session.grid.tile_size,
             "max_zoom": session.grid.max_zoom,
             "page_bounds": session.grid.page_bounds,
-            "default_save_path": str(path.with_name(f"{path.stem}_objects.gpkg")),
+            "default_save_path": str(save_folder / f"{stem}_objects.gpkg"),
         }
 
     @app.get("/tiles/{z}/{x}/{y}.png", response_class=Response)
@@ -218,7 +221,7 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None) -> FastAPI
         """The clicks as a clicks GeoJSON that `mst-geo segment --clicks` reproduces."""
         with session.lock:
             clicks = segmenter.clicks_geojson()
-        filename = f"{Path(tiles.path).stem}_clicks.geojson"
+        filename = f"{stem}_clicks.geojson"
         return JSONResponse(clicks, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
     return app

@@ -19,6 +19,7 @@ from rio_tiler.io import Reader
 from rio_tiler.models import ImageData
 
 from mst_geo.app.pagegrid import PageGrid
+from mst_geo.geo.journal import file_identity
 from mst_geo.geo.raster import SceneRaster
 
 PNG_OPTIONS = (cv2.IMWRITE_PNG_COMPRESSION, 1)
@@ -32,7 +33,7 @@ class SceneTiles:
         self.bands = tuple(raster.bands)
         self.in_range = tuple(zip(raster.low.tolist(), raster.high.tolist()))
         self.grid = PageGrid(raster.transform, raster.width, raster.height)
-        look = (self.path, raster.path.stat().st_mtime_ns, self.bands, self.in_range)
+        look = (file_identity(raster.path), self.bands, self.in_range)
         self.version = hashlib.sha1(repr(look).encode()).hexdigest()[:12]
         """Changes with the file, bands or stretch, so browsers never show cached tiles of another look."""
         self._local = threading.local()

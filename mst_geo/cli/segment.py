@@ -12,7 +12,10 @@ from mst_geo.cli.interrupts import resume_hint_on_interrupt
 
 @app.command()
 def segment(
-    scene: Path = typer.Argument(..., help="GeoTIFF scene (any size, any CRS; tiled with overviews reads fastest)."),
+    scene: str = typer.Argument(
+        ..., help="GeoTIFF scene (any size, any CRS; tiled with overviews reads fastest), a local file or the URL "
+        "of a cloud-optimised GeoTIFF (https://, s3://, /vsicurl/...), read by windows.",
+    ),
     clicks: Path = typer.Option(
         ..., "--clicks", "-c",
         help="Clicks GeoJSON (or any point layer OGR reads: GeoPackage, Shapefile, ...): Point features with "
@@ -51,9 +54,9 @@ def segment(
         mst-geo segment examples/naip_scene.tif --clicks examples/clicks.geojson -o objects.gpkg
     """
     from mst_geo.api import segment_scene
-    from mst_geo.geo.raster import parse_bands
+    from mst_geo.geo.raster import parse_bands, scene_name
 
-    out = out or Path(f"{scene.stem}_objects.gpkg")
+    out = out or Path(f"{Path(scene_name(scene)).stem}_objects.gpkg")
     with resume_hint_on_interrupt("rerun the same command to resume with the objects already finished"):
         frame = segment_scene(
             scene, clicks, out, clicks_crs=clicks_crs, model=model, bands=parse_bands(bands), device=device,

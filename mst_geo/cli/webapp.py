@@ -13,7 +13,9 @@ from mst_geo.cli import app
 
 @app.command("app")
 def app_command(
-    scene: Path = typer.Argument(..., help="GeoTIFF scene to segment (any size; overviews make panning smooth)."),
+    scene: str = typer.Argument(
+        ..., help="GeoTIFF scene to segment (any size; overviews make panning smooth), a local file or a COG's URL."
+    ),
     model: str = typer.Option("default", "--model", "-m", help="'default' (shipped), a checkpoint path or a preset."),
     bands: str | None = typer.Option(
         None, "--bands", help="Scene bands as R,G,B (1-based, e.g. 4,3,2) or one grey band. Default: RGB or 1,2,3."

@@ -21,13 +21,20 @@ from rasterio.windows import Window
 
 from mst_geo.atomic import write_atomic, write_text_atomic
 from mst_geo.geo.prompts import SceneClick
+from mst_geo.geo.raster import scene_source
 from mst_geo.geo.scene import ObjectMask
 
 KEY_FILE = "run.json"
 
 
 def file_identity(path: str | Path) -> dict[str, Any]:
-    """What identifies a file's content cheaply: resolved path, size and modification time."""
+    """What identifies a file's content cheaply: resolved path, size and modification time.
+
+    A URL (a ``str`` from ``scene_source``) is identified by itself: published scenes do not change
+    in place, and asking a server for dates is not worth a request per run.
+    """
+    if isinstance(scene_source(path), str):
+        return {"path": str(path)}
     stat = Path(path).stat()
     return {"path": str(Path(path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 

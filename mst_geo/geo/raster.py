@@ -1,5 +1,9 @@
 """Windowed access to a GeoTIFF scene of any size: band choice, nodata, percentile normalisation.
 
+A scene is a local file or a URL / GDAL virtual path (``https://.../scene.tif``, ``s3://...``,
+``/vsicurl/...``): a cloud-optimised GeoTIFF on a server is read window by window over HTTP
+range requests, never downloaded whole.
+
 Nothing here reads the whole raster: the per-band percentiles come from windows sampled over the
 scene at native resolution (an overview only when those are all nodata), and every image read
 is a window, decimated through the overviews (``out_shape``) when it is larger than the model input.
@@ -9,7 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlparse
 
 import contextlib
 import warnings
@@ -34,6 +39,21 @@ STATS_WINDOW = 256
 """Larger scenes: a STATS_GRID x STATS_GRID grid of STATS_WINDOW² px windows at native resolution."""
 
 RGB_INTERP = (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
+
+REMOTE_PREFIXES = ("http://", "https://", "s3://", "gs://", "az://", "/vsi")
+"""Scene names GDAL reads itself (over the network or from an archive) rather than local paths."""
+
+
+def scene_source(path: str | Path) -> str | Path:
+    """A URL or GDAL virtual path as the text GDAL reads (a Path would fold ``https://``), else a Path."""
+    text = str(path)
+    return text if text.startswith(REMOTE_PREFIXES) else Path(path)
+
+
+def scene_name(source: str | Path) -> str:
+    """The scene's file name (a URL's last path part, without its query), for output names."""
+    source = scene_source(source)
+    return PurePosixPath(urlparse(source).path).name if isinstance(source, str) else source.name
 
 
 @dataclass(frozen=True)
@@ -72,11 +92,13 @@ class SceneRaster:
     """An open scene: georeferencing, the chosen bands and their stretch, and windowed reads."""
 
     def __init__(self, path: str | Path, bands: Sequence[int] | None = None):
-        self.path = Path(path)
-        if not self.path.is_file():
+        self.path = scene_source(path)
+        if isinstance(self.path, Path) and not self.path.is_file():
             raise MSTGeoError("raster not found", self.path)
+        # A remote scene: no directory listing or sidecar probes, one request less per open.
+        remote = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"} if isinstance(self.path, str) else {}
         try:
-            with warnings.catch_warnings():  # georeferencing is checked below, with a clear error
+            with warnings.catch_warnings(), rasterio.Env(**remote):  # georeferencing is checked below
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 self.dataset = rasterio.open(self.path)
         except RasterioIOError as error:
