@@ -117,7 +117,9 @@ def serve_file():
         server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("range_server.py")), str(path)],
                                   stdout=subprocess.PIPE, text=True)  # fmt: skip
         servers.append(server)
-        return server.stdout.readline().strip()
+        url = server.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), f"range_server.py did not start: {url!r}"
+        return url
 
     yield serve
     for server in servers:

@@ -10,7 +10,8 @@ from rasterio.enums import ColorInterp, Resampling
 from rasterio.windows import Window, bounds
 
 from mst_geo.errors import MSTGeoError
-from mst_geo.geo.raster import PERCENTILES, SceneRaster, parse_bands
+from mst_geo.geo.journal import file_identity
+from mst_geo.geo.raster import PERCENTILES, SceneRaster, parse_bands, scene_name, scene_source
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +174,26 @@ def test_rasters_without_georeferencing_are_refused(write_geotiff, naip_pixels):
         SceneRaster(write_geotiff("nocrs.tif", naip_pixels[:, :50, :50], crs=None))
     with pytest.raises(MSTGeoError, match="no geotransform"):
         SceneRaster(write_geotiff("notransform.tif", naip_pixels[:, :50, :50], transform=Affine.identity()))
+
+
+@pytest.mark.parametrize(
+    ("given", "remote", "name"),
+    [
+        ("https://example.com/naip/m%20quad.tif?X-Amz-Signature=abc", True, "m quad.tif"),
+        ("HTTPS://example.com/a.TIF", True, "a.TIF"),
+        ("s3://bucket/scenes/b.tif", True, "b.tif"),
+        ("/vsicurl/https://example.com/c.tif", True, "c.tif"),
+        ("https://example.com/", True, "scene"),
+        ("/vsizip/archive.zip/d.tif", False, "d.tif"),  # a local archive: a local path
+        ("scenes/e.tif", False, "e.tif"),
+    ],
+)
+def test_scene_sources_urls_stay_text(given, remote, name):
+    assert isinstance(scene_source(given), str) is remote
+    assert scene_name(given) == name
+
+
+def test_a_url_is_identified_without_its_signature(naip_scene):
+    signed = "https://example.com/naip/scene.tif?X-Amz-Signature=abc&X-Amz-Expires=60"
+    assert file_identity(signed) == {"path": "https://example.com/naip/scene.tif"}
+    assert set(file_identity(naip_scene)) == {"path", "size", "mtime_ns"}

@@ -176,8 +176,11 @@ def test_scene_at_a_url_is_read_by_windows(segment, served_scene, tmp_path):
     served = sum(int(n) for n in path.with_name("big.tif.served").read_text().split())
     # the stretch samples 64 windows, each object reads a few more: 14 % of the file here, not all of it
     assert 0 < served < 0.35 * path.stat().st_size, (served, path.stat().st_size)
+    assert segment(scene=f"/vsicurl/{url}", out=tmp_path / "out" / "vsicurl.gpkg")[0] == 0  # GDAL's own spelling
+    assert gpd.read_file(tmp_path / "out" / "vsicurl.gpkg").geometry.geom_equals(reference.geometry).all()
     gone = url.replace("big.tif", "gone.tif")
-    assert_user_error(segment(scene=gone), gone, "cannot read as a raster", out_dir=tmp_path / "out" / "none")
+    failed = tmp_path / "failed"
+    assert_user_error(segment(scene=gone, out=failed / "objects.gpkg"), gone, "cannot read as a raster", out_dir=failed)
 
 
 def test_geojson_output_and_overwrite(segment, tmp_path):

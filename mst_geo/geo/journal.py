@@ -14,6 +14,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import numpy as np
 from affine import Affine
@@ -30,11 +31,13 @@ KEY_FILE = "run.json"
 def file_identity(path: str | Path) -> dict[str, Any]:
     """What identifies a file's content cheaply: resolved path, size and modification time.
 
-    A URL (a ``str`` from ``scene_source``) is identified by itself: published scenes do not change
-    in place, and asking a server for dates is not worth a request per run.
+    A URL (a ``str`` from ``scene_source``) is identified by itself without its query: published
+    scenes do not change in place, asking a server for dates is not worth a request per run, and a
+    presigned URL's signature changes with each signing (and is a secret, kept out of run files).
     """
-    if isinstance(scene_source(path), str):
-        return {"path": str(path)}
+    source = scene_source(path)
+    if isinstance(source, str):
+        return {"path": urlparse(source)._replace(query="", fragment="").geturl()}
     stat = Path(path).stat()
     return {"path": str(Path(path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 

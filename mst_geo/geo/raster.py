@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import contextlib
 import warnings
@@ -40,20 +40,27 @@ STATS_WINDOW = 256
 
 RGB_INTERP = (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
 
-REMOTE_PREFIXES = ("http://", "https://", "s3://", "gs://", "az://", "/vsi")
-"""Scene names GDAL reads itself (over the network or from an archive) rather than local paths."""
+REMOTE_SCHEMES = {"http", "https", "ftp", "s3", "gs", "az", "oss"}
+"""URL schemes rasterio reads over the network."""
+
+REMOTE_VSI = ("/vsicurl", "/vsis3", "/vsigs", "/vsiaz", "/vsiadls", "/vsioss", "/vsiswift", "/vsiwebhdfs")
+"""GDAL's network file systems (local archives such as /vsizip/ are not among them)."""
 
 
 def scene_source(path: str | Path) -> str | Path:
-    """A URL or GDAL virtual path as the text GDAL reads (a Path would fold ``https://``), else a Path."""
+    """A network URL or GDAL network path as the text GDAL reads (a Path would fold ``https://``),
+    anything else as a local Path."""
     text = str(path)
-    return text if text.startswith(REMOTE_PREFIXES) else Path(path)
+    remote = urlparse(text).scheme.lower() in REMOTE_SCHEMES or text.startswith(REMOTE_VSI)
+    return text if remote else Path(path)
 
 
 def scene_name(source: str | Path) -> str:
-    """The scene's file name (a URL's last path part, without its query), for output names."""
+    """The scene's file name (a URL's last path part, decoded, without its query), for output names."""
     source = scene_source(source)
-    return PurePosixPath(urlparse(source).path).name if isinstance(source, str) else source.name
+    if isinstance(source, Path):
+        return source.name
+    return PurePosixPath(unquote(urlparse(source).path)).name or "scene"
 
 
 @dataclass(frozen=True)
