@@ -44,6 +44,16 @@ def test_every_polygon_becomes_an_object_on_the_right_pixels(naip_scene, ponds_i
         assert 0.25 < rows.mean() / height < 0.75 and 0.25 < cols.mean() / width < 0.75
 
 
+def test_a_scene_at_a_url_gives_the_same_objects(naip_scene, serve_file, tmp_path):
+    copy = tmp_path / naip_scene.name
+    copy.write_bytes(naip_scene.read_bytes())
+    local, remote = LabelledScene(naip_scene, PONDS), LabelledScene(serve_file(copy), PONDS)
+    assert remote.name == local.name == "naip_scene" and len(remote) == len(local)
+    for index in (0, 7):
+        assert np.array_equal(remote[index].image, local[index].image)
+        assert np.array_equal(remote[index].mask, local[index].mask)
+
+
 def test_cli_benchmarks_methods_on_the_scene(naip_scene, ponds_in_wgs84, tmp_path):
     out = tmp_path / "bench"
     result = CliRunner().invoke(app, [

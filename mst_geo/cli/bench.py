@@ -56,8 +56,8 @@ def noc_command(
         "or remote sensing LoveDA, Inria, DeepGlobe (torchgeo layout in DATA_ROOT/<name>). "
         "Default: GrabCut,Berkeley, or none when --scene is given.",
     ),
-    scene: Path | None = typer.Option(
-        None, "--scene", help="Also benchmark on your own GeoTIFF: every polygon of --labels is one object."
+    scene: str | None = typer.Option(
+        None, "--scene", help="Also benchmark on your own GeoTIFF (a file or a COG's URL): every polygon of --labels is one object."
     ),
     labels: Path | None = typer.Option(
         None, "--labels", help="Vector labels for --scene (GeoPackage/GeoJSON/Shapefile, any CRS), one polygon per object."

@@ -26,7 +26,7 @@ from shapely.geometry import box
 from mst_geo.data.iseg import IGNORE, Instance
 from mst_geo.errors import MSTGeoError
 from mst_geo.geo.io import read_vector
-from mst_geo.geo.raster import SceneRaster
+from mst_geo.geo.raster import SceneRaster, scene_name, scene_source
 from mst_geo.train.augment import Sample
 from mst_geo.train.config import DataSection
 from mst_geo.train.instances import hashed_holdout
@@ -67,7 +67,7 @@ class SceneObjects:
 
     def __init__(self, scene: str | Path, labels: gpd.GeoDataFrame, rows: list[int],
                  labels_path: str | Path, read_max_side: int):
-        self.scene = Path(scene)
+        self.scene = scene_source(scene)  # a local Path, or a COG's URL
         self.labels = labels
         self.rows = rows
         self.labels_path = str(labels_path)
@@ -140,7 +140,7 @@ class SceneObjects:
         image, valid, target, _ = self.read(row, self.window_around(row, 2.0, (0.5, 0.5)))
         mask = target.astype(np.uint8)
         mask[~valid] = IGNORE
-        return Instance(image, mask, self.name_of(position), self.scene.stem)
+        return Instance(image, mask, self.name_of(position), Path(scene_name(self.scene)).stem)
 
     def name_of(self, position: int) -> str:
         """The object's name in bench rows: its feature number in the labels file."""
