@@ -244,6 +244,19 @@ def test_bad_requests_get_clear_4xx_and_the_server_keeps_working(
     assert len(client.get("/api/objects").json()["scene"]["features"]) == 1
 
 
+def test_a_scene_cut_short_gives_502_tiles_not_tracebacks(app_checkpoint: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "scene.tif"
+    copy.write_bytes(EXAMPLE.read_bytes())
+    with Segmenter(copy, model=app_checkpoint) as segmenter:
+        client = TestClient(create_app(segmenter))
+        tile_url = client.get("/api/scene").json()["tile_url"].format(z=0, x=0, y=0)
+        copy.write_bytes(EXAMPLE.read_bytes()[:4096])  # the file is replaced by its first 4 KiB
+        response = client.get(tile_url)
+        assert response.status_code == 502
+        assert response.json()["detail"].startswith(f"{copy}: cannot read")
+        assert client.get("/api/scene").status_code == 200  # the server keeps working
+
+
 def test_failed_saves_leave_no_file(client: TestClient, segmenter: Segmenter, tmp_path: Path) -> None:
     click(client, *scene_xy(segmenter, POND))
     not_a_dir = tmp_path / "notes.txt"

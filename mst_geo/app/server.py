@@ -141,7 +141,11 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None) -> FastAPI
         """Tile z/x/y of the scene in its own pixel grid (zoom ``max_zoom`` = native pixels)."""
         if not session.grid.has_tile(z, x, y):
             raise HTTPException(404, f"no tile {z}/{x}/{y}: zoom runs 0..{session.grid.max_zoom} inside the scene")
-        return Response(tiles.render(z, x, y), media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+        try:
+            png = tiles.render(z, x, y)
+        except MSTGeoError as error:  # the scene went away (a URL's server, a file cut short): 502, not 500
+            raise HTTPException(502, str(error)) from None
+        return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
     @app.post("/api/objects")
     def new_object() -> dict[str, ObjectId]:

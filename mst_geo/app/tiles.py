@@ -20,7 +20,7 @@ from rio_tiler.models import ImageData
 
 from mst_geo.app.pagegrid import PageGrid
 from mst_geo.geo.journal import file_identity
-from mst_geo.geo.raster import SceneRaster
+from mst_geo.geo.raster import SceneRaster, pixel_reads
 
 PNG_OPTIONS = (cv2.IMWRITE_PNG_COMPRESSION, 1)
 
@@ -29,7 +29,7 @@ class SceneTiles:
     """Renders tile z/x/y of a scene as a PNG (stretched to 8 bits, nodata transparent)."""
 
     def __init__(self, raster: SceneRaster):
-        self.path = str(raster.path)
+        self.source = raster.path
         self.bands = tuple(raster.bands)
         self.in_range = tuple(zip(raster.low.tolist(), raster.high.tolist()))
         self.grid = PageGrid(raster.transform, raster.width, raster.height)
@@ -41,7 +41,7 @@ class SceneTiles:
     def _reader(self) -> Reader:
         reader = getattr(self._local, "reader", None)
         if reader is None:
-            reader = self._local.reader = Reader(self.path)
+            reader = self._local.reader = Reader(str(self.source))
         return reader
 
     def read(self, z: int, x: int, y: int) -> ImageData:
@@ -67,7 +67,8 @@ class SceneTiles:
         Encoded with OpenCV at low zlib effort: the tiles travel over localhost, where encoding
         time matters and size does not (about half of GDAL's PNG time).
         """
-        image = self.read(z, x, y).rescale(in_range=self.in_range)
+        with pixel_reads(self.source):
+            image = self.read(z, x, y).rescale(in_range=self.in_range)
         red, green, blue = image.data
         ok, png = cv2.imencode(".png", np.dstack([blue, green, red, image.mask]), PNG_OPTIONS)
         if not ok:

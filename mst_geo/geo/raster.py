@@ -113,7 +113,7 @@ class SceneRaster:
         try:
             self._check_georeferencing()
             self.bands = self._choose_bands(bands)
-            with _reading(self.path):
+            with pixel_reads(self.path):
                 self.low, self.high = self._estimate_percentiles()
         except BaseException:
             self.dataset.close()
@@ -213,7 +213,7 @@ class SceneRaster:
         height, width = int(window.height), int(window.width)
         factor = 1.0 if max_side is None else max(1.0, max(height, width) / max_side)
         out_h, out_w = max(1, round(height / factor)), max(1, round(width / factor))
-        with _reading(self.path):
+        with pixel_reads(self.path):
             raw = self.dataset.read(
                 self.bands, window=window, out_shape=(3, out_h, out_w), resampling=Resampling.bilinear
             ).astype(np.float32)
@@ -229,7 +229,7 @@ class SceneRaster:
     def is_valid(self, row: float, col: float) -> bool:
         """Whether the scene pixel under (row, col) holds data (not nodata, not masked, not NaN)."""
         pixel = Window(int(col), int(row), 1, 1)
-        with _reading(self.path):
+        with pixel_reads(self.path):
             if not self.dataset.dataset_mask(window=pixel)[0, 0]:
                 return False
             return bool(np.isfinite(self.dataset.read(self.bands, window=pixel)).all())
@@ -253,17 +253,17 @@ def _grid_starts(length: int, step: int) -> list[int]:
 
 
 @contextlib.contextmanager
-def _reading(path: Path) -> Iterator[None]:
-    """Around pixel reads: a read that fails (a truncated or corrupt file) is a user error naming
-    the file; rasterio's warning that nodata shadows an alpha band is silenced (a 4-band RGBN
+def pixel_reads(path: str | Path) -> Iterator[None]:
+    """Around pixel reads: a read that fails (a truncated or corrupt file, a lost connection to a
+    URL's server) is a user error naming the scene; rasterio's warning that nodata shadows an alpha band is silenced (a 4-band RGBN
     scene with nodata, such as NAIP, is not RGBA, and the nodata value is exactly the mask we want)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NodataShadowWarning)
         try:
             yield
         except RasterioIOError as error:
-            raise MSTGeoError(f"cannot read its pixels, the file may be truncated or corrupt "
-                              f"({_first_line(error)})", path) from None
+            cause = "the server did not answer" if isinstance(path, str) else "the file may be truncated or corrupt"
+            raise MSTGeoError(f"cannot read its pixels, {cause} ({_first_line(error)})", path) from None
 
 
 def _first_line(error: Exception) -> str:
