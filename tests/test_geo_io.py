@@ -49,7 +49,7 @@ def test_frame_follows_the_output_contract(records):
     assert integers["object"].tolist() == [2]
 
 
-@pytest.mark.parametrize("name", ["objects.gpkg", "objects.geojson"])
+@pytest.mark.parametrize("name", ["objects.gpkg", "objects.geojson", "objects.fgb"])
 def test_polygons_round_trip_and_leave_no_temporary_files(tmp_path, records, name):
     path = write_polygons(polygons_frame(records, UTM, model="m"), tmp_path / name)
     back = gpd.read_file(path)

@@ -54,7 +54,7 @@ class ObjectRequest(BaseModel):
 
 
 class SaveRequest(BaseModel):
-    """Where to write the polygons (.gpkg or .geojson, on the server's disk)."""
+    """Where to write the polygons (.gpkg, .geojson or .fgb, on the server's disk)."""
 
     path: str = Field(description="Output file; relative paths are relative to the server's working directory.")
     overwrite: bool = Field(False, description="Replace an existing file.")

@@ -23,7 +23,7 @@ def segment(
     ),
     out: Path | None = typer.Option(
         None, "--out", "-o",
-        help="Polygons output: .gpkg (GeoPackage) or .geojson. Default: <scene name>_objects.gpkg here.",
+        help="Polygons output: .gpkg (GeoPackage), .geojson or .fgb (FlatGeobuf). Default: <scene name>_objects.gpkg here.",
     ),
     mask_out: Path | None = typer.Option(
         None, "--mask-out", help="Also write a uint8 mask COG on the scene grid (0 background, k = k-th object)."

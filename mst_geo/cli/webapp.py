@@ -42,7 +42,7 @@ def app_command(
 
     Left click: positive, right click or shift-click: negative; N: new object; Z: undo.
 
-    Save writes the same GeoPackage/GeoJSON as `mst-geo segment`; Export clicks writes a clicks file it reproduces.
+    Save writes the same GeoPackage/GeoJSON/FlatGeobuf as `mst-geo segment`; Export clicks writes a clicks file it reproduces.
     With --clicks the session starts from a clicks file's objects, to correct them or go on later.
 
     Example:

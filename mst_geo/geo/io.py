@@ -27,7 +27,8 @@ from mst_geo.atomic import atomic_path, check_output
 from mst_geo.errors import MSTGeoError
 from mst_geo.geo.vectorize import area_m2
 
-VECTOR_DRIVERS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON"}
+VECTOR_DRIVERS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON", ".fgb": "FlatGeobuf"}
+"""Single-file formats only: a Shapefile's four files could not be renamed into place at once."""
 COLUMNS = ["object", "n_clicks", "area", "area_m2", "score", "model"]
 MAX_MASK_OBJECTS = 255
 """The mask COG is uint8: 0 background, 1..255 the objects in output order."""
@@ -87,7 +88,7 @@ def vector_driver(path: str | Path) -> str:
     """The OGR driver for an output path's extension (GeoPackage or GeoJSON)."""
     suffix = Path(path).suffix.lower()
     if suffix not in VECTOR_DRIVERS:
-        raise MSTGeoError(f"unknown output format {suffix!r} (use .gpkg or .geojson)", path)
+        raise MSTGeoError(f"unknown output format {suffix!r} (use .gpkg, .geojson or .fgb)", path)
     return VECTOR_DRIVERS[suffix]
 
 
@@ -109,7 +110,11 @@ def write_polygons(frame: gpd.GeoDataFrame, path: str | Path, overwrite: bool = 
 
 def polygons_to_file(frame: gpd.GeoDataFrame, path: Path, driver: str) -> None:
     """Write the polygons table to ``path`` as it is (callers pass an ``atomic_path`` temporary)."""
-    frame.to_file(path, driver=driver, engine="pyogrio", layer="objects" if driver == "GPKG" else None)
+    options = {}
+    if driver == "FlatGeobuf" and (frame.geometry.isna() | frame.geometry.is_empty).any():
+        options["SPATIAL_INDEX"] = "NO"  # its packed R-tree cannot hold an object that came out empty
+    frame.to_file(path, driver=driver, engine="pyogrio", layer="objects" if driver == "GPKG" else None,
+                  layer_options=options or None)
 
 
 def write_mask_cog(

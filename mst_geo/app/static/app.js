@@ -102,7 +102,7 @@ async function deleteCurrent() {
 }
 
 async function save() {
-  const question = "Save polygons to (.gpkg or .geojson, on the server's disk):";
+  const question = "Save polygons to (.gpkg, .geojson or .fgb, on the server's disk):";
   const path = window.prompt(question, document.body.dataset.savePath);
   if (!path) return;
   document.body.dataset.savePath = path;
