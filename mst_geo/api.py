@@ -25,6 +25,7 @@ from mst_geo.geo.io import (
     MAX_MASK_OBJECTS,
     ObjectRecord,
     check_mask_objects,
+    check_mask_path,
     mask_cog_to_file,
     polygons_frame,
     polygons_to_file,
@@ -223,7 +224,7 @@ class Segmenter:
                     outputs.enter_context(atomic_path(mask_path)),
                     self.crs, raster.transform, raster.width, raster.height, masks,
                 )
-            polygons_to_file(frame, outputs.enter_context(atomic_path(path)), driver)
+            polygons_to_file(frame, outputs.enter_context(atomic_path(path)), driver, Path(path).stem)
         return Path(path)
 
     def run_key(self) -> dict[str, Any] | None:
@@ -305,6 +306,8 @@ def segment_scene(
     if len(outputs) == 2 and outputs[0].resolve() == outputs[1].resolve():
         raise MSTGeoError("--mask-out must differ from the polygons output", mask_out)
     vector_driver(out)  # fail on a bad output before loading the model or running anything
+    if mask_out is not None:
+        check_mask_path(mask_out)
     for output in outputs:
         check_output(output, overwrite)
     with Segmenter(scene, model=model, bands=bands, device=device, simplify=simplify, min_area=min_area) as seg:

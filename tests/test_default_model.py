@@ -61,6 +61,8 @@ def test_models_lists_the_default_with_its_sizes(cli, monkeypatch):
     default_row = next(line for line in out.splitlines() if "│ default" in line)
     view = f" (runs at {config['inference_size']} px)" if config.get("inference_size") else ""
     assert code == 0 and f"{config['input_size']} px{view}" in default_row and "mst_xtiny" in default_row
+    code, _, err = cli("models", "--card", "mst_tiny")
+    assert code == 2 and err.strip() == "error: mst_tiny is an untrained preset: only checkpoints have a card"
 
 
 def test_default_model_beats_the_click_disk_on_real_images(iseg_root):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import geopandas as gpd
@@ -58,6 +59,8 @@ def test_polygons_round_trip_and_leave_no_temporary_files(tmp_path, records, nam
     assert back["n_clicks"].tolist() == [3, 1, 1]
     assert back.geometry.iloc[0].equals(records[0].geometry)
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+    if name.endswith(".geojson"):  # the layer is named after the file, not its temporary name
+        assert json.loads(path.read_text())["name"] == "objects"
 
 
 def test_existing_output_needs_overwrite(tmp_path, records):

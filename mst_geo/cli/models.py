@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mst_geo.cli import app
+from mst_geo.errors import MSTGeoError
 from mst_geo.model.checkpoint import DEFAULT_CHECKPOINT, read_card
 from mst_geo.model.config import PRESETS
 
@@ -54,6 +55,8 @@ def models(
     """
     console = Console()
     if show_card is not None:
+        if str(show_card) in PRESETS:
+            raise MSTGeoError(f"{show_card} is an untrained preset: only checkpoints have a card")
         path = DEFAULT_CHECKPOINT if str(show_card) == "default" else show_card
         console.print_json(data=read_card(path))
         return

@@ -37,9 +37,9 @@ def segment(
     ),
     model: str = typer.Option("default", "--model", "-m", help="'default' (shipped), a checkpoint path or a preset."),
     device: str = typer.Option("cpu", "--device", help="Torch device, e.g. cpu, cuda, cuda:1, mps."),
-    simplify: float = typer.Option(0.0, "--simplify", help="Simplification tolerance in scene CRS units (0: none)."),
+    simplify: float = typer.Option(0.0, "--simplify", min=0.0, help="Simplification tolerance in scene CRS units (0: none)."),
     min_area: float = typer.Option(
-        0.0, "--min-area", help="Drop polygon parts and fill holes smaller than this, in scene CRS units²."
+        0.0, "--min-area", min=0.0, help="Drop polygon parts and fill holes smaller than this, in scene CRS units²."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
     resume: bool = typer.Option(
@@ -66,4 +66,5 @@ def segment(
     empty = int(frame.geometry.is_empty.sum())
     typer.echo(f"wrote {len(frame)} objects to {out}" + (f" and the mask to {mask_out}" if mask_out else ""))
     if empty:
-        typer.echo(f"warning: {empty} object(s) came out empty (add positive clicks)", err=True)
+        hint = "add positive clicks, or lower --min-area" if min_area > 0 else "add positive clicks"
+        typer.echo(f"warning: {empty} object(s) came out empty ({hint})", err=True)

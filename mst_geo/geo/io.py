@@ -104,16 +104,17 @@ def write_polygons(frame: gpd.GeoDataFrame, path: str | Path, overwrite: bool = 
     """Write the polygons table atomically, GeoPackage or GeoJSON by extension."""
     driver = vector_driver(path)
     with atomic_output(path, overwrite) as temporary:
-        polygons_to_file(frame, temporary, driver)
+        polygons_to_file(frame, temporary, driver, Path(path).stem)
     return Path(path)
 
 
-def polygons_to_file(frame: gpd.GeoDataFrame, path: Path, driver: str) -> None:
-    """Write the polygons table to ``path`` as it is (callers pass an ``atomic_path`` temporary)."""
+def polygons_to_file(frame: gpd.GeoDataFrame, path: Path, driver: str, name: str) -> None:
+    """Write the polygons table to ``path`` as it is (callers pass an ``atomic_path`` temporary, so
+    ``name``, the final file's stem, names the layer rather than the temporary file's name)."""
     options = {}
     if driver == "FlatGeobuf" and (frame.geometry.isna() | frame.geometry.is_empty).any():
         options["SPATIAL_INDEX"] = "NO"  # its packed R-tree cannot hold an object that came out empty
-    frame.to_file(path, driver=driver, engine="pyogrio", layer="objects" if driver == "GPKG" else None,
+    frame.to_file(path, driver=driver, engine="pyogrio", layer="objects" if driver == "GPKG" else name,
                   layer_options=options or None)
 
 
@@ -133,8 +134,15 @@ def write_mask_cog(
     return Path(path)
 
 
+def check_mask_path(path: str | Path) -> None:
+    """Refuse a mask name whose extension promises another format: the mask is always a GeoTIFF."""
+    if Path(path).suffix.lower() not in (".tif", ".tiff"):
+        raise MSTGeoError(f"unknown mask format {Path(path).suffix!r} (the mask is a GeoTIFF: use .tif)", path)
+
+
 def check_mask_objects(count: int, path: str | Path) -> None:
-    """Refuse more objects than a uint8 mask can number, before anything is written."""
+    """Refuse a non-GeoTIFF name, or more objects than a uint8 mask can number, before anything is written."""
+    check_mask_path(path)
     if count > MAX_MASK_OBJECTS:
         raise MSTGeoError(f"a uint8 mask holds at most {MAX_MASK_OBJECTS} objects, got {count}", path)
 

@@ -3,7 +3,7 @@
 Contract (DESIGN.md): a FeatureCollection of Point features (a ``.geojson``/``.json`` file; any
 other vector file OGR reads, e.g. a GeoPackage or Shapefile point layer digitised in QGIS, is read
 through geopandas with the same fields and its own CRS, a layer without one being WGS84 too); ``label`` positive/negative
-(also 1/0, true/false, fg/bg; missing or null means positive, as an empty cell in a layer); ``object`` groups clicks into one object
+(also 1/0, true/false, fg/bg; missing, null or "" means positive, as an empty cell in a layer); ``object`` groups clicks into one object
 (default or null: every click one object, id 1; ids must differ as text, since the output
 stores them as text when ints and names mix); optional ``order`` sorts the clicks of an object
 (default, or null: file order). Coordinates are WGS84 (RFC 7946) unless the file has a ``crs`` member
@@ -181,7 +181,7 @@ def clicks_from_geojson(
         try:
             x, y = (float(value) for value in geometry["coordinates"][:2])
             label, obj, order = (properties.get(key) for key in ("label", "object", "order"))
-            positive = True if label is None else parse_label(label)
+            positive = True if label in (None, "") else parse_label(label)
             obj = DEFAULT_OBJECT if obj is None else parse_object_id(obj)
             order = float(index if order is None else order)
             click = mapper.click(x, y, positive, crs)
