@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import geopandas as gpd
 import pytest
@@ -162,10 +163,15 @@ def test_clicks_on_nodata_are_refused(naip_scene, write_geotiff):
 
 
 def test_clicks_in_the_wrong_crs_fall_outside(mapper):
-    """UTM metres read as degrees: far away, so the error says so rather than clicking anywhere."""
+    """UTM metres read as degrees: far away, so the error says so rather than clicking anywhere,
+    and gives the scene's extent in the CRS the clicks were read in, which shows the mix-up."""
     x, y = 485899.0 + 5 * 100, 5209246.0 - 5 * 100
-    with pytest.raises(MSTGeoError, match="lies outside the scene"):
+    west, south = lonlat_of_pixel(723, 0)
+    east, north = lonlat_of_pixel(0, 934)
+    with pytest.raises(MSTGeoError, match="lies outside the scene") as error:
         clicks_from_geojson(collection((x, y, {})), mapper)
+    spans = re.search(r"spans x (\S+)\.\.(\S+), y (\S+)\.\.(\S+) in EPSG:4326\)", str(error.value))
+    assert [float(v) for v in spans.groups()] == pytest.approx([west, east, south, north], abs=2e-3)
 
 
 @pytest.mark.filterwarnings("ignore:'crs' was not provided")  # the Shapefile has none on purpose

@@ -104,12 +104,26 @@ class PixelMapper:
         except ProjError:  # no valid position in the scene CRS: treated as outside the scene
             return float("inf"), float("inf")
 
+    def _extent_hint(self, crs: CRS | None) -> str:
+        """The scene's extent in the clicks' CRS: a click in the wrong CRS shows at once."""
+        source = self.scene_crs if crs is None else CRS.from_user_input(crs)
+        left, top = self.transform * (0, 0)
+        right, bottom = self.transform * (self.width, self.height)
+        try:
+            x0, y0, x1, y1 = _transformer(self.scene_crs, source).transform_bounds(
+                min(left, right), min(top, bottom), max(left, right), max(top, bottom), errcheck=True
+            )
+        except ProjError:
+            return ""
+        digits = 5 if source.is_geographic else 0  # about a metre either way
+        return f" (the scene spans x {x0:.{digits}f}..{x1:.{digits}f}, y {y0:.{digits}f}..{y1:.{digits}f} in {source.to_string()})"
+
     def click(self, x: float, y: float, positive: bool, crs: CRS | None) -> SceneClick:
         """The SceneClick for map (x, y) in ``crs``; ValueError when off the scene or on nodata."""
         sx, sy = self.to_scene(x, y, crs)
         col, row = ~self.transform @ (sx, sy)
         if not (0 <= row < self.height and 0 <= col < self.width):
-            raise ValueError(f"click at ({x}, {y}) lies outside the scene")
+            raise ValueError(f"click at ({x}, {y}) lies outside the scene{self._extent_hint(crs)}")
         if self.is_valid is not None and not self.is_valid(row, col):
             raise ValueError(f"click at ({x}, {y}) falls on nodata")
         return SceneClick(x=sx, y=sy, row=row, col=col, positive=positive)
