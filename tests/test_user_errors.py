@@ -98,7 +98,7 @@ def test_failed_polygon_write_leaves_no_mask_either(cli, tmp_path, naip_scene, t
     """Polygons and mask are renamed into place together: a failure writes neither."""
     import mst_geo.api
 
-    def disk_full(frame, path, driver):
+    def disk_full(frame, path, driver, name):
         raise OSError(28, "No space left on device", str(path))
 
     monkeypatch.setattr(mst_geo.api, "polygons_to_file", disk_full)
