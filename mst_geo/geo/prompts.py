@@ -1,13 +1,15 @@
 """Clicks in map coordinates: the clicks GeoJSON contract, reprojection and map → pixel mapping.
 
-Contract (DESIGN.md): a FeatureCollection of Point features (a ``.geojson``/``.json`` file; any
-other vector file OGR reads, e.g. a GeoPackage or Shapefile point layer digitised in QGIS, is read
-through geopandas with the same fields and its own CRS, a layer without one being WGS84 too); ``label`` positive/negative
-(also 1/0, true/false, fg/bg; missing, null or "" means positive, as an empty cell in a layer); ``object`` groups clicks into one object
-(default or null: every click one object, id 1; ids must differ as text, since the output
-stores them as text when ints and names mix); optional ``order`` sorts the clicks of an object
-(default, or null: file order). Coordinates are WGS84 (RFC 7946) unless the file has a ``crs`` member
-or the caller passes ``clicks_crs`` (which wins). Every error names the file and the feature.
+Contract (DESIGN.md): a FeatureCollection of Point features, with
+- ``label``: positive/negative (also 1/0, true/false, fg/bg); missing, null or "" (an empty cell
+  in a layer) means positive;
+- ``object``: groups clicks into one object (missing or null: every click one object, id 1); ids
+  must differ as text, since the output stores them as text when ints and names mix;
+- ``order``: sorts the clicks of an object (missing or null: file order).
+Coordinates are WGS84 (RFC 7946) unless the file has a ``crs`` member or the caller passes
+``clicks_crs`` (which wins). A ``.geojson``/``.json`` file is parsed as JSON; any other vector file
+OGR reads (a GeoPackage or Shapefile point layer digitised in QGIS) is read through geopandas with
+the same fields, in its own CRS (WGS84 when it has none). Every error names the file and the feature.
 """
 
 from __future__ import annotations
@@ -116,7 +118,8 @@ class PixelMapper:
         except ProjError:
             return ""
         digits = 5 if source.is_geographic else 0  # about a metre either way
-        return f" (the scene spans x {x0:.{digits}f}..{x1:.{digits}f}, y {y0:.{digits}f}..{y1:.{digits}f} in {source.to_string()})"
+        xs, ys = (f"{low:.{digits}f}..{high:.{digits}f}" for low, high in ((x0, x1), (y0, y1)))
+        return f" (the scene spans x {xs}, y {ys} in {source.to_string()})"
 
     def click(self, x: float, y: float, positive: bool, crs: CRS | None) -> SceneClick:
         """The SceneClick for map (x, y) in ``crs``; ValueError when off the scene or on nodata."""
