@@ -125,11 +125,16 @@ class Segmenter:
         except ValueError as error:
             raise MSTGeoError(str(error), self.raster.path) from None
         try:
-            target = self.new_object_id() if object is None else parse_object_id(object)
+            target = self.new_object_id() if object is None else self.existing_id(parse_object_id(object))
         except ValueError as error:
             raise MSTGeoError(str(error)) from None
         self._append(target, click)
         return target
+
+    def existing_id(self, object: ObjectId) -> ObjectId:
+        """The id of the object that reads as ``object`` ("7" for 7: the output and the app hold ids
+        as text), else ``object`` itself (a new object)."""
+        return next((obj for obj in self._clicks if str(obj) == str(object)), object)
 
     def load_clicks(
         self,
@@ -206,7 +211,7 @@ class Segmenter:
         return clicks_to_geojson(self._clicks, self.crs)
 
     def save(self, path: str | Path, overwrite: bool = False, mask_path: str | Path | None = None) -> Path:
-        """Write the polygons (GeoPackage, or GeoJSON by extension) and optionally the mask COG."""
+        """Write the polygons (GeoPackage, or GeoJSON/FlatGeobuf by extension) and optionally the mask COG."""
         if not self._clicks:
             raise MSTGeoError("no objects to save: add clicks first", path)
         driver = vector_driver(path)
@@ -235,6 +240,8 @@ class Segmenter:
             return None
         return {
             "scene": file_identity(self.raster.path),
+            # the grid too: two URLs that differ only in their query are one identity above
+            "grid": [self.width, self.height, list(self.transform)[:6], self.crs.to_wkt()],
             "bands": self.raster.bands,
             "model": file_identity(model),
             "device": self._device,

@@ -161,6 +161,8 @@ def test_objects_loaded_from_a_clicks_file_keep_their_ids(segmenter: Segmenter, 
     n_clicks = {f["properties"]["object"]: f["properties"]["n_clicks"]
                 for f in client.get("/api/objects").json()["scene"]["features"]}  # fmt: skip
     assert n_clicks == {"pond": 2, "7": 2}
+    assert segmenter.add_click(*scene_xy(segmenter, (FIELD[0], FIELD[1] + 40)), object="7") == 7  # not a new "7"
+    assert segmenter.objects() == ["pond", 7]
     assert client.delete("/api/objects/7").json() == {"deleted": 7}
     assert client.delete("/api/objects/pond").json() == {"deleted": "pond"}
     assert segmenter.objects() == []

@@ -223,7 +223,7 @@ def test_vector_file_errors_name_the_file(tmp_path, mapper):
 def test_null_properties_are_missing_and_ids_must_differ_as_text(mapper):
     inside, other = lonlat_of_pixel(100.5, 100.5), lonlat_of_pixel(150.5, 300.5)
     objects = clicks_from_geojson(collection((*inside, {"label": None, "object": None, "order": None}),
-                                             (*other, {"label": ""})), mapper)  # fmt: skip
+                                             (*other, {"label": "", "object": "", "order": ""})), mapper)  # fmt: skip
     assert list(objects) == [1] and objects[1][0].positive and objects[1][1].positive
     with pytest.raises(MSTGeoError, match="object ids 7 and '7' read the same"):
         clicks_from_geojson(collection((*inside, {"object": 7}), (*other, {"object": "7"})), mapper)

@@ -11,7 +11,7 @@ from rasterio.windows import Window, bounds
 
 from mst_geo.errors import MSTGeoError
 from mst_geo.geo.journal import file_identity
-from mst_geo.geo.raster import PERCENTILES, SceneRaster, parse_bands, scene_name, scene_source
+from mst_geo.geo.raster import PERCENTILES, SceneRaster, parse_bands, public_source, scene_name, scene_source
 
 
 @pytest.fixture(scope="module")
@@ -197,3 +197,5 @@ def test_a_url_is_identified_without_its_signature(naip_scene):
     signed = "https://example.com/naip/scene.tif?X-Amz-Signature=abc&X-Amz-Expires=60"
     assert file_identity(signed) == {"path": "https://example.com/naip/scene.tif"}
     assert set(file_identity(naip_scene)) == {"path", "size", "mtime_ns"}
+    assert public_source(signed) == "https://example.com/naip/scene.tif"
+    assert public_source(naip_scene) == str(naip_scene)

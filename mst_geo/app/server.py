@@ -74,14 +74,6 @@ class _Session:
         self.current = self.segmenter.new_object_id([] if self.current is None else [self.current])
         return self.current
 
-    def known(self, object_id: ObjectId) -> ObjectId | None:
-        """The id the segmenter (or the new current object) holds for ``object_id``, matched by text:
-        a URL path gives "7" for object 7, and a mixed file's ids are all text in the output."""
-        for candidate in [*self.segmenter.objects(), self.current]:
-            if candidate is not None and str(candidate) == str(object_id):
-                return candidate
-        return None
-
     def resolve(self, object_id: ObjectId | None, allow_new: bool = False) -> ObjectId:
         """The object a request means (None: the current one); 404 when it has no clicks to act on.
 
@@ -92,8 +84,9 @@ class _Session:
             if self.current is None and not allow_new:
                 raise HTTPException(404, "no current object: click on the map first")
             object_id = self.current if self.current is not None else self.new_object()
-        known = self.known(object_id)
-        object_id = object_id if known is None else known
+        object_id = self.segmenter.existing_id(object_id)  # "7" from a URL path is object 7
+        if self.current is not None and str(object_id) == str(self.current):
+            object_id = self.current
         if object_id in self.segmenter.objects() or (allow_new and object_id == self.current):
             return object_id
         if object_id == self.current:
@@ -211,7 +204,7 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None) -> FastAPI
 
     @app.post("/api/save")
     def save(request: SaveRequest) -> dict[str, Any]:
-        """Write the polygons (GeoPackage or GeoJSON by extension, atomic) with `segment`'s writer."""
+        """Write the polygons (GeoPackage, GeoJSON or FlatGeobuf by extension, atomic) with `segment`'s writer."""
         path = Path(request.path).expanduser().resolve()
         if path.is_file() and not request.overwrite:  # 409: the page asks before replacing
             raise HTTPException(409, f"{path}: exists (save with overwrite to replace it)")

@@ -41,7 +41,9 @@ class SceneTiles:
     def _reader(self) -> Reader:
         reader = getattr(self._local, "reader", None)
         if reader is None:
-            reader = self._local.reader = Reader(str(self.source))
+            remote = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"} if isinstance(self.source, str) else {}
+            with rasterio.Env(**remote):  # a URL: no directory listing or sidecar probes, as SceneRaster
+                reader = self._local.reader = Reader(str(self.source))
         return reader
 
     def read(self, z: int, x: int, y: int) -> ImageData:

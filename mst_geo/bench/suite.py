@@ -69,9 +69,12 @@ def run_noc_benchmark(
         raise MSTGeoError(f"--iou values must be in (0, 1], got {list(thresholds)}")
     data_root = Path(DEFAULT_DATA_ROOT if data_root is None else data_root)
     loaded = dict(load_bench_dataset(name, data_root, limit) for name in datasets)
+    scene_records = []  # as the settings record them (a URL without its query)
     if scenes:
         from mst_geo.bench.scene_set import LabelledScene  # rasterio/geopandas only for scenes
+        from mst_geo.geo.raster import public_source
 
+        scene_records = [[public_source(scene), str(labels)] for scene, labels in scenes]
         for scene, labels in scenes:
             labelled = LabelledScene(scene, labels)
             loaded[labelled.name] = labelled
@@ -79,7 +82,7 @@ def run_noc_benchmark(
     rows = run_noc(methods, loaded, out_dir, max_clicks=max_clicks, limit=limit, progress=progress, shard=shard)
     settings = {
         "data_root": str(data_root),
-        "scenes": [[str(scene), str(labels)] for scene, labels in scenes],
+        "scenes": scene_records,
         "datasets": list(loaded),
         "methods": list(methods),
         "max_clicks": max_clicks,

@@ -1,5 +1,5 @@
 """Vector files in (any format OGR reads, with one-line errors), and the output contract and its
-atomic writers out: polygons (GeoPackage / GeoJSON) and the mask COG.
+atomic writers out: polygons (GeoPackage / GeoJSON / FlatGeobuf) and the mask COG.
 
 Every output is written to a temporary name in the target directory and renamed when complete,
 so an interrupted run never leaves a half-written output behind.
@@ -85,7 +85,7 @@ def polygons_frame(records: Sequence[ObjectRecord], crs: CRS, model: str) -> gpd
 
 
 def vector_driver(path: str | Path) -> str:
-    """The OGR driver for an output path's extension (GeoPackage or GeoJSON)."""
+    """The OGR driver for an output path's extension (GeoPackage, GeoJSON or FlatGeobuf)."""
     suffix = Path(path).suffix.lower()
     if suffix not in VECTOR_DRIVERS:
         raise MSTGeoError(f"unknown output format {suffix!r} (use .gpkg, .geojson or .fgb)", path)
@@ -101,7 +101,7 @@ def atomic_output(path: str | Path, overwrite: bool) -> Iterator[Path]:
 
 
 def write_polygons(frame: gpd.GeoDataFrame, path: str | Path, overwrite: bool = False) -> Path:
-    """Write the polygons table atomically, GeoPackage or GeoJSON by extension."""
+    """Write the polygons table atomically, GeoPackage, GeoJSON or FlatGeobuf by extension."""
     driver = vector_driver(path)
     with atomic_output(path, overwrite) as temporary:
         polygons_to_file(frame, temporary, driver, Path(path).stem)

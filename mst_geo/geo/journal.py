@@ -14,7 +14,6 @@ import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import numpy as np
 from affine import Affine
@@ -22,7 +21,7 @@ from rasterio.windows import Window
 
 from mst_geo.atomic import write_atomic, write_text_atomic
 from mst_geo.geo.prompts import SceneClick
-from mst_geo.geo.raster import scene_source
+from mst_geo.geo.raster import public_source, scene_source
 from mst_geo.geo.scene import ObjectMask
 
 KEY_FILE = "run.json"
@@ -35,9 +34,8 @@ def file_identity(path: str | Path) -> dict[str, Any]:
     scenes do not change in place, asking a server for dates is not worth a request per run, and a
     presigned URL's signature changes with each signing (and is a secret, kept out of run files).
     """
-    source = scene_source(path)
-    if isinstance(source, str):
-        return {"path": urlparse(source)._replace(query="", fragment="").geturl()}
+    if isinstance(scene_source(path), str):
+        return {"path": public_source(path)}
     stat = Path(path).stat()
     return {"path": str(Path(path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 

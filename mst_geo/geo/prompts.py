@@ -3,9 +3,9 @@
 Contract (DESIGN.md): a FeatureCollection of Point features, with
 - ``label``: positive/negative (also 1/0, true/false, fg/bg); missing, null or "" (an empty cell
   in a layer) means positive;
-- ``object``: groups clicks into one object (missing or null: every click one object, id 1); ids
+- ``object``: groups clicks into one object (missing, null or "": every click one object, id 1); ids
   must differ as text, since the output stores them as text when ints and names mix;
-- ``order``: sorts the clicks of an object (missing or null: file order).
+- ``order``: sorts the clicks of an object (missing, null or "": file order).
 Coordinates are WGS84 (RFC 7946) unless the file has a ``crs`` member or the caller passes
 ``clicks_crs`` (which wins). A ``.geojson``/``.json`` file is parsed as JSON; any other vector file
 OGR reads (a GeoPackage or Shapefile point layer digitised in QGIS) is read through geopandas with
@@ -199,8 +199,8 @@ def clicks_from_geojson(
             x, y = (float(value) for value in geometry["coordinates"][:2])
             label, obj, order = (properties.get(key) for key in ("label", "object", "order"))
             positive = True if label in (None, "") else parse_label(label)
-            obj = DEFAULT_OBJECT if obj is None else parse_object_id(obj)
-            order = float(index if order is None else order)
+            obj = DEFAULT_OBJECT if obj in (None, "") else parse_object_id(obj)
+            order = float(index if order in (None, "") else order)
             click = mapper.click(x, y, positive, crs)
         except (KeyError, TypeError, ValueError) as error:
             raise MSTGeoError(f"{where}: {error}", source) from None

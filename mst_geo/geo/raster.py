@@ -55,6 +55,13 @@ def scene_source(path: str | Path) -> str | Path:
     return text if remote else Path(path)
 
 
+def public_source(path: str | Path) -> str:
+    """The scene as run files and cards record it: a URL without its query and fragment (a presigned
+    URL's signature is a secret and changes with each signing), a local path as it is."""
+    source = scene_source(path)
+    return urlparse(source)._replace(query="", fragment="").geturl() if isinstance(source, str) else str(source)
+
+
 def scene_name(source: str | Path) -> str:
     """The scene's file name (a URL's last path part, decoded, without its query), for output names."""
     source = scene_source(source)

@@ -93,10 +93,11 @@ class ClickDataModule(L.LightningDataModule):
         recipe = SampleRecipe.from_config(data)
         sampler = sampler_from_config(self.config.clicks)
         if data.scene is not None:
-            from mst_geo.train.scene_dataset import scene_split  # rasterio/geopandas only here
+            from mst_geo.geo.raster import public_source  # rasterio/geopandas only here
+            from mst_geo.train.scene_dataset import scene_split
 
             train_source, val_source = scene_split(data)
-            self.description = {"scene": data.scene, "labels": data.labels,
+            self.description = {"scene": public_source(data.scene), "labels": data.labels,
                                 "train_objects": len(train_source),
                                 "held_out_objects": len(val_source)}
         else:

@@ -206,11 +206,16 @@ def model_card(config: TrainConfig, module: ClickTrainingModule, data: ClickData
                trainer: L.Trainer, resumed_from: Path | None) -> dict:
     """The training record stored beside the weights."""
     lineage = init_lineage(config.model.init)
+    recipe = config_to_dict(config)
+    if config.data.scene is not None:  # the card travels with the weights: no URL signature in it
+        from mst_geo.geo.raster import public_source  # rasterio only for scene runs
+
+        recipe["data"]["scene"] = public_source(config.data.scene)
     return {
         "name": config.name,
         "input_size": config.data.crop_size,
         "training": {
-            "recipe": config_to_dict(config),
+            "recipe": recipe,
             "data": data.description,
             "init": config.model.init,
             "steps": trainer.global_step,
