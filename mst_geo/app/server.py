@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 from mst_geo.app.pagegrid import PageGrid
 from mst_geo.app.tiles import SceneTiles
 from mst_geo.errors import MSTGeoError
-from mst_geo.geo.raster import scene_name
+from mst_geo.geo.raster import scene_name, scene_stem
 
 if TYPE_CHECKING:
     from mst_geo.api import Segmenter
@@ -99,7 +99,7 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None) -> FastAPI
     tiles = tiles or SceneTiles(segmenter.raster)
     session = _Session(segmenter, tiles.grid)
     source = segmenter.raster.path
-    stem = Path(scene_name(source)).stem
+    stem = scene_stem(source)
     save_folder = source.parent if isinstance(source, Path) else Path.cwd()  # a URL's scene: here
     app = FastAPI(title="mst-geo app", summary="Click on a GeoTIFF scene and get polygons back.")
     app.state.session = session

@@ -20,7 +20,7 @@ from rio_tiler.models import ImageData
 
 from mst_geo.app.pagegrid import PageGrid
 from mst_geo.geo.journal import file_identity
-from mst_geo.geo.raster import SceneRaster, pixel_reads
+from mst_geo.geo.raster import SceneRaster, opening, pixel_reads
 
 PNG_OPTIONS = (cv2.IMWRITE_PNG_COMPRESSION, 1)
 
@@ -41,8 +41,7 @@ class SceneTiles:
     def _reader(self) -> Reader:
         reader = getattr(self._local, "reader", None)
         if reader is None:
-            remote = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"} if isinstance(self.source, str) else {}
-            with rasterio.Env(**remote):  # a URL: no directory listing or sidecar probes, as SceneRaster
+            with opening(self.source):
                 reader = self._local.reader = Reader(str(self.source))
         return reader
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from mst_geo.data.iseg import Instance
-from mst_geo.geo.raster import scene_name
+from mst_geo.geo.raster import scene_stem
 from mst_geo.train.scene_dataset import SceneObjects, scene_labels
 
 READ_MAX_SIDE = 2048
@@ -26,7 +26,7 @@ class LabelledScene:
 
     def __init__(self, scene: str | Path, labels: str | Path, read_max_side: int = READ_MAX_SIDE):
         polygons = scene_labels(scene, labels)
-        self.name = Path(scene_name(scene)).stem
+        self.name = scene_stem(scene)
         self.objects = SceneObjects(scene, polygons, list(range(len(polygons))), labels, read_max_side)
         names = polygons["name"].astype(str).tolist() if "name" in polygons else []
         self.names = names if len(set(names)) == len(polygons) else None

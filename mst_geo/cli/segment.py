@@ -54,9 +54,9 @@ def segment(
         mst-geo segment examples/naip_scene.tif --clicks examples/clicks.geojson -o objects.gpkg
     """
     from mst_geo.api import segment_scene
-    from mst_geo.geo.raster import parse_bands, scene_name
+    from mst_geo.geo.raster import parse_bands, scene_stem
 
-    out = out or Path(f"{Path(scene_name(scene)).stem}_objects.gpkg")
+    out = out or Path(f"{scene_stem(scene)}_objects.gpkg")
     with resume_hint_on_interrupt("rerun the same command to resume with the objects already finished"):
         frame = segment_scene(
             scene, clicks, out, clicks_crs=clicks_crs, model=model, bands=parse_bands(bands), device=device,

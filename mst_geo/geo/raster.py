@@ -70,6 +70,18 @@ def scene_name(source: str | Path) -> str:
     return PurePosixPath(unquote(urlparse(source).path)).name or "scene"
 
 
+def scene_stem(source: str | Path) -> str:
+    """The scene's file name without its extension: what default output names start with."""
+    return PurePosixPath(scene_name(source)).stem
+
+
+def opening(source: str | Path) -> rasterio.Env:
+    """The GDAL settings to open ``source`` with: for a URL no directory listing or sidecar
+    probes (one request less per open), for a local file GDAL's defaults."""
+    remote = isinstance(scene_source(source), str)
+    return rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR") if remote else rasterio.Env()
+
+
 @dataclass(frozen=True)
 class WindowImage:
     """One read: the normalised image of a scene window and where its pixels lie on the map.
@@ -109,10 +121,8 @@ class SceneRaster:
         self.path = scene_source(path)
         if isinstance(self.path, Path) and not self.path.is_file():
             raise MSTGeoError("raster not found", self.path)
-        # A remote scene: no directory listing or sidecar probes, one request less per open.
-        remote = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"} if isinstance(self.path, str) else {}
         try:
-            with warnings.catch_warnings(), rasterio.Env(**remote):  # georeferencing is checked below
+            with warnings.catch_warnings(), opening(self.path):  # georeferencing is checked below
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 self.dataset = rasterio.open(self.path)
         except RasterioIOError as error:

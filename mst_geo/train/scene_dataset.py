@@ -26,7 +26,7 @@ from shapely.geometry import box
 from mst_geo.data.iseg import IGNORE, Instance
 from mst_geo.errors import MSTGeoError
 from mst_geo.geo.io import read_vector
-from mst_geo.geo.raster import SceneRaster, scene_name, scene_source
+from mst_geo.geo.raster import SceneRaster, scene_source, scene_stem
 from mst_geo.train.augment import Sample
 from mst_geo.train.config import DataSection
 from mst_geo.train.instances import hashed_holdout
@@ -140,7 +140,7 @@ class SceneObjects:
         image, valid, target, _ = self.read(row, self.window_around(row, 2.0, (0.5, 0.5)))
         mask = target.astype(np.uint8)
         mask[~valid] = IGNORE
-        return Instance(image, mask, self.name_of(position), Path(scene_name(self.scene)).stem)
+        return Instance(image, mask, self.name_of(position), scene_stem(self.scene))
 
     def name_of(self, position: int) -> str:
         """The object's name in bench rows: its feature number in the labels file."""
