@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import rasterio
 from PIL import Image
+from rasterio.control import GroundControlPoint
+from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
@@ -132,3 +134,26 @@ def test_one_band_scene_is_grey(tmp_path: Path) -> None:
     assert opaque.mean() > 0.9
     assert (rgba[..., 0] == rgba[..., 1]).all() and (rgba[..., 1] == rgba[..., 2]).all()
     assert rgba[..., 0][opaque].std() > 20
+
+
+def test_gcp_scene_shows_the_north_up_grid(tmp_path: Path, example_tiles: SceneTiles) -> None:
+    """A scene placed by ground control points alone is shown on the warped north-up grid the
+    model reads: its tiles are the original's."""
+    path = tmp_path / "gcps.tif"
+    with rasterio.open(EXAMPLE) as src:
+        profile, data, transform = src.profile, src.read(), src.transform
+    del profile["transform"], profile["crs"]
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        dst.gcps = ([GroundControlPoint(row, col, *(transform @ (col, row))) for row in (0, 723) for col in (0, 934)],
+                    CRS.from_epsg(26914))
+    with SceneRaster(path) as raster:
+        tiles = SceneTiles(raster)
+        assert tiles.grid.max_zoom == example_tiles.grid.max_zoom
+        for z, x, y in [(0, 0, 0), (2, 1, 1), (2, 3, 2)]:
+            ours, original = _png(tiles.render(z, x, y)).astype(int), _png(example_tiles.render(z, x, y)).astype(int)
+            if z == tiles.grid.max_zoom:  # native resolution: the same pixels
+                assert np.array_equal(ours, original), (z, x, y)
+            else:  # decimated by the warp instead of the file's overview: the scene's edge row may differ
+                assert (ours[..., 3] != original[..., 3]).mean() < 0.01
+                assert np.abs(ours - original)[..., :3].mean() < 8

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import cv2
 import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from rasterio.control import GroundControlPoint
+from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.windows import Window, bounds
 
 from mst_geo.errors import MSTGeoError
 from mst_geo.geo.journal import file_identity
 from mst_geo.geo.raster import PERCENTILES, SceneRaster, parse_bands, public_source, scene_name, scene_source
+
+NAIP_TRANSFORM = Affine(5.0, 0, 485899.0, 0, -5.0, 5209246.0)
 
 
 @pytest.fixture(scope="module")
@@ -199,3 +206,61 @@ def test_a_url_is_identified_without_its_signature(naip_scene):
     assert set(file_identity(naip_scene)) == {"path", "size", "mtime_ns"}
     assert public_source(signed) == "https://example.com/naip/scene.tif"
     assert public_source(naip_scene) == str(naip_scene)
+
+
+def _gcp_only(write_geotiff, naip_pixels) -> Path:
+    """The example's pixels georeferenced by a 3x3 grid of ground control points, no geotransform."""
+    path = write_geotiff("gcps.tif", naip_pixels, crs=None, transform=Affine.identity(), nodata=0)
+    height, width = naip_pixels.shape[1:]
+    with rasterio.open(path, "r+") as dst:
+        dst.gcps = ([GroundControlPoint(row, col, *(NAIP_TRANSFORM @ (col, row)))
+                     for row in (0, height // 2, height) for col in (0, width // 2, width)], CRS.from_epsg(26914))
+    return path
+
+
+def test_south_up_and_gcp_scenes_are_read_on_the_north_up_grid(write_geotiff, naip_pixels, naip_scene):
+    """A south-up scene (rows stored bottom first) and one placed by ground control points alone
+    read as the north-up original: same grid, same pixels."""
+    south_up = write_geotiff("south.tif", np.ascontiguousarray(naip_pixels[:, ::-1]), nodata=0,
+                             transform=NAIP_TRANSFORM @ Affine.translation(0, 723) @ Affine.scale(1, -1))
+    full = Window(0, 0, 934, 723)
+    with SceneRaster(naip_scene) as original:
+        expected = original.read(full)
+        for scene in (south_up, _gcp_only(write_geotiff, naip_pixels)):
+            with SceneRaster(scene) as raster:
+                assert raster.transform.almost_equals(NAIP_TRANSFORM) and (raster.width, raster.height) == (934, 723)
+                assert raster.crs.to_epsg() == 26914
+                read = raster.read(full)
+                np.testing.assert_allclose(read.image, expected.image, atol=1e-6)
+                np.testing.assert_array_equal(read.valid, expected.valid)
+
+
+def test_rotated_scene_is_warped_north_up(write_geotiff, naip_pixels):
+    """A geotransform rotated 30 degrees about the scene centre: read through a north-up warp in
+    the same CRS, whose pixels hold the source's values at the same map points (bilinear) and
+    whose corners outside the rotated footprint are nodata."""
+    centre = NAIP_TRANSFORM @ (467, 361.5)
+    rotated = Affine.translation(*centre) @ Affine.rotation(30) @ Affine.translation(-centre[0], -centre[1]) @ NAIP_TRANSFORM
+    scene = write_geotiff("rotated.tif", naip_pixels, transform=rotated, nodata=0)
+    with SceneRaster(scene) as raster:
+        transform = raster.transform
+        assert transform.b == transform.d == 0 and transform.a > 0 > transform.e and raster.crs.to_epsg() == 26914
+        read = raster.read(Window(0, 0, raster.width, raster.height))
+        raw = raster.dataset.read(1).astype(float)
+    footprint = 934 * 723 / (raster.width * raster.height)
+    assert read.valid.mean() == pytest.approx(footprint, abs=0.03) and not read.valid[0, 0]
+    rows, cols = np.nonzero(read.valid[1:-1, 1:-1])
+    rows, cols = rows[::97] + 1.5, cols[::97] + 1.5  # pixel centres, a spread sample
+    source_cols, source_rows = ~rotated @ (transform @ (cols, rows))
+    inside = (source_rows > 1) & (source_rows < 722) & (source_cols > 1) & (source_cols < 933)
+    warped = raw[(rows[inside] - 0.5).astype(int), (cols[inside] - 0.5).astype(int)]
+    assert inside.sum() > 1000
+
+    def source_at(shift: float) -> np.ndarray:
+        at = [(coords[inside] - 0.5 + shift).astype(np.float32)[:, None] for coords in (source_cols, source_rows)]
+        return cv2.remap(naip_pixels[0].astype(np.float32), *at, cv2.INTER_LINEAR)[:, 0]
+
+    error = np.abs(warped - source_at(0)).mean()
+    assert error < 3.0  # uint8 values: the same map points, up to interpolation and the warp's 1/8 px tolerance
+    assert np.abs(warped - source_at(1)).mean() > 2 * error  # one source pixel away is clearly worse
+

@@ -19,10 +19,12 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from rasterio.control import GroundControlPoint
 from rasterio.enums import Resampling
 from pyproj import Transformer
 from safetensors.torch import load_file, save_file
 from shapely import get_num_coordinates
+from shapely.geometry import Point
 
 from mst_geo.clicks.predictor import Predictor
 from mst_geo.geo.journal import ObjectJournal
@@ -251,6 +253,45 @@ def test_other_band_layouts_work(segment, write_geotiff, naip_scene, tmp_path, m
             image, rgb = asked.read(window).image, plain.read(window).image
         np.testing.assert_array_equal(image[..., 1:], rgb[..., :2])
         assert np.abs(image[..., 0] - rgb[..., 2]).mean() > 0.05  # NIR is not blue
+
+
+def test_scenes_placed_by_gcps_or_a_rotated_geotransform(segment, write_geotiff, naip_scene, tmp_path, few_clicks):
+    """Ground control points alone give the north-up original's objects; a geotransform rotated
+    30 degrees is warped north-up: polygons and mask on that grid, each object (shipped model)
+    holding its click."""
+    with rasterio.open(naip_scene) as src:
+        data, transform = src.read(), src.transform
+    reference_mask, mask = tmp_path / "out" / "reference.tif", tmp_path / "out" / "mask.tif"
+    assert segment("--mask-out", reference_mask, out=tmp_path / "out" / "reference.gpkg")[0] == 0
+    gcp_scene = write_geotiff("gcps.tif", data, crs=None, transform=Affine.identity(), nodata=0)
+    with rasterio.open(gcp_scene, "r+") as dst:
+        dst.gcps = ([GroundControlPoint(row, col, *(transform @ (col, row))) for row in (0, 400, 723) for col in (0, 500, 934)],
+                    rasterio.crs.CRS.from_epsg(26914))
+    assert segment("--mask-out", mask, scene=gcp_scene)[0] == 0
+    with rasterio.open(mask) as ours, rasterio.open(reference_mask) as reference:
+        assert ours.transform.almost_equals(reference.transform) and ours.crs == reference.crs
+        assert reference.read(1).any() and np.array_equal(ours.read(1), reference.read(1))
+
+    centre = transform @ (467, 361.5)
+    rotation = Affine.translation(*centre) @ Affine.rotation(30) @ Affine.translation(-centre[0], -centre[1])
+    rotated = write_geotiff("rotated.tif", data, transform=rotation @ transform, nodata=0)
+    to_utm = Transformer.from_crs("EPSG:4326", "EPSG:26914", always_xy=True)
+    features = json.loads(few_clicks.read_text())["features"]
+    for feature in features:  # the same scene pixel, now at its rotated map position
+        feature["geometry"]["coordinates"] = list(rotation @ to_utm.transform(*feature["geometry"]["coordinates"]))
+    utm = {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::26914"}}
+    clicks = write_clicks(tmp_path / "rotated_clicks.geojson", features, crs=utm)
+    out = tmp_path / "out" / "rotated.gpkg"
+    code, _, err = segment("--mask-out", mask, "--overwrite", "--model", "default", scene=rotated, clicks=clicks, out=out)
+    assert code == 0 and "came out empty" not in err, err
+    frame = gpd.read_file(out)
+    assert frame.crs.to_epsg() == 26914 and len(frame) == 2
+    with rasterio.open(mask) as grid:
+        north_up = grid.transform
+        assert north_up.b == north_up.d == 0 and north_up.a == pytest.approx(5.0, rel=0.05) and north_up.e < 0
+        assert grid.width > 1000 and grid.height > 900  # the rotated footprint's bounding box
+    for geometry, feature in zip(frame.geometry, features):
+        assert geometry.contains(Point(feature["geometry"]["coordinates"]))  # the shipped model: the clicked pond, road
 
 
 def test_installed_console_script(tmp_path, naip_scene, tiny_checkpoint, few_clicks):

@@ -20,7 +20,7 @@ from rio_tiler.models import ImageData
 
 from mst_geo.app.pagegrid import PageGrid
 from mst_geo.geo.journal import file_identity
-from mst_geo.geo.raster import SceneRaster, opening, pixel_reads
+from mst_geo.geo.raster import SceneRaster, open_scene, pixel_reads
 
 PNG_OPTIONS = (cv2.IMWRITE_PNG_COMPRESSION, 1)
 
@@ -41,8 +41,8 @@ class SceneTiles:
     def _reader(self) -> Reader:
         reader = getattr(self._local, "reader", None)
         if reader is None:
-            with opening(self.source):
-                reader = self._local.reader = Reader(str(self.source))
+            dataset = open_scene(self.source)  # the grid the model reads (north-up, warped if need be)
+            reader = self._local.reader = Reader(str(self.source), dataset=dataset)
         return reader
 
     def read(self, z: int, x: int, y: int) -> ImageData:

@@ -7,6 +7,10 @@ range requests, never downloaded whole.
 Nothing here reads the whole raster: the per-band percentiles come from windows sampled over the
 scene at native resolution (an overview only when those are all nodata), and every image read
 is a window, decimated through the overviews (``out_shape``) when it is larger than the model input.
+
+A scene georeferenced by a rotated or south-up geotransform or by ground control points alone (a scanned
+map, a level-1 product) is read through a north-up warped VRT in its own CRS (``open_scene``):
+the windows, the polygons and the mask GeoTIFF all live on that axis-aligned grid.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import rasterio
 from affine import Affine
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NodataShadowWarning, NotGeoreferencedWarning, RasterioIOError
+from rasterio.io import DatasetReader
+from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from mst_geo.errors import MSTGeoError
@@ -121,19 +127,13 @@ class SceneRaster:
         self.path = scene_source(path)
         if isinstance(self.path, Path) and not self.path.is_file():
             raise MSTGeoError("raster not found", self.path)
+        self.dataset = open_scene(self.path)
         try:
-            with warnings.catch_warnings(), opening(self.path):  # georeferencing is checked below
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                self.dataset = rasterio.open(self.path)
-        except RasterioIOError as error:
-            raise MSTGeoError(f"cannot read as a raster ({_first_line(error)})", self.path) from None
-        try:
-            self._check_georeferencing()
             self.bands = self._choose_bands(bands)
             with pixel_reads(self.path):
                 self.low, self.high = self._estimate_percentiles()
         except BaseException:
-            self.dataset.close()
+            close_scene(self.dataset)
             raise
 
     # -- georeferencing -------------------------------------------------------------------------
@@ -156,14 +156,6 @@ class SceneRaster:
     @property
     def bounds(self) -> rasterio.coords.BoundingBox:
         return self.dataset.bounds
-
-    def _check_georeferencing(self) -> None:
-        if self.dataset.crs is None:
-            raise MSTGeoError("raster has no CRS (georeference it, e.g. gdal_edit.py -a_srs EPSG:xxxx)", self.path)
-        if self.dataset.transform.is_identity:
-            raise MSTGeoError("raster has no geotransform (pixel-to-map mapping)", self.path)
-        if self.dataset.transform.b != 0 or self.dataset.transform.d != 0:
-            raise MSTGeoError("rotated rasters are not supported (warp it north-up first)", self.path)
 
     # -- bands and normalisation ----------------------------------------------------------------
     def _choose_bands(self, bands: Sequence[int] | None) -> tuple[int, int, int]:
@@ -253,13 +245,50 @@ class SceneRaster:
 
     # -- lifetime -------------------------------------------------------------------------------
     def close(self) -> None:
-        self.dataset.close()
+        close_scene(self.dataset)
 
     def __enter__(self) -> SceneRaster:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def open_scene(source: str | Path) -> DatasetReader | WarpedVRT:
+    """Open a scene for pixel reads on a north-up grid in its CRS.
+
+    A north-up scene opens as it is. A rotated or flipped (south-up) geotransform, or ground
+    control points without a geotransform, are warped on the fly (bilinear, GDAL's own VRT), so callers never meet a
+    rotated grid; a scene with neither is refused (nothing would place its polygons on the map).
+    """
+    try:
+        with warnings.catch_warnings(), opening(source):  # georeferencing is checked below
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            dataset = rasterio.open(source)
+    except RasterioIOError as error:
+        raise MSTGeoError(f"cannot read as a raster ({_first_line(error)})", source) from None
+    gcps, gcp_crs = dataset.gcps
+    transform = dataset.transform
+    crs = dataset.crs or (gcp_crs if gcps else None)
+    problem = None
+    if crs is None:
+        problem = "raster has no CRS (georeference it, e.g. gdal_edit.py -a_srs EPSG:xxxx)"
+    elif transform.is_identity and not gcps:
+        problem = "raster has no geotransform or ground control points (pixel-to-map mapping)"
+    if problem:
+        dataset.close()
+        raise MSTGeoError(problem, source)
+    if transform.b == transform.d == 0 and transform.a > 0 > transform.e:  # north-up (never identity)
+        return dataset
+    with opening(source):
+        return WarpedVRT(dataset, crs=crs, resampling=Resampling.bilinear)
+
+
+def close_scene(dataset: DatasetReader | WarpedVRT) -> None:
+    """Close what ``open_scene`` opened (a warped VRT and the file under it)."""
+    dataset.close()
+    if isinstance(dataset, WarpedVRT):
+        dataset.src_dataset.close()
 
 
 def _grid_starts(length: int, step: int) -> list[int]:
