@@ -59,8 +59,10 @@ def _real_photo(iseg_root: Path) -> Path:
     return iseg_root / "GrabCut" / "data_GT" / "106024.jpg"
 
 
-def test_pascal_voc_layout_one_item_per_object(iseg_root, tmp_path):
-    voc = tmp_path / "PascalVOC"
+@pytest.mark.parametrize("where", ["PascalVOC", "PascalVOC/VOCdevkit/VOC2012", "VOCdevkit/VOC2012"])
+def test_pascal_voc_layout_one_item_per_object(iseg_root, tmp_path, where):
+    """RITM's PascalVOC folder, or the official tar unpacked in PascalVOC/ or in the data root."""
+    voc = tmp_path / where
     (voc / "ImageSets" / "Segmentation").mkdir(parents=True)
     (voc / "JPEGImages").mkdir()
     (voc / "SegmentationObject").mkdir()
@@ -83,10 +85,12 @@ def test_pascal_voc_layout_one_item_per_object(iseg_root, tmp_path):
     assert np.count_nonzero(second.mask == 1) == 50 * 60
 
 
-def test_sbd_layout_reads_instances_from_mat(iseg_root, tmp_path):
+@pytest.mark.parametrize("where", ["SBD", "SBD/dataset", "SBD/benchmark_RELEASE/dataset", "benchmark_RELEASE/dataset"])
+def test_sbd_layout_reads_instances_from_mat(iseg_root, tmp_path, where):
+    """RITM's SBD folder, or the official benchmark.tgz unpacked in the data root or in SBD/."""
     from scipy.io import savemat
 
-    sbd = tmp_path / "SBD"
+    sbd = tmp_path / where
     (sbd / "img").mkdir(parents=True)
     (sbd / "inst").mkdir()
     shutil.copy(_real_photo(iseg_root), sbd / "img" / "2008_000002.jpg")
@@ -142,3 +146,51 @@ def test_user_errors_are_clear(iseg_root, tmp_path):
     with pytest.raises(MSTGeoError, match="boundary_GT: folder missing"):
         load_iseg_dataset("GrabCut", tmp_path)
     assert canonical_name("coco_mval") == "COCO_MVal"
+
+
+def _davis_with_mask(iseg_root: Path, root: Path, mask: np.ndarray, name: str = "bear") -> Path:
+    davis = root / "DAVIS"
+    (davis / "img").mkdir(parents=True, exist_ok=True)
+    (davis / "gt").mkdir(exist_ok=True)
+    shutil.copy(_real_photo(iseg_root), davis / "img" / f"{name}.jpg")
+    Image.fromarray(mask).save(davis / "gt" / f"{name}.png")
+    return davis
+
+
+def test_davis_masks_follow_ritm_any_value_above_zero(iseg_root, tmp_path):
+    """RITM reads DAVIS/COCO_MVal masks as object where > 0: an antialiased edge belongs to the
+    object, and a mask stored as 0/1 is not empty."""
+    height, width = np.asarray(Image.open(_real_photo(iseg_root))).shape[:2]
+    mask = np.zeros((height, width), dtype=np.uint8)
+    mask[50:100, 50:100] = 1  # stored as 0/1
+    mask[49, 50:100] = 40  # an antialiased edge row
+    _davis_with_mask(iseg_root, tmp_path, mask)
+    instance = load_iseg_dataset("DAVIS", tmp_path)[0]
+    assert np.count_nonzero(instance.mask == 1) == 51 * 50 and set(np.unique(instance.mask)) == {0, 1}
+
+
+def test_empty_masks_and_stray_files(iseg_root, tmp_path):
+    """A mask without object pixels is an error naming it (scored, it would be a free perfect
+    instance); macOS ._ copies are not instances; a mask is never paired with an image of
+    another name (bears.png is not bear.jpg's)."""
+    height, width = np.asarray(Image.open(_real_photo(iseg_root))).shape[:2]
+    mask = np.zeros((height, width), dtype=np.uint8)
+    davis = _davis_with_mask(iseg_root, tmp_path, mask)
+    with pytest.raises(MSTGeoError, match="mask holds no object pixel") as error:
+        load_iseg_dataset("DAVIS", tmp_path)[0]
+    assert "bear.png" in str(error.value)
+    mask[10:20, 10:20] = 255
+    Image.fromarray(mask).save(davis / "gt" / "bear.png")
+    (davis / "img" / "._bear.jpg").write_bytes(b"\x00\x05\x16\x07")  # AppleDouble resource fork
+    (davis / "gt" / "._bear.png").write_bytes(b"\x00\x05\x16\x07")
+    assert [ref.name for ref in load_iseg_dataset("DAVIS", tmp_path).refs] == ["bear"]
+    Image.fromarray(mask).save(davis / "gt" / "bears.png")
+    with pytest.raises(MSTGeoError, match="no image with the same name") as error:
+        load_iseg_dataset("DAVIS", tmp_path)
+    assert "bears.png" in str(error.value)
+
+
+@pytest.mark.parametrize(("given", "known"), [("coco-mval", "COCO_MVal"), ("COCO+LVIS", "COCO_LVIS"),
+                                               ("pascal_voc", "PascalVOC"), ("VOC", "PascalVOC"), ("sbd", "SBD")])
+def test_dataset_names_ignore_case_and_separators(given, known):
+    assert canonical_name(given) == known

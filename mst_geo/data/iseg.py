@@ -7,18 +7,24 @@ indexed. Layouts (``root`` holds one folder per dataset, as in ``../shared/data/
 
 - GrabCut  ``data_GT/*.{jpg,bmp}``, ``boundary_GT/<stem>.bmp`` (128 = unknown band -> ignore)
 - Berkeley ``images/*.jpg``, ``masks/<stem>[a|b].png`` (same values as GrabCut)
-- DAVIS, COCO_MVal ``img/*.jpg``, ``gt/<stem>.png``
+- DAVIS, COCO_MVal ``img/*.jpg``, ``gt/<stem>.png`` (any value above 0 is the object, as in RITM)
 - DUTS_TR  ``img/<id>.jpg``, ``gt/<id>.png`` (ids from ``list.txt``)
 - CCP      ``instances.json`` records ``{image, mask, label}`` (nested person/garment masks)
 - PascalVOC ``ImageSets/Segmentation/<split>.txt``, ``JPEGImages``, ``SegmentationObject``
-  (palette index = object, 255 = void -> ignore), one item per object
-- SBD      ``<split>.txt``, ``img/*.jpg``, ``inst/*.mat`` (``GTinst.Segmentation``), per object
+  (palette index = object, 255 = void -> ignore), one item per object; the folder may also be
+  the official tar's ``VOCdevkit/VOC2012``
+- SBD      ``<split>.txt``, ``img/*.jpg``, ``inst/*.mat`` (``GTinst.Segmentation``), per object;
+  the folder may also be the official tar's ``benchmark_RELEASE/dataset``
 - COCO_LVIS ``<split>/images/*.jpg``, ``<split>/lvis_<split>.json`` (polygons), per annotation
+
+Hidden files (macOS ``._*`` copies) are not instances; a mask with no object pixel is an error
+naming it, not a free perfect score.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +82,8 @@ class ISegDataset(Sequence[Instance]):
         ref = self.refs[index]
         image = read_rgb(ref.image_path)
         mask = self._read_mask(ref)
+        if not (mask == 1).any():
+            raise MSTGeoError("mask holds no object pixel (an empty instance cannot be scored)", ref.mask_path)
         if mask.shape != image.shape[:2]:
             raise MSTGeoError(
                 f"mask is {mask.shape[1]}x{mask.shape[0]} px but its image is "
@@ -101,8 +109,14 @@ def _read_gray(path: Path) -> np.ndarray:
     return raw.max(axis=2) if raw.ndim == 3 else raw
 
 
+def _nonzero_mask(ref: InstanceRef) -> np.ndarray:
+    """DAVIS and COCO_MVal: RITM's rule, any value above 0 is the object (its antialiased edge
+    included; a 0/1 mask as well as a 0/255 one)."""
+    return (_read_gray(ref.mask_path) > 0).astype(np.uint8)
+
+
 def _binary_mask(ref: InstanceRef) -> np.ndarray:
-    """0/255 masks (DAVIS, COCO_MVal, DUTS_TR, CCP): object where > 127."""
+    """DUTS_TR and CCP: object where > 127 (a saliency map's graded edge is cut at half)."""
     return (_read_gray(ref.mask_path) > 127).astype(np.uint8)
 
 
@@ -156,7 +170,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 def _files(folder: Path) -> list[Path]:
     _require_dir(folder)
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
 
 
 def _require_dir(folder: Path) -> None:
@@ -165,10 +179,13 @@ def _require_dir(folder: Path) -> None:
 
 
 def _image_for(images: dict[str, Path], stem: str, mask_path: Path) -> Path:
-    """The image of a mask: same stem, or the stem without a trailing object letter (189011a)."""
-    for candidate in (stem, stem[:-1]):
-        if candidate in images:
-            return images[candidate]
+    """The image of a mask: same stem, or a numeric stem without its object letter (Berkeley's
+    189011a and 189011b share 189011)."""
+    if stem in images:
+        return images[stem]
+    lettered = re.fullmatch(r"(.*\d)[a-z]", stem)
+    if lettered and lettered.group(1) in images:
+        return images[lettered.group(1)]
     raise MSTGeoError("no image with the same name for this mask", mask_path)
 
 
@@ -282,31 +299,41 @@ def _polygon_mask(ref: InstanceRef) -> np.ndarray:
 @dataclass(frozen=True)
 class _Layout:
     folders: tuple[str, ...]
+    """Where the set may lie under the data root, in order of preference."""
+    marker: str
+    """A file or folder that only the set's own folder holds: the first candidate holding it wins."""
     list_refs: Callable[[Path, str], list[InstanceRef]]
     read_mask: MaskReader
 
 
 LAYOUTS: dict[str, _Layout] = {
-    "GrabCut": _Layout(("GrabCut",), lambda f, s: _paired(f, "data_GT", "boundary_GT"), _trimap_mask),
-    "Berkeley": _Layout(("Berkeley",), lambda f, s: _paired(f, "images", "masks"), _trimap_mask),
-    "DAVIS": _Layout(("DAVIS",), lambda f, s: _paired(f, "img", "gt"), _binary_mask),
-    "COCO_MVal": _Layout(("COCO_MVal",), lambda f, s: _paired(f, "img", "gt"), _binary_mask),
-    "DUTS_TR": _Layout(("DUTS_TR",), _duts, _binary_mask),
-    "CCP": _Layout(("CCP",), _ccp, _binary_mask),
-    "PascalVOC": _Layout(("PascalVOC", "PascalVOC/VOCdevkit/VOC2012", "VOCdevkit/VOC2012"), _pascal_voc, _indexed_mask),
-    "SBD": _Layout(("SBD", "SBD/dataset"), _sbd, _sbd_mask),
-    "COCO_LVIS": _Layout(("COCO_LVIS", "cocolvis"), _coco_lvis, _polygon_mask),
+    "GrabCut": _Layout(("GrabCut",), "boundary_GT", lambda f, s: _paired(f, "data_GT", "boundary_GT"), _trimap_mask),
+    "Berkeley": _Layout(("Berkeley",), "masks", lambda f, s: _paired(f, "images", "masks"), _trimap_mask),
+    "DAVIS": _Layout(("DAVIS",), "gt", lambda f, s: _paired(f, "img", "gt"), _nonzero_mask),
+    "COCO_MVal": _Layout(("COCO_MVal",), "gt", lambda f, s: _paired(f, "img", "gt"), _nonzero_mask),
+    "DUTS_TR": _Layout(("DUTS_TR",), "list.txt", _duts, _binary_mask),
+    "CCP": _Layout(("CCP",), "instances.json", _ccp, _binary_mask),
+    "PascalVOC": _Layout(("PascalVOC", "PascalVOC/VOCdevkit/VOC2012", "VOCdevkit/VOC2012"), "SegmentationObject",
+                         _pascal_voc, _indexed_mask),
+    "SBD": _Layout(("SBD", "SBD/dataset", "SBD/benchmark_RELEASE/dataset", "benchmark_RELEASE/dataset"), "inst",
+                   _sbd, _sbd_mask),
+    "COCO_LVIS": _Layout(("COCO_LVIS", "cocolvis"), "", _coco_lvis, _polygon_mask),
 }
-"""Dataset name -> candidate folders under the data root, instance lister and mask rule."""
+"""Dataset name -> candidate folders under the data root, their marker, instance lister and mask rule."""
 
-ALIASES = {"COCO+LVIS": "COCO_LVIS", "PASCAL": "PascalVOC", "VOC": "PascalVOC"}
+ALIASES = {"PASCAL": "PascalVOC", "VOC": "PascalVOC"}
+
+
+def name_key(name: str) -> str:
+    """A name reduced to lower-case letters and digits: COCO+LVIS, coco_lvis, COCO-MVal, cocomval."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
 def canonical_name(name: str) -> str:
-    """The known spelling of a dataset name (case-insensitive, aliases such as ``COCO+LVIS``)."""
-    lookup = {key.lower(): key for key in LAYOUTS} | {a.lower(): t for a, t in ALIASES.items()}
+    """The known spelling of a dataset name (case, ``_``/``-``/``+`` and aliases such as VOC aside)."""
+    lookup = {name_key(key): key for key in LAYOUTS} | {name_key(a): t for a, t in ALIASES.items()}
     try:
-        return lookup[name.strip().lower()]
+        return lookup[name_key(name)]
     except KeyError:
         raise MSTGeoError(f"unknown dataset {name!r}; known: {', '.join(LAYOUTS)}") from None
 
@@ -321,7 +348,8 @@ def load_iseg_dataset(name: str, root: str | Path, split: str = "val") -> ISegDa
         raise MSTGeoError("data root is not a folder", root)
     name = canonical_name(name)
     layout = LAYOUTS[name]
-    folder = next((root / f for f in layout.folders if (root / f).is_dir()), None)
+    present = [root / f for f in layout.folders if (root / f).is_dir()]
+    folder = next((f for f in present if (f / layout.marker).exists()), present[0] if present else None)
     if folder is None:
         raise MSTGeoError(f"no {name} folder here (looked for {', '.join(layout.folders)})", root)
     refs = layout.list_refs(folder, split)

@@ -10,6 +10,7 @@ large (> 256² px), the breakdown the bench reports.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from mst_geo.data.iseg import IGNORE, Instance
+from mst_geo.data.iseg import IGNORE, Instance, name_key
 from mst_geo.errors import MSTGeoError
 
 SMALL_MAX_AREA = 32 * 32
@@ -43,6 +44,8 @@ class RSLayout:
     ignore_classes: tuple[int, ...]
     default_split: str
     tile_path: Callable[[Any, int], str]
+    read_classes: Callable[[Any, int], np.ndarray] | None = None
+    """The tile's class map when torchgeo's ``sample["mask"]`` is not the one to use."""
 
 
 def _open_loveda(root: Path, split: str) -> Any:
@@ -54,13 +57,46 @@ def _open_loveda(root: Path, split: str) -> Any:
 def _open_inria(root: Path, split: str) -> Any:
     from torchgeo.datasets import InriaAerialImageLabeling
 
-    return InriaAerialImageLabeling(root, split=split)
+    dataset = InriaAerialImageLabeling(root, split=split)
+    if split in ("train", "val"):
+        dataset.files = _inria_tiles(root / dataset.directory / "train", split)
+    return dataset
+
+
+def _inria_tiles(folder: Path, split: str) -> list[dict[str, str]]:
+    """The train or val tiles (val: tiles 1-5 of each town, as torchgeo splits them), numbered by
+    the file name. torchgeo 0.8 takes the number from the first letters-then-digits run of the
+    whole path, so a parent folder such as ``data2/`` put every tile in one split."""
+    files = []
+    for image in sorted((folder / "images").glob("*.tif")):
+        number = re.search(r"(\d+)$", image.stem)
+        if number and (int(number.group(1)) < 6) == (split == "val"):
+            files.append({"image": str(image), "label": str(folder / "gt" / image.name)})
+    return files
 
 
 def _open_deepglobe(root: Path, split: str) -> Any:
     from torchgeo.datasets import DeepGlobeLandCover
 
     return DeepGlobeLandCover(root, split=split)
+
+
+DEEPGLOBE_COLOURS = {(0, 1, 1): 0, (1, 1, 0): 1, (1, 0, 1): 2, (0, 1, 0): 3, (0, 0, 1): 4, (1, 1, 1): 5, (0, 0, 0): 6}
+"""DeepGlobe land cover's binarised mask colours -> classes (urban .. barren, 6 unknown)."""
+
+
+def _deepglobe_classes(dataset: Any, tile: int) -> np.ndarray:
+    """DeepGlobe's colour mask binarised at 128 first, as the dataset's notes ask (its masks are
+    not pure 0/255; torchgeo matches exact colours and sends the rest to class 0, urban, which
+    made specks of false urban objects). A colour outside the palette (red) is unknown."""
+    from PIL import Image
+
+    with Image.open(dataset.mask_fns[tile]) as image:
+        bits = (np.asarray(image.convert("RGB")) >= 128).astype(np.int64)
+    table = np.full(8, 6, dtype=np.int64)
+    for (red, green, blue), class_id in DEEPGLOBE_COLOURS.items():
+        table[red * 4 + green * 2 + blue] = class_id
+    return table[bits[..., 0] * 4 + bits[..., 1] * 2 + bits[..., 2]]
 
 
 RS_LAYOUTS: dict[str, RSLayout] = {
@@ -76,16 +112,16 @@ RS_LAYOUTS: dict[str, RSLayout] = {
     "DeepGlobe": RSLayout(
         _open_deepglobe,
         {0: "urban", 1: "agriculture", 2: "rangeland", 3: "forest", 4: "water", 5: "barren"},
-        (6,), "test", lambda ds, i: ds.image_fns[i],
+        (6,), "test", lambda ds, i: ds.image_fns[i], _deepglobe_classes,
     ),
 }
-RS_ALIASES = {"inriaaerialimagelabeling": "Inria", "deepglobelandcover": "DeepGlobe"}
+RS_ALIASES = {"InriaAerialImageLabeling": "Inria", "DeepGlobeLandCover": "DeepGlobe"}
 
 
 def rs_dataset_name(name: str) -> str | None:
     """The canonical remote-sensing dataset name, or None if ``name`` is not one."""
-    lookup = {key.lower(): key for key in RS_LAYOUTS} | RS_ALIASES
-    return lookup.get(name.strip().lower())
+    lookup = {name_key(key): key for key in RS_LAYOUTS} | {name_key(a): t for a, t in RS_ALIASES.items()}
+    return lookup.get(name_key(name))
 
 
 @dataclass(frozen=True)
@@ -155,7 +191,9 @@ class RSInstances:
             sample = self.dataset[tile]
             if "mask" not in sample:
                 raise MSTGeoError("this split has no masks to benchmark on", self.layout.tile_path(self.dataset, tile))
-            self._cached = (tile, _as_rgb(sample["image"]), np.asarray(sample["mask"]).astype(np.int64))
+            read_classes = self.layout.read_classes
+            classes = read_classes(self.dataset, tile) if read_classes else np.asarray(sample["mask"]).astype(np.int64)
+            self._cached = (tile, _as_rgb(sample["image"]), classes)
         return self._cached[1], self._cached[2]
 
     def _objects(self, tile: int, min_area: int) -> list[_ObjectRef]:
