@@ -101,7 +101,7 @@ def test_click_in_page_coordinates_returns_a_polygon_inside_the_scene(client: Te
     mask = segmenter.mask(1)
     pixels_m2 = mask.mask.sum() * abs(mask.transform.a * mask.transform.e)
     assert pixels_m2 > 0
-    assert feature["properties"]["area_m2"] == pytest.approx(pixels_m2, rel=1e-6)  # UTM: metres
+    assert feature["properties"]["area_m2"] == pytest.approx(pixels_m2, rel=0.002)  # ground area: UTM within 0.1 %
     assert polygon.area == pytest.approx(pixels_m2, rel=1e-6)
     # the page copy is the same polygon in page coordinates
     [page_feature] = objects["page"]["features"]
