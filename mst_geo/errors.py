@@ -11,3 +11,8 @@ class MSTGeoError(Exception):
     def __init__(self, message: str, path: str | Path | None = None):
         self.path = None if path is None else str(path)
         super().__init__(f"{self.path}: {message}" if self.path else message)
+
+
+class MSTGeoWarning(UserWarning):
+    """Something the user should know that does not stop the work (a guessed band order, say):
+    the CLI prints it as one ``warning:`` line, a notebook shows it as a warning."""

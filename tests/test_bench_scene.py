@@ -71,6 +71,22 @@ def test_cli_benchmarks_methods_on_the_scene(naip_scene, ponds_in_wgs84, tmp_pat
     assert sorted({row["name"] for row in rows}) == sorted(gpd.read_file(PONDS)["name"][:3])
 
 
+def test_scene_bands_are_chosen_for_the_objects(naip_scene, tmp_path):
+    """--bands reads the objects from the bands asked for (here near infrared as red) and the
+    run's settings record it; it needs --scene."""
+    default, asked = LabelledScene(naip_scene, PONDS), LabelledScene(naip_scene, PONDS, bands=(4, 1, 2))
+    assert np.array_equal(asked[0].image[..., 1:], default[0].image[..., :2])
+    assert np.abs(asked[0].image[..., 0].astype(int) - default[0].image[..., 2]).mean() > 5  # NIR is not blue
+    out = tmp_path / "bench"
+    result = CliRunner().invoke(app, [
+        "bench", "noc", "--model", "disk", "--scene", str(naip_scene), "--labels", str(PONDS), "--bands", "4,1,2",
+        "--limit", "1", "--max-clicks", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "results.json").read_text())["settings"]["scene_bands"] == [4, 1, 2]
+    result = CliRunner().invoke(app, ["bench", "noc", "--model", "disk", "--bands", "4,1,2", "--out", str(out)])
+    assert isinstance(result.exception, MSTGeoError) and "give --scene and --labels" in str(result.exception)
+
+
 def test_objects_without_distinct_names_are_numbered(naip_scene, tmp_path):
     unnamed = tmp_path / "unnamed.gpkg"
     polygons = gpd.read_file(PONDS)

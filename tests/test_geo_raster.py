@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import cv2
@@ -14,7 +15,7 @@ from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.windows import Window, bounds
 
-from mst_geo.errors import MSTGeoError
+from mst_geo.errors import MSTGeoError, MSTGeoWarning
 from mst_geo.geo.journal import file_identity
 from mst_geo.geo.raster import PERCENTILES, SceneRaster, parse_bands, public_source, scene_name, scene_source
 
@@ -29,7 +30,7 @@ def naip_pixels(naip_scene) -> np.ndarray:
 
 def test_default_bands_and_exact_percentiles_on_small_scene(naip_scene, naip_pixels):
     with SceneRaster(naip_scene) as raster:
-        assert raster.bands == (1, 2, 3)  # NAIP has no RGB colour interpretation: the first three
+        assert raster.bands == (1, 2, 3)  # named red, green, blue (and near infrared)
         assert raster.crs.to_epsg() == 26914 and (raster.width, raster.height) == (934, 723)
         expected = np.percentile(naip_pixels[:3].reshape(3, -1), PERCENTILES, axis=1)
         np.testing.assert_allclose(raster.low, expected[0])
@@ -109,8 +110,39 @@ def test_rgb_colour_interpretation_picks_the_bands(write_geotiff, naip_pixels):
     path = write_geotiff("bgrn.tif", naip_pixels[[2, 1, 0, 3]], photometric="MINISBLACK")
     with rasterio.open(path, "r+") as dst:
         dst.colorinterp = [ColorInterp.blue, ColorInterp.green, ColorInterp.red, ColorInterp.undefined]
-    with SceneRaster(path) as raster:
-        assert raster.bands == (3, 2, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MSTGeoWarning)  # named bands: nothing to announce
+        with SceneRaster(path) as raster:
+            assert raster.bands == (3, 2, 1)
+
+
+@pytest.mark.parametrize(
+    ("bands", "colours", "expected", "announced"),
+    [
+        (1, [ColorInterp.gray], (1, 1, 1), None),
+        (2, [ColorInterp.gray, ColorInterp.alpha], (1, 1, 1), None),  # grey + alpha: the alpha is no colour
+        (2, None, (1, 1, 1), "2 bands without colour names; reading band(s) 1 as grey"),  # red + NIR, say
+        (4, None, (1, 2, 3), "4 bands without colour names; reading band(s) 1,2,3 as R,G,B"),  # RGBN or BGRN?
+        (13, None, (1, 2, 3), "13 bands without colour names"),
+        (4, [ColorInterp.gray, ColorInterp.undefined, ColorInterp.undefined, ColorInterp.alpha], (1, 2, 3), None),
+    ],
+)
+def test_unnamed_bands_are_guessed_aloud(write_geotiff, naip_pixels, bands, colours, expected, announced):
+    """Without colour names the first bands that are not alpha are read, and a guess among
+    several possible orders is announced once (MSTGeoWarning), naming the scene and --bands."""
+    stack = np.concatenate([naip_pixels] * 4)[:bands]
+    path = write_geotiff(f"bands{bands}.tif", np.ascontiguousarray(stack), photometric="MINISBLACK")
+    with rasterio.open(path, "r+") as dst:
+        dst.colorinterp = colours or [ColorInterp.undefined] * bands
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with SceneRaster(path) as raster:
+            assert raster.bands == expected
+    notes = [str(w.message) for w in caught if issubclass(w.category, MSTGeoWarning)]
+    if announced is None:
+        assert notes == []
+    else:
+        assert len(notes) == 1 and announced in notes[0] and str(path) in notes[0] and "--bands" in notes[0]
 
 
 @pytest.mark.parametrize(

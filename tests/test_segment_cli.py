@@ -255,6 +255,19 @@ def test_other_band_layouts_work(segment, write_geotiff, naip_scene, tmp_path, m
         assert np.abs(image[..., 0] - rgb[..., 2]).mean() > 0.05  # NIR is not blue
 
 
+def test_a_guessed_band_order_is_one_warning_line(segment, write_geotiff, naip_scene, tmp_path):
+    """Five unnamed bands: the run goes on with bands 1,2,3 and says so once; --bands silences it."""
+    with rasterio.open(naip_scene) as src:
+        data = np.concatenate([src.read(), src.read(1)[None] // 2])
+    scene = write_geotiff("five.tif", data, nodata=0, photometric="MINISBLACK")
+    code, _, err = segment(scene=scene)
+    assert code == 0
+    assert err.strip().splitlines() == [f"warning: {scene}: 5 bands without colour names; reading band(s) 1,2,3 "
+                                        "as R,G,B (choose with --bands)"]
+    code, _, err = segment("--bands", "1,2,3", "--overwrite", scene=scene)
+    assert code == 0 and "warning" not in err
+
+
 def test_scenes_placed_by_gcps_or_a_rotated_geotransform(segment, write_geotiff, naip_scene, tmp_path, few_clicks):
     """Ground control points alone give the north-up original's objects; a geotransform rotated
     30 degrees is warped north-up: polygons and mask on that grid, each object (shipped model)

@@ -104,11 +104,12 @@ def test_cli_fine_tunes_on_a_scene(ponds, tmp_path):
     script = Path(sys.executable).parent / "mst-geo"
     result = subprocess.run(
         [str(script), "train", "--config", str(REPO / "configs" / "train" / "smoke.yaml"),
-         "--scene", str(SCENE), "--labels", str(path), "--max-steps", "3",
+         "--scene", str(SCENE), "--labels", str(path), "--bands", "3,2,1", "--max-steps", "3",
          "--set", "data.val_fraction=0.2", "--set", "trainer.val_every_steps=3",
          "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=300,
         env={"OMP_NUM_THREADS": "1", "PATH": str(script.parent)})
     assert result.returncode == 0, result.stderr[-3000:]
     card = load_checkpoint(tmp_path / "run" / "model.safetensors")[1]["training"]
     assert card["data"]["scene"] == str(SCENE) and card["data"]["train_objects"] > 5
+    assert card["recipe"]["data"]["scene_bands"] == [3, 2, 1]  # --bands reached the recipe
     assert card["steps"] == 3

@@ -10,6 +10,7 @@ feature number (``feature0``, ...).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,10 +25,11 @@ READ_MAX_SIDE = 2048
 class LabelledScene:
     """The polygons of ``labels`` that overlap ``scene`` as bench instances, in file order."""
 
-    def __init__(self, scene: str | Path, labels: str | Path, read_max_side: int = READ_MAX_SIDE):
-        polygons = scene_labels(scene, labels)
+    def __init__(self, scene: str | Path, labels: str | Path, read_max_side: int = READ_MAX_SIDE,
+                 bands: Sequence[int] | None = None):
+        polygons = scene_labels(scene, labels, bands)
         self.name = scene_stem(scene)
-        self.objects = SceneObjects(scene, polygons, list(range(len(polygons))), labels, read_max_side)
+        self.objects = SceneObjects(scene, polygons, list(range(len(polygons))), labels, read_max_side, bands)
         names = polygons["name"].astype(str).tolist() if "name" in polygons else []
         self.names = names if len(set(names)) == len(polygons) else None
 

@@ -50,11 +50,13 @@ def run_noc_benchmark(
     progress: bool = True,
     shard: tuple[int, int] = (1, 1),
     scenes: Sequence[tuple[str | Path, str | Path]] = (),
+    scene_bands: Sequence[int] | None = None,
 ) -> dict:
     """Evaluate each model/baseline on each dataset (resumable in ``out_dir``) and write the report.
 
     ``data_root`` defaults to ``../shared/data/iseg`` (the project's shared data). ``scenes`` adds
-    ``(GeoTIFF, polygons)`` pairs, each a dataset named after the GeoTIFF. Returns
+    ``(GeoTIFF, polygons)`` pairs, each a dataset named after the GeoTIFF, read with
+    ``scene_bands`` (R,G,B or one grey band; default: by colour names, else the first three). Returns
     ``{method: {dataset: summary}}`` as in results.json.
     """
     if not models:
@@ -76,13 +78,14 @@ def run_noc_benchmark(
 
         scene_records = [[public_source(scene), str(labels)] for scene, labels in scenes]
         for scene, labels in scenes:
-            labelled = LabelledScene(scene, labels)
+            labelled = LabelledScene(scene, labels, bands=scene_bands)
             loaded[labelled.name] = labelled
     methods = {method_label(name, zoom_in, flip): resolve_method(name, device, zoom_in, flip) for name in models}
     rows = run_noc(methods, loaded, out_dir, max_clicks=max_clicks, limit=limit, progress=progress, shard=shard)
     settings = {
         "data_root": str(data_root),
         "scenes": scene_records,
+        "scene_bands": None if scene_bands is None else list(scene_bands),
         "datasets": list(loaded),
         "methods": list(methods),
         "max_clicks": max_clicks,

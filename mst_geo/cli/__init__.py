@@ -1,17 +1,20 @@
 """The ``mst-geo`` command line: each sub-command lives in its own module and only parses flags.
 
 User errors (``MSTGeoError``) and file-system errors about a named path are printed as one line
-on stderr with exit code 2; Ctrl-C exits with code 130 (the resumable commands say how to resume);
+on stderr with exit code 2, notes for the user (``MSTGeoWarning``) as one ``warning:`` line; Ctrl-C exits with code 130 (the resumable commands say how to resume);
 anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import warnings
+from collections.abc import Iterator
 
 import typer
 
-from mst_geo.errors import MSTGeoError
+from mst_geo.errors import MSTGeoError, MSTGeoWarning
 
 app = typer.Typer(
     name="mst-geo",
@@ -28,13 +31,32 @@ from mst_geo.cli import commands_registry  # noqa: E402,F401
 def main() -> None:
     """Console-script entry point."""
     try:
-        app()
+        with _notes_as_lines():
+            app()
     except MSTGeoError as error:
         _fail(str(error))
     except OSError as error:
         if error.filename is None:  # not about a path the user gave: a bug, keep the traceback
             raise
         _fail(f"{error.filename}: {error.strerror or error}")
+
+
+@contextlib.contextmanager
+def _notes_as_lines() -> Iterator[None]:
+    """``MSTGeoWarning``s print as one ``warning:`` line (not file:line and source); others as usual."""
+    show = warnings.showwarning
+
+    def show_note(message, category, *rest) -> None:  # noqa: ANN001 (warnings.showwarning's signature)
+        if issubclass(category, MSTGeoWarning):
+            typer.secho(f"warning: {message}", err=True, fg=typer.colors.YELLOW)
+        else:
+            show(message, category, *rest)
+
+    warnings.showwarning = show_note
+    try:
+        yield
+    finally:
+        warnings.showwarning = show
 
 
 def _fail(message: str) -> None:

@@ -62,6 +62,9 @@ def noc_command(
     labels: Path | None = typer.Option(
         None, "--labels", help="Vector labels for --scene (GeoPackage/GeoJSON/Shapefile, any CRS), one polygon per object."
     ),
+    bands: str | None = typer.Option(
+        None, "--bands", help="--scene's bands as R,G,B (1-based, e.g. 4,3,2) or one grey band. Default: RGB or 1,2,3."
+    ),
     data_root: Path | None = typer.Option(
         None, "--data-root", help="Folder holding one folder per dataset (default: ../shared/data/iseg)."
     ),
@@ -90,6 +93,13 @@ def noc_command(
 
     if (scene is None) != (labels is None):
         raise MSTGeoError("--scene and --labels go together (a GeoTIFF and its polygons)")
+    scene_bands = None
+    if bands is not None:
+        from mst_geo.geo.raster import parse_bands  # rasterio only for scenes
+
+        if scene is None:
+            raise MSTGeoError("--bands chooses --scene's bands: give --scene and --labels too")
+        scene_bands = parse_bands(bands)
     if datasets is None:
         datasets = "" if scene is not None else "GrabCut,Berkeley"
     _check_out_dir(out, "--out")
@@ -98,7 +108,7 @@ def noc_command(
             split_names(model), split_names([datasets]), out,
             scenes=[] if scene is None else [(scene, labels)], data_root=data_root, max_clicks=max_clicks,
             thresholds=_thresholds(iou), device=device, limit=limit, zoom_in=zoom_in, flip=flip,
-            shard=_shard(shard),
+            shard=_shard(shard), scene_bands=scene_bands,
         )
     typer.echo((out / "results.md").read_text())
     typer.echo(f"wrote {out}/results.json, results.csv, results.md, miou_vs_clicks.png ({len(results)} methods)")

@@ -17,6 +17,7 @@ def train_command(
     datasets: str | None = typer.Option(None, "--datasets", help="Comma-separated dataset names, e.g. COCO_MVal,DUTS_TR,CCP."),
     scene: str | None = typer.Option(None, "--scene", help="Fine-tune on your own GeoTIFF, a file or a COG's URL (needs --labels)."),
     labels: Path | None = typer.Option(None, "--labels", help="Vector labels (GeoPackage/GeoJSON/Shapefile, any CRS) for --scene: one polygon per object."),
+    bands: str | None = typer.Option(None, "--bands", help="--scene's bands as R,G,B (1-based, e.g. 4,3,2) or one grey band. Default: RGB or 1,2,3."),
     devices: str | None = typer.Option(None, "--devices", help="Devices per node: a count, a list like 0,1 or 'auto'."),
     num_nodes: int | None = typer.Option(None, "--num-nodes", help="Machines taking part (Lightning DDP)."),
     accelerator: str | None = typer.Option(None, "--accelerator", help="cpu, gpu or auto."),
@@ -45,11 +46,17 @@ def train_command(
     from mst_geo.train.run import train
 
     values = dict(parse_override(item) for item in overrides)
+    scene_bands = None
+    if bands is not None:
+        from mst_geo.geo.raster import parse_bands  # rasterio only for scenes
+
+        scene_bands = list(parse_bands(bands))
     values.update({
         "data.root": data_root,
         "data.datasets": None if datasets is None else [d.strip() for d in datasets.split(",") if d.strip()],
         "data.scene": None if scene is None else str(scene),
         "data.labels": None if labels is None else str(labels),
+        "data.scene_bands": scene_bands,
         "data.workers": workers,
         "trainer.devices": None if devices is None else _parse_devices(devices),
         "trainer.num_nodes": num_nodes,

@@ -32,7 +32,7 @@ from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from mst_geo.errors import MSTGeoError
+from mst_geo.errors import MSTGeoError, MSTGeoWarning
 
 PERCENTILES = (2.0, 98.0)
 """Per-band stretch (the cumulative-count cut GIS viewers use), so the model sees what the analyst sees."""
@@ -159,7 +159,10 @@ class SceneRaster:
 
     # -- bands and normalisation ----------------------------------------------------------------
     def _choose_bands(self, bands: Sequence[int] | None) -> tuple[int, int, int]:
-        """Three band indexes for the model's RGB input: the user's, RGB by colour, or the first three."""
+        """Three band indexes for the model's RGB input: the user's, RGB by colour, else the first
+        three bands that are not alpha, else the first such band as grey (two bands, say red and
+        near infrared, make no colour image). A guess among more than three bands, or among two,
+        is announced (``MSTGeoWarning``): the wrong bands cost far more clicks."""
         count = self.dataset.count
         if bands is not None:
             for band in bands:
@@ -168,11 +171,17 @@ class SceneRaster:
             chosen = tuple(bands)
         else:
             interp = self.dataset.colorinterp
+            data_bands = [band for band, colour in enumerate(interp, 1) if colour != ColorInterp.alpha] or [1]
             if all(colour in interp for colour in RGB_INTERP):
                 chosen = tuple(interp.index(colour) + 1 for colour in RGB_INTERP)
             else:
-                chosen = tuple(range(1, min(count, 3) + 1))
-        if len(chosen) < 3:  # grey (or two bands): repeat the first so the model gets three channels
+                chosen = tuple(data_bands[:3]) if len(data_bands) >= 3 else (data_bands[0],)
+                if len(data_bands) != len(chosen):
+                    used = "as R,G,B" if len(chosen) == 3 else "as grey"
+                    warnings.warn(f"{self.path}: {len(data_bands)} bands without colour names; reading band(s) "
+                                  f"{','.join(map(str, chosen))} {used} (choose with --bands)", MSTGeoWarning,
+                                  stacklevel=2)  # one place: printed once per scene and process
+        if len(chosen) < 3:  # grey: repeat the band so the model gets three channels
             chosen = (chosen + (chosen[0],) * 3)[:3]
         return chosen  # type: ignore[return-value]
 

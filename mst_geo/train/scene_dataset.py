@@ -15,6 +15,7 @@ iseg sets does not need them).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import geopandas as gpd
@@ -51,9 +52,10 @@ def read_labels(labels: str | Path, scene_crs) -> gpd.GeoDataFrame:
     return frame.to_crs(scene_crs).reset_index(drop=True)
 
 
-def scene_labels(scene: str | Path, labels: str | Path) -> gpd.GeoDataFrame:
-    """The label polygons that overlap the scene, in its CRS (a clear error when none does)."""
-    with SceneRaster(scene) as raster:
+def scene_labels(scene: str | Path, labels: str | Path, bands: Sequence[int] | None = None) -> gpd.GeoDataFrame:
+    """The label polygons that overlap the scene, in its CRS (a clear error when none does);
+    ``bands`` as the objects will be read (so a bad choice fails here, before any work)."""
+    with SceneRaster(scene, bands) as raster:
         crs, bounds = raster.crs, box(*raster.bounds)
     frame = read_labels(labels, crs)
     frame = frame[frame.intersects(bounds)].reset_index(drop=True)
@@ -66,8 +68,9 @@ class SceneObjects:
     """Polygons of one scene as an ``ObjectSource`` (see ``train/samples.py``)."""
 
     def __init__(self, scene: str | Path, labels: gpd.GeoDataFrame, rows: list[int],
-                 labels_path: str | Path, read_max_side: int):
+                 labels_path: str | Path, read_max_side: int, bands: Sequence[int] | None = None):
         self.scene = scene_source(scene)  # a local Path, or a COG's URL
+        self.bands = bands  # the scene's R,G,B (or grey) band numbers; None: SceneRaster's choice
         self.labels = labels
         self.rows = rows
         self.labels_path = str(labels_path)
@@ -85,7 +88,7 @@ class SceneObjects:
     @property
     def raster(self) -> SceneRaster:
         if self._raster is None or self._pid != os.getpid():
-            self._raster = SceneRaster(self.scene)
+            self._raster = SceneRaster(self.scene, self.bands)
             self._pid = os.getpid()
         return self._raster
 
@@ -153,7 +156,7 @@ class SceneObjects:
 def scene_split(data: DataSection) -> tuple[SceneObjects, SceneObjects]:
     """Training and held-out objects of ``data.scene`` / ``data.labels`` (held out by a fixed hash
     of the feature number; objects outside the scene are dropped)."""
-    labels = scene_labels(data.scene, data.labels)
+    labels = scene_labels(data.scene, data.labels, data.scene_bands)
     held = [hashed_holdout(f"feature/{row}", data.val_fraction) for row in range(len(labels))]
     train_rows = [row for row, out in enumerate(held) if not out]
     val_rows = [row for row, out in enumerate(held) if out]
@@ -161,5 +164,5 @@ def scene_split(data: DataSection) -> tuple[SceneObjects, SceneObjects]:
         raise MSTGeoError("every label polygon fell in the held-out slice; lower data.val_fraction",
                           data.labels)
     read_max_side = 2 * data.crop_size
-    return (SceneObjects(data.scene, labels, train_rows, data.labels, read_max_side),
-            SceneObjects(data.scene, labels, val_rows, data.labels, read_max_side))
+    return (SceneObjects(data.scene, labels, train_rows, data.labels, read_max_side, data.scene_bands),
+            SceneObjects(data.scene, labels, val_rows, data.labels, read_max_side, data.scene_bands))
