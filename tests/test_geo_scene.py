@@ -222,6 +222,27 @@ def test_one_model_call_per_click_while_the_window_stays(raster, tiny_checkpoint
     assert replayed.zoom == result.zoom and other.window != result.window
 
 
+def test_negative_clicks_alone_draw_nothing_until_a_positive_one(raster, tiny_checkpoint):
+    """An object whose clicks so far are all negative is empty without a model call (a model shown
+    negatives alone draws some neighbour); its first positive click then runs as a first click
+    with the negatives replayed, the same result as a replay of the same clicks."""
+    model, _ = load_checkpoint(tiny_checkpoint)
+    predictor = Predictor(model)
+    calls = []
+    predict = predictor.predict
+    predictor.predict = lambda clicks, prev=None: calls.append([c.positive for c in clicks]) or predict(clicks, prev)
+    segmenter = ObjectSegmenter(raster, predictor, input_size=224, max_side=112)
+    clicks = scene_clicks(raster, (380.5, 470.5, False), (370.5, 440.5, False), (360.5, 460.5, True))
+    first = segmenter.add(None, clicks[:1])
+    second = segmenter.add(first, clicks[:2])
+    assert calls == [] and not first.mask.any() and not second.mask.any() and second.score == 0.0
+    assert second.transform @ (0, 0) == raster.transform @ (second.window.col_off, second.window.row_off)
+    third = segmenter.add(second, clicks)
+    assert calls == [[False], [False, False], [False, False, True]]  # the negatives replayed with the positive
+    replayed = segmenter.segment(clicks)
+    np.testing.assert_array_equal(replayed.probability, third.probability)
+
+
 def test_zoomed_window_gets_the_previous_mask_at_the_same_map_position(raster):
     """A later click's prior is the previous probability resampled onto the zoomed window: a
     linear ramp on a 2x decimated window must come back as the same ramp at each native pixel's

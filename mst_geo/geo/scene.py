@@ -130,11 +130,27 @@ class ObjectSegmenter:
         return result
 
     def add(self, previous: ObjectMask | None, clicks: Sequence[SceneClick]) -> ObjectMask:
-        """Extend ``previous`` (the result for ``clicks[:-1]``, None for the first) by the last click."""
+        """Extend ``previous`` (the result for ``clicks[:-1]``, None for the first) by the last click.
+
+        Until an object has a positive click it is empty (no model call: from negatives alone the
+        model would draw some neighbour); its first positive click runs as a first click does,
+        the earlier negatives replayed with it.
+        """
         clicks = tuple(clicks)
-        if previous is None:
+        if not any(click.positive for click in clicks):
+            return self._nothing_yet(clicks)
+        if previous is None or not any(click.positive for click in previous.clicks):
             return self._find_scale(self._grow_past_border(self._replay(self._initial_window(clicks), clicks)))
         return self._grow_past_border(self._predict(self._later_window(previous, clicks), clicks, previous))
+
+    def _nothing_yet(self, clicks: tuple[SceneClick, ...]) -> ObjectMask:
+        """An empty result around negative clicks alone (no pixels read, no model call)."""
+        window = self._initial_window(clicks)
+        height, width = int(window.height), int(window.width)
+        factor = max(1.0, max(height, width) / self.input_size)  # the grid a read of it would have
+        shape = (max(1, round(height / factor)), max(1, round(width / factor)))
+        transform = self.raster.dataset.window_transform(window) @ Affine.scale(width / shape[1], height / shape[0])
+        return ObjectMask(np.zeros(shape, np.float32), np.ones(shape, bool), window, transform, clicks)
 
     def _find_scale(self, result: ObjectMask) -> ObjectMask:
         """A first click's ``result`` re-run on doubling views; the most confident framed view wins."""
