@@ -71,6 +71,7 @@ class Segmenter:
         run_on = torch_device(device)
         self.raster = SceneRaster(scene_path, bands)
         try:
+            _check_outline_settings(simplify, min_area, self.raster)
             network, self.card = resolve_model(model)
         except BaseException:
             self.raster.close()
@@ -326,6 +327,25 @@ def segment_scene(
         if journal is not None:
             journal.remove()
         return seg.polygons()
+
+
+MAX_SIMPLIFY_PIXELS = 100
+"""A --simplify tolerance wider than this many scene pixels is a unit mistake, not a choice."""
+
+
+def _check_outline_settings(simplify: float, min_area: float, raster: SceneRaster) -> None:
+    """Refuse a --simplify or --min-area that would wipe out every outline: both count in the
+    scene CRS's units, so 1 on a scene in degrees is 111 km, not 1 m."""
+    crs = CRS.from_user_input(raster.crs)
+    unit = f"the {crs.axis_info[0].unit_name}" if crs.axis_info else "its own"
+    pixel = abs(raster.transform.a)
+    if simplify > MAX_SIMPLIFY_PIXELS * pixel:
+        raise MSTGeoError(f"--simplify {simplify:g} is {simplify / pixel:,.0f} pixels of this scene; it counts in the "
+                          f"scene CRS's unit, {unit} (one pixel: {pixel:.3g})", raster.path)
+    scene_area = raster.width * raster.height * pixel * abs(raster.transform.e)
+    if min_area >= scene_area:
+        raise MSTGeoError(f"--min-area {min_area:g} is more than the whole scene ({scene_area:.3g}); it counts in "
+                          f"the scene CRS's unit squared, {unit}", raster.path)
 
 
 def _model_name(model: str | Path, card: dict) -> str:

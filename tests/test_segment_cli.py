@@ -342,6 +342,20 @@ def test_raster_without_crs_or_transform(segment, write_geotiff, naip_scene, tmp
     assert_user_error(segment(scene=no_transform), "notransform.tif", "no geotransform", out_dir=tmp_path / "out")
 
 
+def test_outline_settings_in_the_wrong_unit(segment, write_geotiff, naip_scene, tmp_path):
+    """--simplify and --min-area count in the scene CRS's unit: on a scene in degrees, 1 and 25
+    would wipe out every outline, so they are refused before the model loads."""
+    with rasterio.open(naip_scene) as src:
+        data = src.read()
+    degrees = write_geotiff("degrees.tif", data, crs="EPSG:4326", transform=Affine(6e-5, 0, -99.186, 0, -4.5e-5, 47.037))
+    out_dir = tmp_path / "out"
+    assert_user_error(segment("--simplify", "1", scene=degrees), "degrees.tif", "--simplify 1 is 16,667 pixels",
+                      "the degree", out_dir=out_dir)
+    assert_user_error(segment("--min-area", "25", scene=degrees), "degrees.tif", "--min-area 25 is more than the whole scene",
+                      out_dir=out_dir)
+    assert_user_error(segment("--simplify", "600"), "naip_scene.tif", "120 pixels", "the metre", out_dir=out_dir)
+
+
 def test_bad_clicks_files(segment, tmp_path):
     out_dir = tmp_path / "out"
     inside = pixel_lonlat(95.5, 120.5)
