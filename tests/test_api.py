@@ -98,7 +98,7 @@ def test_clicks_make_objects_and_polygons(local_segmenter):
     expected = [mask_area(segmenter.mask(obj)) for obj in (pond, road, 2)]
     assert min(expected) > 0 and not frame.geometry.is_empty.any()
     assert segmenter.mask(2).scale[0] > 1  # one object read decimated: its pixels are larger than 25 m2
-    assert frame["area"].tolist() == pytest.approx(expected) and frame["area_m2"].tolist() == pytest.approx(expected)
+    assert frame["area"].tolist() == pytest.approx(expected) and frame["area_m2"].tolist() == pytest.approx(expected, rel=0.002)  # ground area
     assert road in segmenter.objects()
 
 

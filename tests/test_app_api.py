@@ -271,7 +271,7 @@ def test_failed_saves_leave_no_file(client: TestClient, segmenter: Segmenter, tm
     cases = {  # case: (path asked for, the path the error must name, the problem it must state)
         "parent is a file": (not_a_dir / "objects.gpkg", not_a_dir, "cannot create the output directory"),
         "unwritable folder (even for root)": (Path("/proc/mst_geo_objects.gpkg"), "/proc", "output directory not writable"),
-        "a folder, no extension": (tmp_path, tmp_path, "unknown output format ''"),
+        "a folder": (tmp_path, tmp_path, "output is a folder; give a file name"),
         "unknown format": (tmp_path / "objects.csv", tmp_path / "objects.csv", "unknown output format '.csv'"),
         "exists": (existing, existing, "exists (save with overwrite to replace it)"),
     }

@@ -410,6 +410,7 @@ def test_output_directory_problems(segment, tmp_path):
     assert_user_error(segment("--mask-out", blocked, out=tmp_path / "out" / "y.gpkg"), "cannot create the output directory")
     assert not (tmp_path / "out" / "y.gpkg").exists()
     assert_user_error(segment(out=tmp_path / "out" / "objects.shp"), "unknown output format '.shp'")
+    assert_user_error(segment(out=tmp_path / "out"), "output is a folder; give a file name such as objects.gpkg")
     assert_user_error(segment("--mask-out", tmp_path / "out" / "mask.png"), "mask.png", "unknown mask format '.png'",
                       out_dir=tmp_path / "out")  # fmt: skip
     code, _, err = segment("--simplify", "-1")

@@ -43,20 +43,20 @@ def main() -> None:
 
 @contextlib.contextmanager
 def _notes_as_lines() -> Iterator[None]:
-    """``MSTGeoWarning``s print as one ``warning:`` line (not file:line and source); others as usual."""
-    show = warnings.showwarning
+    """``MSTGeoWarning``s print as one ``warning:`` line (not file:line and source), whatever the
+    warning filters say; other warnings as usual. Both are restored on the way out."""
+    with warnings.catch_warnings():
+        show = warnings.showwarning
+        warnings.simplefilter("default", MSTGeoWarning)
 
-    def show_note(message, category, *rest) -> None:  # noqa: ANN001 (warnings.showwarning's signature)
-        if issubclass(category, MSTGeoWarning):
-            typer.secho(f"warning: {message}", err=True, fg=typer.colors.YELLOW)
-        else:
-            show(message, category, *rest)
+        def show_note(message, category, *rest) -> None:  # noqa: ANN001 (warnings.showwarning's signature)
+            if issubclass(category, MSTGeoWarning):
+                typer.secho(f"warning: {message}", err=True, fg=typer.colors.YELLOW)
+            else:
+                show(message, category, *rest)
 
-    warnings.showwarning = show_note
-    try:
+        warnings.showwarning = show_note
         yield
-    finally:
-        warnings.showwarning = show
 
 
 def _fail(message: str) -> None:

@@ -11,12 +11,12 @@ from rich.table import Table
 
 from mst_geo.cli import app
 from mst_geo.errors import MSTGeoError
-from mst_geo.model.checkpoint import DEFAULT_CHECKPOINT, read_card
-from mst_geo.model.config import PRESETS
 
 
 def packaged_checkpoints() -> list[Path]:
     """Checkpoints shipped inside the package (the default model first)."""
+    from mst_geo.model.checkpoint import DEFAULT_CHECKPOINT
+
     folder = DEFAULT_CHECKPOINT.parent
     others = sorted(p for p in folder.glob("*.safetensors") if p != DEFAULT_CHECKPOINT)
     return ([DEFAULT_CHECKPOINT] if DEFAULT_CHECKPOINT.is_file() else []) + others
@@ -53,6 +53,9 @@ def models(
         mst-geo models
         mst-geo models --card default
     """
+    from mst_geo.model.checkpoint import DEFAULT_CHECKPOINT, read_card  # torch: only when the command runs
+    from mst_geo.model.config import PRESETS
+
     console = Console()
     if show_card is not None:
         if str(show_card) in PRESETS:

@@ -86,6 +86,8 @@ def polygons_frame(records: Sequence[ObjectRecord], crs: CRS, model: str) -> gpd
 
 def vector_driver(path: str | Path) -> str:
     """The OGR driver for an output path's extension (GeoPackage, GeoJSON or FlatGeobuf)."""
+    if Path(path).is_dir():
+        raise MSTGeoError("output is a folder; give a file name such as objects.gpkg", path)
     suffix = Path(path).suffix.lower()
     if suffix not in VECTOR_DRIVERS:
         raise MSTGeoError(f"unknown output format {suffix!r} (use .gpkg, .geojson or .fgb)", path)

@@ -126,7 +126,10 @@ class PixelMapper:
         sx, sy = self.to_scene(x, y, crs)
         col, row = ~self.transform @ (sx, sy)
         if not (0 <= row < self.height and 0 <= col < self.width):
-            raise ValueError(f"click at ({x}, {y}) lies outside the scene{self._extent_hint(crs)}")
+            source = self.scene_crs if crs is None else CRS.from_user_input(crs)
+            not_degrees = source.is_geographic and (abs(x) > 360 or abs(y) > 90)
+            hint = "; these are not degrees: name the clicks' CRS (--clicks-crs or a 'crs' member)" if not_degrees else ""
+            raise ValueError(f"click at ({x}, {y}) lies outside the scene{self._extent_hint(crs)}{hint}")
         if self.is_valid is not None and not self.is_valid(row, col):
             raise ValueError(f"click at ({x}, {y}) falls on nodata")
         return SceneClick(x=sx, y=sy, row=row, col=col, positive=positive)

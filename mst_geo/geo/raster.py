@@ -321,5 +321,9 @@ def pixel_reads(path: str | Path) -> Iterator[None]:
             raise MSTGeoError(f"cannot read its pixels, {cause} ({_first_line(error)})", path) from None
 
 
-def _first_line(error: Exception) -> str:
+def _first_line(error: BaseException) -> str:
+    """GDAL's own reason: the first line of the innermost cause (rasterio's outer message may only
+    say "Read failed. See previous exception for details.")."""
+    while error.__cause__ is not None:
+        error = error.__cause__
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
