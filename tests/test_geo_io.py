@@ -25,7 +25,7 @@ TRANSFORM = Affine(5.0, 0, 485899.0, 0, -5.0, 5209246.0)
 def records() -> list[ObjectRecord]:
     return [
         ObjectRecord(object="pond", geometry=box(489900, 5208700, 490100, 5209100), n_clicks=3, score=0.91),
-        ObjectRecord(object=2, geometry=MultiPolygon([box(0, 0, 10, 10), box(20, 0, 30, 10)]), n_clicks=1, score=0.5),
+        ObjectRecord(object=2, geometry=MultiPolygon([box(489000, 5208000, 489010, 5208010), box(489020, 5208000, 489030, 5208010)]), n_clicks=1, score=0.5),
         ObjectRecord(object="empty", geometry=MultiPolygon(), n_clicks=1, score=0.0),
     ]
 
