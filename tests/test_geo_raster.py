@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from pyproj import Geod
 from rasterio.control import GroundControlPoint
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, Resampling
+from rasterio.warp import transform_bounds
 from rasterio.windows import Window, bounds
 
 from mst_geo.errors import MSTGeoError, MSTGeoWarning
@@ -296,3 +298,31 @@ def test_rotated_scene_is_warped_north_up(write_geotiff, naip_pixels):
     assert error < 3.0  # uint8 values: the same map points, up to interpolation and the warp's 1/8 px tolerance
     assert np.abs(warped - source_at(1)).mean() > 2 * error  # one source pixel away is clearly worse
 
+
+
+def test_pixels_in_degrees_are_read_square_on_the_ground(write_geotiff, naip_pixels, naip_scene):
+    """A scene in degrees at 47°N has pixels 0.68 as wide as high on the ground: reads resample
+    them to square ground pixels (the model saw undistorted photos), UTM reads stay as they are."""
+    ground = Geod(ellps="WGS84")
+    west, south, east, north = transform_bounds("EPSG:26914", "EPSG:4326", 485899.0, 5205631.0, 490569.0, 5209246.0)
+    step = (north - south) / 723
+    degrees = write_geotiff("degrees.tif", naip_pixels, crs="EPSG:4326",
+                            transform=Affine(step, 0, west, 0, -step, north), nodata=0)
+    with SceneRaster(naip_scene) as utm:
+        assert utm.pixel_aspect == 1.0
+        assert utm.read(Window(100, 100, 200, 100)).image.shape[:2] == (100, 200)
+    with SceneRaster(degrees) as raster:
+        lat = (south + north) / 2
+        assert raster.pixel_aspect == pytest.approx(ground.inv(0, lat, step, lat)[2] / ground.inv(0, lat, 0, lat + step)[2],
+                                                    rel=1e-3)
+        assert 0.66 < raster.pixel_aspect < 0.70
+        native = raster.read(Window(100, 100, 200, 100))
+        assert native.image.shape[:2] == (round(100 / raster.pixel_aspect), 200)  # rows resampled, columns kept
+        decimated = raster.read(Window(0, 0, 600, 600), max_side=224)
+        assert decimated.image.shape[:2] == (224, round(224 * raster.pixel_aspect))
+        for view in (native, decimated):  # each image pixel is square on the ground
+            t = view.transform
+            lon, lat = t @ (view.image.shape[1] / 2, view.image.shape[0] / 2)
+            across = ground.inv(lon, lat, lon + t.a, lat)[2]
+            down = ground.inv(lon, lat, lon, lat + t.e)[2]
+            assert across == pytest.approx(down, rel=0.01)

@@ -26,6 +26,8 @@ import warnings
 import numpy as np
 import rasterio
 from affine import Affine
+from pyproj import CRS as PyprojCRS
+from pyproj import Geod, Transformer
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NodataShadowWarning, NotGeoreferencedWarning, RasterioIOError
 from rasterio.io import DatasetReader
@@ -130,6 +132,7 @@ class SceneRaster:
         self.dataset = open_scene(self.path)
         try:
             self.bands = self._choose_bands(bands)
+            self.pixel_aspect = ground_pixel_aspect(self.dataset)
             with pixel_reads(self.path):
                 self.low, self.high = self._estimate_percentiles()
         except BaseException:
@@ -226,11 +229,15 @@ class SceneRaster:
 
     # -- reads ----------------------------------------------------------------------------------
     def read(self, window: Window, max_side: int | None = None) -> WindowImage:
-        """Read ``window`` (clipped to the scene), decimated so its longest side is <= ``max_side``."""
+        """Read ``window`` (clipped to the scene) on square ground pixels, decimated so its longest
+        side is <= ``max_side``. Pixels that are not square on the ground (a scene in degrees: 0.68
+        as wide as high at 47°N) are resampled along their longer side, so the model sees the
+        ground undistorted, as it saw photos in training."""
         window = window.intersection(self._full)
         height, width = int(window.height), int(window.width)
-        factor = 1.0 if max_side is None else max(1.0, max(height, width) / max_side)
-        out_h, out_w = max(1, round(height / factor)), max(1, round(width / factor))
+        ground_h, ground_w = height * max(1.0, 1.0 / self.pixel_aspect), width * max(1.0, self.pixel_aspect)
+        factor = 1.0 if max_side is None else max(1.0, max(ground_h, ground_w) / max_side)
+        out_h, out_w = max(1, round(ground_h / factor)), max(1, round(ground_w / factor))
         with pixel_reads(self.path):
             raw = self.dataset.read(
                 self.bands, window=window, out_shape=(3, out_h, out_w), resampling=Resampling.bilinear
@@ -291,6 +298,31 @@ def open_scene(source: str | Path) -> DatasetReader | WarpedVRT:
         return dataset
     with opening(source):
         return WarpedVRT(dataset, crs=crs, resampling=Resampling.bilinear)
+
+
+SQUARE_ENOUGH = 0.01
+"""Pixels whose ground width and height differ by less than this share are read as square."""
+
+
+def ground_pixel_aspect(dataset: DatasetReader | WarpedVRT) -> float:
+    """Ground width over ground height of the scene's central pixel, geodesic on the CRS's
+    ellipsoid: 1 for square pixels in a conformal projection (UTM, Web Mercator), about 0.68 for
+    a scene in degrees at 47°N; the grid's own ratio for a local CRS without a datum."""
+    transform = dataset.transform
+    grid_ratio = abs(transform.a) / abs(transform.e)
+    lonlat = PyprojCRS.from_user_input(dataset.crs).geodetic_crs
+    if lonlat is None:
+        return grid_ratio
+    col, row = dataset.width / 2, dataset.height / 2
+    corners = [transform @ (col, row), transform @ (col + 1, row), transform @ (col, row + 1)]
+    lons, lats = Transformer.from_crs(dataset.crs.to_wkt(), lonlat, always_xy=True).transform(*zip(*corners))
+    geod = lonlat.get_geod() or Geod(ellps="WGS84")
+    across = geod.inv(lons[0], lats[0], lons[1], lats[1])[2]
+    down = geod.inv(lons[0], lats[0], lons[2], lats[2])[2]
+    if not (np.isfinite(across) and np.isfinite(down)) or across <= 0 or down <= 0:
+        return grid_ratio
+    aspect = across / down
+    return 1.0 if abs(aspect - 1.0) < SQUARE_ENOUGH else float(aspect)
 
 
 def close_scene(dataset: DatasetReader | WarpedVRT) -> None:
