@@ -107,9 +107,12 @@ def test_large_uint16_scene_reads_through_overviews(tmp_path: Path) -> None:
         assert rgba[..., :3][rgba[..., 3] > 0].max() > 200  # stretched, not the raw 16-bit range shifted down
 
 
-def test_page_coordinates_round_trip() -> None:
+@pytest.mark.parametrize("aspect", [1.0, 0.68, 1.5])
+def test_page_coordinates_round_trip(aspect: float) -> None:
+    """Scene CRS <-> page, also for pixels that are not square on the ground (aspect: width over
+    height), whose longer side is stretched: one page unit spans the same ground both ways."""
     with rasterio.open(EXAMPLE) as src:
-        grid = PageGrid(src.transform, src.width, src.height)
+        grid = PageGrid(src.transform, src.width, src.height, aspect=aspect)
         corner_x, corner_y = grid.page_to_scene(0.0, 0.0)
         assert (corner_x, corner_y) == (src.bounds.left, src.bounds.top)
         x, y = grid.page_to_scene(100.25, -50.5)
@@ -117,6 +120,11 @@ def test_page_coordinates_round_trip() -> None:
         assert np.allclose(back, [[100.25, -50.5]])
         south, east = grid.page_bounds[0][0], grid.page_bounds[1][1]
         assert np.allclose(grid.page_to_scene(east, south), (src.bounds.right, src.bounds.bottom))
+        (x0, y0), (x1, _), (_, y1) = (grid.page_to_scene(*p) for p in ((10, -10), (11, -10), (10, -11)))
+        across, down = (x1 - x0) / src.transform.a, (y1 - y0) / src.transform.e  # scene pixels per page unit
+        assert across * aspect == pytest.approx(down)  # ground: pixel widths x aspect = pixel heights
+        _, _, width, height = grid.tile_window(grid.max_zoom, 0, 0)
+        assert width * aspect == pytest.approx(height) and max(width, height) == grid.tile_size
 
 
 def test_one_band_scene_is_grey(tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 At the deepest tile zoom one screen pixel is one scene pixel, so a page coordinate is the
 scene pixel position divided by ``2**max_zoom`` (x to the right, y upward, i.e. negative rows).
+Pixels that are not square on the ground (a scene in degrees) are stretched along their longer
+side (``aspect``, as ``SceneRaster.read`` does for the model), so the map is not distorted.
 Keeping this in one place lets the tile renderer, the click endpoint and the polygon layer agree.
 """
 
@@ -25,11 +27,20 @@ class PageGrid:
     width: int
     height: int
     tile_size: int = TILE_SIZE
+    aspect: float = 1.0
+    """Ground width over ground height of a scene pixel (``SceneRaster.pixel_aspect``)."""
+
+    @property
+    def stretch(self) -> tuple[float, float]:
+        """Screen pixels per scene pixel at the deepest zoom along (columns, rows): 1 along the
+        pixel's shorter ground side, the ratio along its longer one."""
+        return max(1.0, self.aspect), max(1.0, 1.0 / self.aspect)
 
     @property
     def max_zoom(self) -> int:
         """The zoom at which tiles show native pixels; zoom 0 fits the scene in one tile."""
-        return max(0, math.ceil(math.log2(max(self.width, self.height) / self.tile_size)))
+        across, down = self.stretch
+        return max(0, math.ceil(math.log2(max(self.width * across, self.height * down) / self.tile_size)))
 
     @property
     def scale(self) -> float:
@@ -39,16 +50,19 @@ class PageGrid:
     @property
     def page_bounds(self) -> list[list[float]]:
         """The scene's extent as Leaflet ``[[south, west], [north, east]]``."""
-        return [[-self.height / self.scale, 0.0], [0.0, self.width / self.scale]]
+        across, down = self.stretch
+        return [[-self.height * down / self.scale, 0.0], [0.0, self.width * across / self.scale]]
 
     def page_to_scene(self, x: float, y: float) -> tuple[float, float]:
         """A page coordinate (lng, lat) to the scene CRS."""
-        return self.transform @ (x * self.scale, -y * self.scale)
+        across, down = self.stretch
+        return self.transform @ (x * self.scale / across, -y * self.scale / down)
 
     def scene_to_page_coords(self, coords: np.ndarray) -> np.ndarray:
         """An ``(N, 2)`` array of scene CRS coordinates to page coordinates."""
+        across, down = self.stretch
         cols, rows = ~self.transform @ (coords[:, 0], coords[:, 1])
-        return np.column_stack([np.asarray(cols) / self.scale, -np.asarray(rows) / self.scale])
+        return np.column_stack([np.asarray(cols) * across / self.scale, -np.asarray(rows) * down / self.scale])
 
     def scene_to_page(self, geometry: shapely.Geometry) -> shapely.Geometry:
         """A shapely geometry in the scene CRS to page coordinates."""
@@ -57,7 +71,8 @@ class PageGrid:
     def tile_window(self, z: int, x: int, y: int) -> tuple[float, float, float, float]:
         """Scene pixel window ``(col_off, row_off, width, height)`` covered by tile z/x/y."""
         span = self.tile_size * 2 ** (self.max_zoom - z)
-        return (x * span, y * span, span, span)
+        across, down = self.stretch
+        return (x * span / across, y * span / down, span / across, span / down)
 
     def has_tile(self, z: int, x: int, y: int) -> bool:
         """Whether tile z/x/y exists (intersects the scene at a zoom we serve)."""

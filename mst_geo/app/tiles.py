@@ -32,7 +32,7 @@ class SceneTiles:
         self.source = raster.path
         self.bands = tuple(raster.bands)
         self.in_range = tuple(zip(raster.low.tolist(), raster.high.tolist()))
-        self.grid = PageGrid(raster.transform, raster.width, raster.height)
+        self.grid = PageGrid(raster.transform, raster.width, raster.height, aspect=raster.pixel_aspect)
         look = (file_identity(raster.path), self.bands, self.in_range)
         self.version = hashlib.sha1(repr(look).encode()).hexdigest()[:12]
         """Changes with the file, bands or stretch, so browsers never show cached tiles of another look."""
