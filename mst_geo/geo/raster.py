@@ -274,8 +274,9 @@ def open_scene(source: str | Path) -> DatasetReader | WarpedVRT:
     """Open a scene for pixel reads on a north-up grid in its CRS.
 
     A north-up scene opens as it is. A rotated or flipped (south-up) geotransform, or ground
-    control points without a geotransform, are warped on the fly (bilinear, GDAL's own VRT), so callers never meet a
-    rotated grid; a scene with neither is refused (nothing would place its polygons on the map).
+    control points without a geotransform, are warped on the fly (bilinear, GDAL's own VRT), so
+    callers never meet a rotated grid; a scene with neither is refused (nothing would place its
+    polygons on the map).
     """
     try:
         with warnings.catch_warnings(), opening(source):  # georeferencing is checked below
