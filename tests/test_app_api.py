@@ -268,12 +268,17 @@ def test_failed_saves_leave_no_file(client: TestClient, segmenter: Segmenter, tm
     read_only.chmod(0o500)
     existing = tmp_path / "existing.gpkg"
     existing.write_bytes(b"keep me")
+    loop = tmp_path / "loop.gpkg"
+    loop.symlink_to(loop)
     cases = {  # case: (path asked for, the path the error must name, the problem it must state)
         "parent is a file": (not_a_dir / "objects.gpkg", not_a_dir, "cannot create the output directory"),
         "unwritable folder (even for root)": (Path("/proc/mst_geo_objects.gpkg"), "/proc", "output directory not writable"),
         "a folder": (tmp_path, tmp_path, "output is a folder; give a file name"),
         "unknown format": (tmp_path / "objects.csv", tmp_path / "objects.csv", "unknown output format '.csv'"),
         "exists": (existing, existing, "exists (save with overwrite to replace it)"),
+        "a NUL byte": (f"{tmp_path}/a\0b.gpkg", f"{tmp_path}/a\\x00b.gpkg", "not a usable file name"),
+        "name too long": (tmp_path / ("x" * 300 + ".gpkg"), tmp_path / ("x" * 300 + ".gpkg"), "not a usable file name"),
+        "link to itself": (loop, loop, "not a usable file name"),
     }
     if not _can_write(read_only):  # root ignores permissions
         cases["read-only folder"] = (read_only / "objects.gpkg", read_only, "output directory not writable")
@@ -308,3 +313,28 @@ def test_polygon_page_transform_is_the_scene_grid(segmenter: Segmenter) -> None:
     square = shapely.box(*(segmenter.transform * (10, 20)), *(segmenter.transform * (30, 0)))
     page = grid.scene_to_page(square)
     assert page.equals(shapely.box(10 / 4, -20 / 4, 30 / 4, 0))
+
+
+def test_requests_from_other_sites_are_refused(segmenter: Segmenter) -> None:
+    """Served on loopback, the app answers its own names only (a DNS-rebinding page gets 403),
+    and no page of another origin may change the session (a cross-site form post gets 403)."""
+    guarded = TestClient(create_app(segmenter, trusted_hosts=("localhost", "127.0.0.1", "::1")),
+                         base_url="http://127.0.0.1:8000")
+    assert guarded.get("/api/scene").status_code == 200
+    assert guarded.get("/api/scene", headers={"host": "[::1]:8000"}).status_code == 200
+    rebound = guarded.get("/api/scene", headers={"host": "evil.example:8000"})
+    assert rebound.status_code == 403 and "not 'evil.example:8000'" in rebound.json()["detail"]
+    cross = guarded.post("/api/objects", headers={"origin": "http://evil.example"})
+    assert cross.status_code == 403 and "http://evil.example" in cross.json()["detail"]
+    assert guarded.post("/api/objects", headers={"origin": "http://127.0.0.1:8000"}).status_code == 200
+
+
+def test_unsaved_changes_are_known(client: TestClient, segmenter: Segmenter, tmp_path: Path) -> None:
+    """What a shutdown would lose: clicks since the last save (the CLI warns about them)."""
+    session = client.app.state.session
+    assert not session.unsaved()
+    click(client, *scene_xy(segmenter, POND))
+    assert session.unsaved()
+    assert client.post("/api/save", json={"path": str(tmp_path / "objects.gpkg")}).status_code == 200
+    assert not session.unsaved()
+    assert client.post("/api/undo").status_code == 200 and session.unsaved()

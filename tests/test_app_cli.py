@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+
+import pytest
 
 CLI = [sys.executable, "-c", "from mst_geo.cli import main; main()"]
 
@@ -89,3 +92,47 @@ def test_busy_port_and_missing_scene_are_one_line_errors(naip_scene: Path, tmp_p
                             capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {no_clicks}: clicks file not found"
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this machine")
+def test_ipv6_loopback_and_unsaved_work_on_stop(naip_scene: Path, app_checkpoint: Path) -> None:
+    """--host ::1 serves at http://[::1]:PORT/; Ctrl-C after a click that was never saved says so."""
+    process = subprocess.Popen(
+        [*CLI, "app", str(naip_scene), "--model", str(app_checkpoint), "--port", "0", "--host", "::1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("mst-geo app: open http://[::1]:"), line + process.stderr.read()
+        url = line.split()[3]
+        x, y = 485899.0 + 5 * 364.5, 5209246.0 - 5 * 351.5  # a pond, in the scene CRS
+        request = urllib.request.Request(url + "api/click", json.dumps({"x": x, "y": y, "space": "scene"}).encode(),
+                                         {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert json.load(response)["feature"] is not None
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    assert "warning: the objects changed since the last Save were not saved" in err
+
+
+def test_listening_beyond_this_machine_is_announced(naip_scene: Path, app_checkpoint: Path) -> None:
+    process = subprocess.Popen(
+        [*CLI, "app", str(naip_scene), "--model", str(app_checkpoint), "--port", "0", "--host", "0.0.0.0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert process.stdout.readline().startswith("mst-geo app: open http://0.0.0.0:")
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    assert "warning: --host 0.0.0.0: anyone who can reach this machine sees the scene" in err
+    assert "not saved" not in err  # nothing was clicked

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,24 @@ def test_nodata_is_transparent(tmp_path: Path) -> None:
     raster = SceneRaster(path)
     rgba = _png(SceneTiles(raster).render(2, 0, 0))
     raster.close()
+    assert not rgba[:100, :100, 3].any()
+    assert rgba[120:, 120:, 3].all()
+
+
+def test_nan_pixels_are_transparent(tmp_path: Path) -> None:
+    """A float scene with NaN gaps and no nodata tag: NaN is no data on the map as for clicks,
+    and rendering it raises no cast warning."""
+    path = tmp_path / "gaps.tif"
+    with rasterio.open(EXAMPLE) as src:
+        profile = {**src.profile, "dtype": "float32", "nodata": None}
+        data = src.read().astype("float32")
+    data[:, :100, :100] = np.nan
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    with SceneRaster(path) as raster, warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        rgba = _png(SceneTiles(raster).render(2, 0, 0))
+        assert not raster.is_valid(50, 50)
     assert not rgba[:100, :100, 3].any()
     assert rgba[120:, 120:, 3].all()
 

@@ -8,11 +8,14 @@ the same ``mst_geo.api.Segmenter`` that notebooks use, so what the page shows is
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlparse
 
 import shapely
 import uvicorn
@@ -68,6 +71,13 @@ class _Session:
         self.grid = grid
         self.lock = threading.Lock()
         self.current: ObjectId | None = None
+        self.saved_clicks = segmenter.clicks_geojson()
+        """The clicks as last saved (or as loaded at the start): what a shutdown would not lose."""
+
+    def unsaved(self) -> bool:
+        """Whether clicks changed since the last save (or the start)."""
+        with self.lock:
+            return self.segmenter.clicks_geojson() != self.saved_clicks
 
     def new_object(self) -> ObjectId:
         """Start a new object, numbered past the objects and the current one (which may have no clicks yet)."""
@@ -94,8 +104,14 @@ class _Session:
         raise HTTPException(404, f"unknown object {object_id}")
 
 
-def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None) -> FastAPI:
-    """The FastAPI app serving ``segmenter``'s scene; ``tiles`` defaults to the scene's own bands and stretch."""
+def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None,
+               trusted_hosts: Sequence[str] | None = None) -> FastAPI:
+    """The FastAPI app serving ``segmenter``'s scene; ``tiles`` defaults to the scene's own bands and stretch.
+
+    ``trusted_hosts`` (the names this machine is reached by when the app listens on loopback)
+    refuses requests for any other ``Host`` (a DNS-rebinding page); a request that changes the
+    session from a page of another origin is always refused (a cross-site form post).
+    """
     tiles = tiles or SceneTiles(segmenter.raster)
     session = _Session(segmenter, tiles.grid)
     source = segmenter.raster.path
@@ -105,6 +121,7 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None) -> FastAPI
     app.state.session = session
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_error_handlers(app)
+    _add_request_guards(app, trusted_hosts)
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
@@ -205,12 +222,13 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None) -> FastAPI
     @app.post("/api/save")
     def save(request: SaveRequest) -> dict[str, Any]:
         """Write the polygons (GeoPackage, GeoJSON or FlatGeobuf by extension, atomic) with `segment`'s writer."""
-        path = Path(request.path).expanduser().resolve()
+        path = _save_path(request.path)
         if path.is_file() and not request.overwrite:  # 409: the page asks before replacing
             raise HTTPException(409, f"{path}: exists (save with overwrite to replace it)")
         with session.lock:
             segmenter.save(path, overwrite=request.overwrite)
             n_objects = len(segmenter.objects())
+            session.saved_clicks = segmenter.clicks_geojson()
         return {"path": str(path), "n_objects": n_objects}
 
     @app.get("/api/export-clicks")
@@ -222,6 +240,17 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None) -> FastAPI
         return JSONResponse(clicks, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
     return app
+
+
+def _save_path(text: str) -> Path:
+    """The absolute path a save asks for; a name no file can have (a NUL byte, too long, a link
+    loop) is a user error naming it, not a server crash."""
+    try:
+        path = Path(text).expanduser().resolve()
+        path.is_file()  # the file system judges the name here
+    except (ValueError, OSError, RuntimeError) as error:
+        raise MSTGeoError(f"not a usable file name ({error})", repr(text)[1:-1]) from None
+    return path
 
 
 def _object_features(segmenter: Segmenter, object_id: ObjectId) -> dict[str, Any]:
@@ -247,6 +276,12 @@ def _add_error_handlers(app: FastAPI) -> None:
     def user_error(request: Request, error: MSTGeoError) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=400)
 
+    @app.exception_handler(OSError)
+    def file_error(request: Request, error: OSError) -> JSONResponse:  # a save the file system refused
+        if error.filename is None:
+            raise error
+        return JSONResponse({"detail": f"{error.filename}: {error.strerror or error}"}, status_code=400)
+
     @app.exception_handler(RequestValidationError)
     def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
         problems = []
@@ -262,10 +297,41 @@ def _add_error_handlers(app: FastAPI) -> None:
         )
 
 
+def _add_request_guards(app: FastAPI, trusted_hosts: Sequence[str] | None) -> None:
+    """Refuse session changes posted from another origin, and unknown Host names when given."""
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Any) -> Response:
+        host = request.headers.get("host", "")
+        if trusted_hosts is not None and urlparse(f"//{host}").hostname not in trusted_hosts:
+            return JSONResponse({"detail": f"refused: this app answers to {', '.join(trusted_hosts)} only, "
+                                           f"not {host!r}"}, status_code=403)
+        origin = request.headers.get("origin")
+        if request.method not in ("GET", "HEAD", "OPTIONS") and origin is not None and urlparse(origin).netloc != host:
+            return JSONResponse({"detail": f"refused: a page from {origin} cannot change this session"},
+                                status_code=403)
+        return await call_next(request)
+
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+"""Host names a browser on this machine reaches a loopback server by."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a --host value) is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def listen(host: str = "127.0.0.1", port: int = 8000) -> socket.socket:
     """A listening socket (port 0: any free port), bound before the model loads so a busy port fails fast."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        return socket.create_server((host, port))
+        return socket.create_server((host, port), family=family)
     except OSError as error:
         message = f"cannot listen on {host}:{port} ({error.strerror}); choose another --port or --host"
         raise MSTGeoError(message) from None

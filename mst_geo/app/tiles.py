@@ -1,7 +1,8 @@
 """PNG tiles of a scene in its own pixel grid, rendered with rio-tiler from windowed reads.
 
 rio-tiler picks the overview that matches each tile's resolution, so a tile costs about the
-same at any zoom and memory stays flat however large the scene is. The bands and the
+same at any zoom and memory stays bounded however large the scene is (by GDAL's block cache,
+5 % of RAM unless GDAL_CACHEMAX says otherwise). The bands and the
 percentile stretch are the ones ``SceneRaster`` chose for the model, so the map shows what
 the model sees. Each worker thread keeps its own open reader (rasterio datasets must not be
 shared between threads).
@@ -11,10 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import warnings
 
 import cv2
 import numpy as np
 import rasterio.windows
+from rio_tiler.errors import NoOverviewWarning
 from rio_tiler.io import Reader
 from rio_tiler.models import ImageData
 
@@ -42,17 +45,20 @@ class SceneTiles:
         reader = getattr(self._local, "reader", None)
         if reader is None:
             dataset = open_scene(self.source)  # the grid the model reads (north-up, warped if need be)
-            reader = self._local.reader = Reader(str(self.source), dataset=dataset)
+            with warnings.catch_warnings():  # a small scene without overviews is fine: windowed reads
+                warnings.simplefilter("ignore", NoOverviewWarning)
+                reader = self._local.reader = Reader(str(self.source), dataset=dataset)
         return reader
 
     def read(self, z: int, x: int, y: int) -> ImageData:
-        """Raw band values of tile z/x/y, masked outside the scene and on nodata."""
+        """Raw band values of tile z/x/y, masked outside the scene, on nodata and on NaN (as the
+        model's reads are: a NaN pixel is no data, whatever the nodata tag says)."""
         reader = self._reader()
         col, row, width, height = self.grid.tile_window(z, x, y)
         window = rasterio.windows.Window(col, row, width, height)
         bounds = rasterio.windows.bounds(window, reader.dataset.transform)
         size = self.grid.tile_size
-        return reader.part(
+        image = reader.part(
             bounds,
             dst_crs=reader.dataset.crs,
             bounds_crs=reader.dataset.crs,
@@ -61,6 +67,12 @@ class SceneTiles:
             indexes=self.bands,
             resampling_method="bilinear",
         )
+        values = image.array
+        missing = ~np.isfinite(values.data)
+        if missing.any():
+            values.mask = np.ma.getmaskarray(values) | missing.any(axis=0)
+            values.data[missing] = 0
+        return image
 
     def render(self, z: int, x: int, y: int) -> bytes:
         """Tile z/x/y as PNG bytes, stretched by the scene's per-band percentiles.

@@ -50,7 +50,7 @@ def app_command(
         mst-geo app examples/naip_scene.tif --open
         mst-geo app examples/naip_scene.tif --clicks examples/clicks.geojson
     """
-    from mst_geo.app.server import create_app, listen, serve, url_of
+    from mst_geo.app.server import LOOPBACK_NAMES, create_app, is_loopback, listen, serve, url_of
     from mst_geo.geo.raster import parse_bands
 
     sock = listen(host, port)  # before torch loads: a busy port fails at once
@@ -67,8 +67,19 @@ def app_command(
         sock.close()
         raise
     url = url_of(sock)
+    private = is_loopback(host)
+    if not private:
+        typer.secho(f"warning: --host {host}: anyone who can reach this machine sees the scene and can save files "
+                    "as you; use it on a trusted network only", err=True, fg=typer.colors.YELLOW)
     typer.echo(f"mst-geo app: open {url} (Ctrl-C stops)")
-    if open_browser:
-        webbrowser.open(url)
+    if open_browser and not webbrowser.open(url):
+        typer.echo(f"mst-geo app: no web browser found here; open {url} yourself", err=True)
+    web = create_app(segmenter, trusted_hosts=(*LOOPBACK_NAMES, host) if private else None)
     with segmenter:
-        serve(create_app(segmenter), sock)
+        try:
+            serve(web, sock)
+        finally:
+            if web.state.session.unsaved():
+                typer.secho("warning: the objects changed since the last Save were not saved (Export clicks or "
+                            "Save before stopping; --clicks restarts from a clicks file)", err=True,
+                            fg=typer.colors.YELLOW)
