@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import subprocess
+import signal
 import sys
 from pathlib import Path
 
@@ -103,6 +104,41 @@ def test_resume_continues_with_the_same_next_batch(full_run, tmp_path, iseg_root
     card = load_checkpoint(exported)[1]["training"]
     assert card["steps"] == 20 and card["samples_seen"] == 80
     assert card["resumed_from"].endswith(".ckpt")
+    # exact: the same weights as 20 uninterrupted steps (the top-k noise is seeded by the step)
+    ours, theirs = load_checkpoint(exported)[0].state_dict(), load_checkpoint(full_run[2])[0].state_dict()
+    assert all(torch.equal(ours[key], theirs[key]) for key in theirs)
+    # the finished step is the run's last checkpoint: extending the run starts at step 20
+    checkpoints = tmp_path / "checkpoints"
+    assert (checkpoints / "last.ckpt").resolve().name == "step0000020.ckpt"
+    assert sorted(p.name for p in checkpoints.glob("step*.ckpt")) == ["step0000020.ckpt"]
+    with pytest.raises(MSTGeoError, match="already at step 20; raise --max-steps"):
+        train(smoke_config(tmp_path, iseg_root), resume="auto")
+
+
+def test_a_failed_resume_is_one_line_and_leaves_no_checkpoint(full_run, tmp_path, iseg_root):
+    """Resuming with another network (here: narrower) or from a file that is no
+    checkpoint stops before training, and no interrupted.ckpt is left for --resume auto to pick."""
+    config, _, _, _ = full_run
+    run = Path(config.out)
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    narrower = {**config.model.overrides, "embed_dim": 32}  # the run's network, 32 wide instead of 64
+    other = smoke_config(tmp_path / "other", iseg_root, **{"model.overrides": narrower, "trainer.max_steps": 30})
+    with pytest.raises(MSTGeoError, match="holds another network than this recipe builds"):
+        train(other, resume=str(run))
+    junk = tmp_path / "junk.ckpt"
+    junk.write_text("not a checkpoint")
+    for resume, message in ((junk, "not a Lightning checkpoint"), (run / "model.safetensors", "not a Lightning checkpoint"),
+                            (tmp_path / "nowhere.ckpt", "--resume: not found")):
+        with pytest.raises(MSTGeoError, match=message):
+            train(smoke_config(tmp_path / "again", iseg_root, **{"trainer.max_steps": 30}), resume=str(resume))
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
+    assert not list((tmp_path / "other").rglob("interrupted.ckpt"))
+
+
+def test_benchmark_sets_are_never_training_data(tmp_path, iseg_root):
+    for datasets in (["GrabCut"], ["COCO_MVal", "berkeley"]):
+        with pytest.raises(MSTGeoError, match="benchmark set"):
+            train(smoke_config(tmp_path, iseg_root, **{"data.datasets": datasets}))
 
 
 def test_missing_data_root_is_one_clear_line(tmp_path, monkeypatch, capsys):
@@ -170,3 +206,38 @@ def test_click_threads_place_the_same_correction_clicks(tmp_path, iseg_root):
     given = start[:, :, 2] >= 0
     assert torch.equal(placed[0][given], start[given])
     assert (placed[0][:, :, 2] >= 0).sum() - given.sum() >= 12  # most samples got a click a round
+
+
+class RaiseAt(Callback):
+    """Raises ``error`` at the start of step ``step``."""
+
+    def __init__(self, step: int, error: BaseException):
+        self.step, self.error = step, error
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            raise self.error
+
+
+def test_only_an_interrupt_leaves_interrupted_ckpt(tmp_path, iseg_root):
+    """Ctrl-C saves interrupted.ckpt to resume from; a run that fails saves nothing that
+    --resume auto would pick over the good checkpoints."""
+    with pytest.raises(RuntimeError, match="a bug"):
+        train(smoke_config(tmp_path / "failed", iseg_root), callbacks=[RaiseAt(3, RuntimeError("a bug"))])
+    assert not (tmp_path / "failed" / "checkpoints" / "interrupted.ckpt").exists()
+    with pytest.raises(KeyboardInterrupt, match="at step 3"):
+        train(smoke_config(tmp_path / "stopped", iseg_root), callbacks=[RaiseAt(3, KeyboardInterrupt())])
+    assert (tmp_path / "stopped" / "checkpoints" / "interrupted.ckpt").is_file()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works again (a notebook's too)
+
+
+def test_set_reaches_keys_that_also_have_flags(tmp_path, iseg_root, monkeypatch, capsys):
+    """`--set trainer.max_steps=2` counts when --max-steps is not given (a flag left out is no value)."""
+    monkeypatch.setattr(sys, "argv", [
+        "mst-geo", "train", "--config", str(SMOKE), "--data-root", str(iseg_root), "--out", str(tmp_path / "run"),
+        "--set", "trainer.max_steps=2", "--set", "trainer.batch_size=2", "--set", "data.max_images=8"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 0
+    card = load_checkpoint(tmp_path / "run" / "model.safetensors")[1]["training"]
+    assert card["steps"] == 2 and card["samples_seen"] == 4

@@ -113,3 +113,9 @@ def test_cli_fine_tunes_on_a_scene(ponds, tmp_path):
     assert card["data"]["scene"] == str(SCENE) and card["data"]["train_objects"] > 5
     assert card["recipe"]["data"]["scene_bands"] == [3, 2, 1]  # --bands reached the recipe
     assert card["steps"] == 3
+
+
+def test_a_few_polygons_still_hold_one_out():
+    """16 ponds at the default 5 % would hold none out (no validation, no best checkpoint): one is."""
+    train_set, held_out = scene_split(DataSection(scene=str(SCENE), labels=str(REPO / "examples" / "water_labels.geojson")))
+    assert (len(train_set), len(held_out)) == (15, 1)

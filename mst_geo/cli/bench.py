@@ -101,7 +101,9 @@ def noc_command(
             raise MSTGeoError("--bands chooses --scene's bands: give --scene and --labels too")
         scene_bands = parse_bands(bands)
     if datasets is None:
-        datasets = "" if scene is not None else "GrabCut,Berkeley"
+        from mst_geo.data.iseg import BENCHMARK_SETS
+
+        datasets = "" if scene is not None else ",".join(BENCHMARK_SETS)
     _check_out_dir(out, "--out")
     with resume_hint_on_interrupt(f"rerun the same command to resume with the objects already in {out}"):
         results = run_noc_benchmark(

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from mst_geo.cli import app
+from mst_geo.cli.interrupts import resume_hint_on_interrupt
 from mst_geo.errors import MSTGeoError
 
 
@@ -51,7 +52,7 @@ def train_command(
         from mst_geo.geo.raster import parse_bands  # rasterio only for scenes
 
         scene_bands = list(parse_bands(bands))
-    values.update({
+    flags = {
         "data.root": data_root,
         "data.datasets": None if datasets is None else [d.strip() for d in datasets.split(",") if d.strip()],
         "data.scene": None if scene is None else str(scene),
@@ -67,9 +68,12 @@ def train_command(
         "trainer.batch_size": batch_size,
         "out": out,
         "model.init": init,
-    })
+    }
+    values.update({key: value for key, value in flags.items() if value is not None})  # a flag left out keeps --set
     recipe = load_train_config(config, values)
-    exported = train(recipe, resume=resume)
+    hint = f"continue with --resume auto and the same flags (--out {recipe.out}, --init and --set included)"
+    with resume_hint_on_interrupt(hint):
+        exported = train(recipe, resume=resume)
     typer.echo(f"model written to {exported}")
 
 

@@ -323,6 +323,9 @@ LAYOUTS: dict[str, _Layout] = {
 
 ALIASES = {"PASCAL": "PascalVOC", "VOC": "PascalVOC"}
 
+BENCHMARK_SETS = ("GrabCut", "Berkeley")
+"""Evaluation only: the sets the README reports are never trained on (shared/data/README)."""
+
 
 def name_key(name: str) -> str:
     """A name reduced to lower-case letters and digits: COCO+LVIS, coco_lvis, COCO-MVal, cocomval."""

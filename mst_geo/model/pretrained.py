@@ -48,8 +48,8 @@ def read_vit_state_dict(source: str | Path | Mapping) -> dict[str, torch.Tensor]
                 raise CheckpointError(f"not a readable safetensors file ({err})", path) from None
         try:
             return _unwrap(torch.load(path, map_location="cpu", weights_only=True))
-        except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
-            raise CheckpointError(f"not a plain tensor checkpoint, refusing to unpickle it ({err})", path) from err
+        except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, ValueError) as err:  # KeyError: not a torch file
+            raise CheckpointError(f"not a plain tensor checkpoint, refusing to unpickle it ({err!r})", path) from None
     name = str(source)
     if not timm.is_model(timm.models.split_model_name_tag(name)[0]):
         raise CheckpointError("neither a weights file nor a timm model name", path)
@@ -87,6 +87,9 @@ def load_vit_weights(model: MSTModel, source: str | Path | Mapping) -> dict[str,
                                   f"'{model.config.preset}' needs {tuple(target[key].shape)}", where)
         mapped[key] = value.to(target[key].dtype)
     if not mapped:
+        if any(".backbone." in key or key.startswith("backbone.") for key in skipped):
+            raise CheckpointError("is a checkpoint of `mst-geo train`: continue its run with --resume, or start "
+                                  "from the run's exported model.safetensors", where)
         raise CheckpointError("no ViT weights (blocks.*, patch_embed.*, pos_embed) found", where)
     backbone.load_state_dict(mapped, strict=False)
     return {"loaded": sorted(mapped), "skipped": sorted(skipped),

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mst_geo.data.iseg import LAYOUTS, InstanceRef, load_iseg_dataset, read_rgb
+from mst_geo.data.iseg import BENCHMARK_SETS, LAYOUTS, InstanceRef, canonical_name, load_iseg_dataset, read_rgb
 from mst_geo.errors import MSTGeoError
 
 VAL_LIST_NAME = "val.txt"
@@ -80,9 +80,14 @@ def group_by_image(dataset_name: str, refs: Sequence[InstanceRef]) -> list[Image
     return [ImageGroup(dataset_name, key, tuple(group)) for key, group in by_photo.items()]
 
 
+def holdout_rank(key: str) -> int:
+    """A stable pseudo-random rank in 0..9999 (crc32 of the key): the lowest ranks are held out."""
+    return zlib.crc32(key.encode()) % 10_000
+
+
 def hashed_holdout(key: str, fraction: float) -> bool:
-    """Stable pseudo-random membership of the held-out slice (crc32 of the key)."""
-    return (zlib.crc32(key.encode()) % 10_000) < fraction * 10_000
+    """Stable pseudo-random membership of the held-out slice."""
+    return holdout_rank(key) < fraction * 10_000
 
 
 def read_val_list(path: Path) -> set[str]:
@@ -106,6 +111,12 @@ def build_split(root: str | Path, datasets: Sequence[str], val_fraction: float,
     if val_list and not list_path.is_file():
         raise MSTGeoError("validation list not found", list_path)
     held_out = read_val_list(list_path) if list_path.is_file() else None
+    if not datasets:
+        raise MSTGeoError("no training datasets named (data.datasets / --datasets)", root)
+    benchmarks = sorted({canonical_name(name) for name in datasets} & set(BENCHMARK_SETS))
+    if benchmarks:
+        raise MSTGeoError(f"{', '.join(benchmarks)}: benchmark set(s) the README reports, never trained on; "
+                          "train on COCO_MVal, DUTS_TR, CCP or your own data", root)
     train: list[ImageGroup] = []
     val: list[ImageGroup] = []
     for name in datasets:

@@ -64,6 +64,13 @@ class ClickTrainingModule(L.LightningModule):
 
     # ---- training --------------------------------------------------------------------------
 
+    def seed_torch_for_step(self) -> None:
+        """Seed torch's generators from (seed, step, rank): the perturbed top-k's noise then follows
+        the step like the clicks do, so a resumed run continues exactly (checkpoints hold no
+        generator state)."""
+        key = [self.config.trainer.seed, self.global_step, self.global_rank, 0x70C]
+        torch.manual_seed(int(np.random.SeedSequence(key).generate_state(1)[0]))
+
     def click_rounds_rng(self) -> np.random.Generator:
         return np.random.default_rng([self.config.trainer.seed, self.global_step,
                                       self.global_rank, 0x17E8])
@@ -131,6 +138,7 @@ class ClickTrainingModule(L.LightningModule):
         extra = self.config.clicks.max_next_clicks
         clicks = torch.cat([batch["clicks"], batch["clicks"].new_full(
             (len(image), extra, 3), -1.0)], dim=1)
+        self.seed_torch_for_step()
         rng = self.click_rounds_rng()
         rounds = int(rng.integers(0, extra + 1))
         clicks, prev_mask = self.add_error_clicks(image, target, ignore, clicks, rounds, rng)

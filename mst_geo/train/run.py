@@ -14,8 +14,12 @@ import dataclasses
 import datetime as dt
 import importlib.util
 import os
+import pickle
 import platform
+import signal
+import threading
 import warnings
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,6 +35,7 @@ from lightning.pytorch.callbacks import (
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.profilers import SimpleProfiler
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from safetensors import SafetensorError, safe_open
 
 from mst_geo.errors import MSTGeoError
@@ -126,6 +131,8 @@ def find_resume_checkpoint(resume: str, out: Path) -> Path:
     """``resume`` as a ``.ckpt`` file, or a run folder / ``auto`` (= ``out``): its newest checkpoint
     (the best-NoC one is skipped: it may be older than the others)."""
     candidate = out if resume == "auto" else Path(resume).expanduser()
+    if not candidate.exists():
+        raise MSTGeoError("--resume: not found", candidate)
     if candidate.is_file():
         return candidate
     folder = candidate / CHECKPOINT_DIR if (candidate / CHECKPOINT_DIR).is_dir() else candidate
@@ -134,6 +141,53 @@ def find_resume_checkpoint(resume: str, out: Path) -> Path:
     if not checkpoints:
         raise MSTGeoError("no Lightning checkpoint (*.ckpt) to resume from", candidate)
     return checkpoints[-1]
+
+
+def check_resumable(path: Path, module: L.LightningModule, max_steps: int) -> None:
+    """Refuse, before anything runs, a ``--resume`` file that Lightning would fail on halfway: not
+    a checkpoint of ``mst-geo train``, one of another network (a run started with another
+    ``--init``/preset), or one already at ``--max-steps``."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as error:
+        raise MSTGeoError(f"--resume: not a Lightning checkpoint ({type(error).__name__})", path) from None
+    state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise MSTGeoError("--resume: not a Lightning checkpoint of `mst-geo train` (no state_dict)", path)
+    expected = module.state_dict()
+    differ = [key for key, value in expected.items()
+              if key not in state or tuple(state[key].shape) != tuple(value.shape)]
+    if differ:
+        raise MSTGeoError(f"--resume: holds another network than this recipe builds ({len(differ)} of "
+                          f"{len(expected)} weights missing or of another shape, e.g. {differ[0]}); resume with "
+                          "the recipe and --init the run started with", path)
+    step = int(checkpoint.get("global_step", 0))
+    if step >= max_steps:
+        raise MSTGeoError(f"--resume: already at step {step}; raise --max-steps above it to continue", path)
+
+
+class InterruptCheckpoint(OnExceptionCheckpoint):
+    """``interrupted.ckpt`` on Ctrl-C or SIGTERM only: a run that failed (bad data, a bug) must not
+    leave a checkpoint that ``--resume auto`` would pick over the good ones."""
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
+            super().on_exception(trainer, pl_module, exception)
+
+
+def keep_final_step(trainer: L.Trainer, checkpoints: Path) -> None:
+    """The finished step as the run's step checkpoint and ``last.ckpt`` (periodic saves stop short
+    of it), so ``--resume auto`` extends a finished run from where it ended, not before."""
+    final = checkpoints / f"step{trainer.global_step:07d}.ckpt"
+    if not trainer.strategy.broadcast(final.exists(), src=0):  # every rank decides alike: saving is collective
+        trainer.save_checkpoint(final)
+    if trainer.is_global_zero:
+        for older in checkpoints.glob("step*.ckpt"):
+            if older != final:
+                older.unlink()
+        last = checkpoints / "last.ckpt"
+        last.unlink(missing_ok=True)
+        last.symlink_to(final.name)
 
 
 def build_loggers(out: Path) -> list[Logger]:
@@ -152,18 +206,18 @@ def build_trainer(config: TrainConfig, out: Path,
     callbacks = [*extra_callbacks,
         ModelCheckpoint(dirpath=checkpoints, filename="step{step:07d}", auto_insert_metric_name=False,
                         every_n_train_steps=trainer.checkpoint_every_steps, save_top_k=1,
-                        save_last="link"),
-        ModelCheckpoint(dirpath=checkpoints, filename="timed", save_top_k=1,
+                        save_last="link", enable_version_counter=False),
+        ModelCheckpoint(dirpath=checkpoints, filename="timed", save_top_k=1, enable_version_counter=False,
                         train_time_interval=dt.timedelta(minutes=trainer.checkpoint_every_minutes)),
-        OnExceptionCheckpoint(dirpath=checkpoints, filename="interrupted"),
+        InterruptCheckpoint(dirpath=checkpoints, filename="interrupted"),
         LearningRateMonitor(logging_interval="step"),
         TQDMProgressBar(refresh_rate=max(1, min(trainer.log_every_steps, 20))),
     ]
     validate = trainer.val_every_steps > 0 and trainer.val_instances > 0
     if validate:  # model selection on the held-out NoC (lower is better)
         callbacks.append(ModelCheckpoint(dirpath=checkpoints, filename=BEST_NAME, save_top_k=1,
-                                         monitor=noc_metric(trainer),
-                                         mode="min"))
+                                         monitor=noc_metric(trainer), mode="min",
+                                         enable_version_counter=False))
     if on_gpu(config):
         torch.set_float32_matmul_precision("high")
     precision, loggers = resolve_precision(config), build_loggers(out)
@@ -190,7 +244,7 @@ def build_trainer(config: TrainConfig, out: Path,
             enable_model_summary=False,
             profiler=SimpleProfiler(dirpath=out, filename="profile") if trainer.profile else None,
         )
-    except (ValueError, ImportError, MisconfigurationException) as error:  # "bf17", no GPU, no torch_xla
+    except (ValueError, TypeError, ImportError, MisconfigurationException) as error:  # "bf17", no GPU, --devices abc
         raise MSTGeoError(f"trainer settings: {str(error).splitlines()[0]}", config.source) from None
 
 
@@ -256,19 +310,25 @@ def train(config: TrainConfig, resume: str | None = None,
     data = ClickDataModule(config)
     data.setup("fit")
     module = ClickTrainingModule(build_model(config), config)
+    if resume_path is not None:
+        check_resumable(resume_path, module, config.trainer.max_steps)
     with warnings.catch_warnings():
         # With OnExceptionCheckpoint present Lightning turns ckpt_path=None into "last" and warns;
         # a fresh run was checked above to have no checkpoint, so there is nothing to warn about.
         warnings.filterwarnings("ignore", message=r".*(ckpt_path=None|no last checkpoint).*")
         # Lightning cannot see that ResumableSampler restarts at the restored global step.
         warnings.filterwarnings("ignore", message=r".*dataloader is not resumable.*")
+        sigint = signal.getsignal(signal.SIGINT)
         try:
             trainer.fit(module, datamodule=data, ckpt_path=resume_path)
         except SystemExit:  # Lightning exits after saving interrupted.ckpt on Ctrl-C
             if trainer.interrupted:
-                raise MSTGeoError(f"interrupted at step {trainer.global_step}; continue with "
-                                  "--resume auto (same --out)", out) from None
+                raise KeyboardInterrupt(f"at step {trainer.global_step}") from None
             raise
+        finally:  # Lightning ignores Ctrl-C from its first one on: give it back (a notebook's interrupt)
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, sigint)
+    keep_final_step(trainer, out / CHECKPOINT_DIR)
     export = out / EXPORT_NAME
     if trainer.is_global_zero:
         save_checkpoint(module.model, export, model_card(config, module, data, trainer, resume_path))

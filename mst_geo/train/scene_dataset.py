@@ -30,7 +30,7 @@ from mst_geo.geo.io import read_vector
 from mst_geo.geo.raster import SceneRaster, scene_source, scene_stem
 from mst_geo.train.augment import Sample
 from mst_geo.train.config import DataSection
-from mst_geo.train.instances import hashed_holdout
+from mst_geo.train.instances import hashed_holdout, holdout_rank
 
 CONTEXT_RANGE = (1.2, 4.0)
 """Window side / object side, drawn uniformly per sample (the held-out view uses 2)."""
@@ -158,6 +158,8 @@ def scene_split(data: DataSection) -> tuple[SceneObjects, SceneObjects]:
     of the feature number; objects outside the scene are dropped)."""
     labels = scene_labels(data.scene, data.labels, data.scene_bands)
     held = [hashed_holdout(f"feature/{row}", data.val_fraction) for row in range(len(labels))]
+    if not any(held) and len(labels) > 1:  # a few polygons: the fraction rounds to none, hold out one
+        held[min(range(len(labels)), key=lambda row: holdout_rank(f"feature/{row}"))] = True
     train_rows = [row for row, out in enumerate(held) if not out]
     val_rows = [row for row, out in enumerate(held) if out]
     if not train_rows:
