@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 from mst_geo.bench.baselines import BASELINES, DiskBaseline, make_baseline
 from mst_geo.bench.loop import ROWS_FILE, evaluate_instance, load_rows, run_noc
 from mst_geo.bench.noc import clicks_to_reach, mask_iou
+from mst_geo.bench.suite import run_noc_benchmark
 from mst_geo.clicks.simulator import binarize, split_mask
 from mst_geo.cli import app
 from mst_geo.data.iseg import Instance, load_iseg_dataset
@@ -170,7 +172,6 @@ def test_model_and_baseline_share_one_run(iseg_root, tmp_path):
     import torch
 
     from mst_geo.bench.methods import resolve_method
-    from mst_geo.bench.suite import run_noc_benchmark
     from mst_geo.clicks.predictor import Predictor
 
     torch.set_num_threads(1)
@@ -202,6 +203,23 @@ def test_method_labels_say_which_inference_options_differ():
     assert method_label("runs/best.safetensors") == "best"
     assert method_label("default", zoom_in=False, flip=True) == "default (no zoom, flip)"
     assert split_names(["grabcut,disk", "disk", " watershed "]) == ["grabcut", "disk", "watershed"]
+
+
+def test_two_runs_exports_are_told_apart(tmp_path, iseg_root, tiny_checkpoint, local_checkpoint):
+    """Every training run exports model.safetensors: two in one bench get their folders in the
+    label, and another file under a label that already has rows in --out is refused."""
+    first, second = tmp_path / "run1" / "model.safetensors", tmp_path / "run2" / "model.safetensors"
+    for source, copy in ((tiny_checkpoint, first), (local_checkpoint, second)):
+        copy.parent.mkdir()
+        shutil.copy(source, copy)
+    both = run_noc_benchmark([str(first), str(second)], ["GrabCut"], tmp_path / "both", data_root=iseg_root,
+                             max_clicks=1, limit=1, progress=False)
+    assert set(both) == {"run1/model", "run2/model"}
+    run_noc_benchmark([str(first)], ["GrabCut"], tmp_path / "one", data_root=iseg_root, max_clicks=1, limit=1,
+                      progress=False)
+    with pytest.raises(MSTGeoError, match="holds rows of another model labelled 'model'"):
+        run_noc_benchmark([str(second)], ["GrabCut"], tmp_path / "one", data_root=iseg_root, max_clicks=1, limit=1,
+                          progress=False)
 
 
 def test_report_of_a_partial_run_keeps_common_instances(tmp_path):

@@ -7,7 +7,8 @@ path) and is wrapped in the shared ``Predictor``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from mst_geo.bench.baselines import BASELINES, make_baseline
@@ -21,14 +22,46 @@ def split_names(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def method_label(name: str, zoom_in: bool = True, flip: bool = False) -> str:
-    """The name a method has in tables: baselines as given, checkpoints by file stem, plus the
-    inference options that differ from the default (no zoom, flip)."""
+def method_label(name: str, zoom_in: bool = True, flip: bool = False, with_folder: bool = False) -> str:
+    """The name a method has in tables: baselines as given, checkpoints by file stem (``folder/stem``
+    with ``with_folder``), plus the inference options that differ from the default (no zoom, flip)."""
     if name in BASELINES:
         return name
-    label = Path(name).stem if name.endswith(".safetensors") else name
+    path = Path(name)
+    label = (f"{path.parent.name}/{path.stem}" if with_folder else path.stem) if name.endswith(".safetensors") else name
     options = [text for text, used in (("no zoom", not zoom_in), ("flip", flip)) if used]
     return f"{label} ({', '.join(options)})" if options else label
+
+
+def method_labels(names: Sequence[str], zoom_in: bool = True, flip: bool = False) -> dict[str, str]:
+    """Table label -> method name for one run. Checkpoints whose file names clash (every training
+    run exports ``model.safetensors``) are told apart by their folder (``run2/model``)."""
+    plain = [method_label(name, zoom_in, flip) for name in names]
+    labels = [method_label(name, zoom_in, flip, with_folder=plain.count(label) > 1)
+              for name, label in zip(names, plain)]
+    clashing = sorted({label for label in labels if labels.count(label) > 1})
+    if clashing:
+        raise MSTGeoError(f"--model entries share the label {clashing[0]!r} in the tables; copy one checkpoint "
+                          "to another file name")
+    return dict(zip(labels, names))
+
+
+def method_identity(name: str) -> str:
+    """What a label's rows were computed with: a baseline or preset by name, a checkpoint by the
+    SHA-256 of its file (so a later run into the same --out cannot pass another file's rows off as
+    its own)."""
+    if name in BASELINES:
+        return name
+    from mst_geo.model.checkpoint import DEFAULT_CHECKPOINT
+
+    path = DEFAULT_CHECKPOINT if name == "default" else Path(name).expanduser()
+    if not path.is_file():
+        return name  # a preset
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
 
 
 def resolve_method(name: str, device: str = "cpu", zoom_in: bool = True, flip: bool = False) -> ClickMethod:

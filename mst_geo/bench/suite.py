@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mst_geo.bench.loop import SETTINGS_FILE, InstanceSource, load_rows, run_noc
-from mst_geo.bench.methods import method_label, resolve_method
+from mst_geo.bench.methods import method_identity, method_labels, resolve_method
 from mst_geo.bench.report import common_rows, write_report
 from mst_geo.data.iseg import LAYOUTS, canonical_name, load_iseg_dataset
 from mst_geo.data.rs import RS_LAYOUTS, load_rs_dataset, rs_dataset_name
@@ -80,8 +80,11 @@ def run_noc_benchmark(
         for scene, labels in scenes:
             labelled = LabelledScene(scene, labels, bands=scene_bands)
             loaded[labelled.name] = labelled
-    methods = {method_label(name, zoom_in, flip): resolve_method(name, device, zoom_in, flip) for name in models}
-    rows = run_noc(methods, loaded, out_dir, max_clicks=max_clicks, limit=limit, progress=progress, shard=shard)
+    labels = method_labels(models, zoom_in, flip)
+    methods = {label: resolve_method(name, device, zoom_in, flip) for label, name in labels.items()}
+    identities = {label: method_identity(name) for label, name in labels.items()}
+    rows = run_noc(methods, loaded, out_dir, max_clicks=max_clicks, limit=limit, progress=progress, shard=shard,
+                   identities=identities)
     settings = {
         "data_root": str(data_root),
         "scenes": scene_records,
