@@ -27,9 +27,9 @@ class LabelledScene:
 
     def __init__(self, scene: str | Path, labels: str | Path, read_max_side: int = READ_MAX_SIDE,
                  bands: Sequence[int] | None = None):
-        polygons = scene_labels(scene, labels, bands)
+        polygons, chosen = scene_labels(scene, labels, bands)
         self.name = scene_stem(scene)
-        self.objects = SceneObjects(scene, polygons, list(range(len(polygons))), labels, read_max_side, bands)
+        self.objects = SceneObjects(scene, polygons, list(range(len(polygons))), labels, read_max_side, chosen)
         names = polygons["name"].astype(str).tolist() if "name" in polygons else []
         self.names = names if len(set(names)) == len(polygons) else None
 

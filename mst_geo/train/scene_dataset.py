@@ -52,16 +52,18 @@ def read_labels(labels: str | Path, scene_crs) -> gpd.GeoDataFrame:
     return frame.to_crs(scene_crs).reset_index(drop=True)
 
 
-def scene_labels(scene: str | Path, labels: str | Path, bands: Sequence[int] | None = None) -> gpd.GeoDataFrame:
-    """The label polygons that overlap the scene, in its CRS (a clear error when none does);
-    ``bands`` as the objects will be read (so a bad choice fails here, before any work)."""
+def scene_labels(scene: str | Path, labels: str | Path,
+                 bands: Sequence[int] | None = None) -> tuple[gpd.GeoDataFrame, tuple[int, int, int]]:
+    """The label polygons that overlap the scene, in its CRS (a clear error when none does), and
+    the scene's bands as chosen once here (a bad choice fails before any work, and a guess is
+    announced once, not again by every loader process that reads the scene)."""
     with SceneRaster(scene, bands) as raster:
-        crs, bounds = raster.crs, box(*raster.bounds)
+        crs, bounds, chosen = raster.crs, box(*raster.bounds), raster.bands
     frame = read_labels(labels, crs)
     frame = frame[frame.intersects(bounds)].reset_index(drop=True)
     if frame.empty:
         raise MSTGeoError(f"no label polygon overlaps the scene {scene}", labels)
-    return frame
+    return frame, chosen
 
 
 class SceneObjects:
@@ -156,7 +158,7 @@ class SceneObjects:
 def scene_split(data: DataSection) -> tuple[SceneObjects, SceneObjects]:
     """Training and held-out objects of ``data.scene`` / ``data.labels`` (held out by a fixed hash
     of the feature number; objects outside the scene are dropped)."""
-    labels = scene_labels(data.scene, data.labels, data.scene_bands)
+    labels, bands = scene_labels(data.scene, data.labels, data.scene_bands)
     held = [hashed_holdout(f"feature/{row}", data.val_fraction) for row in range(len(labels))]
     if not any(held) and len(labels) > 1:  # a few polygons: the fraction rounds to none, hold out one
         held[min(range(len(labels)), key=lambda row: holdout_rank(f"feature/{row}"))] = True
@@ -166,5 +168,5 @@ def scene_split(data: DataSection) -> tuple[SceneObjects, SceneObjects]:
         raise MSTGeoError("every label polygon fell in the held-out slice; lower data.val_fraction",
                           data.labels)
     read_max_side = 2 * data.crop_size
-    return (SceneObjects(data.scene, labels, train_rows, data.labels, read_max_side, data.scene_bands),
-            SceneObjects(data.scene, labels, val_rows, data.labels, read_max_side, data.scene_bands))
+    return (SceneObjects(data.scene, labels, train_rows, data.labels, read_max_side, bands),
+            SceneObjects(data.scene, labels, val_rows, data.labels, read_max_side, bands))
