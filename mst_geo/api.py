@@ -344,7 +344,7 @@ def _check_outline_settings(simplify: float, min_area: float, raster: SceneRaste
                           f"scene CRS's unit, {unit} (one pixel: {pixel:.3g})", raster.path)
     scene_area = raster.width * raster.height * pixel * abs(raster.transform.e)
     if min_area >= scene_area:
-        raise MSTGeoError(f"--min-area {min_area:g} is more than the whole scene ({scene_area:.3g}); it counts in "
+        raise MSTGeoError(f"--min-area {min_area:g} is at least the whole scene ({scene_area:.3g}); it counts in "
                           f"the scene CRS's unit squared, {unit}", raster.path)
 
 

@@ -338,3 +338,4 @@ def test_unsaved_changes_are_known(client: TestClient, segmenter: Segmenter, tmp
     assert client.post("/api/save", json={"path": str(tmp_path / "objects.gpkg")}).status_code == 200
     assert not session.unsaved()
     assert client.post("/api/undo").status_code == 200 and session.unsaved()
+    assert client.get("/api/export-clicks").status_code == 200 and not session.unsaved()  # the download keeps them

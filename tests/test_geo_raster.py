@@ -269,14 +269,21 @@ def test_south_up_and_gcp_scenes_are_read_on_the_north_up_grid(write_geotiff, na
                 np.testing.assert_array_equal(read.valid, expected.valid)
 
 
-def test_rotated_scene_is_warped_north_up(write_geotiff, naip_pixels):
+@pytest.mark.parametrize(("nodata", "photometric"), [(0, "RGB"), (None, "RGB"), (None, "MINISBLACK")])
+def test_rotated_scene_is_warped_north_up(write_geotiff, naip_pixels, naip_scene, nodata, photometric):
     """A geotransform rotated 30 degrees about the scene centre: read through a north-up warp in
     the same CRS, whose pixels hold the source's values at the same map points (bilinear) and
-    whose corners outside the rotated footprint are nodata."""
+    whose corners outside the rotated footprint are no data, also when the file names no nodata
+    value (a scanned map): the corners neither take clicks nor darken the stretch."""
     centre = NAIP_TRANSFORM @ (467, 361.5)
     rotated = Affine.translation(*centre) @ Affine.rotation(30) @ Affine.translation(-centre[0], -centre[1]) @ NAIP_TRANSFORM
-    scene = write_geotiff("rotated.tif", naip_pixels, transform=rotated, nodata=0)
+    # RGB: the fourth band is an alpha band (here NIR values); MINISBLACK: four plain bands, no mask at all
+    scene = write_geotiff("rotated.tif", naip_pixels, transform=rotated, nodata=nodata, photometric=photometric)
+    with SceneRaster(naip_scene) as original:
+        stretch = original.low, original.high
     with SceneRaster(scene) as raster:
+        assert not raster.is_valid(0, 0) and raster.is_valid(raster.height / 2, raster.width / 2)
+        np.testing.assert_allclose((raster.low, raster.high), stretch, atol=8)  # bilinear narrows it; corners: low 0
         transform = raster.transform
         assert transform.b == transform.d == 0 and transform.a > 0 > transform.e and raster.crs.to_epsg() == 26914
         read = raster.read(Window(0, 0, raster.width, raster.height))

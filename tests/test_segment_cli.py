@@ -351,7 +351,7 @@ def test_outline_settings_in_the_wrong_unit(segment, write_geotiff, naip_scene, 
     out_dir = tmp_path / "out"
     assert_user_error(segment("--simplify", "1", scene=degrees), "degrees.tif", "--simplify 1 is 16,667 pixels",
                       "the degree", out_dir=out_dir)
-    assert_user_error(segment("--min-area", "25", scene=degrees), "degrees.tif", "--min-area 25 is more than the whole scene",
+    assert_user_error(segment("--min-area", "25", scene=degrees), "degrees.tif", "--min-area 25 is at least the whole scene",
                       out_dir=out_dir)
     assert_user_error(segment("--simplify", "600"), "naip_scene.tif", "120 pixels", "the metre", out_dir=out_dir)
 

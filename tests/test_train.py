@@ -115,9 +115,9 @@ def test_resume_continues_with_the_same_next_batch(full_run, tmp_path, iseg_root
         train(smoke_config(tmp_path, iseg_root), resume="auto")
 
 
-def test_a_failed_resume_is_one_line_and_leaves_no_checkpoint(full_run, tmp_path, iseg_root):
-    """Resuming with another network (here: narrower) or from a file that is no
-    checkpoint stops before training, and no interrupted.ckpt is left for --resume auto to pick."""
+def test_a_bad_resume_is_refused_before_training(full_run, tmp_path, iseg_root):
+    """Resuming with another network (here: narrower), from a file that is no checkpoint or from
+    nowhere stops with one line before anything runs: the run folder is left as it was."""
     config, _, _, _ = full_run
     run = Path(config.out)
     before = sorted(p.name for p in (run / "checkpoints").iterdir())

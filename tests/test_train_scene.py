@@ -117,5 +117,8 @@ def test_cli_fine_tunes_on_a_scene(ponds, tmp_path):
 
 def test_a_few_polygons_still_hold_one_out():
     """16 ponds at the default 5 % would hold none out (no validation, no best checkpoint): one is."""
-    train_set, held_out = scene_split(DataSection(scene=str(SCENE), labels=str(REPO / "examples" / "water_labels.geojson")))
+    data = DataSection(scene=str(SCENE), labels=str(REPO / "examples" / "water_labels.geojson"))
+    train_set, held_out = scene_split(data)
     assert (len(train_set), len(held_out)) == (15, 1)
+    train_set, held_out = scene_split(data, hold_one_out=False)  # a run without validation keeps all 16
+    assert (len(train_set), len(held_out)) == (16, 0)

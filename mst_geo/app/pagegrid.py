@@ -16,6 +16,8 @@ import numpy as np
 import shapely
 from affine import Affine
 
+from mst_geo.geo.raster import pixel_stretch
+
 TILE_SIZE = 256
 
 
@@ -32,9 +34,8 @@ class PageGrid:
 
     @property
     def stretch(self) -> tuple[float, float]:
-        """Screen pixels per scene pixel at the deepest zoom along (columns, rows): 1 along the
-        pixel's shorter ground side, the ratio along its longer one."""
-        return max(1.0, self.aspect), max(1.0, 1.0 / self.aspect)
+        """Screen pixels per scene pixel at the deepest zoom along (columns, rows), as the model's reads."""
+        return pixel_stretch(self.aspect)
 
     @property
     def max_zoom(self) -> int:

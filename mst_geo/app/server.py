@@ -72,7 +72,7 @@ class _Session:
         self.lock = threading.Lock()
         self.current: ObjectId | None = None
         self.saved_clicks = segmenter.clicks_geojson()
-        """The clicks as last saved (or as loaded at the start): what a shutdown would not lose."""
+        """The clicks as last saved or exported (or as loaded at the start): what a shutdown would not lose."""
 
     def unsaved(self) -> bool:
         """Whether clicks changed since the last save (or the start)."""
@@ -236,6 +236,7 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None,
         """The clicks as a clicks GeoJSON that `mst-geo segment --clicks` reproduces."""
         with session.lock:
             clicks = segmenter.clicks_geojson()
+            session.saved_clicks = clicks  # the download holds them: --clicks restores the session
         filename = f"{stem}_clicks.geojson"
         return JSONResponse(clicks, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 

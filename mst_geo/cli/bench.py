@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mst_geo.cli import app
+from mst_geo.cli import BANDS_HELP, app
 from mst_geo.cli.interrupts import resume_hint_on_interrupt
 
 bench_app = typer.Typer(help="Benchmarks: NoC@85/90/95 with baselines, and model speed.", no_args_is_help=True)
@@ -63,7 +63,7 @@ def noc_command(
         None, "--labels", help="Vector labels for --scene (GeoPackage/GeoJSON/Shapefile, any CRS), one polygon per object."
     ),
     bands: str | None = typer.Option(
-        None, "--bands", help="--scene's bands as R,G,B (1-based, e.g. 4,3,2) or one grey band. Default: RGB or 1,2,3."
+        None, "--bands", help=BANDS_HELP
     ),
     data_root: Path | None = typer.Option(
         None, "--data-root", help="Folder holding one folder per dataset (default: ../shared/data/iseg)."

@@ -1,4 +1,4 @@
-"""Ctrl-C in the resumable commands (segment, bench noc): say how to resume, exit code 130."""
+"""Ctrl-C in the resumable commands (segment, bench noc, train): say how to resume, exit code 130."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mst_geo.cli import app
+from mst_geo.cli import BANDS_HELP, app
 from mst_geo.cli.interrupts import resume_hint_on_interrupt
 
 
@@ -34,7 +34,7 @@ def segment(
         help="CRS of the click coordinates (e.g. EPSG:3857); overrides the file's 'crs' member or layer CRS. Default: WGS84.",
     ),
     bands: str | None = typer.Option(
-        None, "--bands", help="Scene bands as R,G,B (1-based, e.g. 4,3,2) or one grey band. Default: RGB or 1,2,3."
+        None, "--bands", help=BANDS_HELP
     ),
     model: str = typer.Option("default", "--model", "-m", help="'default' (shipped), a checkpoint path or a preset."),
     device: str = typer.Option("cpu", "--device", help="Torch device, e.g. cpu, cuda, cuda:1, mps."),

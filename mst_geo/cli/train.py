@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mst_geo.cli import app
+from mst_geo.cli import BANDS_HELP, app
 from mst_geo.cli.interrupts import resume_hint_on_interrupt
 from mst_geo.errors import MSTGeoError
 
@@ -18,7 +18,7 @@ def train_command(
     datasets: str | None = typer.Option(None, "--datasets", help="Comma-separated dataset names, e.g. COCO_MVal,DUTS_TR,CCP."),
     scene: str | None = typer.Option(None, "--scene", help="Fine-tune on your own GeoTIFF, a file or a COG's URL (needs --labels)."),
     labels: Path | None = typer.Option(None, "--labels", help="Vector labels (GeoPackage/GeoJSON/Shapefile, any CRS) for --scene: one polygon per object."),
-    bands: str | None = typer.Option(None, "--bands", help="--scene's bands as R,G,B (1-based, e.g. 4,3,2) or one grey band. Default: RGB or 1,2,3."),
+    bands: str | None = typer.Option(None, "--bands", help=BANDS_HELP),
     devices: str | None = typer.Option(None, "--devices", help="Devices per node: a count, a list like 0,1 or 'auto'."),
     num_nodes: int | None = typer.Option(None, "--num-nodes", help="Machines taking part (Lightning DDP)."),
     accelerator: str | None = typer.Option(None, "--accelerator", help="cpu, gpu or auto."),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from mst_geo.cli import app
+from mst_geo.cli import BANDS_HELP, app
 
 
 @app.command("app")
@@ -18,7 +18,7 @@ def app_command(
     ),
     model: str = typer.Option("default", "--model", "-m", help="'default' (shipped), a checkpoint path or a preset."),
     bands: str | None = typer.Option(
-        None, "--bands", help="Scene bands as R,G,B (1-based, e.g. 4,3,2) or one grey band. Default: RGB or 1,2,3."
+        None, "--bands", help=BANDS_HELP
     ),
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to listen on (0: any free port)."),
     host: str = typer.Option(
@@ -54,32 +54,36 @@ def app_command(
     from mst_geo.geo.raster import parse_bands
 
     sock = listen(host, port)  # before torch loads: a busy port fails at once
+    private = is_loopback(host)
     try:
         from mst_geo.api import Segmenter
 
         segmenter = Segmenter(
             scene, model=model, bands=parse_bands(bands), device=device, simplify=simplify, min_area=min_area
         )
-        if clicks is not None:
-            loaded = segmenter.load_clicks(clicks, clicks_crs, progress=True)
-            typer.echo(f"mst-geo app: {len(loaded)} object(s) from {clicks}", err=True)
     except BaseException:
         sock.close()
         raise
-    url = url_of(sock)
-    private = is_loopback(host)
-    if not private:
-        typer.secho(f"warning: --host {host}: anyone who can reach this machine sees the scene and can save files "
-                    "as you; use it on a trusted network only", err=True, fg=typer.colors.YELLOW)
-    typer.echo(f"mst-geo app: open {url} (Ctrl-C stops)")
-    if open_browser and not webbrowser.open(url):
-        typer.echo(f"mst-geo app: no web browser found here; open {url} yourself", err=True)
-    web = create_app(segmenter, trusted_hosts=(*LOOPBACK_NAMES, host) if private else None)
     with segmenter:
+        try:
+            if clicks is not None:
+                loaded = segmenter.load_clicks(clicks, clicks_crs, progress=True)
+                typer.echo(f"mst-geo app: {len(loaded)} object(s) from {clicks}", err=True)
+            web = create_app(segmenter, trusted_hosts=(*LOOPBACK_NAMES, host) if private else None)
+        except BaseException:
+            sock.close()
+            raise
+        url = url_of(sock)
+        if not private:
+            typer.secho(f"warning: --host {host}: anyone who can reach this machine sees the scene and can save "
+                        "files as you; use it on a trusted network only", err=True, fg=typer.colors.YELLOW)
+        typer.echo(f"mst-geo app: open {url} (Ctrl-C stops)")
+        if open_browser and not webbrowser.open(url):
+            typer.echo(f"mst-geo app: no web browser found here; open {url} yourself", err=True)
         try:
             serve(web, sock)
         finally:
             if web.state.session.unsaved():
-                typer.secho("warning: the objects changed since the last Save were not saved (Export clicks or "
-                            "Save before stopping; --clicks restarts from a clicks file)", err=True,
+                typer.secho("warning: clicks made since the last Save or Export clicks were not kept (Save or "
+                            "Export clicks before stopping; --clicks restarts from a clicks file)", err=True,
                             fg=typer.colors.YELLOW)

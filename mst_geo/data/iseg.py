@@ -300,8 +300,9 @@ def _polygon_mask(ref: InstanceRef) -> np.ndarray:
 class _Layout:
     folders: tuple[str, ...]
     """Where the set may lie under the data root, in order of preference."""
-    marker: str
-    """A file or folder that only the set's own folder holds: the first candidate holding it wins."""
+    marker: str | None
+    """A file or folder that only the set's own folder holds: the first candidate holding it wins
+    (None: the first candidate that exists)."""
     list_refs: Callable[[Path, str], list[InstanceRef]]
     read_mask: MaskReader
 
@@ -317,7 +318,7 @@ LAYOUTS: dict[str, _Layout] = {
                          _pascal_voc, _indexed_mask),
     "SBD": _Layout(("SBD", "SBD/dataset", "SBD/benchmark_RELEASE/dataset", "benchmark_RELEASE/dataset"), "inst",
                    _sbd, _sbd_mask),
-    "COCO_LVIS": _Layout(("COCO_LVIS", "cocolvis"), "", _coco_lvis, _polygon_mask),
+    "COCO_LVIS": _Layout(("COCO_LVIS", "cocolvis"), None, _coco_lvis, _polygon_mask),
 }
 """Dataset name -> candidate folders under the data root, their marker, instance lister and mask rule."""
 
@@ -352,7 +353,8 @@ def load_iseg_dataset(name: str, root: str | Path, split: str = "val") -> ISegDa
     name = canonical_name(name)
     layout = LAYOUTS[name]
     present = [root / f for f in layout.folders if (root / f).is_dir()]
-    folder = next((f for f in present if (f / layout.marker).exists()), present[0] if present else None)
+    folder = next((f for f in present if layout.marker is None or (f / layout.marker).exists()),
+                  present[0] if present else None)
     if folder is None:
         raise MSTGeoError(f"no {name} folder here (looked for {', '.join(layout.folders)})", root)
     refs = layout.list_refs(folder, split)

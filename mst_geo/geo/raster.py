@@ -26,8 +26,6 @@ import warnings
 import numpy as np
 import rasterio
 from affine import Affine
-from pyproj import CRS as PyprojCRS
-from pyproj import Geod, Transformer
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NodataShadowWarning, NotGeoreferencedWarning, RasterioIOError
 from rasterio.io import DatasetReader
@@ -35,6 +33,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from mst_geo.errors import MSTGeoError, MSTGeoWarning
+from mst_geo.geo.ground import ground_steps
 
 PERCENTILES = (2.0, 98.0)
 """Per-band stretch (the cumulative-count cut GIS viewers use), so the model sees what the analyst sees."""
@@ -183,7 +182,7 @@ class SceneRaster:
                     used = "as R,G,B" if len(chosen) == 3 else "as grey"
                     warnings.warn(f"{self.path}: {len(data_bands)} bands without colour names; reading band(s) "
                                   f"{','.join(map(str, chosen))} {used} (choose with --bands)", MSTGeoWarning,
-                                  stacklevel=2)  # one place: printed once per scene and process
+                                  stacklevel=2)  # callers choose once per scene (Segmenter, scene_labels)
         if len(chosen) < 3:  # grey: repeat the band so the model gets three channels
             chosen = (chosen + (chosen[0],) * 3)[:3]
         return chosen  # type: ignore[return-value]
@@ -235,9 +234,7 @@ class SceneRaster:
         ground undistorted, as it saw photos in training."""
         window = window.intersection(self._full)
         height, width = int(window.height), int(window.width)
-        ground_h, ground_w = height * max(1.0, 1.0 / self.pixel_aspect), width * max(1.0, self.pixel_aspect)
-        factor = 1.0 if max_side is None else max(1.0, max(ground_h, ground_w) / max_side)
-        out_h, out_w = max(1, round(ground_h / factor)), max(1, round(ground_w / factor))
+        out_h, out_w = self.read_shape(window, max_side)
         with pixel_reads(self.path):
             raw = self.dataset.read(
                 self.bands, window=window, out_shape=(3, out_h, out_w), resampling=Resampling.bilinear
@@ -250,6 +247,13 @@ class SceneRaster:
         image[~valid] = 0.0
         transform = self.dataset.window_transform(window) @ Affine.scale(width / out_w, height / out_h)
         return WindowImage(image=np.ascontiguousarray(image), valid=valid, window=window, transform=transform)
+
+    def read_shape(self, window: Window, max_side: int | None = None) -> tuple[int, int]:
+        """(rows, cols) of ``read(window, max_side)``: square ground pixels, longest side <= max_side."""
+        across, down = pixel_stretch(self.pixel_aspect)
+        ground_h, ground_w = int(window.height) * down, int(window.width) * across
+        factor = 1.0 if max_side is None else max(1.0, max(ground_h, ground_w) / max_side)
+        return max(1, round(ground_h / factor)), max(1, round(ground_w / factor))
 
     def is_valid(self, row: float, col: float) -> bool:
         """Whether the scene pixel under (row, col) holds data (not nodata, not masked, not NaN)."""
@@ -297,8 +301,13 @@ def open_scene(source: str | Path) -> DatasetReader | WarpedVRT:
         raise MSTGeoError(problem, source)
     if transform.b == transform.d == 0 and transform.a > 0 > transform.e:  # north-up (never identity)
         return dataset
+    # Nodata or an alpha band mark the grid's corners outside the image. Without either they would
+    # read as black pixels (a VRT's default nodata 0, which also hides real zeros; an added alpha
+    # band is not reported as its mask): warp to float with NaN as nodata instead.
+    unmarked = dataset.nodata is None and ColorInterp.alpha not in dataset.colorinterp
+    nan_as_nodata = {"dtype": "float32", "nodata": float("nan")} if unmarked else {}
     with opening(source):
-        return WarpedVRT(dataset, crs=crs, resampling=Resampling.bilinear)
+        return WarpedVRT(dataset, crs=crs, resampling=Resampling.bilinear, **nan_as_nodata)
 
 
 SQUARE_ENOUGH = 0.01
@@ -310,20 +319,19 @@ def ground_pixel_aspect(dataset: DatasetReader | WarpedVRT) -> float:
     ellipsoid: 1 for square pixels in a conformal projection (UTM, Web Mercator), about 0.68 for
     a scene in degrees at 47°N; the grid's own ratio for a local CRS without a datum."""
     transform = dataset.transform
-    grid_ratio = abs(transform.a) / abs(transform.e)
-    lonlat = PyprojCRS.from_user_input(dataset.crs).geodetic_crs
-    if lonlat is None:
-        return grid_ratio
     col, row = dataset.width / 2, dataset.height / 2
-    corners = [transform @ (col, row), transform @ (col + 1, row), transform @ (col, row + 1)]
-    lons, lats = Transformer.from_crs(dataset.crs.to_wkt(), lonlat, always_xy=True).transform(*zip(*corners))
-    geod = lonlat.get_geod() or Geod(ellps="WGS84")
-    across = geod.inv(lons[0], lats[0], lons[1], lats[1])[2]
-    down = geod.inv(lons[0], lats[0], lons[2], lats[2])[2]
-    if not (np.isfinite(across) and np.isfinite(down)) or across <= 0 or down <= 0:
-        return grid_ratio
-    aspect = across / down
+    steps = ground_steps(dataset.crs.to_wkt(), transform @ (col, row), transform @ (col + 1, row),
+                         transform @ (col, row + 1))
+    if steps is None:
+        return abs(transform.a) / abs(transform.e)
+    aspect = steps[0] / steps[1]
     return 1.0 if abs(aspect - 1.0) < SQUARE_ENOUGH else float(aspect)
+
+
+def pixel_stretch(aspect: float) -> tuple[float, float]:
+    """How many times to stretch (columns, rows) so pixels of ground ``aspect`` (width / height)
+    become square: their longer ground side, never shrinking the shorter one."""
+    return max(1.0, aspect), max(1.0, 1.0 / aspect)
 
 
 def close_scene(dataset: DatasetReader | WarpedVRT) -> None:

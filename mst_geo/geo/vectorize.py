@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 from affine import Affine
-import shapely
-from pyproj import CRS, Geod, Transformer
+from pyproj import CRS
 from rasterio.features import shapes
 from shapely import make_valid
 from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
+
+from mst_geo.geo.ground import ground_area
 
 
 def mask_to_polygon(
@@ -33,18 +34,9 @@ def mask_to_polygon(
 
 
 def area_m2(geometry: BaseGeometry, crs: CRS) -> float | None:
-    """Ground area in square metres, geodesic on the CRS's ellipsoid, whatever the projection:
-    a map's own area is ground area only in an equal-area projection (Web Mercator's is 2.15
-    times too large at 47°N, UTM's within 0.1 %). None for a local CRS with no datum."""
-    crs = CRS.from_user_input(crs)
-    lonlat = crs.geodetic_crs
-    if lonlat is None:
-        return None
-    if not crs.is_geographic:
-        to_lonlat = Transformer.from_crs(crs, lonlat, always_xy=True)
-        geometry = shapely.transform(geometry, lambda xy: np.column_stack(to_lonlat.transform(xy[:, 0], xy[:, 1])))
-    geod = lonlat.get_geod() or Geod(ellps="WGS84")
-    return abs(geod.geometry_area_perimeter(geometry)[0])
+    """Ground area in square metres, geodesic on the CRS's ellipsoid, whatever the projection
+    (``geo.ground``); None for a local CRS with no datum."""
+    return ground_area(geometry, crs)
 
 
 def _fill_small_holes(polygon: Polygon, min_area: float) -> Polygon:

@@ -121,6 +121,11 @@ class TrainerSection:
     click_threads: int = 1  # threads placing the no-grad rounds' clicks (for GPU runs; CPU: 1)
     profile: bool = False  # seconds per training phase (loading, clicks, passes) to fit-profile[-rank].txt
 
+    @property
+    def validates(self) -> bool:
+        """Whether the run scores held-out objects (and keeps best.ckpt)."""
+        return self.val_every_steps > 0 and self.val_instances > 0
+
 
 @dataclass
 class TrainConfig:

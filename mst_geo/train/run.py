@@ -175,19 +175,25 @@ class InterruptCheckpoint(OnExceptionCheckpoint):
             super().on_exception(trainer, pl_module, exception)
 
 
-def keep_final_step(trainer: L.Trainer, checkpoints: Path) -> None:
+class FinalStepCheckpoint(Callback):
     """The finished step as the run's step checkpoint and ``last.ckpt`` (periodic saves stop short
-    of it), so ``--resume auto`` extends a finished run from where it ended, not before."""
-    final = checkpoints / f"step{trainer.global_step:07d}.ckpt"
-    if not trainer.strategy.broadcast(final.exists(), src=0):  # every rank decides alike: saving is collective
-        trainer.save_checkpoint(final)
-    if trainer.is_global_zero:
-        for older in checkpoints.glob("step*.ckpt"):
-            if older != final:
-                older.unlink()
-        last = checkpoints / "last.ckpt"
-        last.unlink(missing_ok=True)
-        last.symlink_to(final.name)
+    of it), so ``--resume auto`` extends a finished run from where it ended. Runs in the training
+    processes (a spawned launcher's main process never learns the final step)."""
+
+    def __init__(self, checkpoints: Path):
+        self.checkpoints = checkpoints
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        final = self.checkpoints / f"step{trainer.global_step:07d}.ckpt"
+        if not trainer.strategy.broadcast(final.exists(), src=0):  # every rank decides alike: saving is collective
+            trainer.save_checkpoint(final)
+        if trainer.is_global_zero:
+            for older in self.checkpoints.glob("step*.ckpt"):
+                if older != final:
+                    older.unlink()
+            last = self.checkpoints / "last.ckpt"
+            last.unlink(missing_ok=True)
+            last.symlink_to(final.name)
 
 
 def build_loggers(out: Path) -> list[Logger]:
@@ -210,10 +216,11 @@ def build_trainer(config: TrainConfig, out: Path,
         ModelCheckpoint(dirpath=checkpoints, filename="timed", save_top_k=1, enable_version_counter=False,
                         train_time_interval=dt.timedelta(minutes=trainer.checkpoint_every_minutes)),
         InterruptCheckpoint(dirpath=checkpoints, filename="interrupted"),
+        FinalStepCheckpoint(checkpoints),
         LearningRateMonitor(logging_interval="step"),
         TQDMProgressBar(refresh_rate=max(1, min(trainer.log_every_steps, 20))),
     ]
-    validate = trainer.val_every_steps > 0 and trainer.val_instances > 0
+    validate = trainer.validates
     if validate:  # model selection on the held-out NoC (lower is better)
         callbacks.append(ModelCheckpoint(dirpath=checkpoints, filename=BEST_NAME, save_top_k=1,
                                          monitor=noc_metric(trainer), mode="min",
@@ -328,7 +335,6 @@ def train(config: TrainConfig, resume: str | None = None,
         finally:  # Lightning ignores Ctrl-C from its first one on: give it back (a notebook's interrupt)
             if threading.current_thread() is threading.main_thread():
                 signal.signal(signal.SIGINT, sigint)
-    keep_final_step(trainer, out / CHECKPOINT_DIR)
     export = out / EXPORT_NAME
     if trainer.is_global_zero:
         save_checkpoint(module.model, export, model_card(config, module, data, trainer, resume_path))
