@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import importlib.util
+import logging
 import os
 import pickle
 import platform
@@ -186,7 +187,7 @@ class FinalStepCheckpoint(Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         final = self.checkpoints / f"step{trainer.global_step:07d}.ckpt"
         if not trainer.strategy.broadcast(final.exists(), src=0):  # every rank decides alike: saving is collective
-            trainer.save_checkpoint(final)
+            trainer.save_checkpoint(final, weights_only=False)  # resumable: optimiser and loops too
         if trainer.is_global_zero:
             for older in self.checkpoints.glob("step*.ckpt"):
                 if older != final:
@@ -194,6 +195,19 @@ class FinalStepCheckpoint(Callback):
             last = self.checkpoints / "last.ckpt"
             last.unlink(missing_ok=True)
             last.symlink_to(final.name)
+
+
+class _StartupChatter(logging.Filter):
+    """Drops Lightning's start-up lines that tell a user nothing (the card records the hardware;
+    an advert; our validation setting echoed back)."""
+
+    NOISE = ("GPU available", "TPU available", "💡 Tip", "`Trainer(limit_val_batches")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.NOISE)
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_StartupChatter())
 
 
 def build_loggers(out: Path) -> list[Logger]:
@@ -325,6 +339,7 @@ def train(config: TrainConfig, resume: str | None = None,
         warnings.filterwarnings("ignore", message=r".*(ckpt_path=None|no last checkpoint).*")
         # Lightning cannot see that ResumableSampler restarts at the restored global step.
         warnings.filterwarnings("ignore", message=r".*dataloader is not resumable.*")
+        warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated")  # Lightning's own, on torch 2.10+
         sigint = signal.getsignal(signal.SIGINT)
         try:
             trainer.fit(module, datamodule=data, ckpt_path=resume_path)
