@@ -82,7 +82,9 @@ def test_twenty_steps_lower_the_loss_and_write_a_checkpoint(full_run):
     profile = (Path(config.out) / "fit-profile.txt").read_text()  # where a slice's time goes
     assert all(action in profile for action in ("no_grad_pass", "click_placement", "train_dataloader_next"))
     assert "CPU" in record["hardware"]
-    assert "val/noc85" in card["metrics"]["held_out"]
+    held_out = card["metrics"]["held_out"]  # best.ckpt's selection: the NoC, ties broken by the IoU curve
+    assert held_out["val/noc85"] - 1e-3 <= held_out["val/select"] <= held_out["val/noc85"]
+    assert held_out["val/select"] < held_out["val/noc85"] or held_out["val/miou@1"] == 0
     assert (Path(config.out) / "checkpoints" / "last.ckpt").is_file()
     assert (Path(config.out) / "checkpoints" / "best.ckpt").is_file()  # lowest held-out NoC
     assert (Path(config.out) / "logs").is_dir()

@@ -45,7 +45,7 @@ from mst_geo.model.checkpoint import CARD_KEY, DEFAULT_CHECKPOINT, read_card
 from mst_geo.model.pretrained import load_vit_weights
 from mst_geo.train.config import TrainConfig, config_to_dict
 from mst_geo.train.datamodule import ClickDataModule
-from mst_geo.train.module import ClickTrainingModule, noc_metric
+from mst_geo.train.module import SELECTION_METRIC, ClickTrainingModule
 
 CHECKPOINT_DIR = "checkpoints"
 EXPORT_NAME = "model.safetensors"
@@ -235,9 +235,9 @@ def build_trainer(config: TrainConfig, out: Path,
         TQDMProgressBar(refresh_rate=max(1, min(trainer.log_every_steps, 20))),
     ]
     validate = trainer.validates
-    if validate:  # model selection on the held-out NoC (lower is better)
+    if validate:  # model selection on the held-out NoC (lower is better; ties: the better IoU curve)
         callbacks.append(ModelCheckpoint(dirpath=checkpoints, filename=BEST_NAME, save_top_k=1,
-                                         monitor=noc_metric(trainer), mode="min",
+                                         monitor=SELECTION_METRIC, mode="min",
                                          enable_version_counter=False))
     if on_gpu(config):
         torch.set_float32_matmul_precision("high")
