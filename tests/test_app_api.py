@@ -215,8 +215,12 @@ def test_bad_requests_get_clear_4xx_and_the_server_keeps_working(
     nothing_yet = client.post("/api/undo")
     assert nothing_yet.status_code == 404
     assert nothing_yet.json()["detail"] == "no current object: click on the map first"
+    fresh = client.post("/api/objects").json()["object"]  # N, then Z or Delete: the new object is cancelled
+    assert client.post("/api/undo").json() == {"object": fresh, "remaining": False}
+    assert client.post("/api/undo").status_code == 404  # nothing current any more
     fresh = client.post("/api/objects").json()["object"]
-    assert client.post("/api/undo").json()["detail"] == f"object {fresh} has no clicks yet"
+    assert client.delete(f"/api/objects/{fresh}").json() == {"deleted": fresh}
+    assert client.get("/api/objects").json()["current"] is None
 
     left, bottom, right, top = segmenter.bounds
     outside = client.post("/api/click", json={"x": right + 100, "y": top, "space": "scene"})

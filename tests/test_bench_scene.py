@@ -113,3 +113,5 @@ def test_scene_user_errors_are_one_clear_line(naip_scene, tmp_path, extra, messa
     result = CliRunner().invoke(app, ["bench", "noc", "--model", "disk", *args, "--out", str(tmp_path / "o")])
     assert isinstance(result.exception, MSTGeoError), result.output
     assert message in str(result.exception)
+    if "{far}" in extra:  # 1e6 m east of the scene: the two extents show it
+        assert "(the labels span x 1485" in str(result.exception) and "the scene x 485899..490569" in str(result.exception)

@@ -84,6 +84,17 @@ class _Session:
         self.current = self.segmenter.new_object_id([] if self.current is None else [self.current])
         return self.current
 
+    def cancel_new(self, object_id: ObjectId | None) -> ObjectId | None:
+        """Drop the current object when it is new (no clicks yet) and ``object_id`` means it (None:
+        the current one), returning its id: undo or delete right after N cancels it, not a 404."""
+        new = self.current
+        if new is None or new in self.segmenter.objects():
+            return None
+        if object_id is not None and str(object_id) != str(new):
+            return None
+        self.current = None
+        return new
+
     def resolve(self, object_id: ObjectId | None, allow_new: bool = False) -> ObjectId:
         """The object a request means (None: the current one); 404 when it has no clicks to act on.
 
@@ -190,7 +201,11 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None,
     def undo(request: ObjectRequest | None = None) -> dict[str, Any]:
         """Remove the last click of an object (default: the current one)."""
         with session.lock:
-            object_id = session.resolve(request.object if request else None)
+            asked = request.object if request else None
+            cancelled = session.cancel_new(asked)
+            if cancelled is not None:
+                return {"object": cancelled, "remaining": False}
+            object_id = session.resolve(asked)
             segmenter.undo(object_id)
             return {"object": object_id, "remaining": object_id in segmenter.objects()}
 
@@ -198,6 +213,9 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None,
     def delete(object_id: ObjectId) -> dict[str, ObjectId]:
         """Delete an object and all its clicks."""
         with session.lock:
+            cancelled = session.cancel_new(object_id)
+            if cancelled is not None:
+                return {"deleted": cancelled}
             object_id = session.resolve(object_id)
             segmenter.delete(object_id)
             if session.current == object_id:

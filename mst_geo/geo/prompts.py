@@ -15,7 +15,7 @@ the same fields, in its own CRS (WGS84 when it has none). Every error names the 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -117,9 +117,7 @@ class PixelMapper:
             )
         except ProjError:
             return ""
-        digits = 5 if source.is_geographic else 0  # about a metre either way
-        xs, ys = (f"{low:.{digits}f}..{high:.{digits}f}" for low, high in ((x0, x1), (y0, y1)))
-        return f" (the scene spans x {xs}, y {ys} in {source.to_string()})"
+        return f" (the scene spans {describe_extent((x0, y0, x1, y1), source)} in {source.to_string()})"
 
     def click(self, x: float, y: float, positive: bool, crs: CRS | None) -> SceneClick:
         """The SceneClick for map (x, y) in ``crs``; ValueError when off the scene or on nodata."""
@@ -157,6 +155,14 @@ def load_clicks_file(path: str | Path) -> tuple[dict, CRS | None]:
     if not isinstance(data, dict):
         raise MSTGeoError("not a GeoJSON FeatureCollection", path)
     return data, None
+
+
+def describe_extent(bounds: Sequence[float], crs: CRS) -> str:
+    """``x 485899..490569, y 5205631..5209246`` to about a metre (5 decimals in degrees)."""
+    x0, y0, x1, y1 = bounds
+    digits = 5 if CRS.from_user_input(crs).is_geographic else 0
+    xs, ys = (f"{low:.{digits}f}..{high:.{digits}f}" for low, high in ((x0, x1), (y0, y1)))
+    return f"x {xs}, y {ys}"
 
 
 def _single_point(geometry: Any) -> Any:

@@ -27,6 +27,7 @@ from shapely.geometry import box
 from mst_geo.data.iseg import IGNORE, Instance
 from mst_geo.errors import MSTGeoError
 from mst_geo.geo.io import read_vector
+from mst_geo.geo.prompts import describe_extent
 from mst_geo.geo.raster import SceneRaster, scene_source, scene_stem
 from mst_geo.train.augment import Sample
 from mst_geo.train.config import DataSection
@@ -59,10 +60,12 @@ def scene_labels(scene: str | Path, labels: str | Path,
     announced once, not again by every loader process that reads the scene)."""
     with SceneRaster(scene, bands) as raster:
         crs, bounds, chosen = raster.crs, box(*raster.bounds), raster.bands
-    frame = read_labels(labels, crs)
-    frame = frame[frame.intersects(bounds)].reset_index(drop=True)
+    every = read_labels(labels, crs)
+    frame = every[every.intersects(bounds)].reset_index(drop=True)
     if frame.empty:
-        raise MSTGeoError(f"no label polygon overlaps the scene {scene}", labels)
+        raise MSTGeoError(f"no label polygon overlaps the scene {scene} (the labels span "
+                          f"{describe_extent(every.total_bounds, crs)}, the scene {describe_extent(bounds.bounds, crs)} "
+                          "in its CRS; is the labels' CRS right? a GeoJSON without one is WGS84)", labels)
     return frame, chosen
 
 
