@@ -87,6 +87,26 @@ def test_scene_bands_are_chosen_for_the_objects(naip_scene, tmp_path):
     assert isinstance(result.exception, MSTGeoError) and "give --scene and --labels" in str(result.exception)
 
 
+def test_several_scenes_in_one_run(naip_scene, tmp_path):
+    """--scene/--labels repeat, paired in order; two scenes of one name would share a table row."""
+    other = tmp_path / "other_scene.tif"
+    other.write_bytes(naip_scene.read_bytes())
+    out = tmp_path / "bench"
+    args = ["bench", "noc", "--model", "disk", "--limit", "1", "--max-clicks", "1", "--out", str(out),
+            "--scene", str(naip_scene), "--labels", str(PONDS), "--scene", str(other), "--labels", str(PONDS)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert set(json.loads((out / "results.json").read_text())["results"]["disk"]) == {"naip_scene", "other_scene"}
+    same_name = tmp_path / "copy" / naip_scene.name
+    same_name.parent.mkdir()
+    same_name.write_bytes(naip_scene.read_bytes())
+    result = CliRunner().invoke(app, [*args[:10], "--scene", str(naip_scene), "--labels", str(PONDS),
+                                      "--scene", str(same_name), "--labels", str(PONDS)])
+    assert isinstance(result.exception, MSTGeoError) and "also named 'naip_scene'" in str(result.exception)
+    result = CliRunner().invoke(app, [*args[:10], "--scene", str(naip_scene)])
+    assert isinstance(result.exception, MSTGeoError) and "one --labels per --scene" in str(result.exception)
+
+
 def test_objects_without_distinct_names_are_numbered(naip_scene, tmp_path):
     unnamed = tmp_path / "unnamed.gpkg"
     polygons = gpd.read_file(PONDS)

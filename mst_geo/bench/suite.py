@@ -79,6 +79,9 @@ def run_noc_benchmark(
         scene_records = [[public_source(scene), str(labels)] for scene, labels in scenes]
         for scene, labels in scenes:
             labelled = LabelledScene(scene, labels, bands=scene_bands)
+            if labelled.name in loaded:
+                raise MSTGeoError(f"another scene or dataset is also named {labelled.name!r} in the tables; "
+                                  "rename one file", scene)
             loaded[labelled.name] = labelled
     labels = method_labels(models, zoom_in, flip)
     methods = {label: resolve_method(name, device, zoom_in, flip) for label, name in labels.items()}

@@ -56,11 +56,12 @@ def noc_command(
         "or remote sensing LoveDA, Inria, DeepGlobe (torchgeo layout in DATA_ROOT/<name>). "
         "Default: GrabCut,Berkeley, or none when --scene is given.",
     ),
-    scene: str | None = typer.Option(
-        None, "--scene", help="Also benchmark on your own GeoTIFF (a file or a COG's URL): every polygon of --labels is one object."
+    scene: list[str] = typer.Option(
+        [], "--scene", help="Also benchmark on your own GeoTIFF (a file or a COG's URL): every polygon of --labels is one "
+        "object. Repeat --scene/--labels for several scenes, paired in order.",
     ),
-    labels: Path | None = typer.Option(
-        None, "--labels", help="Vector labels for --scene (GeoPackage/GeoJSON/Shapefile, any CRS), one polygon per object."
+    labels: list[Path] = typer.Option(
+        [], "--labels", help="Vector labels for --scene (GeoPackage/GeoJSON/Shapefile, any CRS), one polygon per object."
     ),
     bands: str | None = typer.Option(
         None, "--bands", help=BANDS_HELP
@@ -91,24 +92,24 @@ def noc_command(
     from mst_geo.bench.suite import run_noc_benchmark
     from mst_geo.errors import MSTGeoError
 
-    if (scene is None) != (labels is None):
-        raise MSTGeoError("--scene and --labels go together (a GeoTIFF and its polygons)")
+    if len(scene) != len(labels):
+        raise MSTGeoError("--scene and --labels go together (a GeoTIFF and its polygons), one --labels per --scene")
     scene_bands = None
     if bands is not None:
         from mst_geo.geo.raster import parse_bands  # rasterio only for scenes
 
-        if scene is None:
+        if not scene:
             raise MSTGeoError("--bands chooses --scene's bands: give --scene and --labels too")
         scene_bands = parse_bands(bands)
     if datasets is None:
         from mst_geo.data.iseg import BENCHMARK_SETS
 
-        datasets = "" if scene is not None else ",".join(BENCHMARK_SETS)
+        datasets = "" if scene else ",".join(BENCHMARK_SETS)
     _check_out_dir(out, "--out")
     with resume_hint_on_interrupt(f"rerun the same command to resume with the objects already in {out}"):
         results = run_noc_benchmark(
             split_names(model), split_names([datasets]), out,
-            scenes=[] if scene is None else [(scene, labels)], data_root=data_root, max_clicks=max_clicks,
+            scenes=list(zip(scene, labels)), data_root=data_root, max_clicks=max_clicks,
             thresholds=_thresholds(iou), device=device, limit=limit, zoom_in=zoom_in, flip=flip,
             shard=_shard(shard), scene_bands=scene_bands,
         )
