@@ -13,6 +13,7 @@ from affine import Affine
 from pyproj import Geod
 from rasterio.control import GroundControlPoint
 from rasterio.crs import CRS
+from rasterio.rpc import RPC
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window, bounds
@@ -333,3 +334,39 @@ def test_pixels_in_degrees_are_read_square_on_the_ground(write_geotiff, naip_pix
             across = ground.inv(lon, lat, lon + t.a, lat)[2]
             down = ground.inv(lon, lat, lon, lat + t.e)[2]
             assert across == pytest.approx(down, rel=0.01)
+
+
+def test_rpc_only_scene_is_warped_to_wgs84(write_geotiff, naip_pixels):
+    """A level-1 image placed by RPCs alone (here RPCs linear in longitude and latitude) is read on
+    a north-up WGS84 grid whose pixels hold the source values the RPCs place there."""
+    height, width = naip_pixels.shape[1:]
+    west, south, east, north = -99.186, 47.004, -99.124, 47.037
+    zero = [0.0] * 20
+    one, minus_lat, plus_lon = [1.0] + zero[1:], zero[:2] + [-1.0] + zero[3:], [0.0, 1.0] + zero[2:]
+    rpcs = RPC(height_off=0, height_scale=100, lat_off=(north + south) / 2, lat_scale=(north - south) / 2,
+               long_off=(east + west) / 2, long_scale=(east - west) / 2, line_off=height / 2, line_scale=height / 2,
+               samp_off=width / 2, samp_scale=width / 2, line_num_coeff=minus_lat, line_den_coeff=one,
+               samp_num_coeff=plus_lon, samp_den_coeff=one)
+    path = write_geotiff("rpc.tif", naip_pixels, crs=None, transform=Affine.identity(), nodata=0)
+    with rasterio.open(path, "r+") as dst:
+        dst.rpcs = rpcs
+    with SceneRaster(path) as raster:
+        transform = raster.transform
+        assert raster.crs.to_epsg() == 4326 and transform.b == transform.d == 0 and transform.a > 0 > transform.e
+        warped = raster.dataset.read(1).astype(np.float32)
+    rows, cols = np.nonzero(warped[1:-1, 1:-1] > 0)
+    rows, cols = rows[::97] + 1.5, cols[::97] + 1.5  # pixel centres, a spread sample
+    lons, lats = transform @ (cols, rows)
+    # where the RPCs put each point, in pixel indexes (RPC line/sample count pixel centres from 0)
+    samp = width / 2 + width / 2 * (lons - rpcs.long_off) / rpcs.long_scale
+    line = height / 2 - height / 2 * (lats - rpcs.lat_off) / rpcs.lat_scale
+    inside = (samp > 1) & (samp < width - 1) & (line > 1) & (line < height - 1)
+    values = warped[(rows[inside] - 0.5).astype(int), (cols[inside] - 0.5).astype(int)]
+
+    def source_at(shift: float) -> np.ndarray:
+        at = [(coords[inside] + shift).astype(np.float32)[:, None] for coords in (samp, line)]
+        return cv2.remap(naip_pixels[0].astype(np.float32), *at, cv2.INTER_LINEAR)[:, 0]
+
+    error = np.abs(values - source_at(0)).mean()
+    assert inside.sum() > 1000 and error < 1.5
+    assert np.abs(values - source_at(1)).mean() > 2 * error  # one source pixel away is clearly worse

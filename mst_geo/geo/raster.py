@@ -277,10 +277,11 @@ class SceneRaster:
 def open_scene(source: str | Path) -> DatasetReader | WarpedVRT:
     """Open a scene for pixel reads on a north-up grid in its CRS.
 
-    A north-up scene opens as it is. A rotated or flipped (south-up) geotransform, or ground
-    control points without a geotransform, are warped on the fly (bilinear, GDAL's own VRT), so
-    callers never meet a rotated grid; a scene with neither is refused (nothing would place its
-    polygons on the map).
+    A north-up scene opens as it is. A rotated or flipped (south-up) geotransform, ground control
+    points without a geotransform, or RPCs alone (a level-1 satellite image: warped to WGS84 at
+    height 0, GDAL's RPC transformer without a DEM) are warped on the fly (bilinear, GDAL's own
+    VRT), so callers never meet a rotated grid; a scene with none of these is refused (nothing
+    would place its polygons on the map).
     """
     try:
         with warnings.catch_warnings(), opening(source):  # georeferencing is checked below
@@ -290,12 +291,13 @@ def open_scene(source: str | Path) -> DatasetReader | WarpedVRT:
         raise MSTGeoError(f"cannot read as a raster ({_first_line(error)})", source) from None
     gcps, gcp_crs = dataset.gcps
     transform = dataset.transform
-    crs = dataset.crs or (gcp_crs if gcps else None)
+    placed_by_rpcs = dataset.crs is None and not gcps and dataset.rpcs is not None  # RPCs map to WGS84 lon/lat
+    crs = dataset.crs or (gcp_crs if gcps else None) or (rasterio.crs.CRS.from_epsg(4326) if placed_by_rpcs else None)
     problem = None
     if crs is None:
         problem = "raster has no CRS (georeference it, e.g. gdal_edit.py -a_srs EPSG:xxxx)"
-    elif transform.is_identity and not gcps:
-        problem = "raster has no geotransform or ground control points (pixel-to-map mapping)"
+    elif transform.is_identity and not gcps and not placed_by_rpcs:
+        problem = "raster has no geotransform, ground control points or RPCs (pixel-to-map mapping)"
     if problem:
         dataset.close()
         raise MSTGeoError(problem, source)
@@ -306,8 +308,9 @@ def open_scene(source: str | Path) -> DatasetReader | WarpedVRT:
     # band is not reported as its mask): warp to float with NaN as nodata instead.
     unmarked = dataset.nodata is None and ColorInterp.alpha not in dataset.colorinterp
     nan_as_nodata = {"dtype": "float32", "nodata": float("nan")} if unmarked else {}
+    by_rpcs = {"METHOD": "RPC"} if placed_by_rpcs else {}  # even where the file also holds an identity transform
     with opening(source):
-        return WarpedVRT(dataset, crs=crs, resampling=Resampling.bilinear, **nan_as_nodata)
+        return WarpedVRT(dataset, crs=crs, resampling=Resampling.bilinear, **nan_as_nodata, **by_rpcs)
 
 
 SQUARE_ENOUGH = 0.01
