@@ -307,6 +307,34 @@ def test_scenes_placed_by_gcps_or_a_rotated_geotransform(segment, write_geotiff,
         assert geometry.contains(Point(feature["geometry"]["coordinates"]))  # the shipped model: the clicked pond, road
 
 
+def test_tiles_mosaicked_by_a_vrt(segment, write_geotiff, naip_scene, tmp_path):
+    """Clicks over a scene delivered as tiles: a GDAL VRT mosaic of the tiles (what gdalbuildvrt
+    writes) is the scene, read by windows that may span both tiles, with the original's objects."""
+    with rasterio.open(naip_scene) as src:
+        data, transform = src.read(), src.transform
+    sources = []
+    for name, cols in (("west.tif", slice(0, 467)), ("east.tif", slice(467, 934))):
+        tile = write_geotiff(name, np.ascontiguousarray(data[:, :, cols]), nodata=0,
+                             transform=transform @ Affine.translation(cols.start, 0))
+        sources.append((tile, cols.start, cols.stop - cols.start))
+    bands = "".join(
+        f'<VRTRasterBand dataType="Byte" band="{band}"><NoDataValue>0</NoDataValue>' + "".join(
+            f'<SimpleSource><SourceFilename relativeToVRT="1">{tile.name}</SourceFilename>'
+            f"<SourceBand>{band}</SourceBand><SrcRect xOff=\"0\" yOff=\"0\" xSize=\"{width}\" ySize=\"723\"/>"
+            f'<DstRect xOff="{offset}" yOff="0" xSize="{width}" ySize="723"/></SimpleSource>'
+            for tile, offset, width in sources) + "</VRTRasterBand>"
+        for band in range(1, 5))
+    mosaic = tmp_path / "mosaic.vrt"
+    mosaic.write_text(f'<VRTDataset rasterXSize="934" rasterYSize="723"><SRS>EPSG:26914</SRS>'
+                      f"<GeoTransform>{', '.join(map(str, transform.to_gdal()))}</GeoTransform>{bands}</VRTDataset>")
+    reference_mask, mask = tmp_path / "out" / "reference.tif", tmp_path / "out" / "mosaic_mask.tif"
+    assert segment("--mask-out", reference_mask, out=tmp_path / "out" / "reference.gpkg")[0] == 0
+    assert segment("--mask-out", mask, scene=mosaic, out=tmp_path / "out" / "mosaic.gpkg")[0] == 0
+    with rasterio.open(mask) as ours, rasterio.open(reference_mask) as reference:
+        assert ours.transform == reference.transform
+        assert reference.read(1).any() and np.array_equal(ours.read(1), reference.read(1))
+
+
 def test_installed_console_script(tmp_path, naip_scene, tiny_checkpoint, few_clicks):
     executable = shutil.which("mst-geo") or str(Path(sys.executable).parent / "mst-geo")
     out = tmp_path / "objects.gpkg"
