@@ -216,7 +216,7 @@ def test_bad_requests_get_clear_4xx_and_the_server_keeps_working(
     assert nothing_yet.status_code == 404
     assert nothing_yet.json()["detail"] == "no current object: click on the map first"
     fresh = client.post("/api/objects").json()["object"]  # N, then Z or Delete: the new object is cancelled
-    assert client.post("/api/undo").json() == {"object": fresh, "remaining": False}
+    assert client.post("/api/undo").json() == {"object": fresh, "remaining": False, "cancelled": True}
     assert client.post("/api/undo").status_code == 404  # nothing current any more
     fresh = client.post("/api/objects").json()["object"]
     assert client.delete(f"/api/objects/{fresh}").json() == {"deleted": fresh}
@@ -342,4 +342,6 @@ def test_unsaved_changes_are_known(client: TestClient, segmenter: Segmenter, tmp
     assert client.post("/api/save", json={"path": str(tmp_path / "objects.gpkg")}).status_code == 200
     assert not session.unsaved()
     assert client.post("/api/undo").status_code == 200 and session.unsaved()
+    assert client.get("/api/export-clicks", headers={"sec-fetch-site": "cross-site"}).status_code == 200
+    assert session.unsaved()  # another site fetching the export does not count as the user keeping it
     assert client.get("/api/export-clicks").status_code == 200 and not session.unsaved()  # the download keeps them

@@ -336,9 +336,11 @@ def test_pixels_in_degrees_are_read_square_on_the_ground(write_geotiff, naip_pix
             assert across == pytest.approx(down, rel=0.01)
 
 
-def test_rpc_only_scene_is_warped_to_wgs84(write_geotiff, naip_pixels):
+@pytest.mark.parametrize(("nodata", "crs_tag"), [(0, None), (None, "EPSG:26914")])
+def test_rpc_only_scene_is_warped_to_wgs84(write_geotiff, naip_pixels, nodata, crs_tag):
     """A level-1 image placed by RPCs alone (here RPCs linear in longitude and latitude) is read on
-    a north-up WGS84 grid whose pixels hold the source values the RPCs place there."""
+    a north-up WGS84 grid whose pixels hold the source values the RPCs place there, also without a
+    nodata value (outside the image is then NaN, no data) and whatever CRS tag the file carries."""
     height, width = naip_pixels.shape[1:]
     west, south, east, north = -99.186, 47.004, -99.124, 47.037
     zero = [0.0] * 20
@@ -347,14 +349,16 @@ def test_rpc_only_scene_is_warped_to_wgs84(write_geotiff, naip_pixels):
                long_off=(east + west) / 2, long_scale=(east - west) / 2, line_off=height / 2, line_scale=height / 2,
                samp_off=width / 2, samp_scale=width / 2, line_num_coeff=minus_lat, line_den_coeff=one,
                samp_num_coeff=plus_lon, samp_den_coeff=one)
-    path = write_geotiff("rpc.tif", naip_pixels, crs=None, transform=Affine.identity(), nodata=0)
+    path = write_geotiff("rpc.tif", naip_pixels, crs=crs_tag, transform=Affine.identity(), nodata=nodata,
+                         photometric="MINISBLACK")
     with rasterio.open(path, "r+") as dst:
         dst.rpcs = rpcs
     with SceneRaster(path) as raster:
         transform = raster.transform
         assert raster.crs.to_epsg() == 4326 and transform.b == transform.d == 0 and transform.a > 0 > transform.e
         warped = raster.dataset.read(1).astype(np.float32)
-    rows, cols = np.nonzero(warped[1:-1, 1:-1] > 0)
+        assert raster.is_valid(raster.height / 2, raster.width / 2)
+    rows, cols = np.nonzero(np.nan_to_num(warped[1:-1, 1:-1]) > 0)
     rows, cols = rows[::97] + 1.5, cols[::97] + 1.5  # pixel centres, a spread sample
     lons, lats = transform @ (cols, rows)
     # where the RPCs put each point, in pixel indexes (RPC line/sample count pixel centres from 0)

@@ -120,5 +120,5 @@ def test_a_few_polygons_still_hold_one_out():
     data = DataSection(scene=str(SCENE), labels=str(REPO / "examples" / "water_labels.geojson"))
     train_set, held_out = scene_split(data)
     assert (len(train_set), len(held_out)) == (15, 1)
-    train_set, held_out = scene_split(data, hold_one_out=False)  # a run without validation keeps all 16
+    train_set, held_out = scene_split(data, validates=False)  # a run without validation trains on all 16
     assert (len(train_set), len(held_out)) == (16, 0)

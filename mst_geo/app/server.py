@@ -204,7 +204,7 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None,
             asked = request.object if request else None
             cancelled = session.cancel_new(asked)
             if cancelled is not None:
-                return {"object": cancelled, "remaining": False}
+                return {"object": cancelled, "remaining": False, "cancelled": True}
             object_id = session.resolve(asked)
             segmenter.undo(object_id)
             return {"object": object_id, "remaining": object_id in segmenter.objects()}
@@ -250,11 +250,12 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None,
         return {"path": str(path), "n_objects": n_objects}
 
     @app.get("/api/export-clicks")
-    def export_clicks() -> JSONResponse:
+    def export_clicks(request: Request) -> JSONResponse:
         """The clicks as a clicks GeoJSON that `mst-geo segment --clicks` reproduces."""
         with session.lock:
             clicks = segmenter.clicks_geojson()
-            session.saved_clicks = clicks  # the download holds them: --clicks restores the session
+            if request.headers.get("sec-fetch-site", "same-origin") == "same-origin":  # not another site's <img>
+                session.saved_clicks = clicks  # the download holds them: --clicks restores the session
         filename = f"{stem}_clicks.geojson"
         return JSONResponse(clicks, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 

@@ -74,14 +74,17 @@ def run_noc_benchmark(
     scene_records = []  # as the settings record them (a URL without its query)
     if scenes:
         from mst_geo.bench.scene_set import LabelledScene  # rasterio/geopandas only for scenes
-        from mst_geo.geo.raster import public_source
+        from mst_geo.geo.raster import public_source, scene_stem
 
         scene_records = [[public_source(scene), str(labels)] for scene, labels in scenes]
+        names = list(loaded)
+        for scene, _ in scenes:  # before any scene is read: each one is a row name of the tables
+            if scene_stem(scene) in names:
+                raise MSTGeoError(f"another scene or dataset is also named {scene_stem(scene)!r} in the tables; "
+                                  "rename one file", scene)
+            names.append(scene_stem(scene))
         for scene, labels in scenes:
             labelled = LabelledScene(scene, labels, bands=scene_bands)
-            if labelled.name in loaded:
-                raise MSTGeoError(f"another scene or dataset is also named {labelled.name!r} in the tables; "
-                                  "rename one file", scene)
             loaded[labelled.name] = labelled
     labels = method_labels(models, zoom_in, flip)
     methods = {label: resolve_method(name, device, zoom_in, flip) for label, name in labels.items()}

@@ -17,7 +17,8 @@ import typer
 from mst_geo.errors import MSTGeoError, MSTGeoWarning
 
 BANDS_HELP = ("Scene bands as R,G,B (1-based, e.g. 4,3,2) or one grey band. Default: the bands named red, green, "
-              "blue, else the first three that are not alpha (a guess among unnamed bands prints a warning).")
+              "blue, else the first three that are not alpha, else the first as grey (a guess among unnamed bands "
+              "prints a warning).")
 """--bands of every command that reads a scene (segment, app, bench --scene, train --scene)."""
 
 app = typer.Typer(

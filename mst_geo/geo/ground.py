@@ -17,9 +17,9 @@ from shapely.geometry.base import BaseGeometry
 
 
 @functools.lru_cache(maxsize=32)
-def _ellipsoid(crs_wkt: str) -> tuple[Transformer, Geod] | None:
+def _ellipsoid(crs_text: str) -> tuple[Transformer, Geod] | None:
     """(to longitude/latitude, the ellipsoid) for a CRS; None for a local CRS without a datum."""
-    crs = CRS.from_wkt(crs_wkt)
+    crs = CRS.from_user_input(crs_text)
     lonlat = crs.geodetic_crs
     if lonlat is None:
         return None
@@ -27,7 +27,8 @@ def _ellipsoid(crs_wkt: str) -> tuple[Transformer, Geod] | None:
 
 
 def _frame(crs: CRS | str) -> tuple[Transformer, Geod] | None:
-    return _ellipsoid(CRS.from_user_input(crs).to_wkt())
+    crs = CRS.from_user_input(crs)
+    return _ellipsoid(crs.to_wkt() or crs.srs)  # a CRS without a WKT form is keyed by its own text
 
 
 def ground_area(geometry: BaseGeometry, crs: CRS | str) -> float | None:

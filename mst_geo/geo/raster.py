@@ -8,9 +8,10 @@ Nothing here reads the whole raster: the per-band percentiles come from windows 
 scene at native resolution (an overview only when those are all nodata), and every image read
 is a window, decimated through the overviews (``out_shape``) when it is larger than the model input.
 
-A scene georeferenced by a rotated or south-up geotransform or by ground control points alone (a scanned
-map, a level-1 product) is read through a north-up warped VRT in its own CRS (``open_scene``):
-the windows, the polygons and the mask GeoTIFF all live on that axis-aligned grid.
+A scene georeferenced by a rotated or south-up geotransform, by ground control points alone (a
+scanned map) or by RPCs alone (a level-1 satellite image, warped to WGS84) is read through a
+north-up warped VRT (``open_scene``): the windows, the polygons and the mask GeoTIFF all live on
+that axis-aligned grid.
 """
 
 from __future__ import annotations
@@ -291,8 +292,13 @@ def open_scene(source: str | Path) -> DatasetReader | WarpedVRT:
         raise MSTGeoError(f"cannot read as a raster ({_first_line(error)})", source) from None
     gcps, gcp_crs = dataset.gcps
     transform = dataset.transform
-    placed_by_rpcs = dataset.crs is None and not gcps and dataset.rpcs is not None  # RPCs map to WGS84 lon/lat
-    crs = dataset.crs or (gcp_crs if gcps else None) or (rasterio.crs.CRS.from_epsg(4326) if placed_by_rpcs else None)
+    # No geotransform but RPCs: they place it (more finely than a level-1 product's corner GCPs), in
+    # WGS84 longitude/latitude whatever CRS tag the file carries.
+    placed_by_rpcs = transform.is_identity and dataset.rpcs is not None
+    if placed_by_rpcs:
+        crs = rasterio.crs.CRS.from_epsg(4326)
+    else:
+        crs = dataset.crs or (gcp_crs if gcps else None)
     problem = None
     if crs is None:
         problem = "raster has no CRS (georeference it, e.g. gdal_edit.py -a_srs EPSG:xxxx)"
@@ -308,7 +314,8 @@ def open_scene(source: str | Path) -> DatasetReader | WarpedVRT:
     # band is not reported as its mask): warp to float with NaN as nodata instead.
     unmarked = dataset.nodata is None and ColorInterp.alpha not in dataset.colorinterp
     nan_as_nodata = {"dtype": "float32", "nodata": float("nan")} if unmarked else {}
-    by_rpcs = {"METHOD": "RPC"} if placed_by_rpcs else {}  # even where the file also holds an identity transform
+    # RPCs at the image's mean height (RPC_HEIGHT 0 would shift a plateau at 1 000 m by hundreds of metres)
+    by_rpcs = {"METHOD": "RPC", "RPC_HEIGHT": dataset.rpcs.height_off, "src_crs": crs} if placed_by_rpcs else {}
     with opening(source):
         return WarpedVRT(dataset, crs=crs, resampling=Resampling.bilinear, **nan_as_nodata, **by_rpcs)
 

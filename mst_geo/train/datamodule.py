@@ -96,7 +96,7 @@ class ClickDataModule(L.LightningDataModule):
             from mst_geo.geo.raster import public_source  # rasterio/geopandas only here
             from mst_geo.train.scene_dataset import scene_split
 
-            train_source, val_source = scene_split(data, hold_one_out=trainer.validates)
+            train_source, val_source = scene_split(data, validates=trainer.validates)
             self.description = {"scene": public_source(data.scene), "labels": data.labels,
                                 "train_objects": len(train_source),
                                 "held_out_objects": len(val_source)}

@@ -45,10 +45,12 @@ def noc_metric(trainer: TrainerSection) -> str:
 SELECTION_METRIC = "val/select"
 """What ``best.ckpt`` tracks: the held-out NoC, ties broken by the mean IoU over all clicks."""
 
-TIE_WEIGHT = 1e-3
-"""Weight of the mean IoU (0..1) in the selection: below one instance's NoC step (1/val_instances,
-up to 1000 instances), so it only orders checkpoints whose NoC ties (with few held-out objects,
-often all at the cap)."""
+
+def tie_weight(trainer: TrainerSection) -> float:
+    """Weight of the mean IoU (0..1) in the selection: half of one instance's NoC step
+    (1/val_instances), so it only orders checkpoints whose NoC ties (with few held-out objects,
+    often all at the cap), never outweighs a real NoC difference."""
+    return 0.5 / (trainer.val_instances + 1)
 
 
 def step_decay(step: int, milestones: list[int], factor: float, warmup_steps: int) -> float:
@@ -183,7 +185,7 @@ class ClickTrainingModule(L.LightningModule):
         ious, _, _ = evaluate_instance(predictor, instance, trainer.val_max_clicks)
         noc = float(clicks_to_reach(ious, trainer.val_iou, trainer.val_max_clicks))
         self.log(noc_metric(trainer), noc, prog_bar=True, batch_size=1, sync_dist=True)
-        self.log(SELECTION_METRIC, noc - TIE_WEIGHT * float(np.mean(ious)), batch_size=1, sync_dist=True)
+        self.log(SELECTION_METRIC, noc - tie_weight(trainer) * float(np.mean(ious)), batch_size=1, sync_dist=True)
         for k in MIOU_AT_CLICKS:
             if k <= len(ious):
                 self.log(f"val/miou@{k}", float(ious[k - 1]), batch_size=1, sync_dist=True)

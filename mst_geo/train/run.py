@@ -28,6 +28,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import (
     Callback,
+    Checkpoint,
     LearningRateMonitor,
     ModelCheckpoint,
     OnExceptionCheckpoint,
@@ -176,10 +177,11 @@ class InterruptCheckpoint(OnExceptionCheckpoint):
             super().on_exception(trainer, pl_module, exception)
 
 
-class FinalStepCheckpoint(Callback):
+class FinalStepCheckpoint(Checkpoint):
     """The finished step as the run's step checkpoint and ``last.ckpt`` (periodic saves stop short
     of it), so ``--resume auto`` extends a finished run from where it ended. Runs in the training
-    processes (a spawned launcher's main process never learns the final step)."""
+    processes (a spawned launcher's main process never learns the final step), after the
+    ModelCheckpoints (a Checkpoint, listed after them), so ``last.ckpt`` stays a link."""
 
     def __init__(self, checkpoints: Path):
         self.checkpoints = checkpoints
@@ -207,9 +209,6 @@ class _StartupChatter(logging.Filter):
         return not record.getMessage().startswith(self.NOISE)
 
 
-logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_StartupChatter())
-
-
 def build_loggers(out: Path) -> list[Logger]:
     """CSV always; TensorBoard as well when it is installed."""
     loggers: list[Logger] = [CSVLogger(out, name="logs")]
@@ -230,7 +229,6 @@ def build_trainer(config: TrainConfig, out: Path,
         ModelCheckpoint(dirpath=checkpoints, filename="timed", save_top_k=1, enable_version_counter=False,
                         train_time_interval=dt.timedelta(minutes=trainer.checkpoint_every_minutes)),
         InterruptCheckpoint(dirpath=checkpoints, filename="interrupted"),
-        FinalStepCheckpoint(checkpoints),
         LearningRateMonitor(logging_interval="step"),
         TQDMProgressBar(refresh_rate=max(1, min(trainer.log_every_steps, 20))),
     ]
@@ -239,6 +237,7 @@ def build_trainer(config: TrainConfig, out: Path,
         callbacks.append(ModelCheckpoint(dirpath=checkpoints, filename=BEST_NAME, save_top_k=1,
                                          monitor=SELECTION_METRIC, mode="min",
                                          enable_version_counter=False))
+    callbacks.append(FinalStepCheckpoint(checkpoints))
     if on_gpu(config):
         torch.set_float32_matmul_precision("high")
     precision, loggers = resolve_precision(config), build_loggers(out)
@@ -324,6 +323,16 @@ def train(config: TrainConfig, resume: str | None = None,
         if any((out / CHECKPOINT_DIR).glob("*.ckpt")):
             raise MSTGeoError("run folder already holds checkpoints: pass --resume auto to continue "
                               "it, or choose another --out", out)
+    chatter, lightning_log = _StartupChatter(), logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    lightning_log.addFilter(chatter)  # this run only: a notebook's own Trainers keep their lines
+    try:
+        return _train(config, out, resume_path, callbacks)
+    finally:
+        lightning_log.removeFilter(chatter)
+
+
+def _train(config: TrainConfig, out: Path, resume_path: Path | None, callbacks: Sequence[Callback]) -> Path:
+    """The run itself (``train`` checked the folder): trainer, data, network, fit, export."""
     if config.trainer.cpu_threads and not on_gpu(config):
         torch.set_num_threads(config.trainer.cpu_threads)
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)

@@ -158,13 +158,13 @@ class SceneObjects:
         return f"{self.labels_path} (feature {self.rows[position]})"
 
 
-def scene_split(data: DataSection, hold_one_out: bool = True) -> tuple[SceneObjects, SceneObjects]:
+def scene_split(data: DataSection, validates: bool = True) -> tuple[SceneObjects, SceneObjects]:
     """Training and held-out objects of ``data.scene`` / ``data.labels`` (held out by a fixed hash
-    of the feature number; objects outside the scene are dropped). ``hold_one_out`` (the run
-    validates) holds one out when the fraction rounds to none."""
+    of the feature number, at least one when the fraction rounds to none; none at all when the
+    run does not validate; objects outside the scene are dropped)."""
     labels, bands = scene_labels(data.scene, data.labels, data.scene_bands)
-    held = [hashed_holdout(f"feature/{row}", data.val_fraction) for row in range(len(labels))]
-    if hold_one_out and not any(held) and len(labels) > 1:  # a few polygons: the fraction rounds to none
+    held = [validates and hashed_holdout(f"feature/{row}", data.val_fraction) for row in range(len(labels))]
+    if validates and not any(held) and len(labels) > 1:  # a few polygons: the fraction rounds to none
         held[min(range(len(labels)), key=lambda row: holdout_rank(f"feature/{row}"))] = True
     train_rows = [row for row, out in enumerate(held) if not out]
     val_rows = [row for row, out in enumerate(held) if out]

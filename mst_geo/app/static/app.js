@@ -91,7 +91,7 @@ async function newObject() {
 async function undo() {
   const result = await api("POST", "api/undo", { object: current });
   await refresh();
-  setStatus(`undid the last click of object ${result.object}`);
+  setStatus(result.cancelled ? `new object ${result.object} cancelled` : `undid the last click of object ${result.object}`);
 }
 
 async function deleteCurrent() {
