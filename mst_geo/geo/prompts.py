@@ -125,8 +125,11 @@ class PixelMapper:
         col, row = ~self.transform @ (sx, sy)
         if not (0 <= row < self.height and 0 <= col < self.width):
             source = self.scene_crs if crs is None else CRS.from_user_input(crs)
-            not_degrees = source.is_geographic and (abs(x) > 360 or abs(y) > 90)
-            hint = "; these are not degrees: name the clicks' CRS (--clicks-crs or a 'crs' member)" if not_degrees else ""
+            hint = ""
+            if source.is_geographic and abs(x) <= 90 < abs(y) <= 180:
+                hint = "; longitude and latitude look swapped (GeoJSON gives longitude first)"
+            elif source.is_geographic and (abs(x) > 360 or abs(y) > 90):
+                hint = "; these are not degrees: name the clicks' CRS (--clicks-crs or a 'crs' member)"
             raise ValueError(f"click at ({x}, {y}) lies outside the scene{self._extent_hint(crs)}{hint}")
         if self.is_valid is not None and not self.is_valid(row, col):
             raise ValueError(f"click at ({x}, {y}) falls on nodata")
