@@ -85,6 +85,18 @@ DEEPGLOBE_COLOURS = {(0, 1, 1): 0, (1, 1, 0): 1, (1, 0, 1): 2, (0, 1, 0): 3, (0,
 """DeepGlobe land cover's binarised mask colours -> classes (urban .. barren, 6 unknown)."""
 
 
+
+def _class_of_bits() -> np.ndarray:
+    """DEEPGLOBE_COLOURS as a lookup from red*4 + green*2 + blue; the eighth colour (red) is unknown."""
+    table = np.full(8, 6, dtype=np.int64)
+    for (red, green, blue), class_id in DEEPGLOBE_COLOURS.items():
+        table[red * 4 + green * 2 + blue] = class_id
+    return table
+
+
+DEEPGLOBE_CLASS_OF_BITS = _class_of_bits()
+
+
 def _deepglobe_classes(dataset: Any, tile: int) -> np.ndarray:
     """DeepGlobe's colour mask binarised at 128 first, as the dataset's notes ask (its masks are
     not pure 0/255; torchgeo matches exact colours and sends the rest to class 0, urban, which
@@ -93,10 +105,7 @@ def _deepglobe_classes(dataset: Any, tile: int) -> np.ndarray:
 
     with Image.open(dataset.mask_fns[tile]) as image:
         bits = (np.asarray(image.convert("RGB")) >= 128).astype(np.int64)
-    table = np.full(8, 6, dtype=np.int64)
-    for (red, green, blue), class_id in DEEPGLOBE_COLOURS.items():
-        table[red * 4 + green * 2 + blue] = class_id
-    return table[bits[..., 0] * 4 + bits[..., 1] * 2 + bits[..., 2]]
+    return DEEPGLOBE_CLASS_OF_BITS[bits[..., 0] * 4 + bits[..., 1] * 2 + bits[..., 2]]
 
 
 RS_LAYOUTS: dict[str, RSLayout] = {

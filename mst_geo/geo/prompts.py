@@ -106,11 +106,10 @@ class PixelMapper:
         except ProjError:  # no valid position in the scene CRS: treated as outside the scene
             return float("inf"), float("inf")
 
-    def _extent_hint(self, crs: CRS | None) -> str:
-        """The scene's extent in the clicks' CRS: a click in the wrong CRS shows at once."""
-        source = self.scene_crs if crs is None else CRS.from_user_input(crs)
-        left, top = self.transform * (0, 0)
-        right, bottom = self.transform * (self.width, self.height)
+    def _extent_hint(self, source: CRS) -> str:
+        """The scene's extent in the clicks' CRS ``source``: a click in the wrong CRS shows at once."""
+        left, top = self.transform @ (0, 0)
+        right, bottom = self.transform @ (self.width, self.height)
         try:
             x0, y0, x1, y1 = _transformer(self.scene_crs, source).transform_bounds(
                 min(left, right), min(top, bottom), max(left, right), max(top, bottom), errcheck=True
@@ -130,7 +129,7 @@ class PixelMapper:
                 hint = "; longitude and latitude look swapped (GeoJSON gives longitude first)"
             elif source.is_geographic and (abs(x) > 360 or abs(y) > 90):
                 hint = "; these are not degrees: name the clicks' CRS (--clicks-crs or a 'crs' member)"
-            raise ValueError(f"click at ({x}, {y}) lies outside the scene{self._extent_hint(crs)}{hint}")
+            raise ValueError(f"click at ({x}, {y}) lies outside the scene{self._extent_hint(source)}{hint}")
         if self.is_valid is not None and not self.is_valid(row, col):
             raise ValueError(f"click at ({x}, {y}) falls on nodata")
         return SceneClick(x=sx, y=sy, row=row, col=col, positive=positive)

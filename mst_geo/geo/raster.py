@@ -234,8 +234,7 @@ class SceneRaster:
         as wide as high at 47°N) are resampled along their longer side, so the model sees the
         ground undistorted, as it saw photos in training."""
         window = window.intersection(self._full)
-        height, width = int(window.height), int(window.width)
-        out_h, out_w = self.read_shape(window, max_side)
+        (out_h, out_w), transform = self.read_grid(window, max_side)
         with pixel_reads(self.path):
             raw = self.dataset.read(
                 self.bands, window=window, out_shape=(3, out_h, out_w), resampling=Resampling.bilinear
@@ -246,15 +245,17 @@ class SceneRaster:
         image = (raw - self.low[:, None, None]) / (self.high - self.low)[:, None, None]
         image = np.clip(np.nan_to_num(np.moveaxis(image, 0, -1)), 0.0, 1.0)
         image[~valid] = 0.0
-        transform = self.dataset.window_transform(window) @ Affine.scale(width / out_w, height / out_h)
         return WindowImage(image=np.ascontiguousarray(image), valid=valid, window=window, transform=transform)
 
-    def read_shape(self, window: Window, max_side: int | None = None) -> tuple[int, int]:
-        """(rows, cols) of ``read(window, max_side)``: square ground pixels, longest side <= max_side."""
+    def read_grid(self, window: Window, max_side: int | None = None) -> tuple[tuple[int, int], Affine]:
+        """The (rows, cols) and pixel-to-map transform of ``read(window, max_side)``: square ground
+        pixels, longest side <= max_side."""
+        height, width = int(window.height), int(window.width)
         across, down = pixel_stretch(self.pixel_aspect)
-        ground_h, ground_w = int(window.height) * down, int(window.width) * across
-        factor = 1.0 if max_side is None else max(1.0, max(ground_h, ground_w) / max_side)
-        return max(1, round(ground_h / factor)), max(1, round(ground_w / factor))
+        factor = 1.0 if max_side is None else max(1.0, max(height * down, width * across) / max_side)
+        out_h, out_w = max(1, round(height * down / factor)), max(1, round(width * across / factor))
+        transform = self.dataset.window_transform(window) @ Affine.scale(width / out_w, height / out_h)
+        return (out_h, out_w), transform
 
     def is_valid(self, row: float, col: float) -> bool:
         """Whether the scene pixel under (row, col) holds data (not nodata, not masked, not NaN)."""
@@ -280,7 +281,7 @@ def open_scene(source: str | Path) -> DatasetReader | WarpedVRT:
 
     A north-up scene opens as it is. A rotated or flipped (south-up) geotransform, ground control
     points without a geotransform, or RPCs alone (a level-1 satellite image: warped to WGS84 at
-    height 0, GDAL's RPC transformer without a DEM) are warped on the fly (bilinear, GDAL's own
+    the RPCs' mean height, GDAL's RPC transformer without a DEM) are warped on the fly (bilinear, GDAL's own
     VRT), so callers never meet a rotated grid; a scene with none of these is refused (nothing
     would place its polygons on the map).
     """

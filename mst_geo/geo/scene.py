@@ -146,9 +146,7 @@ class ObjectSegmenter:
     def _nothing_yet(self, clicks: tuple[SceneClick, ...]) -> ObjectMask:
         """An empty result around negative clicks alone (no pixels read, no model call)."""
         window = self._initial_window(clicks)
-        shape = self.raster.read_shape(window, self.input_size)  # the grid a read of it would have
-        transform = self.raster.dataset.window_transform(window) @ Affine.scale(
-            window.width / shape[1], window.height / shape[0])
+        shape, transform = self.raster.read_grid(window, self.input_size)  # the grid a read of it would have
         return ObjectMask(np.zeros(shape, np.float32), np.ones(shape, bool), window, transform, clicks)
 
     def _find_scale(self, result: ObjectMask) -> ObjectMask:

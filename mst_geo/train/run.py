@@ -150,7 +150,7 @@ def check_resumable(path: Path, module: L.LightningModule, max_steps: int) -> No
     a checkpoint of ``mst-geo train``, one of another network (a run started with another
     ``--init``/preset), or one already at ``--max-steps``."""
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)  # shapes only: no tensor read
     except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as error:
         raise MSTGeoError(f"--resume: not a Lightning checkpoint ({type(error).__name__})", path) from None
     state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
