@@ -270,3 +270,29 @@ def test_a_cut_off_settings_file_is_a_clear_error(iseg_root, tmp_path):
     assert str(result.exception).startswith(f"{out / 'run.json'}: is not valid JSON")
     assert [p.name for p in out.iterdir()] == ["run.json"]  # nothing written, the settings file untouched
     assert (out / "run.json").read_text() == '{"max_clicks": 2'
+
+
+def test_cli_benchmarks_a_set_in_the_images_folder_layout_by_path(iseg_root, tmp_path):
+    """A set without a layout of its own (RITM's img/ + gt/), named by its folder's path: its
+    folder name is its row, and one name given twice is refused before anything runs."""
+    folder = tmp_path / "sets" / "MyPhotos"
+    (folder / "img").mkdir(parents=True)
+    (folder / "gt").mkdir()
+    for stem in ("106024", "124080"):
+        shutil.copy(iseg_root / "GrabCut" / "data_GT" / f"{stem}.jpg", folder / "img" / f"{stem}.jpg")
+        shutil.copy(iseg_root / "GrabCut" / "boundary_GT" / f"{stem}.bmp", folder / "gt" / f"{stem}.bmp")
+    out = tmp_path / "o"
+    base = ["bench", "noc", "--model", "disk", "--max-clicks", "3", "--out", str(out)]
+    result = CliRunner().invoke(app, [*base, "--datasets", str(folder)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "results.json").read_text())["results"]["disk"]
+    assert list(summary) == ["MyPhotos"] and summary["MyPhotos"]["n"] == 2
+    # the same two GrabCut objects under their own layout score the same
+    reference = run_noc_benchmark(["disk"], ["GrabCut"], tmp_path / "ref", data_root=iseg_root, limit=2,
+                                  max_clicks=3, progress=False)["disk"]["GrabCut"]
+    assert summary["MyPhotos"]["miou"] == pytest.approx(reference["miou"])
+
+    twice = CliRunner().invoke(app, [*base, "--datasets", f"{folder},MyPhotos", "--data-root", str(folder.parent),
+                                     "--out", str(tmp_path / "o2")])
+    assert isinstance(twice.exception, MSTGeoError) and "'MyPhotos' twice" in str(twice.exception)
+    assert not (tmp_path / "o2").exists()

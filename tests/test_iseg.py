@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mst_geo.data.iseg import canonical_name, load_iseg_dataset
+from mst_geo.data.iseg import known_name, load_iseg_dataset
 from mst_geo.errors import MSTGeoError
 
 
@@ -145,7 +145,7 @@ def test_user_errors_are_clear(iseg_root, tmp_path):
     (tmp_path / "GrabCut" / "data_GT").mkdir(parents=True)
     with pytest.raises(MSTGeoError, match="boundary_GT: folder missing"):
         load_iseg_dataset("GrabCut", tmp_path)
-    assert canonical_name("coco_mval") == "COCO_MVal"
+    assert known_name("coco_mval") == "COCO_MVal"
 
 
 def _davis_with_mask(iseg_root: Path, root: Path, mask: np.ndarray, name: str = "bear") -> Path:
@@ -193,4 +193,57 @@ def test_empty_masks_and_stray_files(iseg_root, tmp_path):
 @pytest.mark.parametrize(("given", "known"), [("coco-mval", "COCO_MVal"), ("COCO+LVIS", "COCO_LVIS"),
                                                ("pascal_voc", "PascalVOC"), ("VOC", "PascalVOC"), ("sbd", "SBD")])
 def test_dataset_names_ignore_case_and_separators(given, known):
-    assert canonical_name(given) == known
+    assert known_name(given) == known
+
+
+def _images_folder_set(iseg_root: Path, folder: Path, image_dir: str = "img", mask_dir: str = "gt") -> np.ndarray:
+    """A set in RITM's images-folder layout: one real photo, two objects (``_0``/``_1``) and a
+    trimap mask of another photo; returns the photo's real GrabCut object mask."""
+    (folder / image_dir).mkdir(parents=True)
+    (folder / mask_dir).mkdir()
+    shutil.copy(_real_photo(iseg_root), folder / image_dir / "cell_7.jpg")
+    shutil.copy(iseg_root / "GrabCut" / "data_GT" / "124080.jpg", folder / image_dir / "slice.jpg")
+    trimap = np.asarray(Image.open(iseg_root / "GrabCut" / "boundary_GT" / "124080.bmp").convert("L"))
+    Image.fromarray(trimap).save(folder / mask_dir / "slice.png")
+    grabcut = np.asarray(Image.open(iseg_root / "GrabCut" / "boundary_GT" / "106024.bmp").convert("L"))
+    obj = (grabcut > 128).astype(np.uint8)
+    left = obj.copy()
+    left[:, obj.shape[1] // 2:] = 0
+    Image.fromarray(left).save(folder / mask_dir / "cell_7_0.png")  # a 0/1 mask
+    Image.fromarray((obj - left) * 255).save(folder / mask_dir / "cell_7_1.png")  # a 0/255 mask
+    return obj
+
+
+@pytest.mark.parametrize(("image_dir", "mask_dir"), [("img", "gt"), ("images", "masks"), ("Images", "Labels")])
+def test_any_other_set_in_the_images_folder_layout(iseg_root, tmp_path, image_dir, mask_dir):
+    """ssTEM, BraTS, OAIZIB or one's own photos: no layout of their own, read like RITM's
+    ImagesDirDataset, by name under the root (any case) or by the folder's path."""
+    obj = _images_folder_set(iseg_root, tmp_path / "ssTEM", image_dir, mask_dir)
+    by_name = load_iseg_dataset("sstem", tmp_path)
+    by_path = load_iseg_dataset(str(tmp_path / "ssTEM"), "/nonexistent")
+    assert by_name.name == by_path.name == "ssTEM"
+    assert [r.name for r in by_name.refs] == [r.name for r in by_path.refs] == ["cell_7_0", "cell_7_1", "slice"]
+    assert [r.image_path.name for r in by_name.refs] == ["cell_7.jpg", "cell_7.jpg", "slice.jpg"]
+    first, second, trimap = by_name[0], by_name[1], by_name[2]
+    assert first.image_id == second.image_id == "cell_7"
+    assert set(np.unique(first.mask)) == set(np.unique(second.mask)) == {0, 1}
+    assert np.array_equal(first.mask | second.mask, obj) and not (first.mask & second.mask).any()
+    raw = np.asarray(Image.open(iseg_root / "GrabCut" / "boundary_GT" / "124080.bmp").convert("L"))
+    assert np.array_equal(trimap.mask == 255, raw == 128)  # the trimap's unknown band is ignored
+    assert np.array_equal(trimap.mask == 1, raw > 128)
+
+
+def test_images_folder_layout_errors_name_the_folder(iseg_root, tmp_path):
+    (tmp_path / "Mine" / "photos").mkdir(parents=True)
+    with pytest.raises(MSTGeoError, match="not a known dataset, nor an image folder .* beside a mask folder") as error:
+        load_iseg_dataset("Mine", tmp_path)
+    assert str(tmp_path / "Mine") in str(error.value)
+    with pytest.raises(MSTGeoError, match="unknown dataset 'Nothere': no folder of that name") as error:
+        load_iseg_dataset("Nothere", tmp_path)
+    assert str(tmp_path) in str(error.value)
+    (tmp_path / "Mine" / "img").mkdir()
+    (tmp_path / "Mine" / "gt").mkdir()
+    shutil.copy(_real_photo(iseg_root), tmp_path / "Mine" / "img" / "a.jpg")
+    Image.fromarray(np.ones((5, 5), np.uint8)).save(tmp_path / "Mine" / "gt" / "b.png")
+    with pytest.raises(MSTGeoError, match="no image with the same name for this mask"):
+        load_iseg_dataset("Mine", tmp_path)

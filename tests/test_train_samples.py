@@ -136,3 +136,31 @@ def test_batches_follow_the_global_step_with_any_worker_count(dataset):
     for single, parallel in zip(*loaded, strict=True):
         assert all(torch.equal(single[key], parallel[key]) for key in single)
     assert torch.equal(loaded[1][0]["image"][0], dataset[14]["image"])
+
+
+def test_own_photos_in_the_images_folder_layout_train(iseg_root, tmp_path):
+    """A set without a layout of its own (images/ + masks/, two objects of one photo as
+    ``<stem>_<k>``) trains: one image group per photo, masks read by the generic rule, and
+    samples come out of it; GrabCut named by its path is still refused."""
+    import shutil
+
+    from PIL import Image
+
+    own = tmp_path / "OwnPhotos"
+    (own / "images").mkdir(parents=True)
+    (own / "masks").mkdir()
+    for k, ccp_id in enumerate(("0005", "0007")):
+        shutil.copy(iseg_root / "CCP" / "img" / f"{ccp_id}.jpg", own / "images" / f"p{k}.jpg")
+        for j, mask in enumerate(sorted((iseg_root / "CCP" / "gt").glob(f"{ccp_id}_*.png"))[:2]):
+            Image.open(mask).save(own / "masks" / f"p{k}_{j}.png")
+    train, val = build_split(tmp_path, ["OwnPhotos"], val_fraction=0.0)
+    assert not val.groups and [g.key for g in train.groups] == ["OwnPhotos/p0", "OwnPhotos/p1"]
+    assert [len(g.refs) for g in train.groups] == [2, 2]
+    person = np.asarray(Image.open(sorted((iseg_root / "CCP" / "gt").glob("0005_*.png"))[0]))
+    assert np.array_equal(train.groups[0].read_mask(0), (person > 0).astype(np.uint8))
+    recipe = SampleRecipe.from_config(DataSection(crop_size=96, min_object_area=100))
+    samples = ClickSampleSet(IsegObjects(train), recipe, MultiPointSampler(), seed=0)
+    sample = samples[0]
+    assert sample["image"].shape == (3, 96, 96) and (sample["target"] > 0).sum() >= 16
+    with pytest.raises(MSTGeoError, match="GrabCut: benchmark set"):
+        build_split(tmp_path, [str(iseg_root / "GrabCut")], 0.1)

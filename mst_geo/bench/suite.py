@@ -12,28 +12,24 @@ from pathlib import Path
 from mst_geo.bench.loop import SETTINGS_FILE, InstanceSource, load_rows, run_noc
 from mst_geo.bench.methods import method_identity, method_labels, resolve_method
 from mst_geo.bench.report import common_rows, write_report
-from mst_geo.data.iseg import LAYOUTS, canonical_name, load_iseg_dataset
-from mst_geo.data.rs import RS_LAYOUTS, load_rs_dataset, rs_dataset_name
+from mst_geo.data.iseg import dataset_location, load_iseg_dataset
+from mst_geo.data.rs import load_rs_dataset, rs_dataset_name
 from mst_geo.errors import MSTGeoError
 
 DEFAULT_DATA_ROOT = Path("../shared/data/iseg")
 
 
 def load_bench_dataset(name: str, data_root: Path, limit: int | None = None) -> tuple[str, InstanceSource]:
-    """``(canonical name, instances)``: an interactive-segmentation set or a remote-sensing one
-    (torchgeo layout in ``data_root/<name>``), the latter scanned only as far as ``limit``."""
-    if not data_root.is_dir():
+    """``(canonical name, instances)``: an interactive-segmentation set (by name under ``data_root``,
+    or by path; any set in RITM's images-folder layout), or a remote-sensing one (torchgeo layout in
+    ``data_root/<name>``), the latter scanned only as far as ``limit``."""
+    if not dataset_location(name, data_root)[0].is_dir():
         raise MSTGeoError("data root is not a folder (set --data-root)", data_root)
     rs_name = rs_dataset_name(name)
     if rs_name is not None:
         return rs_name, load_rs_dataset(rs_name, data_root / rs_name, max_instances=limit)
-    try:
-        iseg_name = canonical_name(name)
-    except MSTGeoError:
-        raise MSTGeoError(
-            f"unknown dataset {name!r}; known: {', '.join(list(LAYOUTS) + list(RS_LAYOUTS))}"
-        ) from None
-    return iseg_name, load_iseg_dataset(iseg_name, data_root)
+    dataset = load_iseg_dataset(name, data_root)
+    return dataset.name, dataset
 
 
 def run_noc_benchmark(
@@ -70,7 +66,12 @@ def run_noc_benchmark(
     if any(not 0 < t <= 1 for t in thresholds):
         raise MSTGeoError(f"--iou values must be in (0, 1], got {list(thresholds)}")
     data_root = Path(DEFAULT_DATA_ROOT if data_root is None else data_root)
-    loaded = dict(load_bench_dataset(name, data_root, limit) for name in datasets)
+    loaded: dict[str, InstanceSource] = {}
+    for name in datasets:
+        table_name, instances = load_bench_dataset(name, data_root, limit)
+        if table_name in loaded:
+            raise MSTGeoError(f"--datasets names {table_name!r} twice (a folder's name is its row in the tables)")
+        loaded[table_name] = instances
     scene_records = []  # as the settings record them (a URL without its query)
     if scenes:
         from mst_geo.bench.scene_set import LabelledScene  # rasterio/geopandas only for scenes

@@ -16,6 +16,11 @@ indexed. Layouts (``root`` holds one folder per dataset, as in ``../shared/data/
 - SBD      ``<split>.txt``, ``img/*.jpg``, ``inst/*.mat`` (``GTinst.Segmentation``), per object;
   the folder may also be the official tar's ``benchmark_RELEASE/dataset``
 - COCO_LVIS ``<split>/images/*.jpg``, ``<split>/lvis_<split>.json`` (polygons), per annotation
+- any other set (ssTEM, BraTS, OAIZIB, your own photos, ...) in RITM's images-folder layout: a
+  folder named after the set holding an image folder (``img``, ``images``, ...) and a mask folder
+  (``gt``, ``masks``, ...) with one mask per object, ``<stem>.png`` or ``<stem>_<k>.png`` for
+  several objects of one image; any value above 0 is the object, except in a GrabCut-style trimap
+  (values 0/128/255), whose 128 band is ignored. ``--datasets`` may also name the folder's path.
 
 Hidden files (macOS ``._*`` copies) are not instances; a mask with no object pixel is an error
 naming it, not a free perfect score.
@@ -69,7 +74,8 @@ class ISegDataset(Sequence[Instance]):
     def __init__(self, name: str, refs: Sequence[InstanceRef], read_mask: MaskReader):
         self.name = name
         self.refs = list(refs)
-        self._read_mask = read_mask
+        self.read_mask = read_mask
+        """The set's rule from a ref's stored mask to 1/0/255 (shared with the trainer's image groups)."""
 
     def __len__(self) -> int:
         return len(self.refs)
@@ -81,7 +87,7 @@ class ISegDataset(Sequence[Instance]):
     def __getitem__(self, index: int) -> Instance:  # type: ignore[override]
         ref = self.refs[index]
         image = read_rgb(ref.image_path)
-        mask = self._read_mask(ref)
+        mask = self.read_mask(ref)
         if not (mask == 1).any():
             raise MSTGeoError("mask holds no object pixel (an empty instance cannot be scored)", ref.mask_path)
         if mask.shape != image.shape[:2]:
@@ -189,12 +195,13 @@ def _image_for(images: dict[str, Path], stem: str, mask_path: Path) -> Path:
     raise MSTGeoError("no image with the same name for this mask", mask_path)
 
 
-def _paired(folder: Path, image_dir: str, mask_dir: str) -> list[InstanceRef]:
+def _paired(folder: Path, image_dir: str, mask_dir: str,
+            image_for: Callable[[dict[str, Path], str, Path], Path] = _image_for) -> list[InstanceRef]:
     """One instance per mask file, its image found by name in the sibling folder."""
     images = {p.stem: p for p in _files(folder / image_dir)}
     refs = []
     for mask_path in _files(folder / mask_dir):
-        image_path = _image_for(images, mask_path.stem, mask_path)
+        image_path = image_for(images, mask_path.stem, mask_path)
         refs.append(InstanceRef(image_path, mask_path, mask_path.stem, image_path.stem))
     return refs
 
@@ -296,6 +303,55 @@ def _polygon_mask(ref: InstanceRef) -> np.ndarray:
     return mask
 
 
+IMAGE_FOLDERS = ("img", "images", "image", "imgs")
+MASK_FOLDERS = ("gt", "masks", "mask", "gts", "labels", "label", "annotations")
+"""Folder names of RITM's images-folder layout and its common variants, in order of preference."""
+
+
+def _subfolder(folder: Path, names: Sequence[str]) -> str | None:
+    """The first of ``names`` that ``folder`` holds as a folder, whatever its case."""
+    present = {p.name.lower(): p.name for p in folder.iterdir() if p.is_dir()}
+    return next((present[name] for name in names if name in present), None)
+
+
+def _image_for_numbered(images: dict[str, Path], stem: str, mask_path: Path) -> Path:
+    """The image of a generic set's mask: same stem, or ``<stem>_<k>`` for its k-th object."""
+    numbered = re.fullmatch(r"(.+)_\d+", stem)
+    if stem not in images and numbered and numbered.group(1) in images:
+        return images[numbered.group(1)]
+    return _image_for(images, stem, mask_path)
+
+
+def _generic_mask(ref: InstanceRef) -> np.ndarray:
+    """RITM's rule (above 0 is the object), or GrabCut's when the mask is a 0/128/255 trimap."""
+    raw = _read_gray(ref.mask_path)
+    values = set(np.unique(raw).tolist())
+    if {128, 255} <= values <= {0, 128, 255}:
+        mask = (raw > 128).astype(np.uint8)
+        mask[raw == 128] = IGNORE
+        return mask
+    return (raw > 0).astype(np.uint8)
+
+
+def _generic_dataset(folder: Path) -> ISegDataset:
+    """A set of unknown name in the images-folder layout (module docstring)."""
+    image_dir, mask_dir = _subfolder(folder, IMAGE_FOLDERS), _subfolder(folder, MASK_FOLDERS)
+    if image_dir is None or mask_dir is None:
+        raise MSTGeoError(f"not a known dataset, nor an image folder ({', '.join(IMAGE_FOLDERS)}) beside a "
+                          f"mask folder ({', '.join(MASK_FOLDERS)})", folder)
+    refs = _paired(folder, image_dir, mask_dir, _image_for_numbered)
+    if not refs:
+        raise MSTGeoError(f"no masks in {mask_dir}/", folder)
+    return ISegDataset(folder.name, refs, _generic_mask)
+
+
+def _named_folder(root: Path, name: str) -> Path | None:
+    """``root/name``, matched like dataset names (case, ``_``/``-``/``+`` aside)."""
+    if (root / name).is_dir():
+        return root / name
+    return next((p for p in sorted(root.iterdir()) if p.is_dir() and name_key(p.name) == name_key(name)), None)
+
+
 @dataclass(frozen=True)
 class _Layout:
     folders: tuple[str, ...]
@@ -333,24 +389,39 @@ def name_key(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
-def canonical_name(name: str) -> str:
-    """The known spelling of a dataset name (case, ``_``/``-``/``+`` and aliases such as VOC aside)."""
+def known_name(name: str) -> str | None:
+    """The known spelling of a dataset name (case, ``_``/``-``/``+`` and aliases such as VOC aside),
+    None for a set without a layout of its own (read in the generic images-folder layout)."""
     lookup = {name_key(key): key for key in LAYOUTS} | {name_key(a): t for a, t in ALIASES.items()}
-    try:
-        return lookup[name_key(name)]
-    except KeyError:
-        raise MSTGeoError(f"unknown dataset {name!r}; known: {', '.join(LAYOUTS)}") from None
+    return lookup.get(name_key(name))
+
+
+def dataset_location(name: str, root: str | Path) -> tuple[Path, str]:
+    """``(root, name)`` of a dataset named by name under ``root`` or by its folder's path (a name
+    holding a slash)."""
+    if "/" in name or "\\" in name:
+        return Path(name).parent, Path(name).name
+    return Path(root), name
 
 
 def load_iseg_dataset(name: str, root: str | Path, split: str = "val") -> ISegDataset:
     """The dataset ``name`` under ``root`` (a folder holding one folder per dataset).
 
+    ``name`` may also be a folder's path (it holds a slash), read as that folder's set. A name
+    without a layout of its own is read in the generic images-folder layout (module docstring).
     ``split`` matters only for the sets that ship several (PascalVOC, SBD, COCO_LVIS).
     """
-    root = Path(root)
+    root, name = dataset_location(name, root)
     if not root.is_dir():
         raise MSTGeoError("data root is not a folder", root)
-    name = canonical_name(name)
+    known = known_name(name)
+    if known is None:
+        folder = _named_folder(root, name)
+        if folder is None:
+            raise MSTGeoError(f"unknown dataset {name!r}: no folder of that name here, and not one of "
+                              f"{', '.join(LAYOUTS)}", root)
+        return _generic_dataset(folder)
+    name = known
     layout = LAYOUTS[name]
     present = [root / f for f in layout.folders if (root / f).is_dir()]
     folder = next((f for f in present if layout.marker is None or (f / layout.marker).exists()),

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mst_geo.data.iseg import BENCHMARK_SETS, LAYOUTS, InstanceRef, canonical_name, load_iseg_dataset, read_rgb
+from mst_geo.data.iseg import (BENCHMARK_SETS, InstanceRef, ISegDataset, MaskReader, known_name, load_iseg_dataset,
+                               read_rgb)
 from mst_geo.errors import MSTGeoError
 
 VAL_LIST_NAME = "val.txt"
@@ -30,6 +31,8 @@ class ImageGroup:
     dataset: str
     image_id: str
     refs: tuple[InstanceRef, ...]
+    mask_rule: MaskReader
+    """The dataset's rule from a stored mask to 1/0/255 (a module-level function: it pickles)."""
 
     @property
     def key(self) -> str:
@@ -40,7 +43,7 @@ class ImageGroup:
 
     def read_mask(self, which: int) -> np.ndarray:
         """Mask ``which`` of this image, uint8 1 object / 0 background / 255 ignore."""
-        return LAYOUTS[self.dataset].read_mask(self.refs[which])
+        return self.mask_rule(self.refs[which])
 
 
 @dataclass(frozen=True)
@@ -71,13 +74,13 @@ SAME_PHOTO_KEYS = {"COCO_MVal": lambda image_id: image_id.rsplit("_", 1)[-1]}
 ``<category><nn>_<coco id>``, so the COCO id identifies the photo."""
 
 
-def group_by_image(dataset_name: str, refs: Sequence[InstanceRef]) -> list[ImageGroup]:
+def group_by_image(dataset: ISegDataset) -> list[ImageGroup]:
     """Instances of the same photo become one group (first-seen order kept)."""
-    photo_key = SAME_PHOTO_KEYS.get(dataset_name, lambda image_id: image_id)
+    photo_key = SAME_PHOTO_KEYS.get(dataset.name, lambda image_id: image_id)
     by_photo: dict[str, list[InstanceRef]] = {}
-    for ref in refs:
+    for ref in dataset.refs:
         by_photo.setdefault(photo_key(ref.image_id), []).append(ref)
-    return [ImageGroup(dataset_name, key, tuple(group)) for key, group in by_photo.items()]
+    return [ImageGroup(dataset.name, key, tuple(group), dataset.read_mask) for key, group in by_photo.items()]
 
 
 def holdout_rank(key: str) -> int:
@@ -113,7 +116,7 @@ def build_split(root: str | Path, datasets: Sequence[str], val_fraction: float,
     held_out = read_val_list(list_path) if list_path.is_file() else None
     if not datasets:
         raise MSTGeoError("no training datasets named (data.datasets / --datasets)", root)
-    benchmarks = sorted({canonical_name(name) for name in datasets} & set(BENCHMARK_SETS))
+    benchmarks = sorted({known_name(Path(name).name) for name in datasets} & set(BENCHMARK_SETS))
     if benchmarks:
         raise MSTGeoError(f"{', '.join(benchmarks)}: benchmark set(s) the README reports, never trained on; "
                           "train on COCO_MVal, DUTS_TR, CCP or your own data", root)
@@ -121,7 +124,7 @@ def build_split(root: str | Path, datasets: Sequence[str], val_fraction: float,
     val: list[ImageGroup] = []
     for name in datasets:
         dataset = load_iseg_dataset(name, root, split="train")
-        groups = group_by_image(dataset.name, dataset.refs)[:max_images]
+        groups = group_by_image(dataset)[:max_images]
         for group in groups:
             in_val = (group.key in held_out) if held_out is not None else hashed_holdout(
                 group.key, val_fraction)
