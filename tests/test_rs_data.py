@@ -120,6 +120,58 @@ def test_deepglobe_colour_masks(naip_rgb, tmp_path):
     assert (rangeland.mask == 255).any()  # unknown is ignored
 
 
+ISPRS_COLOURS = np.array([(255, 0, 0), (255, 255, 255), (0, 0, 255), (0, 255, 255), (0, 255, 0), (255, 255, 0)], np.uint8)
+
+
+def _isprs_label(background: int, small: int, medium: int, large: int) -> np.ndarray:
+    """A colour label tile (ISPRS palette) with a black boundary band as in the eroded label files
+    and colours a little off pure, as a resampled or re-saved label would be."""
+    label = ISPRS_COLOURS[_classes_with_three_sizes(background, small, medium, large)]
+    label[label == 255] = 252
+    label[:, 295:] = 0  # eroded boundary: ignored
+    return label
+
+
+def test_potsdam_rgbir_tiles_and_colour_labels(shared_data, tmp_path):
+    """Potsdam as unpacked from its zips: 4-band RGBIR GeoTIFFs (the real NAIP R,G,B,NIR pixels)
+    in 4_Ortho_RGBIR/ and colour labels beside them; cars, trees, buildings, low vegetation are
+    objects, impervious surfaces and clutter background."""
+    root = tmp_path / "Potsdam"
+    (root / "4_Ortho_RGBIR").mkdir(parents=True)
+    with rasterio.open(shared_data / "rs" / "naip_m_4709963_se_14_1_20200831.tif") as scene:
+        rgbir = scene.read(window=((200, 200 + TILE), (300, 300 + TILE)))
+    profile = dict(driver="GTiff", width=TILE, height=TILE, dtype="uint8", crs="EPSG:32633",
+                   transform=from_origin(366000, 5808000, 0.05, 0.05))
+    with rasterio.open(root / "4_Ortho_RGBIR" / "top_potsdam_2_13_RGBIR.tif", "w", count=4, **profile) as image:
+        image.write(rgbir)
+    label = _isprs_label(background=1, small=5, medium=4, large=2)  # impervious; car, tree, building
+    with rasterio.open(root / "top_potsdam_2_13_label.tif", "w", count=3, **profile) as out:
+        out.write(label.transpose(2, 0, 1))
+    instances = load_rs_dataset("Potsdam2D", root)
+    names = [instances.name_of(i) for i in range(len(instances))]
+    assert names == ["top_potsdam_2_13_RGBIR_building_1", "top_potsdam_2_13_RGBIR_tree_1",
+                     "top_potsdam_2_13_RGBIR_car_1"]
+    car = instances[2]
+    assert np.count_nonzero(car.mask == 1) == 100
+    building = instances[0]
+    assert np.array_equal(building.image, rgbir[:3].transpose(1, 2, 0))  # R,G,B of the RGBIR tile
+    assert np.array_equal(building.mask == 255, np.pad(np.ones((TILE, 5), bool), ((0, 0), (295, 0))))
+    assert np.count_nonzero(building.mask == 1) == 260 * 260 - 1600 - 100 - 2
+
+
+def test_vaihingen_irrg_tiles(naip_rgb, tmp_path):
+    root = tmp_path / "Vaihingen"
+    (root / "top").mkdir(parents=True)
+    Image.fromarray(naip_rgb).save(root / "top" / "top_mosaic_09cm_area6.tif")
+    Image.fromarray(_isprs_label(background=0, small=5, medium=2, large=3)).save(root / "top_mosaic_09cm_area6.tif")
+    instances = load_rs_dataset("ISPRS-Vaihingen", root)
+    assert [instances.name_of(i) for i in range(len(instances))] == [
+        "top_mosaic_09cm_area6_building_1", "top_mosaic_09cm_area6_low_vegetation_1", "top_mosaic_09cm_area6_car_1"]
+    assert np.array_equal(instances[2].image, naip_rgb[:256, :256])  # the IRRG bands as they are
+    with pytest.raises(MSTGeoError, match="not a Vaihingen dataset"):
+        load_rs_dataset("Vaihingen", tmp_path)
+
+
 def test_rs_errors_name_the_folder(tmp_path):
     with pytest.raises(MSTGeoError, match="not a LoveDA dataset"):
         load_rs_dataset("LoveDA", tmp_path)

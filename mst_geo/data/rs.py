@@ -2,7 +2,9 @@
 objects (connected components per class), each served as a crop around the object.
 
 The torchgeo classes know the real on-disk layouts (LoveDA ``Train|Val/Urban|Rural/images_png``,
-Inria ``AerialImageDataset/train/{images,gt}``, DeepGlobe ``data/{training,test}_data``); they
+Inria ``AerialImageDataset/train/{images,gt}``, DeepGlobe ``data/{training,test}_data``, Potsdam
+``4_Ortho_RGBIR/*_RGBIR.tif`` beside ``*_label.tif``, Vaihingen ``top/*.tif`` beside the label
+files of the same name; the ISPRS sets also as their zips, which torchgeo unpacks); they
 are imported inside functions so ``mst_geo.data`` stays importable without the geo stack.
 Object sizes are measured at native resolution and binned as small (< 32² px), medium and
 large (> 256² px), the breakdown the bench reports.
@@ -81,31 +83,46 @@ def _open_deepglobe(root: Path, split: str) -> Any:
     return DeepGlobeLandCover(root, split=split)
 
 
-DEEPGLOBE_COLOURS = {(0, 1, 1): 0, (1, 1, 0): 1, (1, 0, 1): 2, (0, 1, 0): 3, (0, 0, 1): 4, (1, 1, 1): 5, (0, 0, 0): 6}
-"""DeepGlobe land cover's binarised mask colours -> classes (urban .. barren, 6 unknown)."""
+def _open_potsdam(root: Path, split: str) -> Any:
+    from torchgeo.datasets import Potsdam2D
+
+    return Potsdam2D(root, split=split)
 
 
+def _open_vaihingen(root: Path, split: str) -> Any:
+    from torchgeo.datasets import Vaihingen2D
 
-def _class_of_bits() -> np.ndarray:
-    """DEEPGLOBE_COLOURS as a lookup from red*4 + green*2 + blue; the eighth colour (red) is unknown."""
-    table = np.full(8, 6, dtype=np.int64)
-    for (red, green, blue), class_id in DEEPGLOBE_COLOURS.items():
+    return Vaihingen2D(root, split=split)
+
+
+def _colour_lookup(colours: dict[tuple[int, int, int], int], unknown: int) -> np.ndarray:
+    """Classes of colour masks binarised at 128, as a lookup from red*4 + green*2 + blue; the
+    colours outside ``colours`` are ``unknown``."""
+    table = np.full(8, unknown, dtype=np.int64)
+    for (red, green, blue), class_id in colours.items():
         table[red * 4 + green * 2 + blue] = class_id
     return table
 
 
-DEEPGLOBE_CLASS_OF_BITS = _class_of_bits()
-
-
-def _deepglobe_classes(dataset: Any, tile: int) -> np.ndarray:
-    """DeepGlobe's colour mask binarised at 128 first, as the dataset's notes ask (its masks are
-    not pure 0/255; torchgeo matches exact colours and sends the rest to class 0, urban, which
-    made specks of false urban objects). A colour outside the palette (red) is unknown."""
+def _colour_classes(path: str, lookup: np.ndarray) -> np.ndarray:
+    """A colour mask's class map, binarised at 128 first: torchgeo matches exact colours and
+    sends the rest to class 0, so a mask that is not pure 0/255 (DeepGlobe's) gave specks of
+    false objects, and a colour outside the palette became class 0 rather than unknown."""
     from PIL import Image
 
-    with Image.open(dataset.mask_fns[tile]) as image:
+    with Image.open(path) as image:
         bits = (np.asarray(image.convert("RGB")) >= 128).astype(np.int64)
-    return DEEPGLOBE_CLASS_OF_BITS[bits[..., 0] * 4 + bits[..., 1] * 2 + bits[..., 2]]
+    return lookup[bits[..., 0] * 4 + bits[..., 1] * 2 + bits[..., 2]]
+
+
+DEEPGLOBE_CLASS_OF_BITS = _colour_lookup(
+    {(0, 1, 1): 0, (1, 1, 0): 1, (1, 0, 1): 2, (0, 1, 0): 3, (0, 0, 1): 4, (1, 1, 1): 5, (0, 0, 0): 6}, unknown=6)
+"""DeepGlobe land cover: urban .. barren, 6 unknown (black, and red, which is not in its palette)."""
+
+ISPRS_CLASS_OF_BITS = _colour_lookup(
+    {(1, 0, 0): 0, (1, 1, 1): 1, (0, 0, 1): 2, (0, 1, 1): 3, (0, 1, 0): 4, (1, 1, 0): 5}, unknown=6)
+"""ISPRS Potsdam/Vaihingen (torchgeo's class order): clutter, impervious surfaces, building, low
+vegetation, tree, car; 6 unknown (black: the eroded-boundary label files' boundaries)."""
 
 
 RS_LAYOUTS: dict[str, RSLayout] = {
@@ -121,10 +138,23 @@ RS_LAYOUTS: dict[str, RSLayout] = {
     "DeepGlobe": RSLayout(
         _open_deepglobe,
         {0: "urban", 1: "agriculture", 2: "rangeland", 3: "forest", 4: "water", 5: "barren"},
-        (6,), "test", lambda ds, i: ds.image_fns[i], _deepglobe_classes,
+        (6,), "test", lambda ds, i: ds.image_fns[i],
+        lambda ds, i: _colour_classes(ds.mask_fns[i], DEEPGLOBE_CLASS_OF_BITS),
+    ),
+    # ISPRS Potsdam (RGBIR tiles: R,G,B used) and Vaihingen (IRRG tiles: the false colour is used as
+    # RGB, as is usual for it): buildings, low vegetation, trees and cars; impervious surfaces (one
+    # network over the whole tile) and clutter are background, the boundary colour ignored
+    "Potsdam": RSLayout(
+        _open_potsdam, {2: "building", 3: "low_vegetation", 4: "tree", 5: "car"}, (6,), "test",
+        lambda ds, i: ds.files[i]["image"], lambda ds, i: _colour_classes(ds.files[i]["mask"], ISPRS_CLASS_OF_BITS),
+    ),
+    "Vaihingen": RSLayout(
+        _open_vaihingen, {2: "building", 3: "low_vegetation", 4: "tree", 5: "car"}, (6,), "test",
+        lambda ds, i: ds.files[i]["image"], lambda ds, i: _colour_classes(ds.files[i]["mask"], ISPRS_CLASS_OF_BITS),
     ),
 }
-RS_ALIASES = {"InriaAerialImageLabeling": "Inria", "DeepGlobeLandCover": "DeepGlobe"}
+RS_ALIASES = {"InriaAerialImageLabeling": "Inria", "DeepGlobeLandCover": "DeepGlobe", "Potsdam2D": "Potsdam",
+              "Vaihingen2D": "Vaihingen", "ISPRSPotsdam": "Potsdam", "ISPRSVaihingen": "Vaihingen"}
 
 
 def rs_dataset_name(name: str) -> str | None:
@@ -238,7 +268,7 @@ class RSInstances:
 
 
 def load_rs_dataset(name: str, root: str | Path, split: str | None = None, max_instances: int | None = None) -> RSInstances:
-    """Objects of remote-sensing dataset ``name`` (LoveDA, Inria, DeepGlobe) found under ``root``."""
+    """Objects of remote-sensing dataset ``name`` (LoveDA, Inria, DeepGlobe, Potsdam, Vaihingen) found under ``root``."""
     canonical = rs_dataset_name(name)
     if canonical is None:
         raise MSTGeoError(f"unknown remote-sensing dataset {name!r}; known: {', '.join(RS_LAYOUTS)}")
