@@ -50,14 +50,15 @@ def test_object_window_holds_the_object_with_context():
     assert object_window((0, 0, 50, 50), (120, 80), 256, 1.5) == (0, 0, 120, 80)  # cut to the image
 
 
-def _write_loveda(root: Path, rgb: np.ndarray) -> None:
+def _write_loveda(root: Path, rgb: np.ndarray, split: str = "Val", tiles: tuple[str, ...] = ("1366",)) -> None:
     labels = _classes_with_three_sizes(background=1, small=2, medium=4, large=7)  # building, water, agriculture
     labels[:, :5] = 0  # a strip of no-data
     for scene in ("Urban", "Rural"):
-        (root / "Val" / scene / "images_png").mkdir(parents=True)
-        (root / "Val" / scene / "masks_png").mkdir(parents=True)
-    Image.fromarray(rgb).save(root / "Val" / "Urban" / "images_png" / "1366.png")
-    Image.fromarray(labels).save(root / "Val" / "Urban" / "masks_png" / "1366.png")
+        (root / split / scene / "images_png").mkdir(parents=True)
+        (root / split / scene / "masks_png").mkdir(parents=True)
+    for k, tile in enumerate(tiles):
+        Image.fromarray(np.roll(rgb, 40 * k, axis=1)).save(root / split / "Urban" / "images_png" / f"{tile}.png")
+        Image.fromarray(labels).save(root / split / "Urban" / "masks_png" / f"{tile}.png")
 
 
 def test_loveda_objects_are_components_per_class(naip_rgb, tmp_path):
@@ -193,3 +194,48 @@ def test_rs_bench_reports_each_size_class(naip_rgb, tmp_path):
     assert (out / "miou_by_size.png").stat().st_size > 0
     saved = json.loads((out / "results.json").read_text())
     assert saved["results"]["watershed"]["LoveDA"]["by_size"]["large"]["n"] == 1
+
+
+def test_training_on_loveda_beside_photos(naip_rgb, iseg_root, tmp_path):
+    """``data.datasets`` may name torchgeo sets (``root/<name>``, their training split): each
+    component is an object with the other objects of its crop as negatives, tiles are held out
+    by the ``dataset/tile`` hash, and photo sets join them in one source."""
+    from mst_geo.train.config import DataSection
+    from mst_geo.train.datamodule import dataset_sources
+    from mst_geo.train.instances import hashed_holdout
+    from mst_geo.train.samples import ConcatObjects
+
+    root = tmp_path / "data"
+    _write_loveda(root / "LoveDA", naip_rgb, split="Train", tiles=("10", "11", "12", "13"))
+    (root / "COCO_MVal").symlink_to(iseg_root / "COCO_MVal")
+    data = DataSection(root=str(root), datasets=["COCO_MVal", "loveda"], max_images=4, val_fraction=0.5)
+    train, val, description = dataset_sources(data)
+    held = {tile for tile in ("10", "11", "12", "13") if hashed_holdout(f"LoveDA/{tile}", 0.5)}
+    assert 0 < len(held) < 4  # the hash splits these four tiles (else the test would not test)
+    assert description["train"]["LoveDA"] == {"images": 4 - len(held), "instances": 3 * (4 - len(held))}
+    assert description["held_out"]["LoveDA"] == {"images": len(held), "instances": 3 * len(held)}
+    assert isinstance(train, ConcatObjects) and [s.__class__.__name__ for s in train.sources] == ["IsegObjects", "RSObjects"]
+    photos = len(train.sources[0])
+    assert len(train) == photos + 3 * (4 - len(held))
+    building = train.load(photos, np.random.default_rng(0), merge_prob=1.0)  # first LoveDA object: a building
+    assert building.image.shape == (256, 256, 3) and building.target.sum() == 100
+    assert building.others.sum() > 0 and not (building.others & building.target).any()  # water, fields: negatives
+    assert building.ignore[:, :5].all()  # no-data strip
+    assert "LoveDA" in train.where(photos) and train.where(photos).endswith("_building_1)")
+    assert val.instance(len(val.sources[0])).name.endswith("_building_1")
+
+
+def test_cli_trains_on_a_remote_sensing_set(naip_rgb, tmp_path):
+    from typer.testing import CliRunner
+
+    from mst_geo.cli import app
+    from mst_geo.model import read_card
+
+    _write_loveda(tmp_path / "data" / "LoveDA", naip_rgb, split="Train", tiles=("10", "11", "12", "13"))
+    smoke = Path(__file__).parents[1] / "configs" / "train" / "smoke.yaml"
+    result = CliRunner().invoke(app, ["train", "--config", str(smoke), "--data-root", str(tmp_path / "data"),
+                                      "--datasets", "LoveDA", "--max-steps", "2", "--out", str(tmp_path / "run"),
+                                      "--set", "data.val_fraction=0.5"])
+    assert result.exit_code == 0, result.output
+    card = read_card(tmp_path / "run" / "model.safetensors")
+    assert card["training"]["data"]["train"]["LoveDA"]["instances"] > 0

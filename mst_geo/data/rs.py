@@ -198,7 +198,8 @@ class RSInstances:
     class (8-connected, at least ``min_area`` px), each a crop around the object.
 
     Tiles are scanned in order only as far as needed: ``max_instances`` stops the scan early,
-    so a short benchmark does not read a whole dataset. The last tile read is kept.
+    so a short benchmark does not read a whole dataset (``max_tiles``: a smoke run's first tiles).
+    The last tile read is kept, but not through the scan, so the object pickles light to loaders.
     """
 
     def __init__(
@@ -210,6 +211,7 @@ class RSInstances:
         min_crop: int = 256,
         context: float = 1.5,
         max_instances: int | None = None,
+        max_tiles: int | None = None,
     ):
         self.name = name
         self.dataset = dataset
@@ -218,26 +220,32 @@ class RSInstances:
         self.context = context
         self.refs: list[_ObjectRef] = []
         self._cached: tuple[int, np.ndarray, np.ndarray] | None = None
-        for tile in tqdm(range(len(dataset)), desc=f"{name} objects", unit="tile", leave=False):
+        tiles = range(min(len(dataset), max_tiles if max_tiles is not None else len(dataset)))
+        for tile in tqdm(tiles, desc=f"{name} objects", unit="tile", leave=False):
             if max_instances is not None and len(self.refs) >= max_instances:
                 break
             self.refs.extend(self._objects(tile, min_area))
         if max_instances is not None:
             del self.refs[max_instances:]
+        self._cached = None
 
     def _tile(self, tile: int) -> tuple[np.ndarray, np.ndarray]:
         if self._cached is None or self._cached[0] != tile:
             sample = self.dataset[tile]
             if "mask" not in sample:
-                raise MSTGeoError("this split has no masks to benchmark on", self.layout.tile_path(self.dataset, tile))
+                raise MSTGeoError("this split has no masks to benchmark on", self.tile_path(tile))
             read_classes = self.layout.read_classes
             classes = read_classes(self.dataset, tile) if read_classes else np.asarray(sample["mask"]).astype(np.int64)
             self._cached = (tile, _as_rgb(sample["image"]), classes)
         return self._cached[1], self._cached[2]
 
+    def tile_path(self, tile: int) -> str:
+        """The image file of tile ``tile``."""
+        return self.layout.tile_path(self.dataset, tile)
+
     def _objects(self, tile: int, min_area: int) -> list[_ObjectRef]:
         image, mask = self._tile(tile)
-        stem = Path(self.layout.tile_path(self.dataset, tile)).stem
+        stem = Path(self.tile_path(tile)).stem
         refs = []
         for class_id, class_name in self.layout.object_classes.items():
             count, labels, stats, _ = cv2.connectedComponentsWithStats((mask == class_id).astype(np.uint8), connectivity=8)
@@ -256,19 +264,31 @@ class RSInstances:
         """The instance's name without reading pixels (the bench's resume key)."""
         return self.refs[index].name
 
-    def __getitem__(self, index: int) -> Instance:
+    def parts(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Object ``index``'s crop: RGB image, and boolean maps of the object, of the other objects
+        (every other object-class pixel: negatives for training) and of the ignored pixels."""
         ref = self.refs[index]
         image, classes = self._tile(ref.tile)
         _, labels, _, _ = cv2.connectedComponentsWithStats((classes == ref.class_id).astype(np.uint8), connectivity=8)
         top, left, height, width = ref.window
         window = (slice(top, top + height), slice(left, left + width))
-        mask = (labels[window] == ref.component).astype(np.uint8)
-        mask[np.isin(classes[window], self.layout.ignore_classes)] = IGNORE
-        return Instance(image=np.ascontiguousarray(image[window]), mask=mask, name=ref.name, image_id=str(ref.tile))
+        target = labels[window] == ref.component
+        others = np.isin(classes[window], list(self.layout.object_classes)) & ~target
+        ignore = np.isin(classes[window], self.layout.ignore_classes)
+        return np.ascontiguousarray(image[window]), target, others, ignore
+
+    def __getitem__(self, index: int) -> Instance:
+        image, target, _, ignore = self.parts(index)
+        mask = target.astype(np.uint8)
+        mask[ignore] = IGNORE
+        ref = self.refs[index]
+        return Instance(image=image, mask=mask, name=ref.name, image_id=str(ref.tile))
 
 
-def load_rs_dataset(name: str, root: str | Path, split: str | None = None, max_instances: int | None = None) -> RSInstances:
-    """Objects of remote-sensing dataset ``name`` (LoveDA, Inria, DeepGlobe, Potsdam, Vaihingen) found under ``root``."""
+def load_rs_dataset(name: str, root: str | Path, split: str | None = None, max_instances: int | None = None,
+                    max_tiles: int | None = None) -> RSInstances:
+    """Objects of remote-sensing dataset ``name`` (LoveDA, Inria, DeepGlobe, Potsdam, Vaihingen) found under
+    ``root``, in its benchmark split unless ``split`` names another (``train`` for training)."""
     canonical = rs_dataset_name(name)
     if canonical is None:
         raise MSTGeoError(f"unknown remote-sensing dataset {name!r}; known: {', '.join(RS_LAYOUTS)}")
@@ -282,7 +302,7 @@ def load_rs_dataset(name: str, root: str | Path, split: str | None = None, max_i
         dataset = layout.open(root, split or layout.default_split)
     except (DatasetNotFoundError, AssertionError, FileNotFoundError) as error:
         raise MSTGeoError(f"not a {canonical} dataset in its torchgeo layout ({error})", root) from error
-    instances = RSInstances(canonical, dataset, layout, max_instances=max_instances)
+    instances = RSInstances(canonical, dataset, layout, max_instances=max_instances, max_tiles=max_tiles)
     if not len(instances):
         raise MSTGeoError(f"no {canonical} objects found", root)
     return instances

@@ -10,6 +10,7 @@ this one already splits by rank.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -19,10 +20,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from mst_geo.data.iseg import Instance
-from mst_geo.train.config import TrainConfig
-from mst_geo.train.instances import build_split
+from mst_geo.train.config import DataSection, TrainConfig
+from mst_geo.data.rs import rs_dataset_name
+from mst_geo.errors import MSTGeoError
+from mst_geo.train.instances import build_split, held_out_keys
+from mst_geo.train.rs_objects import rs_split
 from mst_geo.train.samples import (
     ClickSampleSet,
+    ConcatObjects,
     IsegObjects,
     ObjectSource,
     SampleRecipe,
@@ -75,6 +80,34 @@ def first_item(batch: list[Instance]) -> Instance:
     return batch[0]
 
 
+def dataset_sources(data: DataSection) -> tuple[ObjectSource, ObjectSource, dict]:
+    """Training and held-out objects of ``data.datasets``: the photo sets' instance split and
+    each remote-sensing set's objects (torchgeo layout in ``root/<name>``), joined, with their
+    counts per dataset for the model card."""
+    remote = [name for name in data.datasets if rs_dataset_name(name) is not None]
+    photos = [name for name in data.datasets if rs_dataset_name(name) is None]
+    train: list[ObjectSource] = []
+    val: list[ObjectSource] = []
+    description: dict = {"root": str(data.root), "train": {}, "held_out": {}}
+    if photos or not remote:
+        train_index, val_index = build_split(data.root, photos, data.val_fraction, data.val_list, data.max_images)
+        train.append(IsegObjects(train_index))
+        val.append(IsegObjects(val_index))
+        description["train"].update(train_index.describe())
+        description["held_out"].update(val_index.describe())
+    held_out = held_out_keys(Path(data.root), data.val_list)
+    for name in remote:
+        rs_train, rs_val = rs_split(data.root, name, data.val_fraction, held_out, data.max_images)
+        train.append(rs_train)
+        val.append(rs_val)
+        description["train"][rs_train.instances.name] = rs_train.describe()
+        description["held_out"][rs_val.instances.name] = rs_val.describe()
+    if not any(len(source) for source in train):
+        raise MSTGeoError(f"no training objects in {', '.join(data.datasets)}", data.root)
+    joined = [ConcatObjects(sources) if len(sources) > 1 else sources[0] for sources in (train, val)]
+    return joined[0], joined[1], description
+
+
 class ClickDataModule(L.LightningDataModule):
     """Builds the instance split (or a user's scene windows) and the two dataloaders."""
 
@@ -101,11 +134,7 @@ class ClickDataModule(L.LightningDataModule):
                                 "train_objects": len(train_source),
                                 "held_out_objects": len(val_source)}
         else:
-            train_index, val_index = build_split(data.root, data.datasets, data.val_fraction,
-                                                 data.val_list, data.max_images)
-            train_source, val_source = IsegObjects(train_index), IsegObjects(val_index)
-            self.description = {"root": str(data.root), "train": train_index.describe(),
-                                "held_out": val_index.describe()}
+            train_source, val_source, self.description = dataset_sources(data)
         self.train_set = ClickSampleSet(train_source, recipe, sampler, trainer.seed)
         self.val_set = HeldOutInstances(val_source, trainer.val_instances)
 

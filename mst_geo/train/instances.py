@@ -99,6 +99,17 @@ def read_val_list(path: Path) -> set[str]:
     return {line for line in lines if line}
 
 
+def held_out_keys(root: Path, val_list: str | Path | None) -> set[str] | None:
+    """The held-out ``dataset/image_id`` keys of ``val_list``, else of ``root/val.txt``; None when
+    neither exists (the hash rule decides)."""
+    if not root.is_dir():
+        raise MSTGeoError("training data root not found (set data.root or --data-root)", root)
+    list_path = Path(val_list) if val_list else root / VAL_LIST_NAME
+    if val_list and not list_path.is_file():
+        raise MSTGeoError("validation list not found", list_path)
+    return read_val_list(list_path) if list_path.is_file() else None
+
+
 def build_split(root: str | Path, datasets: Sequence[str], val_fraction: float,
                 val_list: str | Path | None = None,
                 max_images: int | None = None) -> tuple[InstanceIndex, InstanceIndex]:
@@ -108,12 +119,7 @@ def build_split(root: str | Path, datasets: Sequence[str], val_fraction: float,
     from ``val_list``, else ``root/val.txt``, else the hash rule.
     """
     root = Path(root)
-    if not root.is_dir():
-        raise MSTGeoError("training data root not found (set data.root or --data-root)", root)
-    list_path = Path(val_list) if val_list else root / VAL_LIST_NAME
-    if val_list and not list_path.is_file():
-        raise MSTGeoError("validation list not found", list_path)
-    held_out = read_val_list(list_path) if list_path.is_file() else None
+    held_out = held_out_keys(root, val_list)
     if not datasets:
         raise MSTGeoError("no training datasets named (data.datasets / --datasets)", root)
     benchmarks = sorted({known_name(Path(name).name) for name in datasets} & set(BENCHMARK_SETS))

@@ -8,6 +8,8 @@ the process, so ``--resume`` and any number of loader workers or GPUs give the s
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -119,6 +121,33 @@ class IsegObjects:
     def where(self, position: int) -> str:
         group_index, which = self.index.items[position]
         return str(self.index.groups[group_index].refs[which].mask_path)
+
+
+class ConcatObjects:
+    """Several object sources as one ``ObjectSource``, in order (photo sets, then remote sensing)."""
+
+    def __init__(self, sources: Sequence[ObjectSource]):
+        self.sources = list(sources)
+        self.starts = np.cumsum([0] + [len(source) for source in self.sources]).tolist()
+
+    def __len__(self) -> int:
+        return self.starts[-1]
+
+    def _locate(self, position: int) -> tuple[ObjectSource, int]:
+        which = bisect.bisect_right(self.starts, position) - 1
+        return self.sources[which], position - self.starts[which]
+
+    def load(self, position: int, rng: np.random.Generator, merge_prob: float) -> Sample:
+        source, local = self._locate(position)
+        return source.load(local, rng, merge_prob)
+
+    def instance(self, position: int) -> Instance:
+        source, local = self._locate(position)
+        return source.instance(local)
+
+    def where(self, position: int) -> str:
+        source, local = self._locate(position)
+        return source.where(local)
 
 
 class ClickSampleSet(Dataset):
