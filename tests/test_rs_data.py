@@ -5,6 +5,7 @@ objects with size classes, and benched with the size breakdown."""
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -217,6 +218,7 @@ def test_training_on_loveda_beside_photos(naip_rgb, iseg_root, tmp_path):
     assert isinstance(train, ConcatObjects) and [s.__class__.__name__ for s in train.sources] == ["IsegObjects", "RSObjects"]
     photos = len(train.sources[0])
     assert len(train) == photos + 3 * (4 - len(held))
+    train = pickle.loads(pickle.dumps(train))  # as loader processes get it
     building = train.load(photos, np.random.default_rng(0), merge_prob=1.0)  # first LoveDA object: a building
     assert building.image.shape == (256, 256, 3) and building.target.sum() == 100
     assert building.others.sum() > 0 and not (building.others & building.target).any()  # water, fields: negatives

@@ -194,8 +194,9 @@ def _as_rgb(image: Any) -> np.ndarray:
 
 
 class RSInstances:
-    """Objects of a torchgeo segmentation dataset, one per connected component of each object
-    class (8-connected, at least ``min_area`` px), each a crop around the object.
+    """Objects of the torchgeo segmentation dataset ``name`` (a key of ``RS_LAYOUTS``), one per
+    connected component of each object class (8-connected, at least ``min_area`` px), each a crop
+    around the object.
 
     Tiles are scanned in order only as far as needed: ``max_instances`` stops the scan early,
     so a short benchmark does not read a whole dataset (``max_tiles``: a smoke run's first tiles).
@@ -206,7 +207,6 @@ class RSInstances:
         self,
         name: str,
         dataset: Any,
-        layout: RSLayout,
         min_area: int = 16,
         min_crop: int = 256,
         context: float = 1.5,
@@ -215,7 +215,6 @@ class RSInstances:
     ):
         self.name = name
         self.dataset = dataset
-        self.layout = layout
         self.min_crop = min_crop
         self.context = context
         self.refs: list[_ObjectRef] = []
@@ -228,6 +227,11 @@ class RSInstances:
         if max_instances is not None:
             del self.refs[max_instances:]
         self._cached = None
+
+    @property
+    def layout(self) -> RSLayout:
+        """Looked up by name, not stored: its lambdas would not pickle into loader processes."""
+        return RS_LAYOUTS[self.name]
 
     def _tile(self, tile: int) -> tuple[np.ndarray, np.ndarray]:
         if self._cached is None or self._cached[0] != tile:
@@ -302,7 +306,7 @@ def load_rs_dataset(name: str, root: str | Path, split: str | None = None, max_i
         dataset = layout.open(root, split or layout.default_split)
     except (DatasetNotFoundError, AssertionError, FileNotFoundError) as error:
         raise MSTGeoError(f"not a {canonical} dataset in its torchgeo layout ({error})", root) from error
-    instances = RSInstances(canonical, dataset, layout, max_instances=max_instances, max_tiles=max_tiles)
+    instances = RSInstances(canonical, dataset, max_instances=max_instances, max_tiles=max_tiles)
     if not len(instances):
         raise MSTGeoError(f"no {canonical} objects found", root)
     return instances
