@@ -241,3 +241,21 @@ def test_cli_trains_on_a_remote_sensing_set(naip_rgb, tmp_path):
     assert result.exit_code == 0, result.output
     card = read_card(tmp_path / "run" / "model.safetensors")
     assert card["training"]["data"]["train"]["LoveDA"]["instances"] > 0
+
+
+def test_landcoverai_chips(naip_rgb, tmp_path):
+    """LandCover.ai as torchgeo's pre-chipped release: output/<id>.jpg, <id>_m.png (class index)
+    and the split lists."""
+    root = tmp_path / "LandCoverAI"
+    (root / "output").mkdir(parents=True)
+    for split in ("train", "val", "test"):
+        (root / f"{split}.txt").write_text("M-34-5-A-d-4-4_7\n" if split == "test" else "M-34-5-A-d-4-4_1\n")
+    for chip in ("M-34-5-A-d-4-4_7", "M-34-5-A-d-4-4_1"):
+        Image.fromarray(naip_rgb).save(root / "output" / f"{chip}.jpg", quality=95)
+        Image.fromarray(_classes_with_three_sizes(background=0, small=1, medium=3, large=2)).save(
+            root / "output" / f"{chip}_m.png")
+    instances = load_rs_dataset("landcover.ai", root)
+    assert [instances.name_of(i) for i in range(len(instances))] == [
+        "M-34-5-A-d-4-4_7_building_1", "M-34-5-A-d-4-4_7_woodland_1", "M-34-5-A-d-4-4_7_water_1"]
+    assert np.count_nonzero(instances[0].mask == 1) == 100
+    assert len(load_rs_dataset("LandCoverAI", root, split="train")) == 3

@@ -54,7 +54,7 @@ def noc_command(
         None, "--datasets", "-d",
         help="Comma-separated: GrabCut, Berkeley, DAVIS, PascalVOC, SBD, COCO_MVal, COCO_LVIS, DUTS_TR, CCP, "
         "any other set in RITM's images-folder layout (DATA_ROOT/<name> or a folder's path holding img/ and gt/, "
-        "or images/ and masks/), or remote sensing LoveDA, Inria, DeepGlobe, Potsdam, Vaihingen (torchgeo layout in DATA_ROOT/<name>). "
+        "or images/ and masks/), or remote sensing LoveDA, Inria, DeepGlobe, LandCoverAI, Potsdam, Vaihingen (torchgeo layout in DATA_ROOT/<name>). "
         "Default: GrabCut,Berkeley, or none when --scene is given.",
     ),
     scene: list[str] = typer.Option(

@@ -16,7 +16,7 @@ def train_command(
     config: Path = typer.Option(..., "--config", help="Training recipe, e.g. configs/train/mst_tiny_shipped.yaml."),
     data_root: str | None = typer.Option(None, "--data-root", help="Folder holding the datasets (RITM layouts) or a pack from scripts/make_train_pack.py."),
     datasets: str | None = typer.Option(None, "--datasets", help="Comma-separated dataset names, e.g. COCO_MVal,DUTS_TR,CCP, folders in RITM's images-folder layout (img/ + gt/), "
-    "or remote-sensing sets in their torchgeo layout: LoveDA, Inria, DeepGlobe, Potsdam, Vaihingen."),
+    "or remote-sensing sets in their torchgeo layout: LoveDA, Inria, DeepGlobe, LandCoverAI, Potsdam, Vaihingen."),
     scene: str | None = typer.Option(None, "--scene", help="Fine-tune on your own GeoTIFF, a file or a COG's URL (needs --labels)."),
     labels: Path | None = typer.Option(None, "--labels", help="Vector labels (GeoPackage/GeoJSON/Shapefile, any CRS) for --scene: one polygon per object."),
     bands: str | None = typer.Option(None, "--bands", help=BANDS_HELP),

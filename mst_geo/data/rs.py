@@ -2,7 +2,8 @@
 objects (connected components per class), each served as a crop around the object.
 
 The torchgeo classes know the real on-disk layouts (LoveDA ``Train|Val/Urban|Rural/images_png``,
-Inria ``AerialImageDataset/train/{images,gt}``, DeepGlobe ``data/{training,test}_data``, Potsdam
+Inria ``AerialImageDataset/train/{images,gt}``, DeepGlobe ``data/{training,test}_data``, LandCover.ai ``output/<id>.jpg``, ``<id>_m.png``
+and ``{train,val,test}.txt``, Potsdam
 ``4_Ortho_RGBIR/*_RGBIR.tif`` beside ``*_label.tif``, Vaihingen ``top/*.tif`` beside the label
 files of the same name; the ISPRS sets also as their zips, which torchgeo unpacks); they
 are imported inside functions so ``mst_geo.data`` stays importable without the geo stack.
@@ -83,6 +84,12 @@ def _open_deepglobe(root: Path, split: str) -> Any:
     return DeepGlobeLandCover(root, split=split)
 
 
+def _open_landcoverai(root: Path, split: str) -> Any:
+    from torchgeo.datasets import LandCoverAI
+
+    return LandCoverAI(root, split=split)
+
+
 def _open_potsdam(root: Path, split: str) -> Any:
     from torchgeo.datasets import Potsdam2D
 
@@ -141,6 +148,11 @@ RS_LAYOUTS: dict[str, RSLayout] = {
         (6,), "test", lambda ds, i: ds.image_fns[i],
         lambda ds, i: _colour_classes(ds.mask_fns[i], DEEPGLOBE_CLASS_OF_BITS),
     ),
+    # LandCover.ai (512 px chips in output/, split lists beside): 0 background, 1 building .. 4 road
+    "LandCoverAI": RSLayout(
+        _open_landcoverai, {1: "building", 2: "woodland", 3: "water", 4: "road"}, (), "test",
+        lambda ds, i: str(Path(ds.root) / "output" / f"{ds.ids[i].strip()}.jpg"),
+    ),
     # ISPRS Potsdam (RGBIR tiles: R,G,B used) and Vaihingen (IRRG tiles: the false colour is used as
     # RGB, as is usual for it): buildings, low vegetation, trees and cars; impervious surfaces (one
     # network over the whole tile) and clutter are background, the boundary colour ignored
@@ -153,7 +165,7 @@ RS_LAYOUTS: dict[str, RSLayout] = {
         lambda ds, i: ds.files[i]["image"], lambda ds, i: _colour_classes(ds.files[i]["mask"], ISPRS_CLASS_OF_BITS),
     ),
 }
-RS_ALIASES = {"InriaAerialImageLabeling": "Inria", "DeepGlobeLandCover": "DeepGlobe", "Potsdam2D": "Potsdam",
+RS_ALIASES = {"LandCover.ai": "LandCoverAI", "InriaAerialImageLabeling": "Inria", "DeepGlobeLandCover": "DeepGlobe", "Potsdam2D": "Potsdam",
               "Vaihingen2D": "Vaihingen", "ISPRSPotsdam": "Potsdam", "ISPRSVaihingen": "Vaihingen"}
 
 
@@ -291,7 +303,7 @@ class RSInstances:
 
 def load_rs_dataset(name: str, root: str | Path, split: str | None = None, max_instances: int | None = None,
                     max_tiles: int | None = None) -> RSInstances:
-    """Objects of remote-sensing dataset ``name`` (LoveDA, Inria, DeepGlobe, Potsdam, Vaihingen) found under
+    """Objects of remote-sensing dataset ``name`` (LoveDA, Inria, DeepGlobe, LandCoverAI, Potsdam, Vaihingen) found under
     ``root``, in its benchmark split unless ``split`` names another (``train`` for training)."""
     canonical = rs_dataset_name(name)
     if canonical is None:
