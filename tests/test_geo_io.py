@@ -14,7 +14,7 @@ from pyproj import CRS
 from rasterio.windows import Window
 from shapely.geometry import MultiPolygon, box
 
-from mst_geo.errors import MSTGeoError
+from mst_geo.errors import MSTGeoError, MSTGeoWarning
 from mst_geo.geo.io import COLUMNS, ObjectRecord, polygons_frame, write_mask_cog, write_polygons
 
 UTM = CRS.from_epsg(26914)
@@ -141,3 +141,29 @@ def test_decimated_mask_lines_up_with_its_polygon(tmp_path):
     polygon = mask_to_polygon(coarse, TRANSFORM * Affine.scale(2.9, 2.9))
     expected = rasterize([polygon], out_shape=(29, 29), transform=TRANSFORM).astype(bool)
     assert (data == expected).all()
+
+
+def test_flatgeobuf_keeps_the_objects_order(tmp_path):
+    """FlatGeobuf's spatial index would store features in spatial order; the k-th feature must stay
+    the k-th object (the mask COG's value k)."""
+    records = [ObjectRecord(object=k, geometry=box(489000 + 500 * ((k * 7) % 10), 5208000, 489000 + 500 * ((k * 7) % 10) + 100,
+                                                   5208100), n_clicks=1, score=0.5) for k in range(1, 11)]
+    path = write_polygons(polygons_frame(records, UTM, model="m"), tmp_path / "many.fgb")
+    assert gpd.read_file(path)["object"].tolist() == list(range(1, 11))
+
+
+def test_geojson_of_a_crs_without_epsg_code_is_written_in_wgs84(tmp_path, records):
+    """A GeoJSON file names its CRS by EPSG code only; without one a reader takes the coordinates
+    as longitude/latitude, so such a scene's polygons go out in WGS84, with a warning."""
+    lcc = CRS.from_proj4("+proj=lcc +lat_1=46 +lat_2=48 +lat_0=47 +lon_0=-99.15 +x_0=1000 +y_0=2000 +ellps=GRS80 +units=m")
+    assert lcc.to_epsg() is None
+    pond = box(-1000, 500, -800, 900)
+    frame = polygons_frame([ObjectRecord(object="pond", geometry=pond, n_clicks=1, score=0.9)], lcc, model="m")
+    with pytest.warns(MSTGeoWarning, match="objects: the scene's CRS has no EPSG code.*WGS84"):
+        path = write_polygons(frame, tmp_path / "objects.geojson")
+    back = gpd.read_file(path)
+    assert back.crs == CRS.from_epsg(4326)
+    assert back.to_crs(lcc).geometry.iloc[0].symmetric_difference(pond).area < 1e-3 * pond.area  # lands where it was
+    assert back["area"].iloc[0] == pytest.approx(200 * 400)  # still the scene CRS's area
+    kept = write_polygons(frame, tmp_path / "objects.gpkg")  # a GeoPackage keeps the CRS as it is
+    assert CRS(gpd.read_file(kept).crs).equals(lcc)

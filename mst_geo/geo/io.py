@@ -24,7 +24,7 @@ from rasterio.windows import Window
 from shapely.geometry.base import BaseGeometry
 
 from mst_geo.atomic import atomic_path, check_output
-from mst_geo.errors import MSTGeoError
+from mst_geo.errors import MSTGeoError, MSTGeoWarning
 from mst_geo.geo.vectorize import area_m2
 
 VECTOR_DRIVERS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON", ".fgb": "FlatGeobuf"}
@@ -114,10 +114,26 @@ def polygons_to_file(frame: gpd.GeoDataFrame, path: Path, driver: str, name: str
     """Write the polygons table to ``path`` as it is (callers pass an ``atomic_path`` temporary, so
     ``name``, the final file's stem, names the layer rather than the temporary file's name)."""
     options = {}
-    if driver == "FlatGeobuf" and (frame.geometry.isna() | frame.geometry.is_empty).any():
-        options["SPATIAL_INDEX"] = "NO"  # its packed R-tree cannot hold an object that came out empty
+    if driver == "FlatGeobuf":
+        # its spatial index stores features in spatial order (mask value k would no longer be the
+        # k-th feature) and cannot hold an object that came out empty
+        options["SPATIAL_INDEX"] = "NO"
+    if driver == "GeoJSON":
+        frame = geojson_nameable(frame, name)
     frame.to_file(path, driver=driver, engine="pyogrio", layer="objects" if driver == "GPKG" else name,
                   layer_options=options or None)
+
+
+def geojson_nameable(frame: gpd.GeoDataFrame, name: str) -> gpd.GeoDataFrame:
+    """``frame`` in a CRS a GeoJSON file can name: its own when it has an EPSG code (GDAL writes
+    it as the ``crs`` member), else WGS84 (RFC 7946), announced, since a file without a ``crs``
+    member is read as WGS84 and a projected CRS's metres would land as degrees."""
+    if frame.crs is None or frame.crs.to_epsg() is not None:
+        return frame
+    warnings.warn(f"{name}: the scene's CRS has no EPSG code, which a GeoJSON file cannot name, so the "
+                  "polygons are written in WGS84 longitude/latitude (write .gpkg or .fgb to keep the "
+                  "scene's CRS)", MSTGeoWarning, stacklevel=2)
+    return frame.to_crs("EPSG:4326")
 
 
 def write_mask_cog(
