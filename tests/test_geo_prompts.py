@@ -232,3 +232,25 @@ def test_null_properties_are_missing_and_ids_must_differ_as_text(mapper):
     assert list(objects) == [1] and objects[1][0].positive and objects[1][1].positive
     with pytest.raises(MSTGeoError, match="object ids 7 and '7' read the same"):
         clicks_from_geojson(collection((*inside, {"object": 7}), (*other, {"object": "7"})), mapper)
+
+
+def test_flatgeobuf_clicks_keep_their_order_or_are_refused(tmp_path, mapper):
+    """FlatGeobuf written with its spatial index (GDAL's default) keeps points in spatial order:
+    with an ``order`` field, or without the index, the clicks read as made; otherwise an object
+    of several clicks is refused rather than run in another order."""
+    far, near = lonlat_of_pixel(60.5, 850.5), lonlat_of_pixel(600.5, 20.5)
+    rows = [(*far, {"label": "positive", "object": "pond", "order": 0}),
+            (*near, {"label": "negative", "object": "pond", "order": 1})]  # fmt: skip
+    expected = clicks_from_geojson(collection(*rows), mapper)
+    frame = gpd.GeoDataFrame.from_features(collection(*rows)["features"], crs="EPSG:4326")
+    frame.to_file(tmp_path / "ordered.fgb")
+    assert read_clicks(tmp_path / "ordered.fgb", mapper) == expected
+    unordered = frame.drop(columns="order")
+    unordered.to_file(tmp_path / "plain.fgb", layer_options={"SPATIAL_INDEX": "NO"})
+    assert read_clicks(tmp_path / "plain.fgb", mapper) == expected
+    unordered.to_file(tmp_path / "indexed.fgb")
+    with pytest.raises(MSTGeoError, match="indexed.fgb: a FlatGeobuf file with a spatial index keeps its points in spatial order"):
+        read_clicks(tmp_path / "indexed.fgb", mapper)
+    one_each = unordered.assign(object=["pond", "field"])
+    one_each.to_file(tmp_path / "single.fgb")  # one click per object: nothing to reorder
+    assert sorted(read_clicks(tmp_path / "single.fgb", mapper)) == ["field", "pond"]

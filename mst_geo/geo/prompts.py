@@ -21,6 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import pyogrio
 from affine import Affine
 from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError, ProjError
@@ -146,6 +147,7 @@ def load_clicks_file(path: str | Path) -> tuple[dict, CRS | None]:
     path = Path(path)
     if path.suffix.lower() not in JSON_SUFFIXES:
         frame = read_vector(path, "clicks")
+        _refuse_lost_click_order(path, frame)
         frame.geometry = [_single_point(geometry) for geometry in frame.geometry]
         return json.loads(frame.to_json(drop_id=True)), frame.crs
     if not path.is_file():
@@ -157,6 +159,21 @@ def load_clicks_file(path: str | Path) -> tuple[dict, CRS | None]:
     if not isinstance(data, dict):
         raise MSTGeoError("not a GeoJSON FeatureCollection", path)
     return data, None
+
+
+def _refuse_lost_click_order(path: Path, frame: Any) -> None:
+    """A FlatGeobuf file with a spatial index stores its features in spatial order: without an
+    ``order`` field the clicks of an object would run in another order than they were made."""
+    info = pyogrio.read_info(path)
+    if info["driver"] != "FlatGeobuf" or not info["capabilities"].get("fast_spatial_filter"):
+        return
+    if "order" in frame.columns and not (frame["order"].isna() | frame["order"].astype(str).eq("")).any():
+        return
+    objects = frame["object"] if "object" in frame.columns else [DEFAULT_OBJECT] * len(frame)
+    if len(set(map(str, objects))) < len(frame):
+        raise MSTGeoError("a FlatGeobuf file with a spatial index keeps its points in spatial order, not the "
+                          "order they were clicked; give every click an 'order' field, or save the clicks "
+                          "as GeoJSON or GeoPackage", path)
 
 
 def describe_extent(bounds: Sequence[float], crs: CRS) -> str:
