@@ -296,3 +296,22 @@ def test_cli_benchmarks_a_set_in_the_images_folder_layout_by_path(iseg_root, tmp
                                      "--out", str(tmp_path / "o2")])
     assert isinstance(twice.exception, MSTGeoError) and "'MyPhotos' twice" in str(twice.exception)
     assert not (tmp_path / "o2").exists()
+
+
+def test_a_rerun_on_another_copy_of_a_dataset_is_refused(iseg_root, tmp_path):
+    """Rows are resumed by dataset and instance name: a copy of GrabCut elsewhere (fixed masks, say)
+    must not reuse the first copy's rows; ``-d`` repeats like ``--model``."""
+    copy = tmp_path / "copy"
+    shutil.copytree(iseg_root / "GrabCut", copy / "GrabCut")
+    out = tmp_path / "o"
+    base = ["bench", "noc", "--model", "disk", "--limit", "1", "--max-clicks", "2", "--out", str(out)]
+    first = CliRunner().invoke(app, [*base, "-d", "GrabCut", "-d", "Berkeley", "--data-root", str(copy.parent / "copy")])
+    assert isinstance(first.exception, MSTGeoError) and "no Berkeley folder" in str(first.exception)
+    assert CliRunner().invoke(app, [*base, "-d", "GrabCut", "--data-root", str(copy)]).exit_code == 0
+    again = CliRunner().invoke(app, [*base, "-d", "GrabCut", "--data-root", str(iseg_root)])
+    assert isinstance(again.exception, MSTGeoError)
+    assert "holds rows of another dataset labelled 'GrabCut'" in str(again.exception)
+    both = CliRunner().invoke(app, [*base, "-d", "GrabCut", "-d", "Berkeley", "--data-root", str(iseg_root),
+                                    "--out", str(tmp_path / "o2")])
+    assert both.exit_code == 0, both.output
+    assert set(json.loads((tmp_path / "o2" / "results.json").read_text())["results"]["disk"]) == {"GrabCut", "Berkeley"}

@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -83,6 +84,11 @@ def test_pascal_voc_layout_one_item_per_object(iseg_root, tmp_path, where):
     assert np.count_nonzero(first.mask == 1) == 46 * 46
     assert np.count_nonzero(first.mask == 255) == 50 * 50 - 46 * 46
     assert np.count_nonzero(second.mask == 1) == 50 * 60
+
+    png.convert("RGB").save(voc / "SegmentationObject" / "2007_000032.png")  # re-saved by some tool as RGB
+    again = load_iseg_dataset("PascalVOC", tmp_path)
+    assert [ref.name for ref in again.refs] == ["2007_000032_1", "2007_000032_2"]
+    assert all(np.array_equal(again[k].mask, ds[k].mask) for k in range(2))
 
 
 @pytest.mark.parametrize("where", ["SBD", "SBD/dataset", "SBD/benchmark_RELEASE/dataset", "benchmark_RELEASE/dataset"])
@@ -247,3 +253,85 @@ def test_images_folder_layout_errors_name_the_folder(iseg_root, tmp_path):
     Image.fromarray(np.ones((5, 5), np.uint8)).save(tmp_path / "Mine" / "gt" / "b.png")
     with pytest.raises(MSTGeoError, match="no image with the same name for this mask"):
         load_iseg_dataset("Mine", tmp_path)
+
+
+def _grabcut_object(iseg_root: Path, stem: str = "106024") -> np.ndarray:
+    return np.asarray(Image.open(iseg_root / "GrabCut" / "boundary_GT" / f"{stem}.bmp").convert("L")) > 128
+
+
+def test_images_folder_masks_are_read_by_what_their_values_are(iseg_root, tmp_path):
+    """Label maps (OAIZIB's 1/2 cartilages, a DAVIS-2017 palette, colour masks) give one object per
+    label with 255 beside them void; a JPEG-compressed 0/255 mask is cut at half its range."""
+    obj = _grabcut_object(iseg_root)
+    left = obj.copy()
+    left[:, obj.shape[1] // 2:] = False
+    right = obj & ~left
+    folder = tmp_path / "OAIZIB" / "test"
+    (folder / "image").mkdir(parents=True)
+    (folder / "annotations").mkdir()
+    for stem in ("labels", "voc", "palette", "colour", "jpeg"):
+        shutil.copy(_real_photo(iseg_root), folder / "image" / f"{stem}.png")
+    labels = left * 1 + right * 2
+    Image.fromarray(labels.astype(np.uint8)).save(folder / "annotations" / "labels.png")
+    void = labels.astype(np.uint8)
+    void[:5] = 255  # a VOC-style void band
+    Image.fromarray(void).save(folder / "annotations" / "voc.png")
+    palette = Image.fromarray(labels.astype(np.uint8), mode="P")
+    palette.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0] + [0] * 759)
+    palette.save(folder / "annotations" / "palette.png")
+    colours = np.zeros((*obj.shape, 3), np.uint8)
+    colours[left] = (0, 200, 0)
+    colours[right] = (200, 0, 0)
+    Image.fromarray(colours).save(folder / "annotations" / "colour.png")
+    Image.fromarray(obj.astype(np.uint8) * 255).save(folder / "annotations" / "jpeg.jpg", quality=60)
+
+    dataset = load_iseg_dataset(str(folder), "/nonexistent")
+    by_name = {ref.name: dataset[k] for k, ref in enumerate(dataset.refs)}
+    assert sorted(by_name) == ["colour_1", "colour_2", "jpeg", "labels_1", "labels_2", "palette_1", "palette_2",
+                               "voc_1", "voc_2"]
+    for stem in ("labels", "palette"):
+        assert np.array_equal(by_name[f"{stem}_1"].mask, left) and np.array_equal(by_name[f"{stem}_2"].mask, right)
+    assert {tuple(np.unique(by_name[f"colour_{k}"].mask)) for k in (1, 2)} == {(0, 1)}
+    assert {np.count_nonzero(by_name[f"colour_{k}"].mask) for k in (1, 2)} == {left.sum(), right.sum()}
+    assert (by_name["voc_1"].mask[:5] == 255).all() and np.array_equal(by_name["voc_1"].mask[5:], left[5:])
+    jpeg = by_name["jpeg"].mask == 1
+    assert abs(int(jpeg.sum()) - int(obj.sum())) < 0.01 * obj.sum()  # not grown by the artefacts
+    raw = np.asarray(Image.open(folder / "annotations" / "jpeg.jpg"))
+    assert np.count_nonzero(raw) > 1.02 * obj.sum()  # "above 0" would have grown it
+
+
+def test_images_folder_names_and_pairing_variants(iseg_root, tmp_path):
+    """The DUTS-TR archive's own folder names, ``<stem>_mask`` masks, WebP images; two images of
+    one stem are refused rather than one picked."""
+    folder = tmp_path / "DUTS-TR-archive"
+    (folder / "DUTS-TR-Image").mkdir(parents=True)
+    (folder / "DUTS-TR-Mask").mkdir()
+    cv2.imwrite(str(folder / "DUTS-TR-Image" / "a.webp"), cv2.imread(str(_real_photo(iseg_root))))
+    Image.fromarray(_grabcut_object(iseg_root).astype(np.uint8) * 255).save(folder / "DUTS-TR-Mask" / "a_mask.png")
+    dataset = load_iseg_dataset(str(folder), "/nonexistent")
+    assert [(r.image_path.name, r.name) for r in dataset.refs] == [("a.webp", "a_mask")]
+    assert np.array_equal(dataset[0].mask, _grabcut_object(iseg_root))
+    shutil.copy(_real_photo(iseg_root), folder / "DUTS-TR-Image" / "a.jpg")
+    with pytest.raises(MSTGeoError, match="two images named 'a' \\(a.jpg, a.webp\\); keep one"):
+        load_iseg_dataset(str(folder), "/nonexistent")
+    (folder / "images_test").mkdir()
+    with pytest.raises(MSTGeoError, match="several candidate folders \\(DUTS-TR-Image, images_test\\)"):
+        load_iseg_dataset(str(folder), "/nonexistent")
+
+
+def test_known_sets_in_folders_spelled_otherwise_and_exif_photos(iseg_root, tmp_path):
+    """``davis/`` is DAVIS; a photo's EXIF orientation is not applied (masks are drawn on the
+    stored pixels)."""
+    obj = _grabcut_object(iseg_root)
+    davis = tmp_path / "davis"
+    (davis / "img").mkdir(parents=True)
+    (davis / "gt").mkdir()
+    photo = Image.open(_real_photo(iseg_root))
+    exif = photo.getexif()
+    exif[274] = 6  # "rotate 90° to display"
+    photo.save(davis / "img" / "turned.jpg", exif=exif, quality=95)
+    Image.fromarray(obj.astype(np.uint8)).save(davis / "gt" / "turned.png")
+    dataset = load_iseg_dataset("DAVIS", tmp_path)
+    assert dataset.name == "DAVIS" and dataset[0].image.shape[:2] == obj.shape
+    stored = np.asarray(Image.open(davis / "img" / "turned.jpg").convert("RGB"))
+    assert np.abs(dataset[0].image.astype(int) - stored).mean() < 1  # the stored pixels, not turned

@@ -259,3 +259,27 @@ def test_landcoverai_chips(naip_rgb, tmp_path):
         "M-34-5-A-d-4-4_7_building_1", "M-34-5-A-d-4-4_7_woodland_1", "M-34-5-A-d-4-4_7_water_1"]
     assert np.count_nonzero(instances[0].mask == 1) == 100
     assert len(load_rs_dataset("LandCoverAI", root, split="train")) == 3
+
+
+def test_rs_layout_errors_say_what_torchgeo_reads(naip_rgb, tmp_path):
+    """Labels torchgeo does not find (Potsdam's labels left in their zip's folder) and a missing
+    label tile are one line each, naming the expected files; folders match by name in any case."""
+    root = tmp_path / "Potsdam"
+    (root / "4_Ortho_RGBIR").mkdir(parents=True)
+    (root / "5_Labels_all").mkdir()
+    Image.fromarray(naip_rgb).save(root / "4_Ortho_RGBIR" / "top_potsdam_2_13_RGBIR.tif")
+    Image.fromarray(_isprs_label(1, 5, 4, 2)).save(root / "5_Labels_all" / "top_potsdam_2_13_label.tif")
+    with pytest.raises(MSTGeoError, match="no test tile of Potsdam with its label here; torchgeo reads "
+                                          "4_Ortho_RGBIR/top_potsdam_<tile>_RGBIR.tif, and top_potsdam_<tile>_label.tif"):
+        load_rs_dataset("Potsdam", root)
+
+    data = tmp_path / "data" / "inria"  # any case
+    tiles = data / "AerialImageDataset" / "train"
+    (tiles / "images").mkdir(parents=True)
+    (tiles / "gt").mkdir()
+    profile = dict(driver="GTiff", width=TILE, height=TILE, dtype="uint8", crs="EPSG:26914",
+                   transform=from_origin(500000, 5200000, 0.3, 0.3))
+    with rasterio.open(tiles / "images" / "austin1.tif", "w", count=3, **profile) as image:
+        image.write(naip_rgb.transpose(2, 0, 1))
+    with pytest.raises(MSTGeoError, match="austin1.tif: cannot read this tile or its label .*gt/austin1.tif"):
+        run_noc_benchmark(["disk"], ["Inria"], tmp_path / "out", data_root=tmp_path / "data", progress=False)

@@ -164,3 +164,18 @@ def test_own_photos_in_the_images_folder_layout_train(iseg_root, tmp_path):
     assert sample["image"].shape == (3, 96, 96) and (sample["target"] > 0).sum() >= 16
     with pytest.raises(MSTGeoError, match="GrabCut: benchmark set"):
         build_split(tmp_path, [str(iseg_root / "GrabCut")], 0.1)
+
+
+def test_a_set_held_out_whole_names_its_folder(iseg_root, tmp_path):
+    import shutil
+
+    own = tmp_path / "sets" / "Own"
+    (own / "img").mkdir(parents=True)
+    (own / "gt").mkdir()
+    shutil.copy(iseg_root / "CCP" / "img" / "0005.jpg", own / "img" / "a.jpg")
+    shutil.copy(sorted((iseg_root / "CCP" / "gt").glob("0005_*.png"))[0], own / "gt" / "a.png")
+    listed = tmp_path / "val.txt"
+    listed.write_text("Own/a\n")
+    with pytest.raises(MSTGeoError, match="every image is held out for validation \\(1 by the validation list\\)") as error:
+        build_split(tmp_path, [str(own)], 0.05, val_list=listed)
+    assert str(error.value).startswith(str(own))

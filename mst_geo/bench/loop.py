@@ -28,6 +28,7 @@ from mst_geo.errors import MSTGeoError
 ROWS_FILE = "instances.jsonl"
 SETTINGS_FILE = "run.json"
 METHODS_FILE = "methods.json"
+DATASETS_FILE = "datasets.json"
 """Which model each method label's rows come from (a checkpoint's SHA-256)."""
 
 
@@ -129,17 +130,18 @@ def check_settings(out_dir: Path, settings: dict) -> None:
         write_text_atomic(path, json.dumps(settings, indent=2) + "\n")
 
 
-def check_methods(out_dir: Path, identities: dict[str, str]) -> None:
-    """Refuse to resume a label's rows that another model computed (two training runs both export
-    ``model.safetensors``); record the labels of this run beside the rows."""
-    path = out_dir / METHODS_FILE
+def check_identities(out_dir: Path, file_name: str, identities: dict[str, str], what: str) -> None:
+    """Refuse to resume rows that another model or other data produced under the same label (two
+    training runs both export ``model.safetensors``; ``GrabCut`` from another data root); record
+    this run's labels beside the rows."""
+    path = out_dir / file_name
     try:
         known = json.loads(path.read_text()) if path.exists() else {}
     except json.JSONDecodeError as error:
         raise MSTGeoError(f"is not valid JSON ({error}); remove it to start this --out afresh", path) from None
     for label, identity in identities.items():
         if known.get(label, identity) != identity:
-            raise MSTGeoError(f"holds rows of another model labelled {label!r} (other weights); use another --out "
+            raise MSTGeoError(f"holds rows of another {what} labelled {label!r} ({known[label]}); use another --out "
                               "or remove its rows", out_dir)
     write_text_atomic(path, json.dumps({**known, **identities}, indent=2) + "\n")
 
@@ -153,12 +155,14 @@ def run_noc(
     progress: bool = True,
     shard: tuple[int, int] = (1, 1),
     identities: dict[str, str] | None = None,
+    origins: dict[str, str] | None = None,
 ) -> list[InstanceResult]:
     """Evaluate every method on every instance (the first ``limit`` of each dataset), resumably.
 
     ``shard=(k, n)`` takes only every n-th instance starting at the k-th, so n processes can
     share one ``out_dir`` without doing the same work; a final rerun or report joins them.
-    ``identities`` (label -> the weights it stands for) keeps one label's rows from another model.
+    ``identities`` (label -> the weights it stands for) keeps one label's rows from another model,
+    ``origins`` (dataset -> where it was read) one dataset's rows from another copy of it.
 
     Returns the rows of these methods on these instances, those of earlier runs included.
     """
@@ -166,7 +170,9 @@ def run_noc(
     out_dir.mkdir(parents=True, exist_ok=True)
     check_settings(out_dir, {"max_clicks": max_clicks})
     if identities:
-        check_methods(out_dir, identities)
+        check_identities(out_dir, METHODS_FILE, identities, "model")
+    if origins:
+        check_identities(out_dir, DATASETS_FILE, origins, "dataset")
     rows = {row.key: row for row in load_rows(out_dir)}
     todo = [
         (dataset_name, index, dataset.name_of(index))

@@ -12,24 +12,27 @@ from pathlib import Path
 from mst_geo.bench.loop import SETTINGS_FILE, InstanceSource, load_rows, run_noc
 from mst_geo.bench.methods import method_identity, method_labels, resolve_method
 from mst_geo.bench.report import common_rows, write_report
-from mst_geo.data.iseg import dataset_location, load_iseg_dataset
+from mst_geo.data.iseg import dataset_location, load_iseg_dataset, named_folder
 from mst_geo.data.rs import load_rs_dataset, rs_dataset_name
 from mst_geo.errors import MSTGeoError
 
 DEFAULT_DATA_ROOT = Path("../shared/data/iseg")
 
 
-def load_bench_dataset(name: str, data_root: Path, limit: int | None = None) -> tuple[str, InstanceSource]:
-    """``(canonical name, instances)``: an interactive-segmentation set (by name under ``data_root``,
-    or by path; any set in RITM's images-folder layout), or a remote-sensing one (torchgeo layout in
-    ``data_root/<name>``), the latter scanned only as far as ``limit``."""
-    if not dataset_location(name, data_root)[0].is_dir():
-        raise MSTGeoError("data root is not a folder (set --data-root)", data_root)
-    rs_name = rs_dataset_name(name)
+def load_bench_dataset(name: str, data_root: Path, limit: int | None = None) -> tuple[str, InstanceSource, str]:
+    """``(canonical name, instances, the folder they come from)``: an interactive-segmentation set
+    (by name under ``data_root``, or by path; any set in RITM's images-folder layout), or a
+    remote-sensing one (torchgeo layout in ``data_root/<name>``, or by path), the latter scanned
+    only as far as ``limit``."""
+    root, folder_name = dataset_location(name, data_root)
+    if not root.is_dir():
+        raise MSTGeoError("data root is not a folder (set --data-root)", root)
+    rs_name = rs_dataset_name(folder_name)
     if rs_name is not None:
-        return rs_name, load_rs_dataset(rs_name, data_root / rs_name, max_instances=limit)
+        folder = named_folder(root, folder_name) or root / rs_name
+        return rs_name, load_rs_dataset(rs_name, folder, max_instances=limit), str(folder.resolve())
     dataset = load_iseg_dataset(name, data_root)
-    return dataset.name, dataset
+    return dataset.name, dataset, str(dataset.folder.resolve() if dataset.folder else data_root.resolve())
 
 
 def run_noc_benchmark(
@@ -67,8 +70,9 @@ def run_noc_benchmark(
         raise MSTGeoError(f"--iou values must be in (0, 1], got {list(thresholds)}")
     data_root = Path(DEFAULT_DATA_ROOT if data_root is None else data_root)
     loaded: dict[str, InstanceSource] = {}
+    origins: dict[str, str] = {}
     for name in datasets:
-        table_name, instances = load_bench_dataset(name, data_root, limit)
+        table_name, instances, origins[table_name] = load_bench_dataset(name, data_root, limit)
         if table_name in loaded:
             raise MSTGeoError(f"--datasets names {table_name!r} twice (a folder's name is its row in the tables)")
         loaded[table_name] = instances
@@ -84,14 +88,15 @@ def run_noc_benchmark(
                 raise MSTGeoError(f"another scene or dataset is also named {scene_stem(scene)!r} in the tables; "
                                   "rename one file", scene)
             names.append(scene_stem(scene))
-        for scene, labels in scenes:
+        for (scene, labels), (source, _) in zip(scenes, scene_records):
             labelled = LabelledScene(scene, labels, bands=scene_bands)
             loaded[labelled.name] = labelled
+            origins[labelled.name] = f"{source} with {Path(labels).resolve()}, bands {scene_bands or 'default'}"
     labels = method_labels(models, zoom_in, flip)
     methods = {label: resolve_method(name, device, zoom_in, flip) for label, name in labels.items()}
     identities = {label: method_identity(name) for label, name in labels.items()}
     rows = run_noc(methods, loaded, out_dir, max_clicks=max_clicks, limit=limit, progress=progress, shard=shard,
-                   identities=identities)
+                   identities=identities, origins=origins)
     settings = {
         "data_root": str(data_root),
         "scenes": scene_records,

@@ -50,11 +50,12 @@ def noc_command(
         help="Checkpoint path, preset, 'default', or a baseline: grabcut, random-walker, watershed, disk. "
         "Repeat or comma-separate to compare methods side by side.",
     ),
-    datasets: str | None = typer.Option(
+    datasets: list[str] | None = typer.Option(
         None, "--datasets", "-d",
-        help="Comma-separated: GrabCut, Berkeley, DAVIS, PascalVOC, SBD, COCO_MVal, COCO_LVIS, DUTS_TR, CCP, "
+        help="GrabCut, Berkeley, DAVIS, PascalVOC, SBD, COCO_MVal, COCO_LVIS, DUTS_TR, CCP, "
         "any other set in RITM's images-folder layout (DATA_ROOT/<name> or a folder's path holding img/ and gt/, "
-        "or images/ and masks/), or remote sensing LoveDA, Inria, DeepGlobe, LandCoverAI, Potsdam, Vaihingen (torchgeo layout in DATA_ROOT/<name>). "
+        "or images/ and masks/), or remote sensing LoveDA, Inria, DeepGlobe, LandCoverAI, Potsdam, Vaihingen "
+        "(torchgeo layout in DATA_ROOT/<name>, or a folder's path). Repeat or comma-separate. "
         "Default: GrabCut,Berkeley, or none when --scene is given.",
     ),
     scene: list[str] = typer.Option(
@@ -102,14 +103,14 @@ def noc_command(
         if not scene:
             raise MSTGeoError("--bands chooses --scene's bands: give --scene and --labels too")
         scene_bands = parse_bands(bands)
-    if datasets is None:
+    if not datasets:
         from mst_geo.data.iseg import BENCHMARK_SETS
 
-        datasets = "" if scene else ",".join(BENCHMARK_SETS)
+        datasets = [] if scene else list(BENCHMARK_SETS)
     _check_out_dir(out, "--out")
     with resume_hint_on_interrupt(f"rerun the same command to resume with the objects already in {out}"):
         results = run_noc_benchmark(
-            split_names(model), split_names([datasets]), out,
+            split_names(model), split_names(datasets), out,
             scenes=list(zip(scene, labels)), data_root=data_root, max_clicks=max_clicks,
             thresholds=_thresholds(iou), device=device, limit=limit, zoom_in=zoom_in, flip=flip,
             shard=_shard(shard), scene_bands=scene_bands,

@@ -16,11 +16,8 @@ indexed. Layouts (``root`` holds one folder per dataset, as in ``../shared/data/
 - SBD      ``<split>.txt``, ``img/*.jpg``, ``inst/*.mat`` (``GTinst.Segmentation``), per object;
   the folder may also be the official tar's ``benchmark_RELEASE/dataset``
 - COCO_LVIS ``<split>/images/*.jpg``, ``<split>/lvis_<split>.json`` (polygons), per annotation
-- any other set (ssTEM, BraTS, OAIZIB, your own photos, ...) in RITM's images-folder layout: a
-  folder named after the set holding an image folder (``img``, ``images``, ...) and a mask folder
-  (``gt``, ``masks``, ...) with one mask per object, ``<stem>.png`` or ``<stem>_<k>.png`` for
-  several objects of one image; any value above 0 is the object, except in a GrabCut-style trimap
-  (values 0/128/255), whose 128 band is ignored. ``--datasets`` may also name the folder's path.
+- any other set (your own photos, OAIZIB-style label maps, ...) in RITM's images-folder layout,
+  by name or by path: ``mst_geo.data.images_folder``
 
 Hidden files (macOS ``._*`` copies) are not instances; a mask with no object pixel is an error
 naming it, not a free perfect score.
@@ -71,9 +68,11 @@ MaskReader = Callable[[InstanceRef], np.ndarray]
 class ISegDataset(Sequence[Instance]):
     """A named list of instances, read from disk on indexing."""
 
-    def __init__(self, name: str, refs: Sequence[InstanceRef], read_mask: MaskReader):
+    def __init__(self, name: str, refs: Sequence[InstanceRef], read_mask: MaskReader, folder: Path | None = None):
         self.name = name
         self.refs = list(refs)
+        self.folder = folder
+        """The set's folder (the bench records it, so a rerun never mixes two copies' rows)."""
         self.read_mask = read_mask
         """The set's rule from a ref's stored mask to 1/0/255 (shared with the trainer's image groups)."""
 
@@ -100,8 +99,9 @@ class ISegDataset(Sequence[Instance]):
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """An image file as RGB uint8 HxWx3."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    """An image file as RGB uint8 HxWx3, its pixels as stored: masks are drawn on those, so an
+    EXIF orientation tag (a phone photo's) is not applied."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
         raise MSTGeoError("cannot read this image (missing or not an image file)", path)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
@@ -142,14 +142,39 @@ def _indexed_mask(ref: InstanceRef) -> np.ndarray:
     return mask
 
 
+def _voc_colours() -> np.ndarray:
+    """PASCAL VOC's palette: index i's colour from i's bits, interleaved into R, G, B (devkit)."""
+    colours = np.zeros((256, 3), dtype=np.int64)
+    for index in range(256):
+        value = index
+        for shift in range(7, -1, -1):
+            for channel in range(3):
+                colours[index, channel] |= ((value >> channel) & 1) << shift
+            value >>= 3
+    return colours
+
+
+VOC_INDEX_OF_COLOUR = {tuple(colour): index for index, colour in enumerate(_voc_colours().tolist())}
+
+
 def _read_palette_indices(path: Path) -> np.ndarray:
+    """A VOC SegmentationObject mask's palette indices; one re-saved as RGB is read back through
+    VOC's palette (a colour outside it is an error naming the file)."""
     from PIL import Image
 
     try:
         with Image.open(path) as image:
-            return np.asarray(image)
+            if image.mode in ("P", "L"):
+                return np.asarray(image)
+            rgb = np.asarray(image.convert("RGB"))
     except OSError as error:
         raise MSTGeoError(f"cannot read this mask ({error})", path) from error
+    colours, inverse = np.unique(rgb.reshape(-1, 3), axis=0, return_inverse=True)
+    unknown = [tuple(c) for c in colours.tolist() if tuple(c) not in VOC_INDEX_OF_COLOUR]
+    if unknown:
+        raise MSTGeoError(f"an RGB mask with colours outside PASCAL VOC's palette (e.g. {unknown[0]})", path)
+    indices = np.array([VOC_INDEX_OF_COLOUR[tuple(c)] for c in colours.tolist()], dtype=np.uint8)
+    return indices[inverse.reshape(-1)].reshape(rgb.shape[:2])
 
 
 def _sbd_mask(ref: InstanceRef) -> np.ndarray:
@@ -171,12 +196,24 @@ def _object_ids(indices: np.ndarray) -> list[int]:
 
 # ---- layouts -------------------------------------------------------------------------------
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def _files(folder: Path) -> list[Path]:
+def sorted_files(folder: Path) -> list[Path]:
+    """The image files of ``folder`` (hidden ones, such as macOS ``._`` copies, left out)."""
     _require_dir(folder)
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+
+def files_by_stem(folder: Path) -> dict[str, Path]:
+    """The image files of ``folder`` by stem; two files of one stem are an error, not a guess."""
+    files: dict[str, Path] = {}
+    for path in sorted_files(folder):
+        if path.stem in files:
+            raise MSTGeoError(f"two images named {path.stem!r} ({files[path.stem].name}, {path.name}); "
+                              "keep one", folder)
+        files[path.stem] = path
+    return files
 
 
 def _require_dir(folder: Path) -> None:
@@ -184,7 +221,7 @@ def _require_dir(folder: Path) -> None:
         raise MSTGeoError("folder missing (not the expected dataset layout)", folder)
 
 
-def _image_for(images: dict[str, Path], stem: str, mask_path: Path) -> Path:
+def image_for(images: dict[str, Path], stem: str, mask_path: Path) -> Path:
     """The image of a mask: same stem, or a numeric stem without its object letter (Berkeley's
     189011a and 189011b share 189011)."""
     if stem in images:
@@ -195,12 +232,11 @@ def _image_for(images: dict[str, Path], stem: str, mask_path: Path) -> Path:
     raise MSTGeoError("no image with the same name for this mask", mask_path)
 
 
-def _paired(folder: Path, image_dir: str, mask_dir: str,
-            image_for: Callable[[dict[str, Path], str, Path], Path] = _image_for) -> list[InstanceRef]:
+def _paired(folder: Path, image_dir: str, mask_dir: str) -> list[InstanceRef]:
     """One instance per mask file, its image found by name in the sibling folder."""
-    images = {p.stem: p for p in _files(folder / image_dir)}
+    images = files_by_stem(folder / image_dir)
     refs = []
-    for mask_path in _files(folder / mask_dir):
+    for mask_path in sorted_files(folder / mask_dir):
         image_path = image_for(images, mask_path.stem, mask_path)
         refs.append(InstanceRef(image_path, mask_path, mask_path.stem, image_path.stem))
     return refs
@@ -303,49 +339,15 @@ def _polygon_mask(ref: InstanceRef) -> np.ndarray:
     return mask
 
 
-IMAGE_FOLDERS = ("img", "images", "image", "imgs")
-MASK_FOLDERS = ("gt", "masks", "mask", "gts", "labels", "label", "annotations")
-"""Folder names of RITM's images-folder layout and its common variants, in order of preference."""
+def _named_path(root: Path, relative: str) -> Path | None:
+    """``root/relative`` with its first folder matched like dataset names (``davis``, ``DUTS-TR``)."""
+    first, *rest = Path(relative).parts
+    folder = named_folder(root, first)
+    path = folder.joinpath(*rest) if folder is not None else None
+    return path if path is not None and path.is_dir() else None
 
 
-def _subfolder(folder: Path, names: Sequence[str]) -> str | None:
-    """The first of ``names`` that ``folder`` holds as a folder, whatever its case."""
-    present = {p.name.lower(): p.name for p in folder.iterdir() if p.is_dir()}
-    return next((present[name] for name in names if name in present), None)
-
-
-def _image_for_numbered(images: dict[str, Path], stem: str, mask_path: Path) -> Path:
-    """The image of a generic set's mask: same stem, or ``<stem>_<k>`` for its k-th object."""
-    numbered = re.fullmatch(r"(.+)_\d+", stem)
-    if stem not in images and numbered and numbered.group(1) in images:
-        return images[numbered.group(1)]
-    return _image_for(images, stem, mask_path)
-
-
-def _generic_mask(ref: InstanceRef) -> np.ndarray:
-    """RITM's rule (above 0 is the object), or GrabCut's when the mask is a 0/128/255 trimap."""
-    raw = _read_gray(ref.mask_path)
-    values = set(np.unique(raw).tolist())
-    if {128, 255} <= values <= {0, 128, 255}:
-        mask = (raw > 128).astype(np.uint8)
-        mask[raw == 128] = IGNORE
-        return mask
-    return (raw > 0).astype(np.uint8)
-
-
-def _generic_dataset(folder: Path) -> ISegDataset:
-    """A set of unknown name in the images-folder layout (module docstring)."""
-    image_dir, mask_dir = _subfolder(folder, IMAGE_FOLDERS), _subfolder(folder, MASK_FOLDERS)
-    if image_dir is None or mask_dir is None:
-        raise MSTGeoError(f"not a known dataset, nor an image folder ({', '.join(IMAGE_FOLDERS)}) beside a "
-                          f"mask folder ({', '.join(MASK_FOLDERS)})", folder)
-    refs = _paired(folder, image_dir, mask_dir, _image_for_numbered)
-    if not refs:
-        raise MSTGeoError(f"no masks in {mask_dir}/", folder)
-    return ISegDataset(folder.name, refs, _generic_mask)
-
-
-def _named_folder(root: Path, name: str) -> Path | None:
+def named_folder(root: Path, name: str) -> Path | None:
     """``root/name``, matched like dataset names (case, ``_``/``-``/``+`` aside)."""
     if (root / name).is_dir():
         return root / name
@@ -416,14 +418,16 @@ def load_iseg_dataset(name: str, root: str | Path, split: str = "val") -> ISegDa
         raise MSTGeoError("data root is not a folder", root)
     known = known_name(name)
     if known is None:
-        folder = _named_folder(root, name)
+        from mst_geo.data.images_folder import images_folder_dataset  # it builds on this module
+
+        folder = named_folder(root, name)
         if folder is None:
             raise MSTGeoError(f"unknown dataset {name!r}: no folder of that name here, and not one of "
                               f"{', '.join(LAYOUTS)}", root)
-        return _generic_dataset(folder)
+        return images_folder_dataset(folder)
     name = known
     layout = LAYOUTS[name]
-    present = [root / f for f in layout.folders if (root / f).is_dir()]
+    present = [found for f in layout.folders if (found := _named_path(root, f)) is not None]
     folder = next((f for f in present if layout.marker is None or (f / layout.marker).exists()),
                   present[0] if present else None)
     if folder is None:
@@ -431,4 +435,4 @@ def load_iseg_dataset(name: str, root: str | Path, split: str = "val") -> ISegDa
     refs = layout.list_refs(folder, split)
     if not refs:
         raise MSTGeoError(f"no {name} instances found", folder)
-    return ISegDataset(name, refs, layout.read_mask)
+    return ISegDataset(name, refs, layout.read_mask, folder)

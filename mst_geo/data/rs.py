@@ -49,6 +49,8 @@ class RSLayout:
     tile_path: Callable[[Any, int], str]
     read_classes: Callable[[Any, int], np.ndarray] | None = None
     """The tile's class map when torchgeo's ``sample["mask"]`` is not the one to use."""
+    expects: str = ""
+    """The files torchgeo looks for, said when it finds none."""
 
 
 def _open_loveda(root: Path, split: str) -> Any:
@@ -138,20 +140,24 @@ RS_LAYOUTS: dict[str, RSLayout] = {
         _open_loveda,
         {2: "building", 3: "road", 4: "water", 5: "barren", 6: "forest", 7: "agriculture"},
         (0,), "val", lambda ds, i: ds.files[i]["image"],
+        expects="Train|Val|Test/Urban|Rural/images_png/*.png with masks_png/ beside, Urban and Rural both",
     ),
     # Inria: 0 background, 1 building
-    "Inria": RSLayout(_open_inria, {1: "building"}, (), "val", lambda ds, i: ds.files[i]["image"]),
+    "Inria": RSLayout(_open_inria, {1: "building"}, (), "val", lambda ds, i: ds.files[i]["image"],
+                      expects="AerialImageDataset/train/images/<town><n>.tif with gt/ beside (val: tiles 1-5)"),
     # DeepGlobe land cover: 0 urban .. 5 barren, 6 unknown
     "DeepGlobe": RSLayout(
         _open_deepglobe,
         {0: "urban", 1: "agriculture", 2: "rangeland", 3: "forest", 4: "water", 5: "barren"},
         (6,), "test", lambda ds, i: ds.image_fns[i],
         lambda ds, i: _colour_classes(ds.mask_fns[i], DEEPGLOBE_CLASS_OF_BITS),
+        expects="data/training_data|test_data/images/<id>_sat.jpg with masks/<id>_mask.png beside",
     ),
     # LandCover.ai (512 px chips in output/, split lists beside): 0 background, 1 building .. 4 road
     "LandCoverAI": RSLayout(
         _open_landcoverai, {1: "building", 2: "woodland", 3: "water", 4: "road"}, (), "test",
         lambda ds, i: str(Path(ds.root) / "output" / f"{ds.ids[i].strip()}.jpg"),
+        expects="output/<id>.jpg and <id>_m.png with train.txt, val.txt, test.txt beside output/",
     ),
     # ISPRS Potsdam (RGBIR tiles: R,G,B used) and Vaihingen (IRRG tiles: the false colour is used as
     # RGB, as is usual for it): buildings, low vegetation, trees and cars; impervious surfaces (one
@@ -159,10 +165,14 @@ RS_LAYOUTS: dict[str, RSLayout] = {
     "Potsdam": RSLayout(
         _open_potsdam, {2: "building", 3: "low_vegetation", 4: "tree", 5: "car"}, (6,), "test",
         lambda ds, i: ds.files[i]["image"], lambda ds, i: _colour_classes(ds.files[i]["mask"], ISPRS_CLASS_OF_BITS),
+        expects="4_Ortho_RGBIR/top_potsdam_<tile>_RGBIR.tif, and top_potsdam_<tile>_label.tif in the folder itself "
+        "(5_Labels_all.zip unpacked there; the noBoundary labels renamed to _label.tif)",
     ),
     "Vaihingen": RSLayout(
         _open_vaihingen, {2: "building", 3: "low_vegetation", 4: "tree", 5: "car"}, (6,), "test",
         lambda ds, i: ds.files[i]["image"], lambda ds, i: _colour_classes(ds.files[i]["mask"], ISPRS_CLASS_OF_BITS),
+        expects="top/top_mosaic_09cm_area<n>.tif, and the label of the same name in the folder itself "
+        "(the ground-truth COMPLETE zip unpacked there)",
     ),
 }
 RS_ALIASES = {"LandCover.ai": "LandCoverAI", "InriaAerialImageLabeling": "Inria", "DeepGlobeLandCover": "DeepGlobe", "Potsdam2D": "Potsdam",
@@ -247,11 +257,15 @@ class RSInstances:
 
     def _tile(self, tile: int) -> tuple[np.ndarray, np.ndarray]:
         if self._cached is None or self._cached[0] != tile:
-            sample = self.dataset[tile]
-            if "mask" not in sample:
-                raise MSTGeoError("this split has no masks to benchmark on", self.tile_path(tile))
             read_classes = self.layout.read_classes
-            classes = read_classes(self.dataset, tile) if read_classes else np.asarray(sample["mask"]).astype(np.int64)
+            try:
+                sample = self.dataset[tile]
+                if "mask" not in sample:
+                    raise MSTGeoError("this split has no masks to benchmark on", self.tile_path(tile))
+                classes = read_classes(self.dataset, tile) if read_classes else np.asarray(sample["mask"]).astype(np.int64)
+            except OSError as error:  # rasterio's and PIL's errors for missing or broken files
+                raise MSTGeoError(f"cannot read this tile or its label ({str(error).splitlines()[0]})",
+                                  self.tile_path(tile)) from None
             self._cached = (tile, _as_rgb(sample["image"]), classes)
         return self._cached[1], self._cached[2]
 
@@ -314,10 +328,15 @@ def load_rs_dataset(name: str, root: str | Path, split: str | None = None, max_i
         raise MSTGeoError(f"no {canonical} folder here", root)
     from torchgeo.datasets import DatasetNotFoundError
 
+    split = split or layout.default_split
     try:
-        dataset = layout.open(root, split or layout.default_split)
+        dataset = layout.open(root, split)
     except (DatasetNotFoundError, AssertionError, FileNotFoundError) as error:
-        raise MSTGeoError(f"not a {canonical} dataset in its torchgeo layout ({error})", root) from error
+        raise MSTGeoError(f"not a {canonical} dataset in its torchgeo layout, {layout.expects} "
+                          f"({str(error).splitlines()[0]})", root) from None
+    if not len(dataset):
+        raise MSTGeoError(f"no {split} tile of {canonical} with its label here; torchgeo reads {layout.expects}, "
+                          f"the tiles it lists as {split}", root)
     instances = RSInstances(canonical, dataset, max_instances=max_instances, max_tiles=max_tiles)
     if not len(instances):
         raise MSTGeoError(f"no {canonical} objects found", root)

@@ -128,14 +128,18 @@ def build_split(root: str | Path, datasets: Sequence[str], val_fraction: float,
                           "train on COCO_MVal, DUTS_TR, CCP or your own data", root)
     train: list[ImageGroup] = []
     val: list[ImageGroup] = []
+    folders = []
     for name in datasets:
         dataset = load_iseg_dataset(name, root, split="train")
+        folders.append(str(dataset.folder or root))
         groups = group_by_image(dataset)[:max_images]
         for group in groups:
             in_val = (group.key in held_out) if held_out is not None else hashed_holdout(
                 group.key, val_fraction)
             (val if in_val else train).append(group)
     if not train:
-        raise MSTGeoError(f"no training images left in {', '.join(datasets)}", root)
+        rule = "the validation list" if held_out is not None else f"data.val_fraction {val_fraction}"
+        raise MSTGeoError(f"every image is held out for validation ({len(val)} by {rule}); add images, "
+                          "or lower data.val_fraction", ", ".join(folders))
     return InstanceIndex(tuple(train)), InstanceIndex(tuple(val))
 
