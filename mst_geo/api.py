@@ -8,13 +8,20 @@ produce the same polygons for the same clicks, and ``Segmenter.clicks_geojson()`
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Sequence
+import json
+import shutil
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
 from pyproj import CRS
-from tqdm.auto import tqdm
+from tqdm import TqdmWarning
+
+with warnings.catch_warnings():  # a notebook without ipywidgets gets text bars, not a warning
+    warnings.simplefilter("ignore", TqdmWarning)
+    from tqdm.auto import tqdm
 
 import mst_geo
 from mst_geo.atomic import atomic_path, check_output
@@ -36,6 +43,7 @@ from mst_geo.geo.prompts import (
     ObjectId,
     PixelMapper,
     SceneClick,
+    clicks_from_geojson,
     clicks_to_geojson,
     parse_crs,
     parse_object_id,
@@ -45,6 +53,10 @@ from mst_geo.geo.raster import SceneRaster
 from mst_geo.geo.scene import ObjectMask, ObjectSegmenter
 from mst_geo.geo.vectorize import mask_to_polygon
 from mst_geo.model.checkpoint import DEFAULT_CHECKPOINT, resolve_model
+from mst_geo.model.mst import MSTModel
+
+ClicksSource = str | Path | gpd.GeoDataFrame | Mapping[str, Any]
+"""A clicks file, a GeoDataFrame of click points or a clicks GeoJSON dict (the same contract)."""
 
 
 class Segmenter:
@@ -62,25 +74,28 @@ class Segmenter:
     def __init__(
         self,
         scene_path: str | Path,
-        model: str | Path = "default",
+        model: str | Path | MSTModel = "default",
         bands: Sequence[int] | None = None,
         device: str = "cpu",
         simplify: float = 0.0,
         min_area: float = 0.0,
     ):
+        """``model``: "default", a checkpoint path, a preset (random weights) or a loaded
+        ``MSTModel`` (``mst_geo.load_model(...)[0]``); ``simplify`` and ``min_area`` count in the
+        scene CRS's units and may be changed later (every outline is redrawn)."""
         run_on = torch_device(device)
         self.raster = SceneRaster(scene_path, bands)
         try:
             _check_outline_settings(simplify, min_area, self.raster)
-            network, self.card = resolve_model(model)
+            network, self.card = _network(model)
         except BaseException:
             self.raster.close()
             raise
         self.model_name = _model_name(model, self.card)
-        self._model_source = str(DEFAULT_CHECKPOINT if str(model) == "default" else model)
+        in_memory = isinstance(model, MSTModel)
+        self._model_source = None if in_memory else str(DEFAULT_CHECKPOINT if str(model) == "default" else model)
         self._device = device
-        self.simplify = simplify
-        self.min_area = min_area
+        self._simplify, self._min_area = float(simplify), float(min_area)
         self._mapper = PixelMapper(self.crs, self.transform, self.width, self.height, is_valid=self.raster.is_valid)
         # The adaptive windows already frame the object, so the model sees them at its training size:
         # the card's larger inference_size helps on whole images (bench) but measured worse here
@@ -114,6 +129,29 @@ class Segmenter:
     def height(self) -> int:
         return self.raster.height
 
+    # -- outline settings -------------------------------------------------------------------------
+    @property
+    def simplify(self) -> float:
+        """Douglas-Peucker tolerance of the outlines, in the scene CRS's unit (0: pixel edges)."""
+        return self._simplify
+
+    @simplify.setter
+    def simplify(self, value: float) -> None:
+        _check_outline_settings(value, self._min_area, self.raster)
+        self._simplify = float(value)
+        self._records.clear()  # every outline is redrawn with the new tolerance
+
+    @property
+    def min_area(self) -> float:
+        """Polygon parts smaller than this (scene CRS's unit squared) are dropped."""
+        return self._min_area
+
+    @min_area.setter
+    def min_area(self, value: float) -> None:
+        _check_outline_settings(self._simplify, value, self.raster)
+        self._min_area = float(value)
+        self._records.clear()
+
     # -- clicks ---------------------------------------------------------------------------------
     def add_click(
         self, x: float, y: float, positive: bool = True, crs: Any = None, object: ObjectId | None = None
@@ -139,21 +177,28 @@ class Segmenter:
 
     def load_clicks(
         self,
-        path: str | Path,
+        clicks: ClicksSource,
         clicks_crs: str | None = None,
         progress: bool = False,
         journal: ObjectJournal | None = None,
         max_objects: int | None = None,
     ) -> list[ObjectId]:
-        """Add every click of a clicks file (the contract; GeoJSON or an OGR point layer), object by object, in click order.
+        """Add every click of ``clicks`` (the contract: a GeoJSON or OGR point file, a GeoDataFrame
+        of points, or a clicks GeoJSON dict such as ``clicks_geojson()``), object by object, in
+        click order. Its objects must be new: an id already in this session is refused rather
+        than merged (to add clicks to an object, use ``add_click(..., object=id)``).
 
         With a ``journal``, objects it already holds are restored instead of recomputed, and each
         finished object is stored in it (so an interrupted run resumes). More than ``max_objects``
         objects are refused before any is segmented.
         """
-        objects = read_clicks(path, self._mapper, clicks_crs)
+        objects, source = self._read_clicks(clicks, clicks_crs)
         if max_objects is not None and len(objects) > max_objects:
-            raise MSTGeoError(f"holds {len(objects)} objects, the mask output holds at most {max_objects}", path)
+            raise MSTGeoError(f"holds {len(objects)} objects, the mask output holds at most {max_objects}", source)
+        taken = [obj for obj in objects if str(obj) in {str(known) for known in self._clicks}]
+        if taken:
+            raise MSTGeoError(f"object(s) {', '.join(map(repr, taken))} already in this session; load into a new "
+                              "Segmenter, or give the file's objects other ids", source)
         with tqdm(total=len(objects), desc="objects", unit="object", disable=not progress) as bar:
             for object_id, clicks in objects.items():
                 bar.set_postfix(object=object_id, clicks=len(clicks))
@@ -170,6 +215,15 @@ class Segmenter:
                 bar.update()
         return list(objects)
 
+    def _read_clicks(self, clicks: ClicksSource, clicks_crs: str | None) -> tuple[dict[ObjectId, list[SceneClick]], Any]:
+        """The objects of a clicks source, and what to name in its errors."""
+        if isinstance(clicks, gpd.GeoDataFrame):
+            data = json.loads(clicks.to_json(drop_id=True))
+            return clicks_from_geojson(data, self._mapper, clicks_crs or clicks.crs, "clicks GeoDataFrame"), None
+        if isinstance(clicks, Mapping):
+            return clicks_from_geojson(clicks, self._mapper, clicks_crs, "clicks GeoJSON"), None
+        return read_clicks(clicks, self._mapper, clicks_crs), clicks
+
     def undo(self, object: ObjectId | None = None) -> None:
         """Remove the last click of ``object`` (None: the last object clicked); an object without
         clicks disappears."""
@@ -177,7 +231,8 @@ class Segmenter:
             if not self._history:
                 raise MSTGeoError("nothing to undo")
             object = self._history[-1]
-        clicks = self._object_clicks(object)[:-1]
+        object = self._known(object)
+        clicks = self._clicks[object][:-1]
         del self._history[len(self._history) - 1 - self._history[::-1].index(object)]
         if clicks:
             self._clicks[object] = clicks
@@ -187,7 +242,7 @@ class Segmenter:
 
     def delete(self, object: ObjectId) -> None:
         """Forget ``object`` and its clicks."""
-        self._object_clicks(object)
+        object = self._known(object)
         for table in (self._clicks, self._results, self._records):
             table.pop(object, None)
         self._history = [obj for obj in self._history if obj != object]
@@ -199,8 +254,7 @@ class Segmenter:
 
     def mask(self, object: ObjectId) -> ObjectMask:
         """The object's mask over its window (``.mask``, ``.probability``, ``.window``, ``.transform``)."""
-        self._object_clicks(object)
-        return self._results[object]
+        return self._results[self._known(object)]
 
     def polygons(self) -> gpd.GeoDataFrame:
         """One (Multi)Polygon per object in the scene CRS, with the output contract's columns."""
@@ -236,9 +290,9 @@ class Segmenter:
     def run_key(self) -> dict[str, Any] | None:
         """What a result depends on besides the clicks (scene, bands, model weights, device);
         None when results cannot be reproduced (a preset name means new random weights)."""
-        model = Path(self._model_source)
-        if not model.is_file():
+        if self._model_source is None or not Path(self._model_source).is_file():
             return None
+        model = Path(self._model_source)
         return {
             "scene": file_identity(self.raster.path),
             # the grid too: two URLs that differ only in their query are one identity above
@@ -277,10 +331,12 @@ class Segmenter:
             self._records[object_id] = ObjectRecord(object_id, geometry, len(result.clicks), result.score)
         return self._records[object_id]
 
-    def _object_clicks(self, object_id: ObjectId) -> list[SceneClick]:
-        if object_id not in self._clicks:
+    def _known(self, object_id: ObjectId) -> ObjectId:
+        """The id of an object in this session that reads as ``object_id`` (7 or "7")."""
+        known = self.existing_id(object_id)
+        if known not in self._clicks:
             raise MSTGeoError(f"unknown object {object_id!r}")
-        return self._clicks[object_id]
+        return known
 
     def new_object_id(self, reserved: Iterable[ObjectId] = ()) -> int:
         """An integer id past every id in use or ``reserved`` that reads as a number: "7" from a
@@ -320,12 +376,12 @@ def segment_scene(
         check_output(output, overwrite)
     with Segmenter(scene, model=model, bands=bands, device=device, simplify=simplify, min_area=min_area) as seg:
         key = seg.run_key() if resume else None
-        journal = ObjectJournal(Path(out).parent / f".{Path(out).name}.resume", key) if key is not None else None
+        journal_dir = Path(out).parent / f".{Path(out).name}.resume"
+        journal = ObjectJournal(journal_dir, key) if key is not None else None
         seg.load_clicks(clicks, clicks_crs=clicks_crs, progress=progress, journal=journal,
                         max_objects=MAX_MASK_OBJECTS if mask_out is not None else None)
         seg.save(out, overwrite=overwrite, mask_path=mask_out)
-        if journal is not None:
-            journal.remove()
+        shutil.rmtree(journal_dir, ignore_errors=True)  # this run's, or one resume=False passed over
         return seg.polygons()
 
 
@@ -334,8 +390,11 @@ MAX_SIMPLIFY_PIXELS = 100
 
 
 def _check_outline_settings(simplify: float, min_area: float, raster: SceneRaster) -> None:
-    """Refuse a --simplify or --min-area that would wipe out every outline: both count in the
-    scene CRS's units, so 1 on a scene in degrees is 111 km, not 1 m."""
+    """Refuse a --simplify or --min-area that is negative or would wipe out every outline: both
+    count in the scene CRS's units, so 1 on a scene in degrees is 111 km, not 1 m."""
+    for flag, value in (("--simplify", simplify), ("--min-area", min_area)):
+        if not value >= 0:  # NaN too
+            raise MSTGeoError(f"{flag} must be 0 or more, got {value!r}", raster.path)
     crs = CRS.from_user_input(raster.crs)
     unit = f"the {crs.axis_info[0].unit_name}" if crs.axis_info else "its own"
     pixel = abs(raster.transform.a)
@@ -348,10 +407,22 @@ def _check_outline_settings(simplify: float, min_area: float, raster: SceneRaste
                           f"the scene CRS's unit squared, {unit}", raster.path)
 
 
-def _model_name(model: str | Path, card: dict) -> str:
+def _network(model: str | Path | MSTModel) -> tuple[MSTModel, dict[str, Any]]:
+    """The network and its card, from a name or path, or as given (a card built from its config)."""
+    if isinstance(model, MSTModel):
+        return model.eval(), {"preset": model.config.preset, "config": model.config.to_dict(), "training": None}
+    if not isinstance(model, (str, Path)):
+        raise MSTGeoError(f"model must be 'default', a checkpoint path, a preset or an MSTModel, got "
+                          f"{type(model).__name__}")
+    return resolve_model(model)
+
+
+def _model_name(model: str | Path | MSTModel, card: dict) -> str:
     """The ``model`` output property: the card's name, else the checkpoint's file name or the preset."""
     if card.get("name"):
         return str(card["name"])
+    if isinstance(model, MSTModel):
+        return str(card["preset"])
     if str(model) == "default":
         return DEFAULT_CHECKPOINT.stem
     path = Path(model)

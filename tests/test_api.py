@@ -227,3 +227,71 @@ def test_interrupted_run_resumes_with_the_finished_objects(tmp_path, naip_scene,
     for ours, theirs in zip(resumed.geometry, reference.geometry):
         assert not ours.is_empty and ours.equals(theirs)
     assert sorted(p.name for p in out.parent.iterdir()) == ["objects.gpkg"]  # the journal is gone
+
+
+def test_clicks_load_from_memory_and_never_merge_into_existing_objects(naip_scene, local_checkpoint, local_segmenter):
+    """``load_clicks`` takes a GeoDataFrame or a clicks GeoJSON dict as well as a file; an id
+    already in the session is refused (a file's default object 1 used to fuse with the first
+    clicked object, and loading a file twice doubled every object's clicks)."""
+    pond = local_segmenter.add_click(*xy(40.5, 860.5))
+    assert pond == 1
+    exported = local_segmenter.clicks_geojson()
+    with Segmenter(naip_scene, model=local_checkpoint) as fresh:
+        assert fresh.load_clicks(exported) == [1]
+        np.testing.assert_array_equal(fresh.mask(1).probability, local_segmenter.mask(1).probability)
+    frame = gpd.GeoDataFrame.from_features(exported["features"], crs=local_segmenter.crs)
+    with Segmenter(naip_scene, model=local_checkpoint) as fresh:
+        fresh.load_clicks(frame)
+        np.testing.assert_array_equal(fresh.mask("1").mask, local_segmenter.mask(1).mask)
+        fresh.delete(1)
+        fresh.load_clicks(frame.to_crs("EPSG:3857"))  # in its own CRS, as a file's layer
+        (click,), (original,) = fresh.mask(1).clicks, local_segmenter.mask(1).clicks
+        assert (click.row, click.col) == pytest.approx((original.row, original.col), abs=1e-6)
+    with pytest.raises(MSTGeoError, match="object\\(s\\) 1 already in this session"):
+        local_segmenter.load_clicks(exported)
+    assert len(local_segmenter.mask(1).clicks) == 1
+
+
+def test_object_ids_read_as_text_everywhere(segmenter):
+    segmenter.add_click(*xy(40.5, 860.5))
+    segmenter.add_click(*xy(624.5, 260.5), object="road")
+    assert segmenter.mask("1") is segmenter.mask(1)
+    segmenter.add_click(*xy(95.5, 843.5), object="1")
+    segmenter.undo("1")
+    assert len(segmenter.mask(1).clicks) == 1
+    segmenter.delete("1")
+    assert segmenter.objects() == ["road"]
+
+
+def test_outline_settings_redraw_every_outline_and_are_checked(local_segmenter):
+    local_segmenter.add_click(*xy(40.5, 860.5), object="pond")
+    raw = local_segmenter.polygons().geometry.iloc[0]
+    local_segmenter.simplify = 10.0
+    simplified = local_segmenter.polygons().geometry.iloc[0]
+    assert len(simplified.exterior.coords if simplified.geom_type == "Polygon" else simplified.geoms[0].exterior.coords) \
+        < len(raw.exterior.coords if raw.geom_type == "Polygon" else raw.geoms[0].exterior.coords)
+    local_segmenter.min_area = raw.area * 2
+    assert local_segmenter.polygons().geometry.iloc[0].is_empty
+    for setting, value, message in (("simplify", -1, "--simplify must be 0 or more"),
+                                    ("min_area", float("nan"), "--min-area must be 0 or more"),
+                                    ("simplify", 10_000, "--simplify 10000 is 2,000 pixels")):
+        with pytest.raises(MSTGeoError, match=message):
+            setattr(local_segmenter, setting, value)
+    assert local_segmenter.simplify == 10.0
+
+
+def test_a_loaded_model_and_bad_bands(naip_scene, local_checkpoint):
+    model, _ = mst_geo.load_model(local_checkpoint)
+    with Segmenter(naip_scene, model=model) as seg:
+        assert seg.run_key() is None and seg.model_name == model.config.preset
+        seg.add_click(*xy(40.5, 860.5))
+    with pytest.raises(MSTGeoError, match="model must be 'default', a checkpoint path, a preset or an MSTModel, got tuple"):
+        Segmenter(naip_scene, model=mst_geo.load_model(local_checkpoint))
+    for bands, message in (((4, 3), "takes 1 band \\(grey\\) or 3 bands"), ("4,3,2", "must be band numbers"),
+                           ((1.5, 2, 3), "whole band numbers"), (4, "must be band numbers"),
+                           ((4, 3, 9), "band 9 requested but the raster has bands 1..4")):
+        with pytest.raises(MSTGeoError, match=message) as error:
+            Segmenter(naip_scene, model=local_checkpoint, bands=bands)
+        assert "naip_scene.tif" in str(error.value)
+    with pytest.raises(MSTGeoError, match="is a folder, not a raster"):
+        Segmenter(naip_scene.parent, model=local_checkpoint)

@@ -16,9 +16,10 @@ that axis-aligned grid.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import contextlib
@@ -117,9 +118,19 @@ def parse_bands(text: str | None) -> tuple[int, ...] | None:
         bands = tuple(int(part) for part in text.split(","))
     except ValueError:
         raise MSTGeoError(f"--bands must be comma-separated band numbers like 4,3,2, got {text!r}") from None
-    if len(bands) not in (1, 3):
-        raise MSTGeoError(f"--bands takes 1 band (grey) or 3 bands (R,G,B), got {len(bands)}")
-    return bands
+    return _band_numbers(bands)
+
+
+def _band_numbers(bands: Any, where: str | Path | None = None) -> tuple[int, ...]:
+    """1 (grey) or 3 (R,G,B) whole band numbers, as ``--bands`` and the API's ``bands`` take them."""
+    if isinstance(bands, (str, bytes)) or not isinstance(bands, Iterable):
+        raise MSTGeoError(f"bands must be band numbers such as (4, 3, 2), got {bands!r}", where)
+    chosen = tuple(bands)
+    if not all(isinstance(band, (int, np.integer)) and not isinstance(band, bool) for band in chosen):
+        raise MSTGeoError(f"bands must be whole band numbers such as (4, 3, 2), got {chosen!r}", where)
+    if len(chosen) not in (1, 3):
+        raise MSTGeoError(f"--bands takes 1 band (grey) or 3 bands (R,G,B), got {len(chosen)}", where)
+    return tuple(int(band) for band in chosen)
 
 
 class SceneRaster:
@@ -127,6 +138,9 @@ class SceneRaster:
 
     def __init__(self, path: str | Path, bands: Sequence[int] | None = None):
         self.path = scene_source(path)
+        if isinstance(self.path, Path) and self.path.is_dir():
+            raise MSTGeoError("is a folder, not a raster (give the GeoTIFF's path; tiles go through a VRT mosaic)",
+                              self.path)
         if isinstance(self.path, Path) and not self.path.is_file():
             raise MSTGeoError("raster not found", self.path)
         self.dataset = open_scene(self.path)
@@ -168,10 +182,10 @@ class SceneRaster:
         is announced (``MSTGeoWarning``): the wrong bands cost far more clicks."""
         count = self.dataset.count
         if bands is not None:
-            for band in bands:
+            chosen = _band_numbers(bands, self.path)
+            for band in chosen:
                 if not 1 <= band <= count:
                     raise MSTGeoError(f"band {band} requested but the raster has bands 1..{count}", self.path)
-            chosen = tuple(bands)
         else:
             interp = self.dataset.colorinterp
             data_bands = [band for band, colour in enumerate(interp, 1) if colour != ColorInterp.alpha] or [1]
