@@ -8,7 +8,6 @@ produce the same polygons for the same clicks, and ``Segmenter.clicks_geojson()`
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -45,6 +44,7 @@ from mst_geo.geo.prompts import (
     SceneClick,
     clicks_from_geojson,
     clicks_to_geojson,
+    frame_as_geojson,
     parse_crs,
     parse_object_id,
     read_clicks,
@@ -218,10 +218,10 @@ class Segmenter:
     def _read_clicks(self, clicks: ClicksSource, clicks_crs: str | None) -> tuple[dict[ObjectId, list[SceneClick]], Any]:
         """The objects of a clicks source, and what to name in its errors."""
         if isinstance(clicks, gpd.GeoDataFrame):
-            data = json.loads(clicks.to_json(drop_id=True))
-            return clicks_from_geojson(data, self._mapper, clicks_crs or clicks.crs, "clicks GeoDataFrame"), None
+            source = "clicks GeoDataFrame"
+            return clicks_from_geojson(frame_as_geojson(clicks), self._mapper, clicks_crs or clicks.crs, source), source
         if isinstance(clicks, Mapping):
-            return clicks_from_geojson(clicks, self._mapper, clicks_crs, "clicks GeoJSON"), None
+            return clicks_from_geojson(clicks, self._mapper, clicks_crs, "clicks GeoJSON"), "clicks GeoJSON"
         return read_clicks(clicks, self._mapper, clicks_crs), clicks
 
     def undo(self, object: ObjectId | None = None) -> None:

@@ -255,6 +255,9 @@ def test_images_folder_layout_errors_name_the_folder(iseg_root, tmp_path):
         load_iseg_dataset("Mine", tmp_path)
 
 
+DUTS_ID = "ILSVRC2012_test_00000004"
+
+
 def _grabcut_object(iseg_root: Path, stem: str = "106024") -> np.ndarray:
     return np.asarray(Image.open(iseg_root / "GrabCut" / "boundary_GT" / f"{stem}.bmp").convert("L")) > 128
 
@@ -298,6 +301,70 @@ def test_images_folder_masks_are_read_by_what_their_values_are(iseg_root, tmp_pa
     assert abs(int(jpeg.sum()) - int(obj.sum())) < 0.01 * obj.sum()  # not grown by the artefacts
     raw = np.asarray(Image.open(folder / "annotations" / "jpeg.jpg"))
     assert np.count_nonzero(raw) > 1.02 * obj.sum()  # "above 0" would have grown it
+
+
+def test_images_folder_masks_in_other_encodings(iseg_root, tmp_path):
+    """16-bit 0/255, grey+alpha, a 0/255 palette mask, VOC colours re-saved as RGB (void ring
+    included) and a soft float mask: each is one object, the void ring ignored."""
+    obj = _grabcut_object(iseg_root)
+    folder = tmp_path / "Encodings"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    stems = ("u16", "la", "palette", "voc_rgb", "soft")
+    for stem in stems:
+        shutil.copy(_real_photo(iseg_root), folder / "images" / f"{stem}.jpg")
+    Image.fromarray(obj.astype(np.uint16) * 255).save(folder / "masks" / "u16.png")
+    grey = Image.fromarray(obj.astype(np.uint8) * 255)
+    Image.merge("LA", (grey, Image.new("L", grey.size, 255))).save(folder / "masks" / "la.png")
+    palette = Image.fromarray(obj.astype(np.uint8) * 255, mode="P")
+    palette.putpalette([0, 0, 0] * 255 + [255, 255, 255])
+    palette.save(folder / "masks" / "palette.png")
+    ring = cv2.dilate(obj.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & ~obj
+    voc = np.zeros((*obj.shape, 3), np.uint8)
+    voc[obj] = (128, 0, 0)
+    voc[ring] = (224, 224, 192)
+    Image.fromarray(voc).save(folder / "masks" / "voc_rgb.png")
+    soft = cv2.GaussianBlur(obj.astype(np.float32), (9, 9), 0)
+    Image.fromarray(soft, mode="F").save(folder / "masks" / "soft.tif")
+    dataset = load_iseg_dataset(str(folder), "/nonexistent")
+    assert [ref.name for ref in dataset.refs] == sorted(stems)
+    for k, ref in enumerate(dataset.refs):
+        mask = dataset[k].mask
+        if ref.name == "soft":
+            assert abs(int((mask == 1).sum()) - int(obj.sum())) < 0.02 * obj.sum()
+        else:
+            assert np.array_equal(mask == 1, obj), ref.name
+        assert np.array_equal(mask == 255, ring) if ref.name == "voc_rgb" else not (mask == 255).any()
+
+
+def test_known_sets_as_their_archives_unpack_or_under_other_names(iseg_root, tmp_path):
+    """The official DUTS-TR folder (DUTS-TR-Image, DUTS-TR-Mask) is DUTS_TR; a GrabCut copy under
+    another name is GrabCut (and so never trained on); two objects of one name are refused."""
+    duts = tmp_path / "DUTS-TR"
+    (duts / "DUTS-TR-Image").mkdir(parents=True)
+    (duts / "DUTS-TR-Mask").mkdir()
+    shutil.copy(iseg_root / "DUTS_TR" / "img" / f"{DUTS_ID}.jpg", duts / "DUTS-TR-Image" / f"{DUTS_ID}.jpg")
+    shutil.copy(iseg_root / "DUTS_TR" / "gt" / f"{DUTS_ID}.png", duts / "DUTS-TR-Mask" / f"{DUTS_ID}.png")
+    dataset = load_iseg_dataset("DUTS-TR", tmp_path)
+    assert dataset.name == "DUTS_TR" and [ref.name for ref in dataset.refs] == [DUTS_ID]
+    reference = load_iseg_dataset("DUTS_TR", iseg_root)
+    position = [ref.name for ref in reference.refs].index(DUTS_ID)
+    assert np.array_equal(dataset[0].mask, reference[position].mask)  # the same rule as its own layout
+    copy = tmp_path / "my_gc"
+    shutil.copytree(iseg_root / "GrabCut", copy)
+    assert load_iseg_dataset(str(copy), "/nonexistent").name == "GrabCut"
+    from mst_geo.train.instances import build_split
+
+    with pytest.raises(MSTGeoError, match="GrabCut: benchmark set"):
+        build_split(tmp_path, [str(copy)], 0.1)
+    labels = tmp_path / "Clash"
+    (labels / "img").mkdir(parents=True)
+    (labels / "gt").mkdir()
+    shutil.copy(_real_photo(iseg_root), labels / "img" / "a.jpg")
+    Image.fromarray((_grabcut_object(iseg_root) * 1).astype(np.uint8) + 1).save(labels / "gt" / "a.png")  # labels 1, 2
+    Image.fromarray(_grabcut_object(iseg_root).astype(np.uint8)).save(labels / "gt" / "a_1.png")
+    with pytest.raises(MSTGeoError, match="two objects would both be named 'a_1'"):
+        load_iseg_dataset("Clash", tmp_path)
 
 
 def test_images_folder_names_and_pairing_variants(iseg_root, tmp_path):

@@ -283,3 +283,19 @@ def test_rs_layout_errors_say_what_torchgeo_reads(naip_rgb, tmp_path):
         image.write(naip_rgb.transpose(2, 0, 1))
     with pytest.raises(MSTGeoError, match="austin1.tif: cannot read this tile or its label .*gt/austin1.tif"):
         run_noc_benchmark(["disk"], ["Inria"], tmp_path / "out", data_root=tmp_path / "data", progress=False)
+
+
+def test_training_finds_remote_sensing_sets_as_the_bench_does(naip_rgb, tmp_path):
+    """By path or in a folder of another case, like the bench; a val.txt that names only photo
+    images (a pack's) still leaves the remote-sensing set its hash-held-out tiles."""
+    from mst_geo.train.config import DataSection
+    from mst_geo.train.datamodule import dataset_sources
+
+    root = tmp_path / "data"
+    _write_loveda(root / "loveda", naip_rgb, split="Train", tiles=("10", "11", "12", "13"))
+    (root / "val.txt").write_text("COCO_MVal/000000000139\n")
+    for name in ("LoveDA", str(root / "loveda")):
+        _, val, description = dataset_sources(DataSection(root=str(tmp_path / "elsewhere" if "/" in name else root),
+                                                          datasets=[name], val_fraction=0.5))
+        assert description["held_out"]["LoveDA"]["images"] == 2  # the hash rule: tiles 11 and 13
+        assert len(val) == 6

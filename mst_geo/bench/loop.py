@@ -28,8 +28,9 @@ from mst_geo.errors import MSTGeoError
 ROWS_FILE = "instances.jsonl"
 SETTINGS_FILE = "run.json"
 METHODS_FILE = "methods.json"
-DATASETS_FILE = "datasets.json"
 """Which model each method label's rows come from (a checkpoint's SHA-256)."""
+DATASETS_FILE = "datasets.json"
+"""Which folder (or scene, labels and bands) each dataset's rows come from."""
 
 
 class InstanceSource(Protocol):

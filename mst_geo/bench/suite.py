@@ -12,8 +12,8 @@ from pathlib import Path
 from mst_geo.bench.loop import SETTINGS_FILE, InstanceSource, load_rows, run_noc
 from mst_geo.bench.methods import method_identity, method_labels, resolve_method
 from mst_geo.bench.report import common_rows, write_report
-from mst_geo.data.iseg import dataset_location, load_iseg_dataset, named_folder
-from mst_geo.data.rs import load_rs_dataset, rs_dataset_name
+from mst_geo.data.iseg import dataset_location, load_iseg_dataset
+from mst_geo.data.rs import RS_LAYOUTS, load_rs_dataset, locate_rs_dataset
 from mst_geo.errors import MSTGeoError
 
 DEFAULT_DATA_ROOT = Path("../shared/data/iseg")
@@ -24,14 +24,14 @@ def load_bench_dataset(name: str, data_root: Path, limit: int | None = None) -> 
     (by name under ``data_root``, or by path; any set in RITM's images-folder layout), or a
     remote-sensing one (torchgeo layout in ``data_root/<name>``, or by path), the latter scanned
     only as far as ``limit``."""
-    root, folder_name = dataset_location(name, data_root)
+    root = dataset_location(name, data_root)[0]
     if not root.is_dir():
         raise MSTGeoError("data root is not a folder (set --data-root)", root)
-    rs_name = rs_dataset_name(folder_name)
-    if rs_name is not None:
-        folder = named_folder(root, folder_name) or root / rs_name
+    remote = locate_rs_dataset(name, data_root)
+    if remote is not None:
+        rs_name, folder = remote
         return rs_name, load_rs_dataset(rs_name, folder, max_instances=limit), str(folder.resolve())
-    dataset = load_iseg_dataset(name, data_root)
+    dataset = load_iseg_dataset(name, data_root, also_known=list(RS_LAYOUTS))
     return dataset.name, dataset, str(dataset.folder.resolve() if dataset.folder else data_root.resolve())
 
 
@@ -91,7 +91,8 @@ def run_noc_benchmark(
         for (scene, labels), (source, _) in zip(scenes, scene_records):
             labelled = LabelledScene(scene, labels, bands=scene_bands)
             loaded[labelled.name] = labelled
-            origins[labelled.name] = f"{source} with {Path(labels).resolve()}, bands {scene_bands or 'default'}"
+            where = str(Path(source).resolve()) if Path(source).exists() else source  # a URL as it is
+            origins[labelled.name] = f"{where} with {Path(labels).resolve()}, bands {list(labelled.objects.bands)}"
     labels = method_labels(models, zoom_in, flip)
     methods = {label: resolve_method(name, device, zoom_in, flip) for label, name in labels.items()}
     identities = {label: method_identity(name) for label, name in labels.items()}

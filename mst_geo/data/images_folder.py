@@ -6,12 +6,17 @@ A folder named after the set holds an image folder (``img``, ``images``, ``im``,
 ``<stem>_mask``, ``<stem>_gt``) belongs to the image ``<stem>``. What a mask's values mean is read
 from the values themselves, since these sets come from many tools:
 
-- a palette PNG, or values that are all small integers (at most ``LABEL_MAP_MAX``), is a label
+- a palette PNG, or integer values that are all small (at most ``LABEL_MAP_MAX``), is a label
   map: every value above 0 is one object (OAIZIB's cartilages, DAVIS-2017's objects), 255 beside
-  them is void and ignored (the VOC/SBD convention); colour masks are label maps of their colours;
+  them is void and ignored (the VOC/SBD convention); colour masks are label maps of their colours
+  (VOC's palette colours read as its indices, so its void colour stays void); instance maps of
+  more labels are read as one object;
 - values 0/128/255 are a GrabCut trimap: 128 is the unknown band, ignored;
-- anything else (0/255, antialiased edges, JPEG-compressed masks, 16-bit 0/65535) is one object
-  where the value is above half the type's range (ClickSEG's rule for such sets).
+- anything else (0/255, antialiased edges, JPEG-compressed masks, 16-bit 0/65535, soft float
+  masks) is one object where the value is above half the largest value present (127.5 for a
+  0/255 mask, about ClickSEG's cut for such sets).
+
+Masks are read once when the set is listed, to count their objects.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mst_geo.data.iseg import IGNORE, ISegDataset, InstanceRef, files_by_stem, image_for, sorted_files
+from mst_geo.data.iseg import (IGNORE, VOC_INDEX_OF_COLOUR, InstanceRef, ISegDataset, files_by_stem, image_for,
+                              sorted_files)
 from mst_geo.errors import MSTGeoError
 
 IMAGE_FOLDER = re.compile(r"^(img|imgs|im|image|images|jpegimages)([-_ ].*)?$|.*[-_ ](image|images|img)$", re.I)
@@ -53,8 +59,10 @@ def _one_channel(path: Path) -> tuple[np.ndarray, bool]:
 
     try:
         with Image.open(path) as image:
-            if image.mode == "P":
-                return np.asarray(image), True
+            if image.mode in ("P", "PA"):
+                return np.asarray(image.getchannel(0)), True
+            if image.mode == "LA":
+                return np.asarray(image.getchannel(0)), False
             array = np.asarray(image)
     except OSError as error:
         raise MSTGeoError(f"cannot read this mask ({error})", path) from error
@@ -62,16 +70,18 @@ def _one_channel(path: Path) -> tuple[np.ndarray, bool]:
         return array, False
     rgb = array[..., :3]
     if (rgb == rgb[..., :1]).all():
+        if array.shape[2] == 4 and (rgb == rgb.flat[0]).all():  # one colour: the mask is the alpha
+            return array[..., 3], False
         return rgb[..., 0], False
     colours, ids = np.unique(rgb.reshape(-1, 3), axis=0, return_inverse=True)
+    ids = ids.reshape(rgb.shape[:2])
+    if all(tuple(colour) in VOC_INDEX_OF_COLOUR for colour in colours.tolist()):  # VOC's palette, void included
+        indices = np.array([VOC_INDEX_OF_COLOUR[tuple(colour)] for colour in colours.tolist()], dtype=np.uint8)
+        return indices[ids], True
     if len(colours) > LABEL_MAP_MAX + 1:  # a compressed colour mask: read its brightness
         return rgb.max(axis=2), False
-    black = np.flatnonzero((colours == 0).all(axis=1))
-    if black.size:  # black is background: id 0, the other colours 1..n in colour order
-        ids = np.where(ids == black[0], 0, ids + (ids < black[0]))
-    else:
-        ids = ids + 1
-    return ids.reshape(rgb.shape[:2]).astype(np.int32), True
+    # colours in sorted order, black (background) first when present: ids 0.., else 1..
+    return (ids + (0 if (colours[0] == 0).all() else 1)).astype(np.int32), True
 
 
 def read_mask_values(path: Path) -> MaskValues:
@@ -79,18 +89,19 @@ def read_mask_values(path: Path) -> MaskValues:
     values, labelled = _one_channel(path)
     present = np.unique(values)
     nonzero = present[present != 0]
-    small = nonzero[nonzero <= LABEL_MAP_MAX]
+    integers = np.issubdtype(values.dtype, np.integer) or values.dtype == bool
+    small = nonzero[nonzero <= LABEL_MAP_MAX] if integers else nonzero[:0]
     large = set(nonzero[nonzero > LABEL_MAP_MAX].tolist())
-    if labelled:
-        return MaskValues(values, tuple(int(v) for v in nonzero if v != IGNORE), IGNORE, 0)
-    if not large:
+    others = [int(v) for v in nonzero if v != IGNORE]
+    if labelled:  # 255 is void beside other labels, the object when alone (a 0/255 palette mask)
+        return MaskValues(values, tuple(others) if others else (IGNORE,), IGNORE if others else None, 0)
+    if integers and not large:
         return MaskValues(values, tuple(int(v) for v in small), None, 0)
-    if large == {IGNORE} and small.size and values.dtype == np.uint8:
+    if integers and large == {IGNORE} and small.size and values.dtype == np.uint8:
         return MaskValues(values, tuple(int(v) for v in small), IGNORE, 0)
     if large == {128, 255} and not small.size:
         return MaskValues(values, (), 128, 128)
-    top = np.iinfo(values.dtype).max if np.issubdtype(values.dtype, np.integer) else float(present.max())
-    return MaskValues(values, (), None, top / 2)
+    return MaskValues(values, (), None, float(present.max()) / 2 if present.size else 0.0)
 
 
 def images_folder_mask(ref: InstanceRef) -> np.ndarray:
@@ -125,21 +136,38 @@ def _image_of_mask(images: dict[str, Path], stem: str, mask_path: Path) -> Path:
     return image_for(images, stem, mask_path)
 
 
-def images_folder_dataset(folder: Path) -> ISegDataset:
-    """A set of unknown name in the images-folder layout: one instance per object of each mask."""
+def _image_and_mask_folders(folder: Path) -> tuple[str, str] | None:
     image_dir = _subfolder(folder, IMAGE_FOLDER, ("img", "images", "image", "imgs", "im"))
     mask_dir = _subfolder(folder, MASK_FOLDER, ("gt", "masks", "mask", "gts", "labels", "label", "annotations"))
-    if image_dir is None or mask_dir is None:
+    return (image_dir, mask_dir) if image_dir is not None and mask_dir is not None else None
+
+
+def has_images_folder_layout(folder: Path) -> bool:
+    """Whether ``folder`` holds an image folder beside a mask folder."""
+    return _image_and_mask_folders(folder) is not None
+
+
+def images_folder_dataset(folder: Path, name: str | None = None) -> ISegDataset:
+    """A set in the images-folder layout (named ``name``, else after its folder): one instance per
+    object of each mask."""
+    folders = _image_and_mask_folders(folder)
+    if folders is None:
         raise MSTGeoError("not a known dataset, nor an image folder (img, images, im, ...) beside a mask "
                           "folder (gt, masks, labels, ...)", folder)
+    image_dir, mask_dir = folders
     images = files_by_stem(folder / image_dir)
     refs = []
-    for mask_path in sorted_files(folder / mask_dir):
+    for mask_path in files_by_stem(folder / mask_dir).values():
         image_path = _image_of_mask(images, mask_path.stem, mask_path)
         objects = read_mask_values(mask_path).objects
         for value in objects or (None,):
-            name = mask_path.stem if len(objects) < 2 else f"{mask_path.stem}_{value}"
-            refs.append(InstanceRef(image_path, mask_path, name, image_path.stem, value))
+            name_of_object = mask_path.stem if len(objects) < 2 else f"{mask_path.stem}_{value}"
+            refs.append(InstanceRef(image_path, mask_path, name_of_object, image_path.stem, value))
     if not refs:
         raise MSTGeoError(f"no masks in {mask_dir}/", folder)
-    return ISegDataset(folder.name, refs, images_folder_mask, folder)
+    names = [ref.name for ref in refs]
+    repeated = next((n for n in names if names.count(n) > 1), None)
+    if repeated is not None:  # instance names are the bench's resume keys
+        raise MSTGeoError(f"two objects would both be named {repeated!r} (a label map beside a mask file of "
+                          "that name); rename one mask", folder / mask_dir)
+    return ISegDataset(name or folder.name, refs, images_folder_mask, folder)

@@ -3,7 +3,7 @@
 Every dataset is a list of ``InstanceRef`` (which image, which mask, which object in it) and a
 rule turning the stored mask into the shared convention: uint8, 1 object / 0 background /
 255 ignore. Reading happens per item, so a dataset of thousands of images costs nothing until
-indexed. Layouts (``root`` holds one folder per dataset, as in ``../shared/data/iseg``):
+indexed (except the per-object layouts, whose masks are read once to list their objects). Layouts (``root`` holds one folder per dataset, as in ``../shared/data/iseg``):
 
 - GrabCut  ``data_GT/*.{jpg,bmp}``, ``boundary_GT/<stem>.bmp`` (128 = unknown band -> ignore)
 - Berkeley ``images/*.jpg``, ``masks/<stem>[a|b].png`` (same values as GrabCut)
@@ -382,6 +382,9 @@ LAYOUTS: dict[str, _Layout] = {
 
 ALIASES = {"PASCAL": "PascalVOC", "VOC": "PascalVOC"}
 
+DISTINCT_MARKERS = ("GrabCut", "PascalVOC", "SBD", "CCP")
+"""Sets whose marker no other layout holds, so a folder of any name holding it is that set."""
+
 BENCHMARK_SETS = ("GrabCut", "Berkeley")
 """Evaluation only: the sets the README reports are never trained on (shared/data/README)."""
 
@@ -406,30 +409,38 @@ def dataset_location(name: str, root: str | Path) -> tuple[Path, str]:
     return Path(root), name
 
 
-def load_iseg_dataset(name: str, root: str | Path, split: str = "val") -> ISegDataset:
+def load_iseg_dataset(name: str, root: str | Path, split: str = "val", also_known: Sequence[str] = ()) -> ISegDataset:
     """The dataset ``name`` under ``root`` (a folder holding one folder per dataset).
 
-    ``name`` may also be a folder's path (it holds a slash), read as that folder's set. A name
-    without a layout of its own is read in the generic images-folder layout (module docstring).
-    ``split`` matters only for the sets that ship several (PascalVOC, SBD, COCO_LVIS).
+    ``name`` may also be a folder's path (it holds a slash), read as that folder's set. A folder
+    holding a known set's distinctive marker is read as that set (and named after it); any other is
+    read in the generic images-folder layout (module docstring), as is a known set's folder that
+    lacks its marker but holds image and mask folders. ``split`` matters only for the sets that
+    ship several (PascalVOC, SBD, COCO_LVIS); ``also_known`` names other sets for the error on an
+    unknown name (the bench's remote-sensing sets).
     """
     root, name = dataset_location(name, root)
     if not root.is_dir():
         raise MSTGeoError("data root is not a folder", root)
+    from mst_geo.data.images_folder import has_images_folder_layout, images_folder_dataset  # builds on this module
+
     known = known_name(name)
     if known is None:
-        from mst_geo.data.images_folder import images_folder_dataset  # it builds on this module
-
         folder = named_folder(root, name)
         if folder is None:
             raise MSTGeoError(f"unknown dataset {name!r}: no folder of that name here, and not one of "
-                              f"{', '.join(LAYOUTS)}", root)
-        return images_folder_dataset(folder)
-    name = known
-    layout = LAYOUTS[name]
-    present = [found for f in layout.folders if (found := _named_path(root, f)) is not None]
-    folder = next((f for f in present if layout.marker is None or (f / layout.marker).exists()),
-                  present[0] if present else None)
+                              f"{', '.join([*LAYOUTS, *also_known])}", root)
+        known = next((key for key in DISTINCT_MARKERS if (folder / LAYOUTS[key].marker).exists()), None)
+        if known is None:
+            return images_folder_dataset(folder)
+        present = [folder]  # a known set by another name (a copy, VOCdevkit/VOC2012 by its path)
+    else:
+        present = [found for f in LAYOUTS[known].folders if (found := _named_path(root, f)) is not None]
+    name, layout = known, LAYOUTS[known]
+    folder = next((f for f in present if layout.marker is None or (f / layout.marker).exists()), None)
+    if folder is None and present and has_images_folder_layout(present[0]):
+        return images_folder_dataset(present[0], name)  # as its archive unpacks (DUTS-TR/DUTS-TR-Image, -Mask)
+    folder = folder or (present[0] if present else None)
     if folder is None:
         raise MSTGeoError(f"no {name} folder here (looked for {', '.join(layout.folders)})", root)
     refs = layout.list_refs(folder, split)

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from mst_geo.data.iseg import IGNORE, Instance, name_key
+from mst_geo.data.iseg import IGNORE, Instance, dataset_location, name_key, named_folder
 from mst_geo.errors import MSTGeoError
 
 SMALL_MAX_AREA = 32 * 32
@@ -179,6 +179,17 @@ RS_ALIASES = {"LandCover.ai": "LandCoverAI", "InriaAerialImageLabeling": "Inria"
               "Vaihingen2D": "Vaihingen", "ISPRSPotsdam": "Potsdam", "ISPRSVaihingen": "Vaihingen"}
 
 
+def locate_rs_dataset(name: str, root: str | Path) -> tuple[str, Path] | None:
+    """``(canonical name, folder)`` of a remote-sensing set named under ``root`` (its folder in
+    any case) or by its folder's path; None when ``name`` is no remote-sensing set."""
+    root, folder_name = dataset_location(name, root)
+    canonical = rs_dataset_name(folder_name)
+    if canonical is None:
+        return None
+    found = named_folder(root, folder_name) if root.is_dir() else None
+    return canonical, found or root / canonical
+
+
 def rs_dataset_name(name: str) -> str | None:
     """The canonical remote-sensing dataset name, or None if ``name`` is not one."""
     lookup = {name_key(key): key for key in RS_LAYOUTS} | {name_key(a): t for a, t in RS_ALIASES.items()}
@@ -222,7 +233,7 @@ class RSInstances:
 
     Tiles are scanned in order only as far as needed: ``max_instances`` stops the scan early,
     so a short benchmark does not read a whole dataset (``max_tiles``: a smoke run's first tiles).
-    The last tile read is kept, but not through the scan, so the object pickles light to loaders.
+    The last tile read is kept (not through the scan, nor into pickles for loader processes).
     """
 
     def __init__(
@@ -262,12 +273,16 @@ class RSInstances:
                 sample = self.dataset[tile]
                 if "mask" not in sample:
                     raise MSTGeoError("this split has no masks to benchmark on", self.tile_path(tile))
-                classes = read_classes(self.dataset, tile) if read_classes else np.asarray(sample["mask"]).astype(np.int64)
+                classes = read_classes(self.dataset, tile) if read_classes else np.asarray(sample["mask"])
             except OSError as error:  # rasterio's and PIL's errors for missing or broken files
                 raise MSTGeoError(f"cannot read this tile or its label ({str(error).splitlines()[0]})",
                                   self.tile_path(tile)) from None
-            self._cached = (tile, _as_rgb(sample["image"]), classes)
+            self._cached = (tile, _as_rgb(sample["image"]), classes.astype(np.uint8))  # every layout's classes < 256
         return self._cached[1], self._cached[2]
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the cached tile (hundreds of MB for Potsdam) for loader processes."""
+        return {**self.__dict__, "_cached": None}
 
     def tile_path(self, tile: int) -> str:
         """The image file of tile ``tile``."""

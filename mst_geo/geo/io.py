@@ -127,9 +127,13 @@ def polygons_to_file(frame: gpd.GeoDataFrame, path: Path, driver: str, name: str
 def geojson_nameable(frame: gpd.GeoDataFrame, name: str) -> gpd.GeoDataFrame:
     """``frame`` in a CRS a GeoJSON file can name: its own when it has an EPSG code (GDAL writes
     it as the ``crs`` member), else WGS84 (RFC 7946), announced, since a file without a ``crs``
-    member is read as WGS84 and a projected CRS's metres would land as degrees."""
-    if frame.crs is None or frame.crs.to_epsg() is not None:
+    member is read as WGS84 and a projected CRS's metres would land as degrees. A CRS that matches
+    an EPSG code but carries none (a WKT without ID) is named by that code."""
+    code = frame.crs.to_epsg() if frame.crs is not None else None
+    if frame.crs is None:
         return frame
+    if code is not None:
+        return frame.set_crs(CRS.from_epsg(code), allow_override=True)
     warnings.warn(f"{name}: the scene's CRS has no EPSG code, which a GeoJSON file cannot name, so the "
                   "polygons are written in WGS84 longitude/latitude (write .gpkg or .fgb to keep the "
                   "scene's CRS)", MSTGeoWarning, stacklevel=2)

@@ -148,8 +148,7 @@ def load_clicks_file(path: str | Path) -> tuple[dict, CRS | None]:
     if path.suffix.lower() not in JSON_SUFFIXES:
         frame = read_vector(path, "clicks")
         _refuse_lost_click_order(path, frame)
-        frame.geometry = [_single_point(geometry) for geometry in frame.geometry]
-        return json.loads(frame.to_json(drop_id=True)), frame.crs
+        return frame_as_geojson(frame), frame.crs
     if not path.is_file():
         raise MSTGeoError("clicks file not found", path)
     try:
@@ -182,6 +181,14 @@ def describe_extent(bounds: Sequence[float], crs: CRS) -> str:
     digits = 5 if CRS.from_user_input(crs).is_geographic else 0
     xs, ys = (f"{low:.{digits}f}..{high:.{digits}f}" for low, high in ((x0, x1), (y0, y1)))
     return f"x {xs}, y {ys}"
+
+
+def frame_as_geojson(frame: Any) -> dict:
+    """A point layer (GeoDataFrame) as a clicks FeatureCollection; a single-point MultiPoint
+    (how some tools save every point layer) counts as its point."""
+    frame = frame.copy()
+    frame.geometry = [_single_point(geometry) for geometry in frame.geometry]
+    return json.loads(frame.to_json(drop_id=True))
 
 
 def _single_point(geometry: Any) -> Any:

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from mst_geo.data.iseg import Instance
 from mst_geo.train.config import DataSection, TrainConfig
-from mst_geo.data.rs import rs_dataset_name
+from mst_geo.data.rs import locate_rs_dataset
 from mst_geo.errors import MSTGeoError
 from mst_geo.train.instances import build_split, held_out_keys
 from mst_geo.train.rs_objects import rs_split
@@ -84,8 +84,9 @@ def dataset_sources(data: DataSection) -> tuple[ObjectSource, ObjectSource, dict
     """Training and held-out objects of ``data.datasets``: the photo sets' instance split and
     each remote-sensing set's objects (torchgeo layout in ``root/<name>``), joined, with their
     counts per dataset for the model card."""
-    remote = [name for name in data.datasets if rs_dataset_name(name) is not None]
-    photos = [name for name in data.datasets if rs_dataset_name(name) is None]
+    located = {name: locate_rs_dataset(name, data.root) for name in data.datasets}
+    remote = [where for where in located.values() if where is not None]
+    photos = [name for name, where in located.items() if where is None]
     train: list[ObjectSource] = []
     val: list[ObjectSource] = []
     description: dict = {"root": str(data.root), "train": {}, "held_out": {}}
@@ -95,9 +96,9 @@ def dataset_sources(data: DataSection) -> tuple[ObjectSource, ObjectSource, dict
         val.append(IsegObjects(val_index))
         description["train"].update(train_index.describe())
         description["held_out"].update(val_index.describe())
-    held_out = held_out_keys(Path(data.root), data.val_list)
-    for name in remote:
-        rs_train, rs_val = rs_split(data.root, name, data.val_fraction, held_out, data.max_images)
+    held_out = held_out_keys(Path(data.root), data.val_list, data.datasets)
+    for name, folder in remote:
+        rs_train, rs_val = rs_split(name, folder, data.val_fraction, held_out, data.max_images)
         train.append(rs_train)
         val.append(rs_val)
         description["train"][rs_train.instances.name] = rs_train.describe()

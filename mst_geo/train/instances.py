@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mst_geo.data.iseg import (BENCHMARK_SETS, InstanceRef, ISegDataset, MaskReader, known_name, load_iseg_dataset,
-                               read_rgb)
+from mst_geo.data.iseg import (BENCHMARK_SETS, InstanceRef, ISegDataset, MaskReader, dataset_location,
+                               load_iseg_dataset, read_rgb)
 from mst_geo.errors import MSTGeoError
 
 VAL_LIST_NAME = "val.txt"
@@ -99,15 +99,27 @@ def read_val_list(path: Path) -> set[str]:
     return {line for line in lines if line}
 
 
-def held_out_keys(root: Path, val_list: str | Path | None) -> set[str] | None:
+def held_out_keys(root: Path, val_list: str | Path | None, datasets: Sequence[str]) -> set[str] | None:
     """The held-out ``dataset/image_id`` keys of ``val_list``, else of ``root/val.txt``; None when
-    neither exists (the hash rule decides)."""
+    neither exists (the hash rule decides). The root must exist unless every dataset is named by
+    its path."""
     if not root.is_dir():
-        raise MSTGeoError("training data root not found (set data.root or --data-root)", root)
+        if any(dataset_location(name, root)[0] == root for name in datasets):
+            raise MSTGeoError("training data root not found (set data.root or --data-root)", root)
+        root = Path(val_list).parent if val_list else root
     list_path = Path(val_list) if val_list else root / VAL_LIST_NAME
     if val_list and not list_path.is_file():
         raise MSTGeoError("validation list not found", list_path)
     return read_val_list(list_path) if list_path.is_file() else None
+
+
+def listed_for(dataset: str, held_out: set[str] | None) -> set[str] | None:
+    """The held-out list for ``dataset``, or None (the hash rule) when the list names none of its
+    images: a pack's list knows only the pack's sets, and a set added beside them must still
+    hold some images out."""
+    if held_out is None or not any(key.startswith(f"{dataset}/") for key in held_out):
+        return None
+    return held_out
 
 
 def build_split(root: str | Path, datasets: Sequence[str], val_fraction: float,
@@ -119,25 +131,23 @@ def build_split(root: str | Path, datasets: Sequence[str], val_fraction: float,
     from ``val_list``, else ``root/val.txt``, else the hash rule.
     """
     root = Path(root)
-    held_out = held_out_keys(root, val_list)
+    held_out = held_out_keys(root, val_list, datasets)
     if not datasets:
         raise MSTGeoError("no training datasets named (data.datasets / --datasets)", root)
-    benchmarks = sorted({known_name(Path(name).name) for name in datasets} & set(BENCHMARK_SETS))
-    if benchmarks:
+    loaded = [load_iseg_dataset(name, root, split="train") for name in datasets]
+    benchmarks = sorted({dataset.name for dataset in loaded} & set(BENCHMARK_SETS))
+    if benchmarks:  # by name or as a copy in another folder
         raise MSTGeoError(f"{', '.join(benchmarks)}: benchmark set(s) the README reports, never trained on; "
                           "train on COCO_MVal, DUTS_TR, CCP or your own data", root)
     train: list[ImageGroup] = []
     val: list[ImageGroup] = []
-    folders = []
-    for name in datasets:
-        dataset = load_iseg_dataset(name, root, split="train")
-        folders.append(str(dataset.folder or root))
-        groups = group_by_image(dataset)[:max_images]
-        for group in groups:
-            in_val = (group.key in held_out) if held_out is not None else hashed_holdout(
-                group.key, val_fraction)
+    for dataset in loaded:
+        listed = listed_for(dataset.name, held_out)
+        for group in group_by_image(dataset)[:max_images]:
+            in_val = group.key in listed if listed is not None else hashed_holdout(group.key, val_fraction)
             (val if in_val else train).append(group)
     if not train:
+        folders = [str(dataset.folder or root) for dataset in loaded]
         rule = "the validation list" if held_out is not None else f"data.val_fraction {val_fraction}"
         raise MSTGeoError(f"every image is held out for validation ({len(val)} by {rule}); add images, "
                           "or lower data.val_fraction", ", ".join(folders))

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from mst_geo.data.iseg import Instance
-from mst_geo.data.rs import RSInstances, load_rs_dataset, rs_dataset_name
+from mst_geo.data.rs import RSInstances, load_rs_dataset
 from mst_geo.train.augment import Sample
-from mst_geo.train.instances import hashed_holdout
+from mst_geo.train.instances import hashed_holdout, listed_for
 
 
 class RSObjects:
@@ -51,12 +51,13 @@ def tile_key(instances: RSInstances, tile: int) -> str:
     return f"{instances.name}/{Path(instances.tile_path(tile)).stem}"
 
 
-def rs_split(root: str | Path, name: str, val_fraction: float, held_out: set[str] | None,
+def rs_split(name: str, folder: Path, val_fraction: float, held_out: set[str] | None,
              max_tiles: int | None = None) -> tuple[RSObjects, RSObjects]:
-    """Training and held-out objects of dataset ``name`` in ``root/name`` (its training split):
-    a tile is held out when ``held_out`` lists its key, else by the hash rule."""
-    name = rs_dataset_name(name) or name
-    instances = load_rs_dataset(name, Path(root) / name, split="train", max_tiles=max_tiles)
+    """Training and held-out objects of remote-sensing set ``name`` in ``folder`` (its training
+    split): a tile is held out when ``held_out`` lists its key, else by the hash rule (also when
+    the list names no tile of this set: a pack's list knows only its photo sets)."""
+    instances = load_rs_dataset(name, folder, split="train", max_tiles=max_tiles)
+    held_out = listed_for(name, held_out)
     train: list[int] = []
     val: list[int] = []
     for index, ref in enumerate(instances.refs):
