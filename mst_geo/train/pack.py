@@ -52,7 +52,8 @@ def shrink(array: np.ndarray, max_side: int, interpolation: int) -> np.ndarray:
 
 
 def encode_image(path: Path, max_side: int, quality: int) -> bytes:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    """The image as stored (no EXIF turn, as ``read_rgb`` reads it), shrunk, as JPEG."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
         raise MSTGeoError("cannot read this image", path)
     small = shrink(image, max_side, cv2.INTER_AREA)
