@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -209,7 +210,7 @@ def test_training_on_loveda_beside_photos(naip_rgb, iseg_root, tmp_path):
     root = tmp_path / "data"
     _write_loveda(root / "LoveDA", naip_rgb, split="Train", tiles=("10", "11", "12", "13"))
     (root / "COCO_MVal").symlink_to(iseg_root / "COCO_MVal")
-    data = DataSection(root=str(root), datasets=["COCO_MVal", "loveda"], max_images=4, val_fraction=0.5)
+    data = DataSection(root=str(root), datasets=["COCO_MVal", "loveda"], max_images=4, val_fraction=0.5, crop_size=128)
     train, val, description = dataset_sources(data)
     held = {tile for tile in ("10", "11", "12", "13") if hashed_holdout(f"LoveDA/{tile}", 0.5)}
     assert 0 < len(held) < 4  # the hash splits these four tiles (else the test would not test)
@@ -220,27 +221,37 @@ def test_training_on_loveda_beside_photos(naip_rgb, iseg_root, tmp_path):
     assert len(train) == photos + 3 * (4 - len(held))
     train = pickle.loads(pickle.dumps(train))  # as loader processes get it
     building = train.load(photos, np.random.default_rng(0), merge_prob=1.0)  # first LoveDA object: a building
-    assert building.image.shape == (256, 256, 3) and building.target.sum() == 100
+    assert building.image.shape == (128, 128, 3) and building.target.sum() == 100  # the crop's side: ground size
     assert building.others.sum() > 0 and not (building.others & building.target).any()  # water, fields: negatives
-    assert building.ignore[:, :5].all()  # no-data strip
+    assert not building.ignore.any()  # the no-data strip lies outside this 128 px crop
     assert "LoveDA" in train.where(photos) and train.where(photos).endswith("_building_1)")
-    assert val.instance(len(val.sources[0])).name.endswith("_building_1")
+    held_building = val.instance(len(val.sources[0]))  # as the bench sees it: a 256 px crop
+    assert held_building.name.endswith("_building_1") and (held_building.mask[:, :5] == 255).all()  # no-data
+    assert train.keeps_scale(photos) and not train.keeps_scale(0)  # RS donors are not pasted at crop size
+    # an object that the smallest scale would shrink below 16 px is not trained on: 100 px x 0.2² = 4
+    small_scales = replace(data, datasets=["LoveDA"], scale_range=[0.2, 1.0])
+    assert dataset_sources(small_scales)[2]["train"]["LoveDA"]["instances"] == 2 * (4 - len(held))
 
 
-def test_cli_trains_on_a_remote_sensing_set(naip_rgb, tmp_path):
-    from typer.testing import CliRunner
+def test_cli_trains_on_a_remote_sensing_set_with_loader_processes(naip_rgb, tmp_path):
+    """Two loader processes forked after the tiles were indexed with OpenCV (they hung in their
+    own OpenCV set-up, on the thread pool state they inherited); the card counts the objects."""
+    import subprocess
+    import sys
 
-    from mst_geo.cli import app
     from mst_geo.model import read_card
 
     _write_loveda(tmp_path / "data" / "LoveDA", naip_rgb, split="Train", tiles=("10", "11", "12", "13"))
     smoke = Path(__file__).parents[1] / "configs" / "train" / "smoke.yaml"
-    result = CliRunner().invoke(app, ["train", "--config", str(smoke), "--data-root", str(tmp_path / "data"),
-                                      "--datasets", "LoveDA", "--max-steps", "2", "--out", str(tmp_path / "run"),
-                                      "--set", "data.val_fraction=0.5"])
-    assert result.exit_code == 0, result.output
+    done = subprocess.run(
+        [sys.executable, "-m", "mst_geo", "train", "--config", str(smoke), "--data-root", str(tmp_path / "data"),
+         "--datasets", "LoveDA", "--max-steps", "2", "--out", str(tmp_path / "run"), "--workers", "2",
+         "--set", "data.val_fraction=0.5"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
     card = read_card(tmp_path / "run" / "model.safetensors")
-    assert card["training"]["data"]["train"]["LoveDA"]["instances"] > 0
+    assert card["training"]["data"]["train"]["LoveDA"] == {"images": 2, "instances": 6}
 
 
 def test_landcoverai_chips(naip_rgb, tmp_path):
@@ -299,3 +310,24 @@ def test_training_finds_remote_sensing_sets_as_the_bench_does(naip_rgb, tmp_path
                                                           datasets=[name], val_fraction=0.5))
         assert description["held_out"]["LoveDA"]["images"] == 2  # the hash rule: tiles 11 and 13
         assert len(val) == 6
+
+
+def test_split_mistakes_are_said(naip_rgb, tmp_path):
+    """A val.txt whose keys miss every tile (a file name instead of its stem) and a set held out
+    whole each print a warning; a misspelt set name suggests the known one."""
+    from mst_geo.errors import MSTGeoWarning
+    from mst_geo.train.config import DataSection
+    from mst_geo.train.datamodule import dataset_sources
+
+    root = tmp_path / "data"
+    _write_loveda(root / "LoveDA", naip_rgb, split="Train", tiles=("10", "11"))
+    (root / "val.txt").write_text("LoveDA/10.png\n")
+    with pytest.warns(MSTGeoWarning, match="LoveDA: the validation list names LoveDA keys but none of its images "
+                                           "\\(keys read LoveDA/<tile file stem>, e.g. LoveDA/10\\)"):
+        dataset_sources(DataSection(root=str(root), datasets=["LoveDA"]))
+    (root / "val.txt").write_text("LoveDA/10\nLoveDA/11\nCOCO_MVal/x\n")
+    with pytest.warns(MSTGeoWarning, match="LoveDA: every image is held out for validation"), \
+            pytest.raises(MSTGeoError, match="no training objects in LoveDA"):
+        dataset_sources(DataSection(root=str(root), datasets=["LoveDA"]))
+    with pytest.raises(MSTGeoError, match="unknown dataset 'LoveDAA'.*Potsdam, Vaihingen; did you mean LoveDA\\?"):
+        dataset_sources(DataSection(root=str(root), datasets=["LoveDAA"]))

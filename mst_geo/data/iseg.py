@@ -25,6 +25,7 @@ naming it, not a free perfect score.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -428,8 +429,11 @@ def load_iseg_dataset(name: str, root: str | Path, split: str = "val", also_know
     if known is None:
         folder = named_folder(root, name)
         if folder is None:
+            known_names = [*LAYOUTS, *also_known]
+            close = difflib.get_close_matches(name_key(name), [name_key(k) for k in known_names], n=1, cutoff=0.7)
+            hint = next((f"; did you mean {k}?" for k in known_names if close and name_key(k) == close[0]), "")
             raise MSTGeoError(f"unknown dataset {name!r}: no folder of that name here, and not one of "
-                              f"{', '.join([*LAYOUTS, *also_known])}", root)
+                              f"{', '.join(known_names)}{hint}", root)
         known = next((key for key in DISTINCT_MARKERS if (folder / LAYOUTS[key].marker).exists()), None)
         if known is None:
             return images_folder_dataset(folder)

@@ -202,8 +202,24 @@ class _ObjectRef:
     class_id: int
     component: int
     area: int
-    window: tuple[int, int, int, int]  # top, left, height, width
+    box: tuple[int, int, int, int]  # top, left, height, width
     name: str
+
+
+@dataclass
+class _Tile:
+    """The tile last read: its RGB pixels, class map and, per class as asked, its components."""
+
+    index: int
+    image: np.ndarray
+    classes: np.ndarray
+    components: dict[int, np.ndarray]
+
+    def labels(self, class_id: int) -> np.ndarray:
+        if class_id not in self.components:
+            self.components[class_id] = cv2.connectedComponents((self.classes == class_id).astype(np.uint8),
+                                                                connectivity=8)[1]
+        return self.components[class_id]
 
 
 def object_window(bbox: tuple[int, int, int, int], shape: tuple[int, int], min_side: int, context: float) -> tuple[int, int, int, int]:
@@ -251,7 +267,7 @@ class RSInstances:
         self.min_crop = min_crop
         self.context = context
         self.refs: list[_ObjectRef] = []
-        self._cached: tuple[int, np.ndarray, np.ndarray] | None = None
+        self._cached: _Tile | None = None
         tiles = range(min(len(dataset), max_tiles if max_tiles is not None else len(dataset)))
         for tile in tqdm(tiles, desc=f"{name} objects", unit="tile", leave=False):
             if max_instances is not None and len(self.refs) >= max_instances:
@@ -266,8 +282,8 @@ class RSInstances:
         """Looked up by name, not stored: its lambdas would not pickle into loader processes."""
         return RS_LAYOUTS[self.name]
 
-    def _tile(self, tile: int) -> tuple[np.ndarray, np.ndarray]:
-        if self._cached is None or self._cached[0] != tile:
+    def _tile(self, tile: int) -> _Tile:
+        if self._cached is None or self._cached.index != tile:
             read_classes = self.layout.read_classes
             try:
                 sample = self.dataset[tile]
@@ -277,8 +293,9 @@ class RSInstances:
             except OSError as error:  # rasterio's and PIL's errors for missing or broken files
                 raise MSTGeoError(f"cannot read this tile or its label ({str(error).splitlines()[0]})",
                                   self.tile_path(tile)) from None
-            self._cached = (tile, _as_rgb(sample["image"]), classes.astype(np.uint8))  # every layout's classes < 256
-        return self._cached[1], self._cached[2]
+            # every layout's classes are < 256
+            self._cached = _Tile(tile, _as_rgb(sample["image"]), classes.astype(np.uint8), {})
+        return self._cached
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled without the cached tile (hundreds of MB for Potsdam) for loader processes."""
@@ -289,17 +306,16 @@ class RSInstances:
         return self.layout.tile_path(self.dataset, tile)
 
     def _objects(self, tile: int, min_area: int) -> list[_ObjectRef]:
-        image, mask = self._tile(tile)
+        classes = self._tile(tile).classes
         stem = Path(self.tile_path(tile)).stem
         refs = []
         for class_id, class_name in self.layout.object_classes.items():
-            count, labels, stats, _ = cv2.connectedComponentsWithStats((mask == class_id).astype(np.uint8), connectivity=8)
+            count, _, stats, _ = cv2.connectedComponentsWithStats((classes == class_id).astype(np.uint8), connectivity=8)
             for component in range(1, count):
                 left, top, width, height, area = (int(v) for v in stats[component])
-                if area < min_area:
-                    continue
-                window = object_window((top, left, height, width), mask.shape, self.min_crop, self.context)
-                refs.append(_ObjectRef(tile, class_id, component, area, window, f"{stem}_{class_name}_{component}"))
+                if area >= min_area:
+                    refs.append(_ObjectRef(tile, class_id, component, area, (top, left, height, width),
+                                           f"{stem}_{class_name}_{component}"))
         return refs
 
     def __len__(self) -> int:
@@ -309,18 +325,26 @@ class RSInstances:
         """The instance's name without reading pixels (the bench's resume key)."""
         return self.refs[index].name
 
-    def parts(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Object ``index``'s crop: RGB image, and boolean maps of the object, of the other objects
-        (every other object-class pixel: negatives for training) and of the ignored pixels."""
+    def window(self, index: int, min_side: int | None = None) -> tuple[int, int, int, int]:
+        """Object ``index``'s crop ``(top, left, height, width)``: ``context`` times its box, at
+        least ``min_side`` (default ``min_crop``) a side, inside its tile."""
         ref = self.refs[index]
-        image, classes = self._tile(ref.tile)
-        _, labels, _, _ = cv2.connectedComponentsWithStats((classes == ref.class_id).astype(np.uint8), connectivity=8)
-        top, left, height, width = ref.window
+        shape = self._tile(ref.tile).classes.shape
+        return object_window(ref.box, shape, self.min_crop if min_side is None else min_side, self.context)
+
+    def parts(self, index: int, min_side: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Object ``index``'s crop (``window``): RGB image, and boolean maps of the object, of the
+        other objects (every other object-class pixel: negatives for training) and of the ignored
+        pixels."""
+        ref = self.refs[index]
+        tile = self._tile(ref.tile)
+        top, left, height, width = self.window(index, min_side)
         window = (slice(top, top + height), slice(left, left + width))
-        target = labels[window] == ref.component
-        others = np.isin(classes[window], list(self.layout.object_classes)) & ~target
-        ignore = np.isin(classes[window], self.layout.ignore_classes)
-        return np.ascontiguousarray(image[window]), target, others, ignore
+        target = tile.labels(ref.class_id)[window] == ref.component
+        classes = tile.classes[window]
+        others = np.isin(classes, list(self.layout.object_classes)) & ~target
+        ignore = np.isin(classes, self.layout.ignore_classes)
+        return np.ascontiguousarray(tile.image[window]), target, others, ignore
 
     def __getitem__(self, index: int) -> Instance:
         image, target, _, ignore = self.parts(index)

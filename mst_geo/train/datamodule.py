@@ -98,7 +98,7 @@ def dataset_sources(data: DataSection) -> tuple[ObjectSource, ObjectSource, dict
         description["held_out"].update(val_index.describe())
     held_out = held_out_keys(Path(data.root), data.val_list, data.datasets)
     for name, folder in remote:
-        rs_train, rs_val = rs_split(name, folder, data.val_fraction, held_out, data.max_images)
+        rs_train, rs_val = rs_split(name, folder, data, held_out)
         train.append(rs_train)
         val.append(rs_val)
         description["train"][rs_train.instances.name] = rs_train.describe()
@@ -141,6 +141,10 @@ class ClickDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         trainer, workers = self.config.trainer, self.config.data.workers
+        if workers > 0:
+            # Forked loaders must not inherit a started OpenCV thread pool (indexing remote-sensing
+            # tiles runs OpenCV here): their own setNumThreads(1) hung on its inherited state.
+            cv2.setNumThreads(1)
         sampler = ResumableSampler(lambda: self.trainer.global_step, trainer.max_steps,
                                    trainer.batch_size, self.trainer.global_rank,
                                    self.trainer.world_size)

@@ -9,6 +9,7 @@ otherwise drawn by a stable hash of ``dataset/image_id`` (same split on every ma
 
 from __future__ import annotations
 
+import warnings
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import numpy as np
 
 from mst_geo.data.iseg import (BENCHMARK_SETS, InstanceRef, ISegDataset, MaskReader, dataset_location,
                                load_iseg_dataset, read_rgb)
-from mst_geo.errors import MSTGeoError
+from mst_geo.errors import MSTGeoError, MSTGeoWarning
 
 VAL_LIST_NAME = "val.txt"
 
@@ -122,6 +123,17 @@ def listed_for(dataset: str, held_out: set[str] | None) -> set[str] | None:
     return held_out
 
 
+def warn_about_split(dataset: str, held: Sequence[bool], listed: bool, key_form: str) -> None:
+    """Say when a dataset adds nothing to training, or when the list that names some of its
+    images matches none of them (a misspelt key holds nothing out)."""
+    if listed and not any(held):
+        warnings.warn(f"{dataset}: the validation list names {dataset} keys but none of its images (keys read "
+                      f"{key_form}); none is held out", MSTGeoWarning, stacklevel=2)
+    if held and all(held):
+        warnings.warn(f"{dataset}: every image is held out for validation; it adds nothing to training",
+                      MSTGeoWarning, stacklevel=2)
+
+
 def build_split(root: str | Path, datasets: Sequence[str], val_fraction: float,
                 val_list: str | Path | None = None,
                 max_images: int | None = None) -> tuple[InstanceIndex, InstanceIndex]:
@@ -134,7 +146,9 @@ def build_split(root: str | Path, datasets: Sequence[str], val_fraction: float,
     held_out = held_out_keys(root, val_list, datasets)
     if not datasets:
         raise MSTGeoError("no training datasets named (data.datasets / --datasets)", root)
-    loaded = [load_iseg_dataset(name, root, split="train") for name in datasets]
+    from mst_geo.data.rs import RS_LAYOUTS  # named in the error on an unknown name
+
+    loaded = [load_iseg_dataset(name, root, split="train", also_known=list(RS_LAYOUTS)) for name in datasets]
     benchmarks = sorted({dataset.name for dataset in loaded} & set(BENCHMARK_SETS))
     if benchmarks:  # by name or as a copy in another folder
         raise MSTGeoError(f"{', '.join(benchmarks)}: benchmark set(s) the README reports, never trained on; "
@@ -143,9 +157,12 @@ def build_split(root: str | Path, datasets: Sequence[str], val_fraction: float,
     val: list[ImageGroup] = []
     for dataset in loaded:
         listed = listed_for(dataset.name, held_out)
-        for group in group_by_image(dataset)[:max_images]:
-            in_val = group.key in listed if listed is not None else hashed_holdout(group.key, val_fraction)
-            (val if in_val else train).append(group)
+        groups = group_by_image(dataset)[:max_images]
+        in_val = [group.key in listed if listed is not None else hashed_holdout(group.key, val_fraction)
+                  for group in groups]
+        warn_about_split(dataset.name, in_val, listed is not None, f"{dataset.name}/<image file stem>")
+        for group, held in zip(groups, in_val):
+            (val if held else train).append(group)
     if not train:
         folders = [str(dataset.folder or root) for dataset in loaded]
         rule = "the validation list" if held_out is not None else f"data.val_fraction {val_fraction}"

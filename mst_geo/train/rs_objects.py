@@ -8,6 +8,7 @@ objects, are held out, by the same ``dataset/tile`` hash or ``val.txt`` as the p
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,22 +17,30 @@ import numpy as np
 from mst_geo.data.iseg import Instance
 from mst_geo.data.rs import RSInstances, load_rs_dataset
 from mst_geo.train.augment import Sample
-from mst_geo.train.instances import hashed_holdout, listed_for
+from mst_geo.train.config import DataSection
+from mst_geo.train.instances import hashed_holdout, listed_for, warn_about_split
+from mst_geo.train.samples import MIN_TARGET_PIXELS
 
 
 class RSObjects:
     """Some objects (``picks``) of one remote-sensing dataset as an ``ObjectSource``: the other
-    objects in an object's crop are its negatives (components are never merged: they do not touch)."""
+    objects in an object's crop are its negatives (components are never merged: they do not touch).
+    Crops are at least ``min_side`` (the training crop), so a small object is seen near its
+    ground size, as the scene workflow's windows show it, not enlarged."""
 
-    def __init__(self, instances: RSInstances, picks: Sequence[int]):
+    def __init__(self, instances: RSInstances, picks: Sequence[int], min_side: int | None = None):
         self.instances = instances
         self.picks = list(picks)
+        self.min_side = min_side
 
     def __len__(self) -> int:
         return len(self.picks)
 
     def load(self, position: int, rng: np.random.Generator, merge_prob: float) -> Sample:
-        return Sample(*self.instances.parts(self.picks[position]))
+        return Sample(*self.instances.parts(self.picks[position], self.min_side))
+
+    def keeps_scale(self, position: int) -> bool:
+        return True
 
     def instance(self, position: int) -> Instance:
         return self.instances[self.picks[position]]
@@ -51,17 +60,22 @@ def tile_key(instances: RSInstances, tile: int) -> str:
     return f"{instances.name}/{Path(instances.tile_path(tile)).stem}"
 
 
-def rs_split(name: str, folder: Path, val_fraction: float, held_out: set[str] | None,
-             max_tiles: int | None = None) -> tuple[RSObjects, RSObjects]:
+def rs_split(name: str, folder: Path, data: DataSection, held_out: set[str] | None) -> tuple[RSObjects, RSObjects]:
     """Training and held-out objects of remote-sensing set ``name`` in ``folder`` (its training
-    split): a tile is held out when ``held_out`` lists its key, else by the hash rule (also when
-    the list names no tile of this set: a pack's list knows only its photo sets)."""
-    instances = load_rs_dataset(name, folder, split="train", max_tiles=max_tiles)
-    held_out = listed_for(name, held_out)
+    split): a tile is held out when ``held_out`` lists its key, else by the hash rule
+    (``listed_for``). Objects too small to keep ``MIN_TARGET_PIXELS`` at the recipe's smallest
+    scale are not trained on (they stay in the bench's small class)."""
+    instances = load_rs_dataset(name, folder, split="train", max_tiles=data.max_images)
+    listed = listed_for(name, held_out)
+    smallest = math.ceil(MIN_TARGET_PIXELS / min(1.0, float(data.scale_range[0])) ** 2)
+    tiles = sorted({ref.tile for ref in instances.refs})
+    keys = [tile_key(instances, tile) for tile in tiles]
+    held = [key in listed if listed is not None else hashed_holdout(key, data.val_fraction) for key in keys]
+    warn_about_split(name, held, listed is not None, f"{name}/<tile file stem>, e.g. {keys[0]}")
+    held_tiles = {tile for tile, in_val in zip(tiles, held) if in_val}
     train: list[int] = []
     val: list[int] = []
     for index, ref in enumerate(instances.refs):
-        key = tile_key(instances, ref.tile)
-        in_val = key in held_out if held_out is not None else hashed_holdout(key, val_fraction)
-        (val if in_val else train).append(index)
-    return RSObjects(instances, train), RSObjects(instances, val)
+        if ref.area >= smallest:
+            (val if ref.tile in held_tiles else train).append(index)
+    return RSObjects(instances, train, data.crop_size), RSObjects(instances, val)

@@ -87,6 +87,10 @@ class ObjectSource(Protocol):
     def where(self, position: int) -> str:
         """A file (and feature) naming the object, for error messages."""
 
+    def keeps_scale(self, position: int) -> bool:
+        """Whether the object has a ground scale to keep (remote sensing): copy-paste, which sizes
+        its donor to the crop, would blow a car up to a field, so such donors are not pasted."""
+
 
 class IsegObjects:
     """The instances of an ``InstanceIndex`` as an ``ObjectSource``; other objects of the same
@@ -122,6 +126,9 @@ class IsegObjects:
         group_index, which = self.index.items[position]
         return str(self.index.groups[group_index].refs[which].mask_path)
 
+    def keeps_scale(self, position: int) -> bool:
+        return False  # photos: objects at any size
+
 
 class ConcatObjects:
     """Several object sources as one ``ObjectSource``, in order (photo sets, then remote sensing)."""
@@ -148,6 +155,10 @@ class ConcatObjects:
     def where(self, position: int) -> str:
         source, local = self._locate(position)
         return source.where(local)
+
+    def keeps_scale(self, position: int) -> bool:
+        source, local = self._locate(position)
+        return source.keeps_scale(local)
 
 
 class ClickSampleSet(Dataset):
@@ -194,8 +205,9 @@ class ClickSampleSet(Dataset):
                               f"{MAX_ATTEMPTS} crops (are the masks empty?)",
                               self.source.where(position))
         if rng.random() < recipe.copy_paste_prob:
-            donor = self.source.load(int(rng.integers(len(self.source))), rng, 0.0)
-            if donor.target.any():
+            donor_position = int(rng.integers(len(self.source)))
+            donor = self.source.load(donor_position, rng, 0.0)
+            if donor.target.any() and not self.source.keeps_scale(donor_position):
                 as_target = rng.random() < 0.5
                 pasted = paste_object(sample, donor.image, donor.target, rng, as_target)
                 if pasted.target.sum() >= MIN_TARGET_PIXELS:

@@ -154,6 +154,9 @@ class SceneObjects:
         """The object's name in bench rows: its feature number in the labels file."""
         return f"feature{self.rows[position]}"
 
+    def keeps_scale(self, position: int) -> bool:
+        return True  # a scene's objects have a ground size
+
     def where(self, position: int) -> str:
         return f"{self.labels_path} (feature {self.rows[position]})"
 
