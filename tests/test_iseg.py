@@ -402,3 +402,21 @@ def test_known_sets_in_folders_spelled_otherwise_and_exif_photos(iseg_root, tmp_
     assert dataset.name == "DAVIS" and dataset[0].image.shape[:2] == obj.shape
     stored = np.asarray(Image.open(davis / "img" / "turned.jpg").convert("RGB"))
     assert np.abs(dataset[0].image.astype(int) - stored).mean() < 1  # the stored pixels, not turned
+
+
+def test_images_folder_masks_with_nothing_in_them_are_errors(iseg_root, tmp_path):
+    """An opaque all-black RGBA mask and a VOC mask of background and void hold no object (the
+    alpha or the void colour must not become a full-frame or ring object)."""
+    folder = tmp_path / "Empty"
+    (folder / "img").mkdir(parents=True)
+    (folder / "gt").mkdir()
+    shutil.copy(_real_photo(iseg_root), folder / "img" / "a.jpg")
+    shape = _grabcut_object(iseg_root).shape
+    Image.new("RGBA", shape[::-1], (0, 0, 0, 255)).save(folder / "gt" / "a.png")
+    with pytest.raises(MSTGeoError, match="a.png: mask holds no object pixel"):
+        load_iseg_dataset(str(folder), "/nonexistent")[0]
+    voc = np.zeros((*shape, 3), np.uint8)
+    voc[:5] = (224, 224, 192)
+    Image.fromarray(voc).save(folder / "gt" / "a.png")
+    with pytest.raises(MSTGeoError, match="a.png: mask holds no object pixel"):
+        load_iseg_dataset(str(folder), "/nonexistent")[0]

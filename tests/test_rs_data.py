@@ -228,6 +228,18 @@ def test_training_on_loveda_beside_photos(naip_rgb, iseg_root, tmp_path):
     held_building = val.instance(len(val.sources[0]))  # as the bench sees it: a 256 px crop
     assert held_building.name.endswith("_building_1") and (held_building.mask[:, :5] == 255).all()  # no-data
     assert train.keeps_scale(photos) and not train.keeps_scale(0)  # RS donors are not pasted at crop size
+    from mst_geo.clicks.sampler import MultiPointSampler
+    from mst_geo.train.samples import ClickSampleSet, SampleRecipe
+
+    remote = train.sources[1]
+    loads = []
+    original_load = remote.load
+    remote.load = lambda position, rng, merge: loads.append(position) or original_load(position, rng, merge)
+    pasting = ClickSampleSet(remote, SampleRecipe.from_config(replace(data, copy_paste_prob=1.0)),
+                             MultiPointSampler(), seed=0)
+    for index in range(len(remote)):
+        pasting.make_sample(index)
+    assert len(loads) == len(remote)  # one load per sample: no donor was even read
     # an object that the smallest scale would shrink below 16 px is not trained on: 100 px x 0.2² = 4
     small_scales = replace(data, datasets=["LoveDA"], scale_range=[0.2, 1.0])
     assert dataset_sources(small_scales)[2]["train"]["LoveDA"]["instances"] == 2 * (4 - len(held))

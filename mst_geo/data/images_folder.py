@@ -28,8 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mst_geo.data.iseg import (IGNORE, VOC_INDEX_OF_COLOUR, InstanceRef, ISegDataset, files_by_stem, image_for,
-                              sorted_files)
+from mst_geo.data.iseg import IGNORE, VOC_INDEX_OF_COLOUR, InstanceRef, ISegDataset, files_by_stem, image_for
 from mst_geo.errors import MSTGeoError
 
 IMAGE_FOLDER = re.compile(r"^(img|imgs|im|image|images|jpegimages)([-_ ].*)?$|.*[-_ ](image|images|img)$", re.I)
@@ -53,47 +52,56 @@ class MaskValues:
     threshold: float  # object above this when ``objects`` is empty
 
 
-def _one_channel(path: Path) -> tuple[np.ndarray, bool]:
-    """The mask's values and whether they are labels by construction (palette or colours)."""
+GREY, LABELS, VOC = "grey", "labels", "voc"
+"""How a mask's one channel reads: values, labels (a palette's or colours' ids) or VOC indices."""
+
+VOC_VOID_COLOUR = (224, 224, 192)
+
+
+def _one_channel(path: Path) -> tuple[np.ndarray, str]:
+    """The mask's values and how they read (``GREY``, ``LABELS`` or ``VOC``)."""
     from PIL import Image
 
     try:
         with Image.open(path) as image:
             if image.mode in ("P", "PA"):
-                return np.asarray(image.getchannel(0)), True
-            if image.mode == "LA":
-                return np.asarray(image.getchannel(0)), False
-            array = np.asarray(image)
+                palette = image.getpalette() or []
+                void = tuple(palette[3 * IGNORE:3 * IGNORE + 3]) == VOC_VOID_COLOUR
+                return np.asarray(image.getchannel(0)), VOC if void else LABELS
+            array = np.asarray(image.convert("RGBA") if image.mode == "LA" else image)
     except OSError as error:
         raise MSTGeoError(f"cannot read this mask ({error})", path) from error
     if array.ndim == 2:
-        return array, False
+        return array, GREY
     rgb = array[..., :3]
     if (rgb == rgb[..., :1]).all():
-        if array.shape[2] == 4 and (rgb == rgb.flat[0]).all():  # one colour: the mask is the alpha
-            return array[..., 3], False
-        return rgb[..., 0], False
+        alpha = array[..., 3] if array.shape[2] == 4 else None
+        if alpha is not None and (rgb == rgb.flat[0]).all() and (alpha != alpha.flat[0]).any():
+            return alpha, GREY  # one colour everywhere: the mask is in the alpha channel
+        return rgb[..., 0], GREY
     colours, ids = np.unique(rgb.reshape(-1, 3), axis=0, return_inverse=True)
     ids = ids.reshape(rgb.shape[:2])
     if all(tuple(colour) in VOC_INDEX_OF_COLOUR for colour in colours.tolist()):  # VOC's palette, void included
         indices = np.array([VOC_INDEX_OF_COLOUR[tuple(colour)] for colour in colours.tolist()], dtype=np.uint8)
-        return indices[ids], True
+        return indices[ids], VOC
     if len(colours) > LABEL_MAP_MAX + 1:  # a compressed colour mask: read its brightness
-        return rgb.max(axis=2), False
+        return rgb.max(axis=2), GREY
     # colours in sorted order, black (background) first when present: ids 0.., else 1..
-    return (ids + (0 if (colours[0] == 0).all() else 1)).astype(np.int32), True
+    return (ids + (0 if (colours[0] == 0).all() else 1)).astype(np.int32), LABELS
 
 
 def read_mask_values(path: Path) -> MaskValues:
     """A generic set's mask with the rule its values follow (module docstring)."""
-    values, labelled = _one_channel(path)
+    values, kind = _one_channel(path)
     present = np.unique(values)
     nonzero = present[present != 0]
     integers = np.issubdtype(values.dtype, np.integer) or values.dtype == bool
     small = nonzero[nonzero <= LABEL_MAP_MAX] if integers else nonzero[:0]
     large = set(nonzero[nonzero > LABEL_MAP_MAX].tolist())
     others = [int(v) for v in nonzero if v != IGNORE]
-    if labelled:  # 255 is void beside other labels, the object when alone (a 0/255 palette mask)
+    if kind == VOC:  # 255 is VOC's void colour: never the object
+        return MaskValues(values, tuple(others), IGNORE, 0)
+    if kind == LABELS:  # 255 is void beside other labels, the object when alone (a 0/255 palette mask)
         return MaskValues(values, tuple(others) if others else (IGNORE,), IGNORE if others else None, 0)
     if integers and not large:
         return MaskValues(values, tuple(int(v) for v in small), None, 0)

@@ -104,10 +104,8 @@ def held_out_keys(root: Path, val_list: str | Path | None, datasets: Sequence[st
     """The held-out ``dataset/image_id`` keys of ``val_list``, else of ``root/val.txt``; None when
     neither exists (the hash rule decides). The root must exist unless every dataset is named by
     its path."""
-    if not root.is_dir():
-        if any(dataset_location(name, root)[0] == root for name in datasets):
-            raise MSTGeoError("training data root not found (set data.root or --data-root)", root)
-        root = Path(val_list).parent if val_list else root
+    if not root.is_dir() and any(dataset_location(name, root)[0] == root for name in datasets):
+        raise MSTGeoError("training data root not found (set data.root or --data-root)", root)
     list_path = Path(val_list) if val_list else root / VAL_LIST_NAME
     if val_list and not list_path.is_file():
         raise MSTGeoError("validation list not found", list_path)
@@ -123,10 +121,10 @@ def listed_for(dataset: str, held_out: set[str] | None) -> set[str] | None:
     return held_out
 
 
-def warn_about_split(dataset: str, held: Sequence[bool], listed: bool, key_form: str) -> None:
+def warn_about_split(dataset: str, held: Sequence[bool], list_misses: bool, key_form: str) -> None:
     """Say when a dataset adds nothing to training, or when the list that names some of its
-    images matches none of them (a misspelt key holds nothing out)."""
-    if listed and not any(held):
+    images matches none of them (``list_misses``: a misspelt key holds nothing out)."""
+    if list_misses:
         warnings.warn(f"{dataset}: the validation list names {dataset} keys but none of its images (keys read "
                       f"{key_form}); none is held out", MSTGeoWarning, stacklevel=2)
     if held and all(held):
@@ -157,16 +155,18 @@ def build_split(root: str | Path, datasets: Sequence[str], val_fraction: float,
     val: list[ImageGroup] = []
     for dataset in loaded:
         listed = listed_for(dataset.name, held_out)
-        groups = group_by_image(dataset)[:max_images]
+        every_group = group_by_image(dataset)
+        groups = every_group[:max_images]
         in_val = [group.key in listed if listed is not None else hashed_holdout(group.key, val_fraction)
                   for group in groups]
-        warn_about_split(dataset.name, in_val, listed is not None, f"{dataset.name}/<image file stem>")
+        misses = listed is not None and not any(group.key in listed for group in every_group)
+        warn_about_split(dataset.name, in_val, misses, f"{dataset.name}/<image file stem>")
         for group, held in zip(groups, in_val):
             (val if held else train).append(group)
     if not train:
         folders = [str(dataset.folder or root) for dataset in loaded]
-        rule = "the validation list" if held_out is not None else f"data.val_fraction {val_fraction}"
-        raise MSTGeoError(f"every image is held out for validation ({len(val)} by {rule}); add images, "
-                          "or lower data.val_fraction", ", ".join(folders))
+        rule = "the validation list or " if held_out is not None else ""
+        raise MSTGeoError(f"every image is held out for validation ({len(val)} by {rule}data.val_fraction "
+                          f"{val_fraction}); add images, or lower data.val_fraction", ", ".join(folders))
     return InstanceIndex(tuple(train)), InstanceIndex(tuple(val))
 

@@ -64,18 +64,22 @@ def rs_split(name: str, folder: Path, data: DataSection, held_out: set[str] | No
     """Training and held-out objects of remote-sensing set ``name`` in ``folder`` (its training
     split): a tile is held out when ``held_out`` lists its key, else by the hash rule
     (``listed_for``). Objects too small to keep ``MIN_TARGET_PIXELS`` at the recipe's smallest
-    scale are not trained on (they stay in the bench's small class)."""
+    scale are not trained on; held-out tiles keep all their objects, as the bench scores them."""
     instances = load_rs_dataset(name, folder, split="train", max_tiles=data.max_images)
     listed = listed_for(name, held_out)
     smallest = math.ceil(MIN_TARGET_PIXELS / min(1.0, float(data.scale_range[0])) ** 2)
     tiles = sorted({ref.tile for ref in instances.refs})
     keys = [tile_key(instances, tile) for tile in tiles]
     held = [key in listed if listed is not None else hashed_holdout(key, data.val_fraction) for key in keys]
-    warn_about_split(name, held, listed is not None, f"{name}/<tile file stem>, e.g. {keys[0]}")
+    every_key = [tile_key(instances, tile) for tile in range(len(instances.dataset))]  # beyond max_images too
+    misses = listed is not None and not any(key in listed for key in every_key)
+    warn_about_split(name, held, misses, f"{name}/<tile file stem>, e.g. {keys[0]}")
     held_tiles = {tile for tile, in_val in zip(tiles, held) if in_val}
     train: list[int] = []
     val: list[int] = []
     for index, ref in enumerate(instances.refs):
-        if ref.area >= smallest:
-            (val if ref.tile in held_tiles else train).append(index)
+        if ref.tile in held_tiles:
+            val.append(index)  # all of them, as the bench scores them
+        elif ref.area >= smallest:
+            train.append(index)
     return RSObjects(instances, train, data.crop_size), RSObjects(instances, val)

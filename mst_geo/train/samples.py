@@ -89,7 +89,8 @@ class ObjectSource(Protocol):
 
     def keeps_scale(self, position: int) -> bool:
         """Whether the object has a ground scale to keep (remote sensing): copy-paste, which sizes
-        its donor to the crop, would blow a car up to a field, so such donors are not pasted."""
+        its donor to the crop, would blow a car up to a field, so such donors are not pasted (nor
+        read)."""
 
 
 class IsegObjects:
@@ -206,8 +207,8 @@ class ClickSampleSet(Dataset):
                               self.source.where(position))
         if rng.random() < recipe.copy_paste_prob:
             donor_position = int(rng.integers(len(self.source)))
-            donor = self.source.load(donor_position, rng, 0.0)
-            if donor.target.any() and not self.source.keeps_scale(donor_position):
+            donor = None if self.source.keeps_scale(donor_position) else self.source.load(donor_position, rng, 0.0)
+            if donor is not None and donor.target.any():
                 as_target = rng.random() < 0.5
                 pasted = paste_object(sample, donor.image, donor.target, rng, as_target)
                 if pasted.target.sum() >= MIN_TARGET_PIXELS:

@@ -155,7 +155,7 @@ class SceneObjects:
         return f"feature{self.rows[position]}"
 
     def keeps_scale(self, position: int) -> bool:
-        return True  # a scene's objects have a ground size
+        return False  # its windows already fit each object to the crop, so donors paste as photos do
 
     def where(self, position: int) -> str:
         return f"{self.labels_path} (feature {self.rows[position]})"
