@@ -1,9 +1,11 @@
 """Remote-sensing datasets (torchgeo layouts, ``mst_geo.data.rs``) as training objects.
 
 Every connected component of an object class is one object, served as a crop around it whose
-side grows with the object (1.5x its box, at least 256 px), so the sample recipe's scale and crop
-then show huge regions (fields, water) whole and tiny ones (cars, houses) large. Tiles, not
-objects, are held out, by the same ``dataset/tile`` hash or ``val.txt`` as the photo sets' images.
+side grows with the object (1.5x its box, at least the training crop), so the sample recipe's
+scale and crop then show huge regions (fields, water) whole and small ones (cars, houses) near
+their ground size, as the scene workflow's windows show them. Tiles, not objects, are held out,
+by the same ``dataset/tile`` hash or ``val.txt`` as the photo sets' images; held-out objects are
+served as the bench serves them.
 """
 
 from __future__ import annotations
