@@ -420,3 +420,38 @@ def test_images_folder_masks_with_nothing_in_them_are_errors(iseg_root, tmp_path
     Image.fromarray(voc).save(folder / "gt" / "a.png")
     with pytest.raises(MSTGeoError, match="a.png: mask holds no object pixel"):
         load_iseg_dataset(str(folder), "/nonexistent")[0]
+
+
+def test_simpleclick_medical_sets(iseg_root, tmp_path):
+    """ssTEM (every 4-connected mitochondrion one object: two blobs touching at a corner are two)
+    and OAI-ZIB (every label of a slice one object, test split by default), as SimpleClick lays
+    them out."""
+    photo = np.asarray(Image.open(_real_photo(iseg_root)).convert("L"))
+    sstem = tmp_path / "ssTEM"
+    (sstem / "raw").mkdir(parents=True)
+    (sstem / "mitochondria").mkdir()
+    Image.fromarray(photo).save(sstem / "raw" / "slice00.tif")
+    blobs = np.zeros(photo.shape, np.uint8)
+    blobs[10:20, 10:20] = 255
+    blobs[20:30, 20:30] = 255  # touches the first at one corner only
+    blobs[100:140, 200:260] = 255
+    Image.fromarray(blobs).save(sstem / "mitochondria" / "slice00.png")
+    cells = load_iseg_dataset("ssTEM", tmp_path)
+    assert [ref.name for ref in cells.refs] == ["slice00_1", "slice00_2", "slice00_3"]
+    assert sorted(int(cells[k].mask.sum()) for k in range(3)) == [100, 100, 2400]
+    assert cells[0].image.shape == (*photo.shape, 3)
+
+    oai = tmp_path / "OAI-ZIB"
+    for split in ("train", "test"):
+        (oai / split / "image").mkdir(parents=True)
+        (oai / split / "annotations").mkdir()
+        Image.fromarray(photo).save(oai / split / "image" / "9001_040.png")
+        labels = np.zeros(photo.shape, np.uint8)
+        labels[50:80, 50:150] = 1  # femoral cartilage
+        labels[90:110, 60:140] = 2  # tibial cartilage
+        Image.fromarray(labels).save(oai / split / "annotations" / "9001_040.png")
+    test = load_iseg_dataset("OAIZIB", tmp_path)
+    assert test.name == "OAIZIB" and [ref.name for ref in test.refs] == ["9001_040_1", "9001_040_2"]
+    assert [int(test[k].mask.sum()) for k in range(2)] == [3000, 1600]
+    assert test.refs[0].image_path.parent.parent.name == "test"
+    assert load_iseg_dataset("OAIZIB", tmp_path, split="train").refs[0].image_path.parent.parent.name == "train"

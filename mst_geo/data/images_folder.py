@@ -22,6 +22,7 @@ Masks are read once when the set is listed, to count their objects.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,9 +156,9 @@ def has_images_folder_layout(folder: Path) -> bool:
     return _image_and_mask_folders(folder) is not None
 
 
-def images_folder_dataset(folder: Path, name: str | None = None) -> ISegDataset:
-    """A set in the images-folder layout (named ``name``, else after its folder): one instance per
-    object of each mask."""
+def images_folder_refs(folder: Path) -> list[InstanceRef]:
+    """One ref per object of each mask of a folder in the images-folder layout (its label value
+    as ``object_id`` for label maps)."""
     folders = _image_and_mask_folders(folder)
     if folders is None:
         raise MSTGeoError("not a known dataset, nor an image folder (img, images, im, ...) beside a mask "
@@ -173,9 +174,14 @@ def images_folder_dataset(folder: Path, name: str | None = None) -> ISegDataset:
             refs.append(InstanceRef(image_path, mask_path, name_of_object, image_path.stem, value))
     if not refs:
         raise MSTGeoError(f"no masks in {mask_dir}/", folder)
-    names = [ref.name for ref in refs]
-    repeated = next((n for n in names if names.count(n) > 1), None)
-    if repeated is not None:  # instance names are the bench's resume keys
-        raise MSTGeoError(f"two objects would both be named {repeated!r} (a label map beside a mask file of "
+    repeated = [name for name, count in Counter(ref.name for ref in refs).items() if count > 1]
+    if repeated:  # instance names are the bench's resume keys
+        raise MSTGeoError(f"two objects would both be named {repeated[0]!r} (a label map beside a mask file of "
                           "that name); rename one mask", folder / mask_dir)
-    return ISegDataset(name or folder.name, refs, images_folder_mask, folder)
+    return refs
+
+
+def images_folder_dataset(folder: Path, name: str | None = None) -> ISegDataset:
+    """A set in the images-folder layout (named ``name``, else after its folder): one instance per
+    object of each mask."""
+    return ISegDataset(name or folder.name, images_folder_refs(folder), images_folder_mask, folder)

@@ -16,8 +16,11 @@ indexed (except the per-object layouts, whose masks are read once to list their 
 - SBD      ``<split>.txt``, ``img/*.jpg``, ``inst/*.mat`` (``GTinst.Segmentation``), per object;
   the folder may also be the official tar's ``benchmark_RELEASE/dataset``
 - COCO_LVIS ``<split>/images/*.jpg``, ``<split>/lvis_<split>.json`` (polygons), per annotation
-- any other set (your own photos, OAIZIB-style label maps, ...) in RITM's images-folder layout,
-  by name or by path: ``mst_geo.data.images_folder``
+- ssTEM    ``raw/*.tif``, ``mitochondria/*.png``, every 4-connected component one object (SimpleClick)
+- OAIZIB   ``<split>/image/*.png``, ``<split>/annotations/*.png``, every label one object (SimpleClick;
+  the folder may be ``OAI-ZIB``)
+- any other set (your own photos, label maps, ...) in RITM's images-folder layout, by name or by
+  path: ``mst_geo.data.images_folder``
 
 Hidden files (macOS ``._*`` copies) are not instances; a mask with no object pixel is an error
 naming it, not a free perfect score.
@@ -330,6 +333,47 @@ def _coco_lvis(folder: Path, split: str) -> list[InstanceRef]:
     return refs
 
 
+def _mitochondria(path: Path) -> np.ndarray:
+    """An ssTEM mask's foreground, as SimpleClick reads it (any value above 0)."""
+    return (_read_gray(path) > 0).astype(np.uint8)
+
+
+def _sstem(folder: Path, split: str) -> list[InstanceRef]:
+    """SimpleClick's ssTEM (``uncbiag/SimpleClick`` isegm/data/datasets/ssTEM.py): ``raw/*.tif``
+    slices, ``mitochondria/*.png`` masks, every 4-connected component one object."""
+    images = files_by_stem(folder / "raw")
+    refs = []
+    for mask_path in sorted_files(folder / "mitochondria"):
+        image_path = image_for(images, mask_path.stem, mask_path)
+        count = cv2.connectedComponents(_mitochondria(mask_path), connectivity=4)[0]
+        refs.extend(InstanceRef(image_path, mask_path, f"{mask_path.stem}_{k}", image_path.stem, k)
+                    for k in range(1, count))
+    return refs
+
+
+def _component_mask(ref: InstanceRef) -> np.ndarray:
+    labels = cv2.connectedComponents(_mitochondria(ref.mask_path), connectivity=4)[1]
+    return (labels == ref.object_id).astype(np.uint8)
+
+
+def _oaizib(folder: Path, split: str) -> list[InstanceRef]:
+    """SimpleClick's OAI-ZIB (``uncbiag/SimpleClick`` isegm/data/datasets/oai_zib.py):
+    ``<split>/image/*.png`` beside ``<split>/annotations/*.png``, every label (femoral and tibial
+    cartilage) one object; it ships train and test, so the bench's default split is test."""
+    from mst_geo.data.images_folder import images_folder_refs
+
+    chosen = "test" if split == "val" and not (folder / "val").is_dir() else split
+    if not (folder / chosen).is_dir():
+        raise MSTGeoError(f"no {chosen} split folder here", folder)
+    return images_folder_refs(folder / chosen)
+
+
+def _label_map_mask(ref: InstanceRef) -> np.ndarray:
+    from mst_geo.data.images_folder import images_folder_mask
+
+    return images_folder_mask(ref)
+
+
 def _polygon_mask(ref: InstanceRef) -> np.ndarray:
     """LVIS polygons (x, y pairs in pixels) filled into a mask of the image size."""
     ref = cast(_LvisRef, ref)
@@ -378,12 +422,14 @@ LAYOUTS: dict[str, _Layout] = {
     "SBD": _Layout(("SBD", "SBD/dataset", "SBD/benchmark_RELEASE/dataset", "benchmark_RELEASE/dataset"), "inst",
                    _sbd, _sbd_mask),
     "COCO_LVIS": _Layout(("COCO_LVIS", "cocolvis"), None, _coco_lvis, _polygon_mask),
+    "ssTEM": _Layout(("ssTEM",), "mitochondria", _sstem, _component_mask),
+    "OAIZIB": _Layout(("OAIZIB",), None, _oaizib, _label_map_mask),
 }
 """Dataset name -> candidate folders under the data root, their marker, instance lister and mask rule."""
 
 ALIASES = {"PASCAL": "PascalVOC", "VOC": "PascalVOC"}
 
-DISTINCT_MARKERS = ("GrabCut", "PascalVOC", "SBD", "CCP")
+DISTINCT_MARKERS = ("GrabCut", "PascalVOC", "SBD", "CCP", "ssTEM")
 """Sets whose marker no other layout holds, so a folder of any name holding it is that set."""
 
 BENCHMARK_SETS = ("GrabCut", "Berkeley")
