@@ -31,6 +31,8 @@ MIOU_AT = (1, 3, 5, 10)
 
 def held_out_objects(data_root: Path, val_list: Path, count: int) -> HeldOutInstances:
     """``count`` objects spread over the held-out slice (``val_list`` as the pack wrote it, else the hash rule)."""
+    if not val_list.is_file():
+        print(f"{val_list} not found: holding out 5 % of the images by the hash rule, as packs write it", flush=True)
     _, val = build_split(data_root, DATASETS, 0.05, val_list=val_list if val_list.is_file() else None)
     return HeldOutInstances(IsegObjects(val), count)
 
@@ -59,9 +61,10 @@ def main() -> None:
         rows = np.array([evaluate_instance(predictor, held_out[i], args.max_clicks)[0]
                          for i in range(len(held_out))])
         noc = {t: np.mean([clicks_to_reach(r, t, args.max_clicks) for r in rows]) for t in (0.85, 0.9)}
-        miou = " ".join(f"{rows[:, k - 1].mean():.3f}" for k in MIOU_AT)
+        reported = [k for k in MIOU_AT if k <= args.max_clicks]
+        miou = " ".join(f"{rows[:, k - 1].mean():.3f}" for k in reported)
         print(f"{name} at {predictor.input_size} px: n={len(rows)} NoC@85 {noc[0.85]:.2f} NoC@90 {noc[0.9]:.2f} "
-              f"mIoU@{','.join(map(str, MIOU_AT))} {miou}", flush=True)
+              f"mIoU@{','.join(map(str, reported))} {miou}", flush=True)
 
 
 if __name__ == "__main__":

@@ -184,7 +184,8 @@ def _fill(section: Any, values: dict, where: str, source: str | None) -> None:
         elif _accepts(hints[key], value):
             setattr(section, key, value)
         else:
-            raise MSTGeoError(f"'{dotted}' must be {hints[key]}, got {value!r}", source)
+            expected = getattr(hints[key], "__name__", str(hints[key])).replace("NoneType", "None")
+            raise MSTGeoError(f"'{dotted}' must be {expected}, got {value!r}", source)
 
 
 def _check_ranges(config: TrainConfig) -> None:
