@@ -222,7 +222,7 @@ def _images_folder_set(iseg_root: Path, folder: Path, image_dir: str = "img", ma
 
 @pytest.mark.parametrize(("image_dir", "mask_dir"), [("img", "gt"), ("images", "masks"), ("Images", "Labels")])
 def test_any_other_set_in_the_images_folder_layout(iseg_root, tmp_path, image_dir, mask_dir):
-    """ssTEM, BraTS, OAIZIB or one's own photos: no layout of their own, read like RITM's
+    """Sets without a layout of their own (one's own photos, say), read like RITM's
     ImagesDirDataset, by name under the root (any case) or by the folder's path."""
     obj = _images_folder_set(iseg_root, tmp_path / "ssTEM", image_dir, mask_dir)
     by_name = load_iseg_dataset("sstem", tmp_path)
@@ -441,17 +441,28 @@ def test_simpleclick_medical_sets(iseg_root, tmp_path):
     assert sorted(int(cells[k].mask.sum()) for k in range(3)) == [100, 100, 2400]
     assert cells[0].image.shape == (*photo.shape, 3)
 
-    oai = tmp_path / "OAI-ZIB"
+    oai = tmp_path / "OAI-ZIB" / "iseg_slices"  # as SimpleClick's config points at it
     for split in ("train", "test"):
         (oai / split / "image").mkdir(parents=True)
         (oai / split / "annotations").mkdir()
-        Image.fromarray(photo).save(oai / split / "image" / "9001_040.png")
         labels = np.zeros(photo.shape, np.uint8)
-        labels[50:80, 50:150] = 1  # femoral cartilage
-        labels[90:110, 60:140] = 2  # tibial cartilage
-        Image.fromarray(labels).save(oai / split / "annotations" / "9001_040.png")
+        for stem in ("9001_001", "9001_040"):  # the first slice holds no cartilage: no object
+            Image.fromarray(photo).save(oai / split / "image" / f"{stem}.png")
+            Image.fromarray(labels).save(oai / split / "annotations" / f"{stem}.png")
+            labels[50:80, 50:150] = 1  # femoral cartilage
+            labels[90:110, 60:140] = 2  # tibial cartilage
     test = load_iseg_dataset("OAIZIB", tmp_path)
     assert test.name == "OAIZIB" and [ref.name for ref in test.refs] == ["9001_040_1", "9001_040_2"]
     assert [int(test[k].mask.sum()) for k in range(2)] == [3000, 1600]
     assert test.refs[0].image_path.parent.parent.name == "test"
     assert load_iseg_dataset("OAIZIB", tmp_path, split="train").refs[0].image_path.parent.parent.name == "train"
+    flat = tmp_path / "flat"
+    shutil.copytree(oai / "test", flat / "OAIZIB")  # one slice folder, no split
+    assert [ref.name for ref in load_iseg_dataset("OAIZIB", flat).refs] == ["9001_040_1", "9001_040_2"]
+
+    own_em = tmp_path / "MyEM"  # an images-folder set that also keeps a mitochondria/ folder is not ssTEM
+    for folder in ("images", "masks", "mitochondria"):
+        (own_em / folder).mkdir(parents=True)
+    Image.fromarray(photo).save(own_em / "images" / "a.png")
+    Image.fromarray(blobs).save(own_em / "masks" / "a.png")
+    assert [ref.name for ref in load_iseg_dataset("MyEM", tmp_path).refs] == ["a"]

@@ -62,12 +62,17 @@ def full_run(tmp_path_factory, iseg_root):
     L.seed_everything(config.trainer.seed, verbose=False)
     initial = build_model(config)
     recorder = BatchRecorder()
+    import cv2
+
+    cv2.setNumThreads(2)
     exported = train(config, callbacks=[recorder])
+    recorder.opencv_threads_after = cv2.getNumThreads()
     return config, initial, exported, recorder
 
 
 def test_twenty_steps_lower_the_loss_and_write_a_checkpoint(full_run):
     config, initial, exported, recorder = full_run
+    assert recorder.opencv_threads_after == 2  # one OpenCV thread during the run, the caller's after it
     assert sorted(recorder.seen) == list(range(20))
     data = ClickDataModule(config)
     data.setup()

@@ -17,8 +17,8 @@ indexed (except the per-object layouts, whose masks are read once to list their 
   the folder may also be the official tar's ``benchmark_RELEASE/dataset``
 - COCO_LVIS ``<split>/images/*.jpg``, ``<split>/lvis_<split>.json`` (polygons), per annotation
 - ssTEM    ``raw/*.tif``, ``mitochondria/*.png``, every 4-connected component one object (SimpleClick)
-- OAIZIB   ``<split>/image/*.png``, ``<split>/annotations/*.png``, every label one object (SimpleClick;
-  the folder may be ``OAI-ZIB``)
+- OAIZIB   ``<split>/image/*.png``, ``<split>/annotations/*.png``, every label one object, a slice
+  without one none (SimpleClick; the folder may be ``OAI-ZIB`` or its ``iseg_slices``)
 - any other set (your own photos, label maps, ...) in RITM's images-folder layout, by name or by
   path: ``mst_geo.data.images_folder``
 
@@ -360,12 +360,15 @@ def _oaizib(folder: Path, split: str) -> list[InstanceRef]:
     """SimpleClick's OAI-ZIB (``uncbiag/SimpleClick`` isegm/data/datasets/oai_zib.py):
     ``<split>/image/*.png`` beside ``<split>/annotations/*.png``, every label (femoral and tibial
     cartilage) one object; it ships train and test, so the bench's default split is test."""
-    from mst_geo.data.images_folder import images_folder_refs
+    from mst_geo.data.images_folder import has_images_folder_layout, images_folder_refs
 
     chosen = "test" if split == "val" and not (folder / "val").is_dir() else split
-    if not (folder / chosen).is_dir():
+    if (folder / chosen).is_dir():
+        folder = folder / chosen
+    elif not has_images_folder_layout(folder):  # one flat slice folder (image/ + annotations/) is fine too
         raise MSTGeoError(f"no {chosen} split folder here", folder)
-    return images_folder_refs(folder / chosen)
+    # a slice without cartilage adds no object, as in SimpleClick (not an empty instance)
+    return [ref for ref in images_folder_refs(folder) if ref.object_id is not None]
 
 
 def _label_map_mask(ref: InstanceRef) -> np.ndarray:
@@ -423,13 +426,13 @@ LAYOUTS: dict[str, _Layout] = {
                    _sbd, _sbd_mask),
     "COCO_LVIS": _Layout(("COCO_LVIS", "cocolvis"), None, _coco_lvis, _polygon_mask),
     "ssTEM": _Layout(("ssTEM",), "mitochondria", _sstem, _component_mask),
-    "OAIZIB": _Layout(("OAIZIB",), None, _oaizib, _label_map_mask),
+    "OAIZIB": _Layout(("OAIZIB/iseg_slices", "OAIZIB"), None, _oaizib, _label_map_mask),
 }
 """Dataset name -> candidate folders under the data root, their marker, instance lister and mask rule."""
 
 ALIASES = {"PASCAL": "PascalVOC", "VOC": "PascalVOC"}
 
-DISTINCT_MARKERS = ("GrabCut", "PascalVOC", "SBD", "CCP", "ssTEM")
+DISTINCT_MARKERS = ("GrabCut", "PascalVOC", "SBD", "CCP")
 """Sets whose marker no other layout holds, so a folder of any name holding it is that set."""
 
 BENCHMARK_SETS = ("GrabCut", "Berkeley")
@@ -463,8 +466,8 @@ def load_iseg_dataset(name: str, root: str | Path, split: str = "val", also_know
     holding a known set's distinctive marker is read as that set (and named after it); any other is
     read in the generic images-folder layout (module docstring), as is a known set's folder that
     lacks its marker but holds image and mask folders. ``split`` matters only for the sets that
-    ship several (PascalVOC, SBD, COCO_LVIS); ``also_known`` names other sets for the error on an
-    unknown name (the bench's remote-sensing sets).
+    ship several (PascalVOC, SBD, COCO_LVIS, OAIZIB); ``also_known`` names other sets for the error
+    on an unknown name (the bench's remote-sensing sets).
     """
     root, name = dataset_location(name, root)
     if not root.is_dir():

@@ -14,6 +14,7 @@ large (> 256² px), the breakdown the bench reports.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,16 +243,21 @@ def object_window(bbox: tuple[int, int, int, int], shape: tuple[int, int], min_s
 def _read_rgb(path: str) -> np.ndarray:
     """A tile's first three bands as HxWx3 uint8 (a grey tile repeated), read by GDAL."""
     import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
 
-    with rasterio.open(path) as tile:
-        bands = [1, 2, 3] if tile.count >= 3 else [1, 1, 1]
-        return _as_rgb(tile.read(bands))
+    with warnings.catch_warnings():  # DeepGlobe's JPEGs and Vaihingen's tiles carry no georeference
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path) as tile:
+            bands = [1, 2, 3] if tile.count >= 3 else [1, 1, 1]
+            return _as_rgb(tile.read(bands))
 
 
 def _as_rgb(image: Any) -> np.ndarray:
     """A CxHxW image (torchgeo's float one, 0..255) as HxWx3 uint8 (first three bands)."""
     array = np.asarray(image)[:3]
-    return np.clip(np.rint(array), 0, 255).astype(np.uint8).transpose(1, 2, 0)
+    if array.dtype != np.uint8:
+        array = np.clip(np.rint(array), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(array.transpose(1, 2, 0))
 
 
 class RSInstances:

@@ -129,7 +129,7 @@ def geojson_nameable(frame: gpd.GeoDataFrame, name: str) -> gpd.GeoDataFrame:
     it as the ``crs`` member), else WGS84 (RFC 7946), announced, since a file without a ``crs``
     member is read as WGS84 and a projected CRS's metres would land as degrees. A CRS that matches
     an EPSG code but carries none (a WKT without ID) is named by that code."""
-    code = frame.crs.to_epsg(min_confidence=100) if frame.crs is not None else None  # the same CRS, not a look-alike
+    code = frame.crs.to_epsg(min_confidence=90) if frame.crs is not None else None  # equivalent, whatever its name
     if frame.crs is None:
         return frame
     if code is not None:

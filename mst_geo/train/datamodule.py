@@ -118,7 +118,6 @@ class ClickDataModule(L.LightningDataModule):
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.description: dict = {}
-        self._cv2_threads: int | None = None
 
     def setup(self, stage: str | None = None) -> None:
         """Index the data (cheap: no image is read); user errors surface here, before training."""
@@ -139,16 +138,6 @@ class ClickDataModule(L.LightningDataModule):
             train_source, val_source, self.description = dataset_sources(data)
         self.train_set = ClickSampleSet(train_source, recipe, sampler, trainer.seed)
         self.val_set = HeldOutInstances(val_source, trainer.val_instances)
-        # Processes forked from here on (loader workers, ddp_fork ranks) must not inherit a started
-        # OpenCV thread pool (indexing remote-sensing tiles ran OpenCV): their own setNumThreads(1)
-        # hung on its inherited state. teardown gives the caller its threads back.
-        self._cv2_threads = cv2.getNumThreads()
-        cv2.setNumThreads(1)
-
-    def teardown(self, stage: str | None = None) -> None:
-        if self._cv2_threads is not None:
-            cv2.setNumThreads(self._cv2_threads)
-            self._cv2_threads = None
 
     def train_dataloader(self) -> DataLoader:
         trainer, workers = self.config.trainer, self.config.data.workers

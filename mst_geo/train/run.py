@@ -24,6 +24,7 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import cv2
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import (
@@ -325,9 +326,15 @@ def train(config: TrainConfig, resume: str | None = None,
                               "it, or choose another --out", out)
     chatter, lightning_log = _StartupChatter(), logging.getLogger("lightning.pytorch.utilities.rank_zero")
     lightning_log.addFilter(chatter)  # this run only: a notebook's own Trainers keep their lines
+    # Processes forked during the run (loader workers, ddp_fork ranks) must not inherit a started
+    # OpenCV thread pool (indexing remote-sensing tiles runs OpenCV here): their own
+    # setNumThreads(1) hung on its inherited state. The caller gets its threads back, however the run ends.
+    opencv_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
     try:
         return _train(config, out, resume_path, callbacks)
     finally:
+        cv2.setNumThreads(opencv_threads)
         lightning_log.removeFilter(chatter)
 
 
