@@ -466,3 +466,19 @@ def test_simpleclick_medical_sets(iseg_root, tmp_path):
     Image.fromarray(photo).save(own_em / "images" / "a.png")
     Image.fromarray(blobs).save(own_em / "masks" / "a.png")
     assert [ref.name for ref in load_iseg_dataset("MyEM", tmp_path).refs] == ["a"]
+
+
+def test_davis585_as_clickseg_lays_it_out(iseg_root, tmp_path):
+    """One folder per sequence: frames as <frame>.jpg, objects as <object>_<frame>.png (above 128),
+    the mask-correction protocol's init_* masks left out."""
+    obj = _grabcut_object(iseg_root)
+    bear = tmp_path / "DAVIS-585" / "bear"
+    bear.mkdir(parents=True)
+    shutil.copy(_real_photo(iseg_root), bear / "00009.jpg")
+    mask = (obj * 255).astype(np.uint8)
+    mask[obj & (np.arange(obj.shape[1]) < 40)] = 128  # at 128: not the object for ClickSEG
+    Image.fromarray(mask).save(bear / "object1_00009.png")
+    Image.fromarray(mask).save(bear / "init_stm_object1_00009.png")
+    dataset = load_iseg_dataset("D585", tmp_path)
+    assert dataset.name == "DAVIS585" and [ref.name for ref in dataset.refs] == ["bear_object1_00009"]
+    assert np.array_equal(dataset[0].mask == 1, mask > 128) and dataset[0].image_id == "bear_00009"

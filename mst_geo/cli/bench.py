@@ -52,7 +52,7 @@ def noc_command(
     ),
     datasets: list[str] | None = typer.Option(
         None, "--datasets", "-d",
-        help="GrabCut, Berkeley, DAVIS, PascalVOC, SBD, COCO_MVal, COCO_LVIS, DUTS_TR, CCP, ssTEM, OAIZIB, "
+        help="GrabCut, Berkeley, DAVIS, PascalVOC, SBD, COCO_MVal, COCO_LVIS, DUTS_TR, CCP, ssTEM, OAIZIB, DAVIS585, "
         "any other set in RITM's images-folder layout (DATA_ROOT/<name> or a folder's path holding img/ and gt/, "
         "or images/ and masks/), or remote sensing LoveDA, Inria, DeepGlobe, LandCoverAI, Potsdam, Vaihingen "
         "(torchgeo layout in DATA_ROOT/<name>, or a folder's path). Repeat or comma-separate. "

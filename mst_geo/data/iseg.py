@@ -19,6 +19,8 @@ indexed (except the per-object layouts, whose masks are read once to list their 
 - ssTEM    ``raw/*.tif``, ``mitochondria/*.png``, every 4-connected component one object (SimpleClick)
 - OAIZIB   ``<split>/image/*.png``, ``<split>/annotations/*.png``, every label one object, a slice
   without one none (SimpleClick; the folder may be ``OAI-ZIB`` or its ``iseg_slices``)
+- DAVIS585 ``<sequence>/<frame>.jpg``, ``<sequence>/<object>_<frame>.png`` (above 128; ClickSEG's
+  ``init_*`` masks left out: every object starts from no mask)
 - any other set (your own photos, label maps, ...) in RITM's images-folder layout, by name or by
   path: ``mst_geo.data.images_folder``
 
@@ -128,6 +130,11 @@ def _nonzero_mask(ref: InstanceRef) -> np.ndarray:
 def _binary_mask(ref: InstanceRef) -> np.ndarray:
     """DUTS_TR and CCP: object where > 127 (a saliency map's graded edge is cut at half)."""
     return (_read_gray(ref.mask_path) > 127).astype(np.uint8)
+
+
+def _above_128_mask(ref: InstanceRef) -> np.ndarray:
+    """DAVIS585: object where > 128, as ClickSEG reads it."""
+    return (_read_gray(ref.mask_path) > 128).astype(np.uint8)
 
 
 def _trimap_mask(ref: InstanceRef) -> np.ndarray:
@@ -371,6 +378,25 @@ def _oaizib(folder: Path, split: str) -> list[InstanceRef]:
     return [ref for ref in images_folder_refs(folder) if ref.object_id is not None]
 
 
+def _davis585(folder: Path, split: str) -> list[InstanceRef]:
+    """ClickSEG's DAVIS-585 (``XavierCHEN34/ClickSEG`` isegm/data/datasets/davis585.py): one folder
+    per sequence holding ``<frame>.jpg`` and ``<object>_<frame>.png`` masks (object above 128);
+    its ``init_*`` masks (the mask-correction protocol's start) are not instances: the bench
+    starts every object from no mask."""
+    refs = []
+    for sequence in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for mask_path in sorted_files(sequence):
+            if mask_path.suffix.lower() != ".png" or "init" in mask_path.name:
+                continue
+            frame = mask_path.stem.rsplit("_", 1)[-1]
+            image_path = sequence / f"{frame}.jpg"
+            if not image_path.is_file():
+                raise MSTGeoError(f"no image {image_path.name} beside this mask", mask_path)
+            refs.append(InstanceRef(image_path, mask_path, f"{sequence.name}_{mask_path.stem}",
+                                    f"{sequence.name}_{frame}"))
+    return refs
+
+
 def _label_map_mask(ref: InstanceRef) -> np.ndarray:
     from mst_geo.data.images_folder import images_folder_mask
 
@@ -427,10 +453,11 @@ LAYOUTS: dict[str, _Layout] = {
     "COCO_LVIS": _Layout(("COCO_LVIS", "cocolvis"), None, _coco_lvis, _polygon_mask),
     "ssTEM": _Layout(("ssTEM",), "mitochondria", _sstem, _component_mask),
     "OAIZIB": _Layout(("OAIZIB/iseg_slices", "OAIZIB"), None, _oaizib, _label_map_mask),
+    "DAVIS585": _Layout(("DAVIS585",), None, _davis585, _above_128_mask),
 }
 """Dataset name -> candidate folders under the data root, their marker, instance lister and mask rule."""
 
-ALIASES = {"PASCAL": "PascalVOC", "VOC": "PascalVOC"}
+ALIASES = {"PASCAL": "PascalVOC", "VOC": "PascalVOC", "D585": "DAVIS585"}
 
 DISTINCT_MARKERS = ("GrabCut", "PascalVOC", "SBD", "CCP")
 """Sets whose marker no other layout holds, so a folder of any name holding it is that set."""
