@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mst_geo.data.iseg import IGNORE, VOC_INDEX_OF_COLOUR, InstanceRef, ISegDataset, files_by_stem, image_for
+from mst_geo.data.iseg import IGNORE, InstanceRef, ISegDataset, files_by_stem, image_for, voc_indices
 from mst_geo.errors import MSTGeoError
 
 IMAGE_FOLDER = re.compile(r"^(img|imgs|im|image|images|jpegimages)([-_ ].*)?$|.*[-_ ](image|images|img)$", re.I)
@@ -80,11 +80,11 @@ def _one_channel(path: Path) -> tuple[np.ndarray, str]:
         if alpha is not None and (rgb == rgb.flat[0]).all() and (alpha != alpha.flat[0]).any():
             return alpha, GREY  # one colour everywhere: the mask is in the alpha channel
         return rgb[..., 0], GREY
+    indices = voc_indices(rgb)  # VOC's palette, void included
+    if indices is not None:
+        return indices, VOC
     colours, ids = np.unique(rgb.reshape(-1, 3), axis=0, return_inverse=True)
     ids = ids.reshape(rgb.shape[:2])
-    if all(tuple(colour) in VOC_INDEX_OF_COLOUR for colour in colours.tolist()):  # VOC's palette, void included
-        indices = np.array([VOC_INDEX_OF_COLOUR[tuple(colour)] for colour in colours.tolist()], dtype=np.uint8)
-        return indices[ids], VOC
     if len(colours) > LABEL_MAP_MAX + 1:  # a compressed colour mask: read its brightness
         return rgb.max(axis=2), GREY
     # colours in sorted order, black (background) first when present: ids 0.., else 1..

@@ -3,7 +3,8 @@
 Every dataset is a list of ``InstanceRef`` (which image, which mask, which object in it) and a
 rule turning the stored mask into the shared convention: uint8, 1 object / 0 background /
 255 ignore. Reading happens per item, so a dataset of thousands of images costs nothing until
-indexed (except the per-object layouts, whose masks are read once to list their objects). Layouts (``root`` holds one folder per dataset, as in ``../shared/data/iseg``):
+indexed (except the per-object layouts, whose masks are read once to list their objects).
+Layouts (``root`` holds one folder per dataset, as in ``../shared/data/iseg``):
 
 - GrabCut  ``data_GT/*.{jpg,bmp}``, ``boundary_GT/<stem>.bmp`` (128 = unknown band -> ignore)
 - Berkeley ``images/*.jpg``, ``masks/<stem>[a|b].png`` (same values as GrabCut)
@@ -121,10 +122,15 @@ def _read_gray(path: Path) -> np.ndarray:
     return raw.max(axis=2) if raw.ndim == 3 else raw
 
 
+def _above_zero(path: Path) -> np.ndarray:
+    """A mask's pixels above 0 as 1, the rest 0."""
+    return (_read_gray(path) > 0).astype(np.uint8)
+
+
 def _nonzero_mask(ref: InstanceRef) -> np.ndarray:
     """DAVIS and COCO_MVal: RITM's rule, any value above 0 is the object (its antialiased edge
     included; a 0/1 mask as well as a 0/255 one)."""
-    return (_read_gray(ref.mask_path) > 0).astype(np.uint8)
+    return _above_zero(ref.mask_path)
 
 
 def _binary_mask(ref: InstanceRef) -> np.ndarray:
@@ -180,11 +186,21 @@ def _read_palette_indices(path: Path) -> np.ndarray:
             rgb = np.asarray(image.convert("RGB"))
     except OSError as error:
         raise MSTGeoError(f"cannot read this mask ({error})", path) from error
+    indices = voc_indices(rgb)
+    if indices is None:
+        unknown = next(tuple(c) for c in np.unique(rgb.reshape(-1, 3), axis=0).tolist()
+                       if tuple(c) not in VOC_INDEX_OF_COLOUR)
+        raise MSTGeoError(f"an RGB mask with colours outside PASCAL VOC's palette (e.g. {unknown})", path)
+    return indices
+
+
+def voc_indices(rgb: np.ndarray) -> np.ndarray | None:
+    """An HxWx3 mask's VOC palette indices (void 255 included), None when a colour is outside
+    the palette."""
     colours, inverse = np.unique(rgb.reshape(-1, 3), axis=0, return_inverse=True)
-    unknown = [tuple(c) for c in colours.tolist() if tuple(c) not in VOC_INDEX_OF_COLOUR]
-    if unknown:
-        raise MSTGeoError(f"an RGB mask with colours outside PASCAL VOC's palette (e.g. {unknown[0]})", path)
-    indices = np.array([VOC_INDEX_OF_COLOUR[tuple(c)] for c in colours.tolist()], dtype=np.uint8)
+    if not all(tuple(colour) in VOC_INDEX_OF_COLOUR for colour in colours.tolist()):
+        return None
+    indices = np.array([VOC_INDEX_OF_COLOUR[tuple(colour)] for colour in colours.tolist()], dtype=np.uint8)
     return indices[inverse.reshape(-1)].reshape(rgb.shape[:2])
 
 
@@ -340,26 +356,21 @@ def _coco_lvis(folder: Path, split: str) -> list[InstanceRef]:
     return refs
 
 
-def _mitochondria(path: Path) -> np.ndarray:
-    """An ssTEM mask's foreground, as SimpleClick reads it (any value above 0)."""
-    return (_read_gray(path) > 0).astype(np.uint8)
-
-
 def _sstem(folder: Path, split: str) -> list[InstanceRef]:
     """SimpleClick's ssTEM (``uncbiag/SimpleClick`` isegm/data/datasets/ssTEM.py): ``raw/*.tif``
-    slices, ``mitochondria/*.png`` masks, every 4-connected component one object."""
+    slices, ``mitochondria/*.png`` masks (foreground above 0), every 4-connected component one object."""
     images = files_by_stem(folder / "raw")
     refs = []
     for mask_path in sorted_files(folder / "mitochondria"):
         image_path = image_for(images, mask_path.stem, mask_path)
-        count = cv2.connectedComponents(_mitochondria(mask_path), connectivity=4)[0]
+        count = cv2.connectedComponents(_above_zero(mask_path), connectivity=4)[0]
         refs.extend(InstanceRef(image_path, mask_path, f"{mask_path.stem}_{k}", image_path.stem, k)
                     for k in range(1, count))
     return refs
 
 
 def _component_mask(ref: InstanceRef) -> np.ndarray:
-    labels = cv2.connectedComponents(_mitochondria(ref.mask_path), connectivity=4)[1]
+    labels = cv2.connectedComponents(_above_zero(ref.mask_path), connectivity=4)[1]
     return (labels == ref.object_id).astype(np.uint8)
 
 

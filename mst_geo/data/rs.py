@@ -2,8 +2,8 @@
 objects (connected components per class), each served as a crop around the object.
 
 The torchgeo classes know the real on-disk layouts (LoveDA ``Train|Val/Urban|Rural/images_png``,
-Inria ``AerialImageDataset/train/{images,gt}``, DeepGlobe ``data/{training,test}_data``, LandCover.ai ``output/<id>.jpg``, ``<id>_m.png``
-and ``{train,val,test}.txt``, Potsdam
+Inria ``AerialImageDataset/train/{images,gt}``, DeepGlobe ``data/{training,test}_data``,
+LandCover.ai ``output/<id>.jpg``, ``<id>_m.png`` and ``{train,val,test}.txt``, Potsdam
 ``4_Ortho_RGBIR/*_RGBIR.tif`` beside ``*_label.tif``, Vaihingen ``top/*.tif`` beside the label
 files of the same name; the ISPRS sets also as their zips, which torchgeo unpacks); they
 are imported inside functions so ``mst_geo.data`` stays importable without the geo stack.
