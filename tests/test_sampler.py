@@ -73,6 +73,26 @@ def test_negatives_prefer_other_objects_and_border(ccp_person_and_parts):
     assert not (ring & target).any()
 
 
+def _core_single_share(sampler: MultiPointSampler, masks: list[np.ndarray], draws: int) -> float:
+    """Share of samples that are one positive click deeper than half the object's maximum depth."""
+    rng = np.random.default_rng(4)
+    core = 0
+    for mask in masks:
+        depth = cv2.distanceTransform(np.pad(mask.astype(np.uint8), 1), cv2.DIST_L2, 0)[1:-1, 1:-1]
+        for _ in range(draws):
+            points = sampler.sample(mask, rng)
+            y, x = points[0, :2].astype(int)
+            core += len(points) == 1 and points[0, 2] == 1 and depth[y, x] >= depth.max() / 2
+    return core / (len(masks) * draws)
+
+
+def test_first_click_starts_are_one_core_positive(coco_masks):
+    """With first_click_prob a share of samples starts as the benchmark does, one positive in the
+    object's core; RITM's multi-point draws alone rarely do."""
+    assert _core_single_share(MultiPointSampler(), coco_masks, 40) < 0.05
+    assert 0.4 < _core_single_share(MultiPointSampler(first_click_prob=0.5), coco_masks, 40) < 0.6
+
+
 def test_ignore_pixels_never_clicked(coco_masks):
     mask = coco_masks[0]
     ignore = cv2.dilate(mask.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0

@@ -8,6 +8,12 @@ each come from one of three regions — the background (p 0.1), the other object
 training click is drawn at random among error pixels farther than half the maximum error distance
 from the error-region boundary (the eval clicker instead takes the single farthest pixel).
 
+Not from RITM: with ``first_click_prob`` a sample starts instead from the state every benchmark
+and every analyst starts from, one positive click in the object's core (placed by that same
+iterative rule on an empty prediction) and no negatives. The multi-point draw gives exactly one
+positive and no negative click to only ~4 % of samples, and the no-grad rounds add clicks on top,
+so without it the model rarely trains on its own first click.
+
 Everything random takes a ``numpy.random.Generator`` so a training sample is a pure function of
 its seed, which is what makes ``mst-geo train --resume`` reproduce the same next batch.
 """
@@ -50,6 +56,7 @@ class MultiPointSampler:
     negative_other_prob: float = 0.4
     negative_border_prob: float = 0.5
     border_expand_ratio: float = 0.1
+    first_click_prob: float = 0.0
 
     def border_ring(self, mask: np.ndarray) -> np.ndarray:
         """Pixels within ~10 % of the object's size around it (the 'border' negative region)."""
@@ -81,6 +88,8 @@ class MultiPointSampler:
         target = np.asarray(mask).astype(bool)
         if not target.any():
             raise ValueError("MultiPointSampler.sample needs a non-empty mask")
+        if self.first_click_prob > 0 and rng.random() < self.first_click_prob:
+            return self.core_click(target, rng, ignore)
         allowed = np.ones_like(target) if ignore is None else ~np.asarray(ignore).astype(bool)
         positives = self.positive_region(target, rng) & allowed
         if not positives.any():
@@ -101,6 +110,14 @@ class MultiPointSampler:
                 rows.append(np.concatenate([pixels, np.zeros((count, 1))], 1))
         points = np.concatenate(rows).astype(np.float32)
         return points[rng.permutation(len(points))] if len(points) > 1 else points
+
+    def core_click(self, target: np.ndarray, rng: np.random.Generator,
+                   ignore: np.ndarray | None = None) -> np.ndarray:
+        """One positive click deep inside the object, as a ``[1, 3]`` array (a first click)."""
+        click = next_training_click(target, np.zeros(target.shape, np.float32), rng, ignore)
+        if click is None:  # the whole object is ignored: any of its pixels
+            click = next_training_click(target, np.zeros(target.shape, np.float32), rng)
+        return np.array([[click.y, click.x, 1.0]], np.float32)
 
     def _negative_regions(
         self, target: np.ndarray, others: np.ndarray | None, allowed: np.ndarray

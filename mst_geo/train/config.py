@@ -72,6 +72,7 @@ class ClicksSection:
     negative_bg_prob: float = MultiPointSampler.negative_bg_prob
     negative_other_prob: float = MultiPointSampler.negative_other_prob
     negative_border_prob: float = MultiPointSampler.negative_border_prob
+    first_click_prob: float = MultiPointSampler.first_click_prob  # start from one core positive click
     max_next_clicks: int = 3  # no-grad rounds per batch: uniform in 0..max_next_clicks
 
 

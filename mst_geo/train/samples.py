@@ -63,7 +63,8 @@ def sampler_from_config(clicks: ClicksSection) -> MultiPointSampler:
     return MultiPointSampler(max_points=clicks.max_points, gamma=clicks.gamma,
                              erode_prob=clicks.erode_prob, negative_bg_prob=clicks.negative_bg_prob,
                              negative_other_prob=clicks.negative_other_prob,
-                             negative_border_prob=clicks.negative_border_prob)
+                             negative_border_prob=clicks.negative_border_prob,
+                             first_click_prob=clicks.first_click_prob)
 
 
 def pad_clicks(points: np.ndarray, rows: int) -> np.ndarray:
