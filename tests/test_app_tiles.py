@@ -12,7 +12,7 @@ import rasterio
 from PIL import Image
 from rasterio.control import GroundControlPoint
 from rasterio.crs import CRS
-from rasterio.enums import Resampling
+from rasterio.enums import ColorInterp, Resampling
 from rasterio.windows import Window
 
 from mst_geo.app.pagegrid import PageGrid
@@ -99,6 +99,37 @@ def test_nan_pixels_are_transparent(tmp_path: Path) -> None:
         assert not raster.is_valid(50, 50)
     assert not rgba[:100, :100, 3].any()
     assert rgba[120:, 120:, 3].all()
+
+
+def test_alpha_in_band_five_and_palettes_look_as_the_model_reads_them(tmp_path: Path) -> None:
+    """An alpha band GDAL leaves unapplied (band 5 of R,G,B,NIR,alpha) is transparent on the map,
+    and a paletted scene shows its colours (one tile for two index orders of the same colours)."""
+    with rasterio.open(EXAMPLE) as src:
+        profile, data = src.profile, src.read()
+    alpha = np.full((1, *data.shape[1:]), 255, np.uint8)
+    alpha[:, :100, :100] = 0
+    profile.update(count=5, nodata=None, photometric="minisblack", alpha="unspecified")
+    with rasterio.open(tmp_path / "rgbna.tif", "w", **profile) as dst:
+        dst.write(np.concatenate([data, alpha]))
+    with rasterio.open(tmp_path / "rgbna.tif", "r+") as dst:
+        dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.undefined,
+                           ColorInterp.alpha]
+    with SceneRaster(tmp_path / "rgbna.tif") as raster:
+        rgba = _png(SceneTiles(raster).render(2, 0, 0))
+    assert not rgba[:100, :100, 3].any() and rgba[120:, 120:, 3].all()
+
+    colours = (data[:3] // 128).astype(np.uint8)  # 8 colours
+    index = colours[0] * 4 + colours[1] * 2 + colours[2]
+    tiles = []
+    for name, order in (("plain", np.arange(8)), ("shuffled", np.array([5, 2, 7, 0, 3, 6, 1, 4]))):
+        palette = {int(order[k]): ((k >> 2) * 200, ((k >> 1) & 1) * 200, (k & 1) * 200, 255) for k in range(8)}
+        with rasterio.open(tmp_path / f"{name}.tif", "w", **{**profile, "count": 1, "photometric": "palette"}) as dst:
+            dst.write(order[index][None].astype(np.uint8))
+            dst.write_colormap(1, palette)
+        with SceneRaster(tmp_path / f"{name}.tif") as raster:
+            tiles.append(_png(SceneTiles(raster).render(2, 1, 1)))
+    np.testing.assert_array_equal(tiles[0], tiles[1])
+    assert len(np.unique(tiles[0][..., :3].reshape(-1, 3), axis=0)) > 2  # colours, not one grey ramp
 
 
 def test_large_uint16_scene_reads_through_overviews(tmp_path: Path) -> None:

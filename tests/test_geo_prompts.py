@@ -254,3 +254,16 @@ def test_flatgeobuf_clicks_keep_their_order_or_are_refused(tmp_path, mapper):
     one_each = unordered.assign(object=["pond", "field"])
     one_each.to_file(tmp_path / "single.fgb")  # one click per object: nothing to reorder
     assert sorted(read_clicks(tmp_path / "single.fgb", mapper)) == ["field", "pond"]
+
+
+def test_clicks_on_the_far_edges_are_in_the_last_pixel(mapper):
+    """The extent is closed, as the refusal message prints it: a click exactly on the right or
+    bottom edge (or the corner) lands in the last pixel; a pixel beyond is still outside."""
+    right, bottom = 485899.0 + 5.0 * 934, 5209246.0 - 5.0 * 723
+    clicks = clicks_from_geojson(collection((right, bottom, {}), (right, 5209000.0, {"object": 2}),
+                                            crs="EPSG:26914"), mapper)
+    corner, edge = clicks[1][0], clicks[2][0]
+    assert (int(corner.row), int(corner.col)) == (722, 933) and int(edge.col) == 933
+    assert (corner.x, corner.y) == (right, bottom)
+    with pytest.raises(MSTGeoError, match="lies outside the scene"):
+        clicks_from_geojson(collection((right + 5.0, bottom, {}), crs="EPSG:26914"), mapper)

@@ -374,3 +374,58 @@ def test_rpc_only_scene_is_warped_to_wgs84(write_geotiff, naip_pixels, nodata, c
     error = np.abs(values - source_at(0)).mean()
     assert inside.sum() > 1000 and error < 1.5
     assert np.abs(values - source_at(1)).mean() > 2 * error  # one source pixel away is clearly worse
+
+
+def test_an_alpha_band_gdal_does_not_apply_still_masks(write_geotiff, naip_pixels):
+    """R,G,B,NIR plus alpha in band 5 (``gdalwarp -dstalpha`` on a NAIP quad): GDAL applies alpha
+    only as band 2 of 2 or 4 of 4, so the transparent pixels must be masked here, as the same
+    pixels marked nodata are."""
+    data = naip_pixels.copy()
+    data[:, :100, :200] = 0
+    alpha = np.full((1, *data.shape[1:]), 255, np.uint8)
+    alpha[:, 300:400, 500:700] = 0  # transparent, though its band values look like data
+    path = write_geotiff("rgbna.tif", np.concatenate([naip_pixels, alpha]),
+                         photometric="minisblack", alpha="unspecified")
+    with rasterio.open(path, "r+") as dst:
+        dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.undefined,
+                           ColorInterp.alpha]
+    same = naip_pixels.copy()
+    same[:, 300:400, 500:700] = 0
+    with SceneRaster(path) as raster, SceneRaster(write_geotiff("holes.tif", same, nodata=0)) as holes:
+        assert raster.bands == (1, 2, 3) and raster.alpha_band == 5
+        np.testing.assert_allclose(raster.low, holes.low)
+        np.testing.assert_allclose(raster.high, holes.high)
+        assert not raster.is_valid(350, 600) and raster.is_valid(350, 450)
+        read = raster.read(Window(450, 250, 200, 200))
+        assert not read.valid[50:150, 50:].any() and read.valid[:50].all()
+        np.testing.assert_array_equal(read.image, holes.read(Window(450, 250, 200, 200)).image)
+
+
+def _paletted(write_geotiff, naip_pixels, name: str, order: np.ndarray) -> Path:
+    """The scene's colours quantised to 64 levels, saved as one paletted band whose index order
+    is ``order`` (a permutation of the 64 colours)."""
+    levels = (naip_pixels[:3] // 64).astype(np.uint8)  # 4 levels per channel: 64 colours
+    colour_of = {int(r * 16 + g * 4 + b): (int(r) * 64 + 32, int(g) * 64 + 32, int(b) * 64 + 32, 255)
+                 for r in range(4) for g in range(4) for b in range(4)}
+    index = levels[0] * 16 + levels[1] * 4 + levels[2]
+    path = write_geotiff(name, order[index][None].astype(np.uint8), photometric="palette")
+    with rasterio.open(path, "r+") as dst:
+        dst.write_colormap(1, {int(order[k]): colour for k, colour in colour_of.items()})
+    return path
+
+
+def test_a_paletted_scene_is_read_in_its_colours(write_geotiff, naip_pixels):
+    """The model sees a paletted scene's colours, not its indices: the same picture with the
+    colour table in another order reads the same, and as an RGB file of those colours."""
+    plain = _paletted(write_geotiff, naip_pixels, "palette.tif", np.arange(64))
+    shuffled = _paletted(write_geotiff, naip_pixels, "shuffled.tif", np.random.default_rng(0).permutation(64))
+    rgb = ((naip_pixels[:3] // 64) * 64 + 32).astype(np.uint8)
+    window = Window(100, 100, 300, 200)
+    with SceneRaster(plain) as a, SceneRaster(shuffled) as b, SceneRaster(write_geotiff("rgb.tif", rgb)) as c:
+        assert a.palette is not None and a.bands == (1, 1, 1)
+        for raster in (a, b):
+            np.testing.assert_allclose(raster.low, c.low)
+            np.testing.assert_allclose(raster.high, c.high)
+            np.testing.assert_allclose(raster.read(window).image, c.read(window).image)
+            decimated = raster.read(Window(0, 0, 934, 723), max_side=224).image
+            assert np.isin(np.round(decimated * (c.high - c.low) + c.low), [32, 96, 160, 224]).mean() > 0.9

@@ -34,6 +34,8 @@ class SceneTiles:
     def __init__(self, raster: SceneRaster):
         self.source = raster.path
         self.bands = tuple(raster.bands)
+        self.palette = raster.palette
+        self.alpha_band = raster.alpha_band
         self.in_range = tuple(zip(raster.low.tolist(), raster.high.tolist()))
         self.grid = PageGrid(raster.transform, raster.width, raster.height, aspect=raster.pixel_aspect)
         look = (file_identity(raster.path), self.bands, self.in_range)
@@ -52,7 +54,9 @@ class SceneTiles:
 
     def read(self, z: int, x: int, y: int) -> ImageData:
         """Raw band values of tile z/x/y, masked outside the scene, on nodata and on NaN (as the
-        model's reads are: a NaN pixel is no data, whatever the nodata tag says)."""
+        model's reads are: a NaN pixel is no data, whatever the nodata tag says), a paletted band
+        in its colours and transparent where an alpha band GDAL does not apply says so (as
+        ``SceneRaster`` reads them)."""
         reader = self._reader()
         col, row, width, height = self.grid.tile_window(z, x, y)
         window = rasterio.windows.Window(col, row, width, height)
@@ -64,15 +68,32 @@ class SceneTiles:
             bounds_crs=reader.dataset.crs,
             width=size,
             height=size,
-            indexes=self.bands,
-            resampling_method="bilinear",
+            indexes=(self.bands[:1] if self.palette is not None else self.bands)
+            + (() if self.alpha_band is None else (self.alpha_band,)),
+            resampling_method="bilinear" if self.palette is None else "nearest",
         )
+        if self.palette is not None or self.alpha_band is not None:
+            image = self._as_model_reads(image)
         values = image.array
         missing = ~np.isfinite(values.data)
         if missing.any():
             values.mask = np.ma.getmaskarray(values) | missing.any(axis=0)
             values.data[missing] = 0
         return image
+
+    def _as_model_reads(self, image: ImageData) -> ImageData:
+        """``image`` with its trailing alpha band applied as the mask and its palette indices
+        expanded to colours."""
+        values = image.array
+        mask = np.ma.getmaskarray(values).any(axis=0)
+        if self.alpha_band is not None:
+            mask |= np.ma.getdata(values)[-1] == 0
+            values = values[:-1]
+        data = np.ma.getdata(values)
+        if self.palette is not None:
+            data = np.moveaxis(self.palette.take(data[0].astype(np.int64), axis=0, mode="clip"), -1, 0)
+        array = np.ma.MaskedArray(data, mask=np.broadcast_to(mask, data.shape).copy())
+        return ImageData(array, bounds=image.bounds, crs=image.crs)
 
     def render(self, z: int, x: int, y: int) -> bytes:
         """Tile z/x/y as PNG bytes, stretched by the scene's per-band percentiles.

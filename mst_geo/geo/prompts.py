@@ -15,6 +15,7 @@ the same fields, in its own CRS (WGS84 when it has none). Every error names the 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -81,6 +82,10 @@ def crs_member(crs: CRS) -> dict:
     return {"type": "name", "properties": {"name": name}}
 
 
+EDGE = 1e-6
+"""Pixels a click may lie past the scene's edge (round-off of a point placed on it) and still count as inside."""
+
+
 class PixelMapper:
     """Maps coordinates in any CRS to the scene's CRS and pixel grid, refusing clicks off the data."""
 
@@ -123,7 +128,7 @@ class PixelMapper:
         """The SceneClick for map (x, y) in ``crs``; ValueError when off the scene or on nodata."""
         sx, sy = self.to_scene(x, y, crs)
         col, row = ~self.transform @ (sx, sy)
-        if not (0 <= row < self.height and 0 <= col < self.width):
+        if not (-EDGE <= row <= self.height + EDGE and -EDGE <= col <= self.width + EDGE):
             source = self.scene_crs if crs is None else CRS.from_user_input(crs)
             hint = ""
             if source.is_geographic and abs(x) <= 90 < abs(y) <= 180:
@@ -131,6 +136,9 @@ class PixelMapper:
             elif source.is_geographic and (abs(x) > 360 or abs(y) > 90):
                 hint = "; these are not degrees: name the clicks' CRS (--clicks-crs or a 'crs' member)"
             raise ValueError(f"click at ({x}, {y}) lies outside the scene{self._extent_hint(source)}{hint}")
+        # the extent is closed, as its message shows it: a click on the far edge is in the last pixel
+        row = min(max(row, 0.0), math.nextafter(self.height, 0.0))
+        col = min(max(col, 0.0), math.nextafter(self.width, 0.0))
         if self.is_valid is not None and not self.is_valid(row, col):
             raise ValueError(f"click at ({x}, {y}) falls on nodata")
         return SceneClick(x=sx, y=sy, row=row, col=col, positive=positive)

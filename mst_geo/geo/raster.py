@@ -28,7 +28,7 @@ import warnings
 import numpy as np
 import rasterio
 from affine import Affine
-from rasterio.enums import ColorInterp, Resampling
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.errors import NodataShadowWarning, NotGeoreferencedWarning, RasterioIOError
 from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
@@ -146,6 +146,8 @@ class SceneRaster:
         self.dataset = open_scene(self.path)
         try:
             self.bands = self._choose_bands(bands)
+            self.palette = self._palette()
+            self.alpha_band = self._unapplied_alpha()
             self.pixel_aspect = ground_pixel_aspect(self.dataset)
             with pixel_reads(self.path):
                 self.low, self.high = self._estimate_percentiles()
@@ -202,6 +204,53 @@ class SceneRaster:
             chosen = (chosen + (chosen[0],) * 3)[:3]
         return chosen  # type: ignore[return-value]
 
+    def _palette(self) -> np.ndarray | None:
+        """The colour table (index -> R,G,B) when the chosen band is paletted, else None: a
+        paletted scene's pixel values are indices, whose order says nothing about colour."""
+        band = self.bands[0]
+        if self.bands != (band,) * 3 or self.dataset.colorinterp[band - 1] != ColorInterp.palette:
+            return None
+        try:
+            table = self.dataset.colormap(band)
+        except ValueError:  # tagged paletted without a table: its values are all there is
+            return None
+        lut = np.zeros((max(256, max(table) + 1), 3), np.float32)
+        for index, colour in table.items():
+            lut[index] = colour[:3]
+        return lut
+
+    def _unapplied_alpha(self) -> int | None:
+        """An alpha band that GDAL does not apply as the mask, else None. GDAL applies alpha only
+        in the grey+alpha and RGBA layouts; ``gdalwarp -dstalpha`` on an R,G,B,NIR image puts it
+        in band 5, where its transparent pixels would otherwise read as data."""
+        interp = self.dataset.colorinterp
+        if ColorInterp.alpha not in interp or MaskFlags.alpha in self.dataset.mask_flag_enums[self.bands[0] - 1]:
+            return None
+        return interp.index(ColorInterp.alpha) + 1
+
+    def _values(self, window: Window | None = None, out_shape: tuple[int, int] | None = None,
+                resampling: Resampling = Resampling.nearest, masked: bool = True) -> np.ndarray:
+        """The chosen bands as three planes (``masked``: a masked array, masked on nodata, masked
+        pixels and transparent alpha); a paletted band is expanded through its colour table, read
+        nearest (averaged indices would be colours that are not there)."""
+        if self.palette is None:
+            values = self.dataset.read(self.bands, window=window, out_shape=out_shape and (3, *out_shape),
+                                       resampling=resampling, masked=masked)
+        else:
+            index = self.dataset.read(self.bands[0], window=window, out_shape=out_shape, masked=masked)
+            values = np.moveaxis(self.palette.take(np.ma.getdata(index), axis=0, mode="clip"), -1, 0)
+            if masked:
+                values = np.ma.MaskedArray(values, mask=np.broadcast_to(np.ma.getmaskarray(index), values.shape))
+        if masked and self.alpha_band is not None:
+            values.mask = np.ma.getmaskarray(values) | ~self._opaque(window, values.shape[1:])
+        return values
+
+    def _opaque(self, window: Window | None, shape: tuple[int, int]) -> np.ndarray:
+        """Where an alpha band GDAL does not apply (``alpha_band``) is not transparent."""
+        if self.alpha_band is None:
+            return np.ones(shape, bool)
+        return self.dataset.read(self.alpha_band, window=window, out_shape=shape) > 0
+
     def _estimate_percentiles(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-band low/high percentiles of valid pixels (see ``_stats_sample``)."""
         samples = np.ma.reshape(self._stats_sample(), (3, -1))
@@ -223,8 +272,7 @@ class SceneRaster:
             if not np.ma.getmaskarray(sample).all():
                 return sample
         factor = max(1.0, longest / STATS_MAX_SIDE)
-        shape = (3, max(1, round(self.height / factor)), max(1, round(self.width / factor)))
-        return self.dataset.read(self.bands, out_shape=shape, masked=True, resampling=Resampling.nearest)
+        return self._values(out_shape=(max(1, round(self.height / factor)), max(1, round(self.width / factor))))
 
     def _sampled_windows(self) -> np.ma.MaskedArray:
         """Every other pixel of up to STATS_GRID² windows of STATS_WINDOW² px spread over the scene."""
@@ -233,7 +281,7 @@ class SceneRaster:
         for row in _grid_starts(self.height, block_h):
             for col in _grid_starts(self.width, block_w):
                 window = Window(col, row, STATS_WINDOW, STATS_WINDOW).intersection(self._full)
-                piece = self.dataset.read(self.bands, window=window, masked=True)[:, ::2, ::2]
+                piece = self._values(window)[:, ::2, ::2]
                 pieces.append(np.ma.reshape(piece, (3, -1)))
         return np.ma.concatenate(pieces, axis=1)
 
@@ -250,11 +298,9 @@ class SceneRaster:
         window = window.intersection(self._full)
         (out_h, out_w), transform = self.read_grid(window, max_side)
         with pixel_reads(self.path):
-            raw = self.dataset.read(
-                self.bands, window=window, out_shape=(3, out_h, out_w), resampling=Resampling.bilinear
-            ).astype(np.float32)
+            raw = self._values(window, (out_h, out_w), Resampling.bilinear, masked=False).astype(np.float32)
             valid = self.dataset.dataset_mask(window=window, out_shape=(out_h, out_w), resampling=Resampling.nearest)
-        valid = valid > 0
+            valid = (valid > 0) & self._opaque(window, (out_h, out_w))
         valid &= np.isfinite(raw).all(axis=0)
         image = (raw - self.low[:, None, None]) / (self.high - self.low)[:, None, None]
         image = np.clip(np.nan_to_num(np.moveaxis(image, 0, -1)), 0.0, 1.0)
@@ -275,9 +321,9 @@ class SceneRaster:
         """Whether the scene pixel under (row, col) holds data (not nodata, not masked, not NaN)."""
         pixel = Window(int(col), int(row), 1, 1)
         with pixel_reads(self.path):
-            if not self.dataset.dataset_mask(window=pixel)[0, 0]:
+            if not self.dataset.dataset_mask(window=pixel)[0, 0] or not self._opaque(pixel, (1, 1))[0, 0]:
                 return False
-            return bool(np.isfinite(self.dataset.read(self.bands, window=pixel)).all())
+            return bool(np.isfinite(self._values(pixel, masked=False)).all())
 
     # -- lifetime -------------------------------------------------------------------------------
     def close(self) -> None:
