@@ -119,8 +119,15 @@ def test_resume_continues_with_the_same_next_batch(full_run, tmp_path, iseg_root
     checkpoints = tmp_path / "checkpoints"
     assert (checkpoints / "last.ckpt").resolve().name == "step0000020.ckpt"
     assert sorted(p.name for p in checkpoints.glob("step*.ckpt")) == ["step0000020.ckpt"]
-    with pytest.raises(MSTGeoError, match="already at step 20; raise --max-steps"):
-        train(smoke_config(tmp_path, iseg_root), resume="auto")
+    # resuming at --max-steps exports that checkpoint's weights (a run interrupted in its final
+    # validation, or another checkpoint to export); before it is refused
+    exported.rename(tmp_path / "first.safetensors")
+    again = train(smoke_config(tmp_path, iseg_root), resume="auto")
+    assert load_checkpoint(again)[1]["training"]["steps"] == 20
+    ours = load_checkpoint(again)[0].state_dict()
+    assert all(torch.equal(ours[key], theirs[key]) for key in theirs)
+    with pytest.raises(MSTGeoError, match="already at step 20, past --max-steps 19; .* set it to 20 to export"):
+        train(smoke_config(tmp_path, iseg_root, **{"trainer.max_steps": 19}), resume="auto")
 
 
 def test_a_bad_resume_is_refused_before_training(full_run, tmp_path, iseg_root):

@@ -149,7 +149,7 @@ def find_resume_checkpoint(resume: str, out: Path) -> Path:
 def check_resumable(path: Path, module: L.LightningModule, max_steps: int) -> None:
     """Refuse, before anything runs, a ``--resume`` file that Lightning would fail on halfway: not
     a checkpoint of ``mst-geo train``, one of another network (a run started with another
-    ``--init``/preset), or one already at ``--max-steps``."""
+    ``--init``/preset), or one already past ``--max-steps`` (one at it is exported as it is)."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)  # shapes only: no tensor read
     except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as error:
@@ -165,8 +165,9 @@ def check_resumable(path: Path, module: L.LightningModule, max_steps: int) -> No
                           f"{len(expected)} weights missing or of another shape, e.g. {differ[0]}); resume with "
                           "the recipe and --init the run started with", path)
     step = int(checkpoint.get("global_step", 0))
-    if step >= max_steps:
-        raise MSTGeoError(f"--resume: already at step {step}; raise --max-steps above it to continue", path)
+    if step > max_steps:
+        raise MSTGeoError(f"--resume: already at step {step}, past --max-steps {max_steps}; raise --max-steps "
+                          f"above it to continue, or set it to {step} to export these weights", path)
 
 
 class InterruptCheckpoint(OnExceptionCheckpoint):
