@@ -369,6 +369,7 @@ def segment_scene(
     outputs = [Path(out)] + ([Path(mask_out)] if mask_out is not None else [])
     if len(outputs) == 2 and outputs[0].resolve() == outputs[1].resolve():
         raise MSTGeoError("--mask-out must differ from the polygons output", mask_out)
+    _refuse_outputs_over_inputs(outputs, {"scene": scene, "clicks file": clicks})
     vector_driver(out)  # fail on a bad output before loading the model or running anything
     if mask_out is not None:
         check_mask_path(mask_out)
@@ -383,6 +384,16 @@ def segment_scene(
         seg.save(out, overwrite=overwrite, mask_path=mask_out)
         shutil.rmtree(journal_dir, ignore_errors=True)  # this run's, or one resume=False passed over
         return seg.polygons()
+
+
+def _refuse_outputs_over_inputs(outputs: Sequence[Path], inputs: Mapping[str, Any]) -> None:
+    """An output that is one of the inputs would replace it (--overwrite) with the result."""
+    for name, given in inputs.items():
+        if not isinstance(given, (str, Path)) or not Path(given).exists():
+            continue  # a URL, a clicks dict or frame: nothing on disk to replace
+        for output in outputs:
+            if output.exists() and output.samefile(given):
+                raise MSTGeoError(f"is the {name}: write the outputs to another file", output)
 
 
 MAX_SIMPLIFY_PIXELS = 100

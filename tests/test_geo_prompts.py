@@ -130,6 +130,19 @@ def test_file_errors_name_the_file(tmp_path, mapper):
     listing.write_text("[1, 2]")
     with pytest.raises(MSTGeoError, match="not a GeoJSON FeatureCollection"):
         read_clicks(listing, mapper)
+    (tmp_path / "folder.geojson").mkdir()
+    with pytest.raises(MSTGeoError, match="folder.geojson: is a folder, not a clicks file"):
+        read_clicks(tmp_path / "folder.geojson", mapper)
+
+
+def test_a_byte_order_mark_is_read_past(tmp_path, mapper):
+    """Notepad and other Windows editors save UTF-8 with a BOM; the clicks are the same."""
+    text = json.dumps(collection((*lonlat_of_pixel(300.5, 400.5), {})))
+    plain, marked = tmp_path / "plain.geojson", tmp_path / "bom.geojson"
+    plain.write_text(text, encoding="utf-8")
+    marked.write_text(text, encoding="utf-8-sig")
+    assert marked.read_bytes().startswith(b"\xef\xbb\xbf")
+    assert read_clicks(marked, mapper) == read_clicks(plain, mapper)
 
 
 def test_feature_errors_name_the_feature(mapper):

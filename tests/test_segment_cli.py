@@ -195,6 +195,17 @@ def test_geojson_output_and_overwrite(segment, tmp_path):
     assert segment("--overwrite", out=out)[0] == 0
 
 
+def test_outputs_never_replace_the_inputs(segment, naip_scene, few_clicks, tmp_path):
+    """--overwrite replaces earlier results, never the scene or the clicks the run reads."""
+    scene, clicks = tmp_path / "scene.tif", tmp_path / "clicks.geojson"
+    scene.write_bytes(naip_scene.read_bytes())
+    clicks.write_bytes(Path(few_clicks).read_bytes())
+    assert_user_error(segment("--mask-out", scene, "--overwrite", scene=scene, clicks=clicks),
+                      str(scene), "is the scene")
+    assert_user_error(segment("--overwrite", scene=scene, clicks=clicks, out=clicks), str(clicks), "is the clicks file")
+    assert scene.read_bytes() == naip_scene.read_bytes() and clicks.read_bytes() == Path(few_clicks).read_bytes()
+
+
 @pytest.mark.parametrize("how", ["crs member", "--clicks-crs", "GeoPackage layer"])
 def test_clicks_in_another_crs_work(segment, tmp_path, few_clicks, how):
     """Web Mercator clicks give the same objects as the same clicks in WGS84, also from a

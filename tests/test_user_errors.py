@@ -57,6 +57,41 @@ def test_bench_interrupt_says_how_to_resume(cli, tmp_path, iseg_root, monkeypatc
     assert len((tmp_path / "bench" / "instances.jsonl").read_text().splitlines()) == 2
 
 
+def test_bench_sigterm_keeps_finished_objects_and_says_how_to_resume(cli, tmp_path, iseg_root, monkeypatch):
+    """SIGTERM (kill, timeout, a scheduler) unwinds like Ctrl-C: the hint, exit 143, the finished
+    object kept, and SIGTERM's own handler given back afterwards."""
+    import os
+    import signal
+
+    import mst_geo.bench.loop as loop
+
+    real = loop.evaluate_instance
+    calls = []
+
+    def terminated_after_one(*args, **kwargs):
+        if calls:
+            os.kill(os.getpid(), signal.SIGTERM)
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(loop, "evaluate_instance", terminated_after_one)
+    command = ("bench", "noc", "-m", "disk", "-d", "GrabCut", "--data-root", iseg_root, "--limit", "2",
+               "--max-clicks", "2", "--out", tmp_path / "bench")
+    assert_one_line_error(cli(*command), "rerun the same command to resume", code=143)
+    assert len((tmp_path / "bench" / "instances.jsonl").read_text().splitlines()) == 1
+    assert not (tmp_path / "bench" / "results.csv").exists()
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_bench_with_no_object_left_is_one_line(cli, tmp_path, iseg_root):
+    """--limit and --shard that leave a process nothing: a one-line error, no half-written report."""
+    result = cli("bench", "noc", "-m", "disk", "-d", "GrabCut", "--data-root", iseg_root, "--limit", "1",
+                 "--shard", "2/2", "--out", tmp_path / "bench")
+    assert_one_line_error(result, "no object to report")
+    assert not list((tmp_path / "bench").glob("results.*")) and not list((tmp_path / "bench").glob("*.png"))
+
+
 def test_bench_speed_flags_are_checked_before_timing(cli, tmp_path):
     assert_one_line_error(cli("bench", "speed", "--presets", "mst_tiny", "--device", "gpu9"), "unknown device 'gpu9'")
     assert_one_line_error(cli("bench", "speed", "--presets", "mst_tiny", "--device", "cuda:7"), "cuda:7")

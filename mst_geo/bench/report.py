@@ -22,6 +22,7 @@ from mst_geo.atomic import write_atomic, write_text_atomic
 from mst_geo.bench.loop import InstanceResult
 from mst_geo.bench.noc import clicks_to_reach, summarize, threshold_key
 from mst_geo.data.rs import SIZE_CLASSES, size_class
+from mst_geo.errors import MSTGeoError
 
 MIOU_AT = (1, 3, 5, 10)
 """Clicks after which the tables report mIoU."""
@@ -183,6 +184,8 @@ def write_report(
     Markdown so every number says how it was made.
     """
     out_dir = Path(out_dir)
+    if not rows:
+        raise MSTGeoError("no object to report: the datasets, --limit and --shard leave none", out_dir)
     results = summarize_rows(rows, thresholds, max_clicks)
     columns = _columns(thresholds, max_clicks)
     main_header, main_table = ["dataset", "method", "n"] + columns, _table_rows(results, thresholds, max_clicks, False)

@@ -74,7 +74,7 @@ def noc_command(
     max_clicks: int = typer.Option(20, "--max-clicks", help="Clicks simulated per object (NoC is capped here)."),
     iou: str = typer.Option("0.85,0.9,0.95", "--iou", help="Comma-separated IoU targets for NoC/NoF."),
     device: str = typer.Option("cpu", "--device", help="Torch device for model methods, e.g. cpu or cuda."),
-    limit: int | None = typer.Option(None, "--limit", help="Only the first N objects of each dataset."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N objects of each dataset."),
     out: Path = typer.Option(Path("bench_out"), "--out", help="Output folder; rerunning into it resumes."),
     zoom_in: bool = typer.Option(True, "--zoom-in/--no-zoom-in", help="RITM-style zoom-in after the first click."),
     flip: bool = typer.Option(False, "--flip", help="Average each model prediction with its mirror image (RITM's default; 2x slower)."),
@@ -146,7 +146,7 @@ def speed_command(
     size: int = typer.Option(448, "--size", help="Square input size in pixels (multiple of 16)."),
     repeats: int = typer.Option(5, "--repeats", min=1, help="Timed forward passes per model."),
     device: str = typer.Option("cpu", "--device", help="Torch device, e.g. cpu or cuda."),
-    threads: int | None = typer.Option(None, "--threads", help="Torch CPU threads (default: torch's choice)."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="Torch CPU threads (default: torch's choice)."),
     json_path: Path | None = typer.Option(None, "--json", help="Also write the result as JSON here."),
 ) -> None:
     """Forward latency, FLOPs and tokens of plain ViT vs MST top-k vs all multi-scale tokens.

@@ -1,18 +1,42 @@
-"""Ctrl-C in the resumable commands (segment, bench noc, train): say how to resume, exit code 130."""
+"""Ctrl-C and SIGTERM in the resumable commands (segment, bench noc, train): say how to resume.
+
+Ctrl-C exits with code 130; SIGTERM (``kill``, ``timeout``, a batch scheduler ending the job) is
+raised as ``Terminated`` inside the block, so the same clean-up runs (temporary files removed,
+finished objects kept) and it exits with 143.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import signal
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import typer
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command runs so that it unwinds as an interrupt does."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
 @contextlib.contextmanager
-def resume_hint_on_interrupt(hint: str) -> Iterator[None]:
-    """Turn Ctrl-C inside the block into one line ``interrupted: <hint>`` and exit code 130."""
+def resume_hint_on_interrupt(hint: str, handle_sigterm: bool = True) -> Iterator[None]:
+    """Turn Ctrl-C (and with ``handle_sigterm`` SIGTERM) inside the block into one line
+    ``interrupted: <hint>`` and exit code 130 (143). ``train`` leaves SIGTERM to Lightning, which
+    saves ``interrupted.ckpt`` on it."""
+    previous = None
+    if handle_sigterm and threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         typer.echo(f"interrupted: {hint}", err=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(143 if isinstance(interrupt, Terminated) else 130) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

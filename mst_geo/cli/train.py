@@ -26,8 +26,8 @@ def train_command(
     precision: str | None = typer.Option(None, "--precision", help="Lightning precision, e.g. bf16-mixed, 32-true (default: bf16 on GPU)."),
     max_steps: int | None = typer.Option(None, "--max-steps", help="Stop after this many optimiser steps (in total, counting resumed ones)."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Samples per device per step."),
-    workers: int | None = typer.Option(None, "--workers", help="Data-loading processes per device."),
-    threads: int | None = typer.Option(None, "--threads", help="Torch threads for CPU training (1 is fastest on a busy machine)."),
+    workers: int | None = typer.Option(None, "--workers", min=0, help="Data-loading processes per device."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="Torch threads for CPU training (1 is fastest on a busy machine)."),
     out: str | None = typer.Option(None, "--out", help="Run folder: checkpoints/, logs/ and the exported model.safetensors."),
     resume: str | None = typer.Option(None, "--resume", help="Continue a run: a .ckpt file, a run folder, or 'auto' (the newest checkpoint in --out)."),
     init: str | None = typer.Option(None, "--init", help="Start from these weights: an MST checkpoint, 'default' (the shipped model) or ViT/MAE weights."),
@@ -73,7 +73,7 @@ def train_command(
     values.update({key: value for key, value in flags.items() if value is not None})  # a flag left out keeps --set
     recipe = load_train_config(config, values)
     hint = f"continue with --resume auto and the same flags (--out {recipe.out}, --init and --set included)"
-    with resume_hint_on_interrupt(hint):
+    with resume_hint_on_interrupt(hint, handle_sigterm=False):
         exported = train(recipe, resume=resume)
     typer.echo(f"model written to {exported}")
 

@@ -157,10 +157,12 @@ def load_clicks_file(path: str | Path) -> tuple[dict, CRS | None]:
         frame = read_vector(path, "clicks")
         _refuse_lost_click_order(path, frame)
         return frame_as_geojson(frame), frame.crs
+    if path.is_dir():
+        raise MSTGeoError("is a folder, not a clicks file", path)
     if not path.is_file():
         raise MSTGeoError("clicks file not found", path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))  # Windows editors may start it with a BOM
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise MSTGeoError(f"not valid JSON ({error})", path) from None
     if not isinstance(data, dict):
