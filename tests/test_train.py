@@ -142,7 +142,13 @@ def test_a_bad_resume_is_refused_before_training(full_run, tmp_path, iseg_root):
         train(other, resume=str(run))
     junk = tmp_path / "junk.ckpt"
     junk.write_text("not a checkpoint")
-    for resume, message in ((junk, "not a Lightning checkpoint"), (run / "model.safetensors", "not a Lightning checkpoint"),
+    cut = tmp_path / "cut.ckpt"  # a copy that ran out of disk
+    cut.write_bytes(next((run / "checkpoints").glob("step*.ckpt")).read_bytes()[:61440])
+    junk_weights = tmp_path / "junk.safetensors"
+    junk_weights.write_bytes(b"\xff" * 64)
+    for resume, message in ((junk, "not a Lightning checkpoint"), (cut, "not a Lightning checkpoint"),
+                            (run / "model.safetensors", "takes a training checkpoint .* start a new run with --init"),
+                            (junk_weights, "takes a training checkpoint"),
                             (tmp_path / "nowhere.ckpt", "--resume: not found")):
         with pytest.raises(MSTGeoError, match=message):
             train(smoke_config(tmp_path / "again", iseg_root, **{"trainer.max_steps": 30}), resume=str(resume))

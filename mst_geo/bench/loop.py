@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 import numpy as np
 from tqdm import tqdm
@@ -115,14 +115,20 @@ def _open_rows_for_append(out_dir: Path) -> TextIO:
     return sink
 
 
+def read_run_record(path: Path) -> Any:
+    """One of an --out folder's JSON records (run.json, methods.json, datasets.json); a damaged
+    one (a full disk, a hand edit) is a one-line error that says how to start afresh."""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise MSTGeoError(f"is not valid JSON ({error}); remove it to start this --out afresh", path) from None
+
+
 def check_settings(out_dir: Path, settings: dict) -> None:
     """Refuse to mix rows of runs with different protocol settings in one output folder."""
     path = out_dir / SETTINGS_FILE
     if path.exists():
-        try:
-            previous = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise MSTGeoError(f"is not valid JSON ({error}); remove it to start this --out afresh", path) from error
+        previous = read_run_record(path)
         if previous != settings:
             raise MSTGeoError(
                 f"holds a run with other settings {previous}; use another --out or remove it", out_dir
@@ -136,10 +142,7 @@ def check_identities(out_dir: Path, file_name: str, identities: dict[str, str], 
     training runs both export ``model.safetensors``; ``GrabCut`` from another data root); record
     this run's labels beside the rows."""
     path = out_dir / file_name
-    try:
-        known = json.loads(path.read_text()) if path.exists() else {}
-    except json.JSONDecodeError as error:
-        raise MSTGeoError(f"is not valid JSON ({error}); remove it to start this --out afresh", path) from None
+    known = read_run_record(path) if path.exists() else {}
     for label, identity in identities.items():
         if known.get(label, identity) != identity:
             raise MSTGeoError(f"holds rows of another {what} labelled {label!r} ({known[label]}); use another --out "

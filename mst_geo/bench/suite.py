@@ -5,11 +5,10 @@ The library call behind ``mst-geo bench noc``; the CLI only parses flags into it
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from mst_geo.bench.loop import SETTINGS_FILE, InstanceSource, load_rows, run_noc
+from mst_geo.bench.loop import SETTINGS_FILE, InstanceSource, load_rows, read_run_record, run_noc
 from mst_geo.bench.methods import method_identity, method_labels, resolve_method
 from mst_geo.bench.report import common_rows, write_report
 from mst_geo.data.iseg import dataset_location, load_iseg_dataset
@@ -126,6 +125,7 @@ def rewrite_report(
     settings_path = out_dir / SETTINGS_FILE
     if not settings_path.is_file():
         raise MSTGeoError("no benchmark run here (run.json missing)", out_dir)
+    max_clicks = read_run_record(settings_path)["max_clicks"]
     rows = load_rows(out_dir)
     if common:
         rows = common_rows(rows)
@@ -133,7 +133,6 @@ def rewrite_report(
         raise MSTGeoError("no finished instances to report" + (" that every method shares" if common else ""), out_dir)
     report_dir = Path(report_dir or out_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
-    max_clicks = json.loads(settings_path.read_text())["max_clicks"]
     settings = {
         "rows": str(out_dir / "instances.jsonl"),
         "datasets": sorted({r.dataset for r in rows}),

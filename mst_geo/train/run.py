@@ -150,9 +150,13 @@ def check_resumable(path: Path, module: L.LightningModule, max_steps: int) -> No
     """Refuse, before anything runs, a ``--resume`` file that Lightning would fail on halfway: not
     a checkpoint of ``mst-geo train``, one of another network (a run started with another
     ``--init``/preset), or one already past ``--max-steps`` (one at it is exported as it is)."""
+    if Path(path).suffix == ".safetensors":
+        raise MSTGeoError("--resume takes a training checkpoint (.ckpt in the run's checkpoints/); exported "
+                          "weights start a new run with --init", path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)  # shapes only: no tensor read
-    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as error:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, ValueError, OSError,
+            zipfile.BadZipFile) as error:
         raise MSTGeoError(f"--resume: not a Lightning checkpoint ({type(error).__name__})", path) from None
     state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
