@@ -195,6 +195,14 @@ def test_geojson_output_and_overwrite(segment, tmp_path):
     assert segment("--overwrite", out=out)[0] == 0
 
 
+def test_an_untrained_preset_is_one_warning_line(segment):
+    code, _, err = segment("--model", "mst_xtiny", "--overwrite")
+    assert code == 0
+    assert err.strip().splitlines()[0] == ("warning: model 'mst_xtiny' is a preset with random weights: its masks "
+                                           "are meaningless until it is trained")
+    assert all(line.startswith("warning: ") for line in err.strip().splitlines())  # random masks may be empty
+
+
 def test_outputs_never_replace_the_inputs(segment, naip_scene, few_clicks, tmp_path):
     """--overwrite replaces earlier results, never the scene or the clicks the run reads."""
     scene, clicks = tmp_path / "scene.tif", tmp_path / "clicks.geojson"

@@ -20,7 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from mst_geo.atomic import atomic_path
-from mst_geo.errors import MSTGeoError
+from mst_geo.errors import MSTGeoError, MSTGeoWarning
 from mst_geo.model.config import PRESETS, MSTConfig
 from mst_geo.model.mst import MSTModel, create_model
 
@@ -117,7 +117,7 @@ def resolve_model(name_or_path: str | Path) -> tuple[MSTModel, dict[str, Any]]:
         return load_checkpoint(DEFAULT_CHECKPOINT)
     if name in PRESETS:
         warnings.warn(f"model '{name}' is a preset with random weights: its masks are meaningless "
-                      "until it is trained", UserWarning, stacklevel=2)
+                      "until it is trained", MSTGeoWarning, stacklevel=2)
         model = create_model(name).eval()
         return model, {"preset": name, "config": model.config.to_dict(), "training": None}
     path = Path(name).expanduser()

@@ -41,7 +41,7 @@ from lightning.pytorch.profilers import SimpleProfiler
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from safetensors import SafetensorError, safe_open
 
-from mst_geo.errors import MSTGeoError
+from mst_geo.errors import MSTGeoError, MSTGeoWarning
 from mst_geo.model import MSTModel, create_model, resolve_model, save_checkpoint
 from mst_geo.model.checkpoint import CARD_KEY, DEFAULT_CHECKPOINT, read_card
 from mst_geo.model.pretrained import load_vit_weights
@@ -82,7 +82,7 @@ def build_model(config: TrainConfig) -> MSTModel:
         model, _ = resolve_model(init)
         if model.config.preset != config.model.preset:
             warnings.warn(f"--init {init}: training its {model.config.preset} network, not the "
-                          f"recipe's {config.model.preset}", UserWarning, stacklevel=2)
+                          f"recipe's {config.model.preset}", MSTGeoWarning, stacklevel=2)
         # the init's inference size was chosen for its own weights: validate and export at its
         # input_size until the new weights get theirs (scripts/ship_model.py --inference-size)
         model.config = dataclasses.replace(model.config, inference_size=None)
