@@ -135,6 +135,14 @@ def test_file_errors_name_the_file(tmp_path, mapper):
         read_clicks(tmp_path / "folder.geojson", mapper)
 
 
+@pytest.mark.parametrize("crs", ["EPSG:5773", "EPSG:4978"])
+def test_a_crs_that_places_nothing_on_the_map_is_refused(mapper, crs):
+    """A height datum or an Earth-centred frame given as the clicks' CRS: one line, not clicks
+    read as something they are not."""
+    with pytest.raises(MSTGeoError, match=f"CRS '{crs}' .* does not place points on the map"):
+        clicks_from_geojson(collection((*lonlat_of_pixel(300.5, 400.5), {})), mapper, clicks_crs=crs)
+
+
 def test_a_byte_order_mark_is_read_past(tmp_path, mapper):
     """Notepad and other Windows editors save UTF-8 with a BOM; the clicks are the same."""
     text = json.dumps(collection((*lonlat_of_pixel(300.5, 400.5), {})))

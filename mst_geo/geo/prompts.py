@@ -70,9 +70,13 @@ def parse_label(value: Any) -> bool:
 def parse_crs(value: Any, path: str | Path | None = None) -> CRS:
     """A pyproj CRS from user input (EPSG:4326, a URN, WKT, PROJ, a CRS object); MSTGeoError if unknown."""
     try:
-        return CRS.from_user_input(value)
+        crs = CRS.from_user_input(value)
     except CRSError:
         raise MSTGeoError(f"unknown CRS {value!r}", path) from None
+    if not (crs.is_geographic or crs.is_projected or crs.is_compound):  # e.g. a height datum (EPSG:5773)
+        raise MSTGeoError(f"CRS {value!r} ({crs.name}) does not place points on the map: give a geographic "
+                          "or projected CRS", path)
+    return crs
 
 
 def crs_member(crs: CRS) -> dict:
