@@ -102,16 +102,22 @@ def _ipv6_loopback() -> bool:
     return True
 
 
-@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this machine")
-def test_ipv6_loopback_and_unsaved_work_on_stop(naip_scene: Path, app_checkpoint: Path) -> None:
-    """--host ::1 serves at http://[::1]:PORT/; Ctrl-C after a click that was never saved says so."""
+@pytest.mark.parametrize("host, page, stop", [
+    pytest.param("::1", "http://[::1]:", signal.SIGINT,
+                 marks=pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this machine")),
+    ("127.0.0.1", "http://127.0.0.1:", signal.SIGTERM),
+])
+def test_ipv6_loopback_and_unsaved_work_on_stop(naip_scene: Path, app_checkpoint: Path, host: str, page: str,
+                                                stop: signal.Signals) -> None:
+    """--host ::1 serves at http://[::1]:PORT/; Ctrl-C (or SIGTERM, as kill and service managers
+    stop it) after a click that was never saved says so."""
     process = subprocess.Popen(
-        [*CLI, "app", str(naip_scene), "--model", str(app_checkpoint), "--port", "0", "--host", "::1"],
+        [*CLI, "app", str(naip_scene), "--model", str(app_checkpoint), "--port", "0", "--host", host],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
         line = process.stdout.readline()
-        assert line.startswith("mst-geo app: open http://[::1]:"), line + process.stderr.read()
+        assert line.startswith(f"mst-geo app: open {page}"), line + process.stderr.read()
         url = line.split()[3]
         x, y = 485899.0 + 5 * 364.5, 5209246.0 - 5 * 351.5  # a pond, in the scene CRS
         request = urllib.request.Request(url + "api/click", json.dumps({"x": x, "y": y, "space": "scene"}).encode(),
@@ -119,9 +125,11 @@ def test_ipv6_loopback_and_unsaved_work_on_stop(naip_scene: Path, app_checkpoint
         with urllib.request.urlopen(request, timeout=60) as response:
             assert json.load(response)["feature"] is not None
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         _, err = process.communicate(timeout=30)
     assert "warning: clicks made since the last Save or Export clicks were not kept" in err
+    assert "Traceback" not in err
+    assert stop != signal.SIGTERM or process.returncode == 143
 
 
 def test_listening_beyond_this_machine_is_announced(naip_scene: Path, app_checkpoint: Path) -> None:

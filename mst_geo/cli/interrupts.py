@@ -1,8 +1,8 @@
-"""Ctrl-C and SIGTERM in the resumable commands (segment, bench noc, train): say how to resume.
+"""Ctrl-C and SIGTERM in the long-running commands (segment, bench noc, train, app).
 
-Ctrl-C exits with code 130; SIGTERM (``kill``, ``timeout``, a batch scheduler ending the job) is
-raised as ``Terminated`` inside the block, so the same clean-up runs (temporary files removed,
-finished objects kept) and it exits with 143.
+Ctrl-C exits with code 130; SIGTERM (``kill``, ``timeout``, a batch scheduler or service manager
+ending the job) is raised as ``Terminated`` inside the block, so the same clean-up runs
+(temporary files removed, finished objects kept, unsaved clicks announced) and it exits with 143.
 """
 
 from __future__ import annotations
@@ -25,18 +25,26 @@ def _raise_terminated(signum: int, frame: Any) -> None:
 
 
 @contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Inside the block SIGTERM raises ``Terminated``; its previous handler comes back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
 def resume_hint_on_interrupt(hint: str, handle_sigterm: bool = True) -> Iterator[None]:
     """Turn Ctrl-C (and with ``handle_sigterm`` SIGTERM) inside the block into one line
     ``interrupted: <hint>`` and exit code 130 (143). ``train`` leaves SIGTERM to Lightning, which
     saves ``interrupted.ckpt`` on it."""
-    previous = None
-    if handle_sigterm and threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        yield
-    except KeyboardInterrupt as interrupt:
-        typer.echo(f"interrupted: {hint}", err=True)
-        raise typer.Exit(143 if isinstance(interrupt, Terminated) else 130) from None
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    with sigterm_as_interrupt() if handle_sigterm else contextlib.nullcontext():
+        try:
+            yield
+        except KeyboardInterrupt as interrupt:
+            typer.echo(f"interrupted: {hint}", err=True)
+            raise typer.Exit(143 if isinstance(interrupt, Terminated) else 130) from None

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from mst_geo.cli import BANDS_HELP, app
+from mst_geo.cli.interrupts import Terminated, sigterm_as_interrupt
 
 
 @app.command("app")
@@ -81,7 +82,10 @@ def app_command(
         if open_browser and not webbrowser.open(url):
             typer.echo(f"mst-geo app: no web browser found here; open {url} yourself", err=True)
         try:
-            serve(web, sock)
+            with sigterm_as_interrupt():  # a service manager's stop, too, announces unsaved clicks
+                serve(web, sock)
+        except Terminated:
+            raise typer.Exit(143) from None
         finally:
             if web.state.session.unsaved():
                 typer.secho("warning: clicks made since the last Save or Export clicks were not kept (Save or "
