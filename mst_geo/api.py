@@ -389,10 +389,14 @@ def segment_scene(
 def _refuse_outputs_over_inputs(outputs: Sequence[Path], inputs: Mapping[str, Any]) -> None:
     """An output that is one of the inputs would replace it (--overwrite) with the result."""
     for name, given in inputs.items():
-        if not isinstance(given, (str, Path)) or not Path(given).exists():
-            continue  # a URL, a clicks dict or frame: nothing on disk to replace
+        if not isinstance(given, (str, Path)):
+            continue  # a clicks dict or frame: nothing on disk to replace
         for output in outputs:
-            if output.exists() and output.samefile(given):
+            try:
+                same = output.exists() and Path(given).exists() and output.samefile(given)
+            except OSError:  # a URL too long for a path, say: no file of ours
+                continue
+            if same:
                 raise MSTGeoError(f"is the {name}: write the outputs to another file", output)
 
 

@@ -107,8 +107,8 @@ def test_alpha_in_band_five_and_palettes_look_as_the_model_reads_them(tmp_path: 
     with rasterio.open(EXAMPLE) as src:
         profile, data = src.profile, src.read()
     alpha = np.full((1, *data.shape[1:]), 255, np.uint8)
-    alpha[:, :100, :100] = 0
-    profile.update(count=5, nodata=None, photometric="minisblack", alpha="unspecified")
+    alpha[:, :100, :100] = 0  # with the scene's nodata 0 kept: GDAL and rio-tiler then mask by nodata only
+    profile.update(count=5, photometric="minisblack", alpha="unspecified")
     with rasterio.open(tmp_path / "rgbna.tif", "w", **profile) as dst:
         dst.write(np.concatenate([data, alpha]))
     with rasterio.open(tmp_path / "rgbna.tif", "r+") as dst:
@@ -123,7 +123,8 @@ def test_alpha_in_band_five_and_palettes_look_as_the_model_reads_them(tmp_path: 
     tiles = []
     for name, order in (("plain", np.arange(8)), ("shuffled", np.array([5, 2, 7, 0, 3, 6, 1, 4]))):
         palette = {int(order[k]): ((k >> 2) * 200, ((k >> 1) & 1) * 200, (k & 1) * 200, 255) for k in range(8)}
-        with rasterio.open(tmp_path / f"{name}.tif", "w", **{**profile, "count": 1, "photometric": "palette"}) as dst:
+        with rasterio.open(tmp_path / f"{name}.tif", "w", **{**profile, "count": 1, "photometric": "palette",
+                                                          "nodata": None}) as dst:
             dst.write(order[index][None].astype(np.uint8))
             dst.write_colormap(1, palette)
         with SceneRaster(tmp_path / f"{name}.tif") as raster:

@@ -273,6 +273,9 @@ def test_a_cut_off_settings_file_is_a_clear_error(iseg_root, tmp_path):
     (out / "instances.jsonl").write_text("")
     result = CliRunner().invoke(app, ["bench", "report", str(out)])  # the report reads it too
     assert str(result.exception).startswith(f"{out / 'run.json'}: is not valid JSON")
+    (out / "run.json").write_text("{}")
+    result = CliRunner().invoke(app, ["bench", "report", str(out)])
+    assert str(result.exception).startswith(f"{out / 'run.json'}: holds no max_clicks")
 
 
 def test_cli_benchmarks_a_set_in_the_images_folder_layout_by_path(iseg_root, tmp_path):

@@ -381,21 +381,22 @@ def test_an_alpha_band_gdal_does_not_apply_still_masks(write_geotiff, naip_pixel
     only as band 2 of 2 or 4 of 4, so the transparent pixels must be masked here, as the same
     pixels marked nodata are."""
     data = naip_pixels.copy()
-    data[:, :100, :200] = 0
+    data[:, :100, :200] = 0  # nodata too: GDAL then masks by nodata alone
     alpha = np.full((1, *data.shape[1:]), 255, np.uint8)
     alpha[:, 300:400, 500:700] = 0  # transparent, though its band values look like data
-    path = write_geotiff("rgbna.tif", np.concatenate([naip_pixels, alpha]),
+    alpha[:, :100, :200] = 0  # as gdalwarp -dstalpha marks the nodata corner
+    path = write_geotiff("rgbna.tif", np.concatenate([data, alpha]), nodata=0,
                          photometric="minisblack", alpha="unspecified")
     with rasterio.open(path, "r+") as dst:
         dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.undefined,
                            ColorInterp.alpha]
-    same = naip_pixels.copy()
+    same = data.copy()
     same[:, 300:400, 500:700] = 0
     with SceneRaster(path) as raster, SceneRaster(write_geotiff("holes.tif", same, nodata=0)) as holes:
         assert raster.bands == (1, 2, 3) and raster.alpha_band == 5
         np.testing.assert_allclose(raster.low, holes.low)
         np.testing.assert_allclose(raster.high, holes.high)
-        assert not raster.is_valid(350, 600) and raster.is_valid(350, 450)
+        assert not raster.is_valid(350, 600) and raster.is_valid(350, 450) and not raster.is_valid(50, 50)
         read = raster.read(Window(450, 250, 200, 200))
         assert not read.valid[50:150, 50:].any() and read.valid[:50].all()
         np.testing.assert_array_equal(read.image, holes.read(Window(450, 250, 200, 200)).image)

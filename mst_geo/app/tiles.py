@@ -85,10 +85,12 @@ class SceneTiles:
         """``image`` with its trailing alpha band applied as the mask and its palette indices
         expanded to colours."""
         values = image.array
-        mask = np.ma.getmaskarray(values).any(axis=0)
         if self.alpha_band is not None:
-            mask |= np.ma.getdata(values)[-1] == 0
+            transparent = np.ma.getdata(values)[-1] == 0
             values = values[:-1]
+        else:
+            transparent = False
+        mask = np.ma.getmaskarray(values).all(axis=0) | transparent  # no band valid, as the model's dataset mask
         data = np.ma.getdata(values)
         if self.palette is not None:
             data = np.moveaxis(self.palette.take(data[0].astype(np.int64), axis=0, mode="clip"), -1, 0)

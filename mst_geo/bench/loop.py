@@ -120,7 +120,7 @@ def read_run_record(path: Path) -> Any:
     one (a full disk, a hand edit) is a one-line error that says how to start afresh."""
     try:
         return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise MSTGeoError(f"is not valid JSON ({error}); remove it to start this --out afresh", path) from None
 
 

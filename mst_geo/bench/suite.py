@@ -125,7 +125,10 @@ def rewrite_report(
     settings_path = out_dir / SETTINGS_FILE
     if not settings_path.is_file():
         raise MSTGeoError("no benchmark run here (run.json missing)", out_dir)
-    max_clicks = read_run_record(settings_path)["max_clicks"]
+    record = read_run_record(settings_path)
+    max_clicks = record.get("max_clicks") if isinstance(record, dict) else None
+    if not isinstance(max_clicks, int):
+        raise MSTGeoError("holds no max_clicks: not the run.json of `mst-geo bench noc`", settings_path)
     rows = load_rows(out_dir)
     if common:
         rows = common_rows(rows)

@@ -73,7 +73,8 @@ def parse_crs(value: Any, path: str | Path | None = None) -> CRS:
         crs = CRS.from_user_input(value)
     except CRSError:
         raise MSTGeoError(f"unknown CRS {value!r}", path) from None
-    if not (crs.is_geographic or crs.is_projected or crs.is_compound):  # e.g. a height datum (EPSG:5773)
+    kind = (crs.source_crs if crs.type_name == "Bound CRS" else crs).type_name
+    if kind in ("Vertical CRS", "Geocentric CRS"):  # a height datum (EPSG:5773), Earth-centred x/y/z
         raise MSTGeoError(f"CRS {value!r} ({crs.name}) does not place points on the map: give a geographic "
                           "or projected CRS", path)
     return crs

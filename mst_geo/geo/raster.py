@@ -240,7 +240,7 @@ class SceneRaster:
             index = self.dataset.read(self.bands[0], window=window, out_shape=out_shape, masked=masked)
             values = np.moveaxis(self.palette.take(np.ma.getdata(index), axis=0, mode="clip"), -1, 0)
             if masked:
-                values = np.ma.MaskedArray(values, mask=np.broadcast_to(np.ma.getmaskarray(index), values.shape))
+                values = np.ma.MaskedArray(values, mask=np.broadcast_to(np.ma.getmaskarray(index), values.shape).copy())
         if masked and self.alpha_band is not None:
             values.mask = np.ma.getmaskarray(values) | ~self._opaque(window, values.shape[1:])
         return values
@@ -373,12 +373,19 @@ def open_scene(source: str | Path) -> DatasetReader | WarpedVRT:
     # Nodata or an alpha band mark the grid's corners outside the image. Without either they would
     # read as black pixels (a VRT's default nodata 0, which also hides real zeros; an added alpha
     # band is not reported as its mask): warp to float with NaN as nodata instead.
+    # A paletted image's values are colour-table indices: warped nearest (averaged indices are
+    # colours that are not there), its corners marked by an added alpha band (its indices stay integers).
+    paletted = ColorInterp.palette in dataset.colorinterp
     unmarked = dataset.nodata is None and ColorInterp.alpha not in dataset.colorinterp
-    nan_as_nodata = {"dtype": "float32", "nodata": float("nan")} if unmarked else {}
+    if paletted:
+        marks = {"add_alpha": True} if unmarked else {}
+    else:
+        marks = {"dtype": "float32", "nodata": float("nan")} if unmarked else {}
+    resampling = Resampling.nearest if paletted else Resampling.bilinear
     # RPCs at the image's mean height (RPC_HEIGHT 0 would shift a plateau at 1 000 m by hundreds of metres)
     by_rpcs = {"METHOD": "RPC", "RPC_HEIGHT": dataset.rpcs.height_off, "src_crs": crs} if placed_by_rpcs else {}
     with opening(source):
-        return WarpedVRT(dataset, crs=crs, resampling=Resampling.bilinear, **nan_as_nodata, **by_rpcs)
+        return WarpedVRT(dataset, crs=crs, resampling=resampling, **marks, **by_rpcs)
 
 
 SQUARE_ENOUGH = 0.01

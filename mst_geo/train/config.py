@@ -207,10 +207,12 @@ def _check_ranges(config: TrainConfig) -> None:
     if config.data.crop_size % 16:
         raise MSTGeoError(f"'data.crop_size' must be a multiple of 16, got {config.data.crop_size}",
                           source)
-    for key in ("flip_prob", "jitter_prob", "copy_paste_prob", "merge_objects_prob"):
-        value = getattr(config.data, key)
+    probabilities = {f"data.{key}": getattr(config.data, key)
+                     for key in ("flip_prob", "jitter_prob", "copy_paste_prob", "merge_objects_prob")}
+    probabilities["clicks.first_click_prob"] = config.clicks.first_click_prob
+    for key, value in probabilities.items():
         if not 0 <= value <= 1:
-            raise MSTGeoError(f"'data.{key}' is a probability, got {value}", source)
+            raise MSTGeoError(f"'{key}' is a probability, got {value}", source)
     if not 0 < config.data.val_fraction < 1:
         raise MSTGeoError(f"'data.val_fraction' must be in (0, 1), got {config.data.val_fraction}",
                           source)
