@@ -95,6 +95,7 @@ class Segmenter:
         in_memory = isinstance(model, MSTModel)
         self._model_source = None if in_memory else str(DEFAULT_CHECKPOINT if str(model) == "default" else model)
         self._device = device
+        self._inputs: dict[str, str | Path] = {"scene": scene_path}  # files save() must never replace
         self._simplify, self._min_area = float(simplify), float(min_area)
         self._mapper = PixelMapper(self.crs, self.transform, self.width, self.height, is_valid=self.raster.is_valid)
         # The adaptive windows already frame the object, so the model sees them at its training size:
@@ -193,6 +194,8 @@ class Segmenter:
         objects are refused before any is segmented.
         """
         objects, source = self._read_clicks(clicks, clicks_crs)
+        if isinstance(clicks, (str, Path)):
+            self._inputs["clicks file"] = clicks
         if max_objects is not None and len(objects) > max_objects:
             raise MSTGeoError(f"holds {len(objects)} objects, the mask output holds at most {max_objects}", source)
         taken = [obj for obj in objects if str(obj) in {str(known) for known in self._clicks}]
@@ -270,6 +273,7 @@ class Segmenter:
         if not self._clicks:
             raise MSTGeoError("no objects to save: add clicks first", path)
         driver = vector_driver(path)
+        _refuse_outputs_over_inputs([Path(p) for p in (path, mask_path) if p is not None], self._inputs)
         for output in (path, mask_path):
             if output is not None:
                 check_output(output, overwrite)

@@ -184,6 +184,24 @@ def test_save_refuses_to_overwrite_and_writes_the_mask(tmp_path, local_segmenter
     assert area == pytest.approx(mask_area(segmenter.mask(1)))
 
 
+def test_save_never_replaces_the_scene_or_the_loaded_clicks(tmp_path, naip_scene, local_checkpoint):
+    """The app's Save goes through Segmenter.save: with overwrite it still refuses the files the
+    session reads (its scene, a clicks file it loaded), which would be lost to polygons."""
+    scene, clicks = tmp_path / "scene.tif", tmp_path / "clicks.geojson"
+    scene.write_bytes(naip_scene.read_bytes())
+    with Segmenter(scene, model=local_checkpoint) as segmenter:
+        segmenter.add_click(*xy(627.5, 10.5), object="pond")
+        clicks.write_text(json.dumps(segmenter.clicks_geojson()))
+    with Segmenter(scene, model=local_checkpoint) as segmenter:
+        segmenter.load_clicks(clicks)
+        before = clicks.read_bytes()
+        with pytest.raises(MSTGeoError, match="is the clicks file"):
+            segmenter.save(clicks, overwrite=True)
+        with pytest.raises(MSTGeoError, match="is the scene"):
+            segmenter.save(tmp_path / "x.gpkg", overwrite=True, mask_path=scene)
+        assert clicks.read_bytes() == before and scene.read_bytes() == naip_scene.read_bytes()
+
+
 def test_public_exports_and_light_import():
     assert mst_geo.load_model is resolve_model
     assert mst_geo.Segmenter is Segmenter and mst_geo.segment_scene is segment_scene
