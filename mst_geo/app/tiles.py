@@ -23,7 +23,7 @@ from rio_tiler.models import ImageData
 
 from mst_geo.app.pagegrid import PageGrid
 from mst_geo.geo.journal import file_identity
-from mst_geo.geo.raster import SceneRaster, open_scene, pixel_reads
+from mst_geo.geo.raster import SceneRaster, open_scene, palette_colours, pixel_reads
 
 PNG_OPTIONS = (cv2.IMWRITE_PNG_COMPRESSION, 1)
 
@@ -93,7 +93,7 @@ class SceneTiles:
         mask = np.ma.getmaskarray(values).all(axis=0) | transparent  # no band valid, as the model's dataset mask
         data = np.ma.getdata(values)
         if self.palette is not None:
-            data = np.moveaxis(self.palette.take(data[0].astype(np.int64), axis=0, mode="clip"), -1, 0)
+            data = palette_colours(self.palette, data[0])
         array = np.ma.MaskedArray(data, mask=np.broadcast_to(mask, data.shape).copy())
         return ImageData(array, bounds=image.bounds, crs=image.crs)
 

@@ -114,9 +114,10 @@ class MultiPointSampler:
     def core_click(self, target: np.ndarray, rng: np.random.Generator,
                    ignore: np.ndarray | None = None) -> np.ndarray:
         """One positive click deep inside the object, as a ``[1, 3]`` array (a first click)."""
-        click = next_training_click(target, np.zeros(target.shape, np.float32), rng, ignore)
+        nothing_predicted = np.zeros(target.shape, np.float32)
+        click = next_training_click(target, nothing_predicted, rng, ignore)
         if click is None:  # the whole object is ignored: any of its pixels
-            click = next_training_click(target, np.zeros(target.shape, np.float32), rng)
+            click = next_training_click(target, nothing_predicted, rng)
         return np.array([[click.y, click.x, 1.0]], np.float32)
 
     def _negative_regions(

@@ -129,9 +129,9 @@ def geojson_nameable(frame: gpd.GeoDataFrame, name: str) -> gpd.GeoDataFrame:
     it as the ``crs`` member), else WGS84 (RFC 7946), announced, since a file without a ``crs``
     member is read as WGS84 and a projected CRS's metres would land as degrees. A CRS that matches
     an EPSG code but carries none (a WKT without ID) is named by that code."""
-    code = frame.crs.to_epsg(min_confidence=90) if frame.crs is not None else None  # equivalent, whatever its name
     if frame.crs is None:
         return frame
+    code = frame.crs.to_epsg(min_confidence=90)  # an equivalent CRS, whatever its name
     if code is not None:
         return frame.set_crs(CRS.from_epsg(code), allow_override=True)
     warnings.warn(f"{name}: the scene's CRS has no EPSG code, which a GeoJSON file cannot name, so the "

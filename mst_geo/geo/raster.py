@@ -238,7 +238,7 @@ class SceneRaster:
                                        resampling=resampling, masked=masked)
         else:
             index = self.dataset.read(self.bands[0], window=window, out_shape=out_shape, masked=masked)
-            values = np.moveaxis(self.palette.take(np.ma.getdata(index), axis=0, mode="clip"), -1, 0)
+            values = palette_colours(self.palette, np.ma.getdata(index))
             if masked:
                 values = np.ma.MaskedArray(values, mask=np.broadcast_to(np.ma.getmaskarray(index), values.shape).copy())
         if masked and self.alpha_band is not None:
@@ -334,6 +334,12 @@ class SceneRaster:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def palette_colours(palette: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Colour-table indices (HxW) as 3xHxW colours through ``palette`` (index -> R,G,B; an index
+    past the table takes its last row), for the model's reads and the app's tiles alike."""
+    return np.moveaxis(palette.take(np.asarray(index, dtype=np.int64), axis=0, mode="clip"), -1, 0)
 
 
 def open_scene(source: str | Path) -> DatasetReader | WarpedVRT:
