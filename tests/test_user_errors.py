@@ -160,3 +160,20 @@ def test_too_many_objects_for_the_mask_fail_before_segmenting(cli, tmp_path, nai
     result = cli("segment", naip_scene, "--clicks", clicks, "-o", tmp_path / "o.gpkg", "--mask-out",
                  tmp_path / "m.tif", "--model", tiny_checkpoint, "-q")
     assert_one_line_error(result, str(clicks), "holds 256 objects", "at most 255")
+
+
+def test_full_disk_while_bench_appends_a_row(cli, tmp_path, iseg_root, monkeypatch):
+    """A full disk hits a stream write that names no file: one line that says what to do, and the
+    rerun (with space again) finishes the bench."""
+    import mst_geo.bench.loop as loop
+
+    real = loop._open_rows_for_append
+    monkeypatch.setattr(loop, "_open_rows_for_append", lambda out_dir: open("/dev/full", "a", buffering=1))
+    command = ("bench", "noc", "-m", "disk", "-d", "GrabCut", "--data-root", iseg_root, "--limit", "1",
+               "--max-clicks", "2", "--out", tmp_path / "bench")
+    assert_one_line_error(cli(*command), "No space left on device", "free some space")
+
+    monkeypatch.setattr(loop, "_open_rows_for_append", real)
+    code, _out, err = cli(*command)
+    assert code == 0, err
+    assert len((tmp_path / "bench" / "instances.jsonl").read_text().splitlines()) == 1

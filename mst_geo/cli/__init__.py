@@ -1,13 +1,14 @@
 """The ``mst-geo`` command line: each sub-command lives in its own module and only parses flags.
 
-User errors (``MSTGeoError``) and file-system errors about a named path are printed as one line
-on stderr with exit code 2, notes for the user (``MSTGeoWarning``) as one ``warning:`` line; Ctrl-C exits with code 130, SIGTERM in segment, bench noc and app with 143 (the resumable commands say how to resume);
+User errors (``MSTGeoError``), file-system errors about a named path and a full disk are printed
+as one line on stderr with exit code 2, notes for the user (``MSTGeoWarning``) as one ``warning:`` line; Ctrl-C exits with code 130, SIGTERM in segment, bench noc and app with 143 (the resumable commands say how to resume);
 anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import sys
 import warnings
 from collections.abc import Iterator
@@ -33,6 +34,9 @@ app = typer.Typer(
 from mst_geo.cli import commands_registry  # noqa: E402,F401
 
 
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:
@@ -41,6 +45,9 @@ def main() -> None:
     except MSTGeoError as error:
         _fail(str(error))
     except OSError as error:
+        if error.errno in DISK_FULL:  # a stream's write (a journal line, a checkpoint) names no file
+            _fail(f"{error.strerror or error}{f' ({error.filename})' if error.filename else ''}: free some space,"
+                  " then rerun the same command (finished objects and checkpoints are kept)")
         if error.filename is None:  # not about a path the user gave: a bug, keep the traceback
             raise
         _fail(f"{error.filename}: {error.strerror or error}")
