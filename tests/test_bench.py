@@ -79,6 +79,17 @@ def test_grabcut_finds_most_of_a_real_object(iseg_root):
     assert max(ious) > 0.7
 
 
+def test_grabcut_answers_do_not_depend_on_what_ran_before(iseg_root):
+    """GrabCut draws its GMM initialisation from OpenCV's global RNG: without a reseed per call a
+    resumed or sharded bench (other objects before this one) would give other numbers."""
+    dataset = load_iseg_dataset("GrabCut", iseg_root)
+    first, second = dataset[0], dataset[1]
+    alone, _, _ = evaluate_instance(make_baseline("grabcut"), first, max_clicks=2)
+    evaluate_instance(make_baseline("grabcut"), second, max_clicks=2)
+    after_another, _, _ = evaluate_instance(make_baseline("grabcut"), first, max_clicks=2)
+    assert after_another == alone
+
+
 def test_resume_skips_finished_instances_and_survives_a_cut_line(tmp_path):
     data = {"synthetic": _Listed([_disk_instance(10), _disk_instance(20)])}
     methods = {"disk": DiskBaseline()}

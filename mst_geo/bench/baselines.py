@@ -81,12 +81,17 @@ class ClickBaseline:
         raise NotImplementedError
 
 
+GRABCUT_SEED = 0
+
+
 class GrabCutBaseline(ClickBaseline):
     """OpenCV GrabCut (colour GMMs + graph cut) with click disks as hard seeds.
 
     The "probably object" prior is the previous mask plus a disk of 1/8 of the shorter image side
     around each positive click (so a click far from the current mask can grow it); the rest is
     "probably background", and the border is background until a negative click arrives.
+    OpenCV's global RNG (the GMMs' k-means start) is reseeded before every call, so an answer
+    depends on its inputs only: a resumed or sharded bench gives the numbers of one whole run.
     """
 
     name = "grabcut"
@@ -110,6 +115,7 @@ class GrabCutBaseline(ClickBaseline):
             return np.zeros((height, width))
         background_model = np.zeros((1, 65), np.float64)
         foreground_model = np.zeros((1, 65), np.float64)
+        cv2.setRNGSeed(GRABCUT_SEED)
         cv2.grabCut(
             cv2.cvtColor(image, cv2.COLOR_RGB2BGR), labels, None,
             background_model, foreground_model, self.iterations, cv2.GC_INIT_WITH_MASK,
