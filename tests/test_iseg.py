@@ -28,14 +28,17 @@ def test_grabcut_has_50_instances_with_the_unknown_band_ignored(iseg_root):
     assert {ref.image_path.suffix for ref in ds.refs} >= {".jpg", ".bmp", ".JPG"}
 
 
-def test_berkeley_two_objects_share_one_image(iseg_root):
+def test_berkeley_scores_one_object_per_image_as_ritm_does(iseg_root):
+    """96 images, 96 objects: the part masks 189011a/b and 239007a/b, whose unions are the masks
+    of 189011 and 239007, are not scored (RITM's evaluation pairs each image with its mask)."""
     ds = load_iseg_dataset("berkeley", iseg_root)  # case-insensitive name
-    assert len(ds) == 100
-    by_name = {ref.name: ref for ref in ds.refs}
-    assert by_name["189011a"].image_path == by_name["189011b"].image_path
-    assert by_name["189011a"].image_id == "189011"
-    a, b = (ds[ds.refs.index(by_name[n])] for n in ("189011a", "189011b"))
-    assert (a.mask == 1).any() and (b.mask == 1).any() and not np.array_equal(a.mask, b.mask)
+    assert len(ds) == 96
+    names = [ref.name for ref in ds.refs]
+    assert "189011" in names and "189011a" not in names and "239007b" not in names
+    whole = ds[names.index("189011")].mask
+    parts = [np.asarray(Image.open(iseg_root / "Berkeley" / "masks" / f"189011{p}.png").convert("L")) > 128
+             for p in "ab"]
+    assert np.array_equal(whole == 1, parts[0] | parts[1])
 
 
 @pytest.mark.parametrize(("name", "count"), [("COCO_MVal", 800), ("DUTS_TR", 3083), ("CCP", 3421)])
@@ -60,7 +63,7 @@ def _real_photo(iseg_root: Path) -> Path:
     return iseg_root / "GrabCut" / "data_GT" / "106024.jpg"
 
 
-@pytest.mark.parametrize("where", ["PascalVOC", "PascalVOC/VOCdevkit/VOC2012", "VOCdevkit/VOC2012"])
+@pytest.mark.parametrize("where", ["PascalVOC", "PascalVOC/VOCdevkit/VOC2012", "VOCdevkit/VOC2012", "VOC2012"])
 def test_pascal_voc_layout_one_item_per_object(iseg_root, tmp_path, where):
     """RITM's PascalVOC folder, or the official tar unpacked in PascalVOC/ or in the data root."""
     voc = tmp_path / where
@@ -89,6 +92,8 @@ def test_pascal_voc_layout_one_item_per_object(iseg_root, tmp_path, where):
     again = load_iseg_dataset("PascalVOC", tmp_path)
     assert [ref.name for ref in again.refs] == ["2007_000032_1", "2007_000032_2"]
     assert all(np.array_equal(again[k].mask, ds[k].mask) for k in range(2))
+    archive = tmp_path / Path(where).parts[0]  # named by its path: the set's folder or the archive's top
+    assert load_iseg_dataset(str(archive), tmp_path / "elsewhere").name == "PascalVOC"
 
 
 @pytest.mark.parametrize("where", ["SBD", "SBD/dataset", "SBD/benchmark_RELEASE/dataset", "benchmark_RELEASE/dataset"])
@@ -113,6 +118,13 @@ def test_sbd_layout_reads_instances_from_mat(iseg_root, tmp_path, where):
     ds = load_iseg_dataset("SBD", tmp_path)
     assert [ref.name for ref in ds.refs] == ["2008_000002_1", "2008_000002_3"]
     assert np.count_nonzero(ds[0].mask) == 20 * 60 and np.count_nonzero(ds[1].mask) == 100
+    archive = tmp_path / Path(where).parts[0]  # named by its path: the set's folder or the archive's top
+    assert len(load_iseg_dataset(str(archive), tmp_path / "elsewhere")) == 2
+
+    (sbd / "inst" / "2008_000002.mat").write_bytes(b"MATLAB 5.0 MAT-file")  # cut short by a copy
+    with pytest.raises(MSTGeoError, match="not an SBD instance file") as error:
+        load_iseg_dataset("SBD", tmp_path)
+    assert "2008_000002.mat" in str(error.value)
 
 
 def test_coco_lvis_layout_rasterises_polygons(iseg_root, tmp_path):
@@ -190,10 +202,25 @@ def test_empty_masks_and_stray_files(iseg_root, tmp_path):
     (davis / "img" / "._bear.jpg").write_bytes(b"\x00\x05\x16\x07")  # AppleDouble resource fork
     (davis / "gt" / "._bear.png").write_bytes(b"\x00\x05\x16\x07")
     assert [ref.name for ref in load_iseg_dataset("DAVIS", tmp_path).refs] == ["bear"]
-    Image.fromarray(mask).save(davis / "gt" / "bears.png")
-    with pytest.raises(MSTGeoError, match="no image with the same name") as error:
+    Image.fromarray(mask).save(davis / "gt" / "bears.png")  # a mask without its image is no instance
+    assert [ref.name for ref in load_iseg_dataset("DAVIS", tmp_path).refs] == ["bear"]
+    shutil.copy(davis / "img" / "bear.jpg", davis / "img" / "lynx.jpg")  # an image without its mask
+    with pytest.raises(MSTGeoError, match="no mask lynx") as error:
         load_iseg_dataset("DAVIS", tmp_path)
-    assert "bears.png" in str(error.value)
+    assert "lynx.jpg" in str(error.value)
+
+
+def test_mask_alpha_is_not_an_object(iseg_root, tmp_path):
+    """A DAVIS mask saved with an opaque alpha channel (RGBA or grey + alpha) is read without it,
+    as RITM reads masks; with it, every pixel would be object."""
+    height, width = np.asarray(Image.open(_real_photo(iseg_root))).shape[:2]
+    mask = np.zeros((height, width), dtype=np.uint8)
+    mask[10:20, 10:30] = 255
+    davis = _davis_with_mask(iseg_root, tmp_path, mask)
+    opaque = np.full_like(mask, 255)
+    for mode, bands in (("RGBA", (mask, mask, mask, opaque)), ("LA", (mask, opaque))):
+        Image.fromarray(np.dstack(bands), mode).save(davis / "gt" / "bear.png")
+        assert int(load_iseg_dataset("DAVIS", tmp_path)[0].mask.sum()) == 200, mode
 
 
 @pytest.mark.parametrize(("given", "known"), [("coco-mval", "COCO_MVal"), ("COCO+LVIS", "COCO_LVIS"),
@@ -423,7 +450,8 @@ def test_images_folder_masks_with_nothing_in_them_are_errors(iseg_root, tmp_path
 
 
 def test_simpleclick_medical_sets(iseg_root, tmp_path):
-    """ssTEM (every 4-connected mitochondrion one object: two blobs touching at a corner are two)
+    """ssTEM (every 8-connected mitochondrion one object, as SimpleClick's code counts them: two
+    blobs touching at a corner are one)
     and OAI-ZIB (every label of a slice one object, test split by default), as SimpleClick lays
     them out."""
     photo = np.asarray(Image.open(_real_photo(iseg_root)).convert("L"))
@@ -437,8 +465,8 @@ def test_simpleclick_medical_sets(iseg_root, tmp_path):
     blobs[100:140, 200:260] = 255
     Image.fromarray(blobs).save(sstem / "mitochondria" / "slice00.png")
     cells = load_iseg_dataset("ssTEM", tmp_path)
-    assert [ref.name for ref in cells.refs] == ["slice00_1", "slice00_2", "slice00_3"]
-    assert sorted(int(cells[k].mask.sum()) for k in range(3)) == [100, 100, 2400]
+    assert [ref.name for ref in cells.refs] == ["slice00_1", "slice00_2"]
+    assert sorted(int(cells[k].mask.sum()) for k in range(2)) == [200, 2400]
     assert cells[0].image.shape == (*photo.shape, 3)
 
     oai = tmp_path / "OAI-ZIB" / "iseg_slices"  # as SimpleClick's config points at it
@@ -459,6 +487,11 @@ def test_simpleclick_medical_sets(iseg_root, tmp_path):
     flat = tmp_path / "flat"
     shutil.copytree(oai / "test", flat / "OAIZIB")  # one slice folder, no split
     assert [ref.name for ref in load_iseg_dataset("OAIZIB", flat).refs] == ["9001_040_1", "9001_040_2"]
+    labels[labels == 1], labels[labels == 2] = 128, 255  # any label values: every value above 0 is an object
+    Image.fromarray(labels).save(flat / "OAIZIB" / "annotations" / "9001_040.png")
+    wide = load_iseg_dataset("OAIZIB", flat)
+    assert [ref.name for ref in wide.refs] == ["9001_040_128", "9001_040_255"]
+    assert [int(wide[k].mask.sum()) for k in range(2)] == [3000, 1600]
 
     own_em = tmp_path / "MyEM"  # an images-folder set that also keeps a mitochondria/ folder is not ssTEM
     for folder in ("images", "masks", "mitochondria"):

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mst_geo.data.iseg import IGNORE, InstanceRef, ISegDataset, files_by_stem, image_for, voc_indices
+from mst_geo.data.iseg import IGNORE, InstanceRef, ISegDataset, files_by_stem, voc_indices
 from mst_geo.errors import MSTGeoError
 
 IMAGE_FOLDER = re.compile(r"^(img|imgs|im|image|images|jpegimages)([-_ ].*)?$|.*[-_ ](image|images|img)$", re.I)
@@ -138,11 +138,13 @@ def _subfolder(folder: Path, pattern: re.Pattern, preferred: Sequence[str]) -> s
 
 
 def _image_of_mask(images: dict[str, Path], stem: str, mask_path: Path) -> Path:
-    """Same stem, else the stem without a mask suffix (``_<k>``, ``_mask``, ``-gt``)."""
-    suffixed = MASK_SUFFIX.fullmatch(stem)
-    if stem not in images and suffixed and suffixed.group(1) in images:
-        return images[suffixed.group(1)]
-    return image_for(images, stem, mask_path)
+    """Same stem, else the stem without a mask suffix (``_<k>``, ``_mask``, ``-gt``) or without an
+    object letter after a number (``189011a`` and ``189011b`` share ``189011``)."""
+    for candidate in (stem, MASK_SUFFIX.fullmatch(stem), re.fullmatch(r"(.*\d)[a-z]", stem)):
+        image_stem = candidate.group(1) if isinstance(candidate, re.Match) else candidate
+        if image_stem in images:
+            return images[image_stem]
+    raise MSTGeoError("no image with the same name for this mask", mask_path)
 
 
 def _image_and_mask_folders(folder: Path) -> tuple[str, str] | None:

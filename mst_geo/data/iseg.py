@@ -7,7 +7,8 @@ indexed (except the per-object layouts, whose masks are read once to list their 
 Layouts (``root`` holds one folder per dataset, as in ``../shared/data/iseg``):
 
 - GrabCut  ``data_GT/*.{jpg,bmp}``, ``boundary_GT/<stem>.bmp`` (128 = unknown band -> ignore)
-- Berkeley ``images/*.jpg``, ``masks/<stem>[a|b].png`` (same values as GrabCut)
+- Berkeley ``images/*.jpg``, ``masks/<stem>.png`` (same values as GrabCut; one object per image,
+  96, as RITM scores it: the part masks ``<stem>a|b.png`` are left out)
 - DAVIS, COCO_MVal ``img/*.jpg``, ``gt/<stem>.png`` (any value above 0 is the object, as in RITM)
 - DUTS_TR  ``img/<id>.jpg``, ``gt/<id>.png`` (ids from ``list.txt``)
 - CCP      ``instances.json`` records ``{image, mask, label}`` (nested person/garment masks)
@@ -17,9 +18,9 @@ Layouts (``root`` holds one folder per dataset, as in ``../shared/data/iseg``):
 - SBD      ``<split>.txt``, ``img/*.jpg``, ``inst/*.mat`` (``GTinst.Segmentation``), per object;
   the folder may also be the official tar's ``benchmark_RELEASE/dataset``
 - COCO_LVIS ``<split>/images/*.jpg``, ``<split>/lvis_<split>.json`` (polygons), per annotation
-- ssTEM    ``raw/*.tif``, ``mitochondria/*.png``, every 4-connected component one object (SimpleClick)
-- OAIZIB   ``<split>/image/*.png``, ``<split>/annotations/*.png``, every label one object, a slice
-  without one none (SimpleClick; the folder may be ``OAI-ZIB`` or its ``iseg_slices``)
+- ssTEM    ``raw/*.tif``, ``mitochondria/*.png``, every 8-connected component one object (SimpleClick)
+- OAIZIB   ``<split>/image/*.png``, ``<split>/annotations/*.png``, every value above 0 one object, a
+  slice without one none (SimpleClick; the folder may be ``OAI-ZIB`` or its ``iseg_slices``)
 - DAVIS585 ``<sequence>/<frame>.jpg``, ``<sequence>/<object>_<frame>.png`` (above 128; ClickSEG's
   ``init_*`` masks left out: every object starts from no mask)
 - any other set (your own photos, label maps, ...) in RITM's images-folder layout, by name or by
@@ -115,10 +116,13 @@ def read_rgb(path: Path) -> np.ndarray:
 
 
 def _read_gray(path: Path) -> np.ndarray:
-    """A mask file as one uint8 channel (the max over channels of an RGB mask)."""
+    """A mask file as one channel: the max over the colour channels of an RGB mask, its alpha left
+    out (RITM reads masks without it: an opaque alpha is not a whole-image object)."""
     raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if raw is None:
         raise MSTGeoError("cannot read this mask (missing or not an image file)", path)
+    if raw.ndim == 3 and raw.shape[2] in (2, 4):  # grey + alpha, BGR + alpha
+        raw = raw[..., :-1]
     return raw.max(axis=2) if raw.ndim == 3 else raw
 
 
@@ -210,10 +214,11 @@ def _sbd_mask(ref: InstanceRef) -> np.ndarray:
 
 def _read_sbd_instances(path: Path) -> np.ndarray:
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
 
     try:
         return loadmat(str(path))["GTinst"][0][0]["Segmentation"]
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, ValueError, KeyError, IndexError, MatReadError) as error:
         raise MSTGeoError(f"not an SBD instance file with GTinst.Segmentation ({error})", path) from error
 
 
@@ -248,25 +253,23 @@ def _require_dir(folder: Path) -> None:
         raise MSTGeoError("folder missing (not the expected dataset layout)", folder)
 
 
-def image_for(images: dict[str, Path], stem: str, mask_path: Path) -> Path:
-    """The image of a mask: same stem, or a numeric stem without its object letter (Berkeley's
-    189011a and 189011b share 189011)."""
-    if stem in images:
-        return images[stem]
-    lettered = re.fullmatch(r"(.*\d)[a-z]", stem)
-    if lettered and lettered.group(1) in images:
-        return images[lettered.group(1)]
-    raise MSTGeoError("no image with the same name for this mask", mask_path)
+def _image_mask_pairs(folder: Path, image_dir: str, mask_dir: str) -> list[tuple[Path, Path]]:
+    """Each image with the mask of its stem in the sibling folder, as RITM's and SimpleClick's
+    readers pair them (an image is a sample; a mask without an image is not)."""
+    masks = files_by_stem(folder / mask_dir)
+    pairs = []
+    for image_path in sorted_files(folder / image_dir):
+        if image_path.stem not in masks:
+            raise MSTGeoError(f"no mask {image_path.stem}.* in {mask_dir}/ for this image", image_path)
+        pairs.append((image_path, masks[image_path.stem]))
+    return pairs
 
 
 def _paired(folder: Path, image_dir: str, mask_dir: str) -> list[InstanceRef]:
-    """One instance per mask file, its image found by name in the sibling folder."""
-    images = files_by_stem(folder / image_dir)
-    refs = []
-    for mask_path in sorted_files(folder / mask_dir):
-        image_path = image_for(images, mask_path.stem, mask_path)
-        refs.append(InstanceRef(image_path, mask_path, mask_path.stem, image_path.stem))
-    return refs
+    """One instance per image (Berkeley: 96, its part masks 189011a/b and 239007a/b, whose unions
+    are 189011's and 239007's masks, are not scored, as in RITM's evaluation)."""
+    return [InstanceRef(image, mask, image.stem, image.stem)
+            for image, mask in _image_mask_pairs(folder, image_dir, mask_dir)]
 
 
 def _listed_ids(folder: Path, list_name: str) -> list[str]:
@@ -358,35 +361,49 @@ def _coco_lvis(folder: Path, split: str) -> list[InstanceRef]:
 
 def _sstem(folder: Path, split: str) -> list[InstanceRef]:
     """SimpleClick's ssTEM (``uncbiag/SimpleClick`` isegm/data/datasets/ssTEM.py): ``raw/*.tif``
-    slices, ``mitochondria/*.png`` masks (foreground above 0), every 4-connected component one object."""
-    images = files_by_stem(folder / "raw")
+    slices, ``mitochondria/*.png`` masks (foreground above 0), every connected component one object.
+    Its code asks for 4-connectivity but passes the 4 where OpenCV expects the output labels, so
+    the published numbers count 8-connected components: so does this reader."""
     refs = []
-    for mask_path in sorted_files(folder / "mitochondria"):
-        image_path = image_for(images, mask_path.stem, mask_path)
-        count = cv2.connectedComponents(_above_zero(mask_path), connectivity=4)[0]
+    for image_path, mask_path in _image_mask_pairs(folder, "raw", "mitochondria"):
+        count = cv2.connectedComponents(_above_zero(mask_path), connectivity=8)[0]
         refs.extend(InstanceRef(image_path, mask_path, f"{mask_path.stem}_{k}", image_path.stem, k)
                     for k in range(1, count))
     return refs
 
 
 def _component_mask(ref: InstanceRef) -> np.ndarray:
-    labels = cv2.connectedComponents(_above_zero(ref.mask_path), connectivity=4)[1]
+    labels = cv2.connectedComponents(_above_zero(ref.mask_path), connectivity=8)[1]
     return (labels == ref.object_id).astype(np.uint8)
+
+
+def _oaizib_labels(path: Path) -> np.ndarray:
+    """An OAI-ZIB annotation as SimpleClick reads it: the first channel of the colour image."""
+    raw = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if raw is None:
+        raise MSTGeoError("cannot read this mask (missing or not an image file)", path)
+    return raw[..., 0]
 
 
 def _oaizib(folder: Path, split: str) -> list[InstanceRef]:
     """SimpleClick's OAI-ZIB (``uncbiag/SimpleClick`` isegm/data/datasets/oai_zib.py):
-    ``<split>/image/*.png`` beside ``<split>/annotations/*.png``, every label (femoral and tibial
-    cartilage) one object; it ships train and test, so the bench's default split is test."""
-    from mst_geo.data.images_folder import has_images_folder_layout, images_folder_refs
-
+    ``<split>/image/*.png`` beside ``<split>/annotations/*.png``, every value above 0 one object
+    (femoral and tibial cartilage, whatever their label values), a slice without one none; it
+    ships train and test, so the bench's default split is test."""
     chosen = "test" if split == "val" and not (folder / "val").is_dir() else split
     if (folder / chosen).is_dir():
         folder = folder / chosen
-    elif not has_images_folder_layout(folder):  # one flat slice folder (image/ + annotations/) is fine too
+    elif not (folder / "annotations").is_dir():  # one flat slice folder (image/ + annotations/) is fine too
         raise MSTGeoError(f"no {chosen} split folder here", folder)
-    # a slice without cartilage adds no object, as in SimpleClick (not an empty instance)
-    return [ref for ref in images_folder_refs(folder) if ref.object_id is not None]
+    refs = []
+    for image_path, mask_path in _image_mask_pairs(folder, "image", "annotations"):
+        refs.extend(InstanceRef(image_path, mask_path, f"{mask_path.stem}_{value}", image_path.stem, value)
+                    for value in np.unique(_oaizib_labels(mask_path)) if value)
+    return refs
+
+
+def _oaizib_mask(ref: InstanceRef) -> np.ndarray:
+    return (_oaizib_labels(ref.mask_path) == ref.object_id).astype(np.uint8)
 
 
 def _davis585(folder: Path, split: str) -> list[InstanceRef]:
@@ -406,12 +423,6 @@ def _davis585(folder: Path, split: str) -> list[InstanceRef]:
             refs.append(InstanceRef(image_path, mask_path, f"{sequence.name}_{mask_path.stem}",
                                     f"{sequence.name}_{frame}"))
     return refs
-
-
-def _label_map_mask(ref: InstanceRef) -> np.ndarray:
-    from mst_geo.data.images_folder import images_folder_mask
-
-    return images_folder_mask(ref)
 
 
 def _polygon_mask(ref: InstanceRef) -> np.ndarray:
@@ -457,13 +468,14 @@ LAYOUTS: dict[str, _Layout] = {
     "COCO_MVal": _Layout(("COCO_MVal",), "gt", lambda f, s: _paired(f, "img", "gt"), _nonzero_mask),
     "DUTS_TR": _Layout(("DUTS_TR",), "list.txt", _duts, _binary_mask),
     "CCP": _Layout(("CCP",), "instances.json", _ccp, _binary_mask),
-    "PascalVOC": _Layout(("PascalVOC", "PascalVOC/VOCdevkit/VOC2012", "VOCdevkit/VOC2012"), "SegmentationObject",
+    "PascalVOC": _Layout(("PascalVOC", "PascalVOC/VOCdevkit/VOC2012", "PascalVOC/VOC2012", "VOCdevkit/VOC2012",
+                          "VOC2012"), "SegmentationObject",
                          _pascal_voc, _indexed_mask),
     "SBD": _Layout(("SBD", "SBD/dataset", "SBD/benchmark_RELEASE/dataset", "benchmark_RELEASE/dataset"), "inst",
                    _sbd, _sbd_mask),
     "COCO_LVIS": _Layout(("COCO_LVIS", "cocolvis"), None, _coco_lvis, _polygon_mask),
     "ssTEM": _Layout(("ssTEM",), "mitochondria", _sstem, _component_mask),
-    "OAIZIB": _Layout(("OAIZIB/iseg_slices", "OAIZIB"), None, _oaizib, _label_map_mask),
+    "OAIZIB": _Layout(("OAIZIB/iseg_slices", "OAIZIB"), None, _oaizib, _oaizib_mask),
     "DAVIS585": _Layout(("DAVIS585",), None, _davis585, _above_128_mask),
 }
 """Dataset name -> candidate folders under the data root, their marker, instance lister and mask rule."""
@@ -487,6 +499,18 @@ def known_name(name: str) -> str | None:
     None for a set without a layout of its own (read in the generic images-folder layout)."""
     lookup = {name_key(key): key for key in LAYOUTS} | {name_key(a): t for a, t in ALIASES.items()}
     return lookup.get(name_key(name))
+
+
+def _distinct_set_in(folder: Path) -> tuple[str, Path] | None:
+    """The set whose distinctive marker ``folder`` holds, itself or in the inner folders of that
+    set's archive (``VOCdevkit`` holds ``VOC2012``, ``benchmark_RELEASE`` holds ``dataset``)."""
+    for key in DISTINCT_MARKERS:
+        layout = LAYOUTS[key]
+        inner = sorted({str(Path(*Path(f).parts[i:])) for f in layout.folders for i in range(1, len(Path(f).parts))})
+        for candidate in (folder, *(folder / relative for relative in inner)):
+            if (candidate / str(layout.marker)).exists():
+                return key, candidate
+    return None
 
 
 def dataset_location(name: str, root: str | Path) -> tuple[Path, str]:
@@ -521,9 +545,10 @@ def load_iseg_dataset(name: str, root: str | Path, split: str = "val", also_know
             hint = next((f"; did you mean {k}?" for k in known_names if close and name_key(k) == close[0]), "")
             raise MSTGeoError(f"unknown dataset {name!r}: no folder of that name here, and not one of "
                               f"{', '.join(known_names)}{hint}", root)
-        known = next((key for key in DISTINCT_MARKERS if (folder / LAYOUTS[key].marker).exists()), None)
-        if known is None:
+        inner = _distinct_set_in(folder)
+        if inner is None:
             return images_folder_dataset(folder)
+        known, folder = inner
         present = [folder]  # a known set by another name (a copy, VOCdevkit/VOC2012 by its path)
     else:
         present = [found for f in LAYOUTS[known].folders if (found := _named_path(root, f)) is not None]
