@@ -142,3 +142,19 @@ def cli(capsys, monkeypatch):
         return exit_info.value.code or 0, captured.out, captured.err
 
     return run
+
+
+@pytest.fixture()
+def full_disk(tmp_path: Path):
+    """A folder on a 64 KiB tmpfs, full once a few files are written (skipped where mounting is
+    not allowed: it needs root or CAP_SYS_ADMIN)."""
+    folder = tmp_path / "full"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)],
+                             capture_output=True).returncode == 0
+    if not mounted:
+        pytest.skip("cannot mount a small tmpfs here")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)

@@ -301,6 +301,18 @@ def test_failed_saves_leave_no_file(client: TestClient, segmenter: Segmenter, tm
     assert ok.status_code == 200 and len(gpd.read_file(existing)) == 1
 
 
+def test_save_on_a_full_disk_says_so(client: TestClient, segmenter: Segmenter, full_disk: Path) -> None:
+    """GDAL reports a full disk as a symptom ("no such table: gpkg_contents"); the page gets one
+    line naming the file and the cause, and no temporary is left behind."""
+    click(client, *scene_xy(segmenter, POND))
+    (full_disk / "filler").write_bytes(b"x" * 60_000)
+    for name in ["objects.gpkg", "objects.geojson"]:
+        response = client.post("/api/save", json={"path": str(full_disk / name)})
+        assert 400 <= response.status_code < 500, response.text
+        assert response.json()["detail"] == f"{full_disk / name}: cannot write it (No space left on device)"
+    assert [p.name for p in full_disk.iterdir()] == ["filler"]
+
+
 def _can_write(folder: Path) -> bool:
     try:
         (folder / ".probe").touch()

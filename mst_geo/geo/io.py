@@ -8,6 +8,9 @@ so an interrupted run never leaves a half-written output behind.
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
+import shutil
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -102,6 +105,10 @@ def atomic_output(path: str | Path, overwrite: bool) -> Iterator[Path]:
         yield temporary
 
 
+FULL_DISK_BYTES = 1 << 20
+"""Free space under which a failed write is put down to a full disk."""
+
+
 def write_polygons(frame: gpd.GeoDataFrame, path: str | Path, overwrite: bool = False) -> Path:
     """Write the polygons table atomically, GeoPackage, GeoJSON or FlatGeobuf by extension."""
     driver = vector_driver(path)
@@ -120,8 +127,19 @@ def polygons_to_file(frame: gpd.GeoDataFrame, path: Path, driver: str, name: str
         options["SPATIAL_INDEX"] = "NO"
     if driver == "GeoJSON":
         frame = geojson_nameable(frame, name)
-    frame.to_file(path, driver=driver, engine="pyogrio", layer="objects" if driver == "GPKG" else name,
-                  layer_options=options or None)
+    try:
+        frame.to_file(path, driver=driver, engine="pyogrio", layer="objects" if driver == "GPKG" else name,
+                      layer_options=options or None)
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as error:
+        raise _failed_write(path, error) from error
+
+
+def _failed_write(path: Path, error: Exception) -> OSError:
+    """GDAL's write error as the ``OSError`` it is (``atomic_path`` names the file): a full disk
+    says so, where GDAL names a symptom (a GeoPackage's "no such table: gpkg_contents")."""
+    if shutil.disk_usage(path.parent).free < FULL_DISK_BYTES:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return OSError(errno.EIO, str(error).splitlines()[0])
 
 
 def geojson_nameable(frame: gpd.GeoDataFrame, name: str) -> gpd.GeoDataFrame:

@@ -23,9 +23,11 @@ async function api(method, url, body) {
     options.body = JSON.stringify(body);
   }
   const response = await fetch(url, options);
-  const data = await response.json();
-  if (!response.ok) {
-    throw Object.assign(new Error(data.detail || response.statusText), { status: response.status });
+  // An error from outside the app's handlers (a crash, a proxy) is not JSON: report its status.
+  const data = await response.json().catch(() => null);
+  if (!response.ok || data === null) {
+    const detail = data && data.detail ? data.detail : `${response.status} ${response.statusText} from the server`;
+    throw Object.assign(new Error(detail), { status: response.status });
   }
   return data;
 }
