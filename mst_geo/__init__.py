@@ -7,8 +7,15 @@ Public API (imported lazily, so ``import mst_geo`` stays light):
 
 from __future__ import annotations
 
+import warnings
 from importlib import import_module
 from typing import Any
+
+from tqdm import TqdmWarning
+
+with warnings.catch_warnings():  # a notebook without ipywidgets gets text bars, not a warning, whoever
+    warnings.simplefilter("ignore", TqdmWarning)  # imports tqdm.auto first (the app, timm's huggingface_hub)
+    import tqdm.auto  # noqa: F401
 
 __version__ = "0.1.0"
 

@@ -9,18 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
 from pyproj import CRS
-from tqdm import TqdmWarning
-
-with warnings.catch_warnings():  # a notebook without ipywidgets gets text bars, not a warning
-    warnings.simplefilter("ignore", TqdmWarning)
-    from tqdm.auto import tqdm
+from tqdm.auto import tqdm  # imported quietly by mst_geo/__init__.py (a notebook without ipywidgets)
 
 import mst_geo
 from mst_geo.atomic import atomic_path, check_output

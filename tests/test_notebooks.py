@@ -63,6 +63,13 @@ def printed(notebook: nbformat.NotebookNode) -> str:
                    if output.get("name") == "stdout")
 
 
+def warnings_shown(notebook: nbformat.NotebookNode) -> list[str]:
+    """The Python warnings the executed notebook showed an analyst (stderr lines naming one)."""
+    stderr = "".join(output.get("text", "") for cell in notebook.cells for output in cell.get("outputs", [])
+                     if output.get("name") == "stderr")
+    return [line for line in stderr.splitlines() if "Warning:" in line]
+
+
 def test_segment_scene_notebook_saves_polygons_in_the_scene_crs(tmp_path: Path):
     notebook = execute("01_segment_scene.ipynb", tmp_path)
 
@@ -78,6 +85,9 @@ def test_segment_scene_notebook_saves_polygons_in_the_scene_crs(tmp_path: Path):
     assert (out / "clicks.geojson").is_file()
     assert images(notebook) >= 5  # the scene, then the objects after each step
     assert "Interactive clicking is off" in printed(notebook)
+    assert warnings_shown(notebook) == []
+    if model_label() == method_label("default"):  # the text says the negative click removes the leak
+        assert "parts 2 -> 1" in printed(notebook)
 
 
 def test_benchmark_notebook_reports_the_model_beside_the_baselines(tmp_path: Path):
@@ -94,6 +104,7 @@ def test_benchmark_notebook_reports_the_model_beside_the_baselines(tmp_path: Pat
     rows = [json.loads(line) for line in (out / "instances.jsonl").read_text().splitlines()]
     assert len(rows) == 2 * 4 and all(len(row["clicks"]) == 5 for row in rows)
     assert images(notebook) >= 3  # the mIoU curves and the two hardest instances
+    assert warnings_shown(notebook) == []  # e.g. tqdm's "IProgress not found" without ipywidgets
 
 
 def test_finetune_notebook_trains_on_the_scene_and_compares_held_out_ponds(tmp_path: Path):
@@ -110,6 +121,7 @@ def test_finetune_notebook_trains_on_the_scene_and_compares_held_out_ponds(tmp_p
     text = printed(notebook)
     assert "before {" in text and "after {" in text  # one-click IoU per held-out pond, both models
     assert images(notebook) >= 3
+    assert warnings_shown(notebook) == []
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
