@@ -66,9 +66,9 @@ def page(app_url: str):
         assert not errors, f"JavaScript errors: {errors}"
 
 
-def click_pixel(page, pixel: tuple[float, float], button: str = "left", shift: bool = False) -> None:
-    """Click the map where scene pixel (row, col) is drawn."""
-    x, y = page.evaluate(
+def on_screen(page, pixel: tuple[float, float]) -> tuple[float, float]:
+    """Where scene pixel (row, col) is drawn, in the page's coordinates."""
+    return page.evaluate(
         """([row, col]) => {
             const scale = 2 ** scene.max_zoom;  // page units are scene px / 2**max_zoom
             const point = map.latLngToContainerPoint([-row / scale, col / scale]);
@@ -77,6 +77,11 @@ def click_pixel(page, pixel: tuple[float, float], button: str = "left", shift: b
         }""",
         list(pixel),
     )
+
+
+def click_pixel(page, pixel: tuple[float, float], button: str = "left", shift: bool = False) -> None:
+    """Click the map where scene pixel (row, col) is drawn."""
+    x, y = on_screen(page, pixel)
     if shift:
         page.keyboard.down("Shift")
     page.mouse.click(x, y, button=button)
@@ -153,3 +158,22 @@ def test_click_objects_see_polygons_save_and_export(page, tmp_path: Path) -> Non
     page.keyboard.press("z")  # undo the lake click: object 2 disappears
     wait_for_status(page, "undid the last click of object 2")
     assert page.locator("#objects li").count() == 1
+
+
+def test_double_click_is_one_click_and_delete_asks_first(page) -> None:
+    page.wait_for_selector("img.leaflet-tile-loaded")
+    page.mouse.dblclick(*on_screen(page, POND))
+    wait_for_status(page, "object 1: positive click")
+    page.wait_for_timeout(500)  # a second click, had it been sent, would have answered by now
+    assert page.text_content("#objects li").endswith("· 1 click")
+
+    dialogs: list[str] = []
+    page.once("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.keyboard.press("Delete")
+    assert dialogs and "cannot be undone" in dialogs[0]
+    assert page.locator("#objects li").count() == 1  # dismissed: kept
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.keyboard.press("Delete")
+    wait_for_status(page, "object deleted")
+    assert page.locator("#objects li").count() == 0
+

@@ -98,6 +98,8 @@ async function undo() {
 
 async function deleteCurrent() {
   if (current === null) return;
+  const drawn = document.querySelector("#objects li.current");  // a new object without clicks needs no question
+  if (drawn && !window.confirm(`Delete object ${current} and all its clicks? This cannot be undone.`)) return;
   await api("DELETE", `api/objects/${encodeURIComponent(current)}`);
   await refresh();
   setStatus("object deleted");
@@ -154,7 +156,8 @@ async function init() {
     interactive: false,
   }).addTo(map);
 
-  map.on("click", (e) => guarded(() => click(e.latlng, !e.originalEvent.shiftKey)));
+  // the second click of a double click (detail 2) is the same prompt again, not a new one
+  map.on("click", (e) => e.originalEvent.detail < 2 && guarded(() => click(e.latlng, !e.originalEvent.shiftKey)));
   map.on("contextmenu", (e) => guarded(() => click(e.latlng, false)));
   document.addEventListener("keydown", onKey);
   document.getElementById("new-object").onclick = () => guarded(newObject);
