@@ -16,3 +16,8 @@ class MSTGeoError(Exception):
 class MSTGeoWarning(UserWarning):
     """Something the user should know that does not stop the work (a guessed band order, say):
     the CLI prints it as one ``warning:`` line, a notebook shows it as a warning."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, a batch scheduler), raised where a command runs so that it
+    unwinds as an interrupt does; the CLI exits with 143 on it, 130 on Ctrl-C."""

@@ -1,7 +1,7 @@
 """The ``mst-geo`` command line: each sub-command lives in its own module and only parses flags.
 
 User errors (``MSTGeoError``), file-system errors about a named path and a full disk are printed
-as one line on stderr with exit code 2, notes for the user (``MSTGeoWarning``) as one ``warning:`` line; Ctrl-C exits with code 130, SIGTERM in segment, bench noc and app with 143 (the resumable commands say how to resume);
+as one line on stderr with exit code 2, notes for the user (``MSTGeoWarning``) as one ``warning:`` line; Ctrl-C exits with code 130, SIGTERM in segment, bench noc, train and app with 143 (the resumable commands say how to resume);
 anything else is a bug and keeps its traceback.
 """
 

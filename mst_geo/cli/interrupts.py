@@ -15,9 +15,7 @@ from typing import Any
 
 import typer
 
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the command runs so that it unwinds as an interrupt does."""
+from mst_geo.errors import Terminated
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:
@@ -41,7 +39,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
 def resume_hint_on_interrupt(hint: str, handle_sigterm: bool = True) -> Iterator[None]:
     """Turn Ctrl-C (and with ``handle_sigterm`` SIGTERM) inside the block into one line
     ``interrupted: <hint>`` and exit code 130 (143). ``train`` leaves SIGTERM to Lightning, which
-    saves ``interrupted.ckpt`` on it."""
+    saves ``interrupted.ckpt`` on it (and raises ``Terminated`` after)."""
     with sigterm_as_interrupt() if handle_sigterm else contextlib.nullcontext():
         try:
             yield

@@ -9,7 +9,8 @@ from pathlib import Path
 import typer
 
 from mst_geo.cli import BANDS_HELP, app
-from mst_geo.cli.interrupts import Terminated, sigterm_as_interrupt
+from mst_geo.cli.interrupts import sigterm_as_interrupt
+from mst_geo.errors import Terminated
 
 
 @app.command("app")

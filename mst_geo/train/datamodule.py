@@ -9,6 +9,7 @@ this one already splits by rank.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -70,9 +71,13 @@ class HeldOutInstances(Dataset):
         return self.source.instance(self.picks[position])
 
 
-def single_threaded_worker(worker_id: int) -> None:
-    """Loader workers decode with one OpenCV thread each: 16 workers x all cores would thrash."""
+def init_loader_worker(worker_id: int) -> None:
+    """Loader workers decode with one OpenCV thread each (16 workers x all cores would thrash) and
+    ignore SIGTERM: a scheduler's SIGTERM to the whole process group must reach the trainer alone,
+    which saves ``interrupted.ckpt`` and then stops them (they also exit when it dies). A worker
+    killed first would end the run in a DataLoader error with nothing saved."""
     cv2.setNumThreads(1)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def first_item(batch: list[Instance]) -> Instance:
@@ -146,7 +151,7 @@ class ClickDataModule(L.LightningDataModule):
                                    self.trainer.world_size)
         return DataLoader(self.train_set, batch_size=trainer.batch_size, sampler=sampler,
                           num_workers=workers, persistent_workers=workers > 0,
-                          worker_init_fn=single_threaded_worker,
+                          worker_init_fn=init_loader_worker,
                           pin_memory=self.trainer.strategy.root_device.type == "cuda",
                           prefetch_factor=4 if workers > 0 else None)
 

@@ -41,7 +41,7 @@ from lightning.pytorch.profilers import SimpleProfiler
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from safetensors import SafetensorError, safe_open
 
-from mst_geo.errors import MSTGeoError, MSTGeoWarning
+from mst_geo.errors import MSTGeoError, MSTGeoWarning, Terminated
 from mst_geo.model import MSTModel, create_model, resolve_model, save_checkpoint
 from mst_geo.model.checkpoint import CARD_KEY, DEFAULT_CHECKPOINT, read_card
 from mst_geo.model.pretrained import load_vit_weights
@@ -364,9 +364,10 @@ def _train(config: TrainConfig, out: Path, resume_path: Path | None, callbacks: 
         sigint = signal.getsignal(signal.SIGINT)
         try:
             trainer.fit(module, datamodule=data, ckpt_path=resume_path)
-        except SystemExit:  # Lightning exits after saving interrupted.ckpt on Ctrl-C
+        except SystemExit:  # Lightning exits after saving interrupted.ckpt on Ctrl-C or SIGTERM
             if trainer.interrupted:
-                raise KeyboardInterrupt(f"at step {trainer.global_step}") from None
+                stopped = Terminated if trainer.received_sigterm else KeyboardInterrupt
+                raise stopped(f"at step {trainer.global_step}") from None
             raise
         finally:  # Lightning ignores Ctrl-C from its first one on: give it back (a notebook's interrupt)
             if threading.current_thread() is threading.main_thread():
