@@ -180,6 +180,12 @@ def test_rs_errors_name_the_folder(tmp_path):
         load_rs_dataset("LoveDA", tmp_path)
     with pytest.raises(MSTGeoError, match="unknown remote-sensing dataset"):
         load_rs_dataset("Potsdam2", tmp_path)
+    inria = tmp_path / "Inria"  # a download cut short: torchgeo finds the zip and unpacks it
+    inria.mkdir()
+    (inria / "NEW2-AerialImageDataset.zip").write_bytes(b"PK\x03\x04 cut short")
+    with pytest.raises(MSTGeoError, match="archive of Inria here is damaged or partly downloaded") as error:
+        load_rs_dataset("Inria", inria)
+    assert str(error.value).startswith(str(inria))
 
 
 def test_rs_bench_reports_each_size_class(naip_rgb, tmp_path):

@@ -14,7 +14,9 @@ large (> 256² px), the breakdown the bench reports.
 from __future__ import annotations
 
 import re
+import tarfile
 import warnings
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -394,6 +396,9 @@ def load_rs_dataset(name: str, root: str | Path, split: str | None = None, max_i
     except (DatasetNotFoundError, AssertionError, FileNotFoundError) as error:
         raise MSTGeoError(f"not a {canonical} dataset in its torchgeo layout, {layout.expects} "
                           f"({str(error).splitlines()[0]})", root) from None
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as error:  # torchgeo unpacks the archives it finds
+        raise MSTGeoError(f"an archive of {canonical} here is damaged or partly downloaded ({error}); download "
+                          "it again, or unpack it yourself", root) from None
     if not len(dataset):
         raise MSTGeoError(f"no {split} tile of {canonical} with its label here; torchgeo reads {layout.expects}, "
                           f"the tiles it lists as {split}", root)
