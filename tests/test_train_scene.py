@@ -112,7 +112,15 @@ def test_cli_fine_tunes_on_a_scene(ponds, tmp_path):
     card = load_checkpoint(tmp_path / "run" / "model.safetensors")[1]["training"]
     assert card["data"]["scene"] == str(SCENE) and card["data"]["train_objects"] > 5
     assert card["recipe"]["data"]["scene_bands"] == [3, 2, 1]  # --bands reached the recipe
+    assert card["recipe"]["data"]["datasets"] == []  # not the recipe's COCO_MVal: the scene alone trained it
     assert card["steps"] == 3
+
+    mixed = subprocess.run(
+        [str(script), "train", "--config", str(REPO / "configs" / "train" / "smoke.yaml"),
+         "--scene", str(SCENE), "--labels", str(path), "--datasets", "COCO_MVal", "--out", str(tmp_path / "mixed")],
+        capture_output=True, text=True, timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": str(script.parent)})
+    assert mixed.returncode == 2 and "leave out --datasets" in mixed.stderr.strip().splitlines()[-1], mixed.stderr
+    assert not (tmp_path / "mixed").exists()
 
 
 def test_a_few_polygons_still_hold_one_out():

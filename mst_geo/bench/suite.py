@@ -103,6 +103,9 @@ def run_noc_benchmark(
         "scene_bands": None if scene_bands is None else list(scene_bands),
         "datasets": list(loaded),
         "methods": list(methods),
+        # each model's view (its card's inference_size, else its input_size): a fine-tune exported at
+        # its training size and the shipped model at its larger view are not compared like for like
+        "views_px": {label: method.input_size for label, method in methods.items() if hasattr(method, "input_size")},
         "max_clicks": max_clicks,
         "limit": limit,
         "zoom_in": zoom_in,

@@ -41,12 +41,15 @@ def train_command(
 
     Fine-tune the shipped model on your own scene and polygons:
 
-        mst-geo train --config configs/train/mst_tiny_shipped.yaml --init default \\
+        mst-geo train --config configs/train/finetune_scene.yaml \\
             --scene scene.tif --labels buildings.gpkg --max-steps 500 --out runs/my_scene
     """
     from mst_geo.train.config import load_train_config, parse_override
     from mst_geo.train.run import train
 
+    if scene is not None and datasets is not None:
+        raise MSTGeoError("--scene trains on the scene's polygons alone: leave out --datasets (a scene and "
+                          "datasets are not mixed in one run)")
     values = dict(parse_override(item) for item in overrides)
     scene_bands = None
     if bands is not None:

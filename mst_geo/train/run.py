@@ -291,6 +291,7 @@ def model_card(config: TrainConfig, module: ClickTrainingModule, data: ClickData
         from mst_geo.geo.raster import public_source  # rasterio only for scene runs
 
         recipe["data"]["scene"] = public_source(config.data.scene)
+        recipe["data"]["datasets"] = []  # the scene's polygons alone trained it, whatever the recipe lists
     return {
         "name": config.name,
         "input_size": config.data.crop_size,
