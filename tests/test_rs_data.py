@@ -176,7 +176,7 @@ def test_vaihingen_irrg_tiles(naip_rgb, tmp_path):
 
 
 def test_rs_errors_name_the_folder(tmp_path):
-    with pytest.raises(MSTGeoError, match="not a LoveDA dataset"):
+    with pytest.raises(MSTGeoError, match="not a LoveDA dataset with its val split"):
         load_rs_dataset("LoveDA", tmp_path)
     with pytest.raises(MSTGeoError, match="unknown remote-sensing dataset"):
         load_rs_dataset("Potsdam2", tmp_path)

@@ -394,8 +394,8 @@ def load_rs_dataset(name: str, root: str | Path, split: str | None = None, max_i
     try:
         dataset = layout.open(root, split)
     except (DatasetNotFoundError, AssertionError, FileNotFoundError) as error:
-        raise MSTGeoError(f"not a {canonical} dataset in its torchgeo layout, {layout.expects} "
-                          f"({str(error).splitlines()[0]})", root) from None
+        raise MSTGeoError(f"not a {canonical} dataset with its {split} split in its torchgeo layout, "
+                          f"{layout.expects} ({str(error).splitlines()[0]})", root) from None
     except (zipfile.BadZipFile, tarfile.TarError, EOFError) as error:  # torchgeo unpacks the archives it finds
         raise MSTGeoError(f"an archive of {canonical} here is damaged or partly downloaded ({error}); download "
                           "it again, or unpack it yourself", root) from None
