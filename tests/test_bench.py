@@ -195,8 +195,8 @@ def test_model_and_baseline_share_one_run(iseg_root, tmp_path):
     assert set(results) == {"mst_tiny (no zoom)", "disk"}
     assert len(results["mst_tiny (no zoom)"]["GrabCut"]["miou"]) == 2
     settings = json.loads((tmp_path / "results.json").read_text())["settings"]
-    assert settings["views_px"] == {"mst_tiny (no zoom)": 224}  # each model's view, for like-for-like reading
-    assert "views_px={'mst_tiny (no zoom)': 224}" in (tmp_path / "results.md").read_text()
+    assert settings["views_px"] == {"mst_tiny (no zoom)": 448}  # each model's view, for like-for-like reading
+    assert "views_px={'mst_tiny (no zoom)': 448}" in (tmp_path / "results.md").read_text()
 
 
 def test_cli_speed_writes_its_table_and_json(tmp_path):

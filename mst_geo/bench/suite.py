@@ -67,6 +67,9 @@ def run_noc_benchmark(
         raise MSTGeoError(f"--shard must be K/N with 1 <= K <= N, got {shard[0]}/{shard[1]}")
     if any(not 0 < t <= 1 for t in thresholds):
         raise MSTGeoError(f"--iou values must be in (0, 1], got {list(thresholds)}")
+    labels = method_labels(models, zoom_in, flip)  # a wrong --model or --device fails before any data is scanned
+    methods = {label: resolve_method(name, device, zoom_in, flip) for label, name in labels.items()}
+    identities = {label: method_identity(name) for label, name in labels.items()}
     data_root = Path(DEFAULT_DATA_ROOT if data_root is None else data_root)
     loaded: dict[str, InstanceSource] = {}
     origins: dict[str, str] = {}
@@ -92,9 +95,6 @@ def run_noc_benchmark(
             loaded[labelled.name] = labelled
             where = str(Path(source).resolve()) if Path(source).exists() else source  # a URL as it is
             origins[labelled.name] = f"{where} with {Path(labels).resolve()}, bands {list(labelled.objects.bands)}"
-    labels = method_labels(models, zoom_in, flip)
-    methods = {label: resolve_method(name, device, zoom_in, flip) for label, name in labels.items()}
-    identities = {label: method_identity(name) for label, name in labels.items()}
     rows = run_noc(methods, loaded, out_dir, max_clicks=max_clicks, limit=limit, progress=progress, shard=shard,
                    identities=identities, origins=origins)
     settings = {
