@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import geopandas as gpd
@@ -135,3 +136,26 @@ def test_scene_user_errors_are_one_clear_line(naip_scene, tmp_path, extra, messa
     assert message in str(result.exception)
     if "{far}" in extra:  # 1e6 m east of the scene: the two extents show it
         assert "(the labels span x 1485" in str(result.exception) and "the scene x 485899..490569" in str(result.exception)
+
+
+def test_benching_a_model_on_the_polygons_it_was_fine_tuned_on_warns(naip_scene, ponds_in_wgs84, tmp_path):
+    """Its rows would measure objects it trained on: said once, and the bench still runs."""
+    import torch
+
+    from mst_geo.bench.suite import run_noc_benchmark
+    from mst_geo.errors import MSTGeoWarning
+    from mst_geo.model import create_model, save_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model("mst_tiny", depth=2, embed_dim=96, num_heads=2, head_dim=32, input_size=128)
+    card = {"training": {"recipe": {"data": {"scene": str(naip_scene), "labels": str(ponds_in_wgs84)}}}}
+    tuned = save_checkpoint(model, tmp_path / "tuned.safetensors", card)
+    with pytest.warns(MSTGeoWarning, match="tuned was fine-tuned on .*ponds_wgs84.gpkg"):
+        run_noc_benchmark([str(tuned)], [], tmp_path / "bench", scenes=[(naip_scene, ponds_in_wgs84)],
+                          max_clicks=1, limit=1, progress=False)
+    held_out = tmp_path / "held_out.gpkg"
+    gpd.read_file(ponds_in_wgs84).iloc[:2].to_file(held_out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MSTGeoWarning)  # another polygons file: no warning
+        run_noc_benchmark([str(tuned)], [], tmp_path / "bench2", scenes=[(naip_scene, held_out)],
+                          max_clicks=1, limit=1, progress=False)

@@ -8,12 +8,13 @@ path) and is wrapped in the shared ``Predictor``.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from mst_geo.bench.baselines import BASELINES, make_baseline
 from mst_geo.bench.loop import ClickMethod
-from mst_geo.errors import MSTGeoError
+from mst_geo.errors import MSTGeoError, MSTGeoWarning
 
 
 def split_names(values: Iterable[str]) -> list[str]:
@@ -46,17 +47,38 @@ def method_labels(names: Sequence[str], zoom_in: bool = True, flip: bool = False
     return dict(zip(labels, names))
 
 
+def checkpoint_file(name: str) -> Path | None:
+    """The checkpoint file a --model name means (None: a baseline or a preset)."""
+    if name in BASELINES:
+        return None
+    from mst_geo.model.checkpoint import DEFAULT_CHECKPOINT
+
+    path = DEFAULT_CHECKPOINT if name == "default" else Path(name).expanduser()
+    return path if path.is_file() else None
+
+
+def warn_if_trained_on(name: str, label: str, labels_files: Sequence[str | Path]) -> None:
+    """Warn when a model fine-tuned on a labelled scene is benched on the same polygons file: its
+    rows then measure objects it trained on (only the run's held-out polygons were unseen)."""
+    path = checkpoint_file(name)
+    if path is None:
+        return
+    from mst_geo.model import read_card
+
+    trained = read_card(path).get("training", {}).get("recipe", {}).get("data", {}).get("labels")
+    for labels in labels_files:
+        if trained is not None and Path(trained).expanduser().resolve() == Path(labels).expanduser().resolve():
+            warnings.warn(f"{label} was fine-tuned on {labels}: its rows measure polygons it trained on (bench "
+                          "a file of held-out polygons to measure it on unseen objects)", MSTGeoWarning, stacklevel=2)
+
+
 def method_identity(name: str) -> str:
     """What a label's rows were computed with: a baseline or preset by name, a checkpoint by the
     SHA-256 of its file (so a later run into the same --out cannot pass another file's rows off as
     its own)."""
-    if name in BASELINES:
-        return name
-    from mst_geo.model.checkpoint import DEFAULT_CHECKPOINT
-
-    path = DEFAULT_CHECKPOINT if name == "default" else Path(name).expanduser()
-    if not path.is_file():
-        return name  # a preset
+    path = checkpoint_file(name)
+    if path is None:
+        return name  # a baseline or a preset
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mst_geo.bench.loop import SETTINGS_FILE, InstanceSource, load_rows, read_run_record, run_noc
-from mst_geo.bench.methods import method_identity, method_labels, resolve_method
+from mst_geo.bench.methods import method_identity, method_labels, resolve_method, warn_if_trained_on
 from mst_geo.bench.report import common_rows, write_report
 from mst_geo.data.iseg import dataset_location, load_iseg_dataset
 from mst_geo.data.rs import RS_LAYOUTS, load_rs_dataset, locate_rs_dataset
@@ -67,9 +67,11 @@ def run_noc_benchmark(
         raise MSTGeoError(f"--shard must be K/N with 1 <= K <= N, got {shard[0]}/{shard[1]}")
     if any(not 0 < t <= 1 for t in thresholds):
         raise MSTGeoError(f"--iou values must be in (0, 1], got {list(thresholds)}")
-    labels = method_labels(models, zoom_in, flip)  # a wrong --model or --device fails before any data is scanned
-    methods = {label: resolve_method(name, device, zoom_in, flip) for label, name in labels.items()}
-    identities = {label: method_identity(name) for label, name in labels.items()}
+    model_names = method_labels(models, zoom_in, flip)  # a wrong --model or --device fails before any data is scanned
+    methods = {label: resolve_method(name, device, zoom_in, flip) for label, name in model_names.items()}
+    identities = {label: method_identity(name) for label, name in model_names.items()}
+    for label, name in model_names.items():
+        warn_if_trained_on(name, label, [labels_file for _, labels_file in scenes])
     data_root = Path(DEFAULT_DATA_ROOT if data_root is None else data_root)
     loaded: dict[str, InstanceSource] = {}
     origins: dict[str, str] = {}
