@@ -208,6 +208,9 @@ def test_empty_masks_and_stray_files(iseg_root, tmp_path):
     with pytest.raises(MSTGeoError, match="no mask lynx") as error:
         load_iseg_dataset("DAVIS", tmp_path)
     assert "lynx.jpg" in str(error.value)
+    (davis / "img" / "lynx.jpg").rename(davis / "img" / "bear.png")  # one stem, two images: not two objects
+    with pytest.raises(MSTGeoError, match="two images named 'bear'"):
+        load_iseg_dataset("DAVIS", tmp_path)
 
 
 def test_mask_alpha_is_not_an_object(iseg_root, tmp_path):

@@ -115,12 +115,17 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def _read_mask_file(path: Path, flags: int) -> np.ndarray:
+    raw = cv2.imread(str(path), flags)
+    if raw is None:
+        raise MSTGeoError("cannot read this mask (missing or not an image file)", path)
+    return raw
+
+
 def _read_gray(path: Path) -> np.ndarray:
     """A mask file as one channel: the max over the colour channels of an RGB mask, its alpha left
     out (RITM reads masks without it: an opaque alpha is not a whole-image object)."""
-    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if raw is None:
-        raise MSTGeoError("cannot read this mask (missing or not an image file)", path)
+    raw = _read_mask_file(path, cv2.IMREAD_UNCHANGED)
     if raw.ndim == 3 and raw.shape[2] in (2, 4):  # grey + alpha, BGR + alpha
         raw = raw[..., :-1]
     return raw.max(axis=2) if raw.ndim == 3 else raw
@@ -258,7 +263,7 @@ def _image_mask_pairs(folder: Path, image_dir: str, mask_dir: str) -> list[tuple
     readers pair them (an image is a sample; a mask without an image is not)."""
     masks = files_by_stem(folder / mask_dir)
     pairs = []
-    for image_path in sorted_files(folder / image_dir):
+    for image_path in files_by_stem(folder / image_dir).values():  # x.jpg beside x.png: an error, not two objects
         if image_path.stem not in masks:
             raise MSTGeoError(f"no mask {image_path.stem}.* in {mask_dir}/ for this image", image_path)
         pairs.append((image_path, masks[image_path.stem]))
@@ -379,10 +384,7 @@ def _component_mask(ref: InstanceRef) -> np.ndarray:
 
 def _oaizib_labels(path: Path) -> np.ndarray:
     """An OAI-ZIB annotation as SimpleClick reads it: the first channel of the colour image."""
-    raw = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if raw is None:
-        raise MSTGeoError("cannot read this mask (missing or not an image file)", path)
-    return raw[..., 0]
+    return _read_mask_file(path, cv2.IMREAD_COLOR)[..., 0]
 
 
 def _oaizib(folder: Path, split: str) -> list[InstanceRef]:
@@ -398,7 +400,7 @@ def _oaizib(folder: Path, split: str) -> list[InstanceRef]:
     refs = []
     for image_path, mask_path in _image_mask_pairs(folder, "image", "annotations"):
         refs.extend(InstanceRef(image_path, mask_path, f"{mask_path.stem}_{value}", image_path.stem, value)
-                    for value in np.unique(_oaizib_labels(mask_path)) if value)
+                    for value in map(int, np.unique(_oaizib_labels(mask_path))) if value)
     return refs
 
 
