@@ -104,6 +104,9 @@ def test_resume_skips_finished_instances_and_survives_a_cut_line(tmp_path):
     assert len(rows_file.read_text().splitlines()) == 3
     with pytest.raises(MSTGeoError, match="other settings"):
         run_noc(methods, data, tmp_path, max_clicks=5, progress=False)
+    (tmp_path / "run.json").write_text('{"max_clicks": 2}')  # rows of older readers: refused, not mixed in
+    with pytest.raises(MSTGeoError, match="other settings"):
+        run_noc(methods, data, tmp_path, max_clicks=2, progress=False)
 
 
 def test_cli_end_to_end_on_three_real_grabcut_instances(iseg_root, tmp_path):

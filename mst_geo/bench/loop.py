@@ -26,6 +26,9 @@ from mst_geo.data.iseg import Instance
 from mst_geo.errors import MSTGeoError
 
 ROWS_FILE = "instances.jsonl"
+PROTOCOL = 2
+"""Raised when what a row means changes, so an older --out folder is refused, not mixed in
+(2: the benchmark sets read as their published code reads them, GrabCut reseeded per call)."""
 SETTINGS_FILE = "run.json"
 METHODS_FILE = "methods.json"
 """Which model each method label's rows come from (a checkpoint's SHA-256)."""
@@ -172,7 +175,7 @@ def run_noc(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    check_settings(out_dir, {"max_clicks": max_clicks})
+    check_settings(out_dir, {"max_clicks": max_clicks, "protocol": PROTOCOL})
     if identities:
         check_identities(out_dir, METHODS_FILE, identities, "model")
     if origins:
