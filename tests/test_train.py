@@ -252,23 +252,23 @@ def test_only_an_interrupt_leaves_interrupted_ckpt(tmp_path, iseg_root):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works again (a notebook's too)
 
 
-def _process_group(group: int) -> list[int]:
-    """The live processes of a process group (from /proc: no psutil)."""
-    members = []
+def _children(parent: int) -> list[int]:
+    """The live child processes of ``parent`` (from /proc: no psutil)."""
+    children = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:  # it ended meanwhile
             continue
-        if int(fields[2]) == group and fields[0] != "Z":
-            members.append(int(stat.parent.name))
-    return members
+        if int(fields[1]) == parent and fields[0] != "Z":
+            children.append(int(stat.parent.name))
+    return children
 
 
 def test_sigterm_to_the_process_group_saves_interrupted_ckpt(tmp_path, iseg_root):
-    """A scheduler (Slurm's scancel, `timeout`) sends SIGTERM to every process of the job: the
-    loader workers ignore it, so the trainer saves interrupted.ckpt and exits 143 with the resume
-    hint, instead of dying in a DataLoader error with nothing saved."""
+    """A scheduler (Slurm's scancel, `timeout`) sends SIGTERM to every process of the job's group:
+    the loader workers have left it, so the trainer saves interrupted.ckpt and exits 143 with the
+    resume hint, instead of dying in a DataLoader error with nothing saved."""
     out = tmp_path / "run"
     command = [sys.executable, "-m", "mst_geo", "train", "--config", str(SMOKE), "--data-root", str(iseg_root),
                "--out", str(out), "--max-steps", "100000", "--set", "data.workers=1", "--set", "data.max_images=8",
@@ -276,13 +276,13 @@ def test_sigterm_to_the_process_group_saves_interrupted_ckpt(tmp_path, iseg_root
     job = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True,
                            env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
-        for _ in range(600):  # the loader worker is up: training has started
-            if job.poll() is not None or len(_process_group(job.pid)) > 1:
+        for _ in range(600):  # a loader worker is up, so Lightning's handlers are installed and steps run
+            if job.poll() is not None or _children(job.pid):
                 break
             subprocess.run(["sleep", "0.2"])
         assert job.poll() is None, job.stderr.read()
         subprocess.run(["sleep", "2"])
-        os.killpg(job.pid, signal.SIGTERM)
+        os.killpg(job.pid, signal.SIGTERM)  # as `timeout` and schedulers do: every process of the job's group
         _, err = job.communicate(timeout=120)
     finally:
         if job.poll() is None:

@@ -9,7 +9,7 @@ this one already splits by rank.
 
 from __future__ import annotations
 
-import signal
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -73,11 +73,12 @@ class HeldOutInstances(Dataset):
 
 def init_loader_worker(worker_id: int) -> None:
     """Loader workers decode with one OpenCV thread each (16 workers x all cores would thrash) and
-    ignore SIGTERM: a scheduler's SIGTERM to the whole process group must reach the trainer alone,
-    which saves ``interrupted.ckpt`` and then stops them (they also exit when it dies). A worker
-    killed first would end the run in a DataLoader error with nothing saved."""
+    leave the job's process group: a scheduler's SIGTERM (or Ctrl-C) to the whole group then reaches
+    the trainer alone, which saves ``interrupted.ckpt`` and stops them; killed first, they would end
+    the run in a DataLoader error with nothing saved. They still exit with the trainer, and
+    ``terminate()`` still reaches them."""
     cv2.setNumThreads(1)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    os.setpgrp()
 
 
 def first_item(batch: list[Instance]) -> Instance:
