@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mst_geo.errors import MSTGeoError
+from mst_geo.errors import MSTGeoError, os_error_reason
 
 
 @contextmanager
@@ -31,7 +31,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield temporary
         os.replace(temporary, path)
     except OSError as error:  # disk full, permissions: name the file the user asked for
-        raise MSTGeoError(f"cannot write it ({error.strerror or error})", path) from None
+        raise MSTGeoError(f"cannot write it ({os_error_reason(error)})", path) from None
     finally:
         for leftover in temporary.parent.iterdir():
             if leftover.name.startswith(temporary.name):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 
@@ -11,6 +12,17 @@ class MSTGeoError(Exception):
     def __init__(self, message: str, path: str | Path | None = None):
         self.path = None if path is None else str(path)
         super().__init__(f"{self.path}: {message}" if self.path else message)
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def os_error_reason(error: OSError) -> str:
+    """An ``OSError`` as the reason in a one-line error; a full disk also says what to do."""
+    reason = error.strerror or str(error)
+    if error.errno in DISK_FULL:
+        return f"{reason}: free some space and try again (finished objects and checkpoints are kept)"
+    return reason
 
 
 class MSTGeoWarning(UserWarning):

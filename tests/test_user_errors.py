@@ -146,7 +146,7 @@ def test_failed_polygon_write_leaves_no_mask_either(cli, tmp_path, naip_scene, t
     out = tmp_path / "out"
     result = cli("segment", naip_scene, "--clicks", clicks, "-o", out / "o.gpkg", "--mask-out", out / "m.tif",
                  "--model", tiny_checkpoint, "-q", "--no-resume")
-    assert_one_line_error(result, str(out / "o.gpkg"), "cannot write it (No space left on device)")
+    assert_one_line_error(result, str(out / "o.gpkg"), "cannot write it (No space left on device: free some space")
     assert sorted(path.name for path in out.iterdir()) == []
 
 

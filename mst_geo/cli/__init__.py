@@ -8,14 +8,13 @@ anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import contextlib
-import errno
 import sys
 import warnings
 from collections.abc import Iterator
 
 import typer
 
-from mst_geo.errors import MSTGeoError, MSTGeoWarning
+from mst_geo.errors import DISK_FULL, MSTGeoError, MSTGeoWarning, os_error_reason
 
 BANDS_HELP = ("Scene bands as R,G,B (1-based, e.g. 4,3,2) or one grey band. Default: the bands named red, green, "
               "blue, else the first three that are not alpha, else the first as grey (a guess among unnamed bands "
@@ -34,9 +33,6 @@ app = typer.Typer(
 from mst_geo.cli import commands_registry  # noqa: E402,F401
 
 
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
-
-
 def main() -> None:
     """Console-script entry point."""
     try:
@@ -45,12 +41,11 @@ def main() -> None:
     except MSTGeoError as error:
         _fail(str(error))
     except OSError as error:
-        if error.errno in DISK_FULL:  # a stream's write (a journal line, a checkpoint) names no file
-            _fail(f"{error.strerror or error}{f' ({error.filename})' if error.filename else ''}: free some space,"
-                  " then rerun the same command (finished objects and checkpoints are kept)")
-        if error.filename is None:  # not about a path the user gave: a bug, keep the traceback
+        # a full disk also hits stream writes (a bench row, a checkpoint) that name no file
+        if error.filename is None and error.errno not in DISK_FULL:  # not about a path the user gave: a bug
             raise
-        _fail(f"{error.filename}: {error.strerror or error}")
+        reason = os_error_reason(error)
+        _fail(f"{error.filename}: {reason}" if error.filename else reason)
 
 
 @contextlib.contextmanager

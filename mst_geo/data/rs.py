@@ -17,6 +17,7 @@ import re
 import tarfile
 import warnings
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -396,9 +397,9 @@ def load_rs_dataset(name: str, root: str | Path, split: str | None = None, max_i
     except (DatasetNotFoundError, AssertionError, FileNotFoundError) as error:
         raise MSTGeoError(f"not a {canonical} dataset with its {split} split in its torchgeo layout, "
                           f"{layout.expects} ({str(error).splitlines()[0]})", root) from None
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as error:  # torchgeo unpacks the archives it finds
+    except (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError) as error:  # torchgeo unpacks what it finds
         raise MSTGeoError(f"an archive of {canonical} here is damaged or partly downloaded ({error}); download "
-                          "it again, or unpack it yourself", root) from None
+                          "it again and delete what it unpacked so far, or unpack it yourself", root) from None
     if not len(dataset):
         raise MSTGeoError(f"no {split} tile of {canonical} with its label here; torchgeo reads {layout.expects}, "
                           f"the tiles it lists as {split}", root)

@@ -106,7 +106,8 @@ def atomic_output(path: str | Path, overwrite: bool) -> Iterator[Path]:
 
 
 FULL_DISK_BYTES = 1 << 20
-"""Free space under which a failed write is put down to a full disk."""
+"""Free space under which a failed write is put down to a full disk (GDAL often names a symptom)."""
+FULL_DISK_SIGNS = ("no space left", "disk is full", "disk full")
 
 
 def write_polygons(frame: gpd.GeoDataFrame, path: str | Path, overwrite: bool = False) -> Path:
@@ -137,9 +138,10 @@ def polygons_to_file(frame: gpd.GeoDataFrame, path: Path, driver: str, name: str
 def _failed_write(path: Path, error: Exception) -> OSError:
     """GDAL's write error as the ``OSError`` it is (``atomic_path`` names the file): a full disk
     says so, where GDAL names a symptom (a GeoPackage's "no such table: gpkg_contents")."""
-    if shutil.disk_usage(path.parent).free < FULL_DISK_BYTES:
+    message = str(error).splitlines()[0]
+    if any(sign in message.lower() for sign in FULL_DISK_SIGNS) or shutil.disk_usage(path.parent).free < FULL_DISK_BYTES:
         return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    return OSError(errno.EIO, str(error).splitlines()[0])
+    return OSError(errno.EIO, message)
 
 
 def geojson_nameable(frame: gpd.GeoDataFrame, name: str) -> gpd.GeoDataFrame:
