@@ -20,7 +20,7 @@ from mst_geo.errors import MSTGeoError
 from mst_geo.model import MSTLoss, load_checkpoint
 from mst_geo.train.config import load_train_config
 from mst_geo.train.datamodule import ClickDataModule
-from mst_geo.train.module import ClickTrainingModule
+from mst_geo.train.module import ClickTrainingModule, keep_first_clicks_bare
 from mst_geo.train.run import build_model, train
 
 SMOKE = Path(__file__).parents[1] / "configs" / "train" / "smoke.yaml"
@@ -227,6 +227,33 @@ def test_click_threads_place_the_same_correction_clicks(tmp_path, iseg_root):
     given = start[:, :, 2] >= 0
     assert torch.equal(placed[0][given], start[given])
     assert (placed[0][:, :, 2] >= 0).sum() - given.sum() >= 12  # most samples got a click a round
+
+
+def test_bare_first_clicks_skip_the_correction_rounds(tmp_path, iseg_root):
+    """With clicks.bare_first_click, samples of one positive click reach the gradient pass with that
+    click alone and an empty previous mask, while the other samples keep their correction clicks."""
+    torch.set_num_threads(1)
+    config = smoke_config(tmp_path, iseg_root, **{"data.workers": 0, "clicks.first_click_prob": 0.5,
+                                                  "clicks.bare_first_click": True})
+    data = ClickDataModule(config)
+    data.setup("fit")
+    batch = torch.utils.data.default_collate([data.train_set[i] for i in range(8)])
+    module = ClickTrainingModule(build_model(config), config)
+    start = torch.cat([batch["clicks"], torch.full((8, 2, 3), -1.0)], 1)
+    corrected, after_rounds = module.add_error_clicks(batch["image"].float() / 255, batch["target"], batch["ignore"],
+                                                      start, rounds=2, rng=np.random.default_rng(5))
+    clicks, prev_mask, bare = keep_first_clicks_bare(start, corrected, after_rounds)
+    assert 0 < int(bare.sum()) < 8  # the core-click samples, and RITM draws beside them
+    assert torch.equal(clicks[bare], start[bare]) and not prev_mask[bare].any()
+    assert torch.equal(clicks[~bare], corrected[~bare]) and torch.equal(prev_mask[~bare], after_rounds[~bare])
+    assert not torch.equal(corrected[bare], start[bare])  # the rounds had added clicks to them too
+
+    run = smoke_config(tmp_path / "run", iseg_root, **{"data.workers": 0, "clicks.first_click_prob": 0.5,
+                                                       "clicks.bare_first_click": True, "trainer.max_steps": 3,
+                                                       "trainer.val_every_steps": 0})
+    train(run)  # the training step takes the option: it logs the share of bare samples
+    logged = (tmp_path / "run" / "logs" / "version_0" / "metrics.csv").read_text().splitlines()
+    assert "train/bare_first_click" in logged[0]
 
 
 class RaiseAt(Callback):

@@ -74,6 +74,7 @@ class ClicksSection:
     negative_border_prob: float = MultiPointSampler.negative_border_prob
     first_click_prob: float = MultiPointSampler.first_click_prob  # start from one core positive click
     max_next_clicks: int = 3  # no-grad rounds per batch: uniform in 0..max_next_clicks
+    bare_first_click: bool = False  # samples of one positive click skip the rounds: trained on that state itself
 
 
 @dataclass

@@ -59,6 +59,24 @@ def step_decay(step: int, milestones: list[int], factor: float, warmup_steps: in
     return warm * factor ** sum(step >= m for m in milestones)
 
 
+def one_positive_click(clicks: torch.Tensor) -> torch.Tensor:
+    """Which samples of a ``[B, N, 3]`` click batch (label -1: padding) hold one positive click and
+    nothing else: a first click, as every benchmark object and every analyst's object starts."""
+    labels = clicks[:, :, 2]
+    return ((labels >= 0).sum(1) == 1) & ((labels == 1).sum(1) == 1)
+
+
+def keep_first_clicks_bare(start: torch.Tensor, clicks: torch.Tensor,
+                           prev_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Undo the correction rounds for the samples that started from one positive click: they train
+    on the state every object starts from (that click, no previous mask). Returns the clicks, the
+    previous masks and which samples were kept bare."""
+    bare = one_positive_click(start)
+    clicks = torch.where(bare[:, None, None], start, clicks)
+    prev_mask = torch.where(bare[:, None, None, None], torch.zeros_like(prev_mask), prev_mask)
+    return clicks, prev_mask, bare
+
+
 class ClickTrainingModule(L.LightningModule):
     """Owns the network, the loss, the optimiser recipe and the training bookkeeping for the card."""
 
@@ -152,7 +170,11 @@ class ClickTrainingModule(L.LightningModule):
         self.seed_torch_for_step()
         rng = self.click_rounds_rng()
         rounds = int(rng.integers(0, extra + 1))
+        start = clicks
         clicks, prev_mask = self.add_error_clicks(image, target, ignore, clicks, rounds, rng)
+        if self.config.clicks.bare_first_click:
+            clicks, prev_mask, bare = keep_first_clicks_bare(start, clicks, prev_mask)
+            self.log("train/bare_first_click", bare.float().mean(), batch_size=len(image))
         output = self.model(image, clicks, prev_mask)
         loss, parts = self.loss(output, target, clicks, ignore)
         batch_size = len(image)
