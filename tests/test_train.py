@@ -188,6 +188,7 @@ def test_ddp_two_cpu_processes(tmp_path, iseg_root):
     card = load_checkpoint(tmp_path / "ddp" / "model.safetensors")[1]["training"]
     assert card["steps"] == 4 and card["samples_seen"] == 4 * 4 * 2
     assert card["hardware"].startswith("2 process")
+    assert result.stdout.count("model written to") == 1  # not once per process
 
 
 def test_max_minutes_stops_early_and_still_exports(tmp_path, iseg_root):

@@ -80,7 +80,10 @@ def train_command(
     hint = f"continue with --resume auto and the same flags (--out {recipe.out}, --init and --set included)"
     with resume_hint_on_interrupt(hint, handle_sigterm=False):
         exported = train(recipe, resume=resume)
-    typer.echo(f"model written to {exported}")
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if rank_zero_only.rank == 0:  # with several processes every one returns here: one line is enough
+        typer.echo(f"model written to {exported}")
 
 
 def _parse_devices(text: str) -> int | str | list[int]:
