@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import subprocess
 import signal
 import sys
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -96,7 +98,7 @@ def test_twenty_steps_lower_the_loss_and_write_a_checkpoint(full_run):
     assert (Path(config.out) / "logs").is_dir()
 
 
-def test_resume_continues_with_the_same_next_batch(full_run, tmp_path, iseg_root):
+def test_resume_continues_with_the_same_next_batch(full_run, tmp_path, iseg_root, caplog):
     _, _, _, reference = full_run
     first = BatchRecorder()
     train(smoke_config(tmp_path, iseg_root, **{"trainer.max_steps": 10,
@@ -106,7 +108,11 @@ def test_resume_continues_with_the_same_next_batch(full_run, tmp_path, iseg_root
     with pytest.raises(MSTGeoError, match="already holds checkpoints"):
         train(smoke_config(tmp_path, iseg_root))
     resumed = BatchRecorder()
-    exported = train(smoke_config(tmp_path, iseg_root), resume="auto", callbacks=[resumed])
+    with warnings.catch_warnings(record=True) as warned, caplog.at_level(logging.INFO):
+        warnings.simplefilter("always")
+        exported = train(smoke_config(tmp_path, iseg_root), resume="auto", callbacks=[resumed])
+    said = [str(w.message) for w in warned] + [record.getMessage() for record in caplog.records]
+    assert not [line for line in said if "exists and is not empty" in line or "weights_only" in line], said
     assert resumed.first_step == 10
     assert resumed.seen == {s: reference.seen[s] for s in range(10, 20)}
     card = load_checkpoint(exported)[1]["training"]

@@ -206,10 +206,11 @@ class FinalStepCheckpoint(Checkpoint):
 
 
 class _StartupChatter(logging.Filter):
-    """Drops Lightning's start-up lines that tell a user nothing (the card records the hardware;
-    an advert; our validation setting echoed back)."""
+    """Drops Lightning's lines that tell a user nothing (the card records the hardware; an advert;
+    our validation setting echoed back; how our own checkpoints are loaded on resume)."""
 
-    NOISE = ("GPU available", "TPU available", "💡 Tip", "`Trainer(limit_val_batches")
+    NOISE = ("GPU available", "TPU available", "💡 Tip", "`Trainer(limit_val_batches", "`weights_only` was not set")
+    LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.trainer.connectors.checkpoint_connector")
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith(self.NOISE)
@@ -330,8 +331,9 @@ def train(config: TrainConfig, resume: str | None = None,
         if any((out / CHECKPOINT_DIR).glob("*.ckpt")):
             raise MSTGeoError("run folder already holds checkpoints: pass --resume auto to continue "
                               "it, or choose another --out", out)
-    chatter, lightning_log = _StartupChatter(), logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    lightning_log.addFilter(chatter)  # this run only: a notebook's own Trainers keep their lines
+    chatter = _StartupChatter()
+    for name in chatter.LOGGERS:  # this run only: a notebook's own Trainers keep their lines
+        logging.getLogger(name).addFilter(chatter)
     # Processes forked during the run (loader workers, ddp_fork ranks) must not inherit a started
     # OpenCV thread pool (indexing remote-sensing tiles runs OpenCV here): their own
     # setNumThreads(1) hung on its inherited state. The caller gets its threads back, however the run ends.
@@ -341,7 +343,8 @@ def train(config: TrainConfig, resume: str | None = None,
         return _train(config, out, resume_path, callbacks)
     finally:
         cv2.setNumThreads(opencv_threads)
-        lightning_log.removeFilter(chatter)
+        for name in chatter.LOGGERS:
+            logging.getLogger(name).removeFilter(chatter)
 
 
 def _train(config: TrainConfig, out: Path, resume_path: Path | None, callbacks: Sequence[Callback]) -> Path:
@@ -362,6 +365,8 @@ def _train(config: TrainConfig, out: Path, resume_path: Path | None, callbacks: 
         # Lightning cannot see that ResumableSampler restarts at the restored global step.
         warnings.filterwarnings("ignore", message=r".*dataloader is not resumable.*")
         warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated")  # Lightning's own, on torch 2.10+
+        # a fresh run into a folder with checkpoints was refused above: on resume they are expected
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
         sigint = signal.getsignal(signal.SIGINT)
         try:
             trainer.fit(module, datamodule=data, ckpt_path=resume_path)
