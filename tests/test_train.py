@@ -263,6 +263,17 @@ def test_bare_first_clicks_skip_the_correction_rounds(tmp_path, iseg_root):
     assert "train/bare_first_click" in logged[0]
 
 
+def test_a_run_without_held_out_objects_says_so(tmp_path, iseg_root):
+    """Validation asked for, nothing held out (a handful of tiles or polygons): one warning, not
+    just Lightning's note about an empty DataLoader and a card without metrics."""
+    from mst_geo.errors import MSTGeoWarning
+
+    data = ClickDataModule(smoke_config(tmp_path, iseg_root, **{"data.val_fraction": 0.001}))
+    with pytest.warns(MSTGeoWarning, match="no held-out object"):
+        data.setup("fit")
+    assert len(data.val_set) == 0 and len(data.train_set) > 0
+
+
 class RaiseAt(Callback):
     """Raises ``error`` at the start of step ``step``."""
 

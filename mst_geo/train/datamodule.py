@@ -10,6 +10,7 @@ this one already splits by rank.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from mst_geo.data.iseg import Instance
 from mst_geo.train.config import DataSection, TrainConfig
 from mst_geo.data.rs import locate_rs_dataset
-from mst_geo.errors import MSTGeoError
+from mst_geo.errors import MSTGeoError, MSTGeoWarning
 from mst_geo.train.instances import build_split, held_out_keys
 from mst_geo.train.rs_objects import rs_split
 from mst_geo.train.samples import (
@@ -142,6 +143,9 @@ class ClickDataModule(L.LightningDataModule):
                                 "held_out_objects": len(val_source)}
         else:
             train_source, val_source, self.description = dataset_sources(data)
+        if trainer.validates and not len(val_source):
+            warnings.warn("no held-out object (too few images, tiles or polygons for data.val_fraction): the run "
+                          "scores nothing and writes no best.ckpt", MSTGeoWarning, stacklevel=2)
         self.train_set = ClickSampleSet(train_source, recipe, sampler, trainer.seed)
         self.val_set = HeldOutInstances(val_source, trainer.val_instances)
 
