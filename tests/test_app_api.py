@@ -360,3 +360,16 @@ def test_unsaved_changes_are_known(client: TestClient, segmenter: Segmenter, tmp
     assert client.get("/api/export-clicks", headers={"sec-fetch-site": "cross-site"}).status_code == 200
     assert session.unsaved()  # another site fetching the export does not count as the user keeping it
     assert client.get("/api/export-clicks").status_code == 200 and not session.unsaved()  # the download keeps them
+
+
+def test_cancelling_a_new_object_goes_back_to_the_previous_one(client: TestClient, segmenter: Segmenter) -> None:
+    """N then Z cancels the new object; the next Z undoes the last click of the object that was
+    current before N, as an analyst undoing step by step expects (not "no current object")."""
+    click(client, *scene_xy(segmenter, POND))
+    click(client, *scene_xy(segmenter, (POND[0] + 2, POND[1] + 2)))
+    first = client.get("/api/objects").json()["current"]
+    fresh = client.post("/api/objects").json()["object"]
+    assert client.post("/api/undo").json() == {"object": fresh, "remaining": False, "cancelled": True}
+    assert client.get("/api/objects").json()["current"] == first
+    assert client.post("/api/undo").json() == {"object": first, "remaining": True}
+    assert len(segmenter.clicks_geojson()["features"]) == 1

@@ -71,6 +71,8 @@ class _Session:
         self.grid = grid
         self.lock = threading.Lock()
         self.current: ObjectId | None = None
+        self.before_new: ObjectId | None = None
+        """The current object when N started a new one: cancelling the new one goes back to it."""
         self.saved_clicks = segmenter.clicks_geojson()
         """The clicks as last saved or exported (or as loaded at the start): what a shutdown would not lose."""
 
@@ -81,18 +83,21 @@ class _Session:
 
     def new_object(self) -> ObjectId:
         """Start a new object, numbered past the objects and the current one (which may have no clicks yet)."""
+        if self.current in self.segmenter.objects():
+            self.before_new = self.current
         self.current = self.segmenter.new_object_id([] if self.current is None else [self.current])
         return self.current
 
     def cancel_new(self, object_id: ObjectId | None) -> ObjectId | None:
         """Drop the current object when it is new (no clicks yet) and ``object_id`` means it (None:
-        the current one), returning its id: undo or delete right after N cancels it, not a 404."""
+        the current one), returning its id: undo or delete right after N cancels it, not a 404. The
+        object that was current before N is current again (the next undo undoes its last click)."""
         new = self.current
         if new is None or new in self.segmenter.objects():
             return None
         if object_id is not None and str(object_id) != str(new):
             return None
-        self.current = None
+        self.current = self.before_new if self.before_new in self.segmenter.objects() else None
         return new
 
     def resolve(self, object_id: ObjectId | None, allow_new: bool = False) -> ObjectId:
