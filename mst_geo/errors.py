@@ -25,6 +25,15 @@ def os_error_reason(error: OSError) -> str:
     return reason
 
 
+def os_error_line(error: OSError) -> str | None:
+    """The one line a user gets for a file-system error about a path they gave, or for a full disk
+    (which also hits stream writes that name no file); None for anything else, a bug to report."""
+    if error.filename is None and error.errno not in DISK_FULL:
+        return None
+    reason = os_error_reason(error)
+    return f"{error.filename}: {reason}" if error.filename else reason
+
+
 class MSTGeoWarning(UserWarning):
     """Something the user should know that does not stop the work (a guessed band order, say):
     the CLI prints it as one ``warning:`` line, a notebook shows it as a warning."""

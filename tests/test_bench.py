@@ -105,7 +105,7 @@ def test_resume_skips_finished_instances_and_survives_a_cut_line(tmp_path):
     with pytest.raises(MSTGeoError, match="other settings"):
         run_noc(methods, data, tmp_path, max_clicks=5, progress=False)
     (tmp_path / "run.json").write_text('{"max_clicks": 2}')  # rows of older readers: refused, not mixed in
-    with pytest.raises(MSTGeoError, match="other settings"):
+    with pytest.raises(MSTGeoError, match="holds rows of bench protocol 1 .this version writes 2"):
         run_noc(methods, data, tmp_path, max_clicks=2, progress=False)
 
 
@@ -170,6 +170,13 @@ def test_cli_user_errors_are_one_clear_line(iseg_root, tmp_path, extra, message)
     assert message in str(result.exception) and extra[1] in str(result.exception)  # names what is wrong
     assert "\n" not in str(result.exception)
     assert not (tmp_path / "o").exists()  # refused before writing anything
+
+
+def test_a_wrong_model_is_said_before_any_data_is_read(tmp_path):
+    """`--model` is checked first: a typo is not found only after minutes of scanning tiles."""
+    with pytest.raises(MSTGeoError, match="unknown model 'defualt'"):
+        run_noc_benchmark(["defualt"], ["GrabCut"], tmp_path / "out", data_root=tmp_path / "no_data_here",
+                          progress=False)
 
 
 def test_cli_process_prints_the_error_without_traceback(tmp_path):

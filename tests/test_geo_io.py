@@ -167,3 +167,19 @@ def test_geojson_of_a_crs_without_epsg_code_is_written_in_wgs84(tmp_path, record
     assert back["area"].iloc[0] == pytest.approx(200 * 400)  # still the scene CRS's area
     kept = write_polygons(frame, tmp_path / "objects.gpkg")  # a GeoPackage keeps the CRS as it is
     assert CRS(gpd.read_file(kept).crs).equals(lcc)
+
+
+def test_gdal_write_errors_become_os_errors(tmp_path):
+    """GDAL names a full disk by its symptom ("database or disk is full") even with space left on
+    the device: it is ENOSPC all the same; any other write failure keeps GDAL's words."""
+    import errno
+
+    from pyogrio.errors import DataSourceError, FieldError
+
+    from mst_geo.geo.io import _failed_write
+
+    full = _failed_write(tmp_path / "x.gpkg", DataSourceError("sqlite3_exec(INSERT ...) failed: database or disk is full"))
+    assert full.errno == errno.ENOSPC
+    other = _failed_write(tmp_path / "x.gpkg", FieldError("Cannot write field 'name'\nmore GDAL detail"))
+    assert other.errno == errno.EIO and other.strerror == "Cannot write field 'name'"
+

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -186,6 +187,14 @@ def test_rs_errors_name_the_folder(tmp_path):
     with pytest.raises(MSTGeoError, match="archive of Inria here is damaged or partly downloaded") as error:
         load_rs_dataset("Inria", inria)
     assert str(error.value).startswith(str(inria))
+    archive = inria / "NEW2-AerialImageDataset.zip"  # a whole zip whose member is damaged (zlib's error)
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as packed:
+        packed.writestr("AerialImageDataset/train/images/austin1.tif", b"some tile bytes " * 20000)
+    damaged = bytearray(archive.read_bytes())
+    damaged[100:500] = np.random.default_rng(0).integers(0, 256, 400, dtype=np.uint8).tobytes()
+    archive.write_bytes(bytes(damaged))
+    with pytest.raises(MSTGeoError, match="damaged or partly downloaded .Error -3 while decompressing"):
+        load_rs_dataset("Inria", inria)
 
 
 def test_rs_bench_reports_each_size_class(naip_rgb, tmp_path):

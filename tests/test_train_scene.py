@@ -113,7 +113,7 @@ def test_cli_fine_tunes_on_a_scene(ponds, tmp_path):
     assert card["data"]["scene"] == str(SCENE) and card["data"]["train_objects"] > 5
     assert card["recipe"]["data"]["scene_bands"] == [3, 2, 1]  # --bands reached the recipe
     assert card["recipe"]["data"]["datasets"] == []  # not the recipe's COCO_MVal: the scene alone trained it
-    assert load_checkpoint(tmp_path / "run" / "model.safetensors")[1]["name"] == "run"  # --out names the run
+    assert card["recipe"]["data"]["labels"] == str(path.resolve())  # the bench finds it from any folder
     assert card["steps"] == 3
 
     mixed = subprocess.run(

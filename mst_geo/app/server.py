@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field
 
 from mst_geo.app.pagegrid import PageGrid
 from mst_geo.app.tiles import SceneTiles
-from mst_geo.errors import MSTGeoError
+from mst_geo.errors import MSTGeoError, os_error_line
 from mst_geo.geo.raster import scene_name, scene_stem
 
 if TYPE_CHECKING:
@@ -83,8 +83,7 @@ class _Session:
 
     def new_object(self) -> ObjectId:
         """Start a new object, numbered past the objects and the current one (which may have no clicks yet)."""
-        if self.current in self.segmenter.objects():
-            self.before_new = self.current
+        self.before_new = self.current if self.current in self.segmenter.objects() else None
         self.current = self.segmenter.new_object_id([] if self.current is None else [self.current])
         return self.current
 
@@ -303,9 +302,10 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(OSError)
     def file_error(request: Request, error: OSError) -> JSONResponse:  # a save the file system refused
-        if error.filename is None:
+        line = os_error_line(error)
+        if line is None:
             raise error
-        return JSONResponse({"detail": f"{error.filename}: {error.strerror or error}"}, status_code=400)
+        return JSONResponse({"detail": line}, status_code=400)
 
     @app.exception_handler(RequestValidationError)
     def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:

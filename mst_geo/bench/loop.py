@@ -132,6 +132,10 @@ def check_settings(out_dir: Path, settings: dict) -> None:
     path = out_dir / SETTINGS_FILE
     if path.exists():
         previous = read_run_record(path)
+        if isinstance(previous, dict) and previous.get("protocol", 1) != settings.get("protocol", 1):
+            raise MSTGeoError(f"holds rows of bench protocol {previous.get('protocol', 1)} (this version writes "
+                              f"{settings.get('protocol', 1)}: dataset readers or baselines changed); use another "
+                              "--out or remove it", out_dir)
         if previous != settings:
             raise MSTGeoError(
                 f"holds a run with other settings {previous}; use another --out or remove it", out_dir

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import typer
 
-from mst_geo.errors import DISK_FULL, MSTGeoError, MSTGeoWarning, os_error_reason
+from mst_geo.errors import MSTGeoError, MSTGeoWarning, os_error_line
 
 BANDS_HELP = ("Scene bands as R,G,B (1-based, e.g. 4,3,2) or one grey band. Default: the bands named red, green, "
               "blue, else the first three that are not alpha, else the first as grey (a guess among unnamed bands "
@@ -41,11 +41,10 @@ def main() -> None:
     except MSTGeoError as error:
         _fail(str(error))
     except OSError as error:
-        # a full disk also hits stream writes (a bench row, a checkpoint) that name no file
-        if error.filename is None and error.errno not in DISK_FULL:  # not about a path the user gave: a bug
+        line = os_error_line(error)
+        if line is None:  # not about a path the user gave, nor a full disk: a bug, keep the traceback
             raise
-        reason = os_error_reason(error)
-        _fail(f"{error.filename}: {reason}" if error.filename else reason)
+        _fail(line)
 
 
 @contextlib.contextmanager

@@ -74,8 +74,6 @@ def train_command(
         "model.init": init,
     }
     values.update({key: value for key, value in flags.items() if value is not None})  # a flag left out keeps --set
-    if out is not None and "name" not in values:  # the run's name (the outputs' `model` field) is its folder's
-        values["name"] = Path(out).name
     recipe = load_train_config(config, values)
     hint = f"continue with --resume auto and the same flags (--out {recipe.out}, --init and --set included)"
     with resume_hint_on_interrupt(hint, handle_sigterm=False):

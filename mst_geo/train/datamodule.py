@@ -10,13 +10,13 @@ this one already splits by rank.
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import cv2
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_warn
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
@@ -79,7 +79,8 @@ def init_loader_worker(worker_id: int) -> None:
     the run in a DataLoader error with nothing saved. They still exit with the trainer, and
     ``terminate()`` still reaches them."""
     cv2.setNumThreads(1)
-    os.setpgrp()
+    if hasattr(os, "setpgrp"):  # POSIX; Windows has no process groups to leave
+        os.setpgrp()
 
 
 def first_item(batch: list[Instance]) -> Instance:
@@ -143,9 +144,10 @@ class ClickDataModule(L.LightningDataModule):
                                 "held_out_objects": len(val_source)}
         else:
             train_source, val_source, self.description = dataset_sources(data)
-        if trainer.validates and not len(val_source):
-            warnings.warn("no held-out object (too few images, tiles or polygons for data.val_fraction): the run "
-                          "scores nothing and writes no best.ckpt", MSTGeoWarning, stacklevel=2)
+        if trainer.validates and not len(val_source):  # said once, by the first process
+            rank_zero_warn("no held-out object (too few images, tiles or polygons for data.val_fraction, or none "
+                           "named in data.val_list): the run scores nothing and writes no best.ckpt",
+                           category=MSTGeoWarning)
         self.train_set = ClickSampleSet(train_source, recipe, sampler, trainer.seed)
         self.val_set = HeldOutInstances(val_source, trainer.val_instances)
 

@@ -206,11 +206,10 @@ class FinalStepCheckpoint(Checkpoint):
 
 
 class _StartupChatter(logging.Filter):
-    """Drops Lightning's lines that tell a user nothing (the card records the hardware; an advert;
-    our validation setting echoed back; how our own checkpoints are loaded on resume)."""
+    """Drops Lightning's start-up lines that tell a user nothing (the card records the hardware;
+    an advert; our validation setting echoed back)."""
 
-    NOISE = ("GPU available", "TPU available", "💡 Tip", "`Trainer(limit_val_batches", "`weights_only` was not set")
-    LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.trainer.connectors.checkpoint_connector")
+    NOISE = ("GPU available", "TPU available", "💡 Tip", "`Trainer(limit_val_batches")
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith(self.NOISE)
@@ -292,6 +291,9 @@ def model_card(config: TrainConfig, module: ClickTrainingModule, data: ClickData
         from mst_geo.geo.raster import public_source  # rasterio only for scene runs
 
         recipe["data"]["scene"] = public_source(config.data.scene)
+        labels = Path(str(config.data.labels)).expanduser()
+        if labels.exists():  # a local file as an absolute path: the bench finds it from any folder
+            recipe["data"]["labels"] = str(labels.resolve())
         recipe["data"]["datasets"] = []  # the scene's polygons alone trained it, whatever the recipe lists
     return {
         "name": config.name,
@@ -331,9 +333,8 @@ def train(config: TrainConfig, resume: str | None = None,
         if any((out / CHECKPOINT_DIR).glob("*.ckpt")):
             raise MSTGeoError("run folder already holds checkpoints: pass --resume auto to continue "
                               "it, or choose another --out", out)
-    chatter = _StartupChatter()
-    for name in chatter.LOGGERS:  # this run only: a notebook's own Trainers keep their lines
-        logging.getLogger(name).addFilter(chatter)
+    chatter, lightning_log = _StartupChatter(), logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    lightning_log.addFilter(chatter)  # this run only: a notebook's own Trainers keep their lines
     # Processes forked during the run (loader workers, ddp_fork ranks) must not inherit a started
     # OpenCV thread pool (indexing remote-sensing tiles runs OpenCV here): their own
     # setNumThreads(1) hung on its inherited state. The caller gets its threads back, however the run ends.
@@ -343,8 +344,7 @@ def train(config: TrainConfig, resume: str | None = None,
         return _train(config, out, resume_path, callbacks)
     finally:
         cv2.setNumThreads(opencv_threads)
-        for name in chatter.LOGGERS:
-            logging.getLogger(name).removeFilter(chatter)
+        lightning_log.removeFilter(chatter)
 
 
 def _train(config: TrainConfig, out: Path, resume_path: Path | None, callbacks: Sequence[Callback]) -> Path:
