@@ -65,12 +65,14 @@ def warn_if_trained_on(name: str, label: str, labels_files: Sequence[str | Path]
         return
     from mst_geo.model import read_card
 
-    trained = None
     training = read_card(path).get("training")  # a card's training record; text for untrained weights
-    if isinstance(training, dict) and isinstance(training.get("recipe"), dict):
-        trained = (training["recipe"].get("data") or {}).get("labels")
+    if not (isinstance(training, dict) and isinstance(training.get("recipe"), dict)):
+        return
+    trained = (training["recipe"].get("data") or {}).get("labels")
+    if trained is None:
+        return
     for labels in labels_files:
-        if trained is not None and Path(trained).expanduser().resolve() == Path(labels).expanduser().resolve():
+        if Path(trained).expanduser().resolve() == Path(labels).expanduser().resolve():
             warnings.warn(f"{label} was fine-tuned on {labels}: its rows measure polygons it trained on (bench "
                           "a file of held-out polygons to measure it on unseen objects)", MSTGeoWarning, stacklevel=2)
 

@@ -70,8 +70,9 @@ def run_noc_benchmark(
     model_names = method_labels(models, zoom_in, flip)  # a wrong --model or --device fails before any data is scanned
     methods = {label: resolve_method(name, device, zoom_in, flip) for label, name in model_names.items()}
     identities = {label: method_identity(name) for label, name in model_names.items()}
+    labels_files = [labels_file for _, labels_file in scenes]
     for label, name in model_names.items():
-        warn_if_trained_on(name, label, [labels_file for _, labels_file in scenes])
+        warn_if_trained_on(name, label, labels_files)
     data_root = Path(DEFAULT_DATA_ROOT if data_root is None else data_root)
     loaded: dict[str, InstanceSource] = {}
     origins: dict[str, str] = {}
