@@ -131,6 +131,9 @@ def test_click_objects_see_polygons_save_and_export(page, tmp_path: Path) -> Non
     assert page.locator("#objects li").count() == 2
     assert page.locator("#objects li.current").text_content().startswith("Object 2 — ")
     assert page.locator(".leaflet-overlay-pane path").count() == 6  # two polygons + four click markers
+    listed = page.eval_on_selector_all("#objects li", "items => items.map(i => i.style.getPropertyValue('--colour'))")
+    drawn = page.evaluate("() => polygonLayer.getLayers().map(layer => layer.options.color)")
+    assert sorted(listed) == sorted(drawn) and len(set(listed)) == 2  # one colour per object, list and map agree
     if os.environ.get("MSTGEO_SCREENSHOT") == "1":
         take_screenshot(page)
 
@@ -179,3 +182,12 @@ def test_double_click_is_one_click_and_delete_asks_first(page) -> None:
     wait_for_status(page, "object deleted")
     assert page.locator("#objects li").count() == 0
 
+
+
+def test_objects_never_share_a_colour(page) -> None:
+    """Ids 1, 9 and 17 (and names) once fell on one of eight colours; each object now has its own."""
+    page.wait_for_selector("img.leaflet-tile-loaded")
+    ids = [1, 9, 17, 2, "pond", "lake", "field", "road", *range(20, 32)]
+    colours = page.evaluate("ids => ids.map(colour)", ids)
+    assert len(set(colours)) == len(ids)
+    assert page.evaluate("() => colour('9') === colour(9) && colour(1) === colour(1)")  # stable, ids as text

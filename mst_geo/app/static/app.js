@@ -3,14 +3,16 @@
 // what GET api/objects returns, so what is drawn is always what the server would save.
 "use strict";
 
-const COLOURS = ["#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6"];
 // Object ids are numbers, or names from a loaded clicks file; the output holds them as text when
 // both kinds mix, so ids are compared as text.
 const sameObject = (a, b) => a !== null && b !== null && String(a) === String(b);
+// Each object keeps the colour it was first drawn with while the page is open. Hues step by the
+// golden angle, so no two objects share a colour and neighbours in the list are far apart.
+const colourOrder = new Map();
 const colour = (id) => {
-  const number = Number(id);
-  const key = Number.isInteger(number) ? Math.abs(number) : [...String(id)].reduce((h, c) => (h * 31 + c.charCodeAt(0)) >>> 0, 7);
-  return COLOURS[key % COLOURS.length];
+  const key = String(id);
+  if (!colourOrder.has(key)) colourOrder.set(key, colourOrder.size);
+  return `hsl(${(colourOrder.get(key) * 137.508) % 360}, 80%, 45%)`;
 };
 
 let map, scene, polygonLayer, clickLayer;
@@ -50,6 +52,7 @@ async function guarded(action) {
 async function refresh() {
   const data = await api("GET", "api/objects");
   current = data.current;
+  data.scene.features.forEach((feature) => colour(feature.properties.object));  // list order sets colours
   polygonLayer.clearLayers().addData(data.page);
   clickLayer.clearLayers().addData(data.page_clicks);
   renderList(data.scene.features);
