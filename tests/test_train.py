@@ -23,7 +23,7 @@ from mst_geo.model import MSTLoss, load_checkpoint
 from mst_geo.train.config import load_train_config
 from mst_geo.train.datamodule import ClickDataModule
 from mst_geo.train.module import ClickTrainingModule, keep_first_clicks_bare
-from mst_geo.train.run import build_model, train
+from mst_geo.train.run import build_model, build_trainer, train, warn_if_waiting_for_nodes
 
 SMOKE = Path(__file__).parents[1] / "configs" / "train" / "smoke.yaml"
 
@@ -195,6 +195,25 @@ def test_ddp_two_cpu_processes(tmp_path, iseg_root):
     assert card["steps"] == 4 and card["samples_seen"] == 4 * 4 * 2
     assert card["hardware"].startswith("2 process")
     assert result.stdout.count("model written to") == 1  # not once per process
+
+
+def test_several_nodes_without_a_launcher_say_how_to_start_them(tmp_path, iseg_root, monkeypatch):
+    """--num-nodes 2 on a plain machine would wait at 127.0.0.1 in silence: it says what to set."""
+    from mst_geo.errors import MSTGeoWarning
+
+    for name in ("NODE_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    config = smoke_config(tmp_path / "run", iseg_root, **{"trainer.num_nodes": 2, "trainer.strategy": "ddp"})
+    with pytest.warns(MSTGeoWarning, match=r"num_nodes is 2 .* wait as node 0 at 127\.0\.0\.1:\d+; .*NODE_RANK"):
+        warn_if_waiting_for_nodes(build_trainer(config, tmp_path / "run"))
+
+    monkeypatch.setenv("NODE_RANK", "1")
+    monkeypatch.setenv("MASTER_ADDR", "10.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MSTGeoWarning)
+        warn_if_waiting_for_nodes(build_trainer(config, tmp_path / "run"))  # set up by hand: nothing to say
+        warn_if_waiting_for_nodes(build_trainer(smoke_config(tmp_path / "one", iseg_root), tmp_path / "one"))
 
 
 def test_max_minutes_stops_early_and_still_exports(tmp_path, iseg_root):

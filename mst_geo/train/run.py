@@ -35,6 +35,7 @@ from lightning.pytorch.callbacks import (
     OnExceptionCheckpoint,
     TQDMProgressBar,
 )
+from lightning.fabric.plugins.environments import LightningEnvironment
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.profilers import SimpleProfiler
@@ -274,6 +275,20 @@ def build_trainer(config: TrainConfig, out: Path,
         raise MSTGeoError(f"trainer settings: {str(error).splitlines()[0]}", config.source) from None
 
 
+def warn_if_waiting_for_nodes(trainer: L.Trainer) -> None:
+    """Several machines without a launcher (Slurm, torchrun, …) rendezvous through environment
+    variables; unset, every machine is node 0 and waits at 127.0.0.1 for ever without a word."""
+    if trainer.num_nodes < 2 or not isinstance(trainer.strategy.cluster_environment, LightningEnvironment):
+        return
+    if all(name in os.environ for name in ("NODE_RANK", "MASTER_ADDR", "MASTER_PORT")):
+        return
+    environment = trainer.strategy.cluster_environment
+    warnings.warn(f"trainer.num_nodes is {trainer.num_nodes} but no cluster launcher was found: this machine "
+                  f"will wait as node {trainer.node_rank} at {environment.main_address}:{environment.main_port}; "
+                  "run the same command on every machine with NODE_RANK (0, 1, …), MASTER_ADDR (node 0's "
+                  "address) and MASTER_PORT set, or start it with srun or torchrun", MSTGeoWarning, stacklevel=2)
+
+
 def hardware(trainer: L.Trainer) -> str:
     """What the run ran on, in words, for the card."""
     if trainer.strategy.root_device.type == "cuda":
@@ -353,6 +368,7 @@ def _train(config: TrainConfig, out: Path, resume_path: Path | None, callbacks: 
         torch.set_num_threads(config.trainer.cpu_threads)
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
     trainer = build_trainer(config, out, callbacks)  # first: a bad device/precision fails at once
+    warn_if_waiting_for_nodes(trainer)
     data = ClickDataModule(config)
     data.setup("fit")
     module = ClickTrainingModule(build_model(config), config)
