@@ -47,7 +47,7 @@ from mst_geo.geo.prompts import (
 from mst_geo.geo.raster import SceneRaster
 from mst_geo.geo.scene import ObjectMask, ObjectSegmenter
 from mst_geo.geo.vectorize import mask_to_polygon
-from mst_geo.model.checkpoint import DEFAULT_CHECKPOINT, resolve_model
+from mst_geo.model.checkpoint import checkpoint_path, resolve_model
 from mst_geo.model.mst import MSTModel
 
 ClicksSource = str | Path | gpd.GeoDataFrame | Mapping[str, Any]
@@ -88,7 +88,7 @@ class Segmenter:
             raise
         self.model_name = _model_name(model, self.card)
         in_memory = isinstance(model, MSTModel)
-        self._model_source = None if in_memory else str(DEFAULT_CHECKPOINT if str(model) == "default" else model)
+        self._model_source = None if in_memory else str(checkpoint_path(model))
         self._device = device
         self._inputs: dict[str, str | Path] = {"scene": scene_path}  # files save() must never replace
         self._simplify, self._min_area = float(simplify), float(min_area)
@@ -437,7 +437,5 @@ def _model_name(model: str | Path | MSTModel, card: dict) -> str:
         return str(card["name"])
     if isinstance(model, MSTModel):
         return str(card["preset"])
-    if str(model) == "default":
-        return DEFAULT_CHECKPOINT.stem
-    path = Path(model)
+    path = checkpoint_path(model)
     return path.stem if path.suffix else str(card.get("preset", model))

@@ -298,6 +298,17 @@ def test_outline_settings_redraw_every_outline_and_are_checked(local_segmenter):
     assert local_segmenter.simplify == 10.0
 
 
+def test_a_model_path_with_a_tilde_resumes_like_its_full_path(tmp_path, naip_scene, tiny_checkpoint, monkeypatch):
+    """The shell leaves ``--model=~/x.safetensors`` as it is: loading expanded it, the resume key did not."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "tiny.safetensors").write_bytes(tiny_checkpoint.read_bytes())
+    with Segmenter(naip_scene, model="~/tiny.safetensors") as seg:
+        key = seg.run_key()
+        assert seg.model_name == "tiny"
+    with Segmenter(naip_scene, model=tmp_path / "tiny.safetensors") as seg:
+        assert key is not None and key == seg.run_key()
+
+
 def test_a_loaded_model_and_bad_bands(naip_scene, local_checkpoint):
     model, _ = mst_geo.load_model(local_checkpoint)
     with Segmenter(naip_scene, model=model) as seg:

@@ -51,9 +51,9 @@ def checkpoint_file(name: str) -> Path | None:
     """The checkpoint file a --model name means (None: a baseline or a preset)."""
     if name in BASELINES:
         return None
-    from mst_geo.model.checkpoint import DEFAULT_CHECKPOINT
+    from mst_geo.model.checkpoint import checkpoint_path
 
-    path = DEFAULT_CHECKPOINT if name == "default" else Path(name).expanduser()
+    path = checkpoint_path(name)
     return path if path.is_file() else None
 
 

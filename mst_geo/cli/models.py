@@ -53,15 +53,14 @@ def models(
         mst-geo models
         mst-geo models --card default
     """
-    from mst_geo.model.checkpoint import DEFAULT_CHECKPOINT, read_card  # torch: only when the command runs
+    from mst_geo.model.checkpoint import DEFAULT_CHECKPOINT, checkpoint_path, read_card  # torch: only when the command runs
     from mst_geo.model.config import PRESETS
 
     console = Console()
     if show_card is not None:
         if str(show_card) in PRESETS:
             raise MSTGeoError(f"{show_card} is an untrained preset: only checkpoints have a card")
-        path = DEFAULT_CHECKPOINT if str(show_card) == "default" else show_card
-        console.print_json(data=read_card(path))
+        console.print_json(data=read_card(checkpoint_path(show_card)))
         return
     table = Table(title="Models for --model")
     for column in ("name", "preset", "input", "size", "about"):

@@ -106,6 +106,12 @@ def load_checkpoint(path: str | Path, preset: str | None = None,
     return model.to(map_location).eval(), card
 
 
+def checkpoint_path(name_or_path: str | Path) -> Path:
+    """The file a ``--model``/``--init`` value names: ``"default"`` is the packaged model, a path has
+    its ``~`` expanded (a shell leaves ``--model=~/x`` as it is). Presets are not files: check first."""
+    return DEFAULT_CHECKPOINT if str(name_or_path) == "default" else Path(name_or_path).expanduser()
+
+
 def resolve_model(name_or_path: str | Path) -> tuple[MSTModel, dict[str, Any]]:
     """``"default"`` (the packaged model), a preset name (random weights, with a warning) or a
     checkpoint path -> (model in eval mode, card)."""
@@ -120,7 +126,7 @@ def resolve_model(name_or_path: str | Path) -> tuple[MSTModel, dict[str, Any]]:
                       "until it is trained", MSTGeoWarning, stacklevel=2)
         model = create_model(name).eval()
         return model, {"preset": name, "config": model.config.to_dict(), "training": None}
-    path = Path(name).expanduser()
+    path = checkpoint_path(name)
     if not path.exists():
         raise CheckpointError(f"neither a checkpoint file nor a preset ({', '.join(PRESETS)}) nor 'default'", path)
     return load_checkpoint(path)

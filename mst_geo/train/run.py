@@ -40,11 +40,10 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.profilers import SimpleProfiler
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from safetensors import SafetensorError, safe_open
 
 from mst_geo.errors import MSTGeoError, MSTGeoWarning, Terminated
 from mst_geo.model import MSTModel, create_model, resolve_model, save_checkpoint
-from mst_geo.model.checkpoint import CARD_KEY, DEFAULT_CHECKPOINT, read_card
+from mst_geo.model.checkpoint import CheckpointError, checkpoint_path, read_card
 from mst_geo.model.pretrained import load_vit_weights
 from mst_geo.train.config import TrainConfig, config_to_dict
 from mst_geo.train.datamodule import ClickDataModule
@@ -95,13 +94,11 @@ def build_model(config: TrainConfig) -> MSTModel:
 
 def is_mst_checkpoint(path: Path) -> bool:
     """A ``.safetensors`` file carrying an mst-geo model card (else: plain ViT weights, or none)."""
-    if path.suffix != ".safetensors" or not path.is_file():
-        return False
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            return CARD_KEY in (handle.metadata() or {})
-    except (SafetensorError, OSError):
+        read_card(path)
+    except CheckpointError:
         return False
+    return True
 
 
 def mst_init_path(init: str | None) -> Path | None:
@@ -109,7 +106,7 @@ def mst_init_path(init: str | None) -> Path | None:
     names no MST checkpoint (nothing, or plain ViT/MAE weights)."""
     if init is None:
         return None
-    path = DEFAULT_CHECKPOINT if init == "default" else Path(init).expanduser()
+    path = checkpoint_path(init)
     return path if is_mst_checkpoint(path) else None
 
 
