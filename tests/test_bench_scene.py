@@ -118,6 +118,23 @@ def test_objects_without_distinct_names_are_numbered(naip_scene, tmp_path):
     assert scene[2].name == "feature2"
 
 
+def test_objects_keep_their_feature_numbers_when_others_are_dropped(naip_scene, tmp_path):
+    """A point first and a polygon off the scene in the middle: the rest keep their numbers in the file."""
+    from shapely.geometry import Point, box
+
+    polygons = gpd.read_file(PONDS).iloc[:3]
+    far = box(0, 0, 10, 10)  # far from the scene in its UTM CRS
+    mixed = gpd.GeoDataFrame(geometry=[Point(polygons.geometry.iloc[0].centroid), polygons.geometry.iloc[0], far,
+                                       *polygons.geometry.iloc[1:]], crs=polygons.crs)
+    path = tmp_path / "mixed.gpkg"
+    mixed.to_file(path)
+    scene = LabelledScene(naip_scene, path)
+    assert [scene.name_of(i) for i in range(len(scene))] == ["feature1", "feature3", "feature4"]
+    assert scene.objects.where(1) == f"{path} (feature 3)"
+    pond = polygons.geometry.iloc[1]  # feature 3 of the mixed file: its pixels, not another pond's
+    assert abs(np.count_nonzero(scene[1].mask == 1) - pond.area / PIXEL_AREA) < 0.5 * pond.length / 5.0 + 4
+
+
 @pytest.mark.parametrize(("extra", "message"), [
     (["--labels", str(PONDS)], "--scene and --labels go together"),
     (["--scene", "{scene}"], "--scene and --labels go together"),

@@ -17,9 +17,11 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
+from affine import Affine
 from rasterio.features import rasterize
 from rasterio.windows import Window
 from shapely.geometry import box
@@ -40,8 +42,10 @@ MIN_WINDOW = 64
 """Smallest window side in scene pixels (a 5 px object still comes with some context)."""
 
 
-def read_labels(labels: str | Path, scene_crs) -> gpd.GeoDataFrame:
-    """Polygon labels reprojected to the scene CRS; one row per object, empty rows dropped."""
+def read_labels(labels: str | Path, scene_crs: Any) -> gpd.GeoDataFrame:
+    """Polygon labels reprojected to the scene CRS; one row per object, empty rows and other
+    geometries dropped. The index stays the feature's number in the file (0-based), which names
+    the object in errors and bench rows and keys its held-out draw whatever else the file holds."""
     path = Path(labels)
     frame = read_vector(path, "labels")
     if frame.crs is None:
@@ -50,7 +54,7 @@ def read_labels(labels: str | Path, scene_crs) -> gpd.GeoDataFrame:
     frame = frame[frame.geometry.geom_type.isin(["Polygon", "MultiPolygon"])]
     if frame.empty:
         raise MSTGeoError("labels hold no polygons (one polygon per object is expected)", path)
-    return frame.to_crs(scene_crs).reset_index(drop=True)
+    return frame.to_crs(scene_crs)
 
 
 def scene_labels(scene: str | Path, labels: str | Path,
@@ -61,7 +65,7 @@ def scene_labels(scene: str | Path, labels: str | Path,
     with SceneRaster(scene, bands) as raster:
         crs, bounds, chosen = raster.crs, box(*raster.bounds), raster.bands
     every = read_labels(labels, crs)
-    frame = every[every.intersects(bounds)].reset_index(drop=True)
+    frame = every[every.intersects(bounds)]
     if frame.empty:
         raise MSTGeoError(f"no label polygon overlaps the scene {scene} (the labels span "
                           f"{describe_extent(every.total_bounds, crs)}, the scene {describe_extent(bounds.bounds, crs)} "
@@ -70,7 +74,8 @@ def scene_labels(scene: str | Path, labels: str | Path,
 
 
 class SceneObjects:
-    """Polygons of one scene as an ``ObjectSource`` (see ``train/samples.py``)."""
+    """Polygons of one scene as an ``ObjectSource`` (see ``train/samples.py``). ``rows`` are
+    positions in ``labels``; the labels' index holds each polygon's feature number in its file."""
 
     def __init__(self, scene: str | Path, labels: gpd.GeoDataFrame, rows: list[int],
                  labels_path: str | Path, read_max_side: int, bands: Sequence[int] | None = None):
@@ -92,6 +97,7 @@ class SceneObjects:
 
     @property
     def raster(self) -> SceneRaster:
+        """The scene, opened once per process (a loader worker opens its own)."""
         if self._raster is None or self._pid != os.getpid():
             self._raster = SceneRaster(self.scene, self.bands)
             self._pid = os.getpid()
@@ -113,7 +119,7 @@ class SceneObjects:
         left = col0 - (side - width) * offsets[1]
         return Window(int(np.floor(left)), int(np.floor(top)), int(np.ceil(side)), int(np.ceil(side)))
 
-    def masks_in(self, window: Window, shape: tuple[int, int], transform,
+    def masks_in(self, window: Window, shape: tuple[int, int], transform: Affine,
                  row: int) -> tuple[np.ndarray, list[np.ndarray]]:
         """The object's mask and those of the other polygons touching the window."""
         bounds = box(*self.raster.dataset.window_bounds(window))
@@ -150,15 +156,19 @@ class SceneObjects:
         mask[~valid] = IGNORE
         return Instance(image, mask, self.name_of(position), scene_stem(self.scene))
 
+    def feature(self, position: int) -> int:
+        """The object's feature number in the labels file (0-based, counting every feature)."""
+        return int(self.labels.index[self.rows[position]])
+
     def name_of(self, position: int) -> str:
         """The object's name in bench rows: its feature number in the labels file."""
-        return f"feature{self.rows[position]}"
+        return f"feature{self.feature(position)}"
 
     def keeps_scale(self, position: int) -> bool:
         return False  # its windows already fit each object to the crop, so donors paste as photos do
 
     def where(self, position: int) -> str:
-        return f"{self.labels_path} (feature {self.rows[position]})"
+        return f"{self.labels_path} (feature {self.feature(position)})"
 
 
 def scene_split(data: DataSection, validates: bool = True) -> tuple[SceneObjects, SceneObjects]:
@@ -166,9 +176,10 @@ def scene_split(data: DataSection, validates: bool = True) -> tuple[SceneObjects
     of the feature number, at least one when the fraction rounds to none; none at all when the
     run does not validate; objects outside the scene are dropped)."""
     labels, bands = scene_labels(data.scene, data.labels, data.scene_bands)
-    held = [validates and hashed_holdout(f"feature/{row}", data.val_fraction) for row in range(len(labels))]
+    keys = [f"feature/{feature}" for feature in labels.index]
+    held = [validates and hashed_holdout(key, data.val_fraction) for key in keys]
     if validates and not any(held) and len(labels) > 1:  # a few polygons: the fraction rounds to none
-        held[min(range(len(labels)), key=lambda row: holdout_rank(f"feature/{row}"))] = True
+        held[min(range(len(labels)), key=lambda row: holdout_rank(keys[row]))] = True
     train_rows = [row for row, out in enumerate(held) if not out]
     val_rows = [row for row, out in enumerate(held) if out]
     if not train_rows:
