@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 import pickle
@@ -16,12 +17,16 @@ import numpy as np
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
+from torch.utils.data import DataLoader
 
+from mst_geo.bench.loop import evaluate_instance
 from mst_geo.cli import main
+from mst_geo.clicks.predictor import Predictor
 from mst_geo.errors import MSTGeoError
 from mst_geo.model import MSTLoss, load_checkpoint
+from mst_geo.model.checkpoint import resolve_model
 from mst_geo.train.config import load_train_config
-from mst_geo.train.datamodule import ClickDataModule
+from mst_geo.train.datamodule import ClickDataModule, RankShare, first_item
 from mst_geo.train.module import ClickTrainingModule, keep_first_clicks_bare
 from mst_geo.train.run import build_model, build_trainer, train, warn_if_waiting_for_nodes
 
@@ -182,19 +187,49 @@ def test_missing_data_root_is_one_clear_line(tmp_path, monkeypatch, capsys):
 
 
 def test_ddp_two_cpu_processes(tmp_path, iseg_root):
-    """Lightning DDP with gloo on the CPU: two processes split the batches of each step."""
+    """Lightning DDP with gloo on the CPU: two processes split the batches of each step, and the
+    held-out scores (3 objects on 2 ranks) count each object once."""
     script = Path(sys.executable).parent / "mst-geo"
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    settings = {"trainer.val_every_steps": 2, "trainer.val_instances": 3, "data.max_images": 12,
+                "data.val_fraction": 0.3}
     result = subprocess.run(
         [str(script), "train", "--config", str(SMOKE), "--data-root", str(iseg_root),
          "--devices", "2", "--accelerator", "cpu", "--max-steps", "4", "--set", "trainer.strategy=ddp",
-         "--set", "trainer.val_every_steps=2", "--set", "data.max_images=8", "--set", "data.val_fraction=0.3",
+         *[f"--set={key}={value}" for key, value in settings.items()],
          "--out", str(tmp_path / "ddp")], capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    card = load_checkpoint(tmp_path / "ddp" / "model.safetensors")[1]["training"]
-    assert card["steps"] == 4 and card["samples_seen"] == 4 * 4 * 2
-    assert card["hardware"].startswith("2 process")
+    model, card = load_checkpoint(tmp_path / "ddp" / "model.safetensors")
+    training = card["training"]
+    assert training["steps"] == 4 and training["samples_seen"] == 4 * 4 * 2
+    assert training["hardware"].startswith("2 process")
     assert result.stdout.count("model written to") == 1  # not once per process
+
+    logged = [row["val/noc85"] for row in csv.DictReader(open(next((tmp_path / "ddp").rglob("metrics.csv"))))
+              if row.get("val/noc85")]
+    assert len(logged) == 2  # steps 2 and 4: the rank holding one object and a padding step synced with the other
+
+
+def test_ranks_score_each_held_out_object_once(tmp_path, iseg_root):
+    """3 held-out objects on 2 ranks: rank 0 scores objects 0 and 2, rank 1 object 1 and a padding
+    step that weighs nothing (a DistributedSampler gave rank 1 object 0 again)."""
+    settings = {"trainer.val_instances": 3, "data.max_images": 12, "data.val_fraction": 0.3}
+    config = smoke_config(tmp_path / "run", iseg_root, **settings)
+    data = ClickDataModule(config)
+    data.setup("fit")
+    shares = [RankShare(data.val_set, rank, 2) for rank in (0, 1)]
+    assert [share.indices for share in shares] == [[0, 2], [1, None]]
+    model, _ = resolve_model("default")  # trained weights: IoUs that differ between objects
+    module = ClickTrainingModule(model, config)
+    first_ious = [evaluate_instance(Predictor(model), data.val_set[i], 3)[0][0] for i in range(3)]
+    assert len(set(first_ious)) == 3
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    for share, objects in zip(shares, ([0, 2], [1]), strict=True):
+        data.val_dataloader = lambda share=share: DataLoader(share, batch_size=1, collate_fn=first_item)
+        trainer.validate(module, datamodule=data, verbose=False)  # its hook keeps instances on the host
+        expected = np.mean([first_ious[i] for i in objects])
+        assert float(trainer.callback_metrics["val/miou@1"]) == pytest.approx(expected, abs=1e-5)
 
 
 def test_several_nodes_without_a_launcher_say_how_to_start_them(tmp_path, iseg_root, monkeypatch):
@@ -207,7 +242,7 @@ def test_several_nodes_without_a_launcher_say_how_to_start_them(tmp_path, iseg_r
     with pytest.warns(MSTGeoWarning, match=r"num_nodes is 2 .* wait as node 0 at 127\.0\.0\.1:\d+; .*NODE_RANK"):
         warn_if_waiting_for_nodes(build_trainer(config, tmp_path / "run"))
 
-    monkeypatch.setenv("NODE_RANK", "1")
+    monkeypatch.setenv("NODE_RANK", "0")  # 1 would make this process rank 2 for the tests after it
     monkeypatch.setenv("MASTER_ADDR", "10.0.0.1")
     monkeypatch.setenv("MASTER_PORT", "29500")
     with warnings.catch_warnings():

@@ -19,7 +19,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_warn
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mst_geo.data.iseg import Instance
 from mst_geo.train.config import DataSection, TrainConfig
@@ -72,6 +72,24 @@ class HeldOutInstances(Dataset):
         return self.source.instance(self.picks[position])
 
 
+class RankShare(Dataset):
+    """Rank ``rank``'s share of the held-out instances (every ``world``-th), padded with ``None``
+    to the longest share. Every rank runs as many validation steps (their synced logs pair up) and
+    no instance is scored twice, as a ``DistributedSampler`` would score its padding repeats."""
+
+    def __init__(self, instances: Dataset, rank: int, world: int):
+        self.instances = instances
+        own: list[int | None] = list(range(rank, len(instances), world))
+        self.indices = own + [None] * (-(-len(instances) // world) - len(own))
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> Instance | None:
+        index = self.indices[position]
+        return None if index is None else self.instances[index]
+
+
 def init_loader_worker(worker_id: int) -> None:
     """Loader workers decode with one OpenCV thread each (16 workers x all cores would thrash) and
     leave the job's process group: a scheduler's SIGTERM (or Ctrl-C) to the whole group then reaches
@@ -83,8 +101,8 @@ def init_loader_worker(worker_id: int) -> None:
         os.setpgrp()
 
 
-def first_item(batch: list[Instance]) -> Instance:
-    """Validation batches hold one instance, passed through as is (no tensor collation)."""
+def first_item(batch: list[Instance | None]) -> Instance | None:
+    """Validation batches hold one instance (or a rank's padding), passed through as is."""
     return batch[0]
 
 
@@ -169,9 +187,5 @@ class ClickDataModule(L.LightningDataModule):
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def val_dataloader(self) -> DataLoader:
-        shards = None
-        if self.trainer.world_size > 1:  # each rank walks its share; the logged NoC is synced
-            shards = DistributedSampler(self.val_set, self.trainer.world_size, self.trainer.global_rank,
-                                        shuffle=False)
-        return DataLoader(self.val_set, batch_size=1, sampler=shards, collate_fn=first_item,
-                          num_workers=0)
+        share = RankShare(self.val_set, self.trainer.global_rank, self.trainer.world_size)
+        return DataLoader(share, batch_size=1, collate_fn=first_item, num_workers=0)

@@ -47,9 +47,9 @@ SELECTION_METRIC = "val/select"
 
 
 def tie_weight(trainer: TrainerSection) -> float:
-    """Weight of the mean IoU (0..1) in the selection: half of one instance's NoC step
-    (1/val_instances), so it only orders checkpoints whose NoC ties (with few held-out objects,
-    often all at the cap), never outweighs a real NoC difference."""
+    """Weight of the mean IoU (0..1) in the selection: under half of what one instance's NoC step
+    moves the mean NoC (1/val_instances), so it only orders checkpoints whose NoC ties (with few
+    held-out objects, often all at the cap), never outweighs a real NoC difference."""
     return 0.5 / (trainer.val_instances + 1)
 
 
@@ -201,16 +201,21 @@ class ClickTrainingModule(L.LightningModule):
 
     # ---- validation (the bench's loop on held-out instances) -------------------------------
 
-    def validation_step(self, instance: Instance, batch_idx: int) -> None:
+    def validation_step(self, instance: Instance | None, batch_idx: int) -> None:
+        """Log one held-out instance's NoC and IoUs; a rank's padding (``None``) logs the same keys
+        with weight 0, so the synced means count each instance once and the ranks' syncs pair up."""
         trainer = self.config.trainer
-        predictor = Predictor(self.model, device=self.device)
-        ious, _, _ = evaluate_instance(predictor, instance, trainer.val_max_clicks)
+        weight = 0 if instance is None else 1
+        if instance is None:
+            ious = [0.0] * trainer.val_max_clicks
+        else:
+            ious, _, _ = evaluate_instance(Predictor(self.model, device=self.device), instance, trainer.val_max_clicks)
         noc = float(clicks_to_reach(ious, trainer.val_iou, trainer.val_max_clicks))
-        self.log(noc_metric(trainer), noc, prog_bar=True, batch_size=1, sync_dist=True)
-        self.log(SELECTION_METRIC, noc - tie_weight(trainer) * float(np.mean(ious)), batch_size=1, sync_dist=True)
+        self.log(noc_metric(trainer), noc, prog_bar=True, batch_size=weight, sync_dist=True)
+        self.log(SELECTION_METRIC, noc - tie_weight(trainer) * float(np.mean(ious)), batch_size=weight, sync_dist=True)
         for k in MIOU_AT_CLICKS:
             if k <= len(ious):
-                self.log(f"val/miou@{k}", float(ious[k - 1]), batch_size=1, sync_dist=True)
+                self.log(f"val/miou@{k}", float(ious[k - 1]), batch_size=weight, sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
         self.last_val = {name: float(value) for name, value in self.trainer.callback_metrics.items()
