@@ -7,30 +7,29 @@ produce the same polygons for the same clicks, and ``Segmenter.clicks_geojson()`
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+from affine import Affine
 from pyproj import CRS
 from tqdm.auto import tqdm  # imported quietly by mst_geo/__init__.py (a notebook without ipywidgets)
 
 import mst_geo
-from mst_geo.atomic import atomic_path, check_output
+from mst_geo.atomic import check_output
 from mst_geo.clicks.predictor import Predictor
 from mst_geo.devices import torch_device
 from mst_geo.errors import MSTGeoError
 from mst_geo.geo.io import (
     MAX_MASK_OBJECTS,
+    MaskOutput,
     ObjectRecord,
-    check_mask_objects,
     check_mask_path,
-    mask_cog_to_file,
     polygons_frame,
-    polygons_to_file,
     vector_driver,
+    write_outputs,
 )
 from mst_geo.geo.journal import ObjectJournal, file_identity
 from mst_geo.geo.prompts import (
@@ -106,6 +105,7 @@ class Segmenter:
     # -- the scene ------------------------------------------------------------------------------
     @property
     def crs(self) -> CRS:
+        """The scene's CRS: the polygons' CRS, and the clicks' unless a clicks file names its own."""
         return CRS.from_user_input(self.raster.crs)
 
     @property
@@ -114,15 +114,18 @@ class Segmenter:
         return tuple(self.raster.bounds)
 
     @property
-    def transform(self):
+    def transform(self) -> Affine:
+        """Scene pixel (col, row) -> scene CRS coordinates (the grid the mask output is written on)."""
         return self.raster.transform
 
     @property
     def width(self) -> int:
+        """Scene columns."""
         return self.raster.width
 
     @property
     def height(self) -> int:
+        """Scene rows."""
         return self.raster.height
 
     # -- outline settings -------------------------------------------------------------------------
@@ -267,24 +270,12 @@ class Segmenter:
         """Write the polygons (GeoPackage, or GeoJSON/FlatGeobuf by extension) and optionally the mask COG."""
         if not self._clicks:
             raise MSTGeoError("no objects to save: add clicks first", path)
-        driver = vector_driver(path)
         _refuse_outputs_over_inputs([Path(p) for p in (path, mask_path) if p is not None], self._inputs)
-        for output in (path, mask_path):
-            if output is not None:
-                check_output(output, overwrite)
+        mask = None
         if mask_path is not None:
-            check_mask_objects(len(self._clicks), mask_path)
-        frame = self.polygons()
-        with contextlib.ExitStack() as outputs:  # checked above; a failed write leaves neither file
-            if mask_path is not None:
-                masks = [(self._results[obj].window, self._results[obj].mask) for obj in self._clicks]
-                raster = self.raster
-                mask_cog_to_file(
-                    outputs.enter_context(atomic_path(mask_path)),
-                    self.crs, raster.transform, raster.width, raster.height, masks,
-                )
-            polygons_to_file(frame, outputs.enter_context(atomic_path(path)), driver, Path(path).stem)
-        return Path(path)
+            masks = [(self._results[obj].window, self._results[obj].mask) for obj in self._clicks]
+            mask = MaskOutput(Path(mask_path), self.crs, self.transform, self.width, self.height, masks)
+        return write_outputs(self.polygons(), path, overwrite, mask)
 
     def run_key(self) -> dict[str, Any] | None:
         """What a result depends on besides the clicks (scene, bands, model weights, device);
@@ -303,6 +294,7 @@ class Segmenter:
         }
 
     def close(self) -> None:
+        """Close the scene (``with Segmenter(...)`` does it): objects stay readable, clicks need it open."""
         self.raster.close()
 
     def __enter__(self) -> Segmenter:

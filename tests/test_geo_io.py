@@ -15,7 +15,7 @@ from rasterio.windows import Window
 from shapely.geometry import MultiPolygon, box
 
 from mst_geo.errors import MSTGeoError, MSTGeoWarning
-from mst_geo.geo.io import COLUMNS, ObjectRecord, polygons_frame, write_mask_cog, write_polygons
+from mst_geo.geo.io import COLUMNS, MaskOutput, ObjectRecord, polygons_frame, write_outputs
 
 UTM = CRS.from_epsg(26914)
 TRANSFORM = Affine(5.0, 0, 485899.0, 0, -5.0, 5209246.0)
@@ -28,6 +28,17 @@ def records() -> list[ObjectRecord]:
         ObjectRecord(object=2, geometry=MultiPolygon([box(489000, 5208000, 489010, 5208010), box(489020, 5208000, 489030, 5208010)]), n_clicks=1, score=0.5),
         ObjectRecord(object="empty", geometry=MultiPolygon(), n_clicks=1, score=0.0),
     ]
+
+
+def write_polygons(frame, path, overwrite=False):
+    return write_outputs(frame, path, overwrite)
+
+
+def write_mask_cog(path, width, height, masks, overwrite=False):
+    """The mask COG through the one writer, beside a one-row table ``objects.gpkg``."""
+    frame = polygons_frame([ObjectRecord(object=1, geometry=box(0, 0, 1, 1), n_clicks=1, score=1.0)], UTM, model="m")
+    write_outputs(frame, path.parent / "objects.gpkg", overwrite, MaskOutput(path, UTM, TRANSFORM, width, height, masks))
+    return path
 
 
 def read_only_dir(tmp_path):
@@ -89,16 +100,16 @@ def test_bad_output_paths(tmp_path, records):
 def test_failed_write_leaves_the_previous_output_untouched(tmp_path, monkeypatch):
     """A write that fails half-way (the COG copy after the staging grid) removes its temp files,
     keeps the previous output and names the target, not the temporary file."""
-    path = write_mask_cog(tmp_path / "mask.tif", UTM, TRANSFORM, 64, 64, [(Window(0, 0, 8, 8), np.ones((8, 8), bool))])
+    path = write_mask_cog(tmp_path / "mask.tif", 64, 64, [(Window(0, 0, 8, 8), np.ones((8, 8), bool))])
 
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(rasterio.shutil, "copy", disk_full)
     with pytest.raises(MSTGeoError, match="cannot write it") as error:
-        write_mask_cog(path, UTM, TRANSFORM, 64, 64, [(Window(0, 0, 16, 16), np.ones((16, 16), bool))], overwrite=True)
+        write_mask_cog(path, 64, 64, [(Window(0, 0, 16, 16), np.ones((16, 16), bool))], overwrite=True)
     assert str(error.value).startswith(str(path))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.tif"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.tif", "objects.gpkg"]
     with rasterio.open(path) as grid:
         assert (grid.read(1) == 1).sum() == 64
 
@@ -106,7 +117,7 @@ def test_failed_write_leaves_the_previous_output_untouched(tmp_path, monkeypatch
 def test_too_many_objects_for_a_mask_write_nothing(tmp_path):
     too_many = [(Window(k % 64, k // 64, 1, 1), np.ones((1, 1), bool)) for k in range(256)]
     with pytest.raises(MSTGeoError, match="at most 255 objects"):
-        write_mask_cog(tmp_path / "mask.tif", UTM, TRANSFORM, 64, 64, too_many)
+        write_mask_cog(tmp_path / "mask.tif", 64, 64, too_many)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -115,14 +126,14 @@ def test_mask_cog_on_the_scene_grid(tmp_path):
     pond[10:30, 5:25] = True
     coarse_field = np.ones((10, 10), bool)  # a 4x decimated window: 40x40 scene pixels
     masks = [(Window(100, 200, 40, 50), pond), (Window(0, 0, 40, 40), coarse_field)]
-    path = write_mask_cog(tmp_path / "mask.tif", UTM, TRANSFORM, 934, 723, masks)
+    path = write_mask_cog(tmp_path / "mask.tif", 934, 723, masks)
     with rasterio.open(path) as grid:
         assert (grid.width, grid.height, grid.crs, grid.transform) == (934, 723, UTM, TRANSFORM)
         assert grid.dtypes == ("uint8",) and grid.profile["tiled"] and grid.overviews(1)
         data = grid.read(1)
     assert (data[210:230, 105:125] == 1).all() and (data == 1).sum() == 400
     assert (data[:40, :40] == 2).all() and (data == 2).sum() == 1600
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.tif"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.tif", "objects.gpkg"]
 
 
 def test_decimated_mask_lines_up_with_its_polygon(tmp_path):
@@ -135,7 +146,7 @@ def test_decimated_mask_lines_up_with_its_polygon(tmp_path):
     coarse = np.zeros((10, 10), bool)
     coarse[3:7, 2:6] = True
     window = Window(0, 0, 29, 29)  # 29 scene pixels over 10 mask pixels: not a whole factor
-    path = write_mask_cog(tmp_path / "mask.tif", UTM, TRANSFORM, 64, 64, [(window, coarse)])
+    path = write_mask_cog(tmp_path / "mask.tif", 64, 64, [(window, coarse)])
     with rasterio.open(path) as grid:
         data = grid.read(1)[:29, :29] == 1
     polygon = mask_to_polygon(coarse, TRANSFORM * Affine.scale(2.9, 2.9))

@@ -134,12 +134,12 @@ def test_clicks_with_non_object_properties(cli, tmp_path, naip_scene, tiny_check
 
 def test_failed_polygon_write_leaves_no_mask_either(cli, tmp_path, naip_scene, tiny_checkpoint, monkeypatch):
     """Polygons and mask are renamed into place together: a failure writes neither."""
-    import mst_geo.api
+    import mst_geo.geo.io
 
     def disk_full(frame, path, driver, name):
         raise OSError(28, "No space left on device", str(path))
 
-    monkeypatch.setattr(mst_geo.api, "polygons_to_file", disk_full)
+    monkeypatch.setattr(mst_geo.geo.io, "polygons_to_file", disk_full)
     features = json.loads(EXAMPLE_CLICKS.read_text())["features"][:1]
     clicks = tmp_path / "clicks.geojson"
     clicks.write_text(json.dumps({"type": "FeatureCollection", "features": features}))

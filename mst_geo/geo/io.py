@@ -12,7 +12,7 @@ import errno
 import os
 import shutil
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,24 +97,39 @@ def vector_driver(path: str | Path) -> str:
     return VECTOR_DRIVERS[suffix]
 
 
-@contextlib.contextmanager
-def atomic_output(path: str | Path, overwrite: bool) -> Iterator[Path]:
-    """Refuse an existing ``path`` unless ``overwrite``, then yield an atomic temporary path."""
-    check_output(path, overwrite)
-    with atomic_path(path) as temporary:
-        yield temporary
-
-
 FULL_DISK_BYTES = 1 << 20
 """Free space under which a failed write is put down to a full disk (GDAL often names a symptom)."""
 FULL_DISK_SIGNS = ("no space left", "disk is full", "disk full")
 
 
-def write_polygons(frame: gpd.GeoDataFrame, path: str | Path, overwrite: bool = False) -> Path:
-    """Write the polygons table atomically, GeoPackage, GeoJSON or FlatGeobuf by extension."""
+@dataclass(frozen=True)
+class MaskOutput:
+    """Object masks to burn into a uint8 COG on the scene grid (see ``mask_cog_to_file``): value k
+    for the k-th polygon of the table written beside it."""
+
+    path: Path
+    crs: CRS
+    transform: Affine
+    width: int
+    height: int
+    masks: Sequence[tuple[Window, np.ndarray]]
+
+
+def write_outputs(frame: gpd.GeoDataFrame, path: str | Path, overwrite: bool = False,
+                  mask: MaskOutput | None = None) -> Path:
+    """Write the polygons (GeoPackage, GeoJSON or FlatGeobuf by extension) and optionally the mask
+    COG. Both are checked before either is written, and renamed into place together: a failed
+    write leaves neither, and an output that existed stays as it was."""
     driver = vector_driver(path)
-    with atomic_output(path, overwrite) as temporary:
-        polygons_to_file(frame, temporary, driver, Path(path).stem)
+    check_output(path, overwrite)
+    if mask is not None:
+        check_output(mask.path, overwrite)
+        check_mask_objects(len(mask.masks), mask.path)
+    with contextlib.ExitStack() as outputs:
+        if mask is not None:
+            mask_cog_to_file(outputs.enter_context(atomic_path(mask.path)),
+                             mask.crs, mask.transform, mask.width, mask.height, mask.masks)
+        polygons_to_file(frame, outputs.enter_context(atomic_path(path)), driver, Path(path).stem)
     return Path(path)
 
 
@@ -158,22 +173,6 @@ def geojson_nameable(frame: gpd.GeoDataFrame, name: str) -> gpd.GeoDataFrame:
                   "polygons are written in WGS84 longitude/latitude (write .gpkg or .fgb to keep the "
                   "scene's CRS)", MSTGeoWarning, stacklevel=2)
     return frame.to_crs("EPSG:4326")
-
-
-def write_mask_cog(
-    path: str | Path,
-    crs: CRS,
-    transform: Affine,
-    width: int,
-    height: int,
-    masks: Sequence[tuple[Window, np.ndarray]],
-    overwrite: bool = False,
-) -> Path:
-    """Rasterise object masks onto the scene grid as a uint8 COG, atomically (see ``mask_cog_to_file``)."""
-    check_mask_objects(len(masks), path)
-    with atomic_output(path, overwrite) as temporary:
-        mask_cog_to_file(temporary, crs, transform, width, height, masks)
-    return Path(path)
 
 
 def check_mask_path(path: str | Path) -> None:
