@@ -40,6 +40,42 @@ def test_default_bands_and_exact_percentiles_on_small_scene(naip_scene, naip_pix
         np.testing.assert_allclose(raster.high, expected[1])
 
 
+@pytest.mark.parametrize("pad_value", [120, 25])
+def test_flat_fill_without_nodata_does_not_set_the_stretch(write_geotiff, naip_pixels, naip_scene, pad_value):
+    """The scene padded by 1 500 px of one grey (fill no nodata tag marks, or a flat bright or dark
+    area) is stretched as the scene itself: the fill used to set both ends and wash objects out."""
+    height, width = naip_pixels.shape[1:]
+    padded = np.full((3, height + 1500, width + 1500), pad_value, np.uint8)
+    padded[:, 1500:, 1500:] = naip_pixels[:3]
+    path = write_geotiff("padded.tif", padded, tiled=True, blockxsize=256, blockysize=256)
+    with SceneRaster(naip_scene) as plain, SceneRaster(path) as raster:
+        fill_share = 1 - naip_pixels[0].size / padded[0].size
+        assert fill_share > 0.85
+        np.testing.assert_allclose(raster.low, plain.low, atol=6)
+        np.testing.assert_allclose(raster.high, plain.high, atol=8)
+
+
+def test_saturated_pixels_do_not_set_the_stretch(write_geotiff, naip_pixels):
+    """5 % of a uint16 scene at 65535 (clouds, a sensor's ceiling): the top percentile is the scene's."""
+    scene = naip_pixels[:3].astype(np.uint16) * 40
+    saturated = scene.copy()
+    saturated[:, :36, :] = 65535  # 36 of 723 rows
+    plain_path, path = write_geotiff("plain.tif", scene), write_geotiff("saturated.tif", saturated)
+    with SceneRaster(plain_path) as plain, SceneRaster(path) as raster:
+        assert (raster.high < 10_000).all()
+        np.testing.assert_allclose(raster.high, plain.high, rtol=0.03)
+        np.testing.assert_allclose(raster.low, plain.low, rtol=0.05)
+
+
+def test_a_scene_that_is_mostly_flat_still_has_a_stretch(write_geotiff):
+    """Two values only (a drawn mask, a chart): too few textured pixels to count alone, so all count."""
+    data = np.full((3, 200, 200), 30, np.uint8)
+    data[:, 50:150, 50:150] = 200
+    with SceneRaster(write_geotiff("two_values.tif", data)) as raster:
+        np.testing.assert_allclose(raster.low, 30)
+        np.testing.assert_allclose(raster.high, 200)
+
+
 def test_native_window_read_is_the_stretched_pixels(naip_scene, naip_pixels):
     with SceneRaster(naip_scene) as raster:
         read = raster.read(Window(800, 10, 100, 120))

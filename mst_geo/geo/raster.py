@@ -40,6 +40,10 @@ from mst_geo.geo.ground import ground_steps
 PERCENTILES = (2.0, 98.0)
 """Per-band stretch (the cumulative-count cut GIS viewers use), so the model sees what the analyst sees."""
 
+MIN_STATS_SHARE = 0.01
+"""The stretch leaves out flat fill and saturated pixels unless fewer than this share of the valid
+pixels (and fewer than 100) would remain: then the scene is that flat, and all valid pixels count."""
+
 STATS_MAX_SIDE = 1024
 """Scenes up to this side are read whole for the percentiles; larger ones are sampled."""
 
@@ -54,6 +58,19 @@ REMOTE_SCHEMES = {"http", "https", "ftp", "s3", "gs", "az", "oss"}
 
 REMOTE_VSI = ("/vsicurl", "/vsis3", "/vsigs", "/vsiaz", "/vsiadls", "/vsioss", "/vsiswift", "/vsiwebhdfs")
 """GDAL's network file systems (local archives such as /vsizip/ are not among them)."""
+
+
+def flat_pixels(values: np.ndarray) -> np.ndarray:
+    """(bands, h, w) -> (h, w): pixels whose 3x3 neighbourhood holds their own value in every band.
+    Imagery has noise, so such patches are fill or padding that no nodata tag marks."""
+    data = np.ma.getdata(values)
+    height, width = data.shape[1:]
+    padded = np.pad(data, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    flat = np.ones((height, width), bool)
+    for dy in range(3):
+        for dx in range(3):
+            flat &= (padded[:, dy:dy + height, dx:dx + width] == data).all(axis=0)
+    return flat
 
 
 def scene_source(path: str | Path) -> str | Path:
@@ -252,38 +269,49 @@ class SceneRaster:
         return self.dataset.read(self.alpha_band, window=window, out_shape=shape) > 0
 
     def _estimate_percentiles(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-band low/high percentiles of valid pixels (see ``_stats_sample``)."""
-        samples = np.ma.reshape(self._stats_sample(), (3, -1))
+        """Per-band low/high percentiles of the valid pixels that carry the scene's contrast (see
+        ``_stats_sample``): fill without a nodata tag (a flat pad of one value) or pixels saturated
+        at the type's maximum (clouds in a uint16 scene) would otherwise set the range, and every
+        object would be read washed out or clipped."""
+        samples, flat = self._stats_sample()
         valid = ~np.ma.getmaskarray(samples) & np.isfinite(samples.data)
         if not valid.any(axis=1).all():
             raise MSTGeoError("raster holds only nodata pixels in the chosen bands", self.path)
-        low, high = np.array([np.percentile(band[ok], PERCENTILES) for band, ok in zip(samples.data, valid)]).T
+        informative = valid & ~flat
+        if np.issubdtype(samples.dtype, np.integer):
+            informative &= samples.data < np.iinfo(samples.dtype).max
+        enough = informative.sum(axis=1) >= np.maximum(100, MIN_STATS_SHARE * valid.sum(axis=1))
+        counted = np.where(enough[:, None], informative, valid)
+        low, high = np.array([np.percentile(band[ok], PERCENTILES) for band, ok in zip(samples.data, counted)]).T
         high = np.where(high > low, high, low + 1.0)  # a constant band maps to 0, not to NaN
         return low.astype(np.float32), high.astype(np.float32)
 
-    def _stats_sample(self) -> np.ma.MaskedArray:
-        """Pixels for the statistics at native resolution: the whole raster when small, else
-        windows on a grid snapped to block origins (one block each when tiled). Overviews are
-        only the fallback (when every sampled window is nodata): averaged pixels narrow the
-        2/98 % range, so a large scene would be stretched differently from a small one."""
+    def _stats_sample(self) -> tuple[np.ma.MaskedArray, np.ndarray]:
+        """Pixels for the statistics at native resolution, as (3, N) values and whether each lies
+        in a flat patch (``flat_pixels``): the whole raster when small, else windows on a grid
+        snapped to block origins (one block each when tiled). Overviews are only the fallback
+        (when every sampled window is nodata): averaged pixels narrow the 2/98 % range, so a large
+        scene would be stretched differently from a small one."""
         longest = max(self.width, self.height)
         if longest > STATS_MAX_SIDE:
-            sample = self._sampled_windows()
+            sample, flat = self._sampled_windows()
             if not np.ma.getmaskarray(sample).all():
-                return sample
+                return sample, flat
         factor = max(1.0, longest / STATS_MAX_SIDE)
-        return self._values(out_shape=(max(1, round(self.height / factor)), max(1, round(self.width / factor))))
+        values = self._values(out_shape=(max(1, round(self.height / factor)), max(1, round(self.width / factor))))
+        return np.ma.reshape(values, (3, -1)), flat_pixels(values).ravel()
 
-    def _sampled_windows(self) -> np.ma.MaskedArray:
+    def _sampled_windows(self) -> tuple[np.ma.MaskedArray, np.ndarray]:
         """Every other pixel of up to STATS_GRID² windows of STATS_WINDOW² px spread over the scene."""
         block_h, block_w = self.dataset.block_shapes[self.bands[0] - 1]
-        pieces = []
+        pieces, flat = [], []
         for row in _grid_starts(self.height, block_h):
             for col in _grid_starts(self.width, block_w):
                 window = Window(col, row, STATS_WINDOW, STATS_WINDOW).intersection(self._full)
                 piece = self._values(window)[:, ::2, ::2]
                 pieces.append(np.ma.reshape(piece, (3, -1)))
-        return np.ma.concatenate(pieces, axis=1)
+                flat.append(flat_pixels(piece).ravel())
+        return np.ma.concatenate(pieces, axis=1), np.concatenate(flat)
 
     @property
     def _full(self) -> Window:
