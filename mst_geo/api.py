@@ -8,6 +8,7 @@ produce the same polygons for the same clicks, and ``Segmenter.clicks_geojson()`
 from __future__ import annotations
 
 import shutil
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import mst_geo
 from mst_geo.atomic import check_output
 from mst_geo.clicks.predictor import Predictor
 from mst_geo.devices import torch_device
-from mst_geo.errors import MSTGeoError
+from mst_geo.errors import MSTGeoError, MSTGeoWarning
 from mst_geo.geo.io import (
     MAX_MASK_OBJECTS,
     MaskOutput,
@@ -262,6 +263,12 @@ class Segmenter:
         records = [self._record(obj) for obj in self._clicks]
         return polygons_frame(records, self.crs, self.model_name)
 
+    def uncovered_clicks(self) -> dict[ObjectId, int]:
+        """Objects (not empty ones) whose mask leaves out some of their positive clicks, with how
+        many: the places to click again or check before using the polygons."""
+        counts = {obj: len(self._results[obj].uncovered_positives()) for obj in self._clicks}
+        return {obj: n for obj, n in counts.items() if n and self._results[obj].mask.any()}
+
     def clicks_geojson(self) -> dict:
         """The clicks as a clicks GeoJSON (scene CRS, named): ``mst-geo segment`` reproduces the polygons."""
         return clicks_to_geojson(self._clicks, self.crs)
@@ -374,7 +381,17 @@ def segment_scene(
                         max_objects=MAX_MASK_OBJECTS if mask_out is not None else None)
         seg.save(out, overwrite=overwrite, mask_path=mask_out)
         shutil.rmtree(journal_dir, ignore_errors=True)  # this run's, or one resume=False passed over
+        _warn_if_clicks_uncovered(seg.uncovered_clicks())
         return seg.polygons()
+
+
+def _warn_if_clicks_uncovered(uncovered: Mapping[ObjectId, int]) -> None:
+    """Name the objects whose polygon leaves out a positive click (at most five of them)."""
+    if not uncovered:
+        return
+    names = ", ".join(repr(obj) for obj in list(uncovered)[:5]) + (", …" if len(uncovered) > 5 else "")
+    warnings.warn(f"{len(uncovered)} object(s) leave out some of their positive clicks ({names}): check them, or "
+                  "add a click there", MSTGeoWarning, stacklevel=3)
 
 
 def _refuse_outputs_over_inputs(outputs: Sequence[Path], inputs: Mapping[str, Any]) -> None:
