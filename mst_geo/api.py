@@ -41,6 +41,7 @@ from mst_geo.geo.prompts import (
     clicks_to_geojson,
     frame_as_geojson,
     parse_crs,
+    parse_label,
     parse_object_id,
     read_clicks,
 )
@@ -159,6 +160,10 @@ class Segmenter:
         """Add a click at map (x, y) (scene CRS unless ``crs``) to ``object`` (None: a new one);
         returns the object id once its mask is updated."""
         source = None if crs is None else parse_crs(crs)
+        try:
+            positive = parse_label(positive)
+        except ValueError as error:
+            raise MSTGeoError(f"positive must be True or False: {error}") from None
         try:
             click = self._mapper.click(x, y, positive, source)
         except ValueError as error:

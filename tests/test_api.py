@@ -140,6 +140,9 @@ def test_bad_clicks(naip_scene, tiny_checkpoint, write_geotiff, segmenter):
         segmenter.add_click(0, 0, crs="EPSG:0")
     with pytest.raises(MSTGeoError, match="object id must be an integer or a string"):
         segmenter.add_click(*xy(100.5, 100.5), object=1.5)
+    with pytest.raises(MSTGeoError, match="positive must be True or False: unknown label 'no'"):
+        segmenter.add_click(*xy(100.5, 100.5), positive="no")
+    assert segmenter.objects() == []
     with rasterio.open(naip_scene) as src:
         data = src.read()
     data[:, :, :100] = 0

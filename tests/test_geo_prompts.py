@@ -226,6 +226,34 @@ def test_vector_point_layers_read_like_geojson(tmp_path, mapper):
         assert [(c.row, c.col) for c in utm[obj]] == [pytest.approx((c.row, c.col)) for c in expected[obj]]
 
 
+def test_field_names_in_any_case_and_one_point_multipoints(tmp_path, mapper):
+    """ArcGIS writes LABEL/OBJECT/ORDER: read as label/object/order (they were ignored, every click
+    positive and one object); two names of one field are refused; a GeoJSON MultiPoint of one
+    point is that point, as it already was from a GeoPackage."""
+    pond, grass, field = lonlat_of_pixel(60.5, 850.5), lonlat_of_pixel(60.5, 880.5), lonlat_of_pixel(95.5, 120.5)
+    rows = [(*grass, {"label": "negative", "object": 1, "order": 2}),
+            (*field, {"label": "positive", "object": 2, "order": 0}),
+            (*pond, {"label": "positive", "object": 1, "order": 1})]  # fmt: skip
+    expected = clicks_from_geojson(collection(*rows), mapper)
+    upper = [(x, y, {key.upper(): value for key, value in props.items()}) for x, y, props in rows]
+    assert clicks_from_geojson(collection(*upper), mapper) == expected
+    frame = gpd.GeoDataFrame.from_features(collection(*upper)["features"], crs="EPSG:4326")
+    frame.rename(columns={"LABEL": "Label"}).to_file(tmp_path / "arcgis.shp")
+    assert read_clicks(tmp_path / "arcgis.shp", mapper) == expected
+    both = collection((*pond, {"label": "positive", "Label": "negative"}))
+    with pytest.raises(MSTGeoError, match=r"feature #1: fields 'label' and 'Label' both give the click's label"):
+        clicks_from_geojson(both, mapper)
+    multi = collection(*rows)
+    for feature in multi["features"]:
+        feature["geometry"] = {"type": "MultiPoint", "coordinates": [feature["geometry"]["coordinates"]]}
+    assert clicks_from_geojson(multi, mapper) == expected
+    multi["features"][0]["geometry"]["coordinates"].append(list(field))
+    with pytest.raises(MSTGeoError, match="feature #1 .*has MultiPoint; clicks must be Point"):
+        clicks_from_geojson(multi, mapper)
+    with pytest.raises(MSTGeoError, match=r"feature #1 \(object 1\): order 'b' is not a number"):
+        clicks_from_geojson(collection((*pond, {"object": 1, "order": "b"})), mapper)
+
+
 def test_vector_file_errors_name_the_file(tmp_path, mapper):
     with pytest.raises(MSTGeoError, match="clicks file not found") as missing:
         read_clicks(tmp_path / "none.gpkg", mapper)

@@ -6,6 +6,7 @@ Contract (DESIGN.md): a FeatureCollection of Point features, with
 - ``object``: groups clicks into one object (missing, null or "": every click one object, id 1); ids
   must differ as text, since the output stores them as text when ints and names mix;
 - ``order``: sorts the clicks of an object (missing, null or "": file order).
+Field names match in any case (``LABEL`` from ArcGIS); a MultiPoint of one point is that point.
 Coordinates are WGS84 (RFC 7946) unless the file has a ``crs`` member or the caller passes
 ``clicks_crs`` (which wins). A ``.geojson``/``.json`` file is parsed as JSON; any other vector file
 OGR reads (a GeoPackage or Shapefile point layer digitised in QGIS) is read through geopandas with
@@ -65,6 +66,30 @@ def parse_label(value: Any) -> bool:
         if text in NEGATIVE_LABELS:
             return False
     raise ValueError(f"unknown label {value!r} (use positive/negative, 1/0, true/false or fg/bg)")
+
+
+CONTRACT_FIELDS = ("label", "object", "order")
+
+
+def contract_fields(properties: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+    """The ``label``, ``object`` and ``order`` values of one feature, whatever the case of their
+    field names (a Shapefile from ArcGIS says ``LABEL``); ValueError when two names mean one field."""
+    found: dict[str, str] = {}
+    for key in properties:
+        field = str(key).strip().lower()
+        if field in CONTRACT_FIELDS:
+            if field in found:
+                raise ValueError(f"fields {found[field]!r} and {key!r} both give the click's {field}")
+            found[field] = key
+    return tuple(properties[found[field]] if field in found else None for field in CONTRACT_FIELDS)
+
+
+def parse_order(value: Any) -> float:
+    """A click's ``order`` as a number; ValueError naming the field otherwise."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"order {value!r} is not a number (clicks are sorted by it within an object)") from None
 
 
 def parse_crs(value: Any, path: str | Path | None = None) -> CRS:
@@ -181,9 +206,10 @@ def _refuse_lost_click_order(path: Path, frame: Any) -> None:
     info = pyogrio.read_info(path)
     if info["driver"] != "FlatGeobuf" or not info["capabilities"].get("fast_spatial_filter"):
         return
-    if "order" in frame.columns and not (frame["order"].isna() | frame["order"].astype(str).eq("")).any():
+    columns = {str(name).strip().lower(): name for name in frame.columns}
+    if "order" in columns and not (frame[columns["order"]].isna() | frame[columns["order"]].astype(str).eq("")).any():
         return
-    objects = frame["object"] if "object" in frame.columns else [DEFAULT_OBJECT] * len(frame)
+    objects = frame[columns["object"]] if "object" in columns else [DEFAULT_OBJECT] * len(frame)
     if len(set(map(str, objects))) < len(frame):
         raise MSTGeoError("a FlatGeobuf file with a spatial index keeps its points in spatial order, not the "
                           "order they were clicked; give every click an 'order' field, or save the clicks "
@@ -204,6 +230,15 @@ def frame_as_geojson(frame: Any) -> dict:
     frame = frame.copy()
     frame.geometry = [_single_point(geometry) for geometry in frame.geometry]
     return json.loads(frame.to_json(drop_id=True))
+
+
+def _single_point_geojson(geometry: Any) -> Any:
+    """A GeoJSON MultiPoint of one point as that Point (as ``_single_point`` does for OGR layers)."""
+    if isinstance(geometry, dict) and geometry.get("type") == "MultiPoint":
+        points = geometry.get("coordinates")
+        if isinstance(points, list) and len(points) == 1:
+            return {"type": "Point", "coordinates": points[0]}
+    return geometry
 
 
 def _single_point(geometry: Any) -> Any:
@@ -241,16 +276,16 @@ def clicks_from_geojson(
         properties = (feature.get("properties") if isinstance(feature, dict) else None) or {}
         if not isinstance(properties, dict):
             raise MSTGeoError(f"{where}: properties must be a JSON object, got {properties!r}", source)
-        geometry = feature.get("geometry") if isinstance(feature, dict) else None
+        geometry = _single_point_geojson(feature.get("geometry") if isinstance(feature, dict) else None)
         if not isinstance(geometry, dict) or geometry.get("type") != "Point":
             kind = geometry.get("type") if isinstance(geometry, dict) else "no geometry"
             raise MSTGeoError(f"{where} has {kind}; clicks must be Point features", source)
         try:
             x, y = (float(value) for value in geometry["coordinates"][:2])
-            label, obj, order = (properties.get(key) for key in ("label", "object", "order"))
+            label, obj, order = contract_fields(properties)
             positive = True if label in (None, "") else parse_label(label)
             obj = DEFAULT_OBJECT if obj in (None, "") else parse_object_id(obj)
-            order = float(index if order in (None, "") else order)
+            order = float(index if order in (None, "") else parse_order(order))
             click = mapper.click(x, y, positive, crs)
         except (KeyError, TypeError, ValueError) as error:
             raise MSTGeoError(f"{where}: {error}", source) from None
@@ -318,7 +353,10 @@ def _describe(index: int, feature: Any) -> str:
         if feature.get("id") is not None:
             text += f" (id {feature['id']!r})"
         properties = feature.get("properties")
-        obj = properties.get("object") if isinstance(properties, dict) else None
+        try:
+            obj = contract_fields(properties)[1] if isinstance(properties, dict) else None
+        except ValueError:  # two fields named alike: the error itself says so
+            obj = None
         if obj is not None:
             text += f" (object {obj!r})"
     return text
