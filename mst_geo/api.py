@@ -19,6 +19,7 @@ from pyproj import CRS
 from tqdm.auto import tqdm  # imported quietly by mst_geo/__init__.py (a notebook without ipywidgets)
 
 import mst_geo
+from mst_geo.geo.bands import BandRef
 from mst_geo.atomic import check_output
 from mst_geo.clicks.predictor import Predictor
 from mst_geo.devices import torch_device
@@ -71,7 +72,7 @@ class Segmenter:
         self,
         scene_path: str | Path,
         model: str | Path | MSTModel = "default",
-        bands: Sequence[int] | None = None,
+        bands: Sequence[BandRef] | None = None,
         device: str = "cpu",
         simplify: float = 0.0,
         min_area: float = 0.0,
@@ -355,7 +356,7 @@ def segment_scene(
     *,
     clicks_crs: str | None = None,
     model: str | Path = "default",
-    bands: Sequence[int] | None = None,
+    bands: Sequence[BandRef] | None = None,
     device: str = "cpu",
     simplify: float = 0.0,
     min_area: float = 0.0,

@@ -20,7 +20,8 @@ from rasterio.windows import Window, bounds
 
 from mst_geo.errors import MSTGeoError, MSTGeoWarning
 from mst_geo.geo.journal import file_identity
-from mst_geo.geo.raster import PERCENTILES, SceneRaster, parse_bands, public_source, scene_name, scene_source
+from mst_geo.geo.bands import parse_bands
+from mst_geo.geo.raster import PERCENTILES, SceneRaster, public_source, scene_name, scene_source
 
 NAIP_TRANSFORM = Affine(5.0, 0, 485899.0, 0, -5.0, 5209246.0)
 
@@ -208,13 +209,38 @@ def test_other_dtypes_and_band_counts_normalise_to_unit_range(write_geotiff, nai
 def test_user_bands(naip_scene):
     with SceneRaster(naip_scene, bands=parse_bands("4,1,2")) as raster:
         assert raster.bands == (4, 1, 2)
-    assert parse_bands(None) is None and parse_bands("4") == (4,)
+    assert parse_bands(None) is None and parse_bands("4") == (4,) and parse_bands(" B04, 3 ,2") == ("B04", 3, 2)
     with pytest.raises(MSTGeoError, match="band 5 requested but the raster has bands 1..4"):
         SceneRaster(naip_scene, bands=(5, 1, 2))
-    with pytest.raises(MSTGeoError, match="--bands must be"):
+    with pytest.raises(MSTGeoError, match="1 band .* or 3 bands"):
         parse_bands("red,green")
     with pytest.raises(MSTGeoError, match="1 band .* or 3 bands"):
         parse_bands("1,2")
+    with pytest.raises(MSTGeoError, match="band numbers from 1"):
+        parse_bands("0,1,2")
+
+
+def test_bands_by_description(write_geotiff, naip_pixels):
+    """Descriptions name bands where colour interpretation does not: blue,green,red described but
+    stored in that order are read as R,G,B by name (not as bands 1,2,3), and --bands takes names
+    (a Sentinel-2 scene described B01..B12)."""
+    bgr = write_geotiff("bgr.tif", naip_pixels[2::-1].copy(), photometric="MINISBLACK")
+    with rasterio.open(bgr, "r+") as dst:
+        dst.colorinterp = [ColorInterp.undefined] * 3
+        for band, name in enumerate(("Blue", "Green", "Red"), 1):
+            dst.set_band_description(band, name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MSTGeoWarning)
+        with SceneRaster(bgr) as raster:
+            assert raster.bands == (3, 2, 1)
+    s2 = write_geotiff("s2.tif", np.concatenate([naip_pixels, naip_pixels[:2]]), photometric="MINISBLACK")
+    with rasterio.open(s2, "r+") as dst:
+        for band in range(1, 7):
+            dst.set_band_description(band, f"B{band:02d}")
+    with SceneRaster(s2, bands=parse_bands("B03,b02,1")) as raster:
+        assert raster.bands == (3, 2, 1)
+    with pytest.raises(MSTGeoError, match=r"s2.tif: no band described as 'B8A' \(bands: 1 'B01', 2 'B02'"):
+        SceneRaster(s2, bands=("B8A", 2, 1))
 
 
 def test_missing_and_corrupt_files(tmp_path):

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from mst_geo.geo.bands import BandRef
 from mst_geo.data.iseg import Instance
 from mst_geo.geo.raster import scene_stem
 from mst_geo.train.scene_dataset import SceneObjects, scene_labels
@@ -26,7 +27,7 @@ class LabelledScene:
     """The polygons of ``labels`` that overlap ``scene`` as bench instances, in file order."""
 
     def __init__(self, scene: str | Path, labels: str | Path, read_max_side: int = READ_MAX_SIDE,
-                 bands: Sequence[int] | None = None):
+                 bands: Sequence[BandRef] | None = None):
         polygons, chosen = scene_labels(scene, labels, bands)
         self.name = scene_stem(scene)
         self.objects = SceneObjects(scene, polygons, list(range(len(polygons))), labels, read_max_side, chosen)

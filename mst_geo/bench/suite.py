@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from mst_geo.geo.bands import BandRef
 from mst_geo.bench.loop import SETTINGS_FILE, InstanceSource, load_rows, read_run_record, run_noc
 from mst_geo.bench.methods import method_identity, method_labels, resolve_method, warn_if_trained_on
 from mst_geo.bench.report import common_rows, write_report
@@ -48,7 +49,7 @@ def run_noc_benchmark(
     progress: bool = True,
     shard: tuple[int, int] = (1, 1),
     scenes: Sequence[tuple[str | Path, str | Path]] = (),
-    scene_bands: Sequence[int] | None = None,
+    scene_bands: Sequence[BandRef] | None = None,
 ) -> dict:
     """Evaluate each model/baseline on each dataset (resumable in ``out_dir``) and write the report.
 

@@ -16,8 +16,9 @@ import typer
 
 from mst_geo.errors import MSTGeoError, MSTGeoWarning, os_error_line
 
-BANDS_HELP = ("Scene bands as R,G,B (1-based, e.g. 4,3,2) or one grey band. Default: the bands named red, green, "
-              "blue, else the first three that are not alpha, else the first as grey (a guess among unnamed bands "
+BANDS_HELP = ("Scene bands as R,G,B, by number (1-based, e.g. 4,3,2) or by description (e.g. B04,B03,B02), or one "
+              "grey band. Default: the bands whose colour interpretation, else description, is red, green, blue; "
+              "else the first three that are not alpha, else the first as grey (a guess among unnamed bands "
               "prints a warning).")
 """--bands of every command that reads a scene (segment, app, bench --scene, train --scene)."""
 

@@ -98,7 +98,7 @@ def noc_command(
         raise MSTGeoError("--scene and --labels go together (a GeoTIFF and its polygons), one --labels per --scene")
     scene_bands = None
     if bands is not None:
-        from mst_geo.geo.raster import parse_bands  # rasterio only for scenes
+        from mst_geo.geo.bands import parse_bands
 
         if not scene:
             raise MSTGeoError("--bands chooses --scene's bands: give --scene and --labels too")

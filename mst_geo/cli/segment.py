@@ -55,7 +55,8 @@ def segment(
         mst-geo segment examples/naip_scene.tif --clicks examples/clicks.geojson -o objects.gpkg
     """
     from mst_geo.geo.io import check_mask_path, vector_driver
-    from mst_geo.geo.raster import parse_bands, scene_stem
+    from mst_geo.geo.bands import parse_bands
+    from mst_geo.geo.raster import scene_stem
 
     out = out or Path(f"{scene_stem(scene)}_objects.gpkg")
     scene_bands = parse_bands(bands)

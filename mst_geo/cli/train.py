@@ -53,7 +53,7 @@ def train_command(
     values = dict(parse_override(item) for item in overrides)
     scene_bands = None
     if bands is not None:
-        from mst_geo.geo.raster import parse_bands  # rasterio only for scenes
+        from mst_geo.geo.bands import parse_bands
 
         scene_bands = list(parse_bands(bands))
     flags = {

@@ -53,7 +53,7 @@ def app_command(
         mst-geo app examples/naip_scene.tif --clicks examples/clicks.geojson
     """
     from mst_geo.app.server import LOOPBACK_NAMES, create_app, is_loopback, listen, serve, url_of
-    from mst_geo.geo.raster import parse_bands
+    from mst_geo.geo.bands import parse_bands
 
     sock = listen(host, port)  # before torch loads: a busy port fails at once
     private = is_loopback(host)

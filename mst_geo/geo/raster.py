@@ -16,10 +16,9 @@ that axis-aligned grid.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
 from urllib.parse import unquote, urlparse
 
 import contextlib
@@ -35,6 +34,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from mst_geo.errors import MSTGeoError, MSTGeoWarning
+from mst_geo.geo.bands import BandRef, band_choice
 from mst_geo.geo.ground import ground_steps
 
 PERCENTILES = (2.0, 98.0)
@@ -127,33 +127,10 @@ class WindowImage:
         return self.window.height / self.image.shape[0], self.window.width / self.image.shape[1]
 
 
-def parse_bands(text: str | None) -> tuple[int, ...] | None:
-    """Parse ``--bands`` ("4,3,2", 1-based like GDAL) into band indexes; None keeps the default."""
-    if text is None or not text.strip():
-        return None
-    try:
-        bands = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise MSTGeoError(f"--bands must be comma-separated band numbers like 4,3,2, got {text!r}") from None
-    return _band_numbers(bands)
-
-
-def _band_numbers(bands: Any, where: str | Path | None = None) -> tuple[int, ...]:
-    """1 (grey) or 3 (R,G,B) whole band numbers, as ``--bands`` and the API's ``bands`` take them."""
-    if isinstance(bands, (str, bytes)) or not isinstance(bands, Iterable):
-        raise MSTGeoError(f"bands must be band numbers such as (4, 3, 2), got {bands!r}", where)
-    chosen = tuple(bands)
-    if not all(isinstance(band, (int, np.integer)) and not isinstance(band, bool) for band in chosen):
-        raise MSTGeoError(f"bands must be whole band numbers such as (4, 3, 2), got {chosen!r}", where)
-    if len(chosen) not in (1, 3):
-        raise MSTGeoError(f"--bands takes 1 band (grey) or 3 bands (R,G,B), got {len(chosen)}", where)
-    return tuple(int(band) for band in chosen)
-
-
 class SceneRaster:
     """An open scene: georeferencing, the chosen bands and their stretch, and windowed reads."""
 
-    def __init__(self, path: str | Path, bands: Sequence[int] | None = None):
+    def __init__(self, path: str | Path, bands: Sequence[BandRef] | None = None):
         self.path = scene_source(path)
         if isinstance(self.path, Path) and self.path.is_dir():
             raise MSTGeoError("is a folder, not a raster (give the GeoTIFF's path; tiles go through a VRT mosaic)",
@@ -194,22 +171,22 @@ class SceneRaster:
         return self.dataset.bounds
 
     # -- bands and normalisation ----------------------------------------------------------------
-    def _choose_bands(self, bands: Sequence[int] | None) -> tuple[int, int, int]:
-        """Three band indexes for the model's RGB input: the user's, RGB by colour, else the first
-        three bands that are not alpha, else the first such band as grey (two bands, say red and
-        near infrared, make no colour image). A guess among more than three bands, or among two,
-        is announced (``MSTGeoWarning``): the wrong bands cost far more clicks."""
-        count = self.dataset.count
+    def _choose_bands(self, bands: Sequence[BandRef] | None) -> tuple[int, int, int]:
+        """Three band indexes for the model's RGB input: the user's (numbers or descriptions), RGB
+        by colour interpretation, else by description (bands described red, green, blue), else the
+        first three bands that are not alpha, else the first such band as grey (two bands, say red
+        and near infrared, make no colour image). A guess among more than three bands, or among
+        two, is announced (``MSTGeoWarning``): the wrong bands cost far more clicks."""
         if bands is not None:
-            chosen = _band_numbers(bands, self.path)
-            for band in chosen:
-                if not 1 <= band <= count:
-                    raise MSTGeoError(f"band {band} requested but the raster has bands 1..{count}", self.path)
+            chosen = tuple(self._band_number(band) for band in band_choice(bands, self.path))
         else:
             interp = self.dataset.colorinterp
+            named = self._described_bands()
             data_bands = [band for band, colour in enumerate(interp, 1) if colour != ColorInterp.alpha] or [1]
             if all(colour in interp for colour in RGB_INTERP):
                 chosen = tuple(interp.index(colour) + 1 for colour in RGB_INTERP)
+            elif all(colour in named for colour in ("red", "green", "blue")):
+                chosen = tuple(named[colour] for colour in ("red", "green", "blue"))
             else:
                 chosen = tuple(data_bands[:3]) if len(data_bands) >= 3 else (data_bands[0],)
                 if len(data_bands) != len(chosen):
@@ -220,6 +197,28 @@ class SceneRaster:
         if len(chosen) < 3:  # grey: repeat the band so the model gets three channels
             chosen = (chosen + (chosen[0],) * 3)[:3]
         return chosen  # type: ignore[return-value]
+
+    def _described_bands(self) -> dict[str, int]:
+        """Band number by description, compared in lower case (the first of equal ones)."""
+        named: dict[str, int] = {}
+        for band, description in enumerate(self.dataset.descriptions, 1):
+            if description and description.strip():
+                named.setdefault(description.strip().lower(), band)
+        return named
+
+    def _band_number(self, band: BandRef) -> int:
+        """A band the user chose, by number or description, as its number (checked to exist)."""
+        count = self.dataset.count
+        if isinstance(band, str):
+            named = self._described_bands()
+            if band.lower() not in named:
+                known = ", ".join(f"{number} {name.strip()!r}" for number, name in enumerate(self.dataset.descriptions, 1)
+                                  if name and name.strip()) or "none has a description"
+                raise MSTGeoError(f"no band described as {band!r} (bands: {known})", self.path)
+            return named[band.lower()]
+        if not 1 <= band <= count:
+            raise MSTGeoError(f"band {band} requested but the raster has bands 1..{count}", self.path)
+        return band
 
     def _palette(self) -> np.ndarray | None:
         """The colour table (index -> R,G,B) when the chosen band is paletted, else None: a

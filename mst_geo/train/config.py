@@ -22,6 +22,7 @@ import yaml
 
 from mst_geo.clicks.sampler import MultiPointSampler
 from mst_geo.errors import MSTGeoError
+from mst_geo.geo.bands import band_choice
 from mst_geo.model.config import PRESETS, MSTConfig, preset_config
 
 
@@ -45,7 +46,7 @@ class DataSection:
     max_images: int | None = None  # per dataset, for smoke runs
     scene: str | None = None  # a user's GeoTIFF (with ``labels``) instead of the datasets
     labels: str | None = None  # vector labels for ``scene`` (any CRS)
-    scene_bands: list | None = None  # the scene's R,G,B (or one grey) band numbers; default: by colour names
+    scene_bands: list | None = None  # the scene's R,G,B (or one grey) band numbers or descriptions; default: by colour names
     crop_size: int = 320
     scale_range: list = field(default_factory=lambda: [0.5, 1.5])  # x the fit-into-crop scale
     flip_prob: float = 0.5
@@ -235,10 +236,10 @@ def _check_ranges(config: TrainConfig) -> None:
     if config.data.scene_bands is not None:
         if config.data.scene is None:
             raise MSTGeoError("'data.scene_bands' chooses 'data.scene''s bands: set the scene too", source)
-        if len(config.data.scene_bands) not in (1, 3) or not all(
-                isinstance(band, int) and band >= 1 for band in config.data.scene_bands):
-            raise MSTGeoError(f"'data.scene_bands' must list 1 (grey) or 3 (R,G,B) band numbers from 1, "
-                              f"got {config.data.scene_bands!r}", source)
+        try:
+            band_choice(config.data.scene_bands)
+        except MSTGeoError as error:
+            raise MSTGeoError(f"'data.scene_bands': {error}", source) from None
     if config.model.preset not in PRESETS:
         raise MSTGeoError(f"'model.preset' is {config.model.preset!r}; known: {', '.join(PRESETS)}", source)
     unknown = sorted(set(config.model.overrides) - {f.name for f in dataclasses.fields(MSTConfig)})

@@ -26,6 +26,7 @@ from rasterio.features import rasterize
 from rasterio.windows import Window
 from shapely.geometry import box
 
+from mst_geo.geo.bands import BandRef
 from mst_geo.data.iseg import IGNORE, Instance
 from mst_geo.errors import MSTGeoError
 from mst_geo.geo.io import read_vector
@@ -58,7 +59,7 @@ def read_labels(labels: str | Path, scene_crs: Any) -> gpd.GeoDataFrame:
 
 
 def scene_labels(scene: str | Path, labels: str | Path,
-                 bands: Sequence[int] | None = None) -> tuple[gpd.GeoDataFrame, tuple[int, int, int]]:
+                 bands: Sequence[BandRef] | None = None) -> tuple[gpd.GeoDataFrame, tuple[int, int, int]]:
     """The label polygons that overlap the scene, in its CRS (a clear error when none does), and
     the scene's bands as chosen once here (a bad choice fails before any work, and a guess is
     announced once, not again by every loader process that reads the scene)."""
@@ -78,7 +79,7 @@ class SceneObjects:
     positions in ``labels``; the labels' index holds each polygon's feature number in its file."""
 
     def __init__(self, scene: str | Path, labels: gpd.GeoDataFrame, rows: list[int],
-                 labels_path: str | Path, read_max_side: int, bands: Sequence[int] | None = None):
+                 labels_path: str | Path, read_max_side: int, bands: Sequence[BandRef] | None = None):
         self.scene = scene_source(scene)  # a local Path, or a COG's URL
         self.bands = bands  # the scene's R,G,B (or grey) band numbers; None: SceneRaster's choice
         self.labels = labels

@@ -1,0 +1,38 @@
+"""Which scene bands the model reads, as a user names them: 1-based numbers (``4,3,2``, as GDAL
+counts) or the bands' descriptions (``B04,B03,B02``, ``red,green,blue``). One grey band or three
+(R, G, B). Kept free of rasterio, so a training config can check its ``scene_bands`` anywhere."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from mst_geo.errors import MSTGeoError
+
+BandRef = int | str
+"""A band by its 1-based number or by its description."""
+
+
+def band_choice(bands: Any, where: Any = None) -> tuple[BandRef, ...]:
+    """1 (grey) or 3 (R,G,B) band numbers from 1 or band names, as ``--bands``, the API's ``bands``
+    and ``data.scene_bands`` take them; MSTGeoError naming ``where`` otherwise."""
+    if isinstance(bands, (str, bytes)) or not isinstance(bands, Iterable):
+        raise MSTGeoError(f"bands must be band numbers such as (4, 3, 2) or names, got {bands!r}", where)
+    chosen = tuple(bands)
+    for band in chosen:
+        number = isinstance(band, (int, np.integer)) and not isinstance(band, bool)
+        if not (number and band >= 1) and not (isinstance(band, str) and band.strip()):
+            raise MSTGeoError(f"bands must be whole band numbers from 1 such as (4, 3, 2), or band names, "
+                              f"got {chosen!r}", where)
+    if len(chosen) not in (1, 3):
+        raise MSTGeoError(f"--bands takes 1 band (grey) or 3 bands (R,G,B), got {len(chosen)}", where)
+    return tuple(int(band) if not isinstance(band, str) else band.strip() for band in chosen)
+
+
+def parse_bands(text: str | None) -> tuple[BandRef, ...] | None:
+    """``--bands`` text ("4,3,2" or "B04,B03,B02") as a band choice; None keeps the default."""
+    if text is None or not text.strip():
+        return None
+    return band_choice(tuple(int(part) if part.strip().isdigit() else part for part in text.split(",")))
