@@ -492,3 +492,21 @@ def test_a_paletted_scene_is_read_in_its_colours(write_geotiff, naip_pixels):
             np.testing.assert_allclose(raster.read(window).image, c.read(window).image)
             decimated = raster.read(Window(0, 0, 934, 723), max_side=224).image
             assert np.isin(np.round(decimated * (c.high - c.low) + c.low), [32, 96, 160, 224]).mean() > 0.9
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, str(256 << 20)), ("64", str(64 << 20))])  # MB, read as bytes
+def test_gdal_block_cache_is_bounded_unless_the_user_sets_it(naip_scene, given, expected):
+    """GDAL's default cache (5 % of the machine's memory) is replaced before the first read; a
+    GDAL_CACHEMAX the user set is kept. In a fresh process: GDAL reads the setting once."""
+    import os
+    import subprocess
+    import sys
+
+    env = {key: value for key, value in os.environ.items() if key != "GDAL_CACHEMAX"}
+    if given is not None:
+        env["GDAL_CACHEMAX"] = given
+    code = ("import rasterio.env, mst_geo.geo.raster as r; s = r.SceneRaster(%r); s.read(r.Window(0, 0, 64, 64)); "
+            "print(rasterio.env.get_gdal_config('GDAL_CACHEMAX'))" % str(naip_scene))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == expected

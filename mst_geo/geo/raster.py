@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
 import contextlib
+import os
 import warnings
 
 import numpy as np
@@ -36,6 +37,13 @@ from rasterio.windows import Window
 from mst_geo.errors import MSTGeoError, MSTGeoWarning
 from mst_geo.geo.bands import BandRef, band_choice
 from mst_geo.geo.ground import ground_steps
+
+GDAL_CACHE_MB = 256
+"""GDAL's block cache unless ``GDAL_CACHEMAX`` is set: its default, 5 % of the machine's memory,
+makes a run's memory grow with the machine rather than with the work: 16 objects of a 30 000² px
+scene peaked at 2.3 GB on a 24 GB machine, 1.4 GB with this cache, same polygons, same time. Set
+here, before GDAL first reads a block (an explicit ``GDAL_CACHEMAX`` wins)."""
+os.environ.setdefault("GDAL_CACHEMAX", str(GDAL_CACHE_MB))
 
 PERCENTILES = (2.0, 98.0)
 """Per-band stretch (the cumulative-count cut GIS viewers use), so the model sees what the analyst sees."""
