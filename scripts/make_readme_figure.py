@@ -108,7 +108,7 @@ def zoom_box(object_clicks: list[SceneClick], geometry: BaseGeometry | None, bou
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--scene", type=Path, default=REPO / "examples" / "naip_scene.tif", help="GeoTIFF scene")
     parser.add_argument("--clicks", type=Path, default=REPO / "examples" / "clicks.geojson", help="clicks GeoJSON")
     parser.add_argument("--model", default="default", help="'default' (shipped), a checkpoint path or a preset")

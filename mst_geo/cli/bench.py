@@ -116,7 +116,8 @@ def noc_command(
             shard=_shard(shard), scene_bands=scene_bands,
         )
     typer.echo((out / "results.md").read_text())
-    typer.echo(f"wrote {out}/results.json, results.csv, results.md, miou_vs_clicks.png ({len(results)} methods)")
+    typer.echo(f"wrote {out}/results.json, results.csv, results.md, sizes.csv, instances.csv, miou_vs_clicks.png, "
+               f"miou_by_size.png ({len(results)} methods)")
 
 
 @bench_app.command("report")

@@ -71,7 +71,7 @@ def app_command(
             if clicks is not None:
                 loaded = segmenter.load_clicks(clicks, clicks_crs, progress=True)
                 typer.echo(f"mst-geo app: {len(loaded)} object(s) from {clicks}", err=True)
-            web = create_app(segmenter, trusted_hosts=(*LOOPBACK_NAMES, host) if private else None)
+            web = create_app(segmenter, trusted_hosts=tuple(dict.fromkeys((*LOOPBACK_NAMES, host))) if private else None)
         except BaseException:
             sock.close()
             raise

@@ -7,12 +7,13 @@
 // both kinds mix, so ids are compared as text.
 const sameObject = (a, b) => a !== null && b !== null && String(a) === String(b);
 // Each object keeps the colour it was first drawn with while the page is open. Hues step by the
-// golden angle, so no two objects share a colour and neighbours in the list are far apart.
+// golden angle, so no two objects share a colour and neighbours in the list are far apart; the
+// first is yellow, which stands out on vegetation and is neither click colour (green, red).
 const colourOrder = new Map();
 const colour = (id) => {
   const key = String(id);
   if (!colourOrder.has(key)) colourOrder.set(key, colourOrder.size);
-  return `hsl(${(colourOrder.get(key) * 137.508) % 360}, 80%, 45%)`;
+  return `hsl(${(50 + colourOrder.get(key) * 137.508) % 360}, 90%, 50%)`;
 };
 
 let map, scene, polygonLayer, clickLayer;
