@@ -7,6 +7,7 @@ and ``configs/model/*.yaml`` can describe the same presets.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,10 +69,7 @@ class MSTConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "MSTConfig":
         """Rebuild from ``to_dict`` output; unknown keys raise ``KeyError`` naming them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise KeyError(f"unknown MSTConfig field(s): {', '.join(unknown)}")
+        check_fields(values)
         return cls(**values)
 
 
@@ -88,6 +86,14 @@ PRESETS: dict[str, MSTConfig] = {
 }
 
 
+def check_fields(values: Mapping[str, Any], where: str = "") -> None:
+    """``KeyError`` naming every key of ``values`` that is not an MSTConfig field (a typo in a
+    card, a model YAML file or a recipe's ``model.overrides``)."""
+    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(MSTConfig)})
+    if unknown:
+        raise KeyError(f"{where}unknown MSTConfig field(s): {', '.join(unknown)}")
+
+
 def preset_config(name: str, **overrides: Any) -> MSTConfig:
     """The config of preset ``name`` with some fields replaced (``KeyError`` for an unknown name)."""
     if name not in PRESETS:
@@ -99,7 +105,5 @@ def config_from_yaml(path: str | Path) -> MSTConfig:
     """A ``configs/model/*.yaml`` file: ``preset`` plus any MSTConfig fields overriding it."""
     values = yaml.safe_load(Path(path).read_text()) or {}
     name = values.pop("preset")
-    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(MSTConfig)})
-    if unknown:
-        raise KeyError(f"{path}: unknown MSTConfig field(s): {', '.join(unknown)}")
+    check_fields(values, f"{path}: ")
     return preset_config(name, **values)

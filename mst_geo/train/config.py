@@ -23,7 +23,7 @@ import yaml
 from mst_geo.clicks.sampler import MultiPointSampler
 from mst_geo.errors import MSTGeoError
 from mst_geo.geo.bands import band_choice
-from mst_geo.model.config import PRESETS, MSTConfig, preset_config
+from mst_geo.model.config import PRESETS, check_fields, preset_config
 
 
 @dataclass
@@ -242,9 +242,10 @@ def _check_ranges(config: TrainConfig) -> None:
             raise MSTGeoError(f"'data.scene_bands': {error}", source) from None
     if config.model.preset not in PRESETS:
         raise MSTGeoError(f"'model.preset' is {config.model.preset!r}; known: {', '.join(PRESETS)}", source)
-    unknown = sorted(set(config.model.overrides) - {f.name for f in dataclasses.fields(MSTConfig)})
-    if unknown:
-        raise MSTGeoError(f"'model.overrides' has unknown MSTConfig field(s): {', '.join(unknown)}", source)
+    try:
+        check_fields(config.model.overrides)
+    except KeyError as error:
+        raise MSTGeoError(f"'model.overrides' has {error.args[0]}", source) from None
     try:
         preset_config(config.model.preset, **config.model.overrides)
     except (ValueError, TypeError) as error:
