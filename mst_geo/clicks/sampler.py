@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from mst_geo.clicks.click import Click
-from mst_geo.clicks.simulator import interior_distance, binarize
+from mst_geo.clicks.simulator import error_distances
 
 _KERNEL3 = np.ones((3, 3), np.uint8)
 
@@ -153,11 +153,8 @@ def next_training_click(
     ``prob`` is binarised at the eval clicker's threshold (``PRED_THRESHOLD``). Returns None when
     the prediction has no error (nothing left to correct).
     """
-    gt = np.asarray(gt).astype(bool)
-    predicted = binarize(np.asarray(prob))
-    valid = np.ones_like(gt) if ignore is None else ~np.asarray(ignore).astype(bool)
-    fn_dist = interior_distance(gt & ~predicted & valid)
-    fp_dist = interior_distance(~gt & predicted & valid)
+    fn_dist, fp_dist = error_distances(np.asarray(gt).astype(bool), np.asarray(prob),
+                                       None if ignore is None else np.asarray(ignore).astype(bool))
     fn_max, fp_max = float(fn_dist.max()), float(fp_dist.max())
     if max(fn_max, fp_max) <= 0:
         return None

@@ -38,6 +38,16 @@ def interior_distance(region: np.ndarray) -> np.ndarray:
     return cv2.distanceTransform(padded, cv2.DIST_L2, 0)[1:-1, 1:-1]
 
 
+def error_distances(gt: np.ndarray, pred: np.ndarray,
+                    ignore: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Interior distances (``interior_distance``) of the object pixels ``pred`` misses and of its
+    false alarms: ``gt`` and ``ignore`` boolean, ``pred`` binarised at ``PRED_THRESHOLD``; ignored
+    pixels are neither. Both click simulators, the bench's and training's, start from these."""
+    predicted = binarize(pred)
+    valid = np.ones_like(gt) if ignore is None else ~ignore
+    return interior_distance(gt & ~predicted & valid), interior_distance(~gt & predicted & valid)
+
+
 def next_click(
     gt: np.ndarray,
     pred: np.ndarray,
@@ -53,10 +63,7 @@ def next_click(
     if gt.dtype != bool:
         gt, gt_ignore = split_mask(gt)
         ignore = gt_ignore if ignore is None else (ignore | gt_ignore)
-    predicted = binarize(pred)
-    valid = np.ones_like(gt) if ignore is None else ~ignore
-    false_neg = interior_distance(gt & ~predicted & valid)
-    false_pos = interior_distance(~gt & predicted & valid)
+    false_neg, false_pos = error_distances(gt, pred, ignore)
     for click in clicked:
         false_neg[int(click.y), int(click.x)] = 0
         false_pos[int(click.y), int(click.x)] = 0
