@@ -96,6 +96,20 @@ def test_crs_member_is_honoured(mapper, crs):
     assert (objects[1][0].row, objects[1][0].col) == (pytest.approx(400.5, abs=1e-6), pytest.approx(300.5, abs=1e-6))
 
 
+def test_exported_clicks_name_their_crs_exactly():
+    """A CRS that only loosely matches an EPSG code (UTM on GRS80 without a datum: pyproj's default
+    confidence calls it EPSG:6369, a Mexican datum) is written as its WKT; an exact one by code."""
+    from pyproj import CRS
+
+    from mst_geo.geo.prompts import crs_member, parse_crs
+
+    loose = CRS.from_proj4("+proj=utm +zone=14 +ellps=GRS80 +units=m")
+    assert loose.to_epsg() == 6369
+    name = crs_member(loose)["properties"]["name"]
+    assert name.startswith("PROJCRS") and parse_crs(name).equals(loose)
+    assert crs_member(CRS.from_epsg(26914))["properties"]["name"] == "urn:ogc:def:crs:EPSG::26914"
+
+
 def test_clicks_crs_argument_overrides_the_file(mapper):
     x, y = lonlat_of_pixel(10.5, 20.5, "EPSG:3857")
     objects = clicks_from_geojson(collection((x, y, {})), mapper, clicks_crs="EPSG:3857")

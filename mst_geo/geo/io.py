@@ -159,6 +159,13 @@ def _failed_write(path: Path, error: Exception) -> OSError:
     return OSError(errno.EIO, message)
 
 
+def epsg_code(crs: CRS) -> int | None:
+    """The EPSG code of ``crs`` or of a CRS equal to it whatever its name (a WKT without ID);
+    None where only a looser match exists (pyproj's default confidence, 70, would name
+    ``+proj=utm +zone=14 +ellps=GRS80`` EPSG:6369, a Mexican datum)."""
+    return crs.to_epsg(min_confidence=90)
+
+
 def geojson_nameable(frame: gpd.GeoDataFrame, name: str) -> gpd.GeoDataFrame:
     """``frame`` in a CRS a GeoJSON file can name: its own when it has an EPSG code (GDAL writes
     it as the ``crs`` member), else WGS84 (RFC 7946), announced, since a file without a ``crs``
@@ -166,7 +173,7 @@ def geojson_nameable(frame: gpd.GeoDataFrame, name: str) -> gpd.GeoDataFrame:
     an EPSG code but carries none (a WKT without ID) is named by that code."""
     if frame.crs is None:
         return frame
-    code = frame.crs.to_epsg(min_confidence=90)  # an equivalent CRS, whatever its name
+    code = epsg_code(frame.crs)
     if code is not None:
         return frame.set_crs(CRS.from_epsg(code), allow_override=True)
     warnings.warn(f"{name}: the scene's CRS has no EPSG code, which a GeoJSON file cannot name, so the "

@@ -29,7 +29,7 @@ from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError, ProjError
 
 from mst_geo.errors import MSTGeoError
-from mst_geo.geo.io import read_vector
+from mst_geo.geo.io import epsg_code, read_vector
 
 WGS84 = CRS.from_epsg(4326)
 JSON_SUFFIXES = {".geojson", ".json"}
@@ -107,7 +107,7 @@ def parse_crs(value: Any, path: str | Path | None = None) -> CRS:
 
 def crs_member(crs: CRS) -> dict:
     """The GeoJSON ``crs`` member naming ``crs`` (an EPSG URN where one exists, else WKT)."""
-    epsg = crs.to_epsg()
+    epsg = epsg_code(crs)
     name = f"urn:ogc:def:crs:EPSG::{epsg}" if epsg else crs.to_wkt()
     return {"type": "name", "properties": {"name": name}}
 
