@@ -12,7 +12,8 @@ from rasterio.windows import Window
 from scipy import ndimage
 from shapely.geometry import MultiPolygon, Polygon, box
 
-from mst_geo.geo.vectorize import area_m2, mask_to_polygon
+from mst_geo.geo.ground import ground_area
+from mst_geo.geo.vectorize import mask_to_polygon
 
 UTM = Affine(5.0, 0, 485899.0, 0, -5.0, 5209246.0)
 
@@ -74,17 +75,17 @@ def test_area_is_ground_area_in_any_crs():
     """One field near Jamestown, North Dakota, in UTM, Web Mercator and degrees: one ground area.
     State-plane feet convert too; a local CRS without datum has none."""
     utm = box(485899.0, 5209000.0, 486899.0, 5209500.0)  # 1 000 m x 500 m, near UTM 14N's central meridian
-    ground = area_m2(utm, CRS.from_epsg(26914))
+    ground = ground_area(utm, CRS.from_epsg(26914))
     assert ground == pytest.approx(500_000, rel=0.002)  # UTM's scale factor 0.9996: planar within 0.1 %
     for crs in ("EPSG:3857", "EPSG:4326"):
         projected = shapely.transform(utm, lambda xy: np.column_stack(
             Transformer.from_crs("EPSG:26914", crs, always_xy=True).transform(xy[:, 0], xy[:, 1])))
-        assert area_m2(projected, CRS.from_user_input(crs)) == pytest.approx(ground, rel=0.001), crs
+        assert ground_area(projected, CRS.from_user_input(crs)) == pytest.approx(ground, rel=0.001), crs
         if crs == "EPSG:3857":
             assert projected.area / ground == pytest.approx(2.15, rel=0.01)  # Mercator's own area is not ground area
     feet = box(2_000_000, 700_000, 2_001_000, 701_000)  # NC state plane, US survey feet, near its origin
-    assert area_m2(feet, CRS.from_epsg(2264)) == pytest.approx(1_000_000 * 0.3048006096**2, rel=0.001)
-    assert area_m2(box(0, 0, 100, 100), CRS.from_wkt('LOCAL_CS["plan",UNIT["metre",1]]')) is None
+    assert ground_area(feet, CRS.from_epsg(2264)) == pytest.approx(1_000_000 * 0.3048006096**2, rel=0.001)
+    assert ground_area(box(0, 0, 100, 100), CRS.from_wkt('LOCAL_CS["plan",UNIT["metre",1]]')) is None
 
 
 def test_holes_that_simplify_shrinks_below_min_area_are_filled():

@@ -9,14 +9,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mst_geo.geo.bands import BandRef
-from mst_geo.bench.loop import SETTINGS_FILE, InstanceSource, load_rows, read_run_record, run_noc
+from mst_geo.bench.loop import ROWS_FILE, SETTINGS_FILE, InstanceSource, load_rows, read_run_record, run_noc
 from mst_geo.bench.methods import method_identity, method_labels, resolve_method, warn_if_trained_on
 from mst_geo.bench.report import common_rows, write_report
-from mst_geo.data.iseg import dataset_location, load_iseg_dataset
+from mst_geo.data.iseg import DEFAULT_DATA_ROOT, dataset_location, load_iseg_dataset
 from mst_geo.data.rs import RS_LAYOUTS, load_rs_dataset, locate_rs_dataset
 from mst_geo.errors import MSTGeoError
-
-DEFAULT_DATA_ROOT = Path("../shared/data/iseg")
 
 
 def load_bench_dataset(name: str, data_root: Path, limit: int | None = None) -> tuple[str, InstanceSource, str]:
@@ -144,7 +142,7 @@ def rewrite_report(
     report_dir = Path(report_dir or out_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     settings = {
-        "rows": str(out_dir / "instances.jsonl"),
+        "rows": str(out_dir / ROWS_FILE),
         "datasets": sorted({r.dataset for r in rows}),
         "methods": sorted({r.method for r in rows}),
         "max_clicks": max_clicks,

@@ -45,6 +45,9 @@ import numpy as np
 
 from mst_geo.errors import MSTGeoError
 
+DEFAULT_DATA_ROOT = "../shared/data/iseg"
+"""Where bench and train look for the RITM-layout datasets unless told (beside a clone of the repo)."""
+
 IGNORE = 255
 """Mask value of pixels that count neither as object nor as background (GrabCut's unknown band)."""
 

@@ -28,7 +28,7 @@ from shapely.geometry.base import BaseGeometry
 
 from mst_geo.atomic import atomic_path, check_output
 from mst_geo.errors import MSTGeoError, MSTGeoWarning
-from mst_geo.geo.vectorize import area_m2
+from mst_geo.geo.ground import ground_area
 
 VECTOR_DRIVERS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON", ".fgb": "FlatGeobuf"}
 """Single-file formats only: a Shapefile's four files could not be renamed into place at once."""
@@ -80,7 +80,7 @@ def polygons_frame(records: Sequence[ObjectRecord], crs: CRS, model: str) -> gpd
         "object": ids,
         "n_clicks": [record.n_clicks for record in records],
         "area": [record.geometry.area for record in records],
-        "area_m2": [area_m2(record.geometry, crs) for record in records],
+        "area_m2": [ground_area(record.geometry, crs) for record in records],
         "score": [float(record.score) for record in records],
         "model": [model] * len(records),
     }

@@ -80,10 +80,6 @@ class ObjectJournal:
             zoom=np.array(result.zoom if result.zoom is not None else [], dtype=np.int64),
         ))
 
-    def remove(self) -> None:
-        """Forget the run (after its outputs are written)."""
-        shutil.rmtree(self.directory, ignore_errors=True)
-
     def _path(self, clicks: Sequence[SceneClick]) -> Path:
         text = json.dumps([[c.x, c.y, c.positive] for c in clicks])
         return self.directory / f"{hashlib.sha256(text.encode()).hexdigest()[:32]}.npz"

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 from affine import Affine
-from pyproj import CRS
 from rasterio.features import shapes
 from shapely import make_valid
 from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
-from mst_geo.geo.ground import ground_area
 
 
 def mask_to_polygon(
@@ -31,12 +29,6 @@ def mask_to_polygon(
     if len(geometry.geoms) == 1:
         return geometry.geoms[0]
     return geometry
-
-
-def area_m2(geometry: BaseGeometry, crs: CRS) -> float | None:
-    """Ground area in square metres, geodesic on the CRS's ellipsoid, whatever the projection
-    (``geo.ground``); None for a local CRS with no datum."""
-    return ground_area(geometry, crs)
 
 
 def _fill_small_holes(polygon: Polygon, min_area: float) -> Polygon:

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from mst_geo.clicks.sampler import MultiPointSampler
+from mst_geo.data.iseg import DEFAULT_DATA_ROOT
 from mst_geo.errors import MSTGeoError
 from mst_geo.geo.bands import band_choice
 from mst_geo.model.config import PRESETS, check_fields, preset_config
@@ -39,7 +40,7 @@ class ModelSection:
 class DataSection:
     """Where the samples come from and how each one is augmented (see ``train/samples.py``)."""
 
-    root: str = "../shared/data/iseg"  # RITM-layout folder or a pack from make_train_pack.py
+    root: str = DEFAULT_DATA_ROOT  # RITM-layout folder or a pack from make_train_pack.py
     datasets: list = field(default_factory=lambda: ["COCO_MVal", "DUTS_TR", "CCP"])
     val_list: str | None = None  # file of held-out "dataset/instance" names; default: root/val.txt
     val_fraction: float = 0.05  # held out when no list exists (seeded, by image)
