@@ -35,7 +35,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -499,11 +499,16 @@ def name_key(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
+def spelled_as(name: str, names: Iterable[str], aliases: Mapping[str, str]) -> str | None:
+    """The one of ``names`` (or of ``aliases``' targets) that ``name`` spells, ``name_key`` aside."""
+    lookup = {name_key(key): key for key in names} | {name_key(a): t for a, t in aliases.items()}
+    return lookup.get(name_key(name))
+
+
 def known_name(name: str) -> str | None:
     """The known spelling of a dataset name (case, ``_``/``-``/``+`` and aliases such as VOC aside),
     None for a set without a layout of its own (read in the generic images-folder layout)."""
-    lookup = {name_key(key): key for key in LAYOUTS} | {name_key(a): t for a, t in ALIASES.items()}
-    return lookup.get(name_key(name))
+    return spelled_as(name, LAYOUTS, ALIASES)
 
 
 def _distinct_set_in(folder: Path) -> tuple[str, Path] | None:

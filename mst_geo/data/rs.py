@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from mst_geo.data.iseg import IGNORE, Instance, dataset_location, name_key, named_folder
+from mst_geo.data.iseg import IGNORE, Instance, dataset_location, named_folder, spelled_as
 from mst_geo.errors import MSTGeoError
 
 SMALL_MAX_AREA = 32 * 32
@@ -199,8 +199,7 @@ def locate_rs_dataset(name: str, root: str | Path) -> tuple[str, Path] | None:
 
 def rs_dataset_name(name: str) -> str | None:
     """The canonical remote-sensing dataset name, or None if ``name`` is not one."""
-    lookup = {name_key(key): key for key in RS_LAYOUTS} | {name_key(a): t for a, t in RS_ALIASES.items()}
-    return lookup.get(name_key(name))
+    return spelled_as(name, RS_LAYOUTS, RS_ALIASES)
 
 
 @dataclass(frozen=True)
