@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mst_geo.bench.loop import evaluate_instance
-from mst_geo.bench.noc import clicks_to_reach
+from mst_geo.clicks.session import clicks_to_reach, evaluate_instance
 from mst_geo.clicks.predictor import Predictor
 from mst_geo.model import resolve_model
 from mst_geo.train.datamodule import HeldOutInstances

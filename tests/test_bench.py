@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from mst_geo.bench.baselines import BASELINES, DiskBaseline, make_baseline
-from mst_geo.bench.loop import ROWS_FILE, evaluate_instance, load_rows, run_noc
-from mst_geo.bench.noc import clicks_to_reach, mask_iou
+from mst_geo.bench.loop import ROWS_FILE, load_rows, run_noc
+from mst_geo.clicks.session import clicks_to_reach, evaluate_instance, mask_iou
 from mst_geo.bench.suite import run_noc_benchmark
 from mst_geo.clicks.simulator import binarize, split_mask
 from mst_geo.cli import app

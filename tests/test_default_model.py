@@ -17,7 +17,7 @@ from shapely.geometry.base import BaseGeometry
 from shapely.ops import polylabel
 
 from mst_geo.api import Segmenter
-from mst_geo.bench.loop import evaluate_instance
+from mst_geo.clicks.session import evaluate_instance
 from mst_geo.clicks.predictor import Predictor
 from mst_geo.data.iseg import load_iseg_dataset
 from mst_geo.model import resolve_model

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mst_geo.bench.noc import clicks_to_reach, mask_iou, reached, summarize, threshold_key
+from mst_geo.bench.noc import reached, summarize
+from mst_geo.clicks.session import clicks_to_reach, mask_iou, threshold_key
 
 
 def test_iou_leaves_out_the_ignore_band():

@@ -19,9 +19,9 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader
 
-from mst_geo.bench.loop import evaluate_instance
 from mst_geo.cli import main
 from mst_geo.clicks.predictor import Predictor
+from mst_geo.clicks.session import evaluate_instance
 from mst_geo.errors import MSTGeoError
 from mst_geo.model import MSTLoss, load_checkpoint
 from mst_geo.model.checkpoint import resolve_model

@@ -9,8 +9,6 @@ interrupted benchmark resumes where it stopped.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TextIO
@@ -19,9 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mst_geo.atomic import write_text_atomic
-from mst_geo.bench.noc import mask_iou
-from mst_geo.clicks.click import Click
-from mst_geo.clicks.simulator import binarize, next_click, split_mask
+from mst_geo.clicks.session import ClickMethod, evaluate_instance
 from mst_geo.data.iseg import Instance
 from mst_geo.errors import MSTGeoError
 
@@ -46,14 +42,6 @@ class InstanceSource(Protocol):
     def name_of(self, index: int) -> str: ...
 
 
-class ClickMethod(Protocol):
-    """Anything that segments from clicks: ``clicks.predictor.Predictor`` or a baseline."""
-
-    def set_image(self, image: np.ndarray) -> None: ...
-
-    def predict(self, clicks: Sequence[Click], prev_mask: np.ndarray | None = None) -> np.ndarray: ...
-
-
 @dataclass
 class InstanceResult:
     """One method on one instance: the IoU and the seconds of each click, and where it clicked."""
@@ -70,25 +58,6 @@ class InstanceResult:
     @property
     def key(self) -> tuple[str, str, str]:
         return self.method, self.dataset, self.name
-
-
-def evaluate_instance(method: ClickMethod, instance: Instance, max_clicks: int) -> tuple[list[float], list[float], list[Click]]:
-    """Run ``max_clicks`` simulated clicks on one instance: (IoU per click, seconds per click, clicks)."""
-    gt, ignore = split_mask(instance.mask)
-    method.set_image(instance.image)
-    clicks: list[Click] = []
-    ious: list[float] = []
-    seconds: list[float] = []
-    prediction = np.zeros(gt.shape, dtype=bool)
-    prev_mask: np.ndarray | None = None
-    for _ in range(max_clicks):
-        clicks.append(next_click(gt, prediction, ignore, clicks))
-        start = time.perf_counter()
-        prev_mask = method.predict(clicks, prev_mask)
-        seconds.append(time.perf_counter() - start)
-        prediction = binarize(prev_mask)
-        ious.append(mask_iou(gt, prediction, ignore))
-    return ious, seconds, clicks
 
 
 def load_rows(out_dir: Path) -> list[InstanceResult]:

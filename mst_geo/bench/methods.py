@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from mst_geo.bench.baselines import BASELINES, make_baseline
-from mst_geo.bench.loop import ClickMethod
+from mst_geo.clicks.session import ClickMethod
 from mst_geo.errors import MSTGeoError, MSTGeoWarning
 
 

@@ -1,4 +1,4 @@
-"""NoC metrics of the RITM protocol: IoU with an ignore band, clicks-to-IoU, and their summaries.
+"""NoC summaries of the RITM protocol over many objects (one object's IoUs and NoC: ``clicks.session``).
 
 NoC@k is the first click whose IoU reaches k, or ``max_clicks`` when it is never reached.
 NoF@k counts the objects that never reach k (DESIGN.md "Metrics"); note that RITM's own ">=20"
@@ -11,21 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-
-def mask_iou(gt: np.ndarray, pred: np.ndarray, ignore: np.ndarray | None = None) -> float:
-    """IoU of two boolean maps, leaving out ``ignore`` pixels; 1.0 when both are empty."""
-    if ignore is not None:
-        gt, pred = gt & ~ignore, pred & ~ignore
-    union = np.count_nonzero(gt | pred)
-    return 1.0 if union == 0 else float(np.count_nonzero(gt & pred) / union)
-
-
-def clicks_to_reach(ious: Sequence[float], threshold: float, max_clicks: int) -> int:
-    """NoC: the 1-based index of the first IoU >= ``threshold`` within ``max_clicks``, else ``max_clicks``."""
-    for index, iou in enumerate(ious[:max_clicks]):
-        if iou >= threshold:
-            return index + 1
-    return max_clicks
+from mst_geo.clicks.session import clicks_to_reach, threshold_key
 
 
 def reached(ious: Sequence[float], threshold: float, max_clicks: int) -> bool:
@@ -56,8 +42,3 @@ def summarize(
         },
         "miou": curves.mean(axis=0).tolist(),
     }
-
-
-def threshold_key(threshold: float) -> str:
-    """``0.85`` -> ``"85"``: the column suffix used in tables and JSON (NoC@85)."""
-    return f"{round(threshold * 100):d}"

@@ -20,7 +20,8 @@ import numpy as np
 
 from mst_geo.atomic import write_atomic, write_text_atomic
 from mst_geo.bench.loop import InstanceResult
-from mst_geo.bench.noc import clicks_to_reach, summarize, threshold_key
+from mst_geo.bench.noc import summarize
+from mst_geo.clicks.session import clicks_to_reach, threshold_key
 from mst_geo.data.rs import SIZE_CLASSES, size_class
 from mst_geo.errors import MSTGeoError
 

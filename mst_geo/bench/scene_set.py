@@ -17,7 +17,7 @@ from pathlib import Path
 from mst_geo.geo.bands import BandRef
 from mst_geo.data.iseg import Instance
 from mst_geo.geo.raster import scene_stem
-from mst_geo.train.scene_dataset import SceneObjects, scene_labels
+from mst_geo.geo.labels import LabelledObjects, scene_labels
 
 READ_MAX_SIDE = 2048
 """Windows up to this side are read at native resolution (objects up to ~1 000 px across)."""
@@ -30,7 +30,7 @@ class LabelledScene:
                  bands: Sequence[BandRef] | None = None):
         polygons, chosen = scene_labels(scene, labels, bands)
         self.name = scene_stem(scene)
-        self.objects = SceneObjects(scene, polygons, list(range(len(polygons))), labels, read_max_side, chosen)
+        self.objects = LabelledObjects(scene, polygons, list(range(len(polygons))), labels, read_max_side, chosen)
         names = polygons["name"].astype(str).tolist() if "name" in polygons else []
         self.names = names if len(set(names)) == len(polygons) else None
 

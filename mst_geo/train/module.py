@@ -7,7 +7,7 @@ gradient. The number of rounds and the click positions come from a generator see
 ``(seed, global step, rank)`` (one child generator per sample, so ``trainer.click_threads`` may
 place a batch's clicks in parallel), and a resumed run repeats them exactly.
 
-Validation walks held-out instances with the bench's own loop (``bench.loop.evaluate_instance``:
+Validation walks held-out instances with the bench's own session (``clicks.session.evaluate_instance``:
 RITM clicker + ``clicks.predictor.Predictor``), so the NoC logged here is the one ``mst-geo bench``
 would report for the same weights and instances.
 """
@@ -24,10 +24,9 @@ import lightning as L
 import numpy as np
 import torch
 
-from mst_geo.bench.loop import evaluate_instance
-from mst_geo.bench.noc import clicks_to_reach, threshold_key
 from mst_geo.clicks.click import Click
 from mst_geo.clicks.predictor import Predictor
+from mst_geo.clicks.session import clicks_to_reach, evaluate_instance, threshold_key
 from mst_geo.clicks.sampler import next_training_click
 from mst_geo.data.iseg import Instance
 from mst_geo.model import MSTLoss, MSTModel

@@ -1,12 +1,7 @@
-"""A user's own scene as training data: a GeoTIFF plus vector labels (one polygon per object).
-
-``mst-geo train --scene scene.tif --labels polygons.gpkg`` fine-tunes on objects the user drew.
-The labels may be in any CRS (reprojected to the scene's with geopandas/pyproj). Each sample
-reads one window around one object through ``geo.raster.SceneRaster`` (the same band choice and
-percentile stretch as ``mst-geo segment``, decimated through overviews for large objects) and
-rasterises only the polygons that touch that window; the scene is never read whole. The window
-size varies at random (from snug to several times the object) so that the object fills
-anything from most of the crop to a small part of it.
+"""A user's own scene as training data (``mst-geo train --scene scene.tif --labels polygons.gpkg``):
+the labelled objects of ``geo.labels``, each sample a window around one object whose size varies
+at random (from snug to several times the object), so that the object fills anything from most
+of the crop to a small part of it.
 
 This is the only training module that imports rasterio/geopandas (the GPU box training on the
 iseg sets does not need them).
@@ -14,133 +9,24 @@ iseg sets does not need them).
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
-
-import geopandas as gpd
 import numpy as np
-from affine import Affine
-from rasterio.features import rasterize
-from rasterio.windows import Window
-from shapely.geometry import box
 
-from mst_geo.geo.bands import BandRef
-from mst_geo.data.iseg import IGNORE, Instance
 from mst_geo.errors import MSTGeoError
-from mst_geo.geo.io import read_vector
-from mst_geo.geo.prompts import describe_extent
-from mst_geo.geo.raster import SceneRaster, scene_source, scene_stem
+from mst_geo.geo.labels import LabelledObjects, scene_labels
 from mst_geo.train.augment import Sample
 from mst_geo.train.config import DataSection
 from mst_geo.train.instances import hashed_holdout, holdout_rank
 
 CONTEXT_RANGE = (1.2, 4.0)
-"""Window side / object side, drawn uniformly per sample (the held-out view uses 2)."""
-
-MIN_WINDOW = 64
-"""Smallest window side in scene pixels (a 5 px object still comes with some context)."""
+"""Window side / object side, drawn uniformly per sample (the held-out view: ``HELD_OUT_CONTEXT``)."""
 
 
-def read_labels(labels: str | Path, scene_crs: Any) -> gpd.GeoDataFrame:
-    """Polygon labels reprojected to the scene CRS; one row per object, empty rows and other
-    geometries dropped. The index stays the feature's number in the file (0-based), which names
-    the object in errors and bench rows and keys its held-out draw whatever else the file holds."""
-    path = Path(labels)
-    frame = read_vector(path, "labels")
-    if frame.crs is None:
-        raise MSTGeoError("labels have no CRS; save them with one (any CRS works)", path)
-    frame = frame[frame.geometry.notna() & ~frame.geometry.is_empty]
-    frame = frame[frame.geometry.geom_type.isin(["Polygon", "MultiPolygon"])]
-    if frame.empty:
-        raise MSTGeoError("labels hold no polygons (one polygon per object is expected)", path)
-    return frame.to_crs(scene_crs)
-
-
-def scene_labels(scene: str | Path, labels: str | Path,
-                 bands: Sequence[BandRef] | None = None) -> tuple[gpd.GeoDataFrame, tuple[int, int, int]]:
-    """The label polygons that overlap the scene, in its CRS (a clear error when none does), and
-    the scene's bands as chosen once here (a bad choice fails before any work, and a guess is
-    announced once, not again by every loader process that reads the scene)."""
-    with SceneRaster(scene, bands) as raster:
-        crs, bounds, chosen = raster.crs, box(*raster.bounds), raster.bands
-    every = read_labels(labels, crs)
-    frame = every[every.intersects(bounds)]
-    if frame.empty:
-        raise MSTGeoError(f"no label polygon overlaps the scene {scene} (the labels span "
-                          f"{describe_extent(every.total_bounds, crs)}, the scene {describe_extent(bounds.bounds, crs)} "
-                          "in its CRS; is the labels' CRS right? a GeoJSON without one is WGS84)", labels)
-    return frame, chosen
-
-
-class SceneObjects:
-    """Polygons of one scene as an ``ObjectSource`` (see ``train/samples.py``). ``rows`` are
-    positions in ``labels``; the labels' index holds each polygon's feature number in its file."""
-
-    def __init__(self, scene: str | Path, labels: gpd.GeoDataFrame, rows: list[int],
-                 labels_path: str | Path, read_max_side: int, bands: Sequence[BandRef] | None = None):
-        self.scene = scene_source(scene)  # a local Path, or a COG's URL
-        self.bands = bands  # the scene's R,G,B (or grey) band numbers; None: SceneRaster's choice
-        self.labels = labels
-        self.rows = rows
-        self.labels_path = str(labels_path)
-        self.read_max_side = read_max_side
-        self._raster: SceneRaster | None = None
-        self._pid = -1
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getstate__(self) -> dict:
-        """Loader workers get the paths and polygons, never an open file handle."""
-        return {**self.__dict__, "_raster": None, "_pid": -1}
-
-    @property
-    def raster(self) -> SceneRaster:
-        """The scene, opened once per process (a loader worker opens its own)."""
-        if self._raster is None or self._pid != os.getpid():
-            self._raster = SceneRaster(self.scene, self.bands)
-            self._pid = os.getpid()
-        return self._raster
-
-    def pixel_box(self, row: int) -> tuple[float, float, float, float]:
-        """The polygon's bounding box in scene pixels: (row0, col0, row1, col1)."""
-        minx, miny, maxx, maxy = self.labels.geometry.iloc[row].bounds
-        inverse = ~self.raster.transform
-        cols, rows = zip(*(inverse @ (x, y) for x, y in ((minx, miny), (maxx, maxy))), strict=True)
-        return min(rows), min(cols), max(rows), max(cols)
-
-    def window_around(self, row: int, context: float, offsets: tuple[float, float]) -> Window:
-        """A square window ``context`` times the object's size, the object at ``offsets`` (0..1)."""
-        row0, col0, row1, col1 = self.pixel_box(row)
-        height, width = row1 - row0, col1 - col0
-        side = max(max(height, width) * context, MIN_WINDOW)
-        top = row0 - (side - height) * offsets[0]
-        left = col0 - (side - width) * offsets[1]
-        return Window(int(np.floor(left)), int(np.floor(top)), int(np.ceil(side)), int(np.ceil(side)))
-
-    def masks_in(self, window: Window, shape: tuple[int, int], transform: Affine,
-                 row: int) -> tuple[np.ndarray, list[np.ndarray]]:
-        """The object's mask and those of the other polygons touching the window."""
-        bounds = box(*self.raster.dataset.window_bounds(window))
-        near = [int(i) for i in self.labels.sindex.query(bounds, predicate="intersects") if i != row]
-
-        def burn(index: int) -> np.ndarray:
-            return rasterize([(self.labels.geometry.iloc[index], 1)], out_shape=shape,
-                             transform=transform, fill=0, dtype="uint8").astype(bool)
-
-        return burn(row), [burn(i) for i in near]
-
-    def read(self, row: int, window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                      list[np.ndarray]]:
-        """Image (uint8), valid-data map, object mask and neighbour masks of one window."""
-        view = self.raster.read(window, max_side=self.read_max_side)
-        target, neighbours = self.masks_in(view.window, view.valid.shape, view.transform, row)
-        image = np.round(view.image * 255).astype(np.uint8)
-        return image, view.valid, target, neighbours
+class SceneObjects(LabelledObjects):
+    """The scene's labelled objects as an ``ObjectSource`` (see ``train/samples.py``)."""
 
     def load(self, position: int, rng: np.random.Generator, merge_prob: float) -> Sample:
+        """One training sample: a window of random size and offset around the object, sometimes
+        merged with a neighbour (``merge_prob``), the other polygons as other objects."""
         row = self.rows[position]
         window = self.window_around(row, rng.uniform(*CONTEXT_RANGE), tuple(rng.random(2)))
         image, valid, target, neighbours = self.read(row, window)
@@ -150,26 +36,9 @@ class SceneObjects:
         ignore = ~valid
         return Sample(image, target, others & ~target, ignore & ~target)
 
-    def instance(self, position: int) -> Instance:
-        row = self.rows[position]
-        image, valid, target, _ = self.read(row, self.window_around(row, 2.0, (0.5, 0.5)))
-        mask = target.astype(np.uint8)
-        mask[~valid] = IGNORE
-        return Instance(image, mask, self.name_of(position), scene_stem(self.scene))
-
-    def feature(self, position: int) -> int:
-        """The object's feature number in the labels file (0-based, counting every feature)."""
-        return int(self.labels.index[self.rows[position]])
-
-    def name_of(self, position: int) -> str:
-        """The object's name in bench rows: its feature number in the labels file."""
-        return f"feature{self.feature(position)}"
-
     def keeps_scale(self, position: int) -> bool:
+        """Whether a pasted donor keeps its own scale: never here."""
         return False  # its windows already fit each object to the crop, so donors paste as photos do
-
-    def where(self, position: int) -> str:
-        return f"{self.labels_path} (feature {self.feature(position)})"
 
 
 def scene_split(data: DataSection, validates: bool = True) -> tuple[SceneObjects, SceneObjects]:
