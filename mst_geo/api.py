@@ -82,24 +82,23 @@ class Segmenter:
         scene CRS's units and may be changed later (every outline is redrawn)."""
         run_on = torch_device(device)
         self.raster = SceneRaster(scene_path, bands)
-        try:
+        try:  # a bad setting, a checkpoint of another size, no GPU memory: the scene is not left open
             _check_outline_settings(simplify, min_area, self.raster)
             network, self.card = _network(model)
+            # The adaptive windows already frame the object, so the model sees them at its training size:
+            # the card's larger inference_size helps on whole images (bench) but measured worse here
+            # (scripts/bench_first_click.py, README "Scale, speed and memory").
+            size = network.config.input_size
+            self._segmenter = ObjectSegmenter(self.raster, Predictor(network, device=run_on, input_size=size), size)
+            self._mapper = PixelMapper(self.crs, self.transform, self.width, self.height, is_valid=self.raster.is_valid)
         except BaseException:
             self.raster.close()
             raise
         self.model_name = _model_name(model, self.card)
-        in_memory = isinstance(model, MSTModel)
-        self._model_source = None if in_memory else str(checkpoint_path(model))
+        self._model_source = None if isinstance(model, MSTModel) else str(checkpoint_path(model))
         self._device = device
         self._inputs: dict[str, str | Path] = {"scene": scene_path}  # files save() must never replace
         self._simplify, self._min_area = float(simplify), float(min_area)
-        self._mapper = PixelMapper(self.crs, self.transform, self.width, self.height, is_valid=self.raster.is_valid)
-        # The adaptive windows already frame the object, so the model sees them at its training size:
-        # the card's larger inference_size helps on whole images (bench) but measured worse here
-        # (scripts/bench_first_click.py, README "Scale, speed and memory").
-        size = network.config.input_size
-        self._segmenter = ObjectSegmenter(self.raster, Predictor(network, device=run_on, input_size=size), size)
         self._clicks: dict[ObjectId, list[SceneClick]] = {}
         self._results: dict[ObjectId, ObjectMask] = {}
         self._records: dict[ObjectId, ObjectRecord] = {}

@@ -327,3 +327,22 @@ def test_a_loaded_model_and_bad_bands(naip_scene, local_checkpoint):
         assert "naip_scene.tif" in str(error.value)
     with pytest.raises(MSTGeoError, match="is a folder, not a raster"):
         Segmenter(naip_scene.parent, model=local_checkpoint)
+
+
+def test_a_failed_setup_leaves_the_scene_closed(tmp_path, naip_scene, tiny_checkpoint, monkeypatch):
+    """The predictor failing to start (no GPU memory, say) closes the scene it had opened."""
+    import shutil
+
+    import mst_geo.api
+    from tests.test_app_tiles import open_handles
+
+    scene = shutil.copy(naip_scene, tmp_path / "scene.tif")
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(mst_geo.api, "Predictor", out_of_memory)
+    with pytest.raises(RuntimeError, match="out of memory") as failure:
+        Segmenter(scene, model=tiny_checkpoint)
+    assert failure.tb is not None  # the traceback keeps the half-built Segmenter alive: its scene must be closed
+    assert open_handles(scene) == 0

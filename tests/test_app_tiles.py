@@ -216,3 +216,46 @@ def test_gcp_scene_shows_the_north_up_grid(tmp_path: Path, example_tiles: SceneT
             else:  # decimated by the warp instead of the file's overview: the scene's edge row may differ
                 assert (ours[..., 3] != original[..., 3]).mean() < 0.01
                 assert np.abs(ours - original)[..., :3].mean() < 8
+
+
+def open_handles(path: Path) -> int:
+    """How many file descriptors of this process point at ``path`` (Linux /proc)."""
+    folder = Path("/proc/self/fd")
+    count = 0
+    for fd in folder.iterdir():
+        try:
+            count += Path(fd.readlink()) == path.resolve()
+        except OSError:
+            continue
+    return count
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts descriptors through /proc")
+def test_close_releases_the_scene_in_every_thread(tmp_path: Path) -> None:
+    """Each server thread opens the scene for its tiles; the app's shutdown closes all of them."""
+    import shutil
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from mst_geo.api import Segmenter
+    from mst_geo.app.server import create_app
+
+    scene = shutil.copy(EXAMPLE, tmp_path / "scene.tif")
+    with SceneRaster(scene) as raster:
+        tiles = SceneTiles(raster)
+    threads = [threading.Thread(target=tiles.render, args=(0, 0, 0)) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert open_handles(scene) == 3
+    tiles.close()
+    assert open_handles(scene) == 0
+
+    with Segmenter(scene, model="mst_tiny") as segmenter:
+        before = open_handles(scene)  # the segmenter's own
+        with TestClient(create_app(segmenter)) as client:
+            assert client.get("/tiles/0/0/0.png").status_code == 200
+            assert open_handles(scene) > before
+        assert open_handles(scene) == before  # the app's shutdown closed its tile readers

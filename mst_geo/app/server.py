@@ -8,11 +8,12 @@ the same ``mst_geo.api.Segmenter`` that notebooks use, so what the page shows is
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
@@ -132,7 +133,12 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None,
     source = segmenter.raster.path
     stem = scene_stem(source)
     save_folder = source.parent if isinstance(source, Path) else Path.cwd()  # a URL's scene: here
-    app = FastAPI(title="mst-geo app", summary="Click on a GeoTIFF scene and get polygons back.")
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        tiles.close()  # the segmenter's own scene is its owner's to close
+
+    app = FastAPI(title="mst-geo app", summary="Click on a GeoTIFF scene and get polygons back.", lifespan=lifespan)
     app.state.session = session
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_error_handlers(app)

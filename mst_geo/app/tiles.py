@@ -23,7 +23,7 @@ from rio_tiler.models import ImageData
 
 from mst_geo.app.pagegrid import PageGrid
 from mst_geo.geo.journal import file_identity
-from mst_geo.geo.raster import SceneRaster, open_scene, palette_colours, pixel_reads
+from mst_geo.geo.raster import SceneRaster, close_scene, open_scene, palette_colours, pixel_reads
 
 PNG_OPTIONS = (cv2.IMWRITE_PNG_COMPRESSION, 1)
 
@@ -42,15 +42,28 @@ class SceneTiles:
         self.version = hashlib.sha1(repr(look).encode()).hexdigest()[:12]
         """Changes with the file, bands or stretch, so browsers never show cached tiles of another look."""
         self._local = threading.local()
+        self._opened: list = []  # every thread's scene, closed by close()
+        self._opened_lock = threading.Lock()
 
     def _reader(self) -> Reader:
+        """This thread's reader of the scene (GDAL datasets are not shared between threads)."""
         reader = getattr(self._local, "reader", None)
         if reader is None:
             dataset = open_scene(self.source)  # the grid the model reads (north-up, warped if need be)
+            with self._opened_lock:
+                self._opened.append(dataset)
             with warnings.catch_warnings():  # a small scene without overviews is fine: windowed reads
                 warnings.simplefilter("ignore", NoOverviewWarning)
                 reader = self._local.reader = Reader(str(self.source), dataset=dataset)
         return reader
+
+    def close(self) -> None:
+        """Close the scene in every thread that read tiles (the app's shutdown)."""
+        with self._opened_lock:
+            for dataset in self._opened:
+                close_scene(dataset)
+            self._opened.clear()
+        self._local = threading.local()
 
     def read(self, z: int, x: int, y: int) -> ImageData:
         """Raw band values of tile z/x/y, masked outside the scene, on nodata and on NaN (as the

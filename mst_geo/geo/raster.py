@@ -425,8 +425,12 @@ def open_scene(source: str | Path) -> DatasetReader | WarpedVRT:
     resampling = Resampling.nearest if paletted else Resampling.bilinear
     # RPCs at the image's mean height (RPC_HEIGHT 0 would shift a plateau at 1 000 m by hundreds of metres)
     by_rpcs = {"METHOD": "RPC", "RPC_HEIGHT": dataset.rpcs.height_off, "src_crs": crs} if placed_by_rpcs else {}
-    with opening(source):
-        return WarpedVRT(dataset, crs=crs, resampling=resampling, **marks, **by_rpcs)
+    try:
+        with opening(source):
+            return WarpedVRT(dataset, crs=crs, resampling=resampling, **marks, **by_rpcs)
+    except BaseException:  # GDAL cannot warp it: the file is not left open behind the error
+        dataset.close()
+        raise
 
 
 SQUARE_ENOUGH = 0.01
