@@ -158,3 +158,22 @@ def full_disk(tmp_path: Path):
         yield folder
     finally:
         subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.fixture
+def open_handles():
+    """How many file descriptors of this process point at a path (Linux /proc; skips elsewhere)."""
+    folder = Path("/proc/self/fd")
+    if not folder.is_dir():
+        pytest.skip("counts file descriptors through /proc")
+
+    def count(path: Path) -> int:
+        total = 0
+        for fd in folder.iterdir():
+            try:
+                total += Path(fd.readlink()) == Path(path).resolve()
+            except OSError:
+                continue
+        return total
+
+    return count

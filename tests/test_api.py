@@ -329,12 +329,11 @@ def test_a_loaded_model_and_bad_bands(naip_scene, local_checkpoint):
         Segmenter(naip_scene.parent, model=local_checkpoint)
 
 
-def test_a_failed_setup_leaves_the_scene_closed(tmp_path, naip_scene, tiny_checkpoint, monkeypatch):
+def test_a_failed_setup_leaves_the_scene_closed(tmp_path, naip_scene, tiny_checkpoint, monkeypatch, open_handles):
     """The predictor failing to start (no GPU memory, say) closes the scene it had opened."""
     import shutil
 
     import mst_geo.api
-    from tests.test_app_tiles import open_handles
 
     scene = shutil.copy(naip_scene, tmp_path / "scene.tif")
 

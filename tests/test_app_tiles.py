@@ -218,20 +218,7 @@ def test_gcp_scene_shows_the_north_up_grid(tmp_path: Path, example_tiles: SceneT
                 assert np.abs(ours - original)[..., :3].mean() < 8
 
 
-def open_handles(path: Path) -> int:
-    """How many file descriptors of this process point at ``path`` (Linux /proc)."""
-    folder = Path("/proc/self/fd")
-    count = 0
-    for fd in folder.iterdir():
-        try:
-            count += Path(fd.readlink()) == path.resolve()
-        except OSError:
-            continue
-    return count
-
-
-@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts descriptors through /proc")
-def test_close_releases_the_scene_in_every_thread(tmp_path: Path) -> None:
+def test_close_releases_the_scene_in_every_thread(tmp_path: Path, open_handles) -> None:
     """Each server thread opens the scene for its tiles; the app's shutdown closes all of them."""
     import shutil
     import threading
