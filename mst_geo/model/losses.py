@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mst_geo.model.click_maps import POSITIVE, click_token_index
+from mst_geo.model.mst import MSTOutput
 
 
 def normalized_focal_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
@@ -60,7 +61,7 @@ class MSTLoss(nn.Module):
         self.contrastive_weight = contrastive_weight
         self.temperature = temperature
 
-    def forward(self, output, target: torch.Tensor, clicks: torch.Tensor,
+    def forward(self, output: MSTOutput, target: torch.Tensor, clicks: torch.Tensor,
                 ignore: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``output`` an ``MSTOutput``; ``target`` [B,1,H,W] 1 fg / 0 bg; ``ignore`` [B,1,H,W]
         true where the label is unknown (e.g. 255 in the dataset masks). Computed in float32,

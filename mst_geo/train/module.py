@@ -100,6 +100,8 @@ class ClickTrainingModule(L.LightningModule):
         torch.manual_seed(int(np.random.SeedSequence(key).generate_state(1)[0]))
 
     def click_rounds_rng(self) -> np.random.Generator:
+        """This step's generator for the no-grad rounds (count and clicks): a pure function of
+        (seed, step, rank), so a resumed run places the same correction clicks."""
         return np.random.default_rng([self.config.trainer.seed, self.global_step,
                                       self.global_rank, 0x17E8])
 
@@ -223,6 +225,7 @@ class ClickTrainingModule(L.LightningModule):
     # ---- bookkeeping that survives --resume -------------------------------------------------
 
     def elapsed_seconds(self) -> float:
+        """Training wall time over every resumed part of the run (the card's ``wall_time_s``)."""
         return self.wall_seconds + time.monotonic() - self._started
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -61,6 +61,7 @@ def encode_image(path: Path, max_side: int, quality: int) -> bytes:
 
 
 def encode_mask(path: Path, max_side: int) -> bytes:
+    """A mask file as PNG bytes at most ``max_side`` across, resized nearest (labels stay labels)."""
     mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if mask is None:
         raise MSTGeoError("cannot read this mask", path)

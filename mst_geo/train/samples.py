@@ -46,6 +46,7 @@ class SampleRecipe:
 
     @classmethod
     def from_config(cls, data: DataSection) -> SampleRecipe:
+        """The recipe's ``data`` section as sampling settings (what loader workers receive)."""
         return cls(
             crop_size=data.crop_size,
             scale_range=(float(data.scale_range[0]), float(data.scale_range[1])),
@@ -60,6 +61,7 @@ class SampleRecipe:
 
 
 def sampler_from_config(clicks: ClicksSection) -> MultiPointSampler:
+    """The RITM multi-point click sampler the recipe's ``clicks`` section describes."""
     return MultiPointSampler(max_points=clicks.max_points, gamma=clicks.gamma,
                              erode_prob=clicks.erode_prob, negative_bg_prob=clicks.negative_bg_prob,
                              negative_other_prob=clicks.negative_other_prob,
