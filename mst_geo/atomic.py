@@ -54,7 +54,7 @@ def check_output(path: str | Path, overwrite: bool) -> None:
     a missing directory is created."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise MSTGeoError("output exists (pass --overwrite to replace it)", path)
+        raise MSTGeoError("output exists (pass --overwrite, or overwrite=True in Python, to replace it)", path)
     if path.is_dir():
         raise MSTGeoError("output is a directory", path)
     if not path.parent.is_dir():

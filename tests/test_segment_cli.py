@@ -385,7 +385,7 @@ def test_installed_console_script(tmp_path, naip_scene, tiny_checkpoint, few_cli
         [executable, "segment", str(naip_scene), "--clicks", str(EXAMPLE_CLICKS), "-o", str(out)],
         capture_output=True, text=True, timeout=600,
     )
-    assert again.returncode == 2 and again.stderr.strip().splitlines() == [f"error: {out}: output exists (pass --overwrite to replace it)"]
+    assert again.returncode == 2 and again.stderr.strip().splitlines() == [f"error: {out}: output exists (pass --overwrite, or overwrite=True in Python, to replace it)"]
 
 
 # -- bad input -----------------------------------------------------------------------------------
