@@ -6,6 +6,7 @@ import json
 import re
 
 import geopandas as gpd
+import numpy as np
 import pytest
 import shapely
 import rasterio
@@ -48,12 +49,13 @@ def collection(*points, crs=None) -> dict:
     return data
 
 
-@pytest.mark.parametrize("value", ["positive", "POS", 1, True, "true", "fg", "1", "foreground"])
+@pytest.mark.parametrize("value", ["positive", "POS", 1, True, "true", "fg", "1", "foreground", np.True_,
+                                   np.int64(1), np.float64(1.0)])  # numpy: cells of a GeoDataFrame
 def test_positive_labels(value):
     assert parse_label(value) is True
 
 
-@pytest.mark.parametrize("value", ["negative", "neg", 0, False, "false", "bg", "0", 0.0])
+@pytest.mark.parametrize("value", ["negative", "neg", 0, False, "false", "bg", "0", 0.0, np.False_, np.int32(0)])
 def test_negative_labels(value):
     assert parse_label(value) is False
 

@@ -62,10 +62,13 @@ def test_saturated_pixels_do_not_set_the_stretch(write_geotiff, naip_pixels):
     saturated = scene.copy()
     saturated[:, :36, :] = 65535  # 36 of 723 rows
     plain_path, path = write_geotiff("plain.tif", scene), write_geotiff("saturated.tif", saturated)
-    with SceneRaster(plain_path) as plain, SceneRaster(path) as raster:
+    rotated = write_geotiff("rotated.tif", saturated, transform=NAIP_TRANSFORM * Affine.rotation(10))
+    with SceneRaster(plain_path) as plain, SceneRaster(path) as raster, SceneRaster(rotated) as warped:
         assert (raster.high < 10_000).all()
         np.testing.assert_allclose(raster.high, plain.high, rtol=0.03)
         np.testing.assert_allclose(raster.low, plain.low, rtol=0.05)
+        assert warped.dataset.dtypes[0] == "float32"  # read through a warp: still the file's uint16 ceiling
+        assert (warped.high < 10_000).all()
 
 
 def test_a_scene_that_is_mostly_flat_still_has_a_stretch(write_geotiff):
@@ -241,6 +244,16 @@ def test_bands_by_description(write_geotiff, naip_pixels):
         assert raster.bands == (3, 2, 1)
     with pytest.raises(MSTGeoError, match=r"s2.tif: no band described as 'B8A' \(bands: 1 'B01', 2 'B02'"):
         SceneRaster(s2, bands=("B8A", 2, 1))
+    with SceneRaster(s2, bands=("3", "2", "1")) as raster:  # numbers written as text (a recipe, the API)
+        assert raster.bands == (3, 2, 1)
+    two_dates = write_geotiff("two_dates.tif", np.concatenate([naip_pixels[:3], naip_pixels[:3]]), photometric="MINISBLACK")
+    with rasterio.open(two_dates, "r+") as dst:
+        for band, name in enumerate(("red", "green", "blue") * 2, 1):
+            dst.set_band_description(band, name)
+    with pytest.raises(MSTGeoError, match="bands 1 and 4 are all described as 'Red': choose them by number"):
+        SceneRaster(two_dates, bands=("Red", 2, 3))
+    with pytest.warns(MSTGeoWarning, match="6 bands without colour names; reading band\\(s\\) 1,2,3"):
+        SceneRaster(two_dates).close()  # descriptions that repeat name no bands: the guess is announced
 
 
 def test_missing_and_corrupt_files(tmp_path):
@@ -494,10 +507,11 @@ def test_a_paletted_scene_is_read_in_its_colours(write_geotiff, naip_pixels):
             assert np.isin(np.round(decimated * (c.high - c.low) + c.low), [32, 96, 160, 224]).mean() > 0.9
 
 
-@pytest.mark.parametrize(("given", "expected"), [(None, str(256 << 20)), ("64", str(64 << 20))])  # MB, read as bytes
+@pytest.mark.parametrize(("given", "expected"), [(None, "256"), ("64", str(64 << 20))])  # env: MB, read as bytes
 def test_gdal_block_cache_is_bounded_unless_the_user_sets_it(naip_scene, given, expected):
-    """GDAL's default cache (5 % of the machine's memory) is replaced before the first read; a
-    GDAL_CACHEMAX the user set is kept. In a fresh process: GDAL reads the setting once."""
+    """GDAL's default cache (5 % of the machine's memory) is held to 256 MB when a scene opens, even
+    after rasterio has read other files, without touching the environment child processes get; a
+    GDAL_CACHEMAX the user set is kept. In a fresh process: the setting is process-wide."""
     import os
     import subprocess
     import sys
@@ -505,8 +519,11 @@ def test_gdal_block_cache_is_bounded_unless_the_user_sets_it(naip_scene, given, 
     env = {key: value for key, value in os.environ.items() if key != "GDAL_CACHEMAX"}
     if given is not None:
         env["GDAL_CACHEMAX"] = given
-    code = ("import rasterio.env, mst_geo.geo.raster as r; s = r.SceneRaster(%r); s.read(r.Window(0, 0, 64, 64)); "
-            "print(rasterio.env.get_gdal_config('GDAL_CACHEMAX'))" % str(naip_scene))
+    code = ("import os, rasterio, rasterio.env, mst_geo.geo.raster as r\n"
+            "with rasterio.open(%r) as d: d.read(1)\n"
+            "s = r.SceneRaster(%r); s.read(r.Window(0, 0, 64, 64))\n"
+            "print(rasterio.env.get_gdal_config('GDAL_CACHEMAX'), os.environ.get('GDAL_CACHEMAX'))"
+            % (str(naip_scene), str(naip_scene)))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split()[-1] == expected
+    assert result.stdout.split()[-2:] == [expected, str(given)]

@@ -4,6 +4,7 @@ counts) or the bands' descriptions (``B04,B03,B02``, ``red,green,blue``). One gr
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,7 +21,7 @@ def band_choice(bands: Any, where: Any = None) -> tuple[BandRef, ...]:
     and ``data.scene_bands`` take them; MSTGeoError naming ``where`` otherwise."""
     if isinstance(bands, (str, bytes)) or not isinstance(bands, Iterable):
         raise MSTGeoError(f"bands must be band numbers such as (4, 3, 2) or names, got {bands!r}", where)
-    chosen = tuple(bands)
+    chosen = tuple(_number_if_written_as_one(band) for band in bands)
     for band in chosen:
         number = isinstance(band, (int, np.integer)) and not isinstance(band, bool)
         if not (number and band >= 1) and not (isinstance(band, str) and band.strip()):
@@ -35,4 +36,11 @@ def parse_bands(text: str | None) -> tuple[BandRef, ...] | None:
     """``--bands`` text ("4,3,2" or "B04,B03,B02") as a band choice; None keeps the default."""
     if text is None or not text.strip():
         return None
-    return band_choice(tuple(int(part) if part.strip().isdigit() else part for part in text.split(",")))
+    return band_choice(text.split(","))
+
+
+def _number_if_written_as_one(band: Any) -> Any:
+    """"4" or " -1 " as the integer it writes (checked as a number); other values as they are."""
+    if isinstance(band, str) and re.fullmatch(r"\s*[+-]?[0-9]+\s*", band):
+        return int(band)
+    return band

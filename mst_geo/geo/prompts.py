@@ -23,6 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyogrio
 from affine import Affine
 from pyproj import CRS, Transformer
@@ -55,9 +56,9 @@ class SceneClick:
 
 def parse_label(value: Any) -> bool:
     """True for a positive click, False for a negative one; ValueError on anything else."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)) and value in (0, 1):
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, float, np.integer, np.floating)) and value in (0, 1):  # a GeoDataFrame's cells
         return bool(value)
     if isinstance(value, str):
         text = value.strip().lower()
@@ -207,6 +208,8 @@ def _refuse_lost_click_order(path: Path, frame: Any) -> None:
     if info["driver"] != "FlatGeobuf" or not info["capabilities"].get("fast_spatial_filter"):
         return
     columns = {str(name).strip().lower(): name for name in frame.columns}
+    if len(columns) < len(frame.columns):
+        return  # two fields named alike ("order", "ORDER"): reading the clicks names them
     if "order" in columns and not (frame[columns["order"]].isna() | frame[columns["order"]].astype(str).eq("")).any():
         return
     objects = frame[columns["object"]] if "object" in columns else [DEFAULT_OBJECT] * len(frame)

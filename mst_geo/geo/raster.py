@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
 import contextlib
+import functools
 import os
 import warnings
 
@@ -39,18 +40,17 @@ from mst_geo.geo.bands import BandRef, band_choice
 from mst_geo.geo.ground import ground_steps
 
 GDAL_CACHE_MB = 256
-"""GDAL's block cache unless ``GDAL_CACHEMAX`` is set: its default, 5 % of the machine's memory,
-makes a run's memory grow with the machine rather than with the work: 16 objects of a 30 000² px
-scene peaked at 2.3 GB on a 24 GB machine, 1.4 GB with this cache, same polygons, same time. Set
-here, before GDAL first reads a block (an explicit ``GDAL_CACHEMAX`` wins)."""
-os.environ.setdefault("GDAL_CACHEMAX", str(GDAL_CACHE_MB))
+"""GDAL's block cache unless the ``GDAL_CACHEMAX`` environment variable is set: its default, 5 % of
+the machine's memory, makes a run's memory grow with the machine rather than with the work: 16
+objects of a 30 000² px scene peaked at 2.3 GB on a 24 GB machine, 1.4 GB with this cache, same
+polygons, same time. Set when the first scene opens (``bound_gdal_cache``), in this process only."""
 
 PERCENTILES = (2.0, 98.0)
 """Per-band stretch (the cumulative-count cut GIS viewers use), so the model sees what the analyst sees."""
 
 MIN_STATS_SHARE = 0.01
 """The stretch leaves out flat fill and saturated pixels unless fewer than this share of the valid
-pixels (and fewer than 100) would remain: then the scene is that flat, and all valid pixels count."""
+pixels, or fewer than 100, would remain: then the scene is that flat, and all valid pixels count."""
 
 STATS_MAX_SIDE = 1024
 """Scenes up to this side are read whole for the percentiles; larger ones are sampled."""
@@ -193,8 +193,8 @@ class SceneRaster:
             data_bands = [band for band, colour in enumerate(interp, 1) if colour != ColorInterp.alpha] or [1]
             if all(colour in interp for colour in RGB_INTERP):
                 chosen = tuple(interp.index(colour) + 1 for colour in RGB_INTERP)
-            elif all(colour in named for colour in ("red", "green", "blue")):
-                chosen = tuple(named[colour] for colour in ("red", "green", "blue"))
+            elif all(len(named.get(colour, ())) == 1 for colour in ("red", "green", "blue")):
+                chosen = tuple(named[colour][0] for colour in ("red", "green", "blue"))
             else:
                 chosen = tuple(data_bands[:3]) if len(data_bands) >= 3 else (data_bands[0],)
                 if len(data_bands) != len(chosen):
@@ -206,12 +206,12 @@ class SceneRaster:
             chosen = (chosen + (chosen[0],) * 3)[:3]
         return chosen  # type: ignore[return-value]
 
-    def _described_bands(self) -> dict[str, int]:
-        """Band number by description, compared in lower case (the first of equal ones)."""
-        named: dict[str, int] = {}
+    def _described_bands(self) -> dict[str, list[int]]:
+        """Band numbers by description, compared in lower case (a stack of two dates repeats them)."""
+        named: dict[str, list[int]] = {}
         for band, description in enumerate(self.dataset.descriptions, 1):
             if description and description.strip():
-                named.setdefault(description.strip().lower(), band)
+                named.setdefault(description.strip().lower(), []).append(band)
         return named
 
     def _band_number(self, band: BandRef) -> int:
@@ -223,7 +223,11 @@ class SceneRaster:
                 known = ", ".join(f"{number} {name.strip()!r}" for number, name in enumerate(self.dataset.descriptions, 1)
                                   if name and name.strip()) or "none has a description"
                 raise MSTGeoError(f"no band described as {band!r} (bands: {known})", self.path)
-            return named[band.lower()]
+            numbers = named[band.lower()]
+            if len(numbers) > 1:
+                raise MSTGeoError(f"bands {' and '.join(map(str, numbers))} are all described as {band!r}: "
+                                  "choose them by number", self.path)
+            return numbers[0]
         if not 1 <= band <= count:
             raise MSTGeoError(f"band {band} requested but the raster has bands 1..{count}", self.path)
         return band
@@ -285,8 +289,9 @@ class SceneRaster:
         if not valid.any(axis=1).all():
             raise MSTGeoError("raster holds only nodata pixels in the chosen bands", self.path)
         informative = valid & ~flat
-        if np.issubdtype(samples.dtype, np.integer):
-            informative &= samples.data < np.iinfo(samples.dtype).max
+        stored = np.dtype(getattr(self.dataset, "src_dataset", self.dataset).dtypes[self.bands[0] - 1])
+        if self.palette is None and np.issubdtype(stored, np.integer):  # the file's type, not a warp's float32
+            informative &= samples.data < np.iinfo(stored).max
         enough = informative.sum(axis=1) >= np.maximum(100, MIN_STATS_SHARE * valid.sum(axis=1))
         counted = np.where(enough[:, None], informative, valid)
         low, high = np.array([np.percentile(band[ok], PERCENTILES) for band, ok in zip(samples.data, counted)]).T
@@ -377,6 +382,14 @@ def palette_colours(palette: np.ndarray, index: np.ndarray) -> np.ndarray:
     return np.moveaxis(palette.take(np.asarray(index, dtype=np.int64), axis=0, mode="clip"), -1, 0)
 
 
+@functools.cache
+def bound_gdal_cache() -> None:
+    """Hold GDAL's block cache to ``GDAL_CACHE_MB`` unless the user set ``GDAL_CACHEMAX`` (once per
+    process; GDAL takes the new size even after its cache has been used)."""
+    if "GDAL_CACHEMAX" not in os.environ:
+        rasterio.env.set_gdal_config("GDAL_CACHEMAX", GDAL_CACHE_MB)
+
+
 def open_scene(source: str | Path) -> DatasetReader | WarpedVRT:
     """Open a scene for pixel reads on a north-up grid in its CRS.
 
@@ -386,6 +399,7 @@ def open_scene(source: str | Path) -> DatasetReader | WarpedVRT:
     VRT), so callers never meet a rotated grid; a scene with none of these is refused (nothing
     would place its polygons on the map).
     """
+    bound_gdal_cache()
     try:
         with warnings.catch_warnings(), opening(source):  # georeferencing is checked below
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
