@@ -10,9 +10,12 @@ shared between threads).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import queue
 import threading
 import warnings
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -41,50 +44,58 @@ class SceneTiles:
         look = (file_identity(raster.path), self.bands, self.in_range)
         self.version = hashlib.sha1(repr(look).encode()).hexdigest()[:12]
         """Changes with the file, bands or stretch, so browsers never show cached tiles of another look."""
-        self._local = threading.local()
-        self._opened: list = []  # every thread's scene, closed by close()
+        self._idle: queue.SimpleQueue[Reader] = queue.SimpleQueue()
+        self._opened: list = []  # every reader's scene, closed by close()
         self._opened_lock = threading.Lock()
 
-    def _reader(self) -> Reader:
-        """This thread's reader of the scene (GDAL datasets are not shared between threads)."""
-        reader = getattr(self._local, "reader", None)
-        if reader is None:
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[Reader]:
+        """A reader of the scene for one tile: an idle one, else a new one (a GDAL dataset serves
+        one thread at a time). Readers outlive the server's worker threads, which come and go, so
+        no more scenes are open than tiles were ever read at once."""
+        try:
+            reader = self._idle.get_nowait()
+        except queue.Empty:
             dataset = open_scene(self.source)  # the grid the model reads (north-up, warped if need be)
             with self._opened_lock:
                 self._opened.append(dataset)
             with warnings.catch_warnings():  # a small scene without overviews is fine: windowed reads
                 warnings.simplefilter("ignore", NoOverviewWarning)
-                reader = self._local.reader = Reader(str(self.source), dataset=dataset)
-        return reader
+                reader = Reader(str(self.source), dataset=dataset)
+        try:
+            yield reader
+        finally:
+            self._idle.put(reader)
 
     def close(self) -> None:
-        """Close the scene in every thread that read tiles (the app's shutdown)."""
+        """Close every reader's scene (the app's shutdown)."""
         with self._opened_lock:
+            while not self._idle.empty():
+                self._idle.get_nowait()
             for dataset in self._opened:
                 close_scene(dataset)
             self._opened.clear()
-        self._local = threading.local()
 
     def read(self, z: int, x: int, y: int) -> ImageData:
         """Raw band values of tile z/x/y, masked outside the scene, on nodata and on NaN (as the
         model's reads are: a NaN pixel is no data, whatever the nodata tag says), a paletted band
         in its colours and transparent where an alpha band GDAL does not apply says so (as
         ``SceneRaster`` reads them)."""
-        reader = self._reader()
-        col, row, width, height = self.grid.tile_window(z, x, y)
-        window = rasterio.windows.Window(col, row, width, height)
-        bounds = rasterio.windows.bounds(window, reader.dataset.transform)
-        size = self.grid.tile_size
-        image = reader.part(
-            bounds,
-            dst_crs=reader.dataset.crs,
-            bounds_crs=reader.dataset.crs,
-            width=size,
-            height=size,
-            indexes=(self.bands[:1] if self.palette is not None else self.bands)
-            + (() if self.alpha_band is None else (self.alpha_band,)),
-            resampling_method="bilinear" if self.palette is None else "nearest",
-        )
+        with self._reader() as reader:
+            col, row, width, height = self.grid.tile_window(z, x, y)
+            window = rasterio.windows.Window(col, row, width, height)
+            bounds = rasterio.windows.bounds(window, reader.dataset.transform)
+            size = self.grid.tile_size
+            image = reader.part(
+                bounds,
+                dst_crs=reader.dataset.crs,
+                bounds_crs=reader.dataset.crs,
+                width=size,
+                height=size,
+                indexes=(self.bands[:1] if self.palette is not None else self.bands)
+                + (() if self.alpha_band is None else (self.alpha_band,)),
+                resampling_method="bilinear" if self.palette is None else "nearest",
+            )
         if self.palette is not None or self.alpha_band is not None:
             image = self._as_model_reads(image)
         values = image.array
