@@ -15,6 +15,7 @@ from typing import Any
 
 import geopandas as gpd
 from affine import Affine
+from shapely.geometry import Point
 from pyproj import CRS
 from tqdm.auto import tqdm  # imported quietly by mst_geo/__init__.py (a notebook without ipywidgets)
 
@@ -269,10 +270,16 @@ class Segmenter:
         return polygons_frame(records, self.crs, self.model_name)
 
     def uncovered_clicks(self) -> dict[ObjectId, int]:
-        """Objects (not empty ones) whose mask leaves out some of their positive clicks, with how
-        many: the places to click again or check before using the polygons."""
-        counts = {obj: len(self._results[obj].uncovered_positives()) for obj in self._clicks}
-        return {obj: n for obj, n in counts.items() if n and self._results[obj].mask.any()}
+        """Objects whose polygon (as saved, not empty) leaves out some of their positive clicks,
+        with how many: where the model overruled the analyst, to check or click again."""
+        missed = {}
+        for obj, clicks in self._clicks.items():
+            geometry = self._record(obj).geometry
+            count = 0 if geometry.is_empty else sum(
+                click.positive and not geometry.covers(Point(click.x, click.y)) for click in clicks)
+            if count:
+                missed[obj] = count
+        return missed
 
     def clicks_geojson(self) -> dict:
         """The clicks as a clicks GeoJSON (scene CRS, named): ``mst-geo segment`` reproduces the polygons."""

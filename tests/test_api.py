@@ -345,3 +345,30 @@ def test_a_failed_setup_leaves_the_scene_closed(tmp_path, naip_scene, tiny_check
         Segmenter(scene, model=tiny_checkpoint)
     assert failure.tb is not None  # the traceback keeps the half-built Segmenter alive: its scene must be closed
     assert open_handles(scene) == 0
+
+
+def test_uncovered_clicks_are_judged_on_the_saved_polygons(naip_scene):
+    """A positive click the polygon leaves out is counted, on the polygon as saved (min_area
+    dropping the part under a click counts too); an empty object is left to its own warning."""
+    from shapely.geometry import Point
+
+    from mst_geo.api import _warn_if_clicks_uncovered
+    from mst_geo.errors import MSTGeoWarning
+
+    seg = Segmenter(naip_scene)  # the shipped model: the pond under this click comes out
+    pond = seg.add_click(*xy(351.5, 364.5))
+    polygon = seg.polygons().geometry.iloc[-1]
+    assert polygon.covers(Point(*xy(351.5, 364.5)))
+    assert pond not in seg.uncovered_clicks()
+    seg.min_area = polygon.area * 10  # every part dropped: empty, not "uncovered"
+    assert seg.polygons().geometry.iloc[-1].is_empty and pond not in seg.uncovered_clicks()
+    seg.min_area = 0
+    outside = next(point for point in ((50.5, 50.5), (700.5, 100.5), (20.5, 900.5))
+                   if not polygon.covers(Point(*xy(*point))))
+    seg.add_click(*xy(*outside), object=pond)  # a second positive click, far away: counted exactly when left out
+    covered = seg.polygons().geometry.iloc[-1].covers(Point(*xy(*outside)))
+    assert seg.uncovered_clicks().get(pond, 0) == (0 if covered else 1)
+
+    seg.close()
+    with pytest.warns(MSTGeoWarning, match=r"7 object\(s\) leave out .* \('a', 'b', 'c', 'd', 'e', …\): check them"):
+        _warn_if_clicks_uncovered({name: 1 for name in "abcdefg"})

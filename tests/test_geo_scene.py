@@ -277,20 +277,3 @@ def test_later_click_far_beyond_the_largest_window_stays_in_sight(raster):
     window = second.window
     assert max(window.width, window.height) <= 128
     assert window.row_off <= 351.5 < window.row_off + window.height and window.col_off <= 600.5 < window.col_off + window.width
-
-
-def test_uncovered_positive_clicks_on_a_decimated_mask():
-    """A mask read at half resolution over a window at (row 100, col 200): a positive click maps to
-    its mask pixel through the window offset and scale; negatives never count."""
-    from affine import Affine
-
-    from mst_geo.geo.prompts import SceneClick
-
-    probability = np.zeros((50, 50), np.float32)
-    probability[10:20, 10:20] = 0.9  # scene rows 120..140, cols 220..240
-    click = lambda row, col, positive=True: SceneClick(0.0, 0.0, row, col, positive)  # noqa: E731
-    inside, outside, negative, beyond = click(125.0, 235.0), click(145.0, 235.0), click(150.0, 250.0, False), click(500.0, 10.0)
-    result = ObjectMask(probability, np.ones((50, 50), bool), Window(200, 100, 100, 100), Affine.identity(),
-                        clicks=(inside, outside, negative, beyond))
-    assert result.scale == (2.0, 2.0)
-    assert result.uncovered_positives() == [outside, beyond]

@@ -108,19 +108,6 @@ class ObjectMask:
         """Scene pixels per mask pixel along (rows, cols)."""
         return self.window.height / self.probability.shape[0], self.window.width / self.probability.shape[1]
 
-    def uncovered_positives(self) -> list[SceneClick]:
-        """Positive clicks whose pixel the mask leaves out: the model overruled the analyst there,
-        which is worth a look (or another click) before the polygon is used."""
-        scale_rows, scale_cols = self.scale
-        height, width = self.mask.shape
-        missed = []
-        for click in self.clicks:
-            row = int((click.row - self.window.row_off) / scale_rows)
-            col = int((click.col - self.window.col_off) / scale_cols)
-            if click.positive and not (0 <= row < height and 0 <= col < width and self.mask[row, col]):
-                missed.append(click)
-        return missed
-
 
 class ObjectSegmenter:
     """Runs ``predictor`` over adaptive windows of ``raster``; keeps only the current window's image."""
