@@ -297,8 +297,9 @@ class Segmenter:
         return write_outputs(self.polygons(), path, overwrite, mask)
 
     def run_key(self) -> dict[str, Any] | None:
-        """What a result depends on besides the clicks (scene, bands, model weights, device);
-        None when results cannot be reproduced (a preset name means new random weights)."""
+        """What a result depends on besides the clicks (scene, bands and their stretch, model
+        weights, device); None when results cannot be reproduced (a preset name means new random
+        weights). The stretch is there because the code that computes it may change between runs."""
         if self._model_source is None or not Path(self._model_source).is_file():
             return None
         model = Path(self._model_source)
@@ -307,6 +308,7 @@ class Segmenter:
             # the grid too: two URLs that differ only in their query are one identity above
             "grid": [self.width, self.height, list(self.transform)[:6], self.crs.to_wkt()],
             "bands": self.raster.bands,
+            "stretch": [self.raster.low.tolist(), self.raster.high.tolist()],
             "model": file_identity(model),
             "device": self._device,
             "version": mst_geo.__version__,
