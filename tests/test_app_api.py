@@ -373,3 +373,16 @@ def test_cancelling_a_new_object_goes_back_to_the_previous_one(client: TestClien
     assert client.get("/api/objects").json()["current"] == first
     assert client.post("/api/undo").json() == {"object": first, "remaining": True}
     assert len(segmenter.clicks_geojson()["features"]) == 1
+
+
+def test_a_click_the_polygon_leaves_out_is_reported() -> None:
+    """The shipped model draws nothing under a click on the scene's first pixel (its edge): the
+    click's reply says so, and the page shows it in the status line."""
+    with Segmenter(EXAMPLE) as seg, TestClient(create_app(seg)) as client:
+        x, y = seg.transform * (0.3, 0.3)
+        corner = client.post("/api/click", json={"x": x, "y": y, "space": "scene"}).json()
+        pond_x, pond_y = seg.transform * (POND[1], POND[0])
+        client.post("/api/objects")  # a new object for the pond
+        pond = client.post("/api/click", json={"x": pond_x, "y": pond_y, "space": "scene"}).json()
+    assert corner["uncovered"] == 1 and corner["feature"] is not None
+    assert pond["uncovered"] == 0

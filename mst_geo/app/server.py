@@ -193,7 +193,8 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None,
 
     @app.post("/api/click")
     def click(request: ClickRequest) -> dict[str, Any]:
-        """Add a click and return the object's new polygon (page coordinates) and the server time."""
+        """Add a click and return the object's new polygon (page coordinates), the server time and
+        how many of the object's positive clicks its polygon leaves out."""
         if request.space == "page":
             x, y = session.grid.page_to_scene(request.x, request.y)
         else:
@@ -205,7 +206,9 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None,
             seconds = time.perf_counter() - start
             session.current = object_id
             page = _page_features(session, _object_features(segmenter, object_id))
-        return {"object": object_id, "seconds": seconds, "feature": page["features"][0] if page["features"] else None}
+            uncovered = segmenter.uncovered_clicks().get(object_id, 0)
+        return {"object": object_id, "seconds": seconds, "uncovered": uncovered,
+                "feature": page["features"][0] if page["features"] else None}
 
     @app.post("/api/undo")
     def undo(request: ObjectRequest | None = None) -> dict[str, Any]:

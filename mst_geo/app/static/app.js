@@ -84,7 +84,10 @@ async function click(latlng, positive) {
   const result = await api("POST", "api/click", { x: latlng.lng, y: latlng.lat, positive, object: current });
   await refresh();
   const kind = positive ? "positive" : "negative";
-  setStatus(`object ${result.object}: ${kind} click, ${result.seconds.toFixed(2)} s`);
+  const missed = result.uncovered
+    ? ` · ${result.uncovered} positive click${result.uncovered === 1 ? "" : "s"} outside the polygon: check it`
+    : "";
+  setStatus(`object ${result.object}: ${kind} click, ${result.seconds.toFixed(2)} s${missed}`);
 }
 
 async function newObject() {
