@@ -507,7 +507,7 @@ def test_a_paletted_scene_is_read_in_its_colours(write_geotiff, naip_pixels):
             assert np.isin(np.round(decimated * (c.high - c.low) + c.low), [32, 96, 160, 224]).mean() > 0.9
 
 
-@pytest.mark.parametrize(("given", "expected"), [(None, "256"), ("64", str(64 << 20))])  # env: MB, read as bytes
+@pytest.mark.parametrize(("given", "expected"), [(None, str(256 << 20)), ("64", str(64 << 20))])  # bytes; env: MB
 def test_gdal_block_cache_is_bounded_unless_the_user_sets_it(naip_scene, given, expected):
     """GDAL's default cache (5 % of the machine's memory) is held to 256 MB when a scene opens, even
     after rasterio has read other files, without touching the environment child processes get; a

@@ -387,7 +387,7 @@ def bound_gdal_cache() -> None:
     """Hold GDAL's block cache to ``GDAL_CACHE_MB`` unless the user set ``GDAL_CACHEMAX`` (once per
     process; GDAL takes the new size even after its cache has been used)."""
     if "GDAL_CACHEMAX" not in os.environ:
-        rasterio.env.set_gdal_config("GDAL_CACHEMAX", GDAL_CACHE_MB)
+        rasterio.env.set_gdal_config("GDAL_CACHEMAX", GDAL_CACHE_MB << 20)  # bytes here (MB only in the environment)
 
 
 def open_scene(source: str | Path) -> DatasetReader | WarpedVRT:
