@@ -289,12 +289,17 @@ class Segmenter:
         """Write the polygons (GeoPackage, or GeoJSON/FlatGeobuf by extension) and optionally the mask COG."""
         if not self._clicks:
             raise MSTGeoError("no objects to save: add clicks first", path)
-        _refuse_outputs_over_inputs([Path(p) for p in (path, mask_path) if p is not None], self._inputs)
+        self.refuse_input_as_output(*(p for p in (path, mask_path) if p is not None))
         mask = None
         if mask_path is not None:
             masks = [(self._results[obj].window, self._results[obj].mask) for obj in self._clicks]
             mask = MaskOutput(Path(mask_path), self.crs, self.transform, self.width, self.height, masks)
         return write_outputs(self.polygons(), path, overwrite, mask)
+
+    def refuse_input_as_output(self, *outputs: str | Path) -> None:
+        """``MSTGeoError`` when an output would be the scene or a clicks file this session loaded
+        (saving with overwrite would replace it with the result)."""
+        _refuse_outputs_over_inputs([Path(output) for output in outputs], self._inputs)
 
     def run_key(self) -> dict[str, Any] | None:
         """What a result depends on besides the clicks (scene, bands and their stretch, model

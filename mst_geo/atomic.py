@@ -57,6 +57,12 @@ def check_output(path: str | Path, overwrite: bool) -> None:
         raise MSTGeoError("output exists (pass --overwrite, or overwrite=True in Python, to replace it)", path)
     if path.is_dir():
         raise MSTGeoError("output is a directory", path)
+    if path.is_file() and not (os.access(path, os.W_OK) and path.stat().st_mode & 0o222):
+        # a rename would replace it whatever its mode (and root writes anything): honour the mode
+        raise MSTGeoError("output is read-only (make it writable to replace it)", path)
+    blocking = next((folder for folder in path.parents if folder.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise MSTGeoError("is a file, not a folder: the output cannot go inside it", blocking)
     if not path.parent.is_dir():
         try:
             path.parent.mkdir(parents=True)

@@ -145,26 +145,26 @@ def test_objects_loaded_from_a_clicks_file_keep_their_ids(segmenter: Segmenter, 
     deleted by the ids the file gave them (the output holds mixed ids as text)."""
     pond, field = scene_xy(segmenter, POND), scene_xy(segmenter, FIELD)
     features = [{"type": "Feature", "geometry": {"type": "Point", "coordinates": list(xy)}, "properties": {"object": obj}}
-                for xy, obj in ((pond, "pond"), (field, 7))]  # fmt: skip
+                for xy, obj in ((pond, "pond N/S"), (field, 7))]  # fmt: skip
     path = tmp_path / "clicks.geojson"
     path.write_text(json.dumps({"type": "FeatureCollection", "crs": {"type": "name", "properties": {
         "name": "urn:ogc:def:crs:EPSG::26914"}}, "features": features}))  # fmt: skip
-    assert segmenter.load_clicks(path) == ["pond", 7]
+    assert segmenter.load_clicks(path) == ["pond N/S", 7]
     client = TestClient(create_app(segmenter))
 
     listed = client.get("/api/objects").json()["scene"]["features"]
-    assert [f["properties"]["object"] for f in listed] == ["pond", "7"]
+    assert [f["properties"]["object"] for f in listed] == ["pond N/S", "7"]
     assert client.post("/api/objects").json() == {"object": 8}  # past the file's numbers
-    assert click(client, *scene_xy(segmenter, (POND[0] + 3, POND[1])), object="pond")["feature"] is not None
+    assert click(client, *scene_xy(segmenter, (POND[0] + 3, POND[1])), object="pond N/S")["feature"] is not None
     assert client.put("/api/current", json={"object": "7"}).json() == {"object": 7}
     assert click(client, *scene_xy(segmenter, (FIELD[0] + 40, FIELD[1])), positive=False)["object"] == 7
     n_clicks = {f["properties"]["object"]: f["properties"]["n_clicks"]
                 for f in client.get("/api/objects").json()["scene"]["features"]}  # fmt: skip
-    assert n_clicks == {"pond": 2, "7": 2}
+    assert n_clicks == {"pond N/S": 2, "7": 2}
     assert segmenter.add_click(*scene_xy(segmenter, (FIELD[0], FIELD[1] + 40)), object="7") == 7  # not a new "7"
-    assert segmenter.objects() == ["pond", 7]
+    assert segmenter.objects() == ["pond N/S", 7]
     assert client.delete("/api/objects/7").json() == {"deleted": 7}
-    assert client.delete("/api/objects/pond").json() == {"deleted": "pond"}
+    assert client.delete("/api/objects/pond%20N%2FS").json() == {"deleted": "pond N/S"}  # as the page escapes it
     assert segmenter.objects() == []
 
 
@@ -275,7 +275,7 @@ def test_failed_saves_leave_no_file(client: TestClient, segmenter: Segmenter, tm
     loop = tmp_path / "loop.gpkg"
     loop.symlink_to(loop)
     cases = {  # case: (path asked for, the path the error must name, the problem it must state)
-        "parent is a file": (not_a_dir / "objects.gpkg", not_a_dir, "cannot create the output directory"),
+        "parent is a file": (not_a_dir / "objects.gpkg", not_a_dir, "is a file, not a folder"),
         "unwritable folder (even for root)": (Path("/proc/mst_geo_objects.gpkg"), "/proc", "output directory not writable"),
         "a folder": (tmp_path, tmp_path, "output is a folder; give a file name"),
         "unknown format": (tmp_path / "objects.csv", tmp_path / "objects.csv", "unknown output format '.csv'"),
@@ -283,6 +283,7 @@ def test_failed_saves_leave_no_file(client: TestClient, segmenter: Segmenter, tm
         "a NUL byte": (f"{tmp_path}/a\0b.gpkg", f"{tmp_path}/a\\x00b.gpkg", "not a usable file name"),
         "name too long": (tmp_path / ("x" * 300 + ".gpkg"), tmp_path / ("x" * 300 + ".gpkg"), "not a usable file name"),
         "link to itself": (loop, loop, "not a usable file name"),
+        "the scene (never offered for replacing)": (EXAMPLE, EXAMPLE, "is the scene: write the outputs to another file"),
     }
     if not _can_write(read_only):  # root ignores permissions
         cases["read-only folder"] = (read_only / "objects.gpkg", read_only, "output directory not writable")
@@ -294,6 +295,10 @@ def test_failed_saves_leave_no_file(client: TestClient, segmenter: Segmenter, tm
         assert "\n" not in detail and "Traceback" not in detail, case
         assert detail.startswith(f"{named}: ") and problem in detail, (case, detail)
     assert client.post("/api/save", json={"path": str(existing)}).status_code == 409  # the page asks, then overwrites
+    existing.chmod(0o444)  # read-only: refused even with overwrite (a rename would replace it regardless)
+    refused = client.post("/api/save", json={"path": str(existing), "overwrite": True})
+    assert refused.status_code == 400 and refused.json()["detail"] == f"{existing}: output is read-only (make it writable to replace it)"
+    existing.chmod(0o644)
     assert sorted(tmp_path.rglob("*")) == before
     assert not Path("/proc/mst_geo_objects.gpkg").exists()
     assert existing.read_bytes() == b"keep me"

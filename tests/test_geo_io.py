@@ -90,7 +90,7 @@ def test_bad_output_paths(tmp_path, records):
         write_polygons(frame, tmp_path / "out.shp")
     assert write_polygons(frame, tmp_path / "new" / "dir" / "out.gpkg").is_file()  # directories are created
     (tmp_path / "file").write_text("")
-    with pytest.raises(MSTGeoError, match="file: cannot create the output directory"):
+    with pytest.raises(MSTGeoError, match="file: is a file, not a folder"):
         write_polygons(frame, tmp_path / "file" / "out.gpkg")
     locked = read_only_dir(tmp_path)
     with pytest.raises(MSTGeoError, match="output directory not writable"):

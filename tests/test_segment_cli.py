@@ -471,7 +471,7 @@ def test_output_directory_problems(segment, tmp_path):
     assert not (locked / "objects.gpkg").exists()
     (tmp_path / "file").write_text("")
     blocked = tmp_path / "file" / "mask.tif"
-    assert_user_error(segment("--mask-out", blocked, out=tmp_path / "out" / "y.gpkg"), "cannot create the output directory")
+    assert_user_error(segment("--mask-out", blocked, out=tmp_path / "out" / "y.gpkg"), "is a file, not a folder")
     assert not (tmp_path / "out" / "y.gpkg").exists()
     assert_user_error(segment(out=tmp_path / "out" / "objects.shp"), "unknown output format '.shp'")
     assert_user_error(segment(out=tmp_path / "out"), "output is a folder; give a file name such as objects.gpkg")

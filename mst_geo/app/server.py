@@ -222,7 +222,7 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None,
             segmenter.undo(object_id)
             return {"object": object_id, "remaining": object_id in segmenter.objects()}
 
-    @app.delete("/api/objects/{object_id}")
+    @app.delete("/api/objects/{object_id:path}")  # a name may hold "/" (the page escapes it, routing unescapes it)
     def delete(object_id: ObjectId) -> dict[str, ObjectId]:
         """Delete an object and all its clicks."""
         with session.lock:
@@ -254,6 +254,7 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None,
     def save(request: SaveRequest) -> dict[str, Any]:
         """Write the polygons (GeoPackage, GeoJSON or FlatGeobuf by extension, atomic) with `segment`'s writer."""
         path = _save_path(request.path)
+        segmenter.refuse_input_as_output(path)  # the scene or a loaded clicks file: never offered for replacing
         if path.is_file() and not request.overwrite:  # 409: the page asks before replacing
             raise HTTPException(409, f"{path}: exists (save with overwrite to replace it)")
         with session.lock:
