@@ -50,8 +50,9 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 
 def check_output(path: str | Path, overwrite: bool) -> None:
-    """Fail early (before any inference) when ``path`` exists or its directory is not writable;
-    a missing directory is created."""
+    """Fail early (before any inference) when ``path`` exists or its folder is not writable. A
+    missing folder is checked through the nearest one that exists and created only when the
+    output is written, so a run that fails later leaves no empty folders behind."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise MSTGeoError("output exists (pass --overwrite, or overwrite=True in Python, to replace it)", path)
@@ -60,16 +61,11 @@ def check_output(path: str | Path, overwrite: bool) -> None:
     if path.is_file() and not (os.access(path, os.W_OK) and path.stat().st_mode & 0o222):
         # a rename would replace it whatever its mode (and root writes anything): honour the mode
         raise MSTGeoError("output is read-only (make it writable to replace it)", path)
-    blocking = next((folder for folder in path.parents if folder.exists()), None)
-    if blocking is not None and not blocking.is_dir():
-        raise MSTGeoError("is a file, not a folder: the output cannot go inside it", blocking)
-    if not path.parent.is_dir():
-        try:
-            path.parent.mkdir(parents=True)
-        except OSError as error:
-            raise MSTGeoError(f"cannot create the output directory ({error.strerror})", path.parent) from None
+    folder = next(folder for folder in path.absolute().parents if folder.exists())
+    if not folder.is_dir():
+        raise MSTGeoError("is a file, not a folder: the output cannot go inside it", folder)
     try:
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", suffix=".probe"):
             pass
     except OSError as error:
-        raise MSTGeoError(f"output directory not writable ({error.strerror})", path.parent) from None
+        raise MSTGeoError(f"output directory not writable ({error.strerror})", folder) from None

@@ -420,6 +420,15 @@ def test_outline_settings_in_the_wrong_unit(segment, write_geotiff, naip_scene, 
     assert_user_error(segment("--simplify", "600"), "naip_scene.tif", "120 pixels", "the metre", out_dir=out_dir)
 
 
+def test_a_failed_run_creates_no_output_folders(cli, naip_scene, local_checkpoint, tmp_path):
+    empty = write_clicks(tmp_path / "empty.geojson", [])
+    deep = tmp_path / "new" / "folders"
+    result = cli("segment", naip_scene, "--clicks", empty, "-o", deep / "objects.gpkg", "--mask-out", deep / "m.tif",
+                 "--model", local_checkpoint, "-q")
+    assert_user_error(result, "empty.geojson", "holds no click points")
+    assert not (tmp_path / "new").exists()
+
+
 def test_bad_clicks_files(segment, tmp_path):
     out_dir = tmp_path / "out"
     inside = pixel_lonlat(95.5, 120.5)
