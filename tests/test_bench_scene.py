@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from mst_geo.bench.scene_set import LabelledScene
 from mst_geo.cli import app
-from mst_geo.errors import MSTGeoError
+from mst_geo.errors import MSTGeoError, MSTGeoWarning
 
 PONDS = Path(__file__).parents[1] / "examples" / "water_labels.geojson"
 PIXEL_AREA = 25.0  # the NAIP example has 5 m pixels
@@ -70,6 +70,30 @@ def test_cli_benchmarks_methods_on_the_scene(naip_scene, ponds_in_wgs84, tmp_pat
     assert report["settings"]["scenes"] == [[str(naip_scene), str(ponds_in_wgs84)]]
     rows = [json.loads(line) for line in (out / "instances.jsonl").read_text().splitlines()]
     assert sorted({row["name"] for row in rows}) == sorted(gpd.read_file(PONDS)["name"][:3])
+
+
+def test_objects_over_nodata_are_left_out_not_scored_perfect(naip_scene, write_geotiff, tmp_path):
+    """A pond whose pixels are all nodata has nothing to find: every method used to score it IoU
+    1.0 at the first click. It is left out with one warning; the other ponds are scored."""
+    import rasterio
+    from rasterio.features import geometry_mask
+
+    ponds = gpd.read_file(PONDS).iloc[:3]
+    with rasterio.open(naip_scene) as src:
+        pixels, transform = src.read(), src.transform
+    hole = ~geometry_mask([ponds.geometry.iloc[1].buffer(20)], pixels.shape[1:], transform)
+    pixels[:, hole] = 0
+    scene = write_geotiff("hole.tif", pixels, nodata=0)
+    labels = tmp_path / "three.gpkg"
+    ponds.to_file(labels)
+    out = tmp_path / "bench"
+    with pytest.warns(MSTGeoWarning, match=r"1 object\(s\) have no valid pixel to find .* left out: hole/"):
+        result = CliRunner().invoke(app, ["bench", "noc", "--model", "disk", "--scene", str(scene), "--labels",
+                                          str(labels), "--max-clicks", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (out / "instances.jsonl").read_text().splitlines()]
+    assert sorted(row["name"] for row in rows) == sorted(ponds["name"].iloc[[0, 2]])
+    assert json.loads((out / "results.json").read_text())["results"]["disk"]["hole"]["n"] == 2
 
 
 def test_scene_bands_are_chosen_for_the_objects(naip_scene, tmp_path):

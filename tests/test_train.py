@@ -26,6 +26,7 @@ from mst_geo.errors import MSTGeoError
 from mst_geo.model import MSTLoss, load_checkpoint
 from mst_geo.model.checkpoint import resolve_model
 from mst_geo.train.config import load_train_config
+from mst_geo.data.iseg import Instance
 from mst_geo.train.datamodule import ClickDataModule, RankShare, first_item
 from mst_geo.train.module import ClickTrainingModule, keep_first_clicks_bare
 from mst_geo.train.run import build_model, build_trainer, train, warn_if_waiting_for_nodes
@@ -230,6 +231,13 @@ def test_ranks_score_each_held_out_object_once(tmp_path, iseg_root):
         trainer.validate(module, datamodule=data, verbose=False)  # its hook keeps instances on the host
         expected = np.mean([first_ious[i] for i in objects])
         assert float(trainer.callback_metrics["val/miou@1"]) == pytest.approx(expected, abs=1e-5)
+
+    # an object with nothing to find (a held-out polygon over nodata) weighs nothing either
+    real = data.val_set[1]
+    blank = Instance(real.image, np.where(real.mask == 1, 255, real.mask).astype(np.uint8), "blank", "blank")
+    data.val_dataloader = lambda: DataLoader([real, blank], batch_size=1, collate_fn=first_item)
+    trainer.validate(module, datamodule=data, verbose=False)
+    assert float(trainer.callback_metrics["val/miou@1"]) == pytest.approx(first_ious[1], abs=1e-5)
 
 
 def test_several_nodes_without_a_launcher_say_how_to_start_them(tmp_path, iseg_root, monkeypatch):

@@ -9,6 +9,7 @@ interrupted benchmark resumes where it stopped.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TextIO
@@ -19,7 +20,7 @@ from tqdm import tqdm
 from mst_geo.atomic import write_text_atomic
 from mst_geo.clicks.session import ClickMethod, evaluate_instance
 from mst_geo.data.iseg import Instance
-from mst_geo.errors import MSTGeoError
+from mst_geo.errors import MSTGeoError, MSTGeoWarning
 
 ROWS_FILE = "instances.jsonl"
 PROTOCOL = 2
@@ -144,7 +145,9 @@ def run_noc(
     ``identities`` (label -> the weights it stands for) keeps one label's rows from another model,
     ``origins`` (dataset -> where it was read) one dataset's rows from another copy of it.
 
-    Returns the rows of these methods on these instances, those of earlier runs included.
+    Returns the rows of these methods on these instances, those of earlier runs included. An
+    object without a pixel to find (a polygon over nodata, or outside a warped scene's footprint)
+    is left out with a warning: every method would score it a perfect 1.0 at the first click.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -160,6 +163,7 @@ def run_noc(
         for index in range(len(dataset) if limit is None else min(limit, len(dataset)))
         if index % shard[1] == shard[0] - 1
     ]
+    nothing_to_find: list[str] = []
     with _open_rows_for_append(out_dir) as sink, tqdm(
         total=len(todo) * len(methods), disable=not progress, unit="run", desc="bench"
     ) as bar:
@@ -169,6 +173,10 @@ def run_noc(
             if not missing:
                 continue
             instance = datasets[dataset_name][index]
+            if not np.any(instance.mask == 1):
+                nothing_to_find.append(f"{dataset_name}/{name}")
+                bar.update(len(missing))
+                continue
             for method_name in missing:
                 bar.set_postfix_str(f"{dataset_name}/{name} {method_name}")
                 ious, seconds, clicks = evaluate_instance(methods[method_name], instance, max_clicks)
@@ -181,4 +189,8 @@ def run_noc(
                 sink.flush()
                 rows[row.key] = row
                 bar.update()
-    return [rows[m, d, n] for d, _, n in todo for m in methods]
+    if nothing_to_find:
+        names = ", ".join(nothing_to_find[:5]) + (", …" if len(nothing_to_find) > 5 else "")
+        warnings.warn(f"{len(nothing_to_find)} object(s) have no valid pixel to find (all nodata, or outside the "
+                      f"scene's footprint) and are left out: {names}", MSTGeoWarning, stacklevel=2)
+    return [rows[m, d, n] for d, _, n in todo for m in methods if (m, d, n) in rows]

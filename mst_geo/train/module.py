@@ -206,6 +206,8 @@ class ClickTrainingModule(L.LightningModule):
         """Log one held-out instance's NoC and IoUs; a rank's padding (``None``) logs the same keys
         with weight 0, so the synced means count each instance once and the ranks' syncs pair up."""
         trainer = self.config.trainer
+        if instance is not None and not np.any(instance.mask == 1):
+            instance = None  # nothing to find (a polygon over nodata): every click would score a perfect 1.0
         weight = 0 if instance is None else 1
         if instance is None:
             ious = [0.0] * trainer.val_max_clicks
