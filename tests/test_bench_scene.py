@@ -127,9 +127,26 @@ def test_several_scenes_in_one_run(naip_scene, tmp_path):
     same_name.write_bytes(naip_scene.read_bytes())
     result = CliRunner().invoke(app, [*args[:10], "--scene", str(naip_scene), "--labels", str(PONDS),
                                       "--scene", str(same_name), "--labels", str(PONDS)])
-    assert isinstance(result.exception, MSTGeoError) and "also named 'naip_scene'" in str(result.exception)
+    assert isinstance(result.exception, MSTGeoError) and "also named 'naip_scene/water_labels'" in str(result.exception)
     result = CliRunner().invoke(app, [*args[:10], "--scene", str(naip_scene)])
     assert isinstance(result.exception, MSTGeoError) and "one --labels per --scene" in str(result.exception)
+
+
+def test_one_scene_with_two_labels_files_and_labels_edited_in_place(naip_scene, tmp_path):
+    """Ponds and their first three as another file on one scene are two rows of the tables; a
+    labels file edited in place is another dataset: its old rows are refused, not reused."""
+    three = tmp_path / "three.gpkg"
+    gpd.read_file(PONDS).iloc[:3].to_file(three)
+    out = tmp_path / "bench"
+    args = ["bench", "noc", "--model", "disk", "--limit", "1", "--max-clicks", "1", "--out", str(out),
+            "--scene", str(naip_scene), "--labels", str(PONDS), "--scene", str(naip_scene), "--labels", str(three)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert set(json.loads((out / "results.json").read_text())["results"]["disk"]) == {
+        "naip_scene/water_labels", "naip_scene/three"}
+    gpd.read_file(PONDS).iloc[1:4].to_file(three)  # the same path, other polygons: feature0 is another pond
+    result = CliRunner().invoke(app, args)
+    assert isinstance(result.exception, MSTGeoError) and "holds rows of another dataset" in str(result.exception)
 
 
 def test_objects_without_distinct_names_are_numbered(naip_scene, tmp_path):
@@ -200,3 +217,11 @@ def test_benching_a_model_on_the_polygons_it_was_fine_tuned_on_warns(naip_scene,
         warnings.simplefilter("error", MSTGeoWarning)  # another polygons file: no warning
         run_noc_benchmark([str(tuned)], [], tmp_path / "bench2", scenes=[(naip_scene, held_out)],
                           max_clicks=1, limit=1, progress=False)
+
+
+def test_a_name_field_in_capitals_names_the_objects(naip_scene, tmp_path):
+    """A Shapefile from ArcGIS says NAME: its distinct values name the rows, as `name` does."""
+    polygons = gpd.read_file(PONDS).iloc[:3].rename(columns={"name": "NAME"})
+    polygons.to_file(tmp_path / "ponds.shp")
+    scene = LabelledScene(naip_scene, tmp_path / "ponds.shp")
+    assert [scene.name_of(i) for i in range(3)] == polygons["NAME"].tolist()

@@ -27,11 +27,12 @@ class LabelledScene:
     """The polygons of ``labels`` that overlap ``scene`` as bench instances, in file order."""
 
     def __init__(self, scene: str | Path, labels: str | Path, read_max_side: int = READ_MAX_SIDE,
-                 bands: Sequence[BandRef] | None = None):
+                 bands: Sequence[BandRef] | None = None, name: str | None = None):
         polygons, chosen = scene_labels(scene, labels, bands)
-        self.name = scene_stem(scene)
+        self.name = name or scene_stem(scene)
         self.objects = LabelledObjects(scene, polygons, list(range(len(polygons))), labels, read_max_side, chosen)
-        names = polygons["name"].astype(str).tolist() if "name" in polygons else []
+        column = next((column for column in polygons.columns if str(column).strip().lower() == "name"), None)
+        names = polygons[column].astype(str).tolist() if column is not None else []  # NAME from ArcGIS too
         self.names = names if len(set(names)) == len(polygons) else None
 
     def __len__(self) -> int:

@@ -5,6 +5,8 @@ The library call behind ``mst-geo bench noc``; the CLI only parses flags into it
 
 from __future__ import annotations
 
+import glob
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,6 +33,27 @@ def load_bench_dataset(name: str, data_root: Path, limit: int | None = None) -> 
         return rs_name, load_rs_dataset(rs_name, folder, max_instances=limit), str(folder.resolve())
     dataset = load_iseg_dataset(name, data_root, also_known=list(RS_LAYOUTS))
     return dataset.name, dataset, str(dataset.folder.resolve() if dataset.folder else data_root.resolve())
+
+
+def scene_table_names(scenes: Sequence[tuple[str | Path, str | Path]]) -> list[str]:
+    """Each labelled scene's row name in the tables: the scene's file stem, with the labels' stem
+    after a ``/`` when one scene comes with several labels files (ponds and buildings, say)."""
+    from mst_geo.geo.raster import scene_stem
+
+    stems = [scene_stem(scene) for scene, _ in scenes]
+    return [f"{stem}/{Path(labels).stem}" if stems.count(stem) > 1 else stem
+            for stem, (_, labels) in zip(stems, scenes, strict=True)]
+
+
+def labels_digest(labels: str | Path) -> str:
+    """A digest of a labels file and its sidecars (a Shapefile's .dbf, .prj …): an edited file
+    makes its old rows another dataset's, refused on rerun rather than mixed in."""
+    path = Path(labels)
+    digest = hashlib.sha256()
+    for part in sorted(path.parent.glob(f"{glob.escape(path.stem)}.*")):
+        if part.is_file():
+            digest.update(part.name.encode() + b"\0" + part.read_bytes())
+    return f"sha256 {digest.hexdigest()[:16]}"
 
 
 def run_noc_benchmark(
@@ -83,20 +106,22 @@ def run_noc_benchmark(
     scene_records = []  # as the settings record them (a URL without its query)
     if scenes:
         from mst_geo.bench.scene_set import LabelledScene  # rasterio/geopandas only for scenes
-        from mst_geo.geo.raster import public_source, scene_stem
+        from mst_geo.geo.raster import public_source
 
         scene_records = [[public_source(scene), str(labels)] for scene, labels in scenes]
         names = list(loaded)
-        for scene, _ in scenes:  # before any scene is read: each one is a row name of the tables
-            if scene_stem(scene) in names:
-                raise MSTGeoError(f"another scene or dataset is also named {scene_stem(scene)!r} in the tables; "
+        table_names = scene_table_names(scenes)
+        for (scene, _), table_name in zip(scenes, table_names):  # before any scene is read: each is a row name
+            if table_name in names:
+                raise MSTGeoError(f"another scene or dataset is also named {table_name!r} in the tables; "
                                   "rename one file", scene)
-            names.append(scene_stem(scene))
-        for (scene, labels), (source, _) in zip(scenes, scene_records):
-            labelled = LabelledScene(scene, labels, bands=scene_bands)
+            names.append(table_name)
+        for (scene, labels), (source, _), table_name in zip(scenes, scene_records, table_names):
+            labelled = LabelledScene(scene, labels, bands=scene_bands, name=table_name)
             loaded[labelled.name] = labelled
             where = str(Path(source).resolve()) if Path(source).exists() else source  # a URL as it is
-            origins[labelled.name] = f"{where} with {Path(labels).resolve()}, bands {list(labelled.objects.bands)}"
+            origins[labelled.name] = (f"{where} with {Path(labels).resolve()} ({labels_digest(labels)}), "
+                                      f"bands {list(labelled.objects.bands)}")
     rows = run_noc(methods, loaded, out_dir, max_clicks=max_clicks, limit=limit, progress=progress, shard=shard,
                    identities=identities, origins=origins)
     settings = {
