@@ -225,3 +225,23 @@ def test_a_name_field_in_capitals_names_the_objects(naip_scene, tmp_path):
     polygons.to_file(tmp_path / "ponds.shp")
     scene = LabelledScene(naip_scene, tmp_path / "ponds.shp")
     assert [scene.name_of(i) for i in range(3)] == polygons["NAME"].tolist()
+
+
+def test_labels_in_metres_tagged_as_degrees_and_mixed_geometries(naip_scene, tmp_path):
+    """UTM coordinates saved as EPSG:4326 cannot be reprojected (infinite bounds): one line says
+    what is likely wrong. Points and lines among the polygons are left out with a warning."""
+    from shapely.geometry import LineString, Point
+
+    ponds = gpd.read_file(PONDS).iloc[:2]
+    wrong = tmp_path / "wrong.gpkg"
+    ponds.set_crs("EPSG:4326", allow_override=True).to_file(wrong)
+    with pytest.raises(MSTGeoError, match=r"wrong.gpkg: the labels' coordinates do not fit their CRS \(WGS 84\): "
+                                          r"projected metres tagged as degrees\?"):
+        LabelledScene(naip_scene, wrong)
+    mixed = tmp_path / "mixed.gpkg"
+    centre = ponds.geometry.iloc[0].centroid
+    gpd.GeoDataFrame(geometry=[Point(centre), *ponds.geometry, LineString([centre, (centre.x + 50, centre.y)])],
+                     crs=ponds.crs).to_file(mixed)
+    with pytest.warns(MSTGeoWarning, match="mixed.gpkg: 2 of 4 features are not polygons .* left out"):
+        scene = LabelledScene(naip_scene, mixed)
+    assert len(scene) == 2

@@ -10,6 +10,7 @@ these objects, ``train --scene`` (``train/scene_dataset.py``) trains on them.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from rasterio.windows import Window
 from shapely.geometry import box
 
 from mst_geo.data.iseg import IGNORE, Instance
-from mst_geo.errors import MSTGeoError
+from mst_geo.errors import MSTGeoError, MSTGeoWarning
 from mst_geo.geo.bands import BandRef
 from mst_geo.geo.io import read_vector
 from mst_geo.geo.prompts import describe_extent
@@ -43,11 +44,18 @@ def read_labels(labels: str | Path, scene_crs: Any) -> gpd.GeoDataFrame:
     frame = read_vector(path, "labels")
     if frame.crs is None:
         raise MSTGeoError("labels have no CRS; save them with one (any CRS works)", path)
-    frame = frame[frame.geometry.notna() & ~frame.geometry.is_empty]
-    frame = frame[frame.geometry.geom_type.isin(["Polygon", "MultiPolygon"])]
-    if frame.empty:
+    polygons = frame[frame.geometry.notna() & ~frame.geometry.is_empty
+                     & frame.geometry.geom_type.isin(["Polygon", "MultiPolygon"])]
+    if polygons.empty:
         raise MSTGeoError("labels hold no polygons (one polygon per object is expected)", path)
-    return frame.to_crs(scene_crs)
+    if len(polygons) < len(frame):
+        warnings.warn(f"{path}: {len(frame) - len(polygons)} of {len(frame)} features are not polygons (points, "
+                      "lines or empty) and are left out", MSTGeoWarning, stacklevel=2)
+    reprojected = polygons.to_crs(scene_crs)
+    if not np.isfinite(reprojected.total_bounds).all():
+        raise MSTGeoError(f"the labels' coordinates do not fit their CRS ({polygons.crs.name}): projected metres "
+                          "tagged as degrees? (a GeoJSON without a crs member is read as WGS84)", path)
+    return reprojected
 
 
 def scene_labels(scene: str | Path, labels: str | Path,
@@ -62,7 +70,7 @@ def scene_labels(scene: str | Path, labels: str | Path,
     if frame.empty:
         raise MSTGeoError(f"no label polygon overlaps the scene {scene} (the labels span "
                           f"{describe_extent(every.total_bounds, crs)}, the scene {describe_extent(bounds.bounds, crs)} "
-                          "in its CRS; is the labels' CRS right? a GeoJSON without one is WGS84)", labels)
+                          "in its CRS; is the labels' CRS right?)", labels)
     return frame, chosen
 
 
