@@ -112,6 +112,7 @@ def test_cli_fine_tunes_on_a_scene(ponds, tmp_path):
     card = load_checkpoint(tmp_path / "run" / "model.safetensors")[1]["training"]
     assert card["data"]["scene"] == str(SCENE) and card["data"]["train_objects"] > 5
     assert card["recipe"]["data"]["scene_bands"] == [3, 2, 1]  # --bands reached the recipe
+    assert card["data"]["bands"] == [3, 2, 1]  # the bands it read (also when guessed or named)
     assert card["recipe"]["data"]["datasets"] == []  # not the recipe's COCO_MVal: the scene alone trained it
     assert card["recipe"]["data"]["labels"] == str(path.resolve())  # the bench finds it from any folder
     assert card["steps"] == 3

@@ -158,6 +158,7 @@ class ClickDataModule(L.LightningDataModule):
 
             train_source, val_source = scene_split(data, validates=trainer.validates)
             self.description = {"scene": public_source(data.scene), "labels": data.labels,
+                                "bands": list(train_source.bands),  # as chosen, guessed or by name
                                 "train_objects": len(train_source),
                                 "held_out_objects": len(val_source)}
         else:
