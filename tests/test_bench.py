@@ -19,7 +19,8 @@ from mst_geo.clicks.session import clicks_to_reach, evaluate_instance, mask_iou
 from mst_geo.bench.suite import run_noc_benchmark
 from mst_geo.clicks.simulator import binarize, split_mask
 from mst_geo.cli import app
-from mst_geo.data.iseg import Instance, load_iseg_dataset
+from mst_geo.data.instance import Instance
+from mst_geo.data.iseg import load_iseg_dataset
 from mst_geo.errors import MSTGeoError
 
 

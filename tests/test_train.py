@@ -26,7 +26,7 @@ from mst_geo.errors import MSTGeoError
 from mst_geo.model import MSTLoss, load_checkpoint
 from mst_geo.model.checkpoint import resolve_model
 from mst_geo.train.config import load_train_config
-from mst_geo.data.iseg import Instance
+from mst_geo.data.instance import Instance
 from mst_geo.train.datamodule import ClickDataModule, RankShare, first_item
 from mst_geo.train.module import ClickTrainingModule, keep_first_clicks_bare
 from mst_geo.train.run import build_model, build_trainer, train, warn_if_waiting_for_nodes

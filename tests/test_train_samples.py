@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mst_geo.clicks.sampler import MultiPointSampler
-from mst_geo.data.iseg import read_rgb
+from mst_geo.data.instance import read_rgb
 from mst_geo.errors import MSTGeoError
 from mst_geo.train.augment import ColorJitter, Sample, paste_object, scale_flip_crop
 from mst_geo.train.config import DataSection

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from mst_geo.atomic import write_text_atomic
 from mst_geo.clicks.session import ClickMethod, evaluate_instance
-from mst_geo.data.iseg import Instance
+from mst_geo.data.instance import Instance
 from mst_geo.errors import MSTGeoError, MSTGeoWarning
 
 ROWS_FILE = "instances.jsonl"

@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from mst_geo.geo.bands import BandRef
-from mst_geo.data.iseg import Instance
+from mst_geo.data.instance import Instance
 from mst_geo.geo.raster import scene_stem
 from mst_geo.geo.labels import LabelledObjects, scene_labels
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from mst_geo.clicks.click import Click
 from mst_geo.clicks.simulator import binarize, next_click, split_mask
-from mst_geo.data.iseg import Instance
+from mst_geo.data.instance import Instance
 
 
 class ClickMethod(Protocol):

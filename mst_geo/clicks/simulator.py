@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from mst_geo.clicks.click import Click
-from mst_geo.data.iseg import IGNORE
+from mst_geo.data.instance import IGNORE
 
 PRED_THRESHOLD = 0.49
 """Foreground probability above which a pixel counts as predicted object (RITM's ``pred_thr``)."""

@@ -29,7 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mst_geo.data.iseg import IGNORE, InstanceRef, ISegDataset, files_by_stem, voc_indices
+from mst_geo.data.instance import IGNORE, InstanceRef
+from mst_geo.data.iseg import ISegDataset, files_by_stem
+from mst_geo.data.masks import voc_indices
 from mst_geo.errors import MSTGeoError
 
 IMAGE_FOLDER = re.compile(r"^(img|imgs|im|image|images|jpegimages)([-_ ].*)?$|.*[-_ ](image|images|img)$", re.I)

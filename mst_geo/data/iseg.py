@@ -1,8 +1,8 @@
 """Interactive-segmentation datasets in their published (RITM) folder layouts, one object per item.
 
 Every dataset is a list of ``InstanceRef`` (which image, which mask, which object in it) and a
-rule turning the stored mask into the shared convention: uint8, 1 object / 0 background /
-255 ignore. Reading happens per item, so a dataset of thousands of images costs nothing until
+rule (``data.masks``) turning the stored mask into the shared convention: uint8, 1 object /
+0 background / 255 ignore. Reading happens per item, so a dataset of thousands of images costs nothing until
 indexed (except the per-object layouts, whose masks are read once to list their objects).
 Layouts (``root`` holds one folder per dataset, as in ``../shared/data/iseg``):
 
@@ -38,42 +38,32 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 import cv2
 import numpy as np
 
+from mst_geo.data.instance import Instance, InstanceRef, MaskReader, read_rgb
+from mst_geo.data.masks import (
+    PolygonRef,
+    above_128_mask,
+    above_zero,
+    binary_mask,
+    component_mask,
+    indexed_mask,
+    nonzero_mask,
+    oaizib_labels,
+    oaizib_mask,
+    object_ids,
+    polygon_mask,
+    read_palette_indices,
+    read_sbd_instances,
+    sbd_mask,
+    trimap_mask,
+)
 from mst_geo.errors import MSTGeoError
 
 DEFAULT_DATA_ROOT = "../shared/data/iseg"
 """Where bench and train look for the RITM-layout datasets unless told (beside a clone of the repo)."""
-
-IGNORE = 255
-"""Mask value of pixels that count neither as object nor as background (GrabCut's unknown band)."""
-
-
-@dataclass(frozen=True)
-class Instance:
-    """One object to segment: RGB ``image`` (HxWx3 uint8), ``mask`` (HxW uint8: 1/0/255)."""
-
-    image: np.ndarray
-    mask: np.ndarray
-    name: str
-    image_id: str
-
-
-@dataclass(frozen=True)
-class InstanceRef:
-    """Where an instance lives on disk; ``object_id`` picks one object in a multi-object file."""
-
-    image_path: Path
-    mask_path: Path
-    name: str
-    image_id: str
-    object_id: int | None = None
-
-
-MaskReader = Callable[[InstanceRef], np.ndarray]
 
 
 class ISegDataset(Sequence[Instance]):
@@ -107,131 +97,6 @@ class ISegDataset(Sequence[Instance]):
                 ref.mask_path,
             )
         return Instance(image=image, mask=mask, name=ref.name, image_id=ref.image_id)
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """An image file as RGB uint8 HxWx3, its pixels as stored: masks are drawn on those, so an
-    EXIF orientation tag (a phone photo's) is not applied."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if image is None:
-        raise MSTGeoError("cannot read this image (missing or not an image file)", path)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def _read_mask_file(path: Path, flags: int) -> np.ndarray:
-    raw = cv2.imread(str(path), flags)
-    if raw is None:
-        raise MSTGeoError("cannot read this mask (missing or not an image file)", path)
-    return raw
-
-
-def _read_gray(path: Path) -> np.ndarray:
-    """A mask file as one channel: the max over the colour channels of an RGB mask, its alpha left
-    out (RITM reads masks without it: an opaque alpha is not a whole-image object)."""
-    raw = _read_mask_file(path, cv2.IMREAD_UNCHANGED)
-    if raw.ndim == 3 and raw.shape[2] in (2, 4):  # grey + alpha, BGR + alpha
-        raw = raw[..., :-1]
-    return raw.max(axis=2) if raw.ndim == 3 else raw
-
-
-def _above_zero(path: Path) -> np.ndarray:
-    """A mask's pixels above 0 as 1, the rest 0."""
-    return (_read_gray(path) > 0).astype(np.uint8)
-
-
-def _nonzero_mask(ref: InstanceRef) -> np.ndarray:
-    """DAVIS and COCO_MVal: RITM's rule, any value above 0 is the object (its antialiased edge
-    included; a 0/1 mask as well as a 0/255 one)."""
-    return _above_zero(ref.mask_path)
-
-
-def _binary_mask(ref: InstanceRef) -> np.ndarray:
-    """DUTS_TR and CCP: object where > 127 (a saliency map's graded edge is cut at half)."""
-    return (_read_gray(ref.mask_path) > 127).astype(np.uint8)
-
-
-def _above_128_mask(ref: InstanceRef) -> np.ndarray:
-    """DAVIS585: object where > 128, as ClickSEG reads it."""
-    return (_read_gray(ref.mask_path) > 128).astype(np.uint8)
-
-
-def _trimap_mask(ref: InstanceRef) -> np.ndarray:
-    """GrabCut/Berkeley masks: 128 is the unknown band (ignored), above 128 is the object."""
-    raw = _read_gray(ref.mask_path)
-    mask = (raw > 128).astype(np.uint8)
-    mask[raw == 128] = IGNORE
-    return mask
-
-
-def _indexed_mask(ref: InstanceRef) -> np.ndarray:
-    """PascalVOC SegmentationObject palette PNG: index == object id, 255 (void) ignored."""
-    raw = _read_palette_indices(ref.mask_path)
-    mask = (raw == ref.object_id).astype(np.uint8)
-    mask[raw == IGNORE] = IGNORE
-    return mask
-
-
-def _voc_colours() -> np.ndarray:
-    """PASCAL VOC's palette: index i's colour from i's bits, interleaved into R, G, B (devkit)."""
-    colours = np.zeros((256, 3), dtype=np.int64)
-    for index in range(256):
-        value = index
-        for shift in range(7, -1, -1):
-            for channel in range(3):
-                colours[index, channel] |= ((value >> channel) & 1) << shift
-            value >>= 3
-    return colours
-
-
-VOC_INDEX_OF_COLOUR = {tuple(colour): index for index, colour in enumerate(_voc_colours().tolist())}
-
-
-def _read_palette_indices(path: Path) -> np.ndarray:
-    """A VOC SegmentationObject mask's palette indices; one re-saved as RGB is read back through
-    VOC's palette (a colour outside it is an error naming the file)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            if image.mode in ("P", "L"):
-                return np.asarray(image)
-            rgb = np.asarray(image.convert("RGB"))
-    except OSError as error:
-        raise MSTGeoError(f"cannot read this mask ({error})", path) from error
-    indices = voc_indices(rgb)
-    if indices is None:
-        unknown = next(tuple(c) for c in np.unique(rgb.reshape(-1, 3), axis=0).tolist()
-                       if tuple(c) not in VOC_INDEX_OF_COLOUR)
-        raise MSTGeoError(f"an RGB mask with colours outside PASCAL VOC's palette (e.g. {unknown})", path)
-    return indices
-
-
-def voc_indices(rgb: np.ndarray) -> np.ndarray | None:
-    """An HxWx3 mask's VOC palette indices (void 255 included), None when a colour is outside
-    the palette."""
-    colours, inverse = np.unique(rgb.reshape(-1, 3), axis=0, return_inverse=True)
-    if not all(tuple(colour) in VOC_INDEX_OF_COLOUR for colour in colours.tolist()):
-        return None
-    indices = np.array([VOC_INDEX_OF_COLOUR[tuple(colour)] for colour in colours.tolist()], dtype=np.uint8)
-    return indices[inverse.reshape(-1)].reshape(rgb.shape[:2])
-
-
-def _sbd_mask(ref: InstanceRef) -> np.ndarray:
-    return (_read_sbd_instances(ref.mask_path) == ref.object_id).astype(np.uint8)
-
-
-def _read_sbd_instances(path: Path) -> np.ndarray:
-    from scipy.io import loadmat
-    from scipy.io.matlab import MatReadError
-
-    try:
-        return loadmat(str(path))["GTinst"][0][0]["Segmentation"]
-    except (OSError, ValueError, KeyError, IndexError, MatReadError) as error:
-        raise MSTGeoError(f"not an SBD instance file with GTinst.Segmentation ({error})", path) from error
-
-
-def _object_ids(indices: np.ndarray) -> list[int]:
-    return [int(v) for v in np.unique(indices) if v not in (0, IGNORE)]
 
 
 # ---- layouts -------------------------------------------------------------------------------
@@ -312,7 +177,7 @@ def _per_object_refs(folder: Path, list_file: str, mask_path: Callable[[str], Pa
     refs = []
     for sample in _listed_ids(folder, list_file):
         masks = mask_path(sample)
-        for object_id in _object_ids(read_ids(masks)):
+        for object_id in object_ids(read_ids(masks)):
             refs.append(InstanceRef(image_path(sample), masks, f"{sample}_{object_id}", sample, object_id))
     return refs
 
@@ -321,22 +186,14 @@ def _pascal_voc(folder: Path, split: str) -> list[InstanceRef]:
     return _per_object_refs(folder, f"ImageSets/Segmentation/{split}.txt",
                             lambda sample: folder / "SegmentationObject" / f"{sample}.png",
                             lambda sample: folder / "JPEGImages" / f"{sample}.jpg",
-                            _read_palette_indices)
+                            read_palette_indices)
 
 
 def _sbd(folder: Path, split: str) -> list[InstanceRef]:
     return _per_object_refs(folder, f"{split}.txt",
                             lambda sample: folder / "inst" / f"{sample}.mat",
                             lambda sample: folder / "img" / f"{sample}.jpg",
-                            _read_sbd_instances)
-
-
-@dataclass(frozen=True)
-class _LvisRef(InstanceRef):
-    """An LVIS annotation: its mask is drawn from polygons, not read from a file."""
-
-    polygons: tuple[tuple[float, ...], ...] = ()
-    size: tuple[int, int] = (0, 0)
+                            read_sbd_instances)
 
 
 def _coco_lvis(folder: Path, split: str) -> list[InstanceRef]:
@@ -352,7 +209,7 @@ def _coco_lvis(folder: Path, split: str) -> list[InstanceRef]:
             file_name = image.get("file_name") or image["coco_url"].rsplit("/", 1)[-1]
             stem = Path(file_name).stem
             refs.append(
-                _LvisRef(
+                PolygonRef(
                     folder / split / "images" / file_name,
                     annotations_path,
                     f"{stem}_{annotation['id']}",
@@ -374,20 +231,10 @@ def _sstem(folder: Path, split: str) -> list[InstanceRef]:
     the published numbers count 8-connected components: so does this reader."""
     refs = []
     for image_path, mask_path in _image_mask_pairs(folder, "raw", "mitochondria"):
-        count = cv2.connectedComponents(_above_zero(mask_path), connectivity=8)[0]
+        count = cv2.connectedComponents(above_zero(mask_path), connectivity=8)[0]
         refs.extend(InstanceRef(image_path, mask_path, f"{mask_path.stem}_{k}", image_path.stem, k)
                     for k in range(1, count))
     return refs
-
-
-def _component_mask(ref: InstanceRef) -> np.ndarray:
-    labels = cv2.connectedComponents(_above_zero(ref.mask_path), connectivity=8)[1]
-    return (labels == ref.object_id).astype(np.uint8)
-
-
-def _oaizib_labels(path: Path) -> np.ndarray:
-    """An OAI-ZIB annotation as SimpleClick reads it: the first channel of the colour image."""
-    return _read_mask_file(path, cv2.IMREAD_COLOR)[..., 0]
 
 
 def _oaizib(folder: Path, split: str) -> list[InstanceRef]:
@@ -403,12 +250,8 @@ def _oaizib(folder: Path, split: str) -> list[InstanceRef]:
     refs = []
     for image_path, mask_path in _image_mask_pairs(folder, "image", "annotations"):
         refs.extend(InstanceRef(image_path, mask_path, f"{mask_path.stem}_{value}", image_path.stem, value)
-                    for value in map(int, np.unique(_oaizib_labels(mask_path))) if value)
+                    for value in map(int, np.unique(oaizib_labels(mask_path))) if value)
     return refs
-
-
-def _oaizib_mask(ref: InstanceRef) -> np.ndarray:
-    return (_oaizib_labels(ref.mask_path) == ref.object_id).astype(np.uint8)
 
 
 def _davis585(folder: Path, split: str) -> list[InstanceRef]:
@@ -428,16 +271,6 @@ def _davis585(folder: Path, split: str) -> list[InstanceRef]:
             refs.append(InstanceRef(image_path, mask_path, f"{sequence.name}_{mask_path.stem}",
                                     f"{sequence.name}_{frame}"))
     return refs
-
-
-def _polygon_mask(ref: InstanceRef) -> np.ndarray:
-    """LVIS polygons (x, y pairs in pixels) filled into a mask of the image size."""
-    ref = cast(_LvisRef, ref)
-    mask = np.zeros(ref.size, dtype=np.uint8)
-    for polygon in ref.polygons:
-        points = np.round(np.asarray(polygon, dtype=np.float64).reshape(-1, 2)).astype(np.int32)
-        cv2.fillPoly(mask, [points], 1)
-    return mask
 
 
 def _named_path(root: Path, relative: str) -> Path | None:
@@ -467,21 +300,21 @@ class _Layout:
 
 
 LAYOUTS: dict[str, _Layout] = {
-    "GrabCut": _Layout(("GrabCut",), "boundary_GT", lambda f, s: _paired(f, "data_GT", "boundary_GT"), _trimap_mask),
-    "Berkeley": _Layout(("Berkeley",), "masks", lambda f, s: _paired(f, "images", "masks"), _trimap_mask),
-    "DAVIS": _Layout(("DAVIS",), "gt", lambda f, s: _paired(f, "img", "gt"), _nonzero_mask),
-    "COCO_MVal": _Layout(("COCO_MVal",), "gt", lambda f, s: _paired(f, "img", "gt"), _nonzero_mask),
-    "DUTS_TR": _Layout(("DUTS_TR",), "list.txt", _duts, _binary_mask),
-    "CCP": _Layout(("CCP",), "instances.json", _ccp, _binary_mask),
+    "GrabCut": _Layout(("GrabCut",), "boundary_GT", lambda f, s: _paired(f, "data_GT", "boundary_GT"), trimap_mask),
+    "Berkeley": _Layout(("Berkeley",), "masks", lambda f, s: _paired(f, "images", "masks"), trimap_mask),
+    "DAVIS": _Layout(("DAVIS",), "gt", lambda f, s: _paired(f, "img", "gt"), nonzero_mask),
+    "COCO_MVal": _Layout(("COCO_MVal",), "gt", lambda f, s: _paired(f, "img", "gt"), nonzero_mask),
+    "DUTS_TR": _Layout(("DUTS_TR",), "list.txt", _duts, binary_mask),
+    "CCP": _Layout(("CCP",), "instances.json", _ccp, binary_mask),
     "PascalVOC": _Layout(("PascalVOC", "PascalVOC/VOCdevkit/VOC2012", "PascalVOC/VOC2012", "VOCdevkit/VOC2012",
                           "VOC2012"), "SegmentationObject",
-                         _pascal_voc, _indexed_mask),
+                         _pascal_voc, indexed_mask),
     "SBD": _Layout(("SBD", "SBD/dataset", "SBD/benchmark_RELEASE/dataset", "benchmark_RELEASE/dataset"), "inst",
-                   _sbd, _sbd_mask),
-    "COCO_LVIS": _Layout(("COCO_LVIS", "cocolvis"), None, _coco_lvis, _polygon_mask),
-    "ssTEM": _Layout(("ssTEM",), "mitochondria", _sstem, _component_mask),
-    "OAIZIB": _Layout(("OAIZIB/iseg_slices", "OAIZIB"), None, _oaizib, _oaizib_mask),
-    "DAVIS585": _Layout(("DAVIS585",), None, _davis585, _above_128_mask),
+                   _sbd, sbd_mask),
+    "COCO_LVIS": _Layout(("COCO_LVIS", "cocolvis"), None, _coco_lvis, polygon_mask),
+    "ssTEM": _Layout(("ssTEM",), "mitochondria", _sstem, component_mask),
+    "OAIZIB": _Layout(("OAIZIB/iseg_slices", "OAIZIB"), None, _oaizib, oaizib_mask),
+    "DAVIS585": _Layout(("DAVIS585",), None, _davis585, above_128_mask),
 }
 """Dataset name -> candidate folders under the data root, their marker, instance lister and mask rule."""
 

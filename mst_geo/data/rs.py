@@ -27,7 +27,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from mst_geo.data.iseg import IGNORE, Instance, dataset_location, named_folder, spelled_as
+from mst_geo.data.instance import IGNORE, Instance
+from mst_geo.data.iseg import dataset_location, named_folder, spelled_as
 from mst_geo.errors import MSTGeoError
 
 SMALL_MAX_AREA = 32 * 32

@@ -22,7 +22,7 @@ from rasterio.features import rasterize
 from rasterio.windows import Window
 from shapely.geometry import box
 
-from mst_geo.data.iseg import IGNORE, Instance
+from mst_geo.data.instance import IGNORE, Instance
 from mst_geo.errors import MSTGeoError, MSTGeoWarning
 from mst_geo.geo.bands import BandRef
 from mst_geo.geo.io import read_vector

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from mst_geo.data.iseg import Instance
+from mst_geo.data.instance import Instance
 from mst_geo.train.config import DataSection, TrainConfig
 from mst_geo.data.rs import locate_rs_dataset
 from mst_geo.errors import MSTGeoError, MSTGeoWarning

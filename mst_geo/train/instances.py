@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mst_geo.data.iseg import (BENCHMARK_SETS, InstanceRef, ISegDataset, MaskReader, dataset_location,
-                               load_iseg_dataset, read_rgb)
+from mst_geo.data.instance import InstanceRef, MaskReader, read_rgb
+from mst_geo.data.iseg import BENCHMARK_SETS, ISegDataset, dataset_location, load_iseg_dataset
 from mst_geo.errors import MSTGeoError, MSTGeoWarning
 
 VAL_LIST_NAME = "val.txt"

@@ -28,7 +28,7 @@ from mst_geo.clicks.click import Click
 from mst_geo.clicks.predictor import Predictor
 from mst_geo.clicks.session import clicks_to_reach, evaluate_instance, threshold_key
 from mst_geo.clicks.sampler import next_training_click
-from mst_geo.data.iseg import Instance
+from mst_geo.data.instance import Instance
 from mst_geo.model import MSTLoss, MSTModel
 from mst_geo.train.config import TrainConfig, TrainerSection
 

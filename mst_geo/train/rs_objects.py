@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mst_geo.data.iseg import Instance
+from mst_geo.data.instance import Instance
 from mst_geo.data.rs import RSInstances, load_rs_dataset
 from mst_geo.train.augment import Sample
 from mst_geo.train.config import DataSection

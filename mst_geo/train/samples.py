@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from mst_geo.clicks.sampler import MultiPointSampler
 from mst_geo.clicks.simulator import split_mask
-from mst_geo.data.iseg import Instance
+from mst_geo.data.instance import Instance
 from mst_geo.errors import MSTGeoError
 from mst_geo.train.augment import ColorJitter, Sample, paste_object, scale_flip_crop
 from mst_geo.train.config import ClicksSection, DataSection

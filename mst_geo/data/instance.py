@@ -1,0 +1,50 @@
+"""What a dataset item is: an image and its object's mask in one convention (uint8: 1 object,
+0 background, 255 ignore), and where an item lives on disk before it is read."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mst_geo.errors import MSTGeoError
+
+IGNORE = 255
+"""Mask value of pixels that count neither as object nor as background (GrabCut's unknown band)."""
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One object to segment: RGB ``image`` (HxWx3 uint8), ``mask`` (HxW uint8: 1/0/255)."""
+
+    image: np.ndarray
+    mask: np.ndarray
+    name: str
+    image_id: str
+
+
+@dataclass(frozen=True)
+class InstanceRef:
+    """Where an instance lives on disk; ``object_id`` picks one object in a multi-object file."""
+
+    image_path: Path
+    mask_path: Path
+    name: str
+    image_id: str
+    object_id: int | None = None
+
+
+MaskReader = Callable[[InstanceRef], np.ndarray]
+"""A dataset's rule from a ref's stored mask to 1/0/255."""
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """An image file as RGB uint8 HxWx3, its pixels as stored: masks are drawn on those, so an
+    EXIF orientation tag (a phone photo's) is not applied."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if image is None:
+        raise MSTGeoError("cannot read this image (missing or not an image file)", path)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
