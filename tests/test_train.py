@@ -338,6 +338,21 @@ def test_a_run_without_held_out_objects_says_so(tmp_path, iseg_root):
     assert len(data.val_set) == 0 and len(data.train_set) > 0
 
 
+def test_a_run_ending_before_its_first_validation_says_so(tmp_path, iseg_root):
+    """--max-steps 5 with validation every 10 steps withholds objects it never scores: said once.
+    The split itself does not depend on --max-steps, so extending the run keeps it."""
+    from mst_geo.errors import MSTGeoWarning
+
+    short = ClickDataModule(smoke_config(tmp_path, iseg_root, **{"trainer.max_steps": 5}))
+    with pytest.warns(MSTGeoWarning, match=r"val_every_steps \(10\) is past --max-steps \(5\): \d+ held-out"):
+        short.setup("fit")
+    longer = ClickDataModule(smoke_config(tmp_path, iseg_root, **{"trainer.max_steps": 50}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MSTGeoWarning)
+        longer.setup("fit")
+    assert longer.val_set.picks == short.val_set.picks and len(longer.train_set) == len(short.train_set)
+
+
 class RaiseAt(Callback):
     """Raises ``error`` at the start of step ``step``."""
 

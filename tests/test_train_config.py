@@ -154,12 +154,3 @@ def test_bad_extends_is_one_clear_error_naming_the_file(tmp_path, files, message
         load_train_config(tmp_path / "a.yaml")
     assert str(error.value).startswith(str(tmp_path / culprit))
     assert "\n" not in str(error.value)
-
-
-def test_a_run_too_short_to_validate_holds_nothing_out():
-    """--max-steps 5 with validation every 100 steps would withhold objects it never scores."""
-    recipe = Path(__file__).parents[1] / "configs" / "train" / "finetune_scene.yaml"
-    short = load_train_config(recipe, {"trainer.max_steps": 5, "trainer.val_every_steps": 100})
-    assert not short.trainer.validates
-    assert load_train_config(recipe, {"trainer.max_steps": 100, "trainer.val_every_steps": 100}).trainer.validates
-    assert not load_train_config(recipe, {"trainer.max_steps": 500, "trainer.val_every_steps": 0}).trainer.validates

@@ -127,9 +127,9 @@ class TrainerSection:
 
     @property
     def validates(self) -> bool:
-        """Whether the run scores held-out objects (and keeps best.ckpt); a run too short to reach
-        its first validation holds nothing out (it would only withhold objects from training)."""
-        return 0 < self.val_every_steps <= self.max_steps and self.val_instances > 0
+        """Whether the run scores held-out objects (and keeps best.ckpt). Not tied to ``max_steps``:
+        a resumed run that extends a short one must keep the same objects held out."""
+        return self.val_every_steps > 0 and self.val_instances > 0
 
 
 @dataclass

@@ -163,6 +163,11 @@ class ClickDataModule(L.LightningDataModule):
                                 "held_out_objects": len(val_source)}
         else:
             train_source, val_source, self.description = dataset_sources(data)
+        if trainer.validates and len(val_source) and trainer.val_every_steps > trainer.max_steps:
+            rank_zero_warn(f"trainer.val_every_steps ({trainer.val_every_steps}) is past --max-steps "
+                           f"({trainer.max_steps}): {len(val_source)} held-out object(s) are never scored in this "
+                           "run (lower trainer.val_every_steps, or extend the run with --resume)",
+                           category=MSTGeoWarning)
         if trainer.validates and not len(val_source):  # said once, by the first process
             rank_zero_warn("no held-out object (too few images, tiles or polygons for data.val_fraction, or none "
                            "named in data.val_list): the run scores nothing and writes no best.ckpt",
