@@ -127,7 +127,7 @@ def test_several_scenes_in_one_run(naip_scene, tmp_path):
     same_name.write_bytes(naip_scene.read_bytes())
     result = CliRunner().invoke(app, [*args[:10], "--scene", str(naip_scene), "--labels", str(PONDS),
                                       "--scene", str(same_name), "--labels", str(PONDS)])
-    assert isinstance(result.exception, MSTGeoError) and "also named 'naip_scene/water_labels'" in str(result.exception)
+    assert isinstance(result.exception, MSTGeoError) and "also named 'naip_scene'" in str(result.exception)
     result = CliRunner().invoke(app, [*args[:10], "--scene", str(naip_scene)])
     assert isinstance(result.exception, MSTGeoError) and "one --labels per --scene" in str(result.exception)
 
@@ -144,6 +144,9 @@ def test_one_scene_with_two_labels_files_and_labels_edited_in_place(naip_scene, 
     assert result.exit_code == 0, result.output
     assert set(json.loads((out / "results.json").read_text())["results"]["disk"]) == {
         "naip_scene/water_labels", "naip_scene/three"}
+    (tmp_path / "three.backup.gpkg").write_bytes(three.read_bytes())  # files beside it are not the labels
+    (tmp_path / "three.tif.aux.xml").write_text("<PAMDataset/>")
+    assert CliRunner().invoke(app, args).exit_code == 0
     gpd.read_file(PONDS).iloc[1:4].to_file(three)  # the same path, other polygons: feature0 is another pond
     result = CliRunner().invoke(app, args)
     assert isinstance(result.exception, MSTGeoError) and "holds rows of another dataset" in str(result.exception)

@@ -5,7 +5,6 @@ The library call behind ``mst-geo bench noc``; the CLI only parses flags into it
 
 from __future__ import annotations
 
-import glob
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,22 +36,29 @@ def load_bench_dataset(name: str, data_root: Path, limit: int | None = None) -> 
 
 def scene_table_names(scenes: Sequence[tuple[str | Path, str | Path]]) -> list[str]:
     """Each labelled scene's row name in the tables: the scene's file stem, with the labels' stem
-    after a ``/`` when one scene comes with several labels files (ponds and buildings, say)."""
-    from mst_geo.geo.raster import scene_stem
+    after a ``/`` when the same scene comes with several labels files (ponds and buildings, say).
+    Two scenes of one stem in different folders keep one name, which the caller refuses."""
+    from mst_geo.geo.raster import public_source, scene_stem
 
-    stems = [scene_stem(scene) for scene, _ in scenes]
-    return [f"{stem}/{Path(labels).stem}" if stems.count(stem) > 1 else stem
-            for stem, (_, labels) in zip(stems, scenes, strict=True)]
+    sources = [str(Path(source).resolve()) if Path(source).exists() else source
+               for source in (public_source(scene) for scene, _ in scenes)]
+    return [f"{scene_stem(scene)}/{Path(labels).stem}" if sources.count(source) > 1 else scene_stem(scene)
+            for source, (scene, labels) in zip(sources, scenes, strict=True)]
+
+
+SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
+"""The files a Shapefile's polygons, attributes and CRS live in (not its spatial indexes)."""
 
 
 def labels_digest(labels: str | Path) -> str:
-    """A digest of a labels file and its sidecars (a Shapefile's .dbf, .prj …): an edited file
+    """A digest of a labels file (a Shapefile with its attribute and CRS files): an edited file
     makes its old rows another dataset's, refused on rerun rather than mixed in."""
     path = Path(labels)
+    parts = [path.with_suffix(suffix) for suffix in SHAPEFILE_PARTS] if path.suffix.lower() == ".shp" else [path]
     digest = hashlib.sha256()
-    for part in sorted(path.parent.glob(f"{glob.escape(path.stem)}.*")):
+    for part in parts:
         if part.is_file():
-            digest.update(part.name.encode() + b"\0" + part.read_bytes())
+            digest.update(part.suffix.encode() + b"\0" + part.read_bytes())
     return f"sha256 {digest.hexdigest()[:16]}"
 
 
