@@ -14,6 +14,7 @@ from rasterio.control import GroundControlPoint
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.windows import Window
+from rio_tiler.io import Reader
 
 from mst_geo.app.pagegrid import PageGrid
 from mst_geo.app.tiles import SceneTiles
@@ -246,3 +247,35 @@ def test_tile_readers_are_reused_across_threads_and_closed(tmp_path: Path, open_
             assert client.get("/tiles/0/0/0.png").status_code == 200
             assert open_handles(scene) > before
         assert open_handles(scene) == before  # the app's shutdown closed its tile readers
+
+
+def test_closing_while_a_tile_renders_lets_it_finish(tmp_path: Path, open_handles) -> None:
+    """The shutdown closes idle readers at once and a rendering one when its tile is done (it used
+    to close the dataset under the tile and hand the closed reader to the next one)."""
+    import shutil
+    import threading
+
+    scene = shutil.copy(EXAMPLE, tmp_path / "scene.tif")
+    with SceneRaster(scene) as raster:
+        tiles = SceneTiles(raster)
+    tiles.render(0, 0, 0)  # one idle reader
+    started, release = threading.Event(), threading.Event()
+    part = Reader.part
+
+    def slow_part(self, *args, **kwargs):
+        started.set()
+        release.wait(30)
+        return part(self, *args, **kwargs)
+
+    pngs: list[bytes] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Reader, "part", slow_part)
+        worker = threading.Thread(target=lambda: pngs.append(tiles.render(0, 0, 0)))
+        worker.start()
+        assert started.wait(30)
+        tiles.close()  # the idle-turned-busy reader is rendering: it stays open until done
+        assert open_handles(scene) == 1
+        release.set()
+        worker.join(30)
+    assert len(pngs) == 1 and _png(pngs[0]).shape == (256, 256, 4)
+    assert open_handles(scene) == 0

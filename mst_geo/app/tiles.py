@@ -2,10 +2,10 @@
 
 rio-tiler picks the overview that matches each tile's resolution, so a tile costs about the
 same at any zoom and memory stays bounded however large the scene is (by GDAL's block cache,
-5 % of RAM unless GDAL_CACHEMAX says otherwise). The bands and the
+``geo.raster.GDAL_CACHE_MB`` unless GDAL_CACHEMAX says otherwise). The bands and the
 percentile stretch are the ones ``SceneRaster`` chose for the model, so the map shows what
-the model sees. Each worker thread keeps its own open reader (rasterio datasets must not be
-shared between threads).
+the model sees. A tile borrows a reader from a pool (a rasterio dataset serves one thread at a
+time), so no more scenes are open than tiles were ever rendered at once.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ class SceneTiles:
         self.version = hashlib.sha1(repr(look).encode()).hexdigest()[:12]
         """Changes with the file, bands or stretch, so browsers never show cached tiles of another look."""
         self._idle: queue.SimpleQueue[Reader] = queue.SimpleQueue()
-        self._opened: list = []  # every reader's scene, closed by close()
-        self._opened_lock = threading.Lock()
+        self._closed = False  # after close(), a reader coming back from a tile is closed, not kept
+        self._lock = threading.Lock()
 
     @contextlib.contextmanager
     def _reader(self) -> Iterator[Reader]:
@@ -57,24 +57,25 @@ class SceneTiles:
             reader = self._idle.get_nowait()
         except queue.Empty:
             dataset = open_scene(self.source)  # the grid the model reads (north-up, warped if need be)
-            with self._opened_lock:
-                self._opened.append(dataset)
             with warnings.catch_warnings():  # a small scene without overviews is fine: windowed reads
                 warnings.simplefilter("ignore", NoOverviewWarning)
                 reader = Reader(str(self.source), dataset=dataset)
         try:
             yield reader
         finally:
-            self._idle.put(reader)
+            with self._lock:
+                if self._closed:
+                    close_scene(reader.dataset)
+                else:
+                    self._idle.put(reader)
 
     def close(self) -> None:
-        """Close every reader's scene (the app's shutdown)."""
-        with self._opened_lock:
+        """Close the idle readers' scenes now and those still rendering a tile when they finish
+        (the app's shutdown)."""
+        with self._lock:
+            self._closed = True
             while not self._idle.empty():
-                self._idle.get_nowait()
-            for dataset in self._opened:
-                close_scene(dataset)
-            self._opened.clear()
+                close_scene(self._idle.get_nowait().dataset)
 
     def read(self, z: int, x: int, y: int) -> ImageData:
         """Raw band values of tile z/x/y, masked outside the scene, on nodata and on NaN (as the
