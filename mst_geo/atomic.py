@@ -22,8 +22,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     Leftovers (the temp file and driver side files such as ``-wal``) are removed either way; a
     failed write (an ``OSError``) becomes a one-line error naming ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    except OSError as error:  # a link to nothing, a folder made read-only since the check
+        raise MSTGeoError(f"cannot write it ({os_error_reason(error)})", path) from None
     os.close(handle)
     temporary = Path(name)
     temporary.unlink()
@@ -61,7 +64,9 @@ def check_output(path: str | Path, overwrite: bool) -> None:
     if path.is_file() and not (os.access(path, os.W_OK) and path.stat().st_mode & 0o222):
         # a rename would replace it whatever its mode (and root writes anything): honour the mode
         raise MSTGeoError("output is read-only (make it writable to replace it)", path)
-    folder = next(folder for folder in path.absolute().parents if folder.exists())
+    folder = next(folder for folder in path.absolute().parents if folder.exists() or folder.is_symlink())
+    if not folder.exists():
+        raise MSTGeoError("is a link to nothing: the output cannot go inside it", folder)
     if not folder.is_dir():
         raise MSTGeoError("is a file, not a folder: the output cannot go inside it", folder)
     try:

@@ -92,6 +92,9 @@ def test_bad_output_paths(tmp_path, records):
     (tmp_path / "file").write_text("")
     with pytest.raises(MSTGeoError, match="file: is a file, not a folder"):
         write_polygons(frame, tmp_path / "file" / "out.gpkg")
+    (tmp_path / "link").symlink_to(tmp_path / "gone")  # a link to a folder that is not there
+    with pytest.raises(MSTGeoError, match="link: is a link to nothing"):
+        write_polygons(frame, tmp_path / "link" / "sub" / "out.gpkg")
     locked = read_only_dir(tmp_path)
     with pytest.raises(MSTGeoError, match="output directory not writable"):
         write_polygons(frame, locked / "out.gpkg")

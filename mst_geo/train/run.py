@@ -133,8 +133,8 @@ def find_resume_checkpoint(resume: str, out: Path) -> Path:
     (the best-NoC one is skipped: it may be older than the others)."""
     candidate = out if resume == "auto" else Path(resume).expanduser()
     if not candidate.exists():
-        hint = ": no run there yet (start it without --resume)" if resume == "auto" else ": not found"
-        raise MSTGeoError(f"--resume {resume}{hint}", candidate)
+        problem = "--resume auto: no run there yet (start it without --resume)" if resume == "auto" else "--resume: not found"
+        raise MSTGeoError(problem, candidate)
     if candidate.is_file():
         return candidate
     folder = candidate / CHECKPOINT_DIR if (candidate / CHECKPOINT_DIR).is_dir() else candidate
