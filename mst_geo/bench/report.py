@@ -186,7 +186,7 @@ def write_report(
     """
     out_dir = Path(out_dir)
     if not rows:
-        raise MSTGeoError("no object to report: the datasets, --limit and --shard leave none", out_dir)
+        raise MSTGeoError("no object to report: the datasets, --limit and --shard leave none with a valid pixel to find", out_dir)
     results = summarize_rows(rows, thresholds, max_clicks)
     columns = _columns(thresholds, max_clicks)
     main_header, main_table = ["dataset", "method", "n"] + columns, _table_rows(results, thresholds, max_clicks, False)
