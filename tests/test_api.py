@@ -350,27 +350,25 @@ def test_a_failed_setup_leaves_the_scene_closed(tmp_path, naip_scene, tiny_check
 
 
 def test_uncovered_clicks_are_judged_on_the_saved_polygons(naip_scene):
-    """A positive click the polygon leaves out is counted, on the polygon as saved (min_area
-    dropping the part under a click counts too); an empty object is left to its own warning."""
+    """Two positive clicks in two ponds make one object of two parts; a min_area that drops the
+    smaller part leaves its click out of the saved polygon, and that is what counts (the raw mask
+    still covers it). An object that comes out empty is left to its own warning."""
     from shapely.geometry import Point
 
     from mst_geo.api import _warn_if_clicks_uncovered
     from mst_geo.errors import MSTGeoWarning
 
-    seg = Segmenter(naip_scene)  # the shipped model: the pond under this click comes out
-    pond = seg.add_click(*xy(351.5, 364.5))
-    polygon = seg.polygons().geometry.iloc[-1]
-    assert polygon.covers(Point(*xy(351.5, 364.5)))
-    assert pond not in seg.uncovered_clicks()
-    seg.min_area = polygon.area * 10  # every part dropped: empty, not "uncovered"
-    assert seg.polygons().geometry.iloc[-1].is_empty and pond not in seg.uncovered_clicks()
-    seg.min_area = 0
-    outside = next(point for point in ((50.5, 50.5), (700.5, 100.5), (20.5, 900.5))
-                   if not polygon.covers(Point(*xy(*point))))
-    seg.add_click(*xy(*outside), object=pond)  # a second positive click, far away: counted exactly when left out
-    covered = seg.polygons().geometry.iloc[-1].covers(Point(*xy(*outside)))
-    assert seg.uncovered_clicks().get(pond, 0) == (0 if covered else 1)
+    with Segmenter(naip_scene) as seg:  # the shipped model: both ponds come out
+        pond = seg.add_click(*xy(351.5, 364.5))
+        seg.add_click(*xy(280.5, 699.5), object=pond)
+        parts = {click: next(part for part in seg.polygons().geometry.iloc[0].geoms if part.covers(Point(*xy(*click))))
+                 for click in ((351.5, 364.5), (280.5, 699.5))}
+        small, large = sorted(part.area for part in parts.values())
+        assert seg.uncovered_clicks() == {}
+        seg.min_area = (small + large) / 2  # the smaller pond's part goes, the larger stays
+        assert seg.mask(pond).mask.any() and seg.uncovered_clicks() == {pond: 1}
+        seg.min_area = large * 2  # every part goes: "came out empty", not "uncovered"
+        assert seg.polygons().geometry.iloc[0].is_empty and seg.uncovered_clicks() == {}
 
-    seg.close()
     with pytest.warns(MSTGeoWarning, match=r"7 object\(s\) leave out .* \('a', 'b', 'c', 'd', 'e', …\): check them"):
         _warn_if_clicks_uncovered({name: 1 for name in "abcdefg"})
