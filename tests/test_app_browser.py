@@ -109,7 +109,7 @@ def wait_for_status(page, text: str) -> None:
 
 def test_click_objects_see_polygons_save_and_export(page, tmp_path: Path) -> None:
     page.wait_for_selector("img.leaflet-tile-loaded")
-    assert "naip_scene.tif · 934×723 px · EPSG:26914" in page.text_content("#scene-name")
+    assert page.text_content("#scene-name") == "naip_scene.tif · 934×723 px · EPSG:26914 · bands 1,2,3 as R,G,B"
 
     click_pixel(page, POND)
     wait_for_status(page, "object 1: positive click")
@@ -191,3 +191,12 @@ def test_objects_never_share_a_colour(page) -> None:
     colours = page.evaluate("ids => ids.map(colour)", ids)
     assert len(set(colours)) == len(ids)
     assert page.evaluate("() => colour('9') === colour(9) && colour(1) === colour(1)")  # stable, ids as text
+
+
+def test_a_server_that_does_not_answer_is_said_in_words(page) -> None:
+    """The browser's own "Failed to fetch" tells an analyst nothing: the status says what happened."""
+    page.wait_for_selector("img.leaflet-tile-loaded")
+    page.route("**/api/click", lambda route: route.abort())
+    click_pixel(page, POND)
+    wait_for_status(page, "the app's server does not answer: was mst-geo app stopped?")
+    assert page.locator("#status.error").count() == 1

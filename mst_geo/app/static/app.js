@@ -25,7 +25,12 @@ async function api(method, url, body) {
     options.headers["Content-Type"] = "application/json";
     options.body = JSON.stringify(body);
   }
-  const response = await fetch(url, options);
+  let response;
+  try {
+    response = await fetch(url, options);
+  } catch {  // nothing answered at all (the browser says only "Failed to fetch")
+    throw new Error("the app's server does not answer: was mst-geo app stopped?");
+  }
   // An error from outside the app's handlers (a crash, a proxy) is not JSON: report its status.
   const data = await response.json().catch(() => null);
   if (!response.ok || data === null) {
@@ -137,7 +142,9 @@ function onKey(event) {
 async function init() {
   scene = await api("GET", "api/scene");
   const size = `${scene.width}×${scene.height} px`;
-  document.getElementById("scene-name").textContent = `${scene.name} · ${size} · ${scene.crs_name}`;
+  const grey = scene.bands.every((band) => band === scene.bands[0]);
+  const bands = grey ? `band ${scene.bands[0]} as grey` : `bands ${scene.bands.join(",")} as R,G,B`;
+  document.getElementById("scene-name").textContent = `${scene.name} · ${size} · ${scene.crs_name} · ${bands}`;
   document.body.dataset.savePath = scene.default_save_path;
 
   map = L.map("map", {
