@@ -521,9 +521,10 @@ def test_gdal_block_cache_is_bounded_unless_the_user_sets_it(naip_scene, given, 
         env["GDAL_CACHEMAX"] = given
     code = ("import os, rasterio, rasterio.env, mst_geo.geo.raster as r\n"
             "with rasterio.open(%r) as d: d.read(1)\n"
+            "with rasterio.Env(GDAL_CACHEMAX=512 << 20): r.SceneRaster(%r).close()\n"  # leaving it restores the default
             "s = r.SceneRaster(%r); s.read(r.Window(0, 0, 64, 64))\n"
             "print(rasterio.env.get_gdal_config('GDAL_CACHEMAX'), os.environ.get('GDAL_CACHEMAX'))"
-            % (str(naip_scene), str(naip_scene)))
+            % (str(naip_scene), str(naip_scene), str(naip_scene)))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-2:] == [expected, str(given)]

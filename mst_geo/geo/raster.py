@@ -22,7 +22,6 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
 import contextlib
-import functools
 import os
 import warnings
 
@@ -382,12 +381,13 @@ def palette_colours(palette: np.ndarray, index: np.ndarray) -> np.ndarray:
     return np.moveaxis(palette.take(np.asarray(index, dtype=np.int64), axis=0, mode="clip"), -1, 0)
 
 
-@functools.cache
 def bound_gdal_cache() -> None:
-    """Hold GDAL's block cache to ``GDAL_CACHE_MB`` unless the user set ``GDAL_CACHEMAX`` (once per
-    process; GDAL takes the new size even after its cache has been used)."""
-    if "GDAL_CACHEMAX" not in os.environ:
-        rasterio.env.set_gdal_config("GDAL_CACHEMAX", GDAL_CACHE_MB << 20)  # bytes here (MB only in the environment)
+    """Hold GDAL's block cache to at most ``GDAL_CACHE_MB`` unless the environment sets
+    ``GDAL_CACHEMAX``. Checked at every open: a ``rasterio.Env`` left since the last one restores
+    GDAL's default, and GDAL takes a new size even after its cache has been used."""
+    bound = GDAL_CACHE_MB << 20  # bytes here (MB only in the environment)
+    if "GDAL_CACHEMAX" not in os.environ and rasterio.env.get_gdal_config("GDAL_CACHEMAX") > bound:
+        rasterio.env.set_gdal_config("GDAL_CACHEMAX", bound)
 
 
 def open_scene(source: str | Path) -> DatasetReader | WarpedVRT:
