@@ -152,6 +152,10 @@ def test_a_bad_resume_is_refused_before_training(full_run, tmp_path, iseg_root):
     other = smoke_config(tmp_path / "other", iseg_root, **{"model.overrides": narrower, "trainer.max_steps": 30})
     with pytest.raises(MSTGeoError, match="holds another network than this recipe builds"):
         train(other, resume=str(run))
+    other_data = smoke_config(tmp_path / "data", iseg_root, **{"data.datasets": ["DUTS_TR"], "trainer.max_steps": 30})
+    with pytest.raises(MSTGeoError, match="the run trained on the datasets COCO_MVal, this command names the "
+                                          "datasets DUTS_TR; resume with the same data"):
+        train(other_data, resume=str(run))
     junk = tmp_path / "junk.ckpt"
     junk.write_text("not a checkpoint")
     cut = tmp_path / "cut.ckpt"  # a copy that ran out of disk

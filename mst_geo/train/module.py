@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from contextlib import AbstractContextManager, nullcontext
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -30,7 +31,7 @@ from mst_geo.clicks.session import clicks_to_reach, evaluate_instance, threshold
 from mst_geo.clicks.sampler import next_training_click
 from mst_geo.data.instance import Instance
 from mst_geo.model import MSTLoss, MSTModel
-from mst_geo.train.config import TrainConfig, TrainerSection
+from mst_geo.train.config import DataSection, TrainConfig, TrainerSection
 
 MIOU_AT_CLICKS = (1, 3, 5)
 """Clicks after which the validation mIoU is logged."""
@@ -50,6 +51,18 @@ def tie_weight(trainer: TrainerSection) -> float:
     moves the mean NoC (1/val_instances), so it only orders checkpoints whose NoC ties (with few
     held-out objects, often all at the cap), never outweighs a real NoC difference."""
     return 0.5 / (trainer.val_instances + 1)
+
+
+def training_data(data: DataSection) -> dict[str, Any]:
+    """What a run trains on, as a resumed run must match it: a scene and its labels file (resolved
+    paths), else the dataset names (a data root may move: a pack copied to a GPU box)."""
+    if data.scene is not None:
+        from mst_geo.geo.raster import public_source  # rasterio: scene runs only
+
+        scene = Path(str(data.scene)).expanduser()
+        return {"scene": str(scene.resolve()) if scene.exists() else public_source(str(data.scene)),
+                "labels": str(Path(str(data.labels)).expanduser().resolve())}
+    return {"datasets": sorted(data.datasets)}
 
 
 def step_decay(step: int, milestones: list[int], factor: float, warmup_steps: int) -> float:
@@ -233,7 +246,8 @@ class ClickTrainingModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["mst_geo"] = {"samples_seen": self.samples_seen,
                                  "wall_seconds": self.elapsed_seconds(),
-                                 "last_val": self.last_val}
+                                 "last_val": self.last_val,
+                                 "data": training_data(self.config.data)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("mst_geo", {})

@@ -47,7 +47,7 @@ from mst_geo.model.checkpoint import CheckpointError, checkpoint_path, read_card
 from mst_geo.model.pretrained import load_vit_weights
 from mst_geo.train.config import TrainConfig, config_to_dict
 from mst_geo.train.datamodule import ClickDataModule
-from mst_geo.train.module import SELECTION_METRIC, ClickTrainingModule
+from mst_geo.train.module import SELECTION_METRIC, ClickTrainingModule, training_data
 
 CHECKPOINT_DIR = "checkpoints"
 EXPORT_NAME = "model.safetensors"
@@ -167,10 +167,23 @@ def check_resumable(path: Path, module: L.LightningModule, max_steps: int) -> No
         raise MSTGeoError(f"--resume: holds another network than this recipe builds ({len(differ)} of "
                           f"{len(expected)} weights missing or of another shape, e.g. {differ[0]}); resume with "
                           "the recipe and --init the run started with", path)
+    trained_on = (checkpoint.get("mst_geo") or {}).get("data")  # checkpoints before it was recorded: not checked
+    asked = training_data(module.config.data)
+    if trained_on is not None and trained_on != asked:
+        raise MSTGeoError(f"--resume: the run trained on {_data_words(trained_on)}, this command names "
+                          f"{_data_words(asked)}; resume with the same data, or start a new run in another --out",
+                          path)
     step = int(checkpoint.get("global_step", 0))
     if step > max_steps:
         raise MSTGeoError(f"--resume: already at step {step}, past --max-steps {max_steps}; raise --max-steps "
                           f"above it to continue, or set it to {step} to export these weights", path)
+
+
+def _data_words(data: dict) -> str:
+    """A run's training data in a few words (scene and labels, or dataset names)."""
+    if "scene" in data:
+        return f"{data['scene']} with {data['labels']}"
+    return "the datasets " + ", ".join(data.get("datasets", []))
 
 
 class InterruptCheckpoint(OnExceptionCheckpoint):
