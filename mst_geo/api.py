@@ -24,7 +24,7 @@ from mst_geo.geo.bands import BandRef
 from mst_geo.atomic import check_output
 from mst_geo.clicks.predictor import Predictor
 from mst_geo.devices import torch_device
-from mst_geo.errors import MSTGeoError, MSTGeoWarning
+from mst_geo.errors import MSTGeoError, MSTGeoWarning, a_few
 from mst_geo.geo.io import (
     MAX_MASK_OBJECTS,
     MaskOutput,
@@ -408,8 +408,8 @@ def _warn_if_clicks_uncovered(uncovered: Mapping[ObjectId, int]) -> None:
     """Name the objects whose polygon leaves out a positive click (at most five of them)."""
     if not uncovered:
         return
-    names = ", ".join(repr(obj) for obj in list(uncovered)[:5]) + (", …" if len(uncovered) > 5 else "")
-    warnings.warn(f"{len(uncovered)} object(s) leave out some of their positive clicks ({names}): check them, or "
+    warnings.warn(f"{len(uncovered)} object(s) leave out some of their positive clicks "
+                  f"({a_few([repr(obj) for obj in uncovered])}): check them, or "
                   "add a click there", MSTGeoWarning, stacklevel=3)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -12,6 +13,11 @@ class MSTGeoError(Exception):
     def __init__(self, message: str, path: str | Path | None = None):
         self.path = None if path is None else str(path)
         super().__init__(f"{self.path}: {message}" if self.path else message)
+
+
+def a_few(names: Sequence[str], most: int = 5) -> str:
+    """The first ``most`` of ``names`` for a one-line message, "…" standing for the rest."""
+    return ", ".join(names[:most]) + (", …" if len(names) > most else "")
 
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)

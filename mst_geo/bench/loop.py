@@ -20,7 +20,7 @@ from tqdm import tqdm
 from mst_geo.atomic import write_text_atomic
 from mst_geo.clicks.session import ClickMethod, evaluate_instance
 from mst_geo.data.instance import Instance
-from mst_geo.errors import MSTGeoError, MSTGeoWarning
+from mst_geo.errors import MSTGeoError, MSTGeoWarning, a_few
 
 ROWS_FILE = "instances.jsonl"
 PROTOCOL = 2
@@ -190,7 +190,6 @@ def run_noc(
                 rows[row.key] = row
                 bar.update()
     if nothing_to_find:
-        names = ", ".join(nothing_to_find[:5]) + (", …" if len(nothing_to_find) > 5 else "")
         warnings.warn(f"{len(nothing_to_find)} object(s) have no valid pixel to find (all nodata, or outside the "
-                      f"scene's footprint) and are left out: {names}", MSTGeoWarning, stacklevel=2)
+                      f"scene's footprint) and are left out: {a_few(nothing_to_find)}", MSTGeoWarning, stacklevel=2)
     return [rows[m, d, n] for d, _, n in todo for m in methods if (m, d, n) in rows]
