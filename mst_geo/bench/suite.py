@@ -38,12 +38,11 @@ def scene_table_names(scenes: Sequence[tuple[str | Path, str | Path]]) -> list[s
     """Each labelled scene's row name in the tables: the scene's file stem, with the labels' stem
     after a ``/`` when the same scene comes with several labels files (ponds and buildings, say).
     Two scenes of one stem in different folders keep one name, which the caller refuses."""
-    from mst_geo.geo.raster import public_source, scene_stem
+    from mst_geo.geo.raster import scene_location, scene_stem
 
-    sources = [str(Path(source).resolve()) if Path(source).exists() else source
-               for source in (public_source(scene) for scene, _ in scenes)]
-    return [f"{scene_stem(scene)}/{Path(labels).stem}" if sources.count(source) > 1 else scene_stem(scene)
-            for source, (scene, labels) in zip(sources, scenes, strict=True)]
+    locations = [scene_location(scene) for scene, _ in scenes]
+    return [f"{scene_stem(scene)}/{Path(labels).stem}" if locations.count(location) > 1 else scene_stem(scene)
+            for location, (scene, labels) in zip(locations, scenes, strict=True)]
 
 
 SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
@@ -112,7 +111,7 @@ def run_noc_benchmark(
     scene_records = []  # as the settings record them (a URL without its query)
     if scenes:
         from mst_geo.bench.scene_set import LabelledScene  # rasterio/geopandas only for scenes
-        from mst_geo.geo.raster import public_source
+        from mst_geo.geo.raster import public_source, scene_location
 
         scene_records = [[public_source(scene), str(labels)] for scene, labels in scenes]
         names = list(loaded)
@@ -122,11 +121,10 @@ def run_noc_benchmark(
                 raise MSTGeoError(f"another scene or dataset is also named {table_name!r} in the tables; "
                                   "rename one file", scene)
             names.append(table_name)
-        for (scene, labels), (source, _), table_name in zip(scenes, scene_records, table_names):
+        for (scene, labels), table_name in zip(scenes, table_names):
             labelled = LabelledScene(scene, labels, bands=scene_bands, name=table_name)
             loaded[labelled.name] = labelled
-            where = str(Path(source).resolve()) if Path(source).exists() else source  # a URL as it is
-            origins[labelled.name] = (f"{where} with {Path(labels).resolve()} ({labels_digest(labels)}), "
+            origins[labelled.name] = (f"{scene_location(scene)} with {Path(labels).resolve()} ({labels_digest(labels)}), "
                                       f"bands {list(labelled.objects.bands)}")
     rows = run_noc(methods, loaded, out_dir, max_clicks=max_clicks, limit=limit, progress=progress, shard=shard,
                    identities=identities, origins=origins)

@@ -21,7 +21,7 @@ from rasterio.windows import Window
 
 from mst_geo.atomic import write_atomic, write_text_atomic
 from mst_geo.geo.prompts import SceneClick
-from mst_geo.geo.raster import public_source, scene_source
+from mst_geo.geo.raster import scene_location, scene_source
 from mst_geo.geo.scene import ObjectMask
 
 KEY_FILE = "run.json"
@@ -35,9 +35,9 @@ def file_identity(path: str | Path) -> dict[str, Any]:
     presigned URL's signature changes with each signing (and is a secret, kept out of run files).
     """
     if isinstance(scene_source(path), str):
-        return {"path": public_source(path)}
+        return {"path": scene_location(path)}
     stat = Path(path).stat()
-    return {"path": str(Path(path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return {"path": scene_location(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 class ObjectJournal:

@@ -42,7 +42,7 @@ GDAL_CACHE_MB = 256
 """GDAL's block cache unless the ``GDAL_CACHEMAX`` environment variable is set: its default, 5 % of
 the machine's memory, makes a run's memory grow with the machine rather than with the work: 16
 objects of a 30 000² px scene peaked at 2.3 GB on a 24 GB machine, 1.4 GB with this cache, same
-polygons, same time. Set when the first scene opens (``bound_gdal_cache``), in this process only."""
+polygons, same time. Applied whenever a scene opens (``bound_gdal_cache``), in this process only."""
 
 PERCENTILES = (2.0, 98.0)
 """Per-band stretch (the cumulative-count cut GIS viewers use), so the model sees what the analyst sees."""
@@ -93,6 +93,13 @@ def public_source(path: str | Path) -> str:
     URL's signature is a secret and changes with each signing), a local path as it is."""
     source = scene_source(path)
     return urlparse(source)._replace(query="", fragment="").geturl() if isinstance(source, str) else str(source)
+
+
+def scene_location(path: str | Path) -> str:
+    """Where the scene is, as one string every spelling of it shares: a local file's resolved
+    path, a URL without its query (``public_source``). Run records compare scenes by it."""
+    source = scene_source(path)
+    return str(source.expanduser().resolve()) if isinstance(source, Path) else public_source(source)
 
 
 def scene_name(source: str | Path) -> str:

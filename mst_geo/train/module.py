@@ -57,11 +57,9 @@ def training_data(data: DataSection) -> dict[str, Any]:
     """What a run trains on, as a resumed run must match it: a scene and its labels file (resolved
     paths), else the dataset names (a data root may move: a pack copied to a GPU box)."""
     if data.scene is not None:
-        from mst_geo.geo.raster import public_source  # rasterio: scene runs only
+        from mst_geo.geo.raster import scene_location  # rasterio: scene runs only
 
-        scene = Path(str(data.scene)).expanduser()
-        return {"scene": str(scene.resolve()) if scene.exists() else public_source(str(data.scene)),
-                "labels": str(Path(str(data.labels)).expanduser().resolve())}
+        return {"scene": scene_location(data.scene), "labels": str(Path(str(data.labels)).expanduser().resolve())}
     return {"datasets": sorted(data.datasets)}
 
 
