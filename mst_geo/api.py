@@ -160,6 +160,7 @@ class Segmenter:
     ) -> ObjectId:
         """Add a click at map (x, y) (scene CRS unless ``crs``) to ``object`` (None: a new one);
         returns the object id once its mask is updated."""
+        self._require_open()
         source = None if crs is None else parse_crs(crs)
         try:
             positive = parse_label(positive)
@@ -198,6 +199,7 @@ class Segmenter:
         finished object is stored in it (so an interrupted run resumes). More than ``max_objects``
         objects are refused before any is segmented.
         """
+        self._require_open()
         objects, source = self._read_clicks(clicks, clicks_crs)
         if isinstance(clicks, (str, Path)):
             self._inputs["clicks file"] = clicks
@@ -241,12 +243,14 @@ class Segmenter:
             object = self._history[-1]
         object = self._known(object)
         clicks = self._clicks[object][:-1]
-        del self._history[len(self._history) - 1 - self._history[::-1].index(object)]
-        if clicks:
-            self._clicks[object] = clicks
-            self._store(object, self._segmenter.segment(clicks))
-        else:
+        if not clicks:
             self.delete(object)
+            return
+        self._require_open()
+        result = self._segmenter.segment(clicks)  # first: a failure (Ctrl-C) leaves the session as it was
+        del self._history[len(self._history) - 1 - self._history[::-1].index(object)]
+        self._clicks[object] = clicks
+        self._store(object, result)
 
     def delete(self, object: ObjectId) -> None:
         """Forget ``object`` and its clicks."""
@@ -287,6 +291,7 @@ class Segmenter:
 
     def save(self, path: str | Path, overwrite: bool = False, mask_path: str | Path | None = None) -> Path:
         """Write the polygons (GeoPackage, or GeoJSON/FlatGeobuf by extension) and optionally the mask COG."""
+        path, mask_path = _local(path), _local(mask_path)
         if not self._clicks:
             raise MSTGeoError("no objects to save: add clicks first", path)
         self.refuse_input_as_output(*(p for p in (path, mask_path) if p is not None))
@@ -330,6 +335,12 @@ class Segmenter:
         self.close()
 
     # -- internals ------------------------------------------------------------------------------
+    def _require_open(self) -> None:
+        """Clicks need the scene's pixels: after ``close()`` say so, rather than blame the file."""
+        if self.raster.closed:
+            raise MSTGeoError("this Segmenter is closed (close() or the end of its with-block): its objects stay "
+                              "readable, new clicks need a new Segmenter", self.raster.path)
+
     def _append(self, object_id: ObjectId, click: SceneClick) -> None:
         clicks = [*self._clicks.get(object_id, []), click]
         self._store(object_id, self._segmenter.add(self._results.get(object_id), clicks))
@@ -383,7 +394,8 @@ def segment_scene(
     Finished objects are journaled beside ``out`` until the outputs are written, so rerunning
     an interrupted call (same scene, model, bands, device) skips them; ``resume=False`` does not.
     """
-    outputs = [Path(out)] + ([Path(mask_out)] if mask_out is not None else [])
+    out, mask_out = _local(out), _local(mask_out)
+    outputs = [out] + ([mask_out] if mask_out is not None else [])
     if len(outputs) == 2 and outputs[0].resolve() == outputs[1].resolve():
         raise MSTGeoError("--mask-out must differ from the polygons output", mask_out)
     _refuse_outputs_over_inputs(outputs, {"scene": scene, "clicks file": clicks})
@@ -394,7 +406,7 @@ def segment_scene(
         check_output(output, overwrite)
     with Segmenter(scene, model=model, bands=bands, device=device, simplify=simplify, min_area=min_area) as seg:
         key = seg.run_key() if resume else None
-        journal_dir = Path(out).parent / f".{Path(out).name}.resume"
+        journal_dir = out.parent / f".{out.name}.resume"
         journal = ObjectJournal(journal_dir, key) if key is not None else None
         seg.load_clicks(clicks, clicks_crs=clicks_crs, progress=progress, journal=journal,
                         max_objects=MAX_MASK_OBJECTS if mask_out is not None else None)
@@ -402,6 +414,11 @@ def segment_scene(
         shutil.rmtree(journal_dir, ignore_errors=True)  # this run's, or one resume=False passed over
         _warn_if_clicks_uncovered(seg.uncovered_clicks())
         return seg.polygons()
+
+
+def _local(path: str | Path | None) -> Path | None:
+    """An output path with ``~`` expanded (Python callers get no shell to do it)."""
+    return None if path is None else Path(path).expanduser()
 
 
 def _warn_if_clicks_uncovered(uncovered: Mapping[ObjectId, int]) -> None:

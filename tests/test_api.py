@@ -133,6 +133,53 @@ def test_undo_and_delete(naip_scene, tiny_checkpoint, segmenter):
         segmenter.undo()
 
 
+def test_an_undo_that_fails_changes_nothing(segmenter, monkeypatch):
+    """Ctrl-C while the model reruns: the click stays, so the polygon and the exported clicks agree."""
+    segmenter.add_click(*xy(40.5, 860.5), object="pond")
+    segmenter.add_click(*xy(95.5, 843.5), object="pond")
+    before = segmenter.mask("pond").probability.copy()
+
+    def interrupted(clicks):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(segmenter._segmenter, "segment", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        segmenter.undo()
+    assert len(segmenter.clicks_geojson()["features"]) == 2
+    assert segmenter.polygons().n_clicks.tolist() == [2]
+    np.testing.assert_array_equal(segmenter.mask("pond").probability, before)
+    monkeypatch.undo()
+    segmenter.undo()  # and the history still knows where the last click went
+    assert segmenter.polygons().n_clicks.tolist() == [1]
+
+
+def test_a_closed_segmenter_says_so(naip_scene, tiny_checkpoint, tmp_path):
+    with Segmenter(naip_scene, model=tiny_checkpoint) as seg:
+        pond = seg.add_click(*xy(40.5, 860.5))
+        seg.add_click(*xy(95.5, 843.5), object=pond)
+    for action in (lambda: seg.add_click(*xy(60.5, 885.5), object=pond), seg.undo,
+                   lambda: seg.load_clicks(seg.clicks_geojson())):
+        with pytest.raises(MSTGeoError, match="this Segmenter is closed"):
+            action()
+    assert seg.polygons().n_clicks.tolist() == [2]  # what it made stays readable and savable
+    assert seg.save(tmp_path / "after_close.gpkg").is_file()
+
+
+def test_home_folder_paths_from_python(naip_scene, tiny_checkpoint, tmp_path, monkeypatch):
+    """"~/..." in Python (no shell expands it): the scene, a clicks file and the outputs are the home folder's."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "scene.tif").symlink_to(naip_scene)
+    with Segmenter("~/scene.tif", model=tiny_checkpoint) as seg:
+        seg.add_click(*xy(40.5, 860.5))
+        (tmp_path / "clicks.geojson").write_text(json.dumps(seg.clicks_geojson()))
+        seg.save("~/out/objects.gpkg", mask_path="~/out/mask.tif")
+    assert (tmp_path / "out" / "objects.gpkg").is_file() and (tmp_path / "out" / "mask.tif").is_file()
+    assert not (tmp_path / "~").exists()
+    frame = segment_scene("~/scene.tif", "~/clicks.geojson", "~/again.geojson", model=tiny_checkpoint, progress=False)
+    assert len(frame) == 1 and (tmp_path / "again.geojson").is_file()
+
+
 def test_bad_clicks(naip_scene, tiny_checkpoint, write_geotiff, segmenter):
     with pytest.raises(MSTGeoError, match="naip_scene.tif: click at .* lies outside the scene"):
         segmenter.add_click(*xy(-10, 100))

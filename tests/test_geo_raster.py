@@ -242,7 +242,7 @@ def test_bands_by_description(write_geotiff, naip_pixels):
             dst.set_band_description(band, f"B{band:02d}")
     with SceneRaster(s2, bands=parse_bands("B03,b02,1")) as raster:
         assert raster.bands == (3, 2, 1)
-    with pytest.raises(MSTGeoError, match=r"s2.tif: no band described as 'B8A' \(bands: 1 'B01', 2 'B02'"):
+    with pytest.raises(MSTGeoError, match=r"s2.tif: no band described or coloured as 'B8A' \(bands: 1 'B01', 1 'gray', 2 'B02'"):
         SceneRaster(s2, bands=("B8A", 2, 1))
     with SceneRaster(s2, bands=("3", "2", "1")) as raster:  # numbers written as text (a recipe, the API)
         assert raster.bands == (3, 2, 1)
@@ -250,10 +250,19 @@ def test_bands_by_description(write_geotiff, naip_pixels):
     with rasterio.open(two_dates, "r+") as dst:
         for band, name in enumerate(("red", "green", "blue") * 2, 1):
             dst.set_band_description(band, name)
-    with pytest.raises(MSTGeoError, match="bands 1 and 4 are all described as 'Red': choose them by number"):
+    with pytest.raises(MSTGeoError, match="bands 1 and 4 are all named 'Red': choose them by number"):
         SceneRaster(two_dates, bands=("Red", 2, 3))
     with pytest.warns(MSTGeoWarning, match="6 bands without colour names; reading band\\(s\\) 1,2,3"):
         SceneRaster(two_dates).close()  # descriptions that repeat name no bands: the guess is announced
+
+
+def test_bands_by_colour_interpretation(naip_scene):
+    """An RGB file's bands answer to their colours, as QGIS names them; a description of the same
+    name wins (it is what the user wrote)."""
+    with SceneRaster(naip_scene, bands=("blue", "Green", "red")) as raster:
+        assert raster.bands == (3, 2, 1)
+    with pytest.raises(MSTGeoError, match=r"no band described or coloured as 'nir' \(bands: 1 'red', 2 'green', 3 'blue'\)"):
+        SceneRaster(naip_scene, bands=("nir", 2, 1))
 
 
 def test_missing_and_corrupt_files(tmp_path):

@@ -16,7 +16,8 @@ import typer
 
 from mst_geo.errors import MSTGeoError, MSTGeoWarning, os_error_line
 
-BANDS_HELP = ("Scene bands as R,G,B, by number (1-based, e.g. 4,3,2) or by description (e.g. B04,B03,B02), or one "
+BANDS_HELP = ("Scene bands as R,G,B, by number (1-based, e.g. 4,3,2), by description (e.g. B04,B03,B02) or by colour "
+              "interpretation (e.g. blue,green,red), or one "
               "grey band. Default: the bands whose colour interpretation, else description, is red, green, blue; "
               "else the first three that are not alpha, else the first as grey (a guess among unnamed bands "
               "prints a warning).")

@@ -183,7 +183,7 @@ def load_clicks_file(path: str | Path) -> tuple[dict, CRS | None]:
     clicks digitised in a projected layer need no ``--clicks-crs``; a single-point MultiPoint
     (how some tools save every point layer) counts as its point.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     if path.suffix.lower() not in JSON_SUFFIXES:
         frame = read_vector(path, "clicks")
         _refuse_lost_click_order(path, frame)

@@ -82,10 +82,10 @@ def flat_pixels(values: np.ndarray) -> np.ndarray:
 
 def scene_source(path: str | Path) -> str | Path:
     """A network URL or GDAL network path as the text GDAL reads (a Path would fold ``https://``),
-    anything else as a local Path."""
+    anything else as a local Path (``~`` expanded: Python callers get no shell to do it)."""
     text = str(path)
     remote = urlparse(text).scheme.lower() in REMOTE_SCHEMES or text.startswith(REMOTE_VSI)
-    return text if remote else Path(path)
+    return text if remote else Path(path).expanduser()
 
 
 def public_source(path: str | Path) -> str:
@@ -99,7 +99,7 @@ def scene_location(path: str | Path) -> str:
     """Where the scene is, as one string every spelling of it shares: a local file's resolved
     path, a URL without its query (``public_source``). Run records compare scenes by it."""
     source = scene_source(path)
-    return str(source.expanduser().resolve()) if isinstance(source, Path) else public_source(source)
+    return str(source.resolve()) if isinstance(source, Path) else public_source(source)
 
 
 def scene_name(source: str | Path) -> str:
@@ -195,7 +195,7 @@ class SceneRaster:
             chosen = tuple(self._band_number(band) for band in band_choice(bands, self.path))
         else:
             interp = self.dataset.colorinterp
-            named = self._described_bands()
+            named = self._named_bands()
             data_bands = [band for band, colour in enumerate(interp, 1) if colour != ColorInterp.alpha] or [1]
             if all(colour in interp for colour in RGB_INTERP):
                 chosen = tuple(interp.index(colour) + 1 for colour in RGB_INTERP)
@@ -212,26 +212,37 @@ class SceneRaster:
             chosen = (chosen + (chosen[0],) * 3)[:3]
         return chosen  # type: ignore[return-value]
 
-    def _described_bands(self) -> dict[str, list[int]]:
-        """Band numbers by description, compared in lower case (a stack of two dates repeats them)."""
-        named: dict[str, list[int]] = {}
-        for band, description in enumerate(self.dataset.descriptions, 1):
-            if description and description.strip():
-                named.setdefault(description.strip().lower(), []).append(band)
-        return named
+    def _described_bands(self) -> list[tuple[int, str]]:
+        """(band number, description) of the bands that have one."""
+        return [(band, text.strip()) for band, text in enumerate(self.dataset.descriptions, 1) if text and text.strip()]
+
+    def _coloured_bands(self) -> list[tuple[int, str]]:
+        """(band number, colour interpretation) of the bands whose colour is named ("red" of an RGB file)."""
+        return [(band, colour.name) for band, colour in enumerate(self.dataset.colorinterp, 1)
+                if colour not in (ColorInterp.undefined, ColorInterp.alpha)]
+
+    def _named_bands(self) -> dict[str, list[int]]:
+        """Band numbers by lower-case name: descriptions (a stack of two dates repeats them), and
+        colour interpretations where no description uses the name."""
+        by_name: dict[str, dict[str, list[int]]] = {"colour": {}, "description": {}}
+        for kind, bands in (("colour", self._coloured_bands()), ("description", self._described_bands())):
+            for band, name in bands:
+                by_name[kind].setdefault(name.lower(), []).append(band)
+        return {**by_name["colour"], **by_name["description"]}
 
     def _band_number(self, band: BandRef) -> int:
         """A band the user chose, by number or description, as its number (checked to exist)."""
         count = self.dataset.count
         if isinstance(band, str):
-            named = self._described_bands()
+            named = self._named_bands()
             if band.lower() not in named:
-                known = ", ".join(f"{number} {name.strip()!r}" for number, name in enumerate(self.dataset.descriptions, 1)
-                                  if name and name.strip()) or "none has a description"
-                raise MSTGeoError(f"no band described as {band!r} (bands: {known})", self.path)
+                names = sorted(self._described_bands() + self._coloured_bands())
+                known = ", ".join(f"{number} {name!r}" for number, name in names)
+                raise MSTGeoError(f"no band described or coloured as {band!r} (bands: {known or 'none is named'})",
+                                  self.path)
             numbers = named[band.lower()]
             if len(numbers) > 1:
-                raise MSTGeoError(f"bands {' and '.join(map(str, numbers))} are all described as {band!r}: "
+                raise MSTGeoError(f"bands {' and '.join(map(str, numbers))} are all named {band!r}: "
                                   "choose them by number", self.path)
             return numbers[0]
         if not 1 <= band <= count:
@@ -372,6 +383,10 @@ class SceneRaster:
             return bool(np.isfinite(self._values(pixel, masked=False)).all())
 
     # -- lifetime -------------------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self.dataset.closed
+
     def close(self) -> None:
         close_scene(self.dataset)
 
