@@ -15,7 +15,7 @@ from pyproj import Transformer
 import mst_geo
 from mst_geo.api import Segmenter, segment_scene
 from mst_geo.clicks.predictor import Predictor
-from mst_geo.errors import MSTGeoError
+from mst_geo.errors import MSTGeoError, MSTGeoWarning
 from mst_geo.geo.journal import ObjectJournal
 from mst_geo.geo.io import COLUMNS
 from mst_geo.model import create_model
@@ -178,6 +178,18 @@ def test_home_folder_paths_from_python(naip_scene, tiny_checkpoint, tmp_path, mo
     assert not (tmp_path / "~").exists()
     frame = segment_scene("~/scene.tif", "~/clicks.geojson", "~/again.geojson", model=tiny_checkpoint, progress=False)
     assert len(frame) == 1 and (tmp_path / "again.geojson").is_file()
+
+
+def test_an_object_wholly_under_a_later_one_is_named(segmenter, tmp_path):
+    """The mask holds one value a pixel: the later object wins, and one left with no pixel is named."""
+    for obj in ("first", "again", "road"):
+        segmenter.add_click(*(xy(624.5, 260.5) if obj == "road" else xy(40.5, 860.5)), object=obj)
+    with pytest.warns(MSTGeoWarning, match=r"mask.tif: 1 object\(s\) lie wholly under later objects .*\('first'\)"):
+        segmenter.save(tmp_path / "objects.gpkg", mask_path=tmp_path / "mask.tif")
+    with rasterio.open(tmp_path / "mask.tif") as mask:
+        values = set(np.unique(mask.read(1)).tolist())
+    assert values == {0, 2, 3}
+    assert len(gpd.read_file(tmp_path / "objects.gpkg")) == 3  # the polygons keep all three
 
 
 def test_bad_clicks(naip_scene, tiny_checkpoint, write_geotiff, segmenter):

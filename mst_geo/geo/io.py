@@ -27,7 +27,7 @@ from rasterio.windows import Window
 from shapely.geometry.base import BaseGeometry
 
 from mst_geo.atomic import atomic_path, check_output
-from mst_geo.errors import MSTGeoError, MSTGeoWarning
+from mst_geo.errors import MSTGeoError, MSTGeoWarning, a_few
 from mst_geo.geo.ground import ground_area
 
 VECTOR_DRIVERS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON", ".fgb": "FlatGeobuf"}
@@ -126,10 +126,15 @@ def write_outputs(frame: gpd.GeoDataFrame, path: str | Path, overwrite: bool = F
         check_output(mask.path, overwrite)
         check_mask_objects(len(mask.masks), mask.path)
     with contextlib.ExitStack() as outputs:
+        hidden = []
         if mask is not None:
-            mask_cog_to_file(outputs.enter_context(atomic_path(mask.path)),
-                             mask.crs, mask.transform, mask.width, mask.height, mask.masks)
+            hidden = mask_cog_to_file(outputs.enter_context(atomic_path(mask.path)),
+                                      mask.crs, mask.transform, mask.width, mask.height, mask.masks)
         polygons_to_file(frame, outputs.enter_context(atomic_path(path)), driver, Path(path).stem)
+    if hidden:
+        names = [repr(frame["object"].iloc[value - 1]) for value in hidden]
+        warnings.warn(f"{mask.path}: {len(hidden)} object(s) lie wholly under later objects and have no pixel in the "
+                      f"mask ({a_few(names)}); their polygons are in {path}", MSTGeoWarning, stacklevel=2)
     return Path(path)
 
 
@@ -197,10 +202,11 @@ def check_mask_objects(count: int, path: str | Path) -> None:
 
 def mask_cog_to_file(
     path: Path, crs: CRS, transform: Affine, width: int, height: int, masks: Sequence[tuple[Window, np.ndarray]]
-) -> None:
+) -> list[int]:
     """Rasterise object masks onto the scene grid as a uint8 COG (0 background, k = k-th object;
     at most ``MAX_MASK_OBJECTS``, see ``check_mask_objects``) at ``path``, an ``atomic_path``
-    temporary: its side files (the staging grid) are cleaned up with it.
+    temporary: its side files (the staging grid) are cleaned up with it. Where objects overlap,
+    the later one's value wins; returns the values of objects left with no pixel at all.
 
     Each mask covers a scene ``Window`` (possibly decimated: it is upsampled by nearest
     neighbour). The grid is built in a sparse tiled GeoTIFF window by window, so memory stays
@@ -216,7 +222,10 @@ def mask_cog_to_file(
             native = _upsample(mask, int(window.height), int(window.width))
             current = grid.read(1, window=window)
             grid.write(np.where(native, np.uint8(value), current), 1, window=window)
+        hidden = [value for value, (window, mask) in enumerate(masks, start=1)
+                  if mask.any() and not (grid.read(1, window=window) == value).any()]
     rasterio.shutil.copy(staging, path, driver="COG", compress="deflate", overview_resampling="nearest")
+    return hidden
 
 
 def _upsample(mask: np.ndarray, height: int, width: int) -> np.ndarray:
