@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -210,6 +211,21 @@ def test_model_and_baseline_share_one_run(iseg_root, tmp_path):
     assert "views_px={'mst_tiny (no zoom)': 448}" in (tmp_path / "results.md").read_text()
 
 
+def test_view_runs_every_model_at_one_size(iseg_root, tmp_path, tiny_checkpoint):
+    """--view: a fine-tune and the model it started from, compared at one view (their cards differ)."""
+    result = CliRunner().invoke(app, ["bench", "noc", "--model", f"{tiny_checkpoint},disk", "--datasets", "GrabCut",
+                                      "--data-root", str(iseg_root), "--limit", "1", "--max-clicks", "1",
+                                      "--view", "96", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    settings = json.loads((tmp_path / "out" / "results.json").read_text())["settings"]
+    label = f"{Path(tiny_checkpoint).stem} (96 px)"
+    assert settings["views_px"] == {label: 96} and settings["view"] == 96
+    assert set(json.loads((tmp_path / "out" / "results.json").read_text())["results"]) == {label, "disk"}
+    too_small = CliRunner().invoke(app, ["bench", "noc", "--model", "disk", "--datasets", "GrabCut", "--view", "8",
+                                         "--data-root", str(iseg_root), "--out", str(tmp_path / "small")])
+    assert "--view must be at least 16 px, got 8" in str(too_small.exception)
+
+
 def test_cli_speed_writes_its_table_and_json(tmp_path):
     out = tmp_path / "speed.json"
     result = CliRunner().invoke(app, ["bench", "speed", "--presets", "mst_tiny", "--size", "64",
@@ -227,6 +243,8 @@ def test_method_labels_say_which_inference_options_differ():
     assert method_label("grabcut", zoom_in=False, flip=True) == "grabcut"
     assert method_label("runs/best.safetensors") == "best"
     assert method_label("default", zoom_in=False, flip=True) == "default (no zoom, flip)"
+    assert method_label("default", view=224) == "default (224 px)"
+    assert method_label("grabcut", view=224) == "grabcut"
     assert split_names(["grabcut,disk", "disk", " watershed "]) == ["grabcut", "disk", "watershed"]
 
 

@@ -114,8 +114,8 @@ def test_finetune_notebook_trains_on_the_scene_and_compares_held_out_ponds(tmp_p
     card = read_card(out / "run" / "model.safetensors")
     assert card["training"]["steps"] == 15 and card["training"]["init"] == os.environ.get(MODEL_VARIABLE, "default")
     assert card["training"]["recipe"]["data"]["scene"].endswith("naip_scene.tif")
-    for stage in ("before", "after"):
-        rows = [json.loads(line) for line in (out / f"noc_{stage}" / "instances.jsonl").read_text().splitlines()]
+    for stage, folder in (("before", "noc_before"), ("after", "noc_after_15_steps")):  # more STEPS: another folder
+        rows = [json.loads(line) for line in (out / folder / "instances.jsonl").read_text().splitlines()]
         assert sorted(row["name"] for row in rows) == ["pond 40", "pond 56", "pond 8", "pond 90"]
         assert all(row["method"] == stage and len(row["ious"]) == 5 for row in rows)
     text = printed(notebook)

@@ -23,22 +23,26 @@ def split_names(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def method_label(name: str, zoom_in: bool = True, flip: bool = False, with_folder: bool = False) -> str:
+def method_label(name: str, zoom_in: bool = True, flip: bool = False, with_folder: bool = False,
+                 view: int | None = None) -> str:
     """The name a method has in tables: baselines as given, checkpoints by file stem (``folder/stem``
-    with ``with_folder``), plus the inference options that differ from the default (no zoom, flip)."""
+    with ``with_folder``), plus the inference options that differ from the default (no zoom, flip,
+    a view other than the card's)."""
     if name in BASELINES:
         return name
     path = Path(name)
     label = (f"{path.parent.name}/{path.stem}" if with_folder else path.stem) if name.endswith(".safetensors") else name
-    options = [text for text, used in (("no zoom", not zoom_in), ("flip", flip)) if used]
+    options = [text for text, used in (("no zoom", not zoom_in), ("flip", flip), (f"{view} px", view is not None))
+               if used]
     return f"{label} ({', '.join(options)})" if options else label
 
 
-def method_labels(names: Sequence[str], zoom_in: bool = True, flip: bool = False) -> dict[str, str]:
+def method_labels(names: Sequence[str], zoom_in: bool = True, flip: bool = False,
+                  view: int | None = None) -> dict[str, str]:
     """Table label -> method name for one run. Checkpoints whose file names clash (every training
     run exports ``model.safetensors``) are told apart by their folder (``run2/model``)."""
-    plain = [method_label(name, zoom_in, flip) for name in names]
-    labels = [method_label(name, zoom_in, flip, with_folder=plain.count(label) > 1)
+    plain = [method_label(name, zoom_in, flip, view=view) for name in names]
+    labels = [method_label(name, zoom_in, flip, with_folder=plain.count(label) > 1, view=view)
               for name, label in zip(names, plain)]
     clashing = sorted({label for label in labels if labels.count(label) > 1})
     if clashing:
@@ -91,8 +95,10 @@ def method_identity(name: str) -> str:
     return f"sha256:{digest.hexdigest()}"
 
 
-def resolve_method(name: str, device: str = "cpu", zoom_in: bool = True, flip: bool = False) -> ClickMethod:
-    """A baseline by name, or an MST checkpoint/preset wrapped in the iterative ``Predictor``."""
+def resolve_method(name: str, device: str = "cpu", zoom_in: bool = True, flip: bool = False,
+                   view: int | None = None) -> ClickMethod:
+    """A baseline by name, or an MST checkpoint/preset wrapped in the iterative ``Predictor``, run
+    at ``view`` px (None: its card's ``inference_size``, else its ``input_size``)."""
     if name in BASELINES:
         return make_baseline(name)
     from mst_geo.clicks.predictor import Predictor
@@ -104,4 +110,4 @@ def resolve_method(name: str, device: str = "cpu", zoom_in: bool = True, flip: b
             f"({', '.join(list_presets())}), 'default' or an existing checkpoint file"
         )
     model, _card = resolve_model(name)
-    return Predictor(model, device=device, zoom_in=zoom_in, flip=flip)
+    return Predictor(model, device=device, zoom_in=zoom_in, flip=flip, input_size=view)

@@ -45,6 +45,8 @@ def scene_table_names(scenes: Sequence[tuple[str | Path, str | Path]]) -> list[s
             for location, (scene, labels) in zip(locations, scenes, strict=True)]
 
 
+MIN_VIEW = 16
+"""The smallest --view: one patch of every preset."""
 SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
 """The files a Shapefile's polygons, attributes and CRS live in (not its spatial indexes)."""
 
@@ -72,6 +74,7 @@ def run_noc_benchmark(
     limit: int | None = None,
     zoom_in: bool = True,
     flip: bool = False,
+    view: int | None = None,
     progress: bool = True,
     shard: tuple[int, int] = (1, 1),
     scenes: Sequence[tuple[str | Path, str | Path]] = (),
@@ -94,8 +97,10 @@ def run_noc_benchmark(
         raise MSTGeoError(f"--shard must be K/N with 1 <= K <= N, got {shard[0]}/{shard[1]}")
     if any(not 0 < t <= 1 for t in thresholds):
         raise MSTGeoError(f"--iou values must be in (0, 1], got {list(thresholds)}")
-    model_names = method_labels(models, zoom_in, flip)  # a wrong --model or --device fails before any data is scanned
-    methods = {label: resolve_method(name, device, zoom_in, flip) for label, name in model_names.items()}
+    if view is not None and view < MIN_VIEW:
+        raise MSTGeoError(f"--view must be at least {MIN_VIEW} px, got {view}")
+    model_names = method_labels(models, zoom_in, flip, view)  # a wrong --model or --device fails before any data is scanned
+    methods = {label: resolve_method(name, device, zoom_in, flip, view) for label, name in model_names.items()}
     identities = {label: method_identity(name) for label, name in model_names.items()}
     labels_files = [labels_file for _, labels_file in scenes]
     for label, name in model_names.items():
@@ -134,13 +139,15 @@ def run_noc_benchmark(
         "scene_bands": None if scene_bands is None else list(scene_bands),
         "datasets": list(loaded),
         "methods": list(methods),
-        # each model's view (its card's inference_size, else its input_size): a fine-tune exported at
-        # its training size and the shipped model at its larger view are not compared like for like
+        # each model's view (--view, else its card's inference_size, else its input_size): a fine-tune
+        # exported at its training size and the shipped model at its larger view are not compared
+        # like for like unless --view sets one for both
         "views_px": {label: method.input_size for label, method in methods.items() if hasattr(method, "input_size")},
         "max_clicks": max_clicks,
         "limit": limit,
         "zoom_in": zoom_in,
         "flip": flip,
+        "view": view,
         "device": device,
     }
     return write_report(rows, out_dir, thresholds, max_clicks, settings)
