@@ -131,6 +131,11 @@ class Segmenter:
         """Scene rows."""
         return self.raster.height
 
+    @property
+    def bands(self) -> tuple[int, int, int]:
+        """The scene bands read as R,G,B (1-based; one grey band repeated), chosen when it opens."""
+        return self.raster.bands
+
     # -- outline settings -------------------------------------------------------------------------
     @property
     def simplify(self) -> float:
@@ -299,7 +304,14 @@ class Segmenter:
         if mask_path is not None:
             masks = [(self._results[obj].window, self._results[obj].mask) for obj in self._clicks]
             mask = MaskOutput(Path(mask_path), self.crs, self.transform, self.width, self.height, masks)
-        return write_outputs(self.polygons(), path, overwrite, mask)
+        frame = self.polygons()
+        written = write_outputs(frame, path, overwrite, mask)
+        empty = frame.loc[frame.geometry.is_empty, "object"].tolist()
+        if empty:
+            hint = "add positive clicks, or lower the minimum area (--min-area)" if self.min_area > 0 else "add positive clicks"
+            warnings.warn(f"{len(empty)} object(s) came out empty ({a_few([repr(obj) for obj in empty])}): {hint}",
+                          MSTGeoWarning, stacklevel=2)
+        return written
 
     def refuse_input_as_output(self, *outputs: str | Path) -> None:
         """``MSTGeoError`` when an output would be the scene or a clicks file this session loaded

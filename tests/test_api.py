@@ -58,6 +58,9 @@ def test_the_scene_runs_at_the_training_size_not_the_cards_view(tmp_path, naip_s
 def test_scene_properties(segmenter):
     assert segmenter.crs.to_epsg() == 26914
     assert (segmenter.width, segmenter.height) == (934, 723)
+    assert segmenter.bands == (1, 2, 3)
+    with pytest.raises(AttributeError):  # chosen when the scene opens: an assignment must not pass for a choice
+        segmenter.bands = (4, 3, 2)
     assert segmenter.bounds == (485899.0, 5205631.0, 490569.0, 5209246.0)
     assert segmenter.transform.a == 5.0
     assert segmenter.model_name == "mst_tiny_seed0"  # the file name: the checkpoint has no card name
@@ -408,7 +411,7 @@ def test_a_failed_setup_leaves_the_scene_closed(tmp_path, naip_scene, tiny_check
     assert open_handles(scene) == 0
 
 
-def test_uncovered_clicks_are_judged_on_the_saved_polygons(naip_scene):
+def test_uncovered_clicks_are_judged_on_the_saved_polygons(naip_scene, tmp_path):
     """Two positive clicks in two ponds make one object of two parts; a min_area that drops the
     smaller part leaves its click out of the saved polygon, and that is what counts (the raw mask
     still covers it). An object that comes out empty is left to its own warning."""
@@ -428,6 +431,9 @@ def test_uncovered_clicks_are_judged_on_the_saved_polygons(naip_scene):
         assert seg.mask(pond).mask.any() and seg.uncovered_clicks() == {pond: 1}
         seg.min_area = large * 2  # every part goes: "came out empty", not "uncovered"
         assert seg.polygons().geometry.iloc[0].is_empty and seg.uncovered_clicks() == {}
+        with pytest.warns(MSTGeoWarning, match=r"1 object\(s\) came out empty \(1\): add positive clicks, or lower "
+                                               r"the minimum area"):
+            seg.save(tmp_path / "emptied.gpkg")
 
     with pytest.warns(MSTGeoWarning, match=r"7 object\(s\) leave out .* \('a', 'b', 'c', 'd', 'e', …\): check them"):
         _warn_if_clicks_uncovered({name: 1 for name in "abcdefg"})

@@ -71,8 +71,4 @@ def segment(
             simplify=simplify, min_area=min_area, mask_out=mask_out, overwrite=overwrite, progress=not quiet,
             resume=resume,
         )
-    empty = int(frame.geometry.is_empty.sum())
     typer.echo(f"wrote {len(frame)} objects to {out}" + (f" and the mask to {mask_out}" if mask_out else ""))
-    if empty:
-        hint = "add positive clicks, or lower --min-area" if min_area > 0 else "add positive clicks"
-        typer.echo(f"warning: {empty} object(s) came out empty ({hint})", err=True)

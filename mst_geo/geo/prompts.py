@@ -165,7 +165,7 @@ class PixelMapper:
             if source.is_geographic and abs(x) <= 90 < abs(y) <= 180:
                 hint = "; longitude and latitude look swapped (GeoJSON gives longitude first)"
             elif source.is_geographic and (abs(x) > 360 or abs(y) > 90):
-                hint = "; these are not degrees: name the clicks' CRS (--clicks-crs or a 'crs' member)"
+                hint = "; these are not degrees: name the clicks' CRS (--clicks-crs, crs= in Python, or a 'crs' member)"
             raise ValueError(f"click at ({x}, {y}) lies outside the scene{self._extent_hint(source)}{hint}")
         # the extent is closed, as its message shows it: a click on the far edge is in the last pixel
         row = min(max(row, 0.0), math.nextafter(self.height, 0.0))
