@@ -122,6 +122,22 @@ def test_nodata_pixels_are_invalid_and_black(write_geotiff, naip_pixels):
         np.testing.assert_allclose(np.stack([raster.low, raster.high], axis=1), expected)  # nodata left out
 
 
+def test_nodata_is_judged_on_the_bands_read(write_geotiff, naip_pixels):
+    """A stack whose bands cover different footprints: where the bands read are all nodata there is
+    no data, whatever the other bands hold; a dark pixel with one band at the nodata value is data
+    (GDAL's rule: nodata when every band is)."""
+    data = np.concatenate([naip_pixels, naip_pixels[:1]])  # 5 bands, nodata 0
+    data[:3, :100, :200] = 0  # the bands read are empty there, bands 4 and 5 are not
+    data[0, 300:310, 300:310] = 0  # one band at 0 in a dark patch
+    path = write_geotiff("stack.tif", data, nodata=0, photometric="MINISBLACK")
+    with SceneRaster(path, bands=(1, 2, 3)) as raster:
+        assert not raster.is_valid(10, 10) and raster.is_valid(305, 305)
+        read = raster.read(Window(150, 50, 100, 100))
+        assert not read.valid[:50, :50].any() and read.valid[50:, 50:].all()
+    with SceneRaster(path, bands=(4, 5, 2)) as raster:  # band 2 is empty there, 4 and 5 hold data
+        assert raster.is_valid(10, 10)
+
+
 def test_block_sample_estimates_percentiles_without_overviews(write_geotiff, naip_pixels):
     """A 2 k scene without overviews: the statistics come from blocks spread over the scene."""
     mosaic = np.tile(naip_pixels[:3], (1, 3, 3))[:, :2048, :2048]

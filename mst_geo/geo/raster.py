@@ -356,9 +356,7 @@ class SceneRaster:
         (out_h, out_w), transform = self.read_grid(window, max_side)
         with pixel_reads(self.path):
             raw = self._values(window, (out_h, out_w), Resampling.bilinear, masked=False).astype(np.float32)
-            valid = self.dataset.dataset_mask(window=window, out_shape=(out_h, out_w), resampling=Resampling.nearest)
-            valid = (valid > 0) & self._opaque(window, (out_h, out_w))
-        valid &= np.isfinite(raw).all(axis=0)
+            valid = self._holds_data(window, (out_h, out_w)) & np.isfinite(raw).all(axis=0)
         image = (raw - self.low[:, None, None]) / (self.high - self.low)[:, None, None]
         image = np.clip(np.nan_to_num(np.moveaxis(image, 0, -1)), 0.0, 1.0)
         image[~valid] = 0.0
@@ -378,9 +376,18 @@ class SceneRaster:
         """Whether the scene pixel under (row, col) holds data (not nodata, not masked, not NaN)."""
         pixel = Window(int(col), int(row), 1, 1)
         with pixel_reads(self.path):
-            if not self.dataset.dataset_mask(window=pixel)[0, 0] or not self._opaque(pixel, (1, 1))[0, 0]:
+            if not self._holds_data(pixel, (1, 1))[0, 0]:
                 return False
             return bool(np.isfinite(self._values(pixel, masked=False)).all())
+
+    def _holds_data(self, window: Window, shape: tuple[int, int]) -> np.ndarray:
+        """Where the chosen bands hold data: not all of them nodata (GDAL's rule for a nodata value,
+        so a dark pixel with one band at 0 is data, but over the bands the model reads, not every
+        band of a stack whose bands cover different footprints), not masked, not transparent."""
+        bands = sorted(set(self.bands))
+        masks = self.dataset.read_masks(bands, window=window, out_shape=(len(bands), *shape),
+                                        resampling=Resampling.nearest)
+        return (masks > 0).any(axis=0) & self._opaque(window, shape)
 
     # -- lifetime -------------------------------------------------------------------------------
     @property
