@@ -330,7 +330,7 @@ class Segmenter:
             # the grid too: two URLs that differ only in their query are one identity above
             "grid": [self.width, self.height, list(self.transform)[:6], self.crs.to_wkt()],
             "bands": self.raster.bands,
-            "stretch": [self.raster.low.tolist(), self.raster.high.tolist()],
+            "stretch": [self.raster.low.tolist(), self.raster.high.tolist(), self.raster.inverted.tolist()],
             "model": file_identity(model),
             "device": self._device,
             "version": mst_geo.__version__,

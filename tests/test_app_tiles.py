@@ -134,6 +134,25 @@ def test_alpha_in_band_five_and_palettes_look_as_the_model_reads_them(tmp_path: 
     assert len(np.unique(tiles[0][..., :3].reshape(-1, 3), axis=0)) > 2  # colours, not one grey ramp
 
 
+def test_a_negative_scale_is_read_the_right_way_round(tmp_path: Path, example_tiles: SceneTiles) -> None:
+    """Stored values 255 - x tagged scale -1, offset 255 (the quantity is x): the model and the map
+    see the scene itself, not its negative."""
+    with rasterio.open(EXAMPLE) as src:
+        profile, data = src.profile, src.read()
+    profile.update(nodata=None, photometric="minisblack")  # band 4 stays NIR, not alpha
+    with rasterio.open(tmp_path / "negated.tif", "w", **profile) as dst:
+        dst.write(255 - data)
+        dst.scales, dst.offsets = [-1.0] * 4, [255.0] * 4
+        dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.undefined]
+    window = Window(256, 256, 256, 256)
+    with SceneRaster(EXAMPLE) as plain, SceneRaster(tmp_path / "negated.tif") as negated:
+        assert negated.inverted.tolist() == [True] * 3 and not plain.inverted.any()
+        difference = np.abs(negated.read(window).image - plain.read(window).image)
+        assert np.percentile(difference, 99) < 0.02  # the same picture, up to the 2/98 % cut points
+        tile = _png(SceneTiles(negated).render(2, 1, 1)).astype(float)
+    assert np.percentile(np.abs(tile - _png(example_tiles.render(2, 1, 1))), 99) <= 6
+
+
 def test_large_uint16_scene_reads_through_overviews(tmp_path: Path) -> None:
     """A 16-bit tiled scene with overviews: low zooms come from overviews, still valid and stretched."""
     path = tmp_path / "big16.tif"

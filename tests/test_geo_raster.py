@@ -138,6 +138,18 @@ def test_nodata_is_judged_on_the_bands_read(write_geotiff, naip_pixels):
         assert raster.is_valid(10, 10)
 
 
+@pytest.mark.parametrize("dtype", ["complex64", "complex_int16"])
+def test_complex_bands_are_refused(write_geotiff, naip_pixels, dtype):
+    """A SAR SLC's complex samples have no order to stretch: one line saying to take the amplitude."""
+    values = (naip_pixels[:1] * (1 + 1j)).astype(np.complex64)
+    if dtype == "complex64":
+        path = write_geotiff("slc.tif", values)
+    else:  # numpy has no complex int16: an empty file of that type is enough
+        path = write_geotiff("slc.tif", values, dtype="complex_int16")
+    with pytest.raises(MSTGeoError, match=rf"slc.tif: band\(s\) of complex type {dtype}: take the amplitude first"):
+        SceneRaster(path)
+
+
 def test_block_sample_estimates_percentiles_without_overviews(write_geotiff, naip_pixels):
     """A 2 k scene without overviews: the statistics come from blocks spread over the scene."""
     mosaic = np.tile(naip_pixels[:3], (1, 3, 3))[:, :2048, :2048]

@@ -40,8 +40,9 @@ class SceneTiles:
         self.palette = raster.palette
         self.alpha_band = raster.alpha_band
         self.in_range = tuple(zip(raster.low.tolist(), raster.high.tolist()))
+        self.inverted = raster.inverted
         self.grid = PageGrid(raster.transform, raster.width, raster.height, aspect=raster.pixel_aspect)
-        look = (file_identity(raster.path), self.bands, self.in_range)
+        look = (file_identity(raster.path), self.bands, self.in_range, self.inverted.tolist())
         self.version = hashlib.sha1(repr(look).encode()).hexdigest()[:12]
         """Changes with the file, bands or stretch, so browsers never show cached tiles of another look."""
         self._idle: queue.SimpleQueue[Reader] = queue.SimpleQueue()
@@ -130,7 +131,7 @@ class SceneTiles:
         """
         with pixel_reads(self.source):
             image = self.read(z, x, y).rescale(in_range=self.in_range)
-        red, green, blue = image.data
+        red, green, blue = np.where(self.inverted[:, None, None], 255 - image.data, image.data)  # as the model reads them
         ok, png = cv2.imencode(".png", np.dstack([blue, green, red, image.mask]), PNG_OPTIONS)
         if not ok:
             raise RuntimeError(f"OpenCV could not encode tile {z}/{x}/{y}")

@@ -154,11 +154,13 @@ class SceneRaster:
         self.dataset = open_scene(self.path)
         try:
             self.bands = self._choose_bands(bands)
+            self._refuse_complex_bands()
             self.palette = self._palette()
             self.alpha_band = self._unapplied_alpha()
             self.pixel_aspect = ground_pixel_aspect(self.dataset)
             with pixel_reads(self.path):
                 self.low, self.high = self._estimate_percentiles()
+            self.inverted = self._inverted_bands()
         except BaseException:
             close_scene(self.dataset)
             raise
@@ -211,6 +213,23 @@ class SceneRaster:
         if len(chosen) < 3:  # grey: repeat the band so the model gets three channels
             chosen = (chosen + (chosen[0],) * 3)[:3]
         return chosen  # type: ignore[return-value]
+
+    def _inverted_bands(self) -> np.ndarray:
+        """Per chosen band, whether its scale tag is negative: its stored values run against the
+        quantity they encode, so it is stretched the other way (a positive scale or any offset
+        changes nothing a percentile stretch sees)."""
+        if self.palette is not None:  # indices into a colour table, whatever the tag says
+            return np.zeros(3, bool)
+        scales = getattr(self.dataset, "src_dataset", self.dataset).scales  # a warp does not carry the tags
+        return np.array([scales[band - 1] < 0 for band in self.bands])
+
+    def _refuse_complex_bands(self) -> None:
+        """Complex samples (a SAR SLC) have no order to stretch: the model needs their amplitude."""
+        kinds = {self.dataset.dtypes[band - 1] for band in self.bands}
+        complex_kinds = sorted(kind for kind in kinds if kind.startswith("complex"))  # complex_int16 too
+        if complex_kinds:
+            raise MSTGeoError(f"band(s) of complex type {', '.join(complex_kinds)}: take the amplitude first "
+                              "(e.g. gdal_translate -ot Float32 with a VRT pixel function 'mod')", self.path)
 
     def _described_bands(self) -> list[tuple[int, str]]:
         """(band number, description) of the bands that have one."""
@@ -359,6 +378,7 @@ class SceneRaster:
             valid = self._holds_data(window, (out_h, out_w)) & np.isfinite(raw).all(axis=0)
         image = (raw - self.low[:, None, None]) / (self.high - self.low)[:, None, None]
         image = np.clip(np.nan_to_num(np.moveaxis(image, 0, -1)), 0.0, 1.0)
+        image[..., self.inverted] = 1.0 - image[..., self.inverted]
         image[~valid] = 0.0
         return WindowImage(image=np.ascontiguousarray(image), valid=valid, window=window, transform=transform)
 
