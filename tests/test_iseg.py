@@ -518,3 +518,17 @@ def test_davis585_as_clickseg_lays_it_out(iseg_root, tmp_path):
     dataset = load_iseg_dataset("D585", tmp_path)
     assert dataset.name == "DAVIS585" and [ref.name for ref in dataset.refs] == ["bear_object1_00009"]
     assert np.array_equal(dataset[0].mask == 1, mask > 128) and dataset[0].image_id == "bear_00009"
+
+
+def test_unreadable_image_files_are_one_line(tmp_path, capfd):
+    """A listed image that is missing (a VOC id without its JPEG) or is no image: one line naming
+    it, and no OpenCV warning printed before it."""
+    from mst_geo.data.instance import read_rgb
+
+    with pytest.raises(MSTGeoError, match="image file not found") as missing:
+        read_rgb(tmp_path / "2007_000032.jpg")
+    assert "2007_000032.jpg" in str(missing.value)
+    (tmp_path / "notes.jpg").write_text("not a picture")
+    with pytest.raises(MSTGeoError, match="cannot read this image \\(not an image file OpenCV reads\\)"):
+        read_rgb(tmp_path / "notes.jpg")
+    assert "WARN" not in capfd.readouterr().err

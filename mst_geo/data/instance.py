@@ -41,10 +41,19 @@ MaskReader = Callable[[InstanceRef], np.ndarray]
 """A dataset's rule from a ref's stored mask to 1/0/255."""
 
 
+def read_image_file(path: Path, flags: int, what: str = "image") -> np.ndarray:
+    """``cv2.imread`` with one-line errors: a missing file is named as missing before OpenCV would
+    print its own warning line about it."""
+    if not Path(path).is_file():
+        raise MSTGeoError(f"{what} file not found", path)
+    image = cv2.imread(str(path), flags)
+    if image is None:
+        raise MSTGeoError(f"cannot read this {what} (not an image file OpenCV reads)", path)
+    return image
+
+
 def read_rgb(path: Path) -> np.ndarray:
     """An image file as RGB uint8 HxWx3, its pixels as stored: masks are drawn on those, so an
     EXIF orientation tag (a phone photo's) is not applied."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if image is None:
-        raise MSTGeoError("cannot read this image (missing or not an image file)", path)
+    image = read_image_file(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

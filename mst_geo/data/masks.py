@@ -12,21 +12,14 @@ from typing import cast
 import cv2
 import numpy as np
 
-from mst_geo.data.instance import IGNORE, InstanceRef
+from mst_geo.data.instance import IGNORE, InstanceRef, read_image_file
 from mst_geo.errors import MSTGeoError
-
-
-def read_mask_file(path: Path, flags: int) -> np.ndarray:
-    raw = cv2.imread(str(path), flags)
-    if raw is None:
-        raise MSTGeoError("cannot read this mask (missing or not an image file)", path)
-    return raw
 
 
 def read_gray(path: Path) -> np.ndarray:
     """A mask file as one channel: the max over the colour channels of an RGB mask, its alpha left
     out (RITM reads masks without it: an opaque alpha is not a whole-image object)."""
-    raw = read_mask_file(path, cv2.IMREAD_UNCHANGED)
+    raw = read_image_file(path, cv2.IMREAD_UNCHANGED, "mask")
     if raw.ndim == 3 and raw.shape[2] in (2, 4):  # grey + alpha, BGR + alpha
         raw = raw[..., :-1]
     return raw.max(axis=2) if raw.ndim == 3 else raw
@@ -139,7 +132,7 @@ def component_mask(ref: InstanceRef) -> np.ndarray:
 
 def oaizib_labels(path: Path) -> np.ndarray:
     """An OAI-ZIB annotation as SimpleClick reads it: the first channel of the colour image."""
-    return read_mask_file(path, cv2.IMREAD_COLOR)[..., 0]
+    return read_image_file(path, cv2.IMREAD_COLOR, "mask")[..., 0]
 
 
 def oaizib_mask(ref: InstanceRef) -> np.ndarray:

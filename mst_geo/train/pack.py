@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from mst_geo.data.instance import read_image_file
 from mst_geo.data.iseg import load_iseg_dataset
 from mst_geo.errors import MSTGeoError
 from mst_geo.train.instances import VAL_LIST_NAME, build_split
@@ -53,18 +54,14 @@ def shrink(array: np.ndarray, max_side: int, interpolation: int) -> np.ndarray:
 
 def encode_image(path: Path, max_side: int, quality: int) -> bytes:
     """The image as stored (no EXIF turn, as ``read_rgb`` reads it), shrunk, as JPEG."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if image is None:
-        raise MSTGeoError("cannot read this image", path)
+    image = read_image_file(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     small = shrink(image, max_side, cv2.INTER_AREA)
     return cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
 
 
 def encode_mask(path: Path, max_side: int) -> bytes:
     """A mask file as PNG bytes at most ``max_side`` across, resized nearest (labels stay labels)."""
-    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if mask is None:
-        raise MSTGeoError("cannot read this mask", path)
+    mask = read_image_file(path, cv2.IMREAD_UNCHANGED, "mask")
     small = shrink(mask, max_side, cv2.INTER_NEAREST)
     return cv2.imencode(".png", small, [cv2.IMWRITE_PNG_COMPRESSION, 9])[1].tobytes()
 
