@@ -30,6 +30,7 @@ from mst_geo.geo.io import (
     MaskOutput,
     ObjectRecord,
     check_mask_path,
+    check_output_crs,
     polygons_frame,
     vector_driver,
     write_outputs,
@@ -417,6 +418,7 @@ def segment_scene(
     for output in outputs:
         check_output(output, overwrite)
     with Segmenter(scene, model=model, bands=bands, device=device, simplify=simplify, min_area=min_area) as seg:
+        check_output_crs(out, seg.crs)  # a format that cannot hold the scene's CRS fails before any object runs
         key = seg.run_key() if resume else None
         journal_dir = out.parent / f".{out.name}.resume"
         journal = ObjectJournal(journal_dir, key) if key is not None else None

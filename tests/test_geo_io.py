@@ -183,6 +183,37 @@ def test_geojson_of_a_crs_without_epsg_code_is_written_in_wgs84(tmp_path, record
     assert CRS(gpd.read_file(kept).crs).equals(lcc)
 
 
+US_FOOT_UTM = CRS.from_wkt(
+    'PROJCS["custom_tm",GEOGCS["GCS_NAD83",DATUM["D_North_American_1983",SPHEROID["GRS_1980",6378137,298.257222101]],'
+    'PRIMEM["Greenwich",0],UNIT["Degree",0.0174532925199433]],PROJECTION["Transverse_Mercator"],'
+    'PARAMETER["latitude_of_origin",0],PARAMETER["central_meridian",-99],PARAMETER["scale_factor",0.9996],'
+    'PARAMETER["false_easting",1640416.6667],PARAMETER["false_northing",0],UNIT["Foot_US",0.304800609601219]]')
+LOCAL_GRID = CRS.from_wkt('LOCAL_CS["Site grid",LOCAL_DATUM["local",0],UNIT["metre",1],AXIS["Easting",EAST],'
+                          'AXIS["Northing",NORTH]]')
+
+
+@pytest.mark.parametrize(("crs", "suffix", "problem"), [
+    (US_FOOT_UTM, ".fgb", "FlatGeobuf cannot hold the scene's CRS (custom_tm; it would be read as NAD83 / UTM zone 14N)"),
+    (LOCAL_GRID, ".geojson", "GeoJSON cannot name the scene's CRS (Site grid: no EPSG code), nor does it reach WGS84"),
+])
+def test_a_format_that_cannot_hold_the_crs_writes_nothing(tmp_path, crs, suffix, problem):
+    """GDAL's FlatGeobuf writer names a custom US-foot UTM by the metre UTM code (the polygons would
+    land 11 000 km away), and a local grid has no datum to reach GeoJSON's WGS84: one line, no
+    file, and the same check before any work (``check_output_crs``); a GeoPackage holds both."""
+    from mst_geo.geo.io import check_output_crs
+
+    frame = polygons_frame([ObjectRecord(object="pond", geometry=box(1000, 2000, 1100, 2100), n_clicks=1, score=0.9)],
+                           crs, model="m")
+    target = tmp_path / f"objects{suffix}"
+    for attempt in (lambda: write_polygons(frame, target), lambda: check_output_crs(target, crs)):
+        with pytest.raises(MSTGeoError, match=problem.replace("(", r"\(").replace(")", r"\)")):
+            attempt()
+    assert list(tmp_path.iterdir()) == []
+    kept = write_polygons(frame, tmp_path / "objects.gpkg")
+    assert CRS(gpd.read_file(kept).crs).equals(crs)
+    check_output_crs(tmp_path / "other.gpkg", crs)
+
+
 def test_gdal_write_errors_become_os_errors(tmp_path):
     """GDAL names a full disk by its symptom ("database or disk is full") even with space left on
     the device: it is ENOSPC all the same; any other write failure keeps GDAL's words."""

@@ -498,6 +498,24 @@ def test_output_directory_problems(segment, tmp_path):
     assert code == 2 and "--simplify" in err
 
 
+def test_an_output_format_that_cannot_hold_the_crs_fails_first(segment, tmp_path, write_geotiff, naip_scene):
+    """A scene in a custom US-foot UTM: FlatGeobuf would name it by the metre UTM code, so the run
+    stops before any object is segmented, and the resume folder is never made."""
+    feet = 1 / 0.304800609601219
+    wkt = ('PROJCS["custom_tm",GEOGCS["NAD83",DATUM["North_American_Datum_1983",SPHEROID["GRS 1980",6378137,'
+           '298.257222101]],PRIMEM["Greenwich",0],UNIT["degree",0.0174532925199433]],PROJECTION["Transverse_Mercator"],'
+           'PARAMETER["latitude_of_origin",0],PARAMETER["central_meridian",-99],PARAMETER["scale_factor",0.9996],'
+           'PARAMETER["false_easting",1640416.6667],PARAMETER["false_northing",0],UNIT["US survey foot",0.304800609601219]]')
+    with rasterio.open(naip_scene) as source:
+        pixels = source.read([1, 2, 3])
+    scene = write_geotiff("feet.tif", pixels, crs=rasterio.crs.CRS.from_wkt(wkt),
+                          transform=Affine(5 * feet, 0, (485899.0 - 500000) * feet + 1640416.6667, 0, -5 * feet,
+                                           5209246.0 * feet))
+    out = tmp_path / "out" / "objects.fgb"
+    assert_user_error(segment(scene=scene, out=out), f"{out}: FlatGeobuf cannot hold the scene's CRS (custom_tm",
+                      out_dir=out.parent)
+
+
 def test_checkpoint_of_another_preset(segment, tmp_path, tiny_checkpoint):
     """Weights of a small-preset network under a card that says mst_tiny: refused by name."""
     small = tmp_path / "small.safetensors"

@@ -11,6 +11,7 @@ import contextlib
 import errno
 import os
 import shutil
+import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +24,9 @@ import rasterio
 import rasterio.shutil
 from affine import Affine
 from pyproj import CRS
+from pyproj.exceptions import ProjError
 from rasterio.windows import Window
+from shapely.geometry import Point
 from shapely.geometry.base import BaseGeometry
 
 from mst_geo.atomic import atomic_path, check_output
@@ -130,7 +133,7 @@ def write_outputs(frame: gpd.GeoDataFrame, path: str | Path, overwrite: bool = F
         if mask is not None:
             hidden = mask_cog_to_file(outputs.enter_context(atomic_path(mask.path)),
                                       mask.crs, mask.transform, mask.width, mask.height, mask.masks)
-        polygons_to_file(frame, outputs.enter_context(atomic_path(path)), driver, Path(path).stem)
+        polygons_to_file(frame, outputs.enter_context(atomic_path(path)), driver, Path(path))
     if hidden:
         names = [repr(frame["object"].iloc[value - 1]) for value in hidden]
         warnings.warn(f"{mask.path}: {len(hidden)} object(s) lie wholly under later objects and have no pixel in the "
@@ -138,21 +141,39 @@ def write_outputs(frame: gpd.GeoDataFrame, path: str | Path, overwrite: bool = F
     return Path(path)
 
 
-def polygons_to_file(frame: gpd.GeoDataFrame, path: Path, driver: str, name: str) -> None:
+def polygons_to_file(frame: gpd.GeoDataFrame, path: Path, driver: str, target: Path) -> None:
     """Write the polygons table to ``path`` as it is (callers pass an ``atomic_path`` temporary, so
-    ``name``, the final file's stem, names the layer rather than the temporary file's name)."""
+    ``target``, the final file, names the layer and the errors rather than the temporary file),
+    and check that the file holds the polygons' CRS (``MSTGeoError`` where the format cannot)."""
     options = {}
     if driver == "FlatGeobuf":
         # its spatial index stores features in spatial order (mask value k would no longer be the
         # k-th feature) and cannot hold an object that came out empty
         options["SPATIAL_INDEX"] = "NO"
     if driver == "GeoJSON":
-        frame = geojson_nameable(frame, name)
+        frame = geojson_nameable(frame, target)
+    layer = "objects" if driver == "GPKG" else target.stem
     try:
-        frame.to_file(path, driver=driver, engine="pyogrio", layer="objects" if driver == "GPKG" else name,
-                      layer_options=options or None)
+        frame.to_file(path, driver=driver, engine="pyogrio", layer=layer, layer_options=options or None)
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as error:
         raise _failed_write(path, error) from error
+    written = pyogrio.read_info(path, layer=layer)["crs"]
+    if frame.crs is not None and (written is None or not CRS.from_user_input(written).equals(frame.crs, ignore_axis_order=True)):
+        # GDAL's FlatGeobuf writer names a custom CRS by the EPSG code whose parameters it shares,
+        # units aside: US-foot coordinates would be read as metres, thousands of kilometres away
+        held = "no CRS" if written is None else CRS.from_user_input(written).name
+        raise MSTGeoError(f"{driver} cannot hold the scene's CRS ({frame.crs.name}; it would be read as {held}): "
+                          "write .gpkg to keep it", target)
+
+
+def check_output_crs(target: str | Path, crs: CRS) -> None:
+    """Refuse, before any work, an output format that cannot hold ``crs``: the same write and check
+    as ``polygons_to_file``, of one point, to a scratch file."""
+    target = Path(target)
+    probe = gpd.GeoDataFrame({"object": ["probe"]}, geometry=[Point(0, 0)], crs=crs)
+    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
+        warnings.simplefilter("ignore", MSTGeoWarning)  # the real write announces its WGS84 fallback
+        polygons_to_file(probe, Path(folder) / f"probe{target.suffix}", vector_driver(target), target)
 
 
 def _failed_write(path: Path, error: Exception) -> OSError:
@@ -171,7 +192,7 @@ def epsg_code(crs: CRS) -> int | None:
     return crs.to_epsg(min_confidence=90)
 
 
-def geojson_nameable(frame: gpd.GeoDataFrame, name: str) -> gpd.GeoDataFrame:
+def geojson_nameable(frame: gpd.GeoDataFrame, target: Path) -> gpd.GeoDataFrame:
     """``frame`` in a CRS a GeoJSON file can name: its own when it has an EPSG code (GDAL writes
     it as the ``crs`` member), else WGS84 (RFC 7946), announced, since a file without a ``crs``
     member is read as WGS84 and a projected CRS's metres would land as degrees. A CRS that matches
@@ -181,10 +202,15 @@ def geojson_nameable(frame: gpd.GeoDataFrame, name: str) -> gpd.GeoDataFrame:
     code = epsg_code(frame.crs)
     if code is not None:
         return frame.set_crs(CRS.from_epsg(code), allow_override=True)
-    warnings.warn(f"{name}: the scene's CRS has no EPSG code, which a GeoJSON file cannot name, so the "
+    try:
+        in_wgs84 = frame.to_crs("EPSG:4326")
+    except ProjError:  # a local engineering grid has no datum to reach the Earth from
+        raise MSTGeoError(f"GeoJSON cannot name the scene's CRS ({frame.crs.name}: no EPSG code), nor does it reach "
+                          "WGS84: write .gpkg to keep it", target) from None
+    warnings.warn(f"{target.stem}: the scene's CRS has no EPSG code, which a GeoJSON file cannot name, so the "
                   "polygons are written in WGS84 longitude/latitude (write .gpkg or .fgb to keep the "
                   "scene's CRS)", MSTGeoWarning, stacklevel=2)
-    return frame.to_crs("EPSG:4326")
+    return in_wgs84
 
 
 def check_mask_path(path: str | Path) -> None:
