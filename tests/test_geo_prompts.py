@@ -332,3 +332,19 @@ def test_clicks_on_the_far_edges_are_in_the_last_pixel(mapper):
     assert (corner.x, corner.y) == (right, bottom)
     with pytest.raises(MSTGeoError, match="lies outside the scene"):
         clicks_from_geojson(collection((right + 5.0, bottom, {}), crs="EPSG:26914"), mapper)
+
+
+def test_clicks_cannot_reach_a_local_grid_from_another_crs(naip_scene):
+    """A scene on a local engineering grid (no datum): WGS84 clicks are named as unplaceable, not
+    "outside the scene"; clicks in the grid's own CRS land."""
+    from affine import Affine
+    from pyproj import CRS
+
+    local = CRS.from_wkt('LOCAL_CS["Site grid",LOCAL_DATUM["local",0],UNIT["metre",1],AXIS["Easting",EAST],'
+                         'AXIS["Northing",NORTH]]')
+    mapper = PixelMapper(local, Affine(5.0, 0, 1000.0, 0, -5.0, 5000.0), 100, 100)
+    with pytest.raises(MSTGeoError, match=r"clicks.geojson: feature #1: clicks in WGS 84 cannot be placed in the "
+                                          r"scene's CRS \(Site grid\): no transformation joins them"):
+        clicks_from_geojson(collection((-99.1, 47.0, {})), mapper, source="clicks.geojson")
+    [[click]] = clicks_from_geojson(collection((1100.0, 4900.0, {})), mapper, clicks_crs=local).values()
+    assert (click.row, click.col) == (20.0, 20.0)

@@ -138,8 +138,14 @@ class PixelMapper:
         """(x, y) reprojected from ``crs`` (None: already the scene CRS) to the scene CRS."""
         if crs is None or CRS.from_user_input(crs) == self.scene_crs:
             return float(x), float(y)
+        source = CRS.from_user_input(crs)
         try:
-            return _transformer(CRS.from_user_input(crs), self.scene_crs).transform(x, y, errcheck=True)
+            transformer = _transformer(source, self.scene_crs)
+        except ProjError:  # a local grid without a datum: no coordinate of another CRS places a click on it
+            raise ValueError(f"clicks in {source.name} cannot be placed in the scene's CRS ({self.scene_crs.name}): "
+                             "no transformation joins them; give the clicks in the scene's CRS") from None
+        try:
+            return transformer.transform(x, y, errcheck=True)
         except ProjError:  # no valid position in the scene CRS: treated as outside the scene
             return float("inf"), float("inf")
 
