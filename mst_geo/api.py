@@ -327,7 +327,7 @@ class Segmenter:
             return None
         model = Path(self._model_source)
         return {
-            "scene": file_identity(self.raster.path),
+            "scene": [file_identity(path) for path in self.raster.files],  # sidecar overviews change results
             # the grid too: two URLs that differ only in their query are one identity above
             "grid": [self.width, self.height, list(self.transform)[:6], self.crs.to_wkt()],
             "bands": self.raster.bands,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -374,6 +375,26 @@ def test_a_model_path_with_a_tilde_resumes_like_its_full_path(tmp_path, naip_sce
         assert key is not None and key == seg.run_key()
         seg.raster.high = seg.raster.high + 1  # another stretch (a newer release computing it otherwise)
         assert seg.run_key() != key
+
+
+def test_overviews_added_beside_the_scene_change_the_resume_key(tmp_path, naip_scene, tiny_checkpoint):
+    """External overviews (scene.tif.ovr) change what a large object's window shows: a run that
+    resumes after one was built must not reuse objects read without it."""
+    from rasterio.enums import Resampling
+
+    with rasterio.open(naip_scene) as source:
+        profile, pixels = source.profile, source.read()
+    profile.update(driver="GTiff")
+    with rasterio.open(tmp_path / "scene.tif", "w", **profile) as copy:
+        copy.write(pixels)
+    with Segmenter(tmp_path / "scene.tif", model=tiny_checkpoint) as seg:
+        before = seg.run_key()
+    with rasterio.Env(TIFF_USE_OVR=True), rasterio.open(tmp_path / "scene.tif", "r+") as scene:
+        scene.build_overviews([2, 4], Resampling.average)
+    assert (tmp_path / "scene.tif.ovr").is_file()
+    with Segmenter(tmp_path / "scene.tif", model=tiny_checkpoint) as seg:
+        assert [Path(path).name for path in seg.raster.files] == ["scene.tif", "scene.tif.ovr"]
+        assert seg.run_key() != before
 
 
 def test_a_loaded_model_and_bad_bands(naip_scene, local_checkpoint):

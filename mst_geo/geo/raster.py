@@ -409,6 +409,15 @@ class SceneRaster:
                                         resampling=Resampling.nearest)
         return (masks > 0).any(axis=0) & self._opaque(window, shape)
 
+    @property
+    def files(self) -> list[str | Path]:
+        """What GDAL reads for this scene: the file and its sidecars (external overviews ``.ovr``, a
+        mask ``.msk``, ``.aux.xml`` metadata), which change what the model sees as the file does; a
+        URL alone (its sidecars are not probed)."""
+        if isinstance(self.path, str):
+            return [self.path]
+        return [Path(name) for name in getattr(self.dataset, "src_dataset", self.dataset).files]
+
     # -- lifetime -------------------------------------------------------------------------------
     @property
     def closed(self) -> bool:
