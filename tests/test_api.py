@@ -196,6 +196,18 @@ def test_an_object_wholly_under_a_later_one_is_named(segmenter, tmp_path):
     assert len(gpd.read_file(tmp_path / "objects.gpkg")) == 3  # the polygons keep all three
 
 
+def test_object_ids_from_numpy_and_blank_ones(segmenter):
+    """An id from a GeoDataFrame column (numpy) is that number; a blank one names nothing, where it
+    would silently start a new object."""
+    segmenter.add_click(*xy(40.5, 860.5), object=3)
+    assert segmenter.add_click(*xy(95.5, 843.5), object=np.int64(3)) == 3
+    assert segmenter.objects() == [3] and segmenter.polygons().n_clicks.tolist() == [2]
+    for blank in ("", "  "):
+        with pytest.raises(MSTGeoError, match="object id must not be blank"):
+            segmenter.add_click(*xy(95.5, 843.5), object=blank)
+    assert segmenter.objects() == [3]
+
+
 def test_bad_clicks(naip_scene, tiny_checkpoint, write_geotiff, segmenter):
     with pytest.raises(MSTGeoError, match="naip_scene.tif: click at .* lies outside the scene"):
         segmenter.add_click(*xy(-10, 100))

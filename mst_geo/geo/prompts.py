@@ -293,7 +293,7 @@ def clicks_from_geojson(
             x, y = (float(value) for value in geometry["coordinates"][:2])
             label, obj, order = contract_fields(properties)
             positive = True if label in (None, "") else parse_label(label)
-            obj = DEFAULT_OBJECT if obj in (None, "") else parse_object_id(obj)
+            obj = DEFAULT_OBJECT if obj is None or str(obj).strip() == "" else parse_object_id(obj)
             order = float(index if order in (None, "") else parse_order(order))
             click = mapper.click(x, y, positive, crs)
         except (KeyError, TypeError, ValueError) as error:
@@ -337,12 +337,17 @@ def _transformer(source: CRS, target: CRS) -> Transformer:
 def parse_object_id(value: Any) -> ObjectId:
     """``value`` as an object id (an int or a string, as the contract allows); ValueError otherwise.
 
-    A whole float counts as an int: Shapefile and GeoPackage number fields are often real-valued.
+    A whole float counts as an int: Shapefile and GeoPackage number fields are often real-valued;
+    numpy numbers (a GeoDataFrame's column) count as Python's. A blank string names nothing.
     """
+    if isinstance(value, (np.integer, np.floating)):
+        value = value.item()
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise ValueError(f"object id must be an integer or a string, got {value!r}")
+    if isinstance(value, str) and not value.strip():
+        raise ValueError(f"object id must not be blank, got {value!r}")
     return value
 
 
