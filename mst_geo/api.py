@@ -7,6 +7,7 @@ produce the same polygons for the same clicks, and ``Segmenter.clicks_geojson()`
 
 from __future__ import annotations
 
+import numbers
 import shutil
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -167,6 +168,8 @@ class Segmenter:
         """Add a click at map (x, y) (scene CRS unless ``crs``) to ``object`` (None: a new one);
         returns the object id once its mask is updated."""
         self._require_open()
+        if not all(isinstance(value, numbers.Real) and not isinstance(value, bool) for value in (x, y)):
+            raise MSTGeoError(f"x and y must be numbers (map coordinates), got {x!r}, {y!r}")
         source = None if crs is None else parse_crs(crs)
         try:
             positive = parse_label(positive)
@@ -238,6 +241,9 @@ class Segmenter:
             return clicks_from_geojson(frame_as_geojson(clicks), self._mapper, clicks_crs or clicks.crs, source), source
         if isinstance(clicks, Mapping):
             return clicks_from_geojson(clicks, self._mapper, clicks_crs, "clicks GeoJSON"), "clicks GeoJSON"
+        if not isinstance(clicks, (str, Path)):
+            raise MSTGeoError(f"clicks must be a clicks file's path, a GeoDataFrame of points or a clicks GeoJSON "
+                              f"dict, got {type(clicks).__name__}")
         return read_clicks(clicks, self._mapper, clicks_crs), clicks
 
     def undo(self, object: ObjectId | None = None) -> None:
@@ -466,8 +472,8 @@ def _check_outline_settings(simplify: float, min_area: float, raster: SceneRaste
     """Refuse a --simplify or --min-area that is negative or would wipe out every outline: both
     count in the scene CRS's units, so 1 on a scene in degrees is 111 km, not 1 m."""
     for flag, value in (("--simplify", simplify), ("--min-area", min_area)):
-        if not value >= 0:  # NaN too
-            raise MSTGeoError(f"{flag} must be 0 or more, got {value!r}", raster.path)
+        if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value >= 0:  # NaN too
+            raise MSTGeoError(f"{flag} must be a number, 0 or more, got {value!r}", raster.path)
     crs = CRS.from_user_input(raster.crs)
     unit = f"the {crs.axis_info[0].unit_name}" if crs.axis_info else "its own"
     pixel = abs(raster.transform.a)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -196,6 +197,18 @@ def test_an_object_wholly_under_a_later_one_is_named(segmenter, tmp_path):
     assert len(gpd.read_file(tmp_path / "objects.gpkg")) == 3  # the polygons keep all three
 
 
+def test_inputs_of_the_wrong_type_are_one_line(segmenter, naip_scene):
+    for action, message in (
+        (lambda: segmenter.add_click(None, 5209043.5), "x and y must be numbers (map coordinates), got None"),
+        (lambda: segmenter.add_click("490201.5", 5209043.5), "x and y must be numbers"),
+        (lambda: segmenter.load_clicks([(490201.5, 5209043.5)]), "clicks must be a clicks file's path, a GeoDataFrame"),
+        (lambda: Segmenter(None), "the scene must be a GeoTIFF's path or URL, got NoneType"),
+    ):
+        with pytest.raises(MSTGeoError, match=re.escape(message)):
+            action()
+    assert segmenter.add_click(np.float32(490201.5), np.float64(5209043.5)) == 1  # numpy numbers are numbers
+
+
 def test_object_ids_from_numpy_and_blank_ones(segmenter):
     """An id from a GeoDataFrame column (numpy) is that number; a blank one names nothing, where it
     would silently start a new object."""
@@ -368,8 +381,9 @@ def test_outline_settings_redraw_every_outline_and_are_checked(local_segmenter):
         < len(raw.exterior.coords if raw.geom_type == "Polygon" else raw.geoms[0].exterior.coords)
     local_segmenter.min_area = raw.area * 2
     assert local_segmenter.polygons().geometry.iloc[0].is_empty
-    for setting, value, message in (("simplify", -1, "--simplify must be 0 or more"),
-                                    ("min_area", float("nan"), "--min-area must be 0 or more"),
+    for setting, value, message in (("simplify", -1, "--simplify must be a number, 0 or more"),
+                                    ("simplify", "2", "--simplify must be a number, 0 or more, got '2'"),
+                                    ("min_area", float("nan"), "--min-area must be a number, 0 or more"),
                                     ("simplify", 10_000, "--simplify 10000 is 2,000 pixels")):
         with pytest.raises(MSTGeoError, match=message):
             setattr(local_segmenter, setting, value)

@@ -145,6 +145,8 @@ class SceneRaster:
     """An open scene: georeferencing, the chosen bands and their stretch, and windowed reads."""
 
     def __init__(self, path: str | Path, bands: Sequence[BandRef] | None = None):
+        if not isinstance(path, (str, Path)):
+            raise MSTGeoError(f"the scene must be a GeoTIFF's path or URL, got {type(path).__name__}")
         self.path = scene_source(path)
         if isinstance(self.path, Path) and self.path.is_dir():
             raise MSTGeoError("is a folder, not a raster (give the GeoTIFF's path; tiles go through a VRT mosaic)",
