@@ -245,11 +245,12 @@ class SceneRaster:
     def _named_bands(self) -> dict[str, list[int]]:
         """Band numbers by lower-case name: descriptions (a stack of two dates repeats them), and
         colour interpretations where no description uses the name."""
-        by_name: dict[str, dict[str, list[int]]] = {"colour": {}, "description": {}}
-        for kind, bands in (("colour", self._coloured_bands()), ("description", self._described_bands())):
+        coloured: dict[str, list[int]] = {}
+        described: dict[str, list[int]] = {}
+        for table, bands in ((coloured, self._coloured_bands()), (described, self._described_bands())):
             for band, name in bands:
-                by_name[kind].setdefault(name.lower(), []).append(band)
-        return {**by_name["colour"], **by_name["description"]}
+                table.setdefault(name.lower(), []).append(band)
+        return {**coloured, **described}
 
     def _band_number(self, band: BandRef) -> int:
         """A band the user chose, by number or description, as its number (checked to exist)."""
