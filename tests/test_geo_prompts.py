@@ -348,3 +348,18 @@ def test_clicks_cannot_reach_a_local_grid_from_another_crs(naip_scene):
         clicks_from_geojson(collection((-99.1, 47.0, {})), mapper, source="clicks.geojson")
     [[click]] = clicks_from_geojson(collection((1100.0, 4900.0, {})), mapper, clicks_crs=local).values()
     assert (click.row, click.col) == (20.0, 20.0)
+
+
+def test_longitudes_in_the_other_convention_land_on_a_geographic_scene():
+    """A grid in 0..360 degrees east (climate and some global products) clicked at -99.1 degrees,
+    and a -180..180 grid clicked at 260.9: one turn apart, the same place."""
+    from affine import Affine
+
+    east = PixelMapper("EPSG:4326", Affine(0.01, 0, 260.8, 0, -0.01, 47.1), 100, 100)
+    [[click]] = clicks_from_geojson(collection((-99.1, 47.0, {})), east).values()
+    assert (round(click.row, 6), round(click.col, 6)) == (10.0, 10.0) and click.x == pytest.approx(260.9)
+    west = PixelMapper("EPSG:4326", Affine(0.01, 0, -99.2, 0, -0.01, 47.1), 100, 100)
+    [[click]] = clicks_from_geojson(collection((260.9, 47.0, {})), west).values()
+    assert (round(click.row, 6), round(click.col, 6)) == (10.0, 10.0) and click.x == pytest.approx(-99.1)
+    with pytest.raises(MSTGeoError, match="lies outside the scene"):
+        clicks_from_geojson(collection((-98.0, 47.0, {})), east)

@@ -161,11 +161,25 @@ class PixelMapper:
             return ""
         return f" (the scene spans {describe_extent((x0, y0, x1, y1), source)} in {source.to_string()})"
 
+    def _on_scene(self, row: float, col: float) -> bool:
+        return -EDGE <= row <= self.height + EDGE and -EDGE <= col <= self.width + EDGE
+
+    def _same_longitudes(self, x: float, y: float) -> tuple[float, float]:
+        """A longitude written in the other convention than a geographic scene's (-99 for a grid in
+        0..360 degrees east, or 261 for one in -180..180) moved by a turn onto the scene."""
+        if not self.scene_crs.is_geographic or not math.isfinite(x):
+            return x, y
+        for turn in (0.0, 360.0, -360.0):
+            col, row = ~self.transform @ (x + turn, y)
+            if self._on_scene(row, col):
+                return x + turn, y
+        return x, y
+
     def click(self, x: float, y: float, positive: bool, crs: CRS | None) -> SceneClick:
         """The SceneClick for map (x, y) in ``crs``; ValueError when off the scene or on nodata."""
-        sx, sy = self.to_scene(x, y, crs)
+        sx, sy = self._same_longitudes(*self.to_scene(x, y, crs))
         col, row = ~self.transform @ (sx, sy)
-        if not (-EDGE <= row <= self.height + EDGE and -EDGE <= col <= self.width + EDGE):
+        if not self._on_scene(row, col):
             source = self.scene_crs if crs is None else CRS.from_user_input(crs)
             hint = ""
             if source.is_geographic and abs(x) <= 90 < abs(y) <= 180:
