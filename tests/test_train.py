@@ -29,7 +29,7 @@ from mst_geo.train.config import load_train_config
 from mst_geo.data.instance import Instance
 from mst_geo.train.datamodule import ClickDataModule, RankShare, first_item
 from mst_geo.train.module import ClickTrainingModule, keep_first_clicks_bare
-from mst_geo.train.run import build_model, build_trainer, train, warn_if_waiting_for_nodes
+from mst_geo.train.run import build_model, build_trainer, check_resumable, train, warn_if_waiting_for_nodes
 
 SMOKE = Path(__file__).parents[1] / "configs" / "train" / "smoke.yaml"
 
@@ -156,6 +156,13 @@ def test_a_bad_resume_is_refused_before_training(full_run, tmp_path, iseg_root):
     with pytest.raises(MSTGeoError, match="the run trained on the datasets COCO_MVal, this command names the "
                                           "datasets DUTS_TR; resume with the same data"):
         train(other_data, resume=str(run))
+    other_lr = smoke_config(tmp_path / "lr", iseg_root, **{"optim.lr": config.optim.lr / 10, "trainer.max_steps": 30})
+    with pytest.raises(MSTGeoError, match=f"the run's optimiser settings differ \\(optim.lr {config.optim.lr} -> "):
+        train(other_lr, resume=str(run))
+    by_path = smoke_config(tmp_path / "path", iseg_root, **{"data.datasets": [str(iseg_root / "COCO_MVal")],
+                                                            "trainer.max_steps": 30})
+    step = next((run / "checkpoints").glob("step*.ckpt"))
+    check_resumable(step, ClickTrainingModule(build_model(by_path), by_path), 30)  # the set by its path: the same set
     junk = tmp_path / "junk.ckpt"
     junk.write_text("not a checkpoint")
     cut = tmp_path / "cut.ckpt"  # a copy that ran out of disk

@@ -29,14 +29,21 @@ def test_paper_recipe_matches_design_facts():
     assert config.optim.samples_per_epoch == 30000
 
 
-def test_overrides_apply_and_none_is_skipped():
-    config = load_train_config(CONFIGS / "smoke.yaml", {
-        "trainer.max_steps": 7, "data.root": "/elsewhere", "trainer.devices": None,
-        **dict([parse_override("optim.lr=2e-4")])})
+def test_overrides_apply_merge_into_mappings_and_null_resets():
+    """``--set model.overrides.depth=1`` changes that key (the recipe's other overrides stay), and
+    ``--set model.init=null`` trains from scratch (null was dropped as if not given)."""
+    recipe = load_train_config(CONFIGS / "finetune_scene.yaml")
+    assert recipe.model.init is not None
+    config = load_train_config(CONFIGS / "finetune_scene.yaml", {
+        "trainer.max_steps": 7, "data.root": "/elsewhere",
+        **dict(parse_override(item) for item in ("optim.lr=2e-4", "model.init=null"))})
     assert config.trainer.max_steps == 7
     assert config.data.root == "/elsewhere"
-    assert config.trainer.devices == 1
     assert config.optim.lr == pytest.approx(2e-4)
+    assert config.model.init is None
+    smoke = load_train_config(CONFIGS / "smoke.yaml")
+    deeper = load_train_config(CONFIGS / "smoke.yaml", dict([parse_override("model.overrides.depth=1")]))
+    assert deeper.model.overrides == {**smoke.model.overrides, "depth": 1} and len(smoke.model.overrides) > 1
 
 
 @pytest.mark.parametrize("text, message", [

@@ -186,6 +186,8 @@ def _fill(section: Any, values: dict, where: str, source: str | None) -> None:
         value = _number_text(hints[key], value)
         if dataclasses.is_dataclass(current):
             _fill(current, value, dotted, source)
+        elif isinstance(current, dict) and isinstance(value, dict):  # model.overrides: key by key, as extends
+            setattr(section, key, _merge(current, value))
         elif _accepts(hints[key], value):
             setattr(section, key, value)
         else:
@@ -326,14 +328,13 @@ def _read_recipe(path: Path, seen: tuple[Path, ...] = ()) -> dict:
 
 
 def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Read a recipe (and what it extends), apply dotted ``overrides`` (None values skipped) and
-    validate the result."""
+    """Read a recipe (and what it extends), apply dotted ``overrides`` (a None value sets the key to
+    null, e.g. ``model.init`` to train from scratch) and validate the result."""
     path = Path(path)
     values = _read_recipe(path)
     config = TrainConfig(source=str(path))
     _fill(config, values, "", str(path))
-    given = {key: value for key, value in (overrides or {}).items() if value is not None}
-    _fill(config, _nest(given), "", f"{path} (command-line override)")
+    _fill(config, _nest(dict(overrides or {})), "", f"{path} (command-line override)")
     _check_ranges(config)
     return config
 

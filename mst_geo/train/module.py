@@ -14,6 +14,7 @@ would report for the same weights and instances.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -60,7 +61,17 @@ def training_data(data: DataSection) -> dict[str, Any]:
         from mst_geo.geo.raster import scene_location  # rasterio: scene runs only
 
         return {"scene": scene_location(data.scene), "labels": str(Path(str(data.labels)).expanduser().resolve())}
-    return {"datasets": sorted(data.datasets)}
+    return {"datasets": sorted(_dataset_name(name) for name in data.datasets)}
+
+
+def _dataset_name(given: str) -> str:
+    """A ``--datasets`` entry as one spelling: a folder's path by its folder's name, a known set
+    by its own spelling (``coco-mval`` and ``/data/COCO_MVal`` are one set)."""
+    from mst_geo.data.iseg import dataset_location, known_name
+    from mst_geo.data.rs import rs_dataset_name
+
+    folder = dataset_location(given, ".")[1]
+    return known_name(folder) or rs_dataset_name(folder) or folder
 
 
 def step_decay(step: int, milestones: list[int], factor: float, warmup_steps: int) -> float:
@@ -245,7 +256,8 @@ class ClickTrainingModule(L.LightningModule):
         checkpoint["mst_geo"] = {"samples_seen": self.samples_seen,
                                  "wall_seconds": self.elapsed_seconds(),
                                  "last_val": self.last_val,
-                                 "data": training_data(self.config.data)}
+                                 "data": training_data(self.config.data),
+                                 "optim": dataclasses.asdict(self.config.optim)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("mst_geo", {})

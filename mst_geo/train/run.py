@@ -173,6 +173,14 @@ def check_resumable(path: Path, module: L.LightningModule, max_steps: int) -> No
         raise MSTGeoError(f"--resume: the run trained on {_data_words(trained_on)}, this command names "
                           f"{_data_words(asked)}; resume with the same data, or start a new run in another --out",
                           path)
+    trained_with = (checkpoint.get("mst_geo") or {}).get("optim")
+    asked_optim = dataclasses.asdict(module.config.optim)
+    changed = [key for key in asked_optim if trained_with is not None and trained_with.get(key) != asked_optim[key]]
+    if changed:  # Lightning restores the optimiser and its schedule: new values would be recorded, never used
+        differences = ", ".join(f"optim.{key} {trained_with.get(key)} -> {asked_optim[key]}" for key in changed)
+        raise MSTGeoError(f"--resume: the run's optimiser settings differ ({differences}); a resumed run keeps the "
+                          "checkpoint's optimiser: resume with the run's settings, or start a new run from its "
+                          "weights with --init", path)
     step = int(checkpoint.get("global_step", 0))
     if step > max_steps:
         raise MSTGeoError(f"--resume: already at step {step}, past --max-steps {max_steps}; raise --max-steps "
