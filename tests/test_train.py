@@ -181,6 +181,26 @@ def test_a_bad_resume_is_refused_before_training(full_run, tmp_path, iseg_root):
     assert not list((tmp_path / "other").rglob("interrupted.ckpt"))
 
 
+def test_resume_auto_passes_over_a_checkpoint_cut_short(full_run, tmp_path):
+    """A kill while interrupted.ckpt was written leaves it cut short: --resume auto takes the
+    checkpoint before it, with a warning, rather than refusing the run."""
+    import os
+    import shutil
+
+    from mst_geo.errors import MSTGeoWarning
+    from mst_geo.train.run import find_resume_checkpoint
+
+    config, _, _, _ = full_run
+    good = next((Path(config.out) / "checkpoints").glob("step*.ckpt"))
+    folder = tmp_path / "run" / "checkpoints"
+    folder.mkdir(parents=True)
+    shutil.copy(good, folder / good.name)
+    (folder / "interrupted.ckpt").write_bytes(good.read_bytes()[:61440])
+    os.utime(folder / good.name, (1, 1))  # older than the cut one
+    with pytest.warns(MSTGeoWarning, match="interrupted.ckpt: --resume: not a Lightning checkpoint .*older checkpoint"):
+        assert find_resume_checkpoint("auto", tmp_path / "run") == folder / good.name
+
+
 def test_benchmark_sets_are_never_training_data(tmp_path, iseg_root):
     for datasets in (["GrabCut"], ["COCO_MVal", "berkeley"]):
         with pytest.raises(MSTGeoError, match="benchmark set"):

@@ -142,7 +142,27 @@ def find_resume_checkpoint(resume: str, out: Path) -> Path:
                          key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
     if not checkpoints:
         raise MSTGeoError("no Lightning checkpoint (*.ckpt) to resume from", candidate)
-    return checkpoints[-1]
+    for newest in reversed(checkpoints[1:]):  # one cut short (a kill during its write): the one before it
+        try:
+            read_training_checkpoint(newest)
+            return newest
+        except MSTGeoError as error:
+            warnings.warn(f"{error}; resuming from an older checkpoint", MSTGeoWarning, stacklevel=2)
+    return checkpoints[0]
+
+
+def read_training_checkpoint(path: Path) -> dict:
+    """A Lightning checkpoint's contents (tensors memory-mapped, not read); ``MSTGeoError`` for a
+    file that is none (cut short, another kind of file)."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, ValueError, OSError,
+            zipfile.BadZipFile) as error:
+        raise MSTGeoError(f"--resume: not a Lightning checkpoint ({type(error).__name__})", path) from None
+    state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise MSTGeoError("--resume: not a Lightning checkpoint of `mst-geo train` (no state_dict)", path)
+    return checkpoint
 
 
 def check_resumable(path: Path, module: L.LightningModule, max_steps: int) -> None:
@@ -152,14 +172,8 @@ def check_resumable(path: Path, module: L.LightningModule, max_steps: int) -> No
     if Path(path).suffix == ".safetensors":
         raise MSTGeoError("--resume takes a training checkpoint (.ckpt in the run's checkpoints/); exported "
                           "weights start a new run with --init", path)
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)  # shapes only: no tensor read
-    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, ValueError, OSError,
-            zipfile.BadZipFile) as error:
-        raise MSTGeoError(f"--resume: not a Lightning checkpoint ({type(error).__name__})", path) from None
-    state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
-    if not isinstance(state, dict):
-        raise MSTGeoError("--resume: not a Lightning checkpoint of `mst-geo train` (no state_dict)", path)
+    checkpoint = read_training_checkpoint(path)  # shapes only: no tensor read
+    state = checkpoint["state_dict"]
     expected = module.state_dict()
     differ = [key for key, value in expected.items()
               if key not in state or tuple(state[key].shape) != tuple(value.shape)]
