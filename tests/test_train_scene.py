@@ -15,7 +15,7 @@ from scipy import ndimage
 from shapely.geometry import shape
 
 from mst_geo.clicks.sampler import MultiPointSampler
-from mst_geo.errors import MSTGeoError
+from mst_geo.errors import MSTGeoError, MSTGeoWarning
 from mst_geo.model import load_checkpoint
 from mst_geo.train.config import DataSection
 from mst_geo.train.samples import ClickSampleSet, SampleRecipe
@@ -97,6 +97,14 @@ def test_bad_labels_are_clear_errors(tmp_path, ponds):
     far.to_file(tmp_path / "far.gpkg")
     with pytest.raises(MSTGeoError, match="no label polygon overlaps"):
         scene_split(DataSection(scene=str(SCENE), labels=str(tmp_path / "far.gpkg")))
+    half = gpd.read_file(path)
+    half.loc[::2, "geometry"] = far.geometry[::2]  # every other polygon 40 degrees east
+    half.to_file(tmp_path / "half.gpkg")
+    outside = (len(half) + 1) // 2
+    with pytest.warns(MSTGeoWarning, match=f"half.gpkg: {outside} of {len(half)} label polygons lie outside the scene "
+                                           r"and are left out \(features 0, 2, 4"):
+        train, val = scene_split(DataSection(scene=str(SCENE), labels=str(tmp_path / "half.gpkg")))
+    assert len(train) + len(val) == len(half) - outside
 
 
 def test_cli_fine_tunes_on_a_scene(ponds, tmp_path):
@@ -125,10 +133,33 @@ def test_cli_fine_tunes_on_a_scene(ponds, tmp_path):
     assert not (tmp_path / "mixed").exists()
 
 
-def test_a_few_polygons_still_hold_one_out():
+def test_a_few_polygons_still_hold_one_out(tmp_path):
     """16 ponds at the default 5 % would hold none out (no validation, no best checkpoint): one is."""
-    data = DataSection(scene=str(SCENE), labels=str(REPO / "examples" / "water_labels.geojson"))
+    labels = gpd.read_file(REPO / "examples" / "water_labels.geojson").drop(columns="split")
+    labels.to_file(tmp_path / "ponds.gpkg")
+    data = DataSection(scene=str(SCENE), labels=str(tmp_path / "ponds.gpkg"))
     train_set, held_out = scene_split(data)
     assert (len(train_set), len(held_out)) == (15, 1)
     train_set, held_out = scene_split(data, validates=False)  # a run without validation trains on all 16
     assert (len(train_set), len(held_out)) == (16, 0)
+
+
+def test_a_split_column_keeps_its_held_out_polygons_out_of_training(tmp_path):
+    """The example's ponds marked ``split = held_out`` (as notebook 03 reads them) are never trained
+    on, also in a run that does not validate; a value that is neither is named."""
+    path = REPO / "examples" / "water_labels.geojson"
+    marked = gpd.read_file(path)
+    held = {feature for feature, split in enumerate(marked["split"]) if split == "held_out"}
+    data = DataSection(scene=str(SCENE), labels=str(path))
+    for validates, validated in ((True, held), (False, set())):
+        train_set, held_out = scene_split(data, validates=validates)
+        assert {train_set.feature(k) for k in range(len(train_set))} == set(range(16)) - held
+        assert {held_out.feature(k) for k in range(len(held_out))} == validated
+    marked["SPLIT"] = marked.pop("split").replace({"held_out": "Val"})  # ArcGIS capitals, another spelling
+    marked.loc[0, "SPLIT"] = "maybe"
+    marked.to_file(tmp_path / "ponds.gpkg")
+    with pytest.raises(MSTGeoError, match="ponds.gpkg: feature 0: split 'maybe' is neither train nor held_out"):
+        scene_split(DataSection(scene=str(SCENE), labels=str(tmp_path / "ponds.gpkg")))
+    marked.loc[0, "SPLIT"] = "train"
+    marked.to_file(tmp_path / "ponds.gpkg")
+    assert len(scene_split(DataSection(scene=str(SCENE), labels=str(tmp_path / "ponds.gpkg")))[1]) == len(held)

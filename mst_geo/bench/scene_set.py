@@ -17,7 +17,7 @@ from pathlib import Path
 from mst_geo.geo.bands import BandRef
 from mst_geo.data.instance import Instance
 from mst_geo.geo.raster import scene_stem
-from mst_geo.geo.labels import LabelledObjects, scene_labels
+from mst_geo.geo.labels import LabelledObjects, column_named, scene_labels
 
 READ_MAX_SIDE = 2048
 """Windows up to this side are read at native resolution (objects up to ~1 000 px across)."""
@@ -31,7 +31,7 @@ class LabelledScene:
         polygons, chosen = scene_labels(scene, labels, bands)
         self.name = name or scene_stem(scene)
         self.objects = LabelledObjects(scene, polygons, list(range(len(polygons))), labels, read_max_side, chosen)
-        column = next((column for column in polygons.columns if str(column).strip().lower() == "name"), None)
+        column = column_named(polygons, "name")
         names = polygons[column].astype(str).tolist() if column is not None else []  # NAME from ArcGIS too
         self.names = names if len(set(names)) == len(polygons) else None
 

@@ -23,7 +23,7 @@ from rasterio.windows import Window
 from shapely.geometry import box
 
 from mst_geo.data.instance import IGNORE, Instance
-from mst_geo.errors import MSTGeoError, MSTGeoWarning
+from mst_geo.errors import MSTGeoError, MSTGeoWarning, a_few
 from mst_geo.geo.bands import BandRef
 from mst_geo.geo.io import read_vector
 from mst_geo.geo.prompts import describe_extent
@@ -71,7 +71,35 @@ def scene_labels(scene: str | Path, labels: str | Path,
         raise MSTGeoError(f"no label polygon overlaps the scene {scene} (the labels span "
                           f"{describe_extent(every.total_bounds, crs)}, the scene {describe_extent(bounds.bounds, crs)} "
                           "in its CRS; is the labels' CRS right?)", labels)
+    if len(frame) < len(every):
+        outside = [str(feature) for feature in every.index.difference(frame.index)]  # 0-based, as bench rows
+        warnings.warn(f"{labels}: {len(outside)} of {len(every)} label polygons lie outside the scene and are left out "
+                      f"(features {a_few(outside)})", MSTGeoWarning, stacklevel=2)
     return frame, chosen
+
+
+def column_named(frame: gpd.GeoDataFrame, name: str) -> str | None:
+    """The frame's column called ``name`` in any case (``NAME``, ``Split`` from ArcGIS), else None."""
+    return next((column for column in frame.columns if str(column).strip().lower() == name), None)
+
+
+HELD_OUT_SPLITS = {"held_out", "held-out", "heldout", "val", "validation", "test"}
+TRAIN_SPLITS = {"train", "training", ""}
+
+
+def held_out_marks(frame: gpd.GeoDataFrame, path: str | Path) -> list[bool] | None:
+    """Per polygon, whether its ``split`` column marks it held out (never trained on), or None
+    when the labels have no such column; a blank cell is ``train``, any other value an error."""
+    column = column_named(frame, "split")
+    if column is None:
+        return None
+    marks = []
+    for feature, value in zip(frame.index, frame[column]):
+        text = "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value).strip().lower()
+        if text not in HELD_OUT_SPLITS | TRAIN_SPLITS:
+            raise MSTGeoError(f"feature {feature}: split {value!r} is neither train nor held_out", path)
+        marks.append(text in HELD_OUT_SPLITS)
+    return marks
 
 
 class LabelledObjects:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from mst_geo.errors import MSTGeoError
-from mst_geo.geo.labels import LabelledObjects, scene_labels
+from mst_geo.geo.labels import LabelledObjects, held_out_marks, scene_labels
 from mst_geo.train.augment import Sample
 from mst_geo.train.config import DataSection
 from mst_geo.train.instances import hashed_holdout, holdout_rank
@@ -42,19 +42,24 @@ class SceneObjects(LabelledObjects):
 
 
 def scene_split(data: DataSection, validates: bool = True) -> tuple[SceneObjects, SceneObjects]:
-    """Training and held-out objects of ``data.scene`` / ``data.labels`` (held out by a fixed hash
-    of the feature number, at least one when the fraction rounds to none; none at all when the
-    run does not validate; objects outside the scene are dropped)."""
+    """Training and held-out objects of ``data.scene`` / ``data.labels``: the polygons a ``split``
+    column marks ``held_out`` (never trained on, validated on when the run validates), else held
+    out by a fixed hash of the feature number, at least one when the fraction rounds to none and
+    none at all when the run does not validate; objects outside the scene are dropped."""
     labels, bands = scene_labels(data.scene, data.labels, data.scene_bands)
-    keys = [f"feature/{feature}" for feature in labels.index]
-    held = [validates and hashed_holdout(key, data.val_fraction) for key in keys]
-    if validates and not any(held) and len(labels) > 1:  # a few polygons: the fraction rounds to none
-        held[min(range(len(labels)), key=lambda row: holdout_rank(keys[row]))] = True
+    marked = held_out_marks(labels, data.labels)
+    if marked is not None:
+        held = marked
+    else:
+        keys = [f"feature/{feature}" for feature in labels.index]
+        held = [validates and hashed_holdout(key, data.val_fraction) for key in keys]
+        if validates and not any(held) and len(labels) > 1:  # a few polygons: the fraction rounds to none
+            held[min(range(len(labels)), key=lambda row: holdout_rank(keys[row]))] = True
     train_rows = [row for row, out in enumerate(held) if not out]
-    val_rows = [row for row, out in enumerate(held) if out]
+    val_rows = [row for row, out in enumerate(held) if out and validates]
     if not train_rows:
-        raise MSTGeoError("every label polygon fell in the held-out slice; lower data.val_fraction",
-                          data.labels)
+        fix = "mark some polygons train in its split column" if marked is not None else "lower data.val_fraction"
+        raise MSTGeoError(f"every label polygon is held out; {fix}", data.labels)
     read_max_side = 2 * data.crop_size
     return (SceneObjects(data.scene, labels, train_rows, data.labels, read_max_side, bands),
             SceneObjects(data.scene, labels, val_rows, data.labels, read_max_side, bands))
