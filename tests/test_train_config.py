@@ -29,6 +29,14 @@ def test_paper_recipe_matches_design_facts():
     assert config.optim.samples_per_epoch == 30000
 
 
+def test_a_list_given_as_text_says_how_to_write_one():
+    with pytest.raises(MSTGeoError, match=r"'data.datasets' must be list, got 'COCO_MVal,DUTS_TR' \(a YAML list: "
+                                          r"--set key=\[a,b\]\)"):
+        load_train_config(CONFIGS / "smoke.yaml", dict([parse_override("data.datasets=COCO_MVal,DUTS_TR")]))
+    config = load_train_config(CONFIGS / "smoke.yaml", dict([parse_override("data.datasets=[COCO_MVal,DUTS_TR]")]))
+    assert config.data.datasets == ["COCO_MVal", "DUTS_TR"]
+
+
 def test_overrides_apply_merge_into_mappings_and_null_resets():
     """``--set model.overrides.depth=1`` changes that key (the recipe's other overrides stay), and
     ``--set model.init=null`` trains from scratch (null was dropped as if not given)."""

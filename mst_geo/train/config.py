@@ -192,7 +192,8 @@ def _fill(section: Any, values: dict, where: str, source: str | None) -> None:
             setattr(section, key, value)
         else:
             expected = getattr(hints[key], "__name__", str(hints[key])).replace("NoneType", "None")
-            raise MSTGeoError(f"'{dotted}' must be {expected}, got {value!r}", source)
+            hint = " (a YAML list: --set key=[a,b])" if isinstance(current, list) and isinstance(value, str) else ""
+            raise MSTGeoError(f"'{dotted}' must be {expected}, got {value!r}{hint}", source)
 
 
 def _check_ranges(config: TrainConfig) -> None:
