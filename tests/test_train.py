@@ -97,6 +97,7 @@ def test_twenty_steps_lower_the_loss_and_write_a_checkpoint(full_run):
     assert "CPU" in record["hardware"]
     held_out = card["metrics"]["held_out"]  # best.ckpt's selection: the NoC, ties broken by the IoU curve
     step = 1 / config.trainer.val_instances  # one instance's NoC step, which the tie-break stays under
+    assert held_out["step"] == 20  # which validation these are (an interrupted one is not rerun)
     assert held_out["val/noc85"] - step / 2 <= held_out["val/select"] <= held_out["val/noc85"]
     assert held_out["val/select"] < held_out["val/noc85"] or held_out["val/miou@1"] == 0
     assert (Path(config.out) / "checkpoints" / "last.ckpt").is_symlink()  # a link to the final step, not a copy

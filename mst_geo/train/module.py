@@ -245,6 +245,7 @@ class ClickTrainingModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self.last_val = {name: float(value) for name, value in self.trainer.callback_metrics.items()
                          if name.startswith("val/")}
+        self.last_val["step"] = self.trainer.global_step  # an interrupted validation is not rerun: say which one this is
 
     # ---- bookkeeping that survives --resume -------------------------------------------------
 
