@@ -6,9 +6,10 @@ import csv
 import logging
 import os
 import pickle
-import subprocess
 import signal
+import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -243,6 +244,33 @@ def test_ddp_two_cpu_processes(tmp_path, iseg_root):
     logged = [row["val/noc85"] for row in csv.DictReader(open(next((tmp_path / "ddp").rglob("metrics.csv"))))
               if row.get("val/noc85")]
     assert len(logged) == 2  # steps 2 and 4: the rank holding one object and a padding step synced with the other
+
+
+def test_ddp_run_stopped_by_a_scheduler_saves_and_resumes(tmp_path, iseg_root):
+    """SIGTERM to every process of a 2-process run (a scheduler's stop): Lightning's own handler
+    left the ranks in mismatched collectives (exit 1, no interrupted.ckpt); now it exits 143 with
+    interrupted.ckpt and one hint line, and --resume auto continues from there."""
+    script = Path(sys.executable).parent / "mst-geo"
+    out = tmp_path / "ddp"
+    command = [str(script), "train", "--config", str(SMOKE), "--data-root", str(iseg_root), "--devices", "2",
+               "--accelerator", "cpu", "--set", "trainer.strategy=ddp", "--set", "trainer.checkpoint_every_steps=5",
+               "--set", "trainer.val_every_steps=0", "--out", str(out)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    run = subprocess.Popen([*command, "--max-steps", "100000"], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                           text=True, env=env, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not list((out / "checkpoints").glob("step*.ckpt")) and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.5)
+    os.killpg(run.pid, signal.SIGTERM)
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 143, stderr[-3000:]
+    assert (out / "checkpoints" / "interrupted.ckpt").is_file()
+    assert stderr.count("interrupted: continue with --resume auto") == 1
+    step = int(torch.load(out / "checkpoints" / "interrupted.ckpt", weights_only=False, mmap=True)["global_step"])
+    resumed = subprocess.run([*command, "--max-steps", str(step + 2), "--resume", "auto"], capture_output=True,
+                             text=True, timeout=300, env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert load_checkpoint(out / "model.safetensors")[1]["training"]["steps"] == step + 2
 
 
 def test_ranks_score_each_held_out_object_once(tmp_path, iseg_root):

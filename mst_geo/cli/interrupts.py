@@ -8,6 +8,7 @@ ending the job) is raised as ``Terminated`` inside the block, so the same clean-
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -44,5 +45,6 @@ def resume_hint_on_interrupt(hint: str, handle_sigterm: bool = True) -> Iterator
         try:
             yield
         except KeyboardInterrupt as interrupt:
-            typer.echo(f"interrupted: {hint}", err=True)
+            if os.environ.get("LOCAL_RANK", "0") == "0":  # a training rank Lightning started says it once, not again
+                typer.echo(f"interrupted: {hint}", err=True)
             raise typer.Exit(143 if isinstance(interrupt, Terminated) else 130) from None

@@ -217,6 +217,25 @@ class InterruptCheckpoint(OnExceptionCheckpoint):
             super().on_exception(trainer, pl_module, exception)
 
 
+class TermAsInterrupt(Callback):
+    """With several processes, SIGTERM takes Ctrl-C's way out. Lightning's own SIGTERM handler
+    broadcasts from inside the signal handler, so a scheduler signalling every rank at once left
+    them in mismatched collectives (a gloo error and exit 1, or a hang, on 2 CPU processes); Ctrl-C's
+    path saves ``interrupted.ckpt`` and exits on every rank. Installed when training starts, after
+    Lightning's handlers (its teardown puts the caller's back)."""
+
+    def __init__(self) -> None:
+        self.received = False
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.world_size > 1 and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._interrupt)
+
+    def _interrupt(self, signum: int, frame: object) -> None:
+        self.received = True
+        raise KeyboardInterrupt
+
+
 class FinalStepCheckpoint(Checkpoint):
     """The finished step as the run's step checkpoint and ``last.ckpt`` (periodic saves stop short
     of it), so ``--resume auto`` extends a finished run from where it ended. Runs in the training
@@ -269,6 +288,7 @@ def build_trainer(config: TrainConfig, out: Path,
         ModelCheckpoint(dirpath=checkpoints, filename="timed", save_top_k=1, enable_version_counter=False,
                         train_time_interval=dt.timedelta(minutes=trainer.checkpoint_every_minutes)),
         InterruptCheckpoint(dirpath=checkpoints, filename="interrupted"),
+        TermAsInterrupt(),
         LearningRateMonitor(logging_interval="step"),
         TQDMProgressBar(refresh_rate=max(1, min(trainer.log_every_steps, 20))),
     ]
@@ -421,7 +441,9 @@ def _train(config: TrainConfig, out: Path, resume_path: Path | None, callbacks: 
             trainer.fit(module, datamodule=data, ckpt_path=resume_path)
         except SystemExit:  # Lightning exits after saving interrupted.ckpt on Ctrl-C or SIGTERM
             if trainer.interrupted:
-                stopped = Terminated if trainer.received_sigterm else KeyboardInterrupt
+                by_term = trainer.received_sigterm or any(isinstance(c, TermAsInterrupt) and c.received
+                                                          for c in trainer.callbacks)
+                stopped = Terminated if by_term else KeyboardInterrupt
                 raise stopped(f"at step {trainer.global_step}") from None
             raise
         finally:  # Lightning ignores Ctrl-C from its first one on: give it back (a notebook's interrupt)
