@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import os
@@ -262,7 +263,11 @@ def test_ddp_run_stopped_by_a_scheduler_saves_and_resumes(tmp_path, iseg_root):
     while not list((out / "checkpoints").glob("step*.ckpt")) and time.monotonic() < deadline and run.poll() is None:
         time.sleep(0.5)
     os.killpg(run.pid, signal.SIGTERM)
-    _, stderr = run.communicate(timeout=120)
+    try:
+        _, stderr = run.communicate(timeout=120)
+    finally:  # a hung rank must not outlive the test
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)
     assert run.returncode == 143, stderr[-3000:]
     assert (out / "checkpoints" / "interrupted.ckpt").is_file()
     assert stderr.count("interrupted: continue with --resume auto") == 1
