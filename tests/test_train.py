@@ -247,10 +247,11 @@ def test_ddp_two_cpu_processes(tmp_path, iseg_root):
     assert len(logged) == 2  # steps 2 and 4: the rank holding one object and a padding step synced with the other
 
 
-def test_ddp_run_stopped_by_a_scheduler_saves_and_resumes(tmp_path, iseg_root):
-    """SIGTERM to every process of a 2-process run (a scheduler's stop): Lightning's own handler
-    left the ranks in mismatched collectives (exit 1, no interrupted.ckpt); now it exits 143 with
-    interrupted.ckpt and one hint line, and --resume auto continues from there."""
+@pytest.mark.parametrize(("stop", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_ddp_run_stopped_by_a_scheduler_saves_and_resumes(tmp_path, iseg_root, stop, code):
+    """SIGTERM (a scheduler's stop) or Ctrl-C to every process of a 2-process run: raised wherever
+    each rank was, they left the ranks in mismatched collectives (exit 1 or a hang); now the run
+    exits 143 (130) with interrupted.ckpt and one hint line, and --resume auto continues from there."""
     script = Path(sys.executable).parent / "mst-geo"
     out = tmp_path / "ddp"
     command = [str(script), "train", "--config", str(SMOKE), "--data-root", str(iseg_root), "--devices", "2",
@@ -262,13 +263,13 @@ def test_ddp_run_stopped_by_a_scheduler_saves_and_resumes(tmp_path, iseg_root):
     deadline = time.monotonic() + 240
     while not list((out / "checkpoints").glob("step*.ckpt")) and time.monotonic() < deadline and run.poll() is None:
         time.sleep(0.5)
-    os.killpg(run.pid, signal.SIGTERM)
+    os.killpg(run.pid, stop)
     try:
         _, stderr = run.communicate(timeout=120)
     finally:  # a hung rank must not outlive the test
         with contextlib.suppress(ProcessLookupError):
             os.killpg(run.pid, signal.SIGKILL)
-    assert run.returncode == 143, stderr[-3000:]
+    assert run.returncode == code, stderr[-3000:]
     assert (out / "checkpoints" / "interrupted.ckpt").is_file()
     assert stderr.count("interrupted: continue with --resume auto") == 1
     step = int(torch.load(out / "checkpoints" / "interrupted.ckpt", weights_only=False, mmap=True)["global_step"])

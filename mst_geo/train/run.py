@@ -22,6 +22,7 @@ import threading
 import warnings
 import zipfile
 from collections.abc import Sequence
+from typing import Any
 from pathlib import Path
 
 import cv2
@@ -217,23 +218,39 @@ class InterruptCheckpoint(OnExceptionCheckpoint):
             super().on_exception(trainer, pl_module, exception)
 
 
-class TermAsInterrupt(Callback):
-    """With several processes, SIGTERM takes Ctrl-C's way out. Lightning's own SIGTERM handler
-    broadcasts from inside the signal handler, so a scheduler signalling every rank at once left
-    them in mismatched collectives (a gloo error and exit 1, or a hang, on 2 CPU processes); Ctrl-C's
-    path saves ``interrupted.ckpt`` and exits on every rank. Installed when training starts, after
-    Lightning's handlers (its teardown puts the caller's back)."""
+class StopTogether(Callback):
+    """With several processes, Ctrl-C and SIGTERM stop every rank at the same step, then take
+    Lightning's interrupt path (``interrupted.ckpt``, saved by all ranks together). An exception
+    raised from a signal handler lands wherever each rank happens to be, and Lightning's own SIGTERM
+    handler even broadcasts from inside it: a stop signalled to every rank (a scheduler, Ctrl-C in
+    the terminal) left them in mismatched collectives, a gloo error and exit 1 or a hang, measured
+    on 2 CPU processes. Here the handler only notes the signal and the ranks agree on it after each
+    batch (one small all-reduce), so a signal to rank 0 alone stops them all; a second Ctrl-C
+    interrupts at once. Installed when training starts, after Lightning's handlers (its teardown
+    puts the caller's back)."""
 
     def __init__(self) -> None:
-        self.received = False
+        self.signalled: int | None = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.world_size > 1 and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self._interrupt)
+            signal.signal(signal.SIGTERM, self._note)
+            signal.signal(signal.SIGINT, self._note)
 
-    def _interrupt(self, signum: int, frame: object) -> None:
-        self.received = True
-        raise KeyboardInterrupt
+    def _note(self, signum: int, frame: object) -> None:
+        if signum == signal.SIGINT and self.signalled is not None:
+            raise KeyboardInterrupt  # asked twice: stop now, wherever this rank is
+        self.signalled = signum
+
+    def _stop_if_any_rank_was_signalled(self, trainer: L.Trainer) -> None:
+        if trainer.world_size > 1 and trainer.strategy.reduce_boolean_decision(self.signalled is not None, all=False):
+            raise KeyboardInterrupt
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        self._stop_if_any_rank_was_signalled(trainer)
+
+    def on_validation_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        self._stop_if_any_rank_was_signalled(trainer)  # a long validation: ranks hold equal shares
 
 
 class FinalStepCheckpoint(Checkpoint):
@@ -288,7 +305,7 @@ def build_trainer(config: TrainConfig, out: Path,
         ModelCheckpoint(dirpath=checkpoints, filename="timed", save_top_k=1, enable_version_counter=False,
                         train_time_interval=dt.timedelta(minutes=trainer.checkpoint_every_minutes)),
         InterruptCheckpoint(dirpath=checkpoints, filename="interrupted"),
-        TermAsInterrupt(),
+        StopTogether(),
         LearningRateMonitor(logging_interval="step"),
         TQDMProgressBar(refresh_rate=max(1, min(trainer.log_every_steps, 20))),
     ]
@@ -441,7 +458,7 @@ def _train(config: TrainConfig, out: Path, resume_path: Path | None, callbacks: 
             trainer.fit(module, datamodule=data, ckpt_path=resume_path)
         except SystemExit:  # Lightning exits after saving interrupted.ckpt on Ctrl-C or SIGTERM
             if trainer.interrupted:
-                by_term = trainer.received_sigterm or any(isinstance(c, TermAsInterrupt) and c.received
+                by_term = trainer.received_sigterm or any(isinstance(c, StopTogether) and c.signalled == signal.SIGTERM
                                                           for c in trainer.callbacks)
                 stopped = Terminated if by_term else KeyboardInterrupt
                 raise stopped(f"at step {trainer.global_step}") from None
