@@ -271,6 +271,10 @@ class Segmenter:
             table.pop(object, None)
         self._history = [obj for obj in self._history if obj != object]
 
+    def last_clicked(self) -> ObjectId | None:
+        """The object the latest remaining click went to (what undo would act on), None without clicks."""
+        return self._history[-1] if self._history else None
+
     # -- results --------------------------------------------------------------------------------
     def objects(self) -> list[ObjectId]:
         """Object ids, in the order they were created."""

@@ -55,6 +55,36 @@ def click(client: TestClient, x: float, y: float, **fields) -> dict:
     return response.json()
 
 
+def delete(client: TestClient, object_id) -> object:
+    """DELETE api/objects as the page sends it: the id in the body (".." is no path segment)."""
+    return client.request("DELETE", "/api/objects", json={"object": object_id})
+
+
+def test_names_no_url_can_hold_and_what_a_save_noted(segmenter: Segmenter, app_checkpoint: Path,
+                                                     tmp_path: Path) -> None:
+    """An object called ".." deletes (a browser folds the path api/objects/..), an export of a scene
+    named in any script downloads (an HTTP header is Latin-1: it failed with a 500), and a save
+    whose objects all came out empty says so to the page, not only in the server's terminal."""
+    pond = scene_xy(segmenter, POND)
+    assert segmenter.load_clicks({"type": "FeatureCollection", "crs": {"type": "name", "properties": {
+        "name": "EPSG:26914"}}, "features": [{"type": "Feature", "geometry": {"type": "Point", "coordinates": list(pond)},
+                                              "properties": {"object": ".."}}]}) == [".."]  # fmt: skip
+    client = TestClient(create_app(segmenter))
+    segmenter.min_area = segmenter.width * segmenter.height * 25 / 2  # half the scene: every object comes out empty
+    saved = client.post("/api/save", json={"path": str(tmp_path / "empty.gpkg")}).json()
+    assert saved["n_objects"] == 1 and saved["warnings"] == [
+        "1 object(s) came out empty ('..'): add positive clicks, or lower the minimum area (--min-area)"]
+    assert delete(client, "..").json() == {"deleted": ".."} and segmenter.objects() == []
+
+    named = tmp_path / "staw łąka 池塘.tif"
+    named.symlink_to(EXAMPLE)
+    with Segmenter(named, model=app_checkpoint) as other:
+        export = TestClient(create_app(other)).get("/api/export-clicks")
+    assert export.status_code == 200
+    assert export.headers["content-disposition"] == ('attachment; filename="staw __ka ___clicks.geojson"; '
+                                                      "filename*=UTF-8''staw%20%C5%82%C4%85ka%20%E6%B1%A0%E5%A1%98_clicks.geojson")
+
+
 def test_scene_info_matches_the_raster(client: TestClient) -> None:
     info = client.get("/api/scene").json()
     with rasterio.open(EXAMPLE) as src:
@@ -134,10 +164,11 @@ def test_objects_undo_and_delete(client: TestClient, segmenter: Segmenter) -> No
 
     assert client.post("/api/undo", json={}).json() == {"object": lake, "remaining": False}  # current object
     assert [f["properties"]["object"] for f in client.get("/api/objects").json()["scene"]["features"]] == [pond]
+    assert client.get("/api/objects").json()["current"] == pond  # the object clicked before it, not none
 
-    assert client.delete(f"/api/objects/{pond}").json() == {"deleted": pond}
+    assert delete(client, pond).json() == {"deleted": pond}
     assert client.get("/api/objects").json()["scene"]["features"] == []
-    assert client.delete(f"/api/objects/{pond}").status_code == 404
+    assert delete(client, pond).status_code == 404
 
 
 def test_objects_loaded_from_a_clicks_file_keep_their_ids(segmenter: Segmenter, tmp_path: Path) -> None:
@@ -163,8 +194,8 @@ def test_objects_loaded_from_a_clicks_file_keep_their_ids(segmenter: Segmenter, 
     assert n_clicks == {"pond N/S": 2, "7": 2}
     assert segmenter.add_click(*scene_xy(segmenter, (FIELD[0], FIELD[1] + 40)), object="7") == 7  # not a new "7"
     assert segmenter.objects() == ["pond N/S", 7]
-    assert client.delete("/api/objects/7").json() == {"deleted": 7}
-    assert client.delete("/api/objects/pond%20N%2FS").json() == {"deleted": "pond N/S"}  # as the page escapes it
+    assert delete(client, "7").json() == {"deleted": 7}
+    assert delete(client, "pond N/S").json() == {"deleted": "pond N/S"}
     assert segmenter.objects() == []
 
 
@@ -176,7 +207,7 @@ def test_save_and_reopen_with_geopandas(client: TestClient, segmenter: Segmenter
     for name in ["objects.gpkg", "objects.geojson"]:
         response = client.post("/api/save", json={"path": str(tmp_path / name)})
         assert response.status_code == 200, response.text
-        assert response.json() == {"path": str(tmp_path / name), "n_objects": 2}
+        assert response.json() == {"path": str(tmp_path / name), "n_objects": 2, "warnings": []}
         saved = gpd.read_file(tmp_path / name)
         assert saved.crs.to_epsg() == 26914
         assert list(saved.columns) == ["object", "n_clicks", "area", "area_m2", "score", "model", "geometry"]
@@ -196,7 +227,8 @@ def test_exported_clicks_reproduce_the_polygons_with_segment_scene(
     app_polygons = gpd.GeoDataFrame.from_features(client.get("/api/objects").json()["scene"]["features"])
 
     export = client.get("/api/export-clicks")
-    assert export.headers["content-disposition"] == 'attachment; filename="naip_scene_clicks.geojson"'
+    assert export.headers["content-disposition"] == ('attachment; filename="naip_scene_clicks.geojson"; '
+                                                      "filename*=UTF-8''naip_scene_clicks.geojson")
     clicks_path = tmp_path / "clicks.geojson"
     clicks_path.write_text(json.dumps(export.json()))
     out = tmp_path / "segment.gpkg"
@@ -219,7 +251,8 @@ def test_bad_requests_get_clear_4xx_and_the_server_keeps_working(
     assert client.post("/api/undo").json() == {"object": fresh, "remaining": False, "cancelled": True}
     assert client.post("/api/undo").status_code == 404  # nothing current any more
     fresh = client.post("/api/objects").json()["object"]
-    assert client.delete(f"/api/objects/{fresh}").json() == {"deleted": fresh}
+    assert client.post("/api/objects").json()["object"] == fresh  # N twice: still the one new object
+    assert delete(client, fresh).json() == {"deleted": fresh}
     assert client.get("/api/objects").json()["current"] is None
 
     left, bottom, right, top = segmenter.bounds
@@ -232,7 +265,7 @@ def test_bad_requests_get_clear_4xx_and_the_server_keeps_working(
     unknown = client.post("/api/click", json={**middle, "object": 42})
     assert unknown.status_code == 404 and "unknown object 42" in unknown.json()["detail"]
     assert client.post("/api/undo", json={"object": 42}).status_code == 404
-    assert client.delete("/api/objects/42").status_code == 404
+    assert delete(client, 42).status_code == 404
     assert client.put("/api/current", json={"object": 42}).status_code == 404
 
     malformed = client.post("/api/click", content=b'{"x": 1, "y": ', headers={"Content-Type": "application/json"})

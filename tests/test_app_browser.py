@@ -34,20 +34,25 @@ LAKE = (280.5, 699.5)  # inside the scene's largest pond
 
 
 @pytest.fixture()
-def app_url(naip_scene: Path, app_checkpoint: Path) -> Iterator[str]:
+def app_segmenter(naip_scene: Path, app_checkpoint: Path) -> Iterator[Segmenter]:
+    """The session the served app works on (a test may slow its model down)."""
+    with Segmenter(naip_scene, model=os.environ.get("MSTGEO_APP_MODEL", app_checkpoint)) as segmenter:
+        yield segmenter
+
+
+@pytest.fixture()
+def app_url(app_segmenter: Segmenter) -> Iterator[str]:
     """The app served by uvicorn in a thread on a free localhost port."""
-    model = os.environ.get("MSTGEO_APP_MODEL", app_checkpoint)
-    with Segmenter(naip_scene, model=model) as segmenter:
-        sock = listen("127.0.0.1", 0)
-        server = uvicorn.Server(uvicorn.Config(create_app(segmenter), log_level="warning"))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        try:
-            yield url_of(sock)
-        finally:
-            server.should_exit = True
-            thread.join(timeout=30)
-            sock.close()
+    sock = listen("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(create_app(app_segmenter), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        yield url_of(sock)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
 
 
 @pytest.fixture()
@@ -159,8 +164,33 @@ def test_click_objects_see_polygons_save_and_export(page, tmp_path: Path) -> Non
     assert labels == [(1, "positive"), (1, "negative"), (1, "negative"), (2, "positive")]
 
     page.keyboard.press("z")  # undo the lake click: object 2 disappears
-    wait_for_status(page, "undid the last click of object 2")
+    wait_for_status(page, "object 2 removed: its only click undone")
     assert page.locator("#objects li").count() == 1
+    page.keyboard.press("z")
+    wait_for_status(page, "undid the last click of object 1")
+
+
+def test_actions_made_while_the_model_works_apply_in_order(page, app_segmenter, monkeypatch) -> None:
+    """A click, New object and a click on another pond, made before the first answer came back:
+    the second click goes to the new object (it went to the first, which kept the stale id)."""
+    import time
+
+    page.wait_for_selector("img.leaflet-tile-loaded")
+    model_call = app_segmenter.add_click
+
+    def slow_model(*args, **kwargs):  # a CPU model on a large window
+        time.sleep(1.5)
+        return model_call(*args, **kwargs)
+
+    monkeypatch.setattr(app_segmenter, "add_click", slow_model)
+    click_pixel(page, POND)
+    page.keyboard.press("n")
+    click_pixel(page, LAKE, button="right")
+    page.mouse.click(*on_screen(page, LAKE), button="right")  # a right double click: one negative prompt
+    wait_for_status(page, "object 2: negative click")
+    page.wait_for_function("document.querySelectorAll('#objects li').length === 2")
+    assert app_segmenter.polygons()["n_clicks"].tolist() == [1, 1]
+    assert page.locator("#objects li.current").text_content().startswith("Object 2 — ")
 
 
 def test_double_click_is_one_click_and_delete_asks_first(page) -> None:

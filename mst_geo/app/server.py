@@ -13,10 +13,11 @@ import ipaddress
 import socket
 import threading
 import time
+import warnings
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 import shapely
 import uvicorn
@@ -29,7 +30,8 @@ from pydantic import BaseModel, Field
 
 from mst_geo.app.pagegrid import PageGrid
 from mst_geo.app.tiles import SceneTiles
-from mst_geo.errors import MSTGeoError, os_error_line
+from mst_geo.errors import MSTGeoError, MSTGeoWarning, os_error_line
+from mst_geo.geo.io import epsg_code
 from mst_geo.geo.raster import scene_name, scene_stem
 
 if TYPE_CHECKING:
@@ -83,8 +85,11 @@ class _Session:
             return self.segmenter.clicks_geojson() != self.saved_clicks
 
     def new_object(self) -> ObjectId:
-        """Start a new object, numbered past the objects and the current one (which may have no clicks yet)."""
-        self.before_new = self.current if self.current in self.segmenter.objects() else None
+        """Start a new object, numbered past the objects; a new object still waiting for its first
+        click stays the one (N pressed twice starts one object, and cancelling it goes back)."""
+        if self.current is not None and self.current not in self.segmenter.objects():
+            return self.current
+        self.before_new = self.current
         self.current = self.segmenter.new_object_id([] if self.current is None else [self.current])
         return self.current
 
@@ -157,7 +162,8 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None,
             "width": segmenter.width,
             "height": segmenter.height,
             "crs": segmenter.crs.to_wkt(),
-            "crs_name": segmenter.crs.to_string(),
+            "crs_name": _short_crs_name(segmenter.crs),
+            "palette": tiles.palette is not None,  # a paletted band shows its colours, not grey
             "bounds": list(segmenter.bounds),
             "bands": list(tiles.bands),
             "tile_url": f"tiles/{{z}}/{{x}}/{{y}}.png?v={tiles.version}",
@@ -220,11 +226,17 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None,
                 return {"object": cancelled, "remaining": False, "cancelled": True}
             object_id = session.resolve(asked)
             segmenter.undo(object_id)
-            return {"object": object_id, "remaining": object_id in segmenter.objects()}
+            remaining = object_id in segmenter.objects()
+            if not remaining:  # its only click went: the object clicked before it is current again
+                session.current = segmenter.last_clicked()
+            return {"object": object_id, "remaining": remaining}
 
-    @app.delete("/api/objects/{object_id:path}")  # a name may hold "/" (the page escapes it, routing unescapes it)
-    def delete(object_id: ObjectId) -> dict[str, ObjectId]:
+    @app.delete("/api/objects")  # the id in the body: a name such as ".." or "a/b" is no path segment
+    def delete(request: ObjectRequest) -> dict[str, ObjectId]:
         """Delete an object and all its clicks."""
+        if request.object is None:
+            raise HTTPException(422, "name the object to delete")
+        object_id = request.object
         with session.lock:
             cancelled = session.cancel_new(object_id)
             if cancelled is not None:
@@ -232,7 +244,7 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None,
             object_id = session.resolve(object_id)
             segmenter.delete(object_id)
             if session.current == object_id:
-                session.current = None
+                session.current = segmenter.last_clicked()
             return {"deleted": object_id}
 
     @app.get("/api/objects")
@@ -257,11 +269,13 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None,
         segmenter.refuse_input_as_output(path)  # the scene or a loaded clicks file: never offered for replacing
         if path.is_file() and not request.overwrite:  # 409: the page asks before replacing
             raise HTTPException(409, f"{path}: exists (save with overwrite to replace it)")
-        with session.lock:
+        with session.lock, warnings.catch_warnings(record=True) as notes:
+            warnings.simplefilter("always", MSTGeoWarning)  # objects that came out empty, a WGS84 fallback
             segmenter.save(path, overwrite=request.overwrite)
             n_objects = len(segmenter.objects())
             session.saved_clicks = segmenter.clicks_geojson()
-        return {"path": str(path), "n_objects": n_objects}
+        said = [str(note.message) for note in notes if issubclass(note.category, MSTGeoWarning)]
+        return {"path": str(path), "n_objects": n_objects, "warnings": said}
 
     @app.get("/api/export-clicks")
     def export_clicks(request: Request) -> JSONResponse:
@@ -270,10 +284,22 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None,
             clicks = segmenter.clicks_geojson()
             if request.headers.get("sec-fetch-site", "same-origin") == "same-origin":  # not another site's <img>
                 session.saved_clicks = clicks  # the download holds them: --clicks restores the session
-        filename = f"{stem}_clicks.geojson"
-        return JSONResponse(clicks, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+        return JSONResponse(clicks, headers={"Content-Disposition": _attachment(f"{stem}_clicks.geojson")})
 
     return app
+
+
+def _short_crs_name(crs: Any) -> str:
+    """The CRS as the header names it: its EPSG code, else its name (a WKT would fill the page)."""
+    code = epsg_code(crs)
+    return f"EPSG:{code}" if code is not None else crs.name
+
+
+def _attachment(filename: str) -> str:
+    """A Content-Disposition naming ``filename`` in any script: RFC 6266's ``filename*`` in UTF-8,
+    beside an ASCII fallback (an HTTP header holds Latin-1 only)."""
+    fallback = filename.encode("ascii", "replace").decode().replace("?", "_").replace('"', "_")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename)}"
 
 
 def _save_path(text: str) -> Path:

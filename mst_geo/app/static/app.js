@@ -46,13 +46,25 @@ function setStatus(text, isError = false) {
   status.className = isError ? "error" : "";
 }
 
-// Runs an action, reporting its error in the status line instead of losing it.
-async function guarded(action) {
-  try {
-    await action();
-  } catch (error) {
-    setStatus(error.message, true);
-  }
+// Runs an action after the ones before it, reporting its error in the status line instead of
+// losing it. One after another, each on the state the previous one left: a click made while the
+// model is busy goes to the object that is current when its turn comes, as the user saw it
+// (a New object pressed in between included), not to the one current when it was made.
+let queue = Promise.resolve();
+let waiting = 0;
+function guarded(action) {
+  waiting += 1;
+  if (waiting > 1) setStatus(`segmenting… ${waiting - 1} more waiting`);
+  queue = queue.then(async () => {
+    try {
+      await action();
+    } catch (error) {
+      setStatus(error.message, true);
+    } finally {
+      waiting -= 1;
+    }
+  });
+  return queue;
 }
 
 async function refresh() {
@@ -105,14 +117,16 @@ async function newObject() {
 async function undo() {
   const result = await api("POST", "api/undo", { object: current });
   await refresh();
-  setStatus(result.cancelled ? `new object ${result.object} cancelled` : `undid the last click of object ${result.object}`);
+  if (result.cancelled) setStatus(`new object ${result.object} cancelled`);
+  else if (!result.remaining) setStatus(`object ${result.object} removed: its only click undone`);
+  else setStatus(`undid the last click of object ${result.object}`);
 }
 
 async function deleteCurrent() {
   if (current === null) return;
   const drawn = document.querySelector("#objects li.current");  // a new object without clicks needs no question
   if (drawn && !window.confirm(`Delete object ${current} and all its clicks? This cannot be undone.`)) return;
-  await api("DELETE", `api/objects/${encodeURIComponent(current)}`);
+  await api("DELETE", "api/objects", { object: current });
   await refresh();
   setStatus("object deleted");
 }
@@ -126,10 +140,16 @@ async function save() {
   try {
     result = await api("POST", "api/save", { path, overwrite: false });
   } catch (error) {
-    if (error.status !== 409 || !window.confirm(`${path} exists. Replace it?`)) throw error;
+    if (error.status !== 409) throw error;
+    if (!window.confirm(`${path} exists. Replace it?`)) {
+      setStatus(`not saved: ${path} kept as it was`);
+      return;
+    }
     result = await api("POST", "api/save", { path, overwrite: true });
   }
-  setStatus(`saved ${result.n_objects} object(s) to ${result.path}`);
+  // what the writer noted (objects that came out empty, a CRS written as WGS84) is said here too
+  const notes = result.warnings.length ? ` · warning: ${result.warnings.join(" · ")}` : "";
+  setStatus(`saved ${result.n_objects} object(s) to ${result.path}${notes}`, notes !== "");
 }
 
 function onKey(event) {
@@ -143,7 +163,8 @@ async function init() {
   scene = await api("GET", "api/scene");
   const size = `${scene.width}×${scene.height} px`;
   const grey = scene.bands.every((band) => band === scene.bands[0]);
-  const bands = grey ? `band ${scene.bands[0]} as grey` : `bands ${scene.bands.join(",")} as R,G,B`;
+  const one = scene.palette ? "in its colour table" : "as grey";
+  const bands = grey ? `band ${scene.bands[0]} ${one}` : `bands ${scene.bands.join(",")} as R,G,B`;
   document.getElementById("scene-name").textContent = `${scene.name} · ${size} · ${scene.crs_name} · ${bands}`;
   document.body.dataset.savePath = scene.default_save_path;
 
@@ -172,7 +193,13 @@ async function init() {
 
   // the second click of a double click (detail 2) is the same prompt again, not a new one
   map.on("click", (e) => e.originalEvent.detail < 2 && guarded(() => click(e.latlng, !e.originalEvent.shiftKey)));
-  map.on("contextmenu", (e) => guarded(() => click(e.latlng, false)));
+  // a right double click is one negative prompt too: the second menu event of a pair is dropped
+  let lastMenu = { time: -Infinity, point: null };
+  map.on("contextmenu", (e) => {
+    const again = e.originalEvent.timeStamp - lastMenu.time < 500 && lastMenu.point.distanceTo(e.containerPoint) < 5;
+    lastMenu = { time: e.originalEvent.timeStamp, point: e.containerPoint };
+    if (!again) guarded(() => click(e.latlng, false));
+  });
   document.addEventListener("keydown", onKey);
   document.getElementById("new-object").onclick = () => guarded(newObject);
   document.getElementById("undo").onclick = () => guarded(undo);
