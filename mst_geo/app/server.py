@@ -171,6 +171,7 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None,
             "max_zoom": session.grid.max_zoom,
             "page_bounds": session.grid.page_bounds,
             "default_save_path": str(save_folder / f"{stem}_objects.gpkg"),
+            "clicks_filename": f"{stem}_clicks.geojson",
         }
 
     @app.get("/tiles/{z}/{x}/{y}.png", response_class=Response)
@@ -284,7 +285,7 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None,
             clicks = segmenter.clicks_geojson()
             if request.headers.get("sec-fetch-site", "same-origin") == "same-origin":  # not another site's <img>
                 session.saved_clicks = clicks  # the download holds them: --clicks restores the session
-        return JSONResponse(clicks, headers={"Content-Disposition": _attachment(f"{stem}_clicks.geojson")})
+        return JSONResponse(clicks, headers={"Content-Disposition": _attachment(f"{stem}_clicks.geojson")})  # curl -OJ
 
     return app
 

@@ -152,6 +152,22 @@ async function save() {
   setStatus(`saved ${result.n_objects} object(s) to ${result.path}${notes}`, notes !== "");
 }
 
+// The clicks as a download, after the actions before it (a plain link would save the clicks as
+// they were before queued ones ran, and would swallow an error).
+async function exportClicks() {
+  const clicks = await api("GET", "api/export-clicks");
+  if (clicks.features.length === 0) {
+    setStatus("no clicks to export yet");
+    return;
+  }
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(new Blob([JSON.stringify(clicks)], { type: "application/geo+json" }));
+  link.download = scene.clicks_filename;
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
+  setStatus(`exported ${clicks.features.length} click(s) as ${scene.clicks_filename} (the browser's downloads)`);
+}
+
 function onKey(event) {
   if (event.target.tagName === "INPUT") return;
   const actions = { n: newObject, z: undo, Delete: deleteCurrent };
@@ -205,6 +221,7 @@ async function init() {
   document.getElementById("undo").onclick = () => guarded(undo);
   document.getElementById("delete").onclick = () => guarded(deleteCurrent);
   document.getElementById("save").onclick = () => guarded(save);
+  document.getElementById("export").onclick = () => guarded(exportClicks);
   await refresh();
   setStatus("left click: positive · right/shift click: negative");
 }
