@@ -319,7 +319,8 @@ class Segmenter:
         written = write_outputs(frame, path, overwrite, mask)
         empty = frame.loc[frame.geometry.is_empty, "object"].tolist()
         if empty:
-            hint = "add positive clicks, or lower the minimum area (--min-area)" if self.min_area > 0 else "add positive clicks"
+            hint = ("add positive clicks, or lower the minimum area (min_area, --min-area)" if self.min_area > 0
+                    else "add positive clicks")
             warnings.warn(f"{len(empty)} object(s) came out empty ({a_few([repr(obj) for obj in empty])}): {hint}",
                           MSTGeoWarning, stacklevel=2)
         return written

@@ -73,7 +73,7 @@ def test_names_no_url_can_hold_and_what_a_save_noted(segmenter: Segmenter, app_c
     segmenter.min_area = segmenter.width * segmenter.height * 25 / 2  # half the scene: every object comes out empty
     saved = client.post("/api/save", json={"path": str(tmp_path / "empty.gpkg")}).json()
     assert saved["n_objects"] == 1 and saved["warnings"] == [
-        "1 object(s) came out empty ('..'): add positive clicks, or lower the minimum area (--min-area)"]
+        "1 object(s) came out empty ('..'): add positive clicks, or lower the minimum area (min_area, --min-area)"]
     assert delete(client, "..").json() == {"deleted": ".."} and segmenter.objects() == []
 
     named = tmp_path / "staw łąka 池塘.tif"
@@ -169,6 +169,14 @@ def test_objects_undo_and_delete(client: TestClient, segmenter: Segmenter) -> No
     assert delete(client, pond).json() == {"deleted": pond}
     assert client.get("/api/objects").json()["scene"]["features"] == []
     assert delete(client, pond).status_code == 404
+
+
+def test_undoing_another_objects_only_click_keeps_the_current_one(client: TestClient, segmenter: Segmenter) -> None:
+    pond = click(client, *scene_xy(segmenter, POND))["object"]
+    client.post("/api/objects")
+    lake = click(client, *scene_xy(segmenter, FIELD))["object"]
+    assert client.post("/api/undo", json={"object": pond}).json() == {"object": pond, "remaining": False}
+    assert client.get("/api/objects").json()["current"] == lake
 
 
 def test_objects_loaded_from_a_clicks_file_keep_their_ids(segmenter: Segmenter, tmp_path: Path) -> None:

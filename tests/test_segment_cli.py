@@ -89,7 +89,7 @@ def test_objects_that_come_out_empty_are_named(segment, tmp_path):
     """--min-area over every object's size: the polygons are written, and one warning line names them."""
     code, stdout, err = segment("--min-area", "5000000")
     assert code == 0 and "wrote 2 objects" in stdout
-    assert "warning: 2 object(s) came out empty ('pond', 'road'): add positive clicks, or lower the minimum area (--min-area)" in err
+    assert "warning: 2 object(s) came out empty ('pond', 'road'): add positive clicks, or lower the minimum area (min_area, --min-area)" in err
     assert gpd.read_file(tmp_path / "out" / "objects.gpkg").geometry.is_empty.all()
 
 

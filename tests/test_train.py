@@ -166,6 +166,11 @@ def test_a_bad_resume_is_refused_before_training(full_run, tmp_path, iseg_root):
                                                             "trainer.max_steps": 30})
     step = next((run / "checkpoints").glob("step*.ckpt"))
     check_resumable(step, ClickTrainingModule(build_model(by_path), by_path), 30)  # the set by its path: the same set
+    older = torch.load(step, weights_only=False)  # as checkpoints wrote it before: the set as given, fewer settings
+    older["mst_geo"]["data"] = {"datasets": [str(iseg_root / "COCO_MVal")]}
+    del older["mst_geo"]["optim"]["warmup_steps"]
+    torch.save(older, tmp_path / "older.ckpt")
+    check_resumable(tmp_path / "older.ckpt", ClickTrainingModule(build_model(config), config), 30)
     junk = tmp_path / "junk.ckpt"
     junk.write_text("not a checkpoint")
     cut = tmp_path / "cut.ckpt"  # a copy that ran out of disk

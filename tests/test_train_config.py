@@ -52,6 +52,9 @@ def test_overrides_apply_merge_into_mappings_and_null_resets():
     smoke = load_train_config(CONFIGS / "smoke.yaml")
     deeper = load_train_config(CONFIGS / "smoke.yaml", dict([parse_override("model.overrides.depth=1")]))
     assert deeper.model.overrides == {**smoke.model.overrides, "depth": 1} and len(smoke.model.overrides) > 1
+    dropped = next(iter(smoke.model.overrides))  # null removes a key: the preset's own value again
+    reset = load_train_config(CONFIGS / "smoke.yaml", dict([parse_override(f"model.overrides.{dropped}=null")]))
+    assert dropped not in reset.model.overrides and len(reset.model.overrides) == len(smoke.model.overrides) - 1
 
 
 @pytest.mark.parametrize("text, message", [

@@ -145,7 +145,7 @@ def test_a_few_polygons_still_hold_one_out(tmp_path):
 
 
 def test_a_split_column_keeps_its_held_out_polygons_out_of_training(tmp_path):
-    """The example's ponds marked ``split = held_out`` (as notebook 03 reads them) are never trained
+    """The example's ponds marked ``split = held_out`` (the file notebook 03 splits) are never trained
     on, also in a run that does not validate; a value that is neither is named."""
     path = REPO / "examples" / "water_labels.geojson"
     marked = gpd.read_file(path)
@@ -158,8 +158,13 @@ def test_a_split_column_keeps_its_held_out_polygons_out_of_training(tmp_path):
     marked["SPLIT"] = marked.pop("split").replace({"held_out": "Val"})  # ArcGIS capitals, another spelling
     marked.loc[0, "SPLIT"] = "maybe"
     marked.to_file(tmp_path / "ponds.gpkg")
-    with pytest.raises(MSTGeoError, match="ponds.gpkg: feature 0: split 'maybe' is neither train nor held_out"):
+    with pytest.raises(MSTGeoError, match="ponds.gpkg: feature 0: split 'maybe' is neither train \\(or blank\\) nor "
+                                          "held_out"):
         scene_split(DataSection(scene=str(SCENE), labels=str(tmp_path / "ponds.gpkg")))
-    marked.loc[0, "SPLIT"] = "train"
+    marked.loc[0, "SPLIT"] = None  # a blank cell trains
+    marked.loc[1, "SPLIT"] = "Held out"  # spelled as people write it
     marked.to_file(tmp_path / "ponds.gpkg")
-    assert len(scene_split(DataSection(scene=str(SCENE), labels=str(tmp_path / "ponds.gpkg")))[1]) == len(held)
+    assert len(scene_split(DataSection(scene=str(SCENE), labels=str(tmp_path / "ponds.gpkg")))[1]) == len(held | {1})
+    marked["SPLIT"] = "train"  # a column that holds nothing out (notebook 03's training file): the hash rule
+    marked.to_file(tmp_path / "ponds.gpkg")
+    assert len(scene_split(DataSection(scene=str(SCENE), labels=str(tmp_path / "ponds.gpkg")))[1]) == 1

@@ -29,7 +29,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from mst_geo.app.pagegrid import PageGrid
-from mst_geo.app.tiles import SceneTiles
+from mst_geo.app.tiles import WARNING_FILTERS, SceneTiles
 from mst_geo.errors import MSTGeoError, MSTGeoWarning, os_error_line
 from mst_geo.geo.io import epsg_code
 from mst_geo.geo.raster import scene_name, scene_stem
@@ -54,7 +54,7 @@ class ClickRequest(BaseModel):
 
 
 class ObjectRequest(BaseModel):
-    """Names an object; ``null`` means the current one."""
+    """Names an object; ``null`` means the current one (not for delete, which must name it)."""
 
     object: ObjectId | None = Field(None, description="Object id; default: the current object.")
 
@@ -115,7 +115,7 @@ class _Session:
             if self.current is None and not allow_new:
                 raise HTTPException(404, "no current object: click on the map first")
             object_id = self.current if self.current is not None else self.new_object()
-        object_id = self.segmenter.existing_id(object_id)  # "7" from a URL path is object 7
+        object_id = self.segmenter.existing_id(object_id)  # "7" (ids as text) is object 7
         if self.current is not None and str(object_id) == str(self.current):
             object_id = self.current
         if object_id in self.segmenter.objects() or (allow_new and object_id == self.current):
@@ -228,7 +228,7 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None,
             object_id = session.resolve(asked)
             segmenter.undo(object_id)
             remaining = object_id in segmenter.objects()
-            if not remaining:  # its only click went: the object clicked before it is current again
+            if not remaining and session.current == object_id:  # its only click went: the one clicked before it
                 session.current = segmenter.last_clicked()
             return {"object": object_id, "remaining": remaining}
 
@@ -270,7 +270,7 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None,
         segmenter.refuse_input_as_output(path)  # the scene or a loaded clicks file: never offered for replacing
         if path.is_file() and not request.overwrite:  # 409: the page asks before replacing
             raise HTTPException(409, f"{path}: exists (save with overwrite to replace it)")
-        with session.lock, warnings.catch_warnings(record=True) as notes:
+        with session.lock, WARNING_FILTERS, warnings.catch_warnings(record=True) as notes:
             warnings.simplefilter("always", MSTGeoWarning)  # objects that came out empty, a WGS84 fallback
             segmenter.save(path, overwrite=request.overwrite)
             n_objects = len(segmenter.objects())

@@ -29,6 +29,9 @@ from mst_geo.geo.journal import file_identity
 from mst_geo.geo.raster import SceneRaster, close_scene, open_scene, palette_colours, pixel_reads
 
 PNG_OPTIONS = (cv2.IMWRITE_PNG_COMPRESSION, 1)
+WARNING_FILTERS = threading.Lock()
+"""Held around every ``warnings.catch_warnings`` of the server's threads: the filters it swaps are
+the process's, and two blocks that overlap and exit out of order would leave one's filters on."""
 
 
 class SceneTiles:
@@ -58,7 +61,7 @@ class SceneTiles:
             reader = self._idle.get_nowait()
         except queue.Empty:
             dataset = open_scene(self.source)  # the grid the model reads (north-up, warped if need be)
-            with warnings.catch_warnings():  # a small scene without overviews is fine: windowed reads
+            with WARNING_FILTERS, warnings.catch_warnings():  # a small scene without overviews is fine: windowed reads
                 warnings.simplefilter("ignore", NoOverviewWarning)
                 reader = Reader(str(self.source), dataset=dataset)
         try:

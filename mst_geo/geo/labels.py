@@ -17,6 +17,7 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 from affine import Affine
 from rasterio.features import rasterize
 from rasterio.windows import Window
@@ -83,7 +84,8 @@ def column_named(frame: gpd.GeoDataFrame, name: str) -> str | None:
     return next((column for column in frame.columns if str(column).strip().lower() == name), None)
 
 
-HELD_OUT_SPLITS = {"held_out", "held-out", "heldout", "val", "validation", "test"}
+HELD_OUT_SPLITS = {"held_out", "heldout", "val", "validation", "test"}
+"""``split`` values, in lower case with spaces and hyphens as ``_``, that keep a polygon out of training."""
 TRAIN_SPLITS = {"train", "training", ""}
 
 
@@ -95,9 +97,10 @@ def held_out_marks(frame: gpd.GeoDataFrame, path: str | Path) -> list[bool] | No
         return None
     marks = []
     for feature, value in zip(frame.index, frame[column]):
-        text = "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value).strip().lower()
+        text = "" if pd.isna(value) else "_".join(str(value).lower().replace("-", " ").split())  # "Held out"
         if text not in HELD_OUT_SPLITS | TRAIN_SPLITS:
-            raise MSTGeoError(f"feature {feature}: split {value!r} is neither train nor held_out", path)
+            raise MSTGeoError(f"feature {feature}: split {value!r} is neither train (or blank) nor held_out "
+                              f"({', '.join(sorted(HELD_OUT_SPLITS))})", path)
         marks.append(text in HELD_OUT_SPLITS)
     return marks
 

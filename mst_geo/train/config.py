@@ -187,7 +187,8 @@ def _fill(section: Any, values: dict, where: str, source: str | None) -> None:
         if dataclasses.is_dataclass(current):
             _fill(current, value, dotted, source)
         elif isinstance(current, dict) and isinstance(value, dict):  # model.overrides: key by key, as extends
-            setattr(section, key, _merge(current, value))
+            merged = _merge(current, value)
+            setattr(section, key, {name: item for name, item in merged.items() if item is not None})  # null resets
         elif _accepts(hints[key], value):
             setattr(section, key, value)
         else:

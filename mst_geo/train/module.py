@@ -61,10 +61,10 @@ def training_data(data: DataSection) -> dict[str, Any]:
         from mst_geo.geo.raster import scene_location  # rasterio: scene runs only
 
         return {"scene": scene_location(data.scene), "labels": str(Path(str(data.labels)).expanduser().resolve())}
-    return {"datasets": sorted(_dataset_name(name) for name in data.datasets)}
+    return {"datasets": sorted(dataset_name(name) for name in data.datasets)}
 
 
-def _dataset_name(given: str) -> str:
+def dataset_name(given: str) -> str:
     """A ``--datasets`` entry as one spelling: a folder's path by its folder's name, a known set
     by its own spelling (``coco-mval`` and ``/data/COCO_MVal`` are one set)."""
     from mst_geo.data.iseg import dataset_location, known_name

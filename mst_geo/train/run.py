@@ -48,7 +48,7 @@ from mst_geo.model.checkpoint import CheckpointError, checkpoint_path, read_card
 from mst_geo.model.pretrained import load_vit_weights
 from mst_geo.train.config import TrainConfig, config_to_dict
 from mst_geo.train.datamodule import ClickDataModule
-from mst_geo.train.module import SELECTION_METRIC, ClickTrainingModule, training_data
+from mst_geo.train.module import SELECTION_METRIC, ClickTrainingModule, dataset_name, training_data
 
 CHECKPOINT_DIR = "checkpoints"
 EXPORT_NAME = "model.safetensors"
@@ -183,6 +183,8 @@ def check_resumable(path: Path, module: L.LightningModule, max_steps: int) -> No
                           f"{len(expected)} weights missing or of another shape, e.g. {differ[0]}); resume with "
                           "the recipe and --init the run started with", path)
     trained_on = (checkpoint.get("mst_geo") or {}).get("data")  # checkpoints before it was recorded: not checked
+    if trained_on is not None and "datasets" in trained_on:  # recorded as given before names were normalised
+        trained_on = {"datasets": sorted(dataset_name(name) for name in trained_on["datasets"])}
     asked = training_data(module.config.data)
     if trained_on is not None and trained_on != asked:
         raise MSTGeoError(f"--resume: the run trained on {_data_words(trained_on)}, this command names "
@@ -190,7 +192,8 @@ def check_resumable(path: Path, module: L.LightningModule, max_steps: int) -> No
                           path)
     trained_with = (checkpoint.get("mst_geo") or {}).get("optim")
     asked_optim = dataclasses.asdict(module.config.optim)
-    changed = [key for key in asked_optim if trained_with is not None and trained_with.get(key) != asked_optim[key]]
+    changed = [key for key in asked_optim  # a setting added after the checkpoint was written is not a change
+               if trained_with is not None and key in trained_with and trained_with[key] != asked_optim[key]]
     if changed:  # Lightning restores the optimiser and its schedule: new values would be recorded, never used
         differences = ", ".join(f"optim.{key} {trained_with.get(key)} -> {asked_optim[key]}" for key in changed)
         raise MSTGeoError(f"--resume: the run's optimiser settings differ ({differences}); a resumed run keeps the "

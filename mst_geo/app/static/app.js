@@ -16,6 +16,7 @@ const colour = (id) => {
   return `hsl(${(50 + colourOrder.get(key) * 137.508) % 360}, 90%, 50%)`;
 };
 
+const REQUEST_TIMEOUT_MS = 10 * 60_000;  // a model call on a huge window on a slow CPU stays well under it
 let map, scene, polygonLayer, clickLayer;
 let current = null;  // id of the object that the next click extends (null: server picks)
 
@@ -25,10 +26,13 @@ async function api(method, url, body) {
     options.headers["Content-Type"] = "application/json";
     options.body = JSON.stringify(body);
   }
+  // a request that never ends would hold every queued action behind it: give up after a while
+  options.signal = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
   let response;
   try {
     response = await fetch(url, options);
-  } catch {  // nothing answered at all (the browser says only "Failed to fetch")
+  } catch (error) {  // nothing answered at all (the browser says only "Failed to fetch")
+    if (error.name === "TimeoutError") throw new Error(`no answer from the server in ${REQUEST_TIMEOUT_MS / 60000} minutes`);
     throw new Error("the app's server does not answer: was mst-geo app stopped?");
   }
   // An error from outside the app's handlers (a crash, a proxy) is not JSON: report its status.
@@ -54,7 +58,7 @@ let queue = Promise.resolve();
 let waiting = 0;
 function guarded(action) {
   waiting += 1;
-  if (waiting > 1) setStatus(`segmenting… ${waiting - 1} more waiting`);
+  if (waiting > 1) setStatus(`working… ${waiting - 1} more waiting`);
   queue = queue.then(async () => {
     try {
       await action();
