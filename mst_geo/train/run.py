@@ -217,8 +217,8 @@ class InterruptCheckpoint(OnExceptionCheckpoint):
     leave a checkpoint that ``--resume auto`` would pick over the good ones."""
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
-            super().on_exception(trainer, pl_module, exception)
+        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)):  # resumable: optimiser and loops too
+            trainer.save_checkpoint(self.ckpt_path, weights_only=False)  # said, Lightning prints no default note
 
 
 class StopTogether(Callback):
