@@ -180,6 +180,17 @@ def test_undoing_another_objects_only_click_keeps_the_current_one(client: TestCl
     assert client.get("/api/objects").json()["current"] == fresh
 
 
+def test_the_version_counts_changes_that_succeeded(client: TestClient, segmenter: Segmenter) -> None:
+    """What a second tab polls: clicks, N, undo and delete move it; reads and refused requests do not."""
+    start = client.get("/api/version").json()["version"]
+    click(client, *scene_xy(segmenter, POND))
+    client.get("/api/objects")
+    assert client.post("/api/undo", json={"object": 42}).status_code == 404
+    assert client.get("/api/version").json()["version"] == start + 1
+    client.post("/api/objects")
+    assert client.get("/api/objects").json()["version"] == start + 2
+
+
 def test_objects_loaded_from_a_clicks_file_keep_their_ids(segmenter: Segmenter, tmp_path: Path) -> None:
     """``mst-geo app --clicks``: named and numbered objects of a file can be extended, selected and
     deleted by the ids the file gave them (the output holds mixed ids as text)."""

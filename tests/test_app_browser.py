@@ -216,6 +216,23 @@ def test_double_click_is_one_click_and_delete_asks_first(page) -> None:
 
 
 
+def test_a_second_tab_on_the_session_follows_the_first(page, app_url: str) -> None:
+    """Two tabs on one server: the idle one redraws within seconds what the other one clicked."""
+    other = page.context.browser.new_page(viewport={"width": 1280, "height": 800})
+    other.goto(app_url)
+    other.wait_for_selector("img.leaflet-tile-loaded")
+    page.wait_for_selector("img.leaflet-tile-loaded")
+    click_pixel(page, POND)
+    wait_for_status(page, "object 1: positive click")
+    other.wait_for_function("document.querySelectorAll('#objects li').length === 1", timeout=15_000)
+    assert other.text_content("#objects li").endswith("· 1 click")
+    other.keyboard.press("n")
+    wait_for_status(other, "object 2 started")
+    click_pixel(other, LAKE)
+    wait_for_status(other, "object 2: positive click")
+    page.wait_for_function("document.querySelectorAll('#objects li').length === 2", timeout=15_000)
+
+
 def test_objects_never_share_a_colour(page) -> None:
     """Ids 1, 9 and 17 (and names) once fell on one of eight colours; each object now has its own."""
     page.wait_for_selector("img.leaflet-tile-loaded")

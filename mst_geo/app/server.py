@@ -78,6 +78,8 @@ class _Session:
         """The current object when N started a new one: cancelling the new one goes back to it."""
         self.saved_clicks = segmenter.clicks_geojson()
         """The clicks as last saved or exported (or as loaded at the start): what a shutdown would not lose."""
+        self.version = 0
+        """Counts the changes made to the session: a page that saw another number redraws (another tab)."""
 
     def unsaved(self) -> bool:
         """Whether clicks changed since the last save (or the start)."""
@@ -147,6 +149,15 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None,
     app.state.session = session
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_error_handlers(app)
+
+    @app.middleware("http")
+    async def count_changes(request: Request, call_next: Any) -> Response:
+        """Every session change that succeeds moves ``version`` on, before its answer leaves."""
+        response = await call_next(request)
+        if request.method not in ("GET", "HEAD") and request.url.path.startswith("/api/") and response.status_code < 400:
+            session.version += 1
+        return response
+
     _add_request_guards(app, trusted_hosts)
 
     @app.get("/", include_in_schema=False)
@@ -248,6 +259,11 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None,
                 session.current = segmenter.last_clicked()
             return {"deleted": object_id}
 
+    @app.get("/api/version")
+    def version() -> dict[str, int]:
+        """The session's change count: what a page polls to notice another tab's clicks."""
+        return {"version": session.version}
+
     @app.get("/api/objects")
     def objects() -> dict[str, Any]:
         """All objects: GeoJSON in the scene CRS, the same in page coordinates, and the clicks for the page."""
@@ -255,7 +271,9 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None,
             scene_fc = segmenter.polygons().to_geo_dict(na="null")
             clicks = segmenter.clicks_geojson()
             current = session.current
+            changes = session.version
         return {
+            "version": changes,
             "current": current,
             "crs": segmenter.crs.to_string(),
             "scene": scene_fc,

@@ -17,6 +17,8 @@ const colour = (id) => {
 };
 
 const REQUEST_TIMEOUT_MS = 10 * 60_000;  // a model call on a huge window on a slow CPU stays well under it
+const SYNC_MS = 2000;  // how often an idle page asks whether another tab changed the session
+let seenVersion = null;  // the session's change count this page last drew
 let map, scene, polygonLayer, clickLayer;
 let current = null;  // id of the object that the next click extends (null: server picks)
 
@@ -73,6 +75,7 @@ function guarded(action) {
 
 async function refresh() {
   const data = await api("GET", "api/objects");
+  seenVersion = data.version;
   current = data.current;
   data.scene.features.forEach((feature) => colour(feature.properties.object));  // list order sets colours
   polygonLayer.clearLayers().addData(data.page);
@@ -228,6 +231,18 @@ async function init() {
   document.getElementById("export").onclick = () => guarded(exportClicks);
   await refresh();
   setStatus("left click: positive · right/shift click: negative");
+  // another tab on the same session: an idle, visible page redraws when the server's state moved on
+  // (queued behind any action, but not counted as one the user waits for)
+  setInterval(() => {
+    if (waiting > 0 || document.hidden) return;
+    queue = queue.then(async () => {
+      try {
+        if ((await api("GET", "api/version")).version !== seenVersion) await refresh();
+      } catch (error) {
+        setStatus(error.message, true);
+      }
+    });
+  }, SYNC_MS);
 }
 
 guarded(init);
