@@ -8,6 +8,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pytest
 import rasterio
 from rasterio.features import shapes
@@ -168,3 +169,25 @@ def test_a_split_column_keeps_its_held_out_polygons_out_of_training(tmp_path):
     marked["SPLIT"] = "train"  # a column that holds nothing out (notebook 03's training file): the hash rule
     marked.to_file(tmp_path / "ponds.gpkg")
     assert len(scene_split(DataSection(scene=str(SCENE), labels=str(tmp_path / "ponds.gpkg")))[1]) == 1
+
+
+def test_a_scene_run_resumes_only_on_the_labels_it_started_with(tmp_path):
+    """Polygons appended to the labels file between two parts of a run (the held-out ones could
+    move onto trained-on ground, the samples change): the resume is refused, naming both contents."""
+    from mst_geo.train.config import load_train_config
+    from mst_geo.train.run import train
+
+    labels = tmp_path / "ponds.geojson"
+    frame = gpd.read_file(REPO / "examples" / "water_labels.geojson")
+    frame.to_file(labels)
+    config = {"out": str(tmp_path / "run"), "data.scene": str(SCENE), "data.labels": str(labels),
+              "data.datasets": [], "trainer.val_every_steps": 0, "trainer.batch_size": 2}
+    smoke = REPO / "configs" / "train" / "smoke.yaml"
+    train(load_train_config(smoke, {**config, "trainer.max_steps": 1}))
+    grown = pd.concat([frame, frame.iloc[:1]], ignore_index=True)
+    gpd.GeoDataFrame(grown, crs=frame.crs).to_file(labels)
+    with pytest.raises(MSTGeoError, match=r"the run trained on .*ponds.geojson \(sha256 [0-9a-f]+\), this command "
+                                          r"names .*ponds.geojson \(sha256 [0-9a-f]+\)"):
+        train(load_train_config(smoke, {**config, "trainer.max_steps": 2}), resume="auto")
+    frame.to_file(labels)  # the file as it was: the run goes on
+    assert train(load_train_config(smoke, {**config, "trainer.max_steps": 2}), resume="auto").is_file()

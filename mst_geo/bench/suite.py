@@ -5,7 +5,6 @@ The library call behind ``mst-geo bench noc``; the CLI only parses flags into it
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -47,22 +46,6 @@ def scene_table_names(scenes: Sequence[tuple[str | Path, str | Path]]) -> list[s
 
 MIN_VIEW = 16
 """The smallest --view: one patch of every preset."""
-SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
-"""The files a Shapefile's polygons, attributes and CRS live in (not its spatial indexes)."""
-
-
-def labels_digest(labels: str | Path) -> str:
-    """A digest of a labels file (a Shapefile with its attribute and CRS files): an edited file
-    makes its old rows another dataset's, refused on rerun rather than mixed in."""
-    path = Path(labels)
-    parts = [path.with_suffix(suffix) for suffix in SHAPEFILE_PARTS] if path.suffix.lower() == ".shp" else [path]
-    digest = hashlib.sha256()
-    for part in parts:
-        if part.is_file():
-            digest.update(part.suffix.encode() + b"\0" + part.read_bytes())
-    return f"sha256 {digest.hexdigest()[:16]}"
-
-
 def run_noc_benchmark(
     models: Sequence[str],
     datasets: Sequence[str],
@@ -116,6 +99,7 @@ def run_noc_benchmark(
     scene_records = []  # as the settings record them (a URL without its query)
     if scenes:
         from mst_geo.bench.scene_set import LabelledScene  # rasterio/geopandas only for scenes
+        from mst_geo.geo.labels import labels_digest
         from mst_geo.geo.raster import public_source, scene_location
 
         scene_records = [[public_source(scene), str(labels)] for scene, labels in scenes]

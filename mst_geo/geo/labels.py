@@ -9,6 +9,7 @@ these objects, ``train --scene`` (``train/scene_dataset.py``) trains on them.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from collections.abc import Sequence
@@ -35,6 +36,23 @@ HELD_OUT_CONTEXT = 2.0
 
 MIN_WINDOW = 64
 """Smallest window side in scene pixels (a 5 px object still comes with some context)."""
+
+
+SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
+"""The files a Shapefile's polygons, attributes and CRS live in (not its spatial indexes)."""
+
+
+def labels_digest(labels: str | Path) -> str:
+    """A digest of a labels file (a Shapefile with its attribute and CRS files): an edited file
+    makes a bench's old rows another dataset's, and a training run's checkpoints another run's,
+    refused rather than mixed in."""
+    path = Path(labels)
+    parts = [path.with_suffix(suffix) for suffix in SHAPEFILE_PARTS] if path.suffix.lower() == ".shp" else [path]
+    digest = hashlib.sha256()
+    for part in parts:
+        if part.is_file():
+            digest.update(part.suffix.encode() + b"\0" + part.read_bytes())
+    return f"sha256 {digest.hexdigest()[:16]}"
 
 
 def read_labels(labels: str | Path, scene_crs: Any) -> gpd.GeoDataFrame:

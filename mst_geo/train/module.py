@@ -58,9 +58,12 @@ def training_data(data: DataSection) -> dict[str, Any]:
     """What a run trains on, as a resumed run must match it: a scene and its labels file (resolved
     paths), else the dataset names (a data root may move: a pack copied to a GPU box)."""
     if data.scene is not None:
-        from mst_geo.geo.raster import scene_location  # rasterio: scene runs only
+        from mst_geo.geo.labels import labels_digest  # rasterio: scene runs only
+        from mst_geo.geo.raster import scene_location
 
-        return {"scene": scene_location(data.scene), "labels": str(Path(str(data.labels)).expanduser().resolve())}
+        labels = Path(str(data.labels)).expanduser().resolve()
+        # the content too: polygons appended to the file would move the held-out ones onto trained-on ground
+        return {"scene": scene_location(data.scene), "labels": str(labels), "labels_digest": labels_digest(labels)}
     return {"datasets": sorted(dataset_name(name) for name in data.datasets)}
 
 

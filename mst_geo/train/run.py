@@ -186,6 +186,8 @@ def check_resumable(path: Path, module: L.LightningModule, max_steps: int) -> No
     if trained_on is not None and "datasets" in trained_on:  # recorded as given before names were normalised
         trained_on = {"datasets": sorted(dataset_name(name) for name in trained_on["datasets"])}
     asked = training_data(module.config.data)
+    if trained_on is not None and "labels" in trained_on and "labels_digest" not in trained_on:
+        asked.pop("labels_digest")  # written before the labels' content was recorded
     if trained_on is not None and trained_on != asked:
         raise MSTGeoError(f"--resume: the run trained on {_data_words(trained_on)}, this command names "
                           f"{_data_words(asked)}; resume with the same data, or start a new run in another --out",
@@ -208,7 +210,7 @@ def check_resumable(path: Path, module: L.LightningModule, max_steps: int) -> No
 def _data_words(data: dict) -> str:
     """A run's training data in a few words (scene and labels, or dataset names)."""
     if "scene" in data:
-        return f"{data['scene']} with {data['labels']}"
+        return f"{data['scene']} with {data['labels']} ({data.get('labels_digest', 'content not recorded')})"
     return "the datasets " + ", ".join(data.get("datasets", []))
 
 
