@@ -46,6 +46,8 @@ def scene_table_names(scenes: Sequence[tuple[str | Path, str | Path]]) -> list[s
 
 MIN_VIEW = 16
 """The smallest --view: one patch of every preset."""
+
+
 def run_noc_benchmark(
     models: Sequence[str],
     datasets: Sequence[str],

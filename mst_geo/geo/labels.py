@@ -109,7 +109,8 @@ TRAIN_SPLITS = {"train", "training", ""}
 
 def held_out_marks(frame: gpd.GeoDataFrame, path: str | Path) -> list[bool] | None:
     """Per polygon, whether its ``split`` column marks it held out (never trained on), or None
-    when the labels have no such column; a blank cell is ``train``, any other value an error."""
+    when the labels have no such column or it marks none held out (a training-only file); a blank
+    cell is ``train``, any other value an error."""
     column = column_named(frame, "split")
     if column is None:
         return None
@@ -120,7 +121,7 @@ def held_out_marks(frame: gpd.GeoDataFrame, path: str | Path) -> list[bool] | No
             raise MSTGeoError(f"feature {feature}: split {value!r} is neither train (or blank) nor held_out "
                               f"({', '.join(sorted(HELD_OUT_SPLITS))})", path)
         marks.append(text in HELD_OUT_SPLITS)
-    return marks
+    return marks if any(marks) else None
 
 
 class LabelledObjects:

@@ -136,9 +136,9 @@ class PixelMapper:
 
     def to_scene(self, x: float, y: float, crs: CRS | None) -> tuple[float, float]:
         """(x, y) reprojected from ``crs`` (None: already the scene CRS) to the scene CRS."""
-        if crs is None or CRS.from_user_input(crs) == self.scene_crs:
+        source = None if crs is None else CRS.from_user_input(crs)
+        if source is None or source == self.scene_crs:
             return float(x), float(y)
-        source = CRS.from_user_input(crs)
         try:
             transformer = _transformer(source, self.scene_crs)
         except ProjError:  # a local grid without a datum: no coordinate of another CRS places a click on it

@@ -216,14 +216,19 @@ class SceneRaster:
             chosen = (chosen + (chosen[0],) * 3)[:3]
         return chosen  # type: ignore[return-value]
 
+    @property
+    def _source_file(self) -> DatasetReader:
+        """The file's own dataset, also under a warp, whose VRT carries neither the file's type
+        (it reads float32), nor its scale tags, nor its list of files."""
+        return getattr(self.dataset, "src_dataset", self.dataset)
+
     def _inverted_bands(self) -> np.ndarray:
         """Per chosen band, whether its scale tag is negative: its stored values run against the
         quantity they encode, so it is stretched the other way (a positive scale or any offset
         changes nothing a percentile stretch sees)."""
         if self.palette is not None:  # indices into a colour table, whatever the tag says
             return np.zeros(3, bool)
-        scales = getattr(self.dataset, "src_dataset", self.dataset).scales  # a warp does not carry the tags
-        return np.array([scales[band - 1] < 0 for band in self.bands])
+        return np.array([self._source_file.scales[band - 1] < 0 for band in self.bands])
 
     def _refuse_complex_bands(self) -> None:
         """Complex samples (a SAR SLC) have no order to stretch: the model needs their amplitude."""
@@ -328,7 +333,7 @@ class SceneRaster:
         if not valid.any(axis=1).all():
             raise MSTGeoError("raster holds only nodata pixels in the chosen bands", self.path)
         informative = valid & ~flat
-        stored = np.dtype(getattr(self.dataset, "src_dataset", self.dataset).dtypes[self.bands[0] - 1])
+        stored = np.dtype(self._source_file.dtypes[self.bands[0] - 1])
         if self.palette is None and np.issubdtype(stored, np.integer):  # the file's type, not a warp's float32
             informative &= samples.data < np.iinfo(stored).max
         enough = informative.sum(axis=1) >= np.maximum(100, MIN_STATS_SHARE * valid.sum(axis=1))
@@ -419,7 +424,7 @@ class SceneRaster:
         URL alone (its sidecars are not probed)."""
         if isinstance(self.path, str):
             return [self.path]
-        return [Path(name) for name in getattr(self.dataset, "src_dataset", self.dataset).files]
+        return [Path(name) for name in self._source_file.files]
 
     # -- lifetime -------------------------------------------------------------------------------
     @property

@@ -22,8 +22,8 @@ import threading
 import warnings
 import zipfile
 from collections.abc import Sequence
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import cv2
 import lightning as L
@@ -182,22 +182,18 @@ def check_resumable(path: Path, module: L.LightningModule, max_steps: int) -> No
         raise MSTGeoError(f"--resume: holds another network than this recipe builds ({len(differ)} of "
                           f"{len(expected)} weights missing or of another shape, e.g. {differ[0]}); resume with "
                           "the recipe and --init the run started with", path)
-    trained_on = (checkpoint.get("mst_geo") or {}).get("data")  # checkpoints before it was recorded: not checked
+    recorded = checkpoint.get("mst_geo") or {}
+    trained_on, asked = recorded.get("data"), training_data(module.config.data)
     if trained_on is not None and "datasets" in trained_on:  # recorded as given before names were normalised
         trained_on = {"datasets": sorted(dataset_name(name) for name in trained_on["datasets"])}
-    asked = training_data(module.config.data)
-    if trained_on is not None and "labels" in trained_on and "labels_digest" not in trained_on:
-        asked.pop("labels_digest")  # written before the labels' content was recorded
-    if trained_on is not None and trained_on != asked:
+    if _changed_since(trained_on, asked):
         raise MSTGeoError(f"--resume: the run trained on {_data_words(trained_on)}, this command names "
                           f"{_data_words(asked)}; resume with the same data, or start a new run in another --out",
                           path)
-    trained_with = (checkpoint.get("mst_geo") or {}).get("optim")
-    asked_optim = dataclasses.asdict(module.config.optim)
-    changed = [key for key in asked_optim  # a setting added after the checkpoint was written is not a change
-               if trained_with is not None and key in trained_with and trained_with[key] != asked_optim[key]]
+    trained_with, asked_optim = recorded.get("optim"), dataclasses.asdict(module.config.optim)
+    changed = _changed_since(trained_with, asked_optim)
     if changed:  # Lightning restores the optimiser and its schedule: new values would be recorded, never used
-        differences = ", ".join(f"optim.{key} {trained_with.get(key)} -> {asked_optim[key]}" for key in changed)
+        differences = ", ".join(f"optim.{key} {trained_with[key]} -> {asked_optim.get(key)}" for key in changed)
         raise MSTGeoError(f"--resume: the run's optimiser settings differ ({differences}); a resumed run keeps the "
                           "checkpoint's optimiser: resume with the run's settings, or start a new run from its "
                           "weights with --init", path)
@@ -205,6 +201,13 @@ def check_resumable(path: Path, module: L.LightningModule, max_steps: int) -> No
     if step > max_steps:
         raise MSTGeoError(f"--resume: already at step {step}, past --max-steps {max_steps}; raise --max-steps "
                           f"above it to continue, or set it to {step} to export these weights", path)
+
+
+def _changed_since(recorded: dict | None, asked: dict) -> list[str]:
+    """The keys a checkpoint recorded with another value than this command asks for. Only what it
+    recorded counts: a checkpoint written before a key was (the labels' content, a later optimiser
+    setting, the record itself) is not checked on it."""
+    return [key for key in recorded or {} if recorded[key] != asked.get(key)]
 
 
 def _data_words(data: dict) -> str:

@@ -44,12 +44,12 @@ class SceneObjects(LabelledObjects):
 def scene_split(data: DataSection, validates: bool = True) -> tuple[SceneObjects, SceneObjects]:
     """Training and held-out objects of ``data.scene`` / ``data.labels``: the polygons a ``split``
     column marks ``held_out`` (never trained on, validated on when the run validates; a column that
-    marks none is as if absent), else held
-    out by a fixed hash of the feature number, at least one when the fraction rounds to none and
-    none at all when the run does not validate; objects outside the scene are dropped."""
+    marks none is as if absent), else held out by a fixed hash of the feature number, at least one
+    when the fraction rounds to none and none at all when the run does not validate; objects
+    outside the scene are dropped."""
     labels, bands = scene_labels(data.scene, data.labels, data.scene_bands)
     marked = held_out_marks(labels, data.labels)
-    if marked is not None and any(marked):
+    if marked is not None:
         held = marked
     else:
         keys = [f"feature/{feature}" for feature in labels.index]
@@ -59,7 +59,7 @@ def scene_split(data: DataSection, validates: bool = True) -> tuple[SceneObjects
     train_rows = [row for row, out in enumerate(held) if not out]
     val_rows = [row for row, out in enumerate(held) if out and validates]
     if not train_rows:
-        fix = "mark some polygons train in its split column" if marked is not None and any(marked) else "lower data.val_fraction"
+        fix = "mark some polygons train in its split column" if marked is not None else "lower data.val_fraction"
         raise MSTGeoError(f"every label polygon is held out; {fix}", data.labels)
     read_max_side = 2 * data.crop_size
     return (SceneObjects(data.scene, labels, train_rows, data.labels, read_max_side, bands),

@@ -56,18 +56,22 @@ function setStatus(text, isError = false) {
 // losing it. One after another, each on the state the previous one left: a click made while the
 // model is busy goes to the object that is current when its turn comes, as the user saw it
 // (a New object pressed in between included), not to the one current when it was made.
+// A background check (``counted`` false) queues the same way without counting as an action the
+// user waits for.
 let queue = Promise.resolve();
 let waiting = 0;
-function guarded(action) {
-  waiting += 1;
-  if (waiting > 1) setStatus(`working… ${waiting - 1} more waiting`);
+function guarded(action, counted = true) {
+  if (counted) {
+    waiting += 1;
+    if (waiting > 1) setStatus(`working… ${waiting - 1} more waiting`);
+  }
   queue = queue.then(async () => {
     try {
       await action();
     } catch (error) {
       setStatus(error.message, true);
     } finally {
-      waiting -= 1;
+      if (counted) waiting -= 1;
     }
   });
   return queue;
@@ -232,16 +236,11 @@ async function init() {
   await refresh();
   setStatus("left click: positive · right/shift click: negative");
   // another tab on the same session: an idle, visible page redraws when the server's state moved on
-  // (queued behind any action, but not counted as one the user waits for)
   setInterval(() => {
     if (waiting > 0 || document.hidden) return;
-    queue = queue.then(async () => {
-      try {
-        if ((await api("GET", "api/version")).version !== seenVersion) await refresh();
-      } catch (error) {
-        setStatus(error.message, true);
-      }
-    });
+    guarded(async () => {
+      if ((await api("GET", "api/version")).version !== seenVersion) await refresh();
+    }, false);
   }, SYNC_MS);
 }
 
