@@ -32,20 +32,26 @@ def split_mask(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mask == 1, mask == IGNORE
 
 
-def interior_distance(region: np.ndarray) -> np.ndarray:
-    """Distance of each region pixel to the nearest non-region pixel, the image border included."""
+def interior_distance(region: np.ndarray, exact: bool = True) -> np.ndarray:
+    """Distance of each region pixel to the nearest non-region pixel, the image border included.
+
+    ``exact=False`` takes OpenCV's 5x5-mask approximation (within 2 % of the Euclidean distance,
+    about 4x faster at 288 px): for training clicks, drawn at random among the deeper pixels
+    anyway; the bench's clicker keeps RITM's exact distances.
+    """
     padded = np.pad(region.astype(np.uint8), 1, constant_values=0)
-    return cv2.distanceTransform(padded, cv2.DIST_L2, 0)[1:-1, 1:-1]
+    return cv2.distanceTransform(padded, cv2.DIST_L2, 0 if exact else cv2.DIST_MASK_5)[1:-1, 1:-1]
 
 
-def error_distances(gt: np.ndarray, pred: np.ndarray,
-                    ignore: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def error_distances(gt: np.ndarray, pred: np.ndarray, ignore: np.ndarray | None = None,
+                    exact: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Interior distances (``interior_distance``) of the object pixels ``pred`` misses and of its
     false alarms: ``gt`` and ``ignore`` boolean, ``pred`` binarised at ``PRED_THRESHOLD``; ignored
     pixels are neither. Both click simulators, the bench's and training's, start from these."""
     predicted = binarize(pred)
     valid = np.ones_like(gt) if ignore is None else ~ignore
-    return interior_distance(gt & ~predicted & valid), interior_distance(~gt & predicted & valid)
+    return (interior_distance(gt & ~predicted & valid, exact),
+            interior_distance(~gt & predicted & valid, exact))
 
 
 def next_click(
