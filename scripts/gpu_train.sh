@@ -12,10 +12,10 @@
 #   (cd packs && python -m zipfile -c iseg320.zip iseg320/)
 # Dry-run here:  DEVICES=cpu bash scripts/gpu_train.sh
 # On the device (run tool, carry packs/iseg320.zip):  RESULTS=$OUT bash scripts/gpu_train.sh
-# Measured on an H200 (2026-11-27): 320 samples/s at batch 64 and 350 at batch 256; whether the
-# host (sample making, click placement) or the small network's GPU kernels set that is unknown,
-# so stage 1 runs with Lightning's simple profiler: $RESULTS/stage1_profile.txt gives the seconds
-# spent waiting for batches, in the no-grad passes, placing clicks, and in backward/optimizer.
+# Measured on an H200: 320 samples/s at batch 64 and 350 at batch 256 (2026-11-27), 346 at batch
+# 64 (2026-11-28). Stage 1 runs with Lightning's simple profiler ($RESULTS/stage1_profile.txt):
+# on 2026-11-28 placing the correction clicks took 37 % of a step, the no-grad passes 24 %,
+# backward 13 %, waiting for batches 0.3 % (docs/training.md, "A lent GPU slice").
 # On the 2-core dev machine one loader makes 166 samples/s at 288 px and one click takes 1.1 ms.
 # The device image has typer and rich (the CLI's pure-Python needs); elsewhere pip install them.
 # Then here: python scripts/heldout_noc.py <RESULTS>/stage2.safetensors --count 200 --input-size N
