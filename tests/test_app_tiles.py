@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from pathlib import Path
 
@@ -298,3 +299,27 @@ def test_closing_while_a_tile_renders_lets_it_finish(tmp_path: Path, open_handle
         worker.join(30)
     assert len(pngs) == 1 and _png(pngs[0]).shape == (256, 256, 4)
     assert open_handles(scene) == 0
+
+
+def test_tile_version_changes_with_a_sidecar(tmp_path: Path) -> None:
+    """External overviews built beside the scene change the low-zoom tiles: cached ones must not
+    be reused (the version names every file GDAL reads, as the segment run's resume key does)."""
+    scene = tmp_path / "scene.tif"
+    with rasterio.open(EXAMPLE) as source:  # a plain GeoTIFF copy: no internal overviews
+        profile, pixels = source.profile, source.read()
+    with rasterio.open(scene, "w", **{**profile, "driver": "GTiff"}) as copy:
+        copy.write(pixels)
+
+    def version() -> str:
+        raster = SceneRaster(scene)
+        try:
+            return SceneTiles(raster).version
+        finally:
+            raster.close()
+
+    before, stat = version(), scene.stat()
+    with rasterio.Env(TIFF_USE_OVR=True), rasterio.open(scene, "r+") as dataset:  # to scene.tif.ovr
+        dataset.build_overviews([2, 4], Resampling.average)
+    os.utime(scene, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # the scene file itself as it was
+    assert (tmp_path / "scene.tif.ovr").is_file() and scene.stat().st_size == stat.st_size
+    assert version() != before

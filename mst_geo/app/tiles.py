@@ -45,9 +45,10 @@ class SceneTiles:
         self.in_range = tuple(zip(raster.low.tolist(), raster.high.tolist()))
         self.inverted = raster.inverted
         self.grid = PageGrid(raster.transform, raster.width, raster.height, aspect=raster.pixel_aspect)
-        look = (file_identity(raster.path), self.bands, self.in_range, self.inverted.tolist())
+        look = ([file_identity(name) for name in raster.files], self.bands, self.in_range, self.inverted.tolist())
         self.version = hashlib.sha1(repr(look).encode()).hexdigest()[:12]
-        """Changes with the file, bands or stretch, so browsers never show cached tiles of another look."""
+        """Changes with the file or its sidecars (an ``.ovr`` built later), bands or stretch, so
+        browsers never show cached tiles of another look."""
         self._idle: queue.SimpleQueue[Reader] = queue.SimpleQueue()
         self._closed = False  # after close(), a reader coming back from a tile is closed, not kept
         self._lock = threading.Lock()
