@@ -281,6 +281,38 @@ def test_report_of_a_partial_run_keeps_common_instances(tmp_path):
     assert isinstance(missing.exception, MSTGeoError) and "run.json missing" in str(missing.exception)
 
 
+def test_report_refuses_rows_of_another_click_count(tmp_path):
+    """Rows files of two runs joined by hand (the README's merge recipe) with another --max-clicks:
+    one clear line, not an IndexError or rows silently cut to run.json's count."""
+    data = {"synthetic": _Listed([_disk_instance(10)])}
+    run_noc({"disk": DiskBaseline()}, data, tmp_path / "three", max_clicks=3, progress=False)
+    run_noc({"watershed": make_baseline("watershed")}, data, tmp_path / "two", max_clicks=2, progress=False)
+    for run in ("three", "two"):
+        merged = tmp_path / f"merged_{run}"
+        merged.mkdir()
+        shutil.copy(tmp_path / run / "run.json", merged)
+        (merged / ROWS_FILE).write_text((tmp_path / "three" / ROWS_FILE).read_text()
+                                        + (tmp_path / "two" / ROWS_FILE).read_text())
+        result = CliRunner().invoke(app, ["bench", "report", str(merged)])
+        assert isinstance(result.exception, MSTGeoError), result.output
+        assert "another --max-clicks" in str(result.exception) and ROWS_FILE in str(result.exception)
+        assert not (merged / "results.json").exists()
+
+
+def test_thresholds_keep_their_own_columns(tmp_path):
+    """NoC@85.5 is its own column (it was labelled NoC@86), and a threshold given twice is refused
+    (0.85 and 0.854 shared one column, which showed one of the two numbers twice; now only
+    thresholds equal to six significant digits would share one)."""
+    data = {"synthetic": _Listed([_disk_instance(10)])}
+    run_noc({"disk": DiskBaseline()}, data, tmp_path, max_clicks=2, progress=False)
+    assert CliRunner().invoke(app, ["bench", "report", str(tmp_path), "--iou", "0.85,0.855"]).exit_code == 0
+    noc = json.loads((tmp_path / "results.json").read_text())["results"]["disk"]["synthetic"]["noc"]
+    assert set(noc) == {"85", "85.5"}
+    assert "NoC@85.5" in (tmp_path / "results.md").read_text()
+    twice = CliRunner().invoke(app, ["bench", "report", str(tmp_path), "--iou", "0.85,0.8500001"])
+    assert isinstance(twice.exception, MSTGeoError) and "threshold twice" in str(twice.exception)
+
+
 def test_shards_split_the_instances_between_processes(tmp_path):
     data = {"synthetic": _Listed([_disk_instance(r) for r in (8, 10, 12)])}
     first = run_noc({"disk": DiskBaseline()}, data, tmp_path, max_clicks=1, progress=False, shard=(1, 2))

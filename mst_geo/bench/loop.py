@@ -61,10 +61,12 @@ class InstanceResult:
         return self.method, self.dataset, self.name
 
 
-def load_rows(out_dir: Path) -> list[InstanceResult]:
+def load_rows(out_dir: Path, max_clicks: int | None = None) -> list[InstanceResult]:
     """The finished per-instance rows in ``out_dir`` (none if it is new); only reads the file.
 
     A line cut off by an interruption is not a finished row: it is skipped, and redone on resume.
+    With ``max_clicks``, rows of another click count (rows files of two runs joined by hand) are
+    refused: NoC and mean IoU over rows of different lengths mean nothing.
     """
     path = out_dir / ROWS_FILE
     if not path.exists():
@@ -75,6 +77,11 @@ def load_rows(out_dir: Path) -> list[InstanceResult]:
             rows.append(InstanceResult(**json.loads(line)))
         except (json.JSONDecodeError, TypeError):
             continue
+    other = sorted({len(row.ious) for row in rows} - {max_clicks}) if max_clicks is not None else []
+    if other:
+        raise MSTGeoError(f"holds rows of {' and '.join(map(str, other))} clicks beside this run's {max_clicks} "
+                          "(--max-clicks in run.json): rows of runs with another --max-clicks cannot share "
+                          "one report", path)
     return rows
 
 
@@ -156,7 +163,7 @@ def run_noc(
         check_identities(out_dir, METHODS_FILE, identities, "model")
     if origins:
         check_identities(out_dir, DATASETS_FILE, origins, "dataset")
-    rows = {row.key: row for row in load_rows(out_dir)}
+    rows = {row.key: row for row in load_rows(out_dir, max_clicks)}
     todo = [
         (dataset_name, index, dataset.name_of(index))
         for dataset_name, dataset in datasets.items()

@@ -12,6 +12,16 @@ from collections.abc import Sequence
 import numpy as np
 
 from mst_geo.clicks.session import clicks_to_reach, threshold_key
+from mst_geo.errors import MSTGeoError
+
+
+def check_thresholds(thresholds: Sequence[float]) -> None:
+    """Refuse IoU thresholds outside (0, 1] or given twice (one column each in the tables)."""
+    if any(not 0 < t <= 1 for t in thresholds):
+        raise MSTGeoError(f"--iou values must be in (0, 1], got {list(thresholds)}")
+    keys = [threshold_key(t) for t in thresholds]
+    if len(set(keys)) < len(keys):
+        raise MSTGeoError(f"--iou gives a threshold twice: {', '.join(keys)} (percent)")
 
 
 def reached(ious: Sequence[float], threshold: float, max_clicks: int) -> bool:

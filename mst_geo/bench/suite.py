@@ -11,6 +11,7 @@ from pathlib import Path
 from mst_geo.geo.bands import BandRef
 from mst_geo.bench.loop import ROWS_FILE, SETTINGS_FILE, InstanceSource, load_rows, read_run_record, run_noc
 from mst_geo.bench.methods import method_identity, method_labels, resolve_method, warn_if_trained_on
+from mst_geo.bench.noc import check_thresholds
 from mst_geo.bench.report import common_rows, write_report
 from mst_geo.data.iseg import DEFAULT_DATA_ROOT, dataset_location, load_iseg_dataset
 from mst_geo.data.rs import RS_LAYOUTS, load_rs_dataset, locate_rs_dataset
@@ -80,8 +81,7 @@ def run_noc_benchmark(
         raise MSTGeoError(f"--max-clicks must be at least 1, got {max_clicks}")
     if not 1 <= shard[0] <= shard[1]:
         raise MSTGeoError(f"--shard must be K/N with 1 <= K <= N, got {shard[0]}/{shard[1]}")
-    if any(not 0 < t <= 1 for t in thresholds):
-        raise MSTGeoError(f"--iou values must be in (0, 1], got {list(thresholds)}")
+    check_thresholds(thresholds)
     if view is not None and view < MIN_VIEW:
         raise MSTGeoError(f"--view must be at least {MIN_VIEW} px, got {view}")
     model_names = method_labels(models, zoom_in, flip, view)  # a wrong --model or --device fails before any data is scanned
@@ -149,6 +149,7 @@ def rewrite_report(
     (e.g. while a long run is still going); ``common`` keeps only instances every method finished.
     """
     out_dir = Path(out_dir)
+    check_thresholds(thresholds)
     settings_path = out_dir / SETTINGS_FILE
     if not settings_path.is_file():
         raise MSTGeoError("no benchmark run here (run.json missing)", out_dir)
@@ -156,7 +157,7 @@ def rewrite_report(
     max_clicks = record.get("max_clicks") if isinstance(record, dict) else None
     if not isinstance(max_clicks, int):
         raise MSTGeoError("holds no max_clicks: not the run.json of `mst-geo bench noc`", settings_path)
-    rows = load_rows(out_dir)
+    rows = load_rows(out_dir, max_clicks)
     if common:
         rows = common_rows(rows)
     if not rows:

@@ -63,5 +63,7 @@ def clicks_to_reach(ious: Sequence[float], threshold: float, max_clicks: int) ->
 
 
 def threshold_key(threshold: float) -> str:
-    """``0.85`` -> ``"85"``: the column suffix used in tables and JSON (NoC@85)."""
-    return f"{round(threshold * 100):d}"
+    """``0.85`` -> ``"85"``, ``0.855`` -> ``"85.5"``: the column suffix used in tables and JSON
+    (NoC@85); six significant digits, not a whole percent, so only thresholds equal to that
+    share a column (``bench.noc.check_thresholds`` refuses them)."""
+    return f"{round(threshold * 100, 6):g}"
