@@ -248,3 +248,27 @@ def test_labels_in_metres_tagged_as_degrees_and_mixed_geometries(naip_scene, tmp
     with pytest.warns(MSTGeoWarning, match="mixed.gpkg: 2 of 4 features are not polygons .* left out"):
         scene = LabelledScene(naip_scene, mixed)
     assert len(scene) == 2
+
+
+def test_a_large_object_read_decimated_keeps_its_native_size_class(write_geotiff, tmp_path):
+    """A 2 000 x 40 px river (80 000 px: large) sits in a window wider than the 2 048 px a scene
+    object is read at: its area (and so its size class) counts scene pixels, not read pixels."""
+    from shapely.geometry import box
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(60, 90, (3, 200, 3000), dtype=np.uint8)
+    pixels[:, 80:120, 500:2500] = 200
+    scene = write_geotiff("river.tif", pixels)
+    left, top = 485899.0, 5209246.0
+    river = box(left + 500 * 5, top - 120 * 5, left + 2500 * 5, top - 80 * 5)
+    labels = tmp_path / "river.gpkg"
+    gpd.GeoDataFrame({"name": ["river"]}, geometry=[river], crs="EPSG:26914").to_file(labels)
+    assert LabelledScene(scene, labels)[0].mask.shape[1] == 2048  # read decimated
+    out = tmp_path / "bench"
+    result = CliRunner().invoke(app, ["bench", "noc", "--model", "disk", "--scene", str(scene), "--labels",
+                                      str(labels), "--max-clicks", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    row = json.loads((out / "instances.jsonl").read_text())
+    assert abs(row["area"] - 80_000) < 2_000  # rasterised on the read grid: edges within 2.5 %
+    sizes = json.loads((out / "results.json").read_text())["results"]["disk"]["river"]["by_size"]
+    assert set(sizes) == {"large"}

@@ -52,7 +52,7 @@ def test_labels_in_another_crs_land_on_the_right_pixels(ponds):
     for position in range(8):
         row = train.rows[position]
         window = train.window_around(row, 1.5, (0.5, 0.5))
-        image, valid, target, _ = train.read(row, window)
+        image, valid, target, _, _ = train.read(row, window)
         assert image.dtype == np.uint8 and image.shape[:2] == target.shape
         clipped = window.intersection(rasterio.windows.Window(0, 0, 934, 723))
         if target.shape != (clipped.height, clipped.width):

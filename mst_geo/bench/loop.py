@@ -189,7 +189,7 @@ def run_noc(
                 ious, seconds, clicks = evaluate_instance(methods[method_name], instance, max_clicks)
                 row = InstanceResult(
                     method=method_name, dataset=dataset_name, name=name, image_id=instance.image_id,
-                    area=int(np.count_nonzero(instance.mask == 1)), ious=ious, seconds=seconds,
+                    area=round(np.count_nonzero(instance.mask == 1) * instance.native_pixels), ious=ious, seconds=seconds,
                     clicks=[(int(c.y), int(c.x), bool(c.positive)) for c in clicks],
                 )
                 sink.write(json.dumps(asdict(row)) + "\n")
@@ -197,6 +197,6 @@ def run_noc(
                 rows[row.key] = row
                 bar.update()
     if nothing_to_find:
-        warnings.warn(f"{len(nothing_to_find)} object(s) have no valid pixel to find (all nodata, or outside the "
-                      f"scene's footprint) and are left out: {a_few(nothing_to_find)}", MSTGeoWarning, stacklevel=2)
+        warnings.warn(f"{len(nothing_to_find)} object(s) have no valid pixel to find (all nodata, outside the "
+                      f"scene's footprint, or smaller than a pixel) and are left out: {a_few(nothing_to_find)}", MSTGeoWarning, stacklevel=2)
     return [rows[m, d, n] for d, _, n in todo for m in methods if (m, d, n) in rows]

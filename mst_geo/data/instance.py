@@ -18,12 +18,16 @@ IGNORE = 255
 
 @dataclass(frozen=True)
 class Instance:
-    """One object to segment: RGB ``image`` (HxWx3 uint8), ``mask`` (HxW uint8: 1/0/255)."""
+    """One object to segment: RGB ``image`` (HxWx3 uint8), ``mask`` (HxW uint8: 1/0/255).
+
+    ``native_pixels``: source pixels per image pixel, more than 1 where a large object of a scene
+    was read decimated (its size class counts the object at the source's resolution)."""
 
     image: np.ndarray
     mask: np.ndarray
     name: str
     image_id: str
+    native_pixels: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import geopandas as gpd
 import numpy as np
@@ -124,6 +124,21 @@ def held_out_marks(frame: gpd.GeoDataFrame, path: str | Path) -> list[bool] | No
     return marks if any(marks) else None
 
 
+class LabelledWindow(NamedTuple):
+    """One window around a labelled object, as the model sees it."""
+
+    image: np.ndarray
+    """HxWx3 uint8."""
+    valid: np.ndarray
+    """False on nodata."""
+    target: np.ndarray
+    """The object's mask (bool)."""
+    neighbours: list[np.ndarray]
+    """The masks of the other polygons touching the window."""
+    native_pixels: float
+    """Scene pixels per image pixel (more than 1 when a large window was read decimated)."""
+
+
 class LabelledObjects:
     """The label polygons of one scene, each read as a window of the scene around it with its
     mask (``instance``: the bench's view). ``rows`` are positions in ``labels``; the labels' index
@@ -183,20 +198,19 @@ class LabelledObjects:
 
         return burn(row), [burn(i) for i in near]
 
-    def read(self, row: int, window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                      list[np.ndarray]]:
-        """Image (uint8), valid-data map, object mask and neighbour masks of one window."""
+    def read(self, row: int, window: Window) -> LabelledWindow:
+        """Image, valid-data map, object mask and neighbour masks of one window."""
         view = self.raster.read(window, max_side=self.read_max_side)
         target, neighbours = self.masks_in(view.window, view.valid.shape, view.transform, row)
         image = np.round(view.image * 255).astype(np.uint8)
-        return image, view.valid, target, neighbours
+        return LabelledWindow(image, view.valid, target, neighbours, view.native_pixels)
 
     def instance(self, position: int) -> Instance:
         row = self.rows[position]
-        image, valid, target, _ = self.read(row, self.window_around(row, HELD_OUT_CONTEXT, (0.5, 0.5)))
-        mask = target.astype(np.uint8)
-        mask[~valid] = IGNORE
-        return Instance(image, mask, self.name_of(position), scene_stem(self.scene))
+        read = self.read(row, self.window_around(row, HELD_OUT_CONTEXT, (0.5, 0.5)))
+        mask = read.target.astype(np.uint8)
+        mask[~read.valid] = IGNORE
+        return Instance(read.image, mask, self.name_of(position), scene_stem(self.scene), read.native_pixels)
 
     def feature(self, position: int) -> int:
         """The object's feature number in the labels file (0-based, counting every feature)."""

@@ -136,6 +136,11 @@ class WindowImage:
     transform: Affine
 
     @property
+    def native_pixels(self) -> float:
+        """Scene pixels per image pixel: more than 1 where a large window was read decimated."""
+        return float(self.window.width * self.window.height) / self.valid.size
+
+    @property
     def scale(self) -> tuple[float, float]:
         """Scene pixels per image pixel along (rows, cols); 1 at native resolution."""
         return self.window.height / self.image.shape[0], self.window.width / self.image.shape[1]

@@ -29,7 +29,7 @@ class SceneObjects(LabelledObjects):
         merged with a neighbour (``merge_prob``), the other polygons as other objects."""
         row = self.rows[position]
         window = self.window_around(row, rng.uniform(*CONTEXT_RANGE), tuple(rng.random(2)))
-        image, valid, target, neighbours = self.read(row, window)
+        image, valid, target, neighbours, _ = self.read(row, window)
         if neighbours and rng.random() < merge_prob:
             target = target | neighbours[int(rng.integers(len(neighbours)))]
         others = np.any(neighbours, axis=0) if neighbours else np.zeros_like(target)
