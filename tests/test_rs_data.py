@@ -197,6 +197,21 @@ def test_rs_errors_name_the_folder(tmp_path):
         load_rs_dataset("Inria", inria)
 
 
+def test_a_label_of_another_size_than_its_tile_is_one_clear_line(naip_rgb, tmp_path):
+    """A label map larger than its image (another tile's, or cropped by hand) broke deep in the
+    IoU with a numpy broadcast error; a smaller one was benched on the pixels that overlapped."""
+    for rows in (TILE + 20, TILE - 20):
+        root = tmp_path / f"rows{rows}" / "LoveDA"
+        _write_loveda(root, naip_rgb)
+        label = root / "Val" / "Urban" / "masks_png" / "1366.png"
+        resized = np.zeros((rows, TILE), np.uint8)
+        resized[:min(rows, TILE)] = np.asarray(Image.open(label))[:rows]
+        Image.fromarray(resized).save(label)
+        with pytest.raises(MSTGeoError, match=f"its label is {TILE}x{rows} px, the image {TILE}x{TILE}") as error:
+            load_rs_dataset("LoveDA", root)[0]
+        assert "1366.png" in str(error.value)
+
+
 def test_rs_bench_reports_each_size_class(naip_rgb, tmp_path):
     _write_loveda(tmp_path / "data" / "LoveDA", naip_rgb)
     out = tmp_path / "out"

@@ -317,6 +317,9 @@ class RSInstances:
             except OSError as error:  # rasterio's and PIL's errors for missing or broken files
                 raise MSTGeoError(f"cannot read this tile or its label ({str(error).splitlines()[0]})",
                                   self.tile_path(tile)) from None
+            if image.shape[:2] != classes.shape[:2]:  # a label of another tile, or cropped by hand
+                raise MSTGeoError(f"its label is {classes.shape[1]}x{classes.shape[0]} px, the image "
+                                  f"{image.shape[1]}x{image.shape[0]}: they must match", self.tile_path(tile))
             # every layout's classes are < 256
             self._cached = _Tile(tile, image, classes.astype(np.uint8), {})
         return self._cached
