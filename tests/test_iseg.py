@@ -271,7 +271,7 @@ def test_any_other_set_in_the_images_folder_layout(iseg_root, tmp_path, image_di
 
 def test_images_folder_layout_errors_name_the_folder(iseg_root, tmp_path):
     (tmp_path / "Mine" / "photos").mkdir(parents=True)
-    with pytest.raises(MSTGeoError, match="not a known dataset, nor an image folder .* beside a mask folder") as error:
+    with pytest.raises(MSTGeoError, match="not a known dataset, nor an image folder .* beside a mask folder .* found by their folder.s name") as error:
         load_iseg_dataset("Mine", tmp_path)
     assert str(tmp_path / "Mine") in str(error.value)
     with pytest.raises(MSTGeoError, match="unknown dataset 'Nothere': no folder of that name") as error:

@@ -166,7 +166,8 @@ def images_folder_refs(folder: Path) -> list[InstanceRef]:
     folders = _image_and_mask_folders(folder)
     if folders is None:
         raise MSTGeoError("not a known dataset, nor an image folder (img, images, im, ...) beside a mask "
-                          "folder (gt, masks, labels, ...)", folder)
+                          "folder (gt, masks, labels, ...); known sets (GrabCut, LoveDA, ...) are found by "
+                          "their folder's name: rename or link the folder", folder)
     image_dir, mask_dir = folders
     images = files_by_stem(folder / image_dir)
     refs = []
