@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
 from affine import Affine
 from shapely.geometry import Point
 from pyproj import CRS
@@ -51,7 +52,7 @@ from mst_geo.geo.prompts import (
 )
 from mst_geo.geo.raster import SceneRaster
 from mst_geo.geo.scene import ObjectMask, ObjectSegmenter
-from mst_geo.geo.vectorize import mask_to_polygon
+from mst_geo.geo.vectorize import mask_to_polygon, polygon_to_mask
 from mst_geo.model.checkpoint import checkpoint_path, resolve_model
 from mst_geo.model.mst import MSTModel
 
@@ -313,7 +314,7 @@ class Segmenter:
         self.refuse_input_as_output(*(p for p in (path, mask_path) if p is not None))
         mask = None
         if mask_path is not None:
-            masks = [(self._results[obj].window, self._results[obj].mask) for obj in self._clicks]
+            masks = [(self._results[obj].window, self._written_mask(obj)) for obj in self._clicks]
             mask = MaskOutput(Path(mask_path), self.crs, self.transform, self.width, self.height, masks)
         frame = self.polygons()
         written = write_outputs(frame, path, overwrite, mask)
@@ -380,8 +381,16 @@ class Segmenter:
         if object_id not in self._records:
             result = self._results[object_id]
             geometry = mask_to_polygon(result.mask, result.transform, self.simplify, self.min_area)
-            self._records[object_id] = ObjectRecord(object_id, geometry, len(result.clicks), result.score)
+            written = polygon_to_mask(geometry, result.mask.shape, result.transform)
+            score = float(result.probability[written].mean()) if written.any() else 0.0  # over what is written
+            self._records[object_id] = ObjectRecord(object_id, geometry, len(result.clicks), score)
         return self._records[object_id]
+
+    def _written_mask(self, object_id: ObjectId) -> np.ndarray:
+        """The object's pixels as its polygon was written (parts under ``min_area`` dropped, small
+        holes filled, simplified), on its window's grid: the mask COG shows the polygons beside it."""
+        result = self._results[object_id]
+        return polygon_to_mask(self._record(object_id).geometry, result.mask.shape, result.transform)
 
     def _known(self, object_id: ObjectId) -> ObjectId:
         """The id of an object in this session that reads as ``object_id`` (7 or "7")."""

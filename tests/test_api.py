@@ -484,3 +484,28 @@ def test_uncovered_clicks_are_judged_on_the_saved_polygons(naip_scene, tmp_path)
 
     with pytest.warns(MSTGeoWarning, match=r"7 object\(s\) leave out .* \('a', 'b', 'c', 'd', 'e', …\): check them"):
         _warn_if_clicks_uncovered({name: 1 for name in "abcdefg"})
+
+
+def test_the_mask_shows_the_polygons_as_written(naip_scene, tmp_path):
+    """``min_area`` drops parts: the mask COG burns what the polygons hold (it burned the model's
+    raw mask, dropped parts included, also for an object whose polygon came out empty), and
+    ``score`` is taken over the same pixels (an empty object scored 0.65)."""
+    from mst_geo.geo.vectorize import polygon_to_mask
+
+    with Segmenter(naip_scene) as seg:  # the shipped model: a pond in 4 parts (34 700 m² the largest), a road in 7
+        seg.add_click(*xy(40.5, 860.5), object="pond")
+        seg.add_click(*xy(624.5, 260.5), object="road")
+        raw = seg.polygons().set_index("object").geometry
+        seg.min_area = 40_000.0
+        with pytest.warns(MSTGeoWarning, match=r"1 object\(s\) came out empty \('pond'\)"):
+            seg.save(tmp_path / "objects.gpkg", mask_path=tmp_path / "mask.tif")
+    frame = gpd.read_file(tmp_path / "objects.gpkg").set_index("object")
+    with rasterio.open(tmp_path / "mask.tif") as mask:
+        values, transform = mask.read(1), mask.transform
+    assert frame.loc["pond", "score"] == 0.0 and not (values == 1).any()
+    road = frame.loc["road", "geometry"]
+    dropped = polygon_to_mask(raw["road"].difference(road), values.shape, transform)
+    assert frame.loc["road", "score"] > 0 and dropped.sum() > 4  # parts of the road were dropped
+    assert not (dropped & (values == 2)).any()
+    kept = polygon_to_mask(road, values.shape, transform)
+    assert np.count_nonzero(kept != (values == 2)) <= 0.01 * kept.sum()  # pixel centres on a decimated read's edges

@@ -157,6 +157,15 @@ def test_decimated_mask_lines_up_with_its_polygon(tmp_path):
     assert (data == expected).all()
 
 
+def test_objects_hidden_in_the_mask_are_named_by_their_ids(tmp_path):
+    """Integer ids read as written (3), not as numpy's repr (np.int64(3))."""
+    records = [ObjectRecord(object=k, geometry=box(0, 0, 1, 1), n_clicks=1, score=1.0) for k in (3, 7)]
+    everywhere = (Window(0, 0, 8, 8), np.ones((8, 8), bool))
+    mask = MaskOutput(tmp_path / "mask.tif", UTM, TRANSFORM, 8, 8, [everywhere, everywhere])
+    with pytest.warns(MSTGeoWarning, match=r"1 object\(s\) lie wholly under later objects .*\(3\)"):
+        write_outputs(polygons_frame(records, UTM, model="m"), tmp_path / "objects.gpkg", mask=mask)
+
+
 def test_flatgeobuf_keeps_the_objects_order(tmp_path):
     """FlatGeobuf's spatial index would store features in spatial order; the k-th feature must stay
     the k-th object (the mask COG's value k)."""
@@ -173,7 +182,7 @@ def test_geojson_of_a_crs_without_epsg_code_is_written_in_wgs84(tmp_path, record
     assert lcc.to_epsg() is None
     pond = box(-1000, 500, -800, 900)
     frame = polygons_frame([ObjectRecord(object="pond", geometry=pond, n_clicks=1, score=0.9)], lcc, model="m")
-    with pytest.warns(MSTGeoWarning, match="objects: the scene's CRS has no EPSG code.*WGS84"):
+    with pytest.warns(MSTGeoWarning, match=r"objects: the scene.s CRS has no EPSG code.*WGS84 longitude/latitude \(write .gpkg to keep"):
         path = write_polygons(frame, tmp_path / "objects.geojson")
     back = gpd.read_file(path)
     assert back.crs == CRS.from_epsg(4326)

@@ -13,7 +13,7 @@ from scipy import ndimage
 from shapely.geometry import MultiPolygon, Polygon, box
 
 from mst_geo.geo.ground import ground_area
-from mst_geo.geo.vectorize import mask_to_polygon
+from mst_geo.geo.vectorize import mask_to_polygon, polygon_to_mask
 
 UTM = Affine(5.0, 0, 485899.0, 0, -5.0, 5209246.0)
 
@@ -96,3 +96,22 @@ def test_holes_that_simplify_shrinks_below_min_area_are_filled():
     assert len(mask_to_polygon(mask, UTM, min_area=50).interiors) == 1
     simplified = mask_to_polygon(mask, UTM, simplify=5, min_area=50)
     assert all(Polygon(ring).area >= 50 for ring in simplified.interiors)
+
+
+def test_simplify_drops_parts_no_larger_than_its_square():
+    """GEOS keeps a ring from collapsing, so a one-pixel speck became a half-pixel triangle at a
+    one-pixel tolerance (a checkerboard lost half its area): parts up to tolerance² are dropped."""
+    mask = np.zeros((40, 60), bool)
+    mask[5:35, 5:35] = True
+    mask[2, 50] = True  # a one-pixel speck, 25 m²
+    simplified = mask_to_polygon(mask, UTM, simplify=5.0)
+    assert isinstance(simplified, Polygon) and simplified.area == pytest.approx(900 * 25)
+    assert isinstance(mask_to_polygon(mask, UTM, simplify=4.9), MultiPolygon)  # 24 m² < 25 m²: kept
+
+
+def test_polygon_to_mask_inverts_mask_to_polygon(pond):
+    mask, transform = pond
+    mask = mask.copy()
+    mask[60:70, 60:70] = ~mask[60:70, 60:70]  # holes and islands too
+    assert np.array_equal(polygon_to_mask(mask_to_polygon(mask, transform), mask.shape, transform), mask)
+    assert not polygon_to_mask(MultiPolygon(), (4, 4), transform).any()

@@ -38,7 +38,7 @@ def segment(
     ),
     model: str = typer.Option("default", "--model", "-m", help="'default' (shipped), a checkpoint path or a preset."),
     device: str = typer.Option("cpu", "--device", help="Torch device, e.g. cpu, cuda, cuda:1, mps."),
-    simplify: float = typer.Option(0.0, "--simplify", min=0.0, help="Simplification tolerance in scene CRS units (0: none)."),
+    simplify: float = typer.Option(0.0, "--simplify", min=0.0, help="Simplification tolerance in scene CRS units (0: none); each object on its own, parts no larger than its square dropped."),
     min_area: float = typer.Option(
         0.0, "--min-area", min=0.0, help="Drop polygon parts and fill holes smaller than this, in scene CRS units²."
     ),

@@ -135,7 +135,7 @@ def write_outputs(frame: gpd.GeoDataFrame, path: str | Path, overwrite: bool = F
                                       mask.crs, mask.transform, mask.width, mask.height, mask.masks)
         polygons_to_file(frame, outputs.enter_context(atomic_path(path)), driver, Path(path))
     if hidden:
-        names = [repr(frame["object"].iloc[value - 1]) for value in hidden]
+        names = [repr(frame["object"].tolist()[value - 1]) for value in hidden]  # 3, not np.int64(3)
         warnings.warn(f"{mask.path}: {len(hidden)} object(s) lie wholly under later objects and have no pixel in the "
                       f"mask ({a_few(names)}); their polygons are in {path}", MSTGeoWarning, stacklevel=2)
     return Path(path)
@@ -208,7 +208,7 @@ def geojson_nameable(frame: gpd.GeoDataFrame, target: Path) -> gpd.GeoDataFrame:
         raise MSTGeoError(f"GeoJSON cannot name the scene's CRS ({frame.crs.name}: no EPSG code), nor does it reach "
                           "WGS84: write .gpkg to keep it", target) from None
     warnings.warn(f"{target.stem}: the scene's CRS has no EPSG code, which a GeoJSON file cannot name, so the "
-                  "polygons are written in WGS84 longitude/latitude (write .gpkg or .fgb to keep the "
+                  "polygons are written in WGS84 longitude/latitude (write .gpkg to keep the "
                   "scene's CRS)", MSTGeoWarning, stacklevel=2)
     return in_wgs84
 

@@ -20,7 +20,6 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 from affine import Affine
-from rasterio.features import rasterize
 from rasterio.windows import Window
 from shapely.geometry import box
 
@@ -30,6 +29,7 @@ from mst_geo.geo.bands import BandRef
 from mst_geo.geo.io import read_vector
 from mst_geo.geo.prompts import describe_extent
 from mst_geo.geo.raster import SceneRaster, scene_source, scene_stem
+from mst_geo.geo.vectorize import polygon_to_mask
 
 HELD_OUT_CONTEXT = 2.0
 """Window side / object side of the held-out and benchmark view (the object in the middle)."""
@@ -193,8 +193,7 @@ class LabelledObjects:
         near = [int(i) for i in self.labels.sindex.query(bounds, predicate="intersects") if i != row]
 
         def burn(index: int) -> np.ndarray:
-            return rasterize([(self.labels.geometry.iloc[index], 1)], out_shape=shape,
-                             transform=transform, fill=0, dtype="uint8").astype(bool)
+            return polygon_to_mask(self.labels.geometry.iloc[index], shape, transform)
 
         return burn(row), [burn(i) for i in near]
 

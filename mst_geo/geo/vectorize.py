@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 from affine import Affine
-from rasterio.features import shapes
+from rasterio.features import rasterize, shapes
 from shapely import make_valid
 from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
-
 
 
 def mask_to_polygon(
@@ -16,12 +15,15 @@ def mask_to_polygon(
 ) -> Polygon | MultiPolygon:
     """The foreground of a boolean ``mask`` as map geometry (``transform``: mask pixels → CRS).
 
-    ``simplify`` is a tolerance in CRS units (topology kept); parts and holes smaller than
-    ``min_area`` (CRS units²) are dropped / filled. Empty when nothing remains.
+    ``simplify`` is a tolerance in CRS units (topology kept, each object on its own: neighbours
+    may overlap or part by up to about the tolerance); parts no larger than its square are dropped
+    (a ring cannot collapse, so a one-pixel speck would stay as a triangle). Parts and holes
+    smaller than ``min_area`` (CRS units²) are dropped / filled. Empty when nothing remains.
     """
     mask = np.ascontiguousarray(mask, dtype=np.uint8)
     parts = [shape(geom) for geom, _ in shapes(mask, mask=mask.astype(bool), transform=transform, connectivity=4)]
-    parts = [_fill_small_holes(part, min_area) for part in parts if part.area >= min_area]
+    parts = [_fill_small_holes(part, min_area) for part in parts
+             if part.area >= min_area and (simplify == 0 or part.area > simplify**2)]
     geometry = _polygonal(make_valid(MultiPolygon(parts))) if parts else MultiPolygon()
     if simplify > 0 and not geometry.is_empty:
         geometry = _polygonal(make_valid(geometry.simplify(simplify, preserve_topology=True)))
@@ -29,6 +31,14 @@ def mask_to_polygon(
     if len(geometry.geoms) == 1:
         return geometry.geoms[0]
     return geometry
+
+
+def polygon_to_mask(geometry: BaseGeometry, shape: tuple[int, int], transform: Affine) -> np.ndarray:
+    """The pixels of a ``shape`` grid (``transform``: pixels → CRS) whose centres ``geometry``
+    covers: ``mask_to_polygon``'s inverse, exact on the grid the polygon was traced on."""
+    if geometry.is_empty:
+        return np.zeros(shape, bool)
+    return rasterize([(geometry, 1)], out_shape=shape, transform=transform, fill=0, dtype="uint8").astype(bool)
 
 
 def _fill_small_holes(polygon: Polygon, min_area: float) -> Polygon:
