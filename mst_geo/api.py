@@ -28,7 +28,6 @@ from mst_geo.clicks.predictor import Predictor
 from mst_geo.devices import torch_device
 from mst_geo.errors import MSTGeoError, MSTGeoWarning, a_few
 from mst_geo.geo.io import (
-    MAX_MASK_OBJECTS,
     MaskOutput,
     ObjectRecord,
     check_mask_path,
@@ -198,7 +197,6 @@ class Segmenter:
         clicks_crs: str | None = None,
         progress: bool = False,
         journal: ObjectJournal | None = None,
-        max_objects: int | None = None,
     ) -> list[ObjectId]:
         """Add every click of ``clicks`` (the contract: a GeoJSON or OGR point file, a GeoDataFrame
         of points, or a clicks GeoJSON dict such as ``clicks_geojson()``), object by object, in
@@ -206,15 +204,12 @@ class Segmenter:
         than merged (to add clicks to an object, use ``add_click(..., object=id)``).
 
         With a ``journal``, objects it already holds are restored instead of recomputed, and each
-        finished object is stored in it (so an interrupted run resumes). More than ``max_objects``
-        objects are refused before any is segmented.
+        finished object is stored in it (so an interrupted run resumes).
         """
         self._require_open()
         objects, source = self._read_clicks(clicks, clicks_crs)
         if isinstance(clicks, (str, Path)):
             self._inputs["clicks file"] = clicks
-        if max_objects is not None and len(objects) > max_objects:
-            raise MSTGeoError(f"holds {len(objects)} objects, the mask output holds at most {max_objects}", source)
         taken = [obj for obj in objects if str(obj) in {str(known) for known in self._clicks}]
         if taken:
             raise MSTGeoError(f"object(s) {', '.join(map(repr, taken))} already in this session; load into a new "
@@ -442,8 +437,7 @@ def segment_scene(
         key = seg.run_key() if resume else None
         journal_dir = out.parent / f".{out.name}.resume"
         journal = ObjectJournal(journal_dir, key) if key is not None else None
-        seg.load_clicks(clicks, clicks_crs=clicks_crs, progress=progress, journal=journal,
-                        max_objects=MAX_MASK_OBJECTS if mask_out is not None else None)
+        seg.load_clicks(clicks, clicks_crs=clicks_crs, progress=progress, journal=journal)
         seg.save(out, overwrite=overwrite, mask_path=mask_out)
         shutil.rmtree(journal_dir, ignore_errors=True)  # this run's, or one resume=False passed over
         _warn_if_clicks_uncovered(seg.uncovered_clicks())

@@ -117,11 +117,18 @@ def test_failed_write_leaves_the_previous_output_untouched(tmp_path, monkeypatch
         assert (grid.read(1) == 1).sum() == 64
 
 
-def test_too_many_objects_for_a_mask_write_nothing(tmp_path):
-    too_many = [(Window(k % 64, k // 64, 1, 1), np.ones((1, 1), bool)) for k in range(256)]
-    with pytest.raises(MSTGeoError, match="at most 255 objects"):
-        write_mask_cog(tmp_path / "mask.tif", 64, 64, too_many)
-    assert list(tmp_path.iterdir()) == []
+def test_a_mask_of_more_than_255_objects_widens_to_uint16(tmp_path):
+    """Every building of a town in one mask: past 255 objects the values no longer fit a byte (the
+    run was refused); the mask widens instead, each object still its own value."""
+    many = [(Window(k % 64, k // 64, 1, 1), np.ones((1, 1), bool)) for k in range(300)]
+    path = write_mask_cog(tmp_path / "mask.tif", 64, 64, many)
+    with rasterio.open(path) as grid:
+        assert grid.dtypes == ("uint16",)
+        data = grid.read(1)
+    assert data[299 // 64, 299 % 64] == 300 and len(np.unique(data)) == 301
+    few = write_mask_cog(tmp_path / "few.tif", 64, 64, many[:255])
+    with rasterio.open(few) as grid:
+        assert grid.dtypes == ("uint8",) and grid.read(1).max() == 255
 
 
 def test_mask_cog_on_the_scene_grid(tmp_path):

@@ -9,7 +9,6 @@ import stat
 from pathlib import Path
 
 import pytest
-import rasterio
 
 EXAMPLE_CLICKS = Path(__file__).parents[1] / "examples" / "clicks.geojson"
 
@@ -152,21 +151,6 @@ def test_failed_polygon_write_leaves_no_mask_either(cli, tmp_path, naip_scene, t
                  "--model", tiny_checkpoint, "-q", "--no-resume")
     assert_one_line_error(result, str(out / "o.gpkg"), "cannot write it (No space left on device: free some space")
     assert sorted(path.name for path in out.iterdir()) == []
-
-
-def test_too_many_objects_for_the_mask_fail_before_segmenting(cli, tmp_path, naip_scene, tiny_checkpoint):
-    with rasterio.open(naip_scene) as scene:
-        points = [scene.xy(10 + k, 10 + k) for k in range(256)]
-        crs = scene.crs.to_string()
-    clicks = tmp_path / "clicks.geojson"
-    clicks.write_text(json.dumps({
-        "type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": crs}},
-        "features": [{"type": "Feature", "geometry": {"type": "Point", "coordinates": list(xy)},
-                      "properties": {"object": k}} for k, xy in enumerate(points)],
-    }))
-    result = cli("segment", naip_scene, "--clicks", clicks, "-o", tmp_path / "o.gpkg", "--mask-out",
-                 tmp_path / "m.tif", "--model", tiny_checkpoint, "-q")
-    assert_one_line_error(result, str(clicks), "holds 256 objects", "at most 255")
 
 
 def test_full_disk_while_bench_appends_a_row(cli, tmp_path, iseg_root, monkeypatch):

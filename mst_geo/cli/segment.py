@@ -26,7 +26,7 @@ def segment(
         help="Polygons output: .gpkg (GeoPackage), .geojson or .fgb (FlatGeobuf). Default: <scene name>_objects.gpkg here.",
     ),
     mask_out: Path | None = typer.Option(
-        None, "--mask-out", help="Also write a uint8 mask COG on the scene grid (0 background, k = k-th object; "
+        None, "--mask-out", help="Also write a mask COG on the scene grid (0 background, k = k-th object; uint8, uint16 past 255 objects; "
         "a rotated or GCP scene's north-up warped grid)."
     ),
     clicks_crs: str | None = typer.Option(

@@ -36,8 +36,10 @@ from mst_geo.geo.ground import ground_area
 VECTOR_DRIVERS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON", ".fgb": "FlatGeobuf"}
 """Single-file formats only: a Shapefile's four files could not be renamed into place at once."""
 COLUMNS = ["object", "n_clicks", "area", "area_m2", "score", "model"]
-MAX_MASK_OBJECTS = 255
-"""The mask COG is uint8: 0 background, 1..255 the objects in output order."""
+def mask_dtype(count: int) -> str:
+    """The smallest unsigned type that numbers ``count`` objects after 0 (background): uint8 up to
+    255 objects, the type GIS tools show as classes; more (every building of a town) widen it."""
+    return next(dtype for dtype in ("uint8", "uint16", "uint32") if count <= np.iinfo(dtype).max)
 
 
 @dataclass(frozen=True)
@@ -107,8 +109,8 @@ FULL_DISK_SIGNS = ("no space left", "disk is full", "disk full")
 
 @dataclass(frozen=True)
 class MaskOutput:
-    """Object masks to burn into a uint8 COG on the scene grid (see ``mask_cog_to_file``): value k
-    for the k-th polygon of the table written beside it."""
+    """Object masks to burn into a COG on the scene grid (see ``mask_cog_to_file``): value k for
+    the k-th polygon of the table written beside it."""
 
     path: Path
     crs: CRS
@@ -127,7 +129,7 @@ def write_outputs(frame: gpd.GeoDataFrame, path: str | Path, overwrite: bool = F
     check_output(path, overwrite)
     if mask is not None:
         check_output(mask.path, overwrite)
-        check_mask_objects(len(mask.masks), mask.path)
+        check_mask_path(mask.path)
     with contextlib.ExitStack() as outputs:
         hidden = []
         if mask is not None:
@@ -219,18 +221,11 @@ def check_mask_path(path: str | Path) -> None:
         raise MSTGeoError(f"unknown mask format {Path(path).suffix!r} (the mask is a GeoTIFF: use .tif)", path)
 
 
-def check_mask_objects(count: int, path: str | Path) -> None:
-    """Refuse a non-GeoTIFF name, or more objects than a uint8 mask can number, before anything is written."""
-    check_mask_path(path)
-    if count > MAX_MASK_OBJECTS:
-        raise MSTGeoError(f"a uint8 mask holds at most {MAX_MASK_OBJECTS} objects, got {count}", path)
-
-
 def mask_cog_to_file(
     path: Path, crs: CRS, transform: Affine, width: int, height: int, masks: Sequence[tuple[Window, np.ndarray]]
 ) -> list[int]:
-    """Rasterise object masks onto the scene grid as a uint8 COG (0 background, k = k-th object;
-    at most ``MAX_MASK_OBJECTS``, see ``check_mask_objects``) at ``path``, an ``atomic_path``
+    """Rasterise object masks onto the scene grid as a COG (0 background, k = k-th object, of
+    ``mask_dtype``) at ``path``, an ``atomic_path``
     temporary: its side files (the staging grid) are cleaned up with it. Where objects overlap,
     the later one's value wins; returns the values of objects left with no pixel at all.
 
@@ -240,14 +235,14 @@ def mask_cog_to_file(
     """
     staging = path.with_name(path.name + ".staging.tif")  # atomic_path removes it with the temporary
     profile = dict(
-        driver="GTiff", dtype="uint8", count=1, crs=crs, transform=transform, width=width, height=height,
+        driver="GTiff", dtype=mask_dtype(len(masks)), count=1, crs=crs, transform=transform, width=width, height=height,
         nodata=None, tiled=True, blockxsize=512, blockysize=512, compress="deflate", sparse_ok=True,
     )  # fmt: skip
     with rasterio.open(staging, "w+", **profile) as grid:
         for value, (window, mask) in enumerate(masks, start=1):
             native = _upsample(mask, int(window.height), int(window.width))
             current = grid.read(1, window=window)
-            grid.write(np.where(native, np.uint8(value), current), 1, window=window)
+            grid.write(np.where(native, current.dtype.type(value), current), 1, window=window)
         hidden = [value for value, (window, mask) in enumerate(masks, start=1)
                   if mask.any() and not (grid.read(1, window=window) == value).any()]
     rasterio.shutil.copy(staging, path, driver="COG", compress="deflate", overview_resampling="nearest")
