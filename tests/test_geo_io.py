@@ -126,7 +126,7 @@ def test_a_mask_of_more_than_255_objects_widens_to_uint16(tmp_path):
         assert grid.dtypes == ("uint16",)
         data = grid.read(1)
     assert data[299 // 64, 299 % 64] == 300 and len(np.unique(data)) == 301
-    few = write_mask_cog(tmp_path / "few.tif", 64, 64, many[:255])
+    few = write_mask_cog(tmp_path / "mask.tif", 64, 64, many[:255], overwrite=True)
     with rasterio.open(few) as grid:
         assert grid.dtypes == ("uint8",) and grid.read(1).max() == 255
 
