@@ -509,3 +509,14 @@ def test_the_mask_shows_the_polygons_as_written(naip_scene, tmp_path):
     assert not (dropped & (values == 2)).any()
     kept = polygon_to_mask(road, values.shape, transform)
     assert np.count_nonzero(kept != (values == 2)) <= 0.01 * kept.sum()  # pixel centres on a decimated read's edges
+
+
+def test_the_package_shows_its_api_to_editors_and_type_checkers():
+    """``dir(mst_geo)`` (a notebook's completion) lists the lazily imported API, and the package
+    carries PEP 561's ``py.typed`` so type checkers read its hints."""
+    import mst_geo
+
+    fresh = subprocess.run([sys.executable, "-c", "import mst_geo; print(' '.join(dir(mst_geo)))"],  # nothing imported yet
+                           capture_output=True, text=True, check=True).stdout.split()
+    assert {"Segmenter", "segment_scene", "load_model", "Click"} <= set(fresh)
+    assert (Path(mst_geo.__file__).parent / "py.typed").is_file()
