@@ -11,6 +11,7 @@ import numbers
 import shutil
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,16 @@ ClicksSource = str | Path | gpd.GeoDataFrame | Mapping[str, Any]
 """A clicks file, a GeoDataFrame of click points or a clicks GeoJSON dict (the same contract)."""
 
 
+@dataclass(frozen=True)
+class _Outline:
+    """An object's polygon as written, with the pixels of its window it covers (parts under
+    ``min_area`` dropped, small holes filled, simplified): the mask COG burns these, and
+    ``score`` averages the model's probability over them."""
+
+    record: ObjectRecord
+    pixels: np.ndarray
+
+
 class Segmenter:
     """Interactive segmentation of one GeoTIFF scene of any size, clicks in map coordinates.
 
@@ -104,7 +115,7 @@ class Segmenter:
         self._simplify, self._min_area = float(simplify), float(min_area)
         self._clicks: dict[ObjectId, list[SceneClick]] = {}
         self._results: dict[ObjectId, ObjectMask] = {}
-        self._records: dict[ObjectId, ObjectRecord] = {}
+        self._outlines: dict[ObjectId, _Outline] = {}
         self._history: list[ObjectId] = []
 
     # -- the scene ------------------------------------------------------------------------------
@@ -148,7 +159,7 @@ class Segmenter:
     def simplify(self, value: float) -> None:
         _check_outline_settings(value, self._min_area, self.raster)
         self._simplify = float(value)
-        self._records.clear()  # every outline is redrawn with the new tolerance
+        self._outlines.clear()  # every outline is redrawn with the new tolerance
 
     @property
     def min_area(self) -> float:
@@ -159,7 +170,7 @@ class Segmenter:
     def min_area(self, value: float) -> None:
         _check_outline_settings(self._simplify, value, self.raster)
         self._min_area = float(value)
-        self._records.clear()
+        self._outlines.clear()
 
     # -- clicks ---------------------------------------------------------------------------------
     def add_click(
@@ -263,7 +274,7 @@ class Segmenter:
     def delete(self, object: ObjectId) -> None:
         """Forget ``object`` and its clicks."""
         object = self._known(object)
-        for table in (self._clicks, self._results, self._records):
+        for table in (self._clicks, self._results, self._outlines):
             table.pop(object, None)
         self._history = [obj for obj in self._history if obj != object]
 
@@ -309,7 +320,7 @@ class Segmenter:
         self.refuse_input_as_output(*(p for p in (path, mask_path) if p is not None))
         mask = None
         if mask_path is not None:
-            masks = [(self._results[obj].window, self._written_mask(obj)) for obj in self._clicks]
+            masks = [(self._results[obj].window, self._outline(obj).pixels) for obj in self._clicks]
             mask = MaskOutput(Path(mask_path), self.crs, self.transform, self.width, self.height, masks)
         frame = self.polygons()
         written = write_outputs(frame, path, overwrite, mask)
@@ -369,23 +380,21 @@ class Segmenter:
 
     def _store(self, object_id: ObjectId, result: ObjectMask) -> None:
         self._results[object_id] = result
-        self._records.pop(object_id, None)
+        self._outlines.pop(object_id, None)
 
-    def _record(self, object_id: ObjectId) -> ObjectRecord:
-        """The object's output feature, vectorised once per change."""
-        if object_id not in self._records:
+    def _outline(self, object_id: ObjectId) -> _Outline:
+        """The object's output feature and the pixels it covers, vectorised once per change."""
+        if object_id not in self._outlines:
             result = self._results[object_id]
             geometry = mask_to_polygon(result.mask, result.transform, self.simplify, self.min_area)
-            written = polygon_to_mask(geometry, result.mask.shape, result.transform)
-            score = float(result.probability[written].mean()) if written.any() else 0.0  # over what is written
-            self._records[object_id] = ObjectRecord(object_id, geometry, len(result.clicks), score)
-        return self._records[object_id]
+            pixels = polygon_to_mask(geometry, result.mask.shape, result.transform)
+            score = float(result.probability[pixels].mean()) if pixels.any() else 0.0  # over what is written
+            record = ObjectRecord(object_id, geometry, len(result.clicks), score)
+            self._outlines[object_id] = _Outline(record, pixels)
+        return self._outlines[object_id]
 
-    def _written_mask(self, object_id: ObjectId) -> np.ndarray:
-        """The object's pixels as its polygon was written (parts under ``min_area`` dropped, small
-        holes filled, simplified), on its window's grid: the mask COG shows the polygons beside it."""
-        result = self._results[object_id]
-        return polygon_to_mask(self._record(object_id).geometry, result.mask.shape, result.transform)
+    def _record(self, object_id: ObjectId) -> ObjectRecord:
+        return self._outline(object_id).record
 
     def _known(self, object_id: ObjectId) -> ObjectId:
         """The id of an object in this session that reads as ``object_id`` (7 or "7")."""

@@ -189,7 +189,7 @@ def test_an_object_wholly_under_a_later_one_is_named(segmenter, tmp_path):
     """The mask holds one value a pixel: the later object wins, and one left with no pixel is named."""
     for obj in ("first", "again", "road"):
         segmenter.add_click(*(xy(624.5, 260.5) if obj == "road" else xy(40.5, 860.5)), object=obj)
-    with pytest.warns(MSTGeoWarning, match=r"mask.tif: 1 object\(s\) lie wholly under later objects .*\('first'\)"):
+    with pytest.warns(MSTGeoWarning, match=r"mask.tif: 1 object\(s\) have no pixel in the mask \(under later objects.*\('first'\)"):
         segmenter.save(tmp_path / "objects.gpkg", mask_path=tmp_path / "mask.tif")
     with rasterio.open(tmp_path / "mask.tif") as mask:
         values = set(np.unique(mask.read(1)).tolist())

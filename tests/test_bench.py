@@ -107,7 +107,10 @@ def test_resume_skips_finished_instances_and_survives_a_cut_line(tmp_path):
     with pytest.raises(MSTGeoError, match="other settings"):
         run_noc(methods, data, tmp_path, max_clicks=5, progress=False)
     (tmp_path / "run.json").write_text('{"max_clicks": 2}')  # rows of older readers: refused, not mixed in
-    with pytest.raises(MSTGeoError, match="holds rows of bench protocol 1 .this version writes 2"):
+    with pytest.raises(MSTGeoError, match="holds rows of bench protocol 1 .this version writes 3"):
+        run_noc(methods, data, tmp_path, max_clicks=2, progress=False)
+    (tmp_path / "run.json").write_text('{"max_clicks": 2, "protocol": 2}')  # areas counted in read pixels
+    with pytest.raises(MSTGeoError, match="holds rows of bench protocol 2 .this version writes 3"):
         run_noc(methods, data, tmp_path, max_clicks=2, progress=False)
 
 

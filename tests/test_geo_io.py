@@ -12,7 +12,7 @@ import rasterio
 from affine import Affine
 from pyproj import CRS
 from rasterio.windows import Window
-from shapely.geometry import MultiPolygon, box
+from shapely.geometry import MultiPolygon, Polygon, box
 
 from mst_geo.errors import MSTGeoError, MSTGeoWarning
 from mst_geo.geo.io import COLUMNS, MaskOutput, ObjectRecord, polygons_frame, write_outputs
@@ -169,7 +169,19 @@ def test_objects_hidden_in_the_mask_are_named_by_their_ids(tmp_path):
     records = [ObjectRecord(object=k, geometry=box(0, 0, 1, 1), n_clicks=1, score=1.0) for k in (3, 7)]
     everywhere = (Window(0, 0, 8, 8), np.ones((8, 8), bool))
     mask = MaskOutput(tmp_path / "mask.tif", UTM, TRANSFORM, 8, 8, [everywhere, everywhere])
-    with pytest.warns(MSTGeoWarning, match=r"1 object\(s\) lie wholly under later objects .*\(3\)"):
+    with pytest.warns(MSTGeoWarning, match=r"1 object\(s\) have no pixel in the mask .*\(3\)"):
+        write_outputs(polygons_frame(records, UTM, model="m"), tmp_path / "objects.gpkg", mask=mask)
+
+
+def test_an_object_covering_no_pixel_centre_is_named_and_an_empty_one_is_not(tmp_path):
+    """A simplified sliver can hold no pixel centre: its polygon is written, the mask has none of
+    it, and that is said (it was silent); an empty object is the caller's warning ("came out empty")."""
+    sliver = Polygon([(485899.0, 5209246.0), (485919.0, 5209245.0), (485899.0, 5209244.0)])
+    records = [ObjectRecord(object=k, geometry=geometry, n_clicks=1, score=0.0)
+               for k, geometry in (("sliver", sliver), ("empty", MultiPolygon()))]
+    nothing = (Window(0, 0, 8, 8), np.zeros((8, 8), bool))
+    mask = MaskOutput(tmp_path / "mask.tif", UTM, TRANSFORM, 8, 8, [nothing, nothing])
+    with pytest.warns(MSTGeoWarning, match=r"1 object\(s\) have no pixel in the mask .*\('sliver'\)"):
         write_outputs(polygons_frame(records, UTM, model="m"), tmp_path / "objects.gpkg", mask=mask)
 
 

@@ -96,7 +96,7 @@ def test_objects_that_come_out_empty_are_named(segment, tmp_path):
 def test_example_scene_and_clicks(segment, tmp_path):
     out = tmp_path / "out" / "objects.gpkg"
     mask = tmp_path / "out" / "mask.tif"
-    code, stdout, err = segment("--mask-out", mask, "--simplify", "5", "--min-area", "50", clicks=EXAMPLE_CLICKS)
+    code, stdout, err = segment("--mask-out", mask, "--simplify", "5", "--min-area", "80", clicks=EXAMPLE_CLICKS)
     assert code == 0 and f"wrote 4 objects to {out}" in stdout
     assert "came out empty" not in err
     frame = gpd.read_file(out)
@@ -120,11 +120,16 @@ def test_example_scene_and_clicks(segment, tmp_path):
         vertices, raw_vertices = vertices + get_num_coordinates(geometry), raw_vertices + get_num_coordinates(raw)
         drawn = polygon_to_mask(geometry, labels.shape, transform)  # the mask shows the polygon as written
         assert np.count_nonzero(drawn != (labels == k)) <= 0.02 * drawn.sum() + 4, frame["object"][k - 1]
-        assert all(part.area >= 50 for part in polygon_parts(geometry))  # --min-area: no part under 50 m2
+        assert all(part.area >= 80 for part in polygon_parts(geometry))  # --min-area: no part under 80 m2
     # --simplify 5 (one pixel) cuts the pixel staircases: far fewer vertices than the raw outlines
     # (summed: objects read decimated are outlined on their own grid, not the mask COG's)
     assert vertices < 0.9 * raw_vertices, (vertices, raw_vertices)
     assert sorted(p.name for p in out.parent.iterdir()) == ["mask.tif", "objects.gpkg"]
+    # without --min-area the same run keeps parts under 80 m²: --min-area had some to drop
+    code, _, _ = segment("--simplify", "5", clicks=EXAMPLE_CLICKS, out=tmp_path / "all" / "objects.gpkg")
+    parts = [part.area for geometry in gpd.read_file(tmp_path / "all" / "objects.gpkg").geometry
+             for part in polygon_parts(geometry)]
+    assert code == 0 and any(area < 80 for area in parts)
 
 
 def test_polygons_that_leave_out_a_positive_click_are_named(cli, naip_scene, tmp_path):

@@ -23,9 +23,10 @@ from mst_geo.data.instance import Instance
 from mst_geo.errors import MSTGeoError, MSTGeoWarning, a_few
 
 ROWS_FILE = "instances.jsonl"
-PROTOCOL = 2
+PROTOCOL = 3
 """Raised when what a row means changes, so an older --out folder is refused, not mixed in
-(2: the benchmark sets read as their published code reads them, GrabCut reseeded per call)."""
+(2: the benchmark sets read as their published code reads them, GrabCut reseeded per call;
+3: a scene object's ``area`` counts scene pixels, also where its window was read decimated)."""
 SETTINGS_FILE = "run.json"
 METHODS_FILE = "methods.json"
 """Which model each method label's rows come from (a checkpoint's SHA-256)."""

@@ -20,8 +20,8 @@ IGNORE = 255
 class Instance:
     """One object to segment: RGB ``image`` (HxWx3 uint8), ``mask`` (HxW uint8: 1/0/255).
 
-    ``native_pixels``: source pixels per image pixel, more than 1 where a large object of a scene
-    was read decimated (its size class counts the object at the source's resolution)."""
+    ``native_pixels``: source pixels per image pixel, not 1 where a scene object was read resampled
+    (decimated, or on square ground pixels): its size class counts it at the source's resolution."""
 
     image: np.ndarray
     mask: np.ndarray

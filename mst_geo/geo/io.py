@@ -131,15 +131,17 @@ def write_outputs(frame: gpd.GeoDataFrame, path: str | Path, overwrite: bool = F
         check_output(mask.path, overwrite)
         check_mask_path(mask.path)
     with contextlib.ExitStack() as outputs:
-        hidden = []
+        absent = []
         if mask is not None:
-            hidden = mask_cog_to_file(outputs.enter_context(atomic_path(mask.path)),
+            absent = mask_cog_to_file(outputs.enter_context(atomic_path(mask.path)),
                                       mask.crs, mask.transform, mask.width, mask.height, mask.masks)
         polygons_to_file(frame, outputs.enter_context(atomic_path(path)), driver, Path(path))
-    if hidden:
-        names = [repr(frame["object"].tolist()[value - 1]) for value in hidden]  # 3, not np.int64(3)
-        warnings.warn(f"{mask.path}: {len(hidden)} object(s) lie wholly under later objects and have no pixel in the "
-                      f"mask ({a_few(names)}); their polygons are in {path}", MSTGeoWarning, stacklevel=2)
+    drawn = [value for value in absent if not frame.geometry.iloc[value - 1].is_empty]  # empty ones: the caller's warning
+    if drawn:
+        names = [repr(frame["object"].tolist()[value - 1]) for value in drawn]  # 3, not np.int64(3)
+        warnings.warn(f"{mask.path}: {len(drawn)} object(s) have no pixel in the mask (under later objects, or "
+                      f"covering no pixel centre) ({a_few(names)}); their polygons are in {path}",
+                      MSTGeoWarning, stacklevel=2)
     return Path(path)
 
 
@@ -227,7 +229,8 @@ def mask_cog_to_file(
     """Rasterise object masks onto the scene grid as a COG (0 background, k = k-th object, of
     ``mask_dtype``) at ``path``, an ``atomic_path``
     temporary: its side files (the staging grid) are cleaned up with it. Where objects overlap,
-    the later one's value wins; returns the values of objects left with no pixel at all.
+    the later one's value wins; returns the values of objects left with no pixel at all (empty,
+    under later objects, or thinner than a pixel).
 
     Each mask covers a scene ``Window`` (possibly decimated: it is upsampled by nearest
     neighbour). The grid is built in a sparse tiled GeoTIFF window by window, so memory stays
@@ -243,10 +246,10 @@ def mask_cog_to_file(
             native = _upsample(mask, int(window.height), int(window.width))
             current = grid.read(1, window=window)
             grid.write(np.where(native, current.dtype.type(value), current), 1, window=window)
-        hidden = [value for value, (window, mask) in enumerate(masks, start=1)
-                  if mask.any() and not (grid.read(1, window=window) == value).any()]
+        absent = [value for value, (window, _) in enumerate(masks, start=1)
+                  if not (grid.read(1, window=window) == value).any()]
     rasterio.shutil.copy(staging, path, driver="COG", compress="deflate", overview_resampling="nearest")
-    return hidden
+    return absent
 
 
 def _upsample(mask: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -136,7 +136,7 @@ class LabelledWindow(NamedTuple):
     neighbours: list[np.ndarray]
     """The masks of the other polygons touching the window."""
     native_pixels: float
-    """Scene pixels per image pixel (more than 1 when a large window was read decimated)."""
+    """Scene pixels per image pixel (``WindowImage.native_pixels``)."""
 
 
 class LabelledObjects:
