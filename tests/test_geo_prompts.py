@@ -363,3 +363,34 @@ def test_longitudes_in_the_other_convention_land_on_a_geographic_scene():
     assert (round(click.row, 6), round(click.col, 6)) == (10.0, 10.0) and click.x == pytest.approx(-99.1)
     with pytest.raises(MSTGeoError, match="lies outside the scene"):
         clicks_from_geojson(collection((-98.0, 47.0, {})), east)
+
+
+def test_a_csv_of_clicks_reads_as_the_same_clicks(tmp_path, mapper):
+    """A table typed in a spreadsheet: x/y in the scene CRS (which it must be told) or lon/lat in
+    WGS84, the contract's fields as columns, empty cells as missing values."""
+    expected = clicks_from_geojson(collection(
+        (*lonlat_of_pixel(60.5, 850.5, "EPSG:26914"), {"object": 7}),
+        (*lonlat_of_pixel(90.5, 870.5, "EPSG:26914"), {"object": 7, "label": "negative"}),
+        (*lonlat_of_pixel(624.5, 260.5, "EPSG:26914"), {}),
+        crs="EPSG:26914"), mapper)
+    rows = [((60.5, 850.5), "7", ""), ((90.5, 870.5), "7", "negative"), ((624.5, 260.5), "", "")]
+    projected = tmp_path / "clicks.csv"
+    projected.write_text("X,Y,object,Label\n" + "".join(
+        "{},{},{},{}\n".format(*lonlat_of_pixel(*pixel, "EPSG:26914"), obj, label) for pixel, obj, label in rows))
+    assert read_clicks(projected, mapper, clicks_crs="EPSG:26914") == expected
+    with pytest.raises(MSTGeoError, match="its X/Y columns name no CRS: pass --clicks-crs") as error:
+        read_clicks(projected, mapper)
+    assert str(error.value).startswith(str(projected))
+    geographic = tmp_path / "lonlat.csv"
+    geographic.write_text("object,label,Longitude,Latitude\n" + "".join(
+        "{},{},{!r},{!r}\n".format(obj, label, *lonlat_of_pixel(*pixel)) for pixel, obj, label in rows))
+    found = read_clicks(geographic, mapper)  # through WGS84 and back: the same pixels to a micro-pixel
+    assert {obj: [c.positive for c in clicks] for obj, clicks in found.items()} == \
+        {obj: [c.positive for c in clicks] for obj, clicks in expected.items()}
+    for obj, clicks in expected.items():
+        for got, want in zip(found[obj], clicks, strict=True):
+            assert (got.row, got.col) == pytest.approx((want.row, want.col), abs=1e-6)
+    bare = tmp_path / "bare.csv"
+    bare.write_text("east,north\n490201.5,5209043.5\n")
+    with pytest.raises(MSTGeoError, match="needs coordinate columns x,y .*got east, north"):
+        read_clicks(bare, mapper, clicks_crs="EPSG:26914")

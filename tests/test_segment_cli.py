@@ -554,3 +554,15 @@ def test_unavailable_or_unknown_device(segment, tmp_path):
     if not torch.cuda.is_available():
         assert_user_error(segment("--device", "cuda"), "device 'cuda' is not available", out_dir=tmp_path / "out")
     assert_user_error(segment("--device", "tpu9"), "unknown device 'tpu9'", out_dir=tmp_path / "out")
+
+
+def test_a_csv_of_clicks_gives_the_geojsons_polygons(segment, tmp_path):
+    clicks = gpd.read_file(EXAMPLE_CLICKS)
+    table = tmp_path / "clicks.csv"
+    clicks.assign(x=clicks.geometry.x, y=clicks.geometry.y).drop(columns="geometry").to_csv(table, index=False)
+    assert segment(clicks=EXAMPLE_CLICKS)[0] == 0
+    code, stdout, _ = segment("--clicks-crs", str(clicks.crs), clicks=table, out=tmp_path / "csv" / "objects.gpkg")
+    assert code == 0 and "wrote 4 objects" in stdout
+    geojson, csv = gpd.read_file(tmp_path / "out" / "objects.gpkg"), gpd.read_file(tmp_path / "csv" / "objects.gpkg")
+    assert csv["object"].tolist() == geojson["object"].tolist()
+    assert all(a.equals(b) for a, b in zip(csv.geometry, geojson.geometry, strict=True))

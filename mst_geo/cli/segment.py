@@ -18,7 +18,8 @@ def segment(
     ),
     clicks: Path = typer.Option(
         ..., "--clicks", "-c",
-        help="Clicks GeoJSON (or any point layer OGR reads: GeoPackage, Shapefile, ...): Point features with "
+        help="Clicks GeoJSON (or any point layer OGR reads: GeoPackage, Shapefile, ...; or a CSV with lon,lat or x,y "
+        "columns, x,y needing --clicks-crs): Point features with "
         "'label' (positive/negative, 1/0, true/false, fg/bg), 'object' (groups clicks) and optional 'order'.",
     ),
     out: Path | None = typer.Option(

@@ -10,11 +10,13 @@ Field names match in any case (``LABEL`` from ArcGIS); a MultiPoint of one point
 Coordinates are WGS84 (RFC 7946) unless the file has a ``crs`` member or the caller passes
 ``clicks_crs`` (which wins). A ``.geojson``/``.json`` file is parsed as JSON; any other vector file
 OGR reads (a GeoPackage or Shapefile point layer digitised in QGIS) is read through geopandas with
-the same fields, in its own CRS (WGS84 when it has none). Every error names the file and the feature.
+the same fields, in its own CRS (WGS84 when it has none); a ``.csv`` table too (``csv_clicks``).
+Every error names the file and the feature.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -23,6 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import geopandas as gpd
 import numpy as np
 import pyogrio
 from affine import Affine
@@ -34,6 +37,10 @@ from mst_geo.geo.io import epsg_code, read_vector
 
 WGS84 = CRS.from_epsg(4326)
 JSON_SUFFIXES = {".geojson", ".json"}
+CSV_COORDINATES = (("x", "y"), ("easting", "northing"), ("lon", "lat"), ("lng", "lat"), ("long", "lat"),
+                   ("longitude", "latitude"))
+"""Coordinate column pairs of a clicks CSV, in any case: x/y and easting/northing in the CRS the
+caller names, the others WGS84 longitude/latitude."""
 """Clicks files parsed as JSON, the contract as written; any other suffix is read through OGR."""
 DEFAULT_OBJECT = 1
 POSITIVE_LABELS = {"positive", "pos", "1", "true", "fg", "foreground", "+"}
@@ -195,15 +202,18 @@ class PixelMapper:
         return SceneClick(x=sx, y=sy, row=row, col=col, positive=positive)
 
 
-def load_clicks_file(path: str | Path) -> tuple[dict, CRS | None]:
+def load_clicks_file(path: str | Path, clicks_crs: str | CRS | None = None) -> tuple[dict, CRS | None]:
     """A clicks file as a GeoJSON FeatureCollection and the CRS of its layer (None for JSON, whose
     CRS is its ``crs`` member); MSTGeoError when missing or unreadable.
 
-    A ``.geojson``/``.json`` file is parsed as JSON. Any other vector file goes through OGR, so
-    clicks digitised in a projected layer need no ``--clicks-crs``; a single-point MultiPoint
-    (how some tools save every point layer) counts as its point.
+    A ``.geojson``/``.json`` file is parsed as JSON, a ``.csv`` table as ``csv_clicks`` says. Any
+    other vector file goes through OGR, so clicks digitised in a projected layer need no
+    ``--clicks-crs``; a single-point MultiPoint (how some tools save every point layer) counts as
+    its point.
     """
     path = Path(path).expanduser()
+    if path.suffix.lower() == ".csv":
+        return csv_clicks(path, clicks_crs)
     if path.suffix.lower() not in JSON_SUFFIXES:
         frame = read_vector(path, "clicks")
         _refuse_lost_click_order(path, frame)
@@ -219,6 +229,34 @@ def load_clicks_file(path: str | Path) -> tuple[dict, CRS | None]:
     if not isinstance(data, dict):
         raise MSTGeoError("not a GeoJSON FeatureCollection", path)
     return data, None
+
+
+def csv_clicks(path: Path, clicks_crs: str | CRS | None) -> tuple[dict, CRS | None]:
+    """A clicks table (typed in a spreadsheet, exported from a GPS log): one row per click, the
+    contract's fields as columns and a pair of ``CSV_COORDINATES`` columns, read by GDAL's CSV
+    driver. x/y (easting/northing) name no CRS, so they need ``clicks_crs``; lon/lat are WGS84."""
+    if not path.is_file():
+        raise MSTGeoError("clicks file not found", path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as table:
+            header = next(csv.reader(table), [])
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise MSTGeoError(f"cannot read this CSV ({error})", path) from None
+    columns = {name.strip().lower(): name for name in header}
+    pair = next(((columns[x], columns[y]) for x, y in CSV_COORDINATES if x in columns and y in columns), None)
+    if pair is None:
+        raise MSTGeoError(f"a clicks CSV needs coordinate columns x,y (or easting,northing; lon,lat; "
+                          f"longitude,latitude), got {', '.join(header) or 'no header'}", path)
+    geographic = pair[0].strip().lower() not in ("x", "easting")
+    if not geographic and clicks_crs is None:
+        raise MSTGeoError(f"its {pair[0]}/{pair[1]} columns name no CRS: pass --clicks-crs (clicks_crs= in "
+                          "Python), e.g. the scene's EPSG code", path)
+    try:
+        frame = gpd.read_file(path, engine="pyogrio", X_POSSIBLE_NAMES=pair[0], Y_POSSIBLE_NAMES=pair[1],
+                              KEEP_GEOM_COLUMNS="NO", AUTODETECT_TYPE="YES")
+    except Exception as error:  # pyogrio raises several types for unreadable files
+        raise MSTGeoError(f"cannot read these clicks ({str(error).splitlines()[0]})", path) from None
+    return frame_as_geojson(frame), WGS84 if geographic else None
 
 
 def _refuse_lost_click_order(path: Path, frame: Any) -> None:
@@ -274,7 +312,7 @@ def read_clicks(
     path: str | Path, mapper: PixelMapper, clicks_crs: str | CRS | None = None
 ) -> dict[ObjectId, list[SceneClick]]:
     """Clicks of a clicks file grouped by object (first-appearance order), each in click order."""
-    data, layer_crs = load_clicks_file(path)
+    data, layer_crs = load_clicks_file(path, clicks_crs)
     return clicks_from_geojson(data, mapper, clicks_crs=clicks_crs or layer_crs, source=path)
 
 
