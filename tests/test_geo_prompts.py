@@ -390,6 +390,10 @@ def test_a_csv_of_clicks_reads_as_the_same_clicks(tmp_path, mapper):
     for obj, clicks in expected.items():
         for got, want in zip(found[obj], clicks, strict=True):
             assert (got.row, got.col) == pytest.approx((want.row, want.col), abs=1e-6)
+    typo = tmp_path / "typo.csv"
+    typo.write_text("lon,lat,object\n-99.15,47.02,pond\n-99.15x,47.02,pond\n")
+    with pytest.raises(MSTGeoError, match="typo.csv: line 3: lon/lat must be numbers, got '-99.15x', '47.02'"):
+        read_clicks(typo, mapper)
     bare = tmp_path / "bare.csv"
     bare.write_text("east,north\n490201.5,5209043.5\n")
     with pytest.raises(MSTGeoError, match="needs coordinate columns x,y .*got east, north"):

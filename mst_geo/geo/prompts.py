@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import warnings
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -239,7 +240,7 @@ def csv_clicks(path: Path, clicks_crs: str | CRS | None) -> tuple[dict, CRS | No
         raise MSTGeoError("clicks file not found", path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as table:
-            header = next(csv.reader(table), [])
+            header, *rows = list(csv.reader(table)) or [[]]
     except (UnicodeDecodeError, csv.Error) as error:
         raise MSTGeoError(f"cannot read this CSV ({error})", path) from None
     columns = {name.strip().lower(): name for name in header}
@@ -252,10 +253,17 @@ def csv_clicks(path: Path, clicks_crs: str | CRS | None) -> tuple[dict, CRS | No
         raise MSTGeoError(f"its {pair[0]}/{pair[1]} columns name no CRS: pass --clicks-crs (clicks_crs= in "
                           "Python), e.g. the scene's EPSG code", path)
     try:
-        frame = gpd.read_file(path, engine="pyogrio", X_POSSIBLE_NAMES=pair[0], Y_POSSIBLE_NAMES=pair[1],
-                              KEEP_GEOM_COLUMNS="NO", AUTODETECT_TYPE="YES")
+        with warnings.catch_warnings():  # GDAL's note on a cell that is no number: said below, in one line
+            warnings.simplefilter("ignore", RuntimeWarning)
+            frame = gpd.read_file(path, engine="pyogrio", X_POSSIBLE_NAMES=pair[0], Y_POSSIBLE_NAMES=pair[1],
+                                  KEEP_GEOM_COLUMNS="NO", AUTODETECT_TYPE="YES")
     except Exception as error:  # pyogrio raises several types for unreadable files
         raise MSTGeoError(f"cannot read these clicks ({str(error).splitlines()[0]})", path) from None
+    unplaced = np.flatnonzero(frame.geometry.isna() | frame.geometry.is_empty)  # a cell that is no number
+    if len(unplaced):
+        cells = rows[unplaced[0]]
+        values = ", ".join(repr(cells[header.index(column)]) for column in pair)
+        raise MSTGeoError(f"line {unplaced[0] + 2}: {pair[0]}/{pair[1]} must be numbers, got {values}", path)
     return frame_as_geojson(frame), WGS84 if geographic else None
 
 
