@@ -390,11 +390,34 @@ def test_a_csv_of_clicks_reads_as_the_same_clicks(tmp_path, mapper):
     for obj, clicks in expected.items():
         for got, want in zip(found[obj], clicks, strict=True):
             assert (got.row, got.col) == pytest.approx((want.row, want.col), abs=1e-6)
-    typo = tmp_path / "typo.csv"
-    typo.write_text("lon,lat,object\n-99.15,47.02,pond\n-99.15x,47.02,pond\n")
-    with pytest.raises(MSTGeoError, match="typo.csv: line 3: lon/lat must be numbers, got '-99.15x', '47.02'"):
-        read_clicks(typo, mapper)
     bare = tmp_path / "bare.csv"
     bare.write_text("east,north\n490201.5,5209043.5\n")
     with pytest.raises(MSTGeoError, match="needs coordinate columns x,y .*got east, north"):
         read_clicks(bare, mapper, clicks_crs="EPSG:26914")
+
+
+def test_spreadsheet_exports_of_clicks(tmp_path, mapper):
+    """What spreadsheets write: semicolons and decimal commas (European locales), a BOM and CRLF,
+    spaces after the delimiter, a WKT column beside lon/lat (ignored: it put every click where the
+    WKT said), blank lines; ids typed as text stay text (007, 1e3), whole numbers are numbers."""
+    lon, lat = lonlat_of_pixel(60.5, 850.5)
+    european = tmp_path / "european.csv"
+    european.write_bytes(("\ufeffobject; label; lon; lat; WKT\r\n"
+                          f"007; positive; {lon!r}; {lat!r}; POINT (0 0)\r\n\r\n"
+                          f"12;negative;{str(lon).replace('.', ',')};{str(lat).replace('.', ',')};\r\n"
+                          f"1e3;;{lon!r};{lat!r};\r\n").encode())
+    objects = read_clicks(european, mapper)
+    assert list(objects) == ["007", 12, "1e3"]
+    assert [clicks[0].positive for clicks in objects.values()] == [True, False, True]
+    for clicks in objects.values():
+        assert (clicks[0].row, clicks[0].col) == pytest.approx((60.5, 850.5), abs=1e-6)
+    for name, text, message in (
+        ("short.csv", f"object,lon,lat\na,{lon},{lat}\n\nb,{lon}\n", "line 4: 2 cells where the header names 3"),
+        ("twice.csv", f"label,lon,lat,label\n1,{lon},{lat},0\n", "column(s) 'label' appear more than once"),
+        ("typo.csv", f"lon,lat\n{lon},{lat}\n\n{lon}x,{lat}\n", f"line 4: lon/lat must be numbers, got '{lon}x'"),
+    ):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(MSTGeoError, match=re.escape(message)):
+            read_clicks(tmp_path / name, mapper)
+    with pytest.raises(MSTGeoError, match="lon/lat columns are longitude/latitude, but --clicks-crs names a projected"):
+        read_clicks(european, mapper, clicks_crs="EPSG:26914")

@@ -17,16 +17,16 @@ Every error names the file and the feature.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
-import warnings
+import re
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import geopandas as gpd
 import numpy as np
 import pyogrio
 from affine import Affine
@@ -42,6 +42,8 @@ CSV_COORDINATES = (("x", "y"), ("easting", "northing"), ("lon", "lat"), ("lng", 
                    ("longitude", "latitude"))
 """Coordinate column pairs of a clicks CSV, in any case: x/y and easting/northing in the CRS the
 caller names, the others WGS84 longitude/latitude."""
+WHOLE_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)")
+"""A CSV object id read as a number, as 7 in a GeoJSON (not 007, 1e3 or 1.5: text as typed)."""
 """Clicks files parsed as JSON, the contract as written; any other suffix is read through OGR."""
 DEFAULT_OBJECT = 1
 POSITIVE_LABELS = {"positive", "pos", "1", "true", "fg", "foreground", "+"}
@@ -233,38 +235,87 @@ def load_clicks_file(path: str | Path, clicks_crs: str | CRS | None = None) -> t
 
 
 def csv_clicks(path: Path, clicks_crs: str | CRS | None) -> tuple[dict, CRS | None]:
-    """A clicks table (typed in a spreadsheet, exported from a GPS log): one row per click, the
-    contract's fields as columns and a pair of ``CSV_COORDINATES`` columns, read by GDAL's CSV
-    driver. x/y (easting/northing) name no CRS, so they need ``clicks_crs``; lon/lat are WGS84."""
+    """A clicks table (typed in a spreadsheet, exported from a GPS log) as a clicks collection: one
+    row per click, the contract's fields as columns, and a pair of ``CSV_COORDINATES`` columns.
+
+    Cells are read as typed: text, except coordinates (a decimal comma is read where the
+    delimiter is not a comma) and whole-number object ids; an empty cell is a missing value and
+    a row of empty cells is skipped. The delimiter is a comma, semicolon or tab (as the header
+    line shows). x/y (easting/northing) name no CRS, so they need ``clicks_crs``; lon/lat are
+    WGS84 unless ``clicks_crs`` names another geographic CRS. Errors name the file's line.
+    """
     if not path.is_file():
         raise MSTGeoError("clicks file not found", path)
     try:
-        with open(path, newline="", encoding="utf-8-sig") as table:
-            header, *rows = list(csv.reader(table)) or [[]]
-    except (UnicodeDecodeError, csv.Error) as error:
-        raise MSTGeoError(f"cannot read this CSV ({error})", path) from None
-    columns = {name.strip().lower(): name for name in header}
-    pair = next(((columns[x], columns[y]) for x, y in CSV_COORDINATES if x in columns and y in columns), None)
-    if pair is None:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise MSTGeoError(f"cannot read this CSV ({error}): save it as UTF-8", path) from None
+    first_line = text.splitlines()[0] if text.strip() else ""
+    delimiter = max(",;\t", key=first_line.count)
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    header = [name.strip() for name in next(reader, [])]
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise MSTGeoError(f"column(s) {', '.join(map(repr, repeated))} appear more than once", path)
+    x_column, y_column = _coordinate_columns(header, clicks_crs, path)
+    features = []
+    for cells in reader:
+        if not any(cell.strip() for cell in cells):
+            continue
+        line = reader.line_num
+        if len(cells) < len(header):
+            raise MSTGeoError(f"line {line}: {len(cells)} cells where the header names {len(header)}", path)
+        row = dict(zip(header, (cell.strip() for cell in cells)))
+        try:
+            x, y = (_csv_number(row[column], delimiter) for column in (x_column, y_column))
+        except ValueError:
+            raise MSTGeoError(f"line {line}: {x_column}/{y_column} must be numbers, got {row[x_column]!r}, "
+                              f"{row[y_column]!r}", path) from None
+        properties = {name: _csv_cell(name, value) for name, value in row.items() if name not in (x_column, y_column)}
+        features.append({"type": "Feature", "id": f"line {line}", "properties": properties,
+                         "geometry": {"type": "Point", "coordinates": [x, y]}})
+    geographic = x_column.lower() not in ("x", "easting")
+    return {"type": "FeatureCollection", "features": features}, WGS84 if geographic else None
+
+
+def _coordinate_columns(header: Sequence[str], clicks_crs: str | CRS | None, path: Path) -> tuple[str, str]:
+    """The table's coordinate columns: lon/lat unless ``clicks_crs`` is given and x/y are there."""
+    columns = {name.lower(): name for name in header}
+    pairs = [(columns[x], columns[y]) for x, y in CSV_COORDINATES if x in columns and y in columns]
+    projected = [pair for pair in pairs if pair[0].lower() in ("x", "easting")]
+    geographic = [pair for pair in pairs if pair not in projected]
+    if not pairs:
         raise MSTGeoError(f"a clicks CSV needs coordinate columns x,y (or easting,northing; lon,lat; "
                           f"longitude,latitude), got {', '.join(header) or 'no header'}", path)
-    geographic = pair[0].strip().lower() not in ("x", "easting")
-    if not geographic and clicks_crs is None:
-        raise MSTGeoError(f"its {pair[0]}/{pair[1]} columns name no CRS: pass --clicks-crs (clicks_crs= in "
-                          "Python), e.g. the scene's EPSG code", path)
-    try:
-        with warnings.catch_warnings():  # GDAL's note on a cell that is no number: said below, in one line
-            warnings.simplefilter("ignore", RuntimeWarning)
-            frame = gpd.read_file(path, engine="pyogrio", X_POSSIBLE_NAMES=pair[0], Y_POSSIBLE_NAMES=pair[1],
-                                  KEEP_GEOM_COLUMNS="NO", AUTODETECT_TYPE="YES")
-    except Exception as error:  # pyogrio raises several types for unreadable files
-        raise MSTGeoError(f"cannot read these clicks ({str(error).splitlines()[0]})", path) from None
-    unplaced = np.flatnonzero(frame.geometry.isna() | frame.geometry.is_empty)  # a cell that is no number
-    if len(unplaced):
-        cells = rows[unplaced[0]]
-        values = ", ".join(repr(cells[header.index(column)]) for column in pair)
-        raise MSTGeoError(f"line {unplaced[0] + 2}: {pair[0]}/{pair[1]} must be numbers, got {values}", path)
-    return frame_as_geojson(frame), WGS84 if geographic else None
+    if clicks_crs is not None and projected:
+        return projected[0]
+    if geographic:
+        if clicks_crs is not None and not parse_crs(clicks_crs, path).is_geographic:
+            raise MSTGeoError(f"its {geographic[0][0]}/{geographic[0][1]} columns are longitude/latitude, but "
+                              f"--clicks-crs names a projected CRS: name projected coordinates x,y", path)
+        return geographic[0]
+    raise MSTGeoError(f"its {projected[0][0]}/{projected[0][1]} columns name no CRS: pass --clicks-crs "
+                      "(clicks_crs= in Python), e.g. the scene's EPSG code", path)
+
+
+def _csv_number(cell: str, delimiter: str) -> float:
+    """A coordinate cell as a number; ``-99,128`` too where commas do not delimit cells."""
+    if delimiter != "," and cell.count(",") == 1 and "." not in cell:
+        cell = cell.replace(",", ".")
+    value = float(cell)
+    if not math.isfinite(value):
+        raise ValueError(cell)
+    return value
+
+
+def _csv_cell(name: str, value: str) -> Any:
+    """A CSV cell as the contract reads it: empty is missing, an object id of digits is a number
+    (as 7 in a GeoJSON; "007" stays text), everything else the text typed."""
+    if value == "":
+        return None
+    if name.lower() == "object" and WHOLE_NUMBER.fullmatch(value):
+        return int(value)
+    return value
 
 
 def _refuse_lost_click_order(path: Path, frame: Any) -> None:
