@@ -392,7 +392,7 @@ def test_a_csv_of_clicks_reads_as_the_same_clicks(tmp_path, mapper):
             assert (got.row, got.col) == pytest.approx((want.row, want.col), abs=1e-6)
     bare = tmp_path / "bare.csv"
     bare.write_text("east,north\n490201.5,5209043.5\n")
-    with pytest.raises(MSTGeoError, match="needs coordinate columns x,y .*got east, north"):
+    with pytest.raises(MSTGeoError, match="needs coordinate columns x,y .*got 'east', 'north'"):
         read_clicks(bare, mapper, clicks_crs="EPSG:26914")
 
 
@@ -411,10 +411,18 @@ def test_spreadsheet_exports_of_clicks(tmp_path, mapper):
     assert [clicks[0].positive for clicks in objects.values()] == [True, False, True]
     for clicks in objects.values():
         assert (clicks[0].row, clicks[0].col) == pytest.approx((60.5, 850.5), abs=1e-6)
+    excel = tmp_path / "excel.csv"  # Excel's delimiter line, a blank line, trailing delimiters
+    excel.write_text(f"sep=;\n\nobject;lon;lat;;\n1;{lon};{lat};;\n")
+    assert list(read_clicks(excel, mapper)) == [1]
     for name, text, message in (
         ("short.csv", f"object,lon,lat\na,{lon},{lat}\n\nb,{lon}\n", "line 4: 2 cells where the header names 3"),
+        ("long.csv", f"lon,lat\n{lon},{lat},negative\n", "line 2: a value under no column name ('negative')"),
         ("twice.csv", f"label,lon,lat,label\n1,{lon},{lat},0\n", "column(s) 'label' appear more than once"),
+        ("cased.csv", f"lon,LON,lat\n{lon},0,{lat}\n", "column(s) 'LON', 'lon' appear more than once (in any case)"),
+        ("pairs.csv", f"lon,lat,x,y\n{lon},{lat},1,2\n", "columns x/y and lon/lat both give coordinates"),
         ("typo.csv", f"lon,lat\n{lon},{lat}\n\n{lon}x,{lat}\n", f"line 4: lon/lat must be numbers, got '{lon}x'"),
+        ("under.csv", f"lon,lat\n-99.1_5,{lat}\n", "line 2: lon/lat must be numbers, got '-99.1_5'"),
+        ("quote.csv", f"lon,lat,note\n{lon},{lat},\"{'a' * 140_000}\"\n", "line 2: not a CSV row"),
     ):
         (tmp_path / name).write_text(text)
         with pytest.raises(MSTGeoError, match=re.escape(message)):

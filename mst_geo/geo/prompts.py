@@ -236,36 +236,25 @@ def load_clicks_file(path: str | Path, clicks_crs: str | CRS | None = None) -> t
 
 def csv_clicks(path: Path, clicks_crs: str | CRS | None) -> tuple[dict, CRS | None]:
     """A clicks table (typed in a spreadsheet, exported from a GPS log) as a clicks collection: one
-    row per click, the contract's fields as columns, and a pair of ``CSV_COORDINATES`` columns.
+    row per click, the contract's fields as columns, and one pair of ``CSV_COORDINATES`` columns.
 
     Cells are read as typed: text, except coordinates (a decimal comma is read where the
     delimiter is not a comma) and whole-number object ids; an empty cell is a missing value and
-    a row of empty cells is skipped. The delimiter is a comma, semicolon or tab (as the header
-    line shows). x/y (easting/northing) name no CRS, so they need ``clicks_crs``; lon/lat are
-    WGS84 unless ``clicks_crs`` names another geographic CRS. Errors name the file's line.
+    a row of empty cells is skipped. x/y (easting/northing) name no CRS, so they need
+    ``clicks_crs``; lon/lat are WGS84 unless ``clicks_crs`` names another geographic CRS. Errors
+    name the file's line.
     """
-    if not path.is_file():
-        raise MSTGeoError("clicks file not found", path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise MSTGeoError(f"cannot read this CSV ({error}): save it as UTF-8", path) from None
-    first_line = text.splitlines()[0] if text.strip() else ""
-    delimiter = max(",;\t", key=first_line.count)
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    header = [name.strip() for name in next(reader, [])]
-    repeated = sorted({name for name in header if header.count(name) > 1})
-    if repeated:
-        raise MSTGeoError(f"column(s) {', '.join(map(repr, repeated))} appear more than once", path)
+    header, rows, delimiter = _read_table(path)
     x_column, y_column = _coordinate_columns(header, clicks_crs, path)
     features = []
-    for cells in reader:
-        if not any(cell.strip() for cell in cells):
-            continue
-        line = reader.line_num
+    for line, cells in rows:
         if len(cells) < len(header):
             raise MSTGeoError(f"line {line}: {len(cells)} cells where the header names {len(header)}", path)
-        row = dict(zip(header, (cell.strip() for cell in cells)))
+        unnamed = cells[len(header):] + [cell for cell, name in zip(cells, header) if not name]
+        if any(unnamed):  # a label typed one cell too far would be dropped, the click read as positive
+            raise MSTGeoError(f"line {line}: a value under no column name ({', '.join(map(repr, filter(None, unnamed)))})",
+                              path)
+        row = {name: cell for name, cell in zip(header, cells) if name}
         try:
             x, y = (_csv_number(row[column], delimiter) for column in (x_column, y_column))
         except ValueError:
@@ -278,30 +267,64 @@ def csv_clicks(path: Path, clicks_crs: str | CRS | None) -> tuple[dict, CRS | No
     return {"type": "FeatureCollection", "features": features}, WGS84 if geographic else None
 
 
+def _read_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]], str]:
+    """A CSV's header, its non-blank rows with their line numbers (cells stripped) and its
+    delimiter: comma, semicolon or tab, as the header line shows, or as Excel's ``sep=`` line says."""
+    if not path.is_file():
+        raise MSTGeoError("clicks file not found" if not path.is_dir() else "is a folder, not a clicks file", path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise MSTGeoError(f"cannot read this CSV ({error}): save it as UTF-8", path) from None
+    lines = text.splitlines()
+    first = next((index for index, line in enumerate(lines) if line.strip()), len(lines))
+    delimiter = max(",;\t", key=lines[first].count) if first < len(lines) else ","
+    if first < len(lines) and re.fullmatch(r"sep=[,;\t]", lines[first].strip("\r\n")):
+        delimiter, first = lines[first][4], first + 1
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    rows = []
+    try:
+        for cells in reader:
+            if reader.line_num > first and any(cell.strip() for cell in cells):
+                rows.append((reader.line_num, [cell.strip() for cell in cells]))
+    except csv.Error as error:
+        raise MSTGeoError(f"line {reader.line_num}: not a CSV row ({error})", path) from None
+    header = [name.strip() for name in rows[0][1]] if rows else []
+    while header and not header[-1]:
+        header.pop()
+    repeated = sorted({name for name in header if name and [h.lower() for h in header].count(name.lower()) > 1})
+    if repeated:
+        raise MSTGeoError(f"column(s) {', '.join(map(repr, repeated))} appear more than once (in any case)", path)
+    return header, rows[1:], delimiter
+
+
 def _coordinate_columns(header: Sequence[str], clicks_crs: str | CRS | None, path: Path) -> tuple[str, str]:
-    """The table's coordinate columns: lon/lat unless ``clicks_crs`` is given and x/y are there."""
+    """The table's one pair of coordinate columns, checked against ``clicks_crs``."""
     columns = {name.lower(): name for name in header}
     pairs = [(columns[x], columns[y]) for x, y in CSV_COORDINATES if x in columns and y in columns]
-    projected = [pair for pair in pairs if pair[0].lower() in ("x", "easting")]
-    geographic = [pair for pair in pairs if pair not in projected]
     if not pairs:
         raise MSTGeoError(f"a clicks CSV needs coordinate columns x,y (or easting,northing; lon,lat; "
-                          f"longitude,latitude), got {', '.join(header) or 'no header'}", path)
-    if clicks_crs is not None and projected:
-        return projected[0]
-    if geographic:
-        if clicks_crs is not None and not parse_crs(clicks_crs, path).is_geographic:
-            raise MSTGeoError(f"its {geographic[0][0]}/{geographic[0][1]} columns are longitude/latitude, but "
-                              f"--clicks-crs names a projected CRS: name projected coordinates x,y", path)
-        return geographic[0]
-    raise MSTGeoError(f"its {projected[0][0]}/{projected[0][1]} columns name no CRS: pass --clicks-crs "
-                      "(clicks_crs= in Python), e.g. the scene's EPSG code", path)
+                          f"longitude,latitude), got {', '.join(map(repr, header)) or 'no header'}", path)
+    if len(pairs) > 1:
+        raise MSTGeoError(f"columns {' and '.join('/'.join(pair) for pair in pairs)} both give coordinates: keep one "
+                          "pair", path)
+    (x_column, y_column), = pairs
+    if x_column.lower() in ("x", "easting"):
+        if clicks_crs is None:
+            raise MSTGeoError(f"its {x_column}/{y_column} columns name no CRS: pass --clicks-crs (clicks_crs= in "
+                              "Python), e.g. the scene's EPSG code", path)
+    elif clicks_crs is not None and not parse_crs(clicks_crs, path).is_geographic:
+        raise MSTGeoError(f"its {x_column}/{y_column} columns are longitude/latitude, but --clicks-crs names a "
+                          "projected CRS: name projected coordinates x,y", path)
+    return x_column, y_column
 
 
 def _csv_number(cell: str, delimiter: str) -> float:
     """A coordinate cell as a number; ``-99,128`` too where commas do not delimit cells."""
     if delimiter != "," and cell.count(",") == 1 and "." not in cell:
         cell = cell.replace(",", ".")
+    if "_" in cell:  # float() reads 1_000 as 1000: not as typed
+        raise ValueError(cell)
     value = float(cell)
     if not math.isfinite(value):
         raise ValueError(cell)
