@@ -286,8 +286,23 @@ def test_vector_file_errors_name_the_file(tmp_path, mapper):
     points = gpd.GeoDataFrame(geometry=[shapely.Point(lonlat_of_pixel(100.5, 100.5))], crs="EPSG:4326")
     points.to_file(layers, layer="monday")
     points.to_file(layers, layer="tuesday")
-    with pytest.raises(MSTGeoError, match=r"layers.gpkg: holds 2 layers \(monday, tuesday\); keep the clicks"):
+    with pytest.raises(MSTGeoError, match=r"layers.gpkg: holds 2 layers with features \(monday, tuesday\); keep"):
         read_clicks(layers, mapper)
+
+
+def test_the_one_layer_with_features_is_read(tmp_path, mapper):
+    """A GPS's GPX file always has five layers, four of them empty: its waypoints are the clicks
+    (the file was refused as holding 5 layers); so is a GeoPackage's one non-empty layer."""
+    lon, lat = lonlat_of_pixel(100.5, 100.5)
+    gpx = tmp_path / "waypoints.gpx"
+    gpx.write_text('<?xml version="1.0"?>\n<gpx version="1.1" creator="t" xmlns="http://www.topografix.com/GPX/1/1">'
+                   f'<wpt lat="{lat!r}" lon="{lon!r}"><name>pond</name></wpt></gpx>\n')
+    (clicks,) = read_clicks(gpx, mapper).values()
+    assert [(c.row, c.col) for c in clicks] == [pytest.approx((100.5, 100.5), abs=1e-6)]
+    both = tmp_path / "both.gpkg"
+    gpd.GeoDataFrame({"object": ["pond"]}, geometry=[shapely.Point(lon, lat)], crs="EPSG:4326").to_file(both, layer="clicks")
+    gpd.GeoDataFrame({"object": []}, geometry=gpd.GeoSeries([], crs="EPSG:4326")).to_file(both, layer="spare")
+    assert list(read_clicks(both, mapper)) == ["pond"]
 
 
 def test_null_properties_are_missing_and_ids_must_differ_as_text(mapper):

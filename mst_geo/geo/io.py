@@ -65,11 +65,15 @@ def read_vector(path: str | Path, what: str) -> gpd.GeoDataFrame:
         with warnings.catch_warnings():  # GDAL's notes on a broken file would print as extra lines
             warnings.simplefilter("ignore", RuntimeWarning)
             layers = [str(name) for name, _ in pyogrio.list_layers(path)]
-            frame = gpd.read_file(path, engine="pyogrio") if len(layers) == 1 else None
+            if len(layers) > 1:  # a GPX file always has five, four of them empty for a GPS's waypoints
+                layers = [name for name in layers
+                          if pyogrio.read_info(path, layer=name, force_feature_count=True)["features"] != 0] or layers
+            frame = gpd.read_file(path, engine="pyogrio", layer=layers[0]) if len(layers) == 1 else None
     except Exception as error:  # pyogrio raises several types for unreadable files
         raise MSTGeoError(f"cannot read these {what} ({str(error).splitlines()[0]})", path) from None
     if frame is None:  # reading the first of several layers would be a silent guess
-        raise MSTGeoError(f"holds {len(layers)} layers ({', '.join(layers)}); keep the {what} in a file of their own", path)
+        raise MSTGeoError(f"holds {len(layers)} layers with features ({', '.join(layers)}); keep the {what} in a "
+                          "file of their own", path)
     if not isinstance(frame, gpd.GeoDataFrame):
         raise MSTGeoError(f"{what} hold no geometry column (a table without features)", path)
     return frame

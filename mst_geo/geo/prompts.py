@@ -344,7 +344,7 @@ def _csv_cell(name: str, value: str) -> Any:
 def _refuse_lost_click_order(path: Path, frame: Any) -> None:
     """A FlatGeobuf file with a spatial index stores its features in spatial order: without an
     ``order`` field the clicks of an object would run in another order than they were made."""
-    info = pyogrio.read_info(path)
+    info = pyogrio.read_info(path, layer=0)  # the driver is the file's; a FlatGeobuf has one layer
     if info["driver"] != "FlatGeobuf" or not info["capabilities"].get("fast_spatial_filter"):
         return
     columns = {str(name).strip().lower(): name for name in frame.columns}
