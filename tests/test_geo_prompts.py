@@ -292,11 +292,12 @@ def test_vector_file_errors_name_the_file(tmp_path, mapper):
 
 def test_the_one_layer_with_features_is_read(tmp_path, mapper):
     """A GPS's GPX file always has five layers, four of them empty: its waypoints are the clicks
-    (the file was refused as holding 5 layers); so is a GeoPackage's one non-empty layer."""
+    (the file was refused as holding 5 layers; a waypoint's time then broke the JSON); so is a
+    GeoPackage's one non-empty layer."""
     lon, lat = lonlat_of_pixel(100.5, 100.5)
     gpx = tmp_path / "waypoints.gpx"
     gpx.write_text('<?xml version="1.0"?>\n<gpx version="1.1" creator="t" xmlns="http://www.topografix.com/GPX/1/1">'
-                   f'<wpt lat="{lat!r}" lon="{lon!r}"><name>pond</name></wpt></gpx>\n')
+                   f'<wpt lat="{lat!r}" lon="{lon!r}"><time>2024-06-01T10:30:00Z</time><name>001</name></wpt></gpx>\n')
     (clicks,) = read_clicks(gpx, mapper).values()
     assert [(c.row, c.col) for c in clicks] == [pytest.approx((100.5, 100.5), abs=1e-6)]
     both = tmp_path / "both.gpkg"

@@ -372,7 +372,7 @@ def frame_as_geojson(frame: Any) -> dict:
     (how some tools save every point layer) counts as its point."""
     frame = frame.copy()
     frame.geometry = [_single_point(geometry) for geometry in frame.geometry]
-    return json.loads(frame.to_json(drop_id=True))
+    return json.loads(frame.to_json(drop_id=True, default=str))  # dates (a GPX waypoint's time) as text
 
 
 def _single_point_geojson(geometry: Any) -> Any:
