@@ -7,6 +7,8 @@ import re
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
+import pyogrio
 import pytest
 import shapely
 import rasterio
@@ -300,10 +302,23 @@ def test_the_one_layer_with_features_is_read(tmp_path, mapper):
                    f'<wpt lat="{lat!r}" lon="{lon!r}"><time>2024-06-01T10:30:00Z</time><name>001</name></wpt></gpx>\n')
     (clicks,) = read_clicks(gpx, mapper).values()
     assert [(c.row, c.col) for c in clicks] == [pytest.approx((100.5, 100.5), abs=1e-6)]
+    track = tmp_path / "walk.gpx"  # waypoints and the track logged on the way: the waypoints are the clicks
+    track.write_text(gpx.read_text().replace("</gpx>", f'<trk><trkseg><trkpt lat="{lat!r}" lon="{lon!r}"/>'
+                                             f'<trkpt lat="{lat!r}" lon="{lon!r}"/></trkseg></trk></gpx>'))
+    assert sum(len(clicks) for clicks in read_clicks(track, mapper).values()) == 1
     both = tmp_path / "both.gpkg"
     gpd.GeoDataFrame({"object": ["pond"]}, geometry=[shapely.Point(lon, lat)], crs="EPSG:4326").to_file(both, layer="clicks")
     gpd.GeoDataFrame({"object": []}, geometry=gpd.GeoSeries([], crs="EPSG:4326")).to_file(both, layer="spare")
     assert list(read_clicks(both, mapper)) == ["pond"]
+    styled = tmp_path / "styled.gpkg"  # QGIS's "save style to database" adds a table without geometry
+    gpd.GeoDataFrame({"object": ["pond"]}, geometry=[shapely.Point(lon, lat)], crs="EPSG:4326").to_file(styled, layer="clicks")
+    pyogrio.write_dataframe(pd.DataFrame({"styleName": ["default"]}), styled, layer="layer_styles")
+    assert list(read_clicks(styled, mapper)) == ["pond"]
+    hollow = tmp_path / "hollow.gpkg"  # no layer holds a feature: said as such, not as "2 layers with features"
+    for layer in ("a", "b"):
+        gpd.GeoDataFrame({"object": []}, geometry=gpd.GeoSeries([], crs="EPSG:4326")).to_file(hollow, layer=layer)
+    with pytest.raises(MSTGeoError, match="hollow.gpkg: holds no click points"):
+        read_clicks(hollow, mapper)
 
 
 def test_null_properties_are_missing_and_ids_must_differ_as_text(mapper):
@@ -439,6 +454,8 @@ def test_spreadsheet_exports_of_clicks(tmp_path, mapper):
         ("typo.csv", f"lon,lat\n{lon},{lat}\n\n{lon}x,{lat}\n", f"line 4: lon/lat must be numbers, got '{lon}x'"),
         ("under.csv", f"lon,lat\n-99.1_5,{lat}\n", "line 2: lon/lat must be numbers, got '-99.1_5'"),
         ("quote.csv", f"lon,lat,note\n{lon},{lat},\"{'a' * 140_000}\"\n", "line 2: not a CSV row"),
+        ("unclosed.csv", f"lon,lat,note\n{lon},{lat},ok\n{lon},{lat},\"big tree\n{lon},{lat},pond\n",
+         "line 3: not a CSV row"),  # the quote swallowed the next rows: three clicks read as two
     ):
         (tmp_path / name).write_text(text)
         with pytest.raises(MSTGeoError, match=re.escape(message)):

@@ -64,10 +64,7 @@ def read_vector(path: str | Path, what: str) -> gpd.GeoDataFrame:
     try:
         with warnings.catch_warnings():  # GDAL's notes on a broken file would print as extra lines
             warnings.simplefilter("ignore", RuntimeWarning)
-            layers = [str(name) for name, _ in pyogrio.list_layers(path)]
-            if len(layers) > 1:  # a GPX file always has five, four of them empty for a GPS's waypoints
-                layers = [name for name in layers
-                          if pyogrio.read_info(path, layer=name, force_feature_count=True)["features"] != 0] or layers
+            layers = _layers_to_read(path)
             frame = gpd.read_file(path, engine="pyogrio", layer=layers[0]) if len(layers) == 1 else None
     except Exception as error:  # pyogrio raises several types for unreadable files
         raise MSTGeoError(f"cannot read these {what} ({str(error).splitlines()[0]})", path) from None
@@ -77,6 +74,21 @@ def read_vector(path: str | Path, what: str) -> gpd.GeoDataFrame:
     if not isinstance(frame, gpd.GeoDataFrame):
         raise MSTGeoError(f"{what} hold no geometry column (a table without features)", path)
     return frame
+
+
+def _layers_to_read(path: Path) -> list[str]:
+    """The layers of a vector file that can hold the features: a GPX file's waypoints (its tracks
+    and routes are no clicks), else the spatial layers that hold any (a GeoPackage's
+    ``layer_styles`` table and empty layers aside), else the first layer (its emptiness said later)."""
+    layers = pyogrio.list_layers(path)
+    names = [str(name) for name, _ in layers]
+    if len(names) == 1:
+        return names
+    if path.suffix.lower() == ".gpx" and "waypoints" in names:
+        return ["waypoints"]
+    spatial = [str(name) for name, geometry in layers if geometry is not None]
+    filled = [name for name in spatial if pyogrio.read_info(path, layer=name, force_feature_count=True)["features"] != 0]
+    return filled or names[:1]
 
 
 def polygons_frame(records: Sequence[ObjectRecord], crs: CRS, model: str) -> gpd.GeoDataFrame:

@@ -38,13 +38,14 @@ from mst_geo.geo.io import epsg_code, read_vector
 
 WGS84 = CRS.from_epsg(4326)
 JSON_SUFFIXES = {".geojson", ".json"}
+"""Clicks files parsed as JSON, the contract as written; ``.csv`` is read by ``csv_clicks``, any
+other suffix through OGR."""
 CSV_COORDINATES = (("x", "y"), ("easting", "northing"), ("lon", "lat"), ("lng", "lat"), ("long", "lat"),
                    ("longitude", "latitude"))
 """Coordinate column pairs of a clicks CSV, in any case: x/y and easting/northing in the CRS the
 caller names, the others WGS84 longitude/latitude."""
 WHOLE_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)")
 """A CSV object id read as a number, as 7 in a GeoJSON (not 007, 1e3 or 1.5: text as typed)."""
-"""Clicks files parsed as JSON, the contract as written; any other suffix is read through OGR."""
 DEFAULT_OBJECT = 1
 POSITIVE_LABELS = {"positive", "pos", "1", "true", "fg", "foreground", "+"}
 NEGATIVE_LABELS = {"negative", "neg", "0", "false", "bg", "background", "-"}
@@ -281,14 +282,19 @@ def _read_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]], str
     delimiter = max(",;\t", key=lines[first].count) if first < len(lines) else ","
     if first < len(lines) and re.fullmatch(r"sep=[,;\t]", lines[first].strip("\r\n")):
         delimiter, first = lines[first][4], first + 1
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    rows = []
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter, strict=True)
+    rows, read_to = [], 0
     try:
         for cells in reader:
+            read_to = reader.line_num
             if reader.line_num > first and any(cell.strip() for cell in cells):
+                start = reader.line_num - sum(cell.count("\n") for cell in cells)
+                if start != reader.line_num:  # an unclosed quote swallows the rows after it
+                    raise MSTGeoError(f"line {start}: a cell runs over {reader.line_num - start + 1} lines "
+                                      "(an unclosed quote?)", path)
                 rows.append((reader.line_num, [cell.strip() for cell in cells]))
-    except csv.Error as error:
-        raise MSTGeoError(f"line {reader.line_num}: not a CSV row ({error})", path) from None
+    except csv.Error as error:  # the row after the last one read: an unclosed quote runs to the end
+        raise MSTGeoError(f"line {read_to + 1}: not a CSV row ({error})", path) from None
     header = [name.strip() for name in rows[0][1]] if rows else []
     while header and not header[-1]:
         header.pop()
