@@ -162,6 +162,28 @@ def test_objects_without_distinct_names_are_numbered(naip_scene, tmp_path):
     assert scene[2].name == "feature2"
 
 
+def test_a_blank_name_numbers_every_object_and_a_rerun_adds_no_row(naip_scene, tmp_path):
+    """One blank cell in the name column named that object NaN (not JSON), and a rerun scored it
+    again (NaN never equals NaN); a null geometry beside them is left out with our warning only."""
+    labels = tmp_path / "blank.gpkg"
+    polygons = gpd.read_file(PONDS).iloc[:3].copy()
+    polygons.loc[1, "name"] = None
+    polygons.loc[len(polygons)] = {"name": "nothing", "geometry": None}
+    polygons.to_file(labels)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        scene = LabelledScene(naip_scene, labels)
+    assert [type(w.message) for w in caught] == [MSTGeoWarning]  # geopandas' notna() note printed 6 lines
+    assert [scene.name_of(i) for i in range(len(scene))] == ["feature0", "feature1", "feature2"]
+    out = tmp_path / "bench"
+    for _ in range(2):
+        args = ["bench", "noc", "--model", "disk", "--scene", str(naip_scene), "--labels", str(labels),
+                "--max-clicks", "1", "--out", str(out)]
+        assert CliRunner().invoke(app, args).exit_code == 0
+    rows = [json.loads(line) for line in (out / "instances.jsonl").read_text().splitlines()]
+    assert [row["name"] for row in rows] == ["feature0", "feature1", "feature2"]
+
+
 def test_objects_keep_their_feature_numbers_when_others_are_dropped(naip_scene, tmp_path):
     """A point first and a polygon off the scene in the middle: the rest keep their numbers in the file."""
     from shapely.geometry import Point, box
@@ -184,13 +206,20 @@ def test_objects_keep_their_feature_numbers_when_others_are_dropped(naip_scene, 
     (["--scene", "{scene}"], "--scene and --labels go together"),
     (["--scene", "{scene}", "--labels", "{far}"], "no label polygon overlaps the scene"),
     (["--scene", "{scene}", "--labels", "{missing}"], "labels file not found"),
+    (["--scene", "{scene}", "--labels", "{folder}"], "is a folder: name the labels file in it"),
+    (["--scene", "{scene}", "--labels", "{no_dbf}"], "the Shapefile's .dbf (its attribute table) is missing"),
 ])
 def test_scene_user_errors_are_one_clear_line(naip_scene, tmp_path, extra, message):
     far = tmp_path / "far.geojson"
     moved = gpd.read_file(PONDS)
     moved["geometry"] = moved.translate(xoff=1e6)
     moved.to_file(far)
-    paths = {"scene": naip_scene, "far": far, "missing": tmp_path / "none.gpkg"}
+    shapefile = tmp_path / "shp" / "ponds.shp"  # read without its .dbf, its name and split marks were lost
+    shapefile.parent.mkdir()
+    gpd.read_file(PONDS).to_file(shapefile)
+    shapefile.with_suffix(".dbf").unlink()
+    paths = {"scene": naip_scene, "far": far, "missing": tmp_path / "none.gpkg", "folder": shapefile.parent,
+             "no_dbf": shapefile}
     args = [item.format(**paths) for item in extra]
     result = CliRunner().invoke(app, ["bench", "noc", "--model", "disk", *args, "--out", str(tmp_path / "o")])
     assert isinstance(result.exception, MSTGeoError), result.output

@@ -276,9 +276,9 @@ def test_vector_file_errors_name_the_file(tmp_path, mapper):
     with pytest.raises(MSTGeoError, match="clicks file not found") as missing:
         read_clicks(tmp_path / "none.gpkg", mapper)
     assert "none.gpkg" in str(missing.value)
-    garbage = tmp_path / "garbage.shp"
-    garbage.write_bytes(b"\x00\x01not a shapefile" * 10)
-    with pytest.raises(MSTGeoError, match="garbage.shp: cannot read these clicks"):
+    garbage = tmp_path / "garbage.gpkg"
+    garbage.write_bytes(b"\x00\x01not a geopackage" * 10)
+    with pytest.raises(MSTGeoError, match="garbage.gpkg: cannot read these clicks"):
         read_clicks(garbage, mapper)
     empty = tmp_path / "empty.gpkg"
     gpd.GeoDataFrame({"label": []}, geometry=gpd.GeoSeries([], crs="EPSG:4326")).to_file(empty)

@@ -31,9 +31,10 @@ class LabelledScene:
         polygons, chosen = scene_labels(scene, labels, bands)
         self.name = name or scene_stem(scene)
         self.objects = LabelledObjects(scene, polygons, list(range(len(polygons))), labels, read_max_side, chosen)
-        column = column_named(polygons, "name")
-        names = polygons[column].astype(str).tolist() if column is not None else []  # NAME from ArcGIS too
-        self.names = names if len(set(names)) == len(polygons) else None
+        column = column_named(polygons, "name")  # NAME from ArcGIS too
+        values = polygons[column] if column is not None else None
+        names = [] if values is None or values.isna().any() else values.astype(str).str.strip().tolist()
+        self.names = names if len(set(names)) == len(polygons) and all(names) else None  # else feature numbers
 
     def __len__(self) -> int:
         return len(self.objects)

@@ -59,8 +59,13 @@ def read_vector(path: str | Path, what: str) -> gpd.GeoDataFrame:
     ``clicks.gpkg: cannot read these clicks (...)`` rather than a driver traceback.
     """
     path = Path(path)
+    if path.is_dir():
+        raise MSTGeoError(f"is a folder: name the {what} file in it (.gpkg, .shp, .geojson, ...)", path)
     if not path.is_file():
         raise MSTGeoError(f"{what} file not found", path)
+    if path.suffix.lower() == ".shp" and not any(path.with_suffix(suffix).is_file() for suffix in (".dbf", ".DBF")):
+        raise MSTGeoError(f"the Shapefile's .dbf (its attribute table) is missing beside it: the {what}' fields "
+                          "would be lost", path)
     try:
         with warnings.catch_warnings():  # GDAL's notes on a broken file would print as extra lines
             warnings.simplefilter("ignore", RuntimeWarning)

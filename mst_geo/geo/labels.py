@@ -63,8 +63,7 @@ def read_labels(labels: str | Path, scene_crs: Any) -> gpd.GeoDataFrame:
     frame = read_vector(path, "labels")
     if frame.crs is None:
         raise MSTGeoError("labels have no CRS; save them with one (any CRS works)", path)
-    polygons = frame[frame.geometry.notna() & ~frame.geometry.is_empty
-                     & frame.geometry.geom_type.isin(["Polygon", "MultiPolygon"])]
+    polygons = frame[frame.geometry.geom_type.isin(["Polygon", "MultiPolygon"]) & ~frame.geometry.is_empty]  # none: no type
     if polygons.empty:
         raise MSTGeoError("labels hold no polygons (one polygon per object is expected)", path)
     if len(polygons) < len(frame):
