@@ -206,7 +206,7 @@ def test_objects_keep_their_feature_numbers_when_others_are_dropped(naip_scene, 
     (["--scene", "{scene}"], "--scene and --labels go together"),
     (["--scene", "{scene}", "--labels", "{far}"], "no label polygon overlaps the scene"),
     (["--scene", "{scene}", "--labels", "{missing}"], "labels file not found"),
-    (["--scene", "{scene}", "--labels", "{folder}"], "is a folder: name the labels file in it"),
+    (["--scene", "{scene}", "--labels", "{folder}"], "is a folder, not a labels file"),
     (["--scene", "{scene}", "--labels", "{no_dbf}"], "the Shapefile's .dbf (its attribute table) is missing"),
 ])
 def test_scene_user_errors_are_one_clear_line(naip_scene, tmp_path, extra, message):

@@ -36,6 +36,8 @@ from mst_geo.geo.ground import ground_area
 VECTOR_DRIVERS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON", ".fgb": "FlatGeobuf"}
 """Single-file formats only: a Shapefile's four files could not be renamed into place at once."""
 COLUMNS = ["object", "n_clicks", "area", "area_m2", "score", "model"]
+
+
 def mask_dtype(count: int) -> str:
     """The smallest unsigned type that numbers ``count`` objects after 0 (background): uint8 up to
     255 objects, the type GIS tools show as classes; more (every building of a town) widen it."""
@@ -59,10 +61,7 @@ def read_vector(path: str | Path, what: str) -> gpd.GeoDataFrame:
     ``clicks.gpkg: cannot read these clicks (...)`` rather than a driver traceback.
     """
     path = Path(path)
-    if path.is_dir():
-        raise MSTGeoError(f"is a folder: name the {what} file in it (.gpkg, .shp, .geojson, ...)", path)
-    if not path.is_file():
-        raise MSTGeoError(f"{what} file not found", path)
+    check_input_file(path, what)
     if path.suffix.lower() == ".shp" and not any(path.with_suffix(suffix).is_file() for suffix in (".dbf", ".DBF")):
         raise MSTGeoError(f"the Shapefile's .dbf (its attribute table) is missing beside it: the {what}' fields "
                           "would be lost", path)
@@ -79,6 +78,14 @@ def read_vector(path: str | Path, what: str) -> gpd.GeoDataFrame:
     if not isinstance(frame, gpd.GeoDataFrame):
         raise MSTGeoError(f"{what} hold no geometry column (a table without features)", path)
     return frame
+
+
+def check_input_file(path: Path, what: str) -> None:
+    """Refuse an input file that is missing, or a folder given where a file belongs."""
+    if path.is_dir():
+        raise MSTGeoError(f"is a folder, not a {what} file", path)
+    if not path.is_file():
+        raise MSTGeoError(f"{what} file not found", path)
 
 
 def _layers_to_read(path: Path) -> list[str]:

@@ -34,7 +34,7 @@ from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError, ProjError
 
 from mst_geo.errors import MSTGeoError
-from mst_geo.geo.io import epsg_code, read_vector
+from mst_geo.geo.io import check_input_file, epsg_code, read_vector
 
 WGS84 = CRS.from_epsg(4326)
 JSON_SUFFIXES = {".geojson", ".json"}
@@ -44,6 +44,8 @@ CSV_COORDINATES = (("x", "y"), ("easting", "northing"), ("lon", "lat"), ("lng", 
                    ("longitude", "latitude"))
 """Coordinate column pairs of a clicks CSV, in any case: x/y and easting/northing in the CRS the
 caller names, the others WGS84 longitude/latitude."""
+PROJECTED_X_COLUMNS = ("x", "easting")
+"""The first columns of the ``CSV_COORDINATES`` pairs that name no CRS."""
 WHOLE_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)")
 """A CSV object id read as a number, as 7 in a GeoJSON (not 007, 1e3 or 1.5: text as typed)."""
 DEFAULT_OBJECT = 1
@@ -222,10 +224,7 @@ def load_clicks_file(path: str | Path, clicks_crs: str | CRS | None = None) -> t
         frame = read_vector(path, "clicks")
         _refuse_lost_click_order(path, frame)
         return frame_as_geojson(frame), frame.crs
-    if path.is_dir():
-        raise MSTGeoError("is a folder, not a clicks file", path)
-    if not path.is_file():
-        raise MSTGeoError("clicks file not found", path)
+    check_input_file(path, "clicks")
     try:
         data = json.loads(path.read_text(encoding="utf-8-sig"))  # Windows editors may start it with a BOM
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -264,15 +263,14 @@ def csv_clicks(path: Path, clicks_crs: str | CRS | None) -> tuple[dict, CRS | No
         properties = {name: _csv_cell(name, value) for name, value in row.items() if name not in (x_column, y_column)}
         features.append({"type": "Feature", "id": f"line {line}", "properties": properties,
                          "geometry": {"type": "Point", "coordinates": [x, y]}})
-    geographic = x_column.lower() not in ("x", "easting")
+    geographic = x_column.lower() not in PROJECTED_X_COLUMNS
     return {"type": "FeatureCollection", "features": features}, WGS84 if geographic else None
 
 
 def _read_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]], str]:
     """A CSV's header, its non-blank rows with their line numbers (cells stripped) and its
     delimiter: comma, semicolon or tab, as the header line shows, or as Excel's ``sep=`` line says."""
-    if not path.is_file():
-        raise MSTGeoError("clicks file not found" if not path.is_dir() else "is a folder, not a clicks file", path)
+    check_input_file(path, "clicks")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
@@ -298,7 +296,8 @@ def _read_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]], str
     header = [name.strip() for name in rows[0][1]] if rows else []
     while header and not header[-1]:
         header.pop()
-    repeated = sorted({name for name in header if name and [h.lower() for h in header].count(name.lower()) > 1})
+    lowered = [name.lower() for name in header]
+    repeated = sorted({name for name in header if name and lowered.count(name.lower()) > 1})
     if repeated:
         raise MSTGeoError(f"column(s) {', '.join(map(repr, repeated))} appear more than once (in any case)", path)
     return header, rows[1:], delimiter
@@ -315,7 +314,7 @@ def _coordinate_columns(header: Sequence[str], clicks_crs: str | CRS | None, pat
         raise MSTGeoError(f"columns {' and '.join('/'.join(pair) for pair in pairs)} both give coordinates: keep one "
                           "pair", path)
     (x_column, y_column), = pairs
-    if x_column.lower() in ("x", "easting"):
+    if x_column.lower() in PROJECTED_X_COLUMNS:
         if clicks_crs is None:
             raise MSTGeoError(f"its {x_column}/{y_column} columns name no CRS: pass --clicks-crs (clicks_crs= in "
                               "Python), e.g. the scene's EPSG code", path)

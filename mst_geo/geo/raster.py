@@ -139,7 +139,8 @@ class WindowImage:
     def native_pixels(self) -> float:
         """Scene pixels per image pixel: more than 1 where a large window was read decimated, less
         where pixels not square on the ground were resampled along their longer side."""
-        return float(self.window.width * self.window.height) / self.valid.size
+        rows, cols = self.scale
+        return rows * cols
 
     @property
     def scale(self) -> tuple[float, float]:

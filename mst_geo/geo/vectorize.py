@@ -33,12 +33,12 @@ def mask_to_polygon(
     return geometry
 
 
-def polygon_to_mask(geometry: BaseGeometry, shape: tuple[int, int], transform: Affine) -> np.ndarray:
-    """The pixels of a ``shape`` grid (``transform``: pixels → CRS) whose centres ``geometry``
+def polygon_to_mask(geometry: BaseGeometry, out_shape: tuple[int, int], transform: Affine) -> np.ndarray:
+    """The pixels of an ``out_shape`` grid (``transform``: pixels → CRS) whose centres ``geometry``
     covers: ``mask_to_polygon``'s inverse, exact on the grid the polygon was traced on."""
     if geometry.is_empty:
-        return np.zeros(shape, bool)
-    return rasterize([(geometry, 1)], out_shape=shape, transform=transform, fill=0, dtype="uint8").astype(bool)
+        return np.zeros(out_shape, bool)
+    return rasterize([(geometry, 1)], out_shape=out_shape, transform=transform, fill=0, dtype="uint8").astype(bool)
 
 
 def _fill_small_holes(polygon: Polygon, min_area: float) -> Polygon:
