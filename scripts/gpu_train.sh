@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One lent-GPU slice (one device call, < 10 min): continue the shipped model with `mst-geo train`
 # on the compact pack in two stages, bf16:
-#   1. configs/train/shipped_gpu.yaml         from $INIT at lr 3e-4 for $STAGE1_MINUTES
+#   1. $STAGE1_RECIPE (configs/train/shipped_gpu.yaml; shipped_gpu_deep.yaml first deepens the
+#      network to 12 blocks) from $INIT at lr 3e-4 for $STAGE1_MINUTES
 #   2. configs/train/shipped_gpu_anneal.yaml  from stage 1's export at lr 3e-5 for $STAGE2_MINUTES
 # Stages, not an lr drop in steps: how many steps a slice reaches is not known beforehand.
 # Each stage's model.safetensors, metrics.csv and log are copied to $RESULTS as soon as it ends.
@@ -25,6 +26,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RESULTS=${RESULTS:-runs/gpu_results}
 INIT=${INIT:-default}              # the packaged weights, or a stage-2 export carried from a slice
+STAGE1_RECIPE=${STAGE1_RECIPE:-configs/train/shipped_gpu.yaml}
 STAGE1_MINUTES=${STAGE1_MINUTES:-6}
 STAGE2_MINUTES=${STAGE2_MINUTES:-1.5}
 DEVICES=${DEVICES:-gpu}
@@ -54,6 +56,6 @@ stage() {  # name, recipe, init, minutes, profile (true/false)
   cp "$out"/logs/version_0/metrics.csv "$RESULTS/$1_metrics.csv" 2>/dev/null || true
   cp "$out/fit-profile.txt" "$RESULTS/$1_profile.txt" 2>/dev/null || true
 }
-stage stage1 configs/train/shipped_gpu.yaml "$INIT" "$STAGE1_MINUTES" true
+stage stage1 "$STAGE1_RECIPE" "$INIT" "$STAGE1_MINUTES" true
 stage stage2 configs/train/shipped_gpu_anneal.yaml "${runs}_stage1/model.safetensors" "$STAGE2_MINUTES" false
 nvidia-smi --query-gpu=name,memory.used --format=csv 2>/dev/null || true

@@ -34,6 +34,9 @@ class ModelSection:
     preset: str = "mst_tiny"
     overrides: dict = field(default_factory=dict)  # MSTConfig fields passed to create_model
     init: str | None = None  # checkpoint (path or "default") whose weights start the run
+    # deepen the ``init`` MST checkpoint to this many blocks, new ones starting as the identity
+    # (model/grow.py): more capacity without losing what the init learnt
+    grow_depth: int | None = None
 
 
 @dataclass
@@ -246,6 +249,9 @@ def _check_ranges(config: TrainConfig) -> None:
             band_choice(config.data.scene_bands)
         except MSTGeoError as error:
             raise MSTGeoError(f"'data.scene_bands': {error}", source) from None
+    if config.model.grow_depth is not None and config.model.init is None:
+        raise MSTGeoError("'model.grow_depth' deepens the MST checkpoint that 'model.init' names: "
+                          "set one", source)
     if config.model.preset not in PRESETS:
         raise MSTGeoError(f"'model.preset' is {config.model.preset!r}; known: {', '.join(PRESETS)}", source)
     try:

@@ -45,6 +45,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from mst_geo.errors import MSTGeoError, MSTGeoWarning, Terminated
 from mst_geo.model import MSTModel, create_model, resolve_model, save_checkpoint
 from mst_geo.model.checkpoint import CheckpointError, checkpoint_path, read_card
+from mst_geo.model.grow import deepen
 from mst_geo.model.pretrained import load_vit_weights
 from mst_geo.train.config import TrainConfig, config_to_dict
 from mst_geo.train.datamodule import ClickDataModule
@@ -73,8 +74,9 @@ def build_model(config: TrainConfig) -> MSTModel:
 
     An MST checkpoint (``default`` or a ``.safetensors`` with a card) brings its own architecture,
     so ``--init default`` works with any recipe (a different preset is reported, and the exported
-    card records the real one); any other weights file is read as plain ViT/MAE weights into the
-    recipe's network (``model.pretrained.load_vit_weights``).
+    card records the real one), deepened first when the recipe sets ``model.grow_depth``; any
+    other weights file is read as plain ViT/MAE weights into the recipe's network
+    (``model.pretrained.load_vit_weights``).
     """
     init = config.model.init
     if init is None:
@@ -87,7 +89,16 @@ def build_model(config: TrainConfig) -> MSTModel:
         # the init's inference size was chosen for its own weights: validate and export at its
         # input_size until the new weights get theirs (scripts/ship_model.py --inference-size)
         model.config = dataclasses.replace(model.config, inference_size=None)
+        grow_depth = config.model.grow_depth
+        if grow_depth is not None:
+            if grow_depth <= model.config.depth:
+                raise MSTGeoError(f"'model.grow_depth' is {grow_depth}, but --init {init} already has "
+                                  f"{model.config.depth} blocks", config.source)
+            model = deepen(model, grow_depth)
         return model.train()
+    if config.model.grow_depth is not None:
+        raise MSTGeoError(f"'model.grow_depth' deepens an MST checkpoint, but --init {init} is plain "
+                          "ViT weights", config.source)
     model = create_model(config.model.preset, **config.model.overrides)
     load_vit_weights(model, Path(init).expanduser())
     return model
