@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).parents[1].parent / "shared" / "data"
+# ../shared/data beside the checkout, or a copy elsewhere (a GPU machine's scratch folder)
+SHARED_DATA = Path(os.environ.get("MST_GEO_SHARED_DATA") or Path(__file__).parents[1].parent / "shared" / "data")
 
 
 @pytest.fixture(scope="session")
