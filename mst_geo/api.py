@@ -194,6 +194,8 @@ class Segmenter:
             target = self.new_object_id() if object is None else self.existing_id(parse_object_id(object))
         except ValueError as error:
             raise MSTGeoError(str(error)) from None
+        if target not in self._clicks:
+            self._warn_if_like_another(target)
         self._append(target, click)
         return target
 
@@ -201,6 +203,16 @@ class Segmenter:
         """The id of the object that reads as ``object`` ("7" for 7: the output and the app hold ids
         as text), else ``object`` itself (a new object)."""
         return next((obj for obj in self._clicks if str(obj) == str(object)), object)
+
+    def _warn_if_like_another(self, new: ObjectId) -> None:
+        """A new id that differs from an existing one only in case or spaces ("Pond" beside "pond")
+        is most likely a typo: its click would silently start a second object."""
+        key = str(new).strip().casefold()
+        alike = next((obj for obj in self._clicks if str(obj).strip().casefold() == key), None)
+        if alike is not None:
+            warnings.warn(f"object {new!r} is a new object beside {alike!r} (ids are compared exactly); "
+                          f"to add this click to {alike!r}, undo() it and pass object={alike!r}",
+                          MSTGeoWarning, stacklevel=3)
 
     def load_clicks(
         self,

@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import geopandas as gpd
@@ -219,6 +220,17 @@ def test_object_ids_from_numpy_and_blank_ones(segmenter):
         with pytest.raises(MSTGeoError, match="object id must not be blank"):
             segmenter.add_click(*xy(95.5, 843.5), object=blank)
     assert segmenter.objects() == [3]
+
+
+def test_an_id_that_differs_only_in_case_warns_that_it_starts_a_new_object(segmenter):
+    segmenter.add_click(*xy(40.5, 860.5), object="pond")
+    with pytest.warns(MSTGeoWarning, match=r"object 'Pond ' is a new object beside 'pond' .*object='pond'"):
+        segmenter.add_click(*xy(60.5, 885.5), positive=False, object="Pond ")
+    assert segmenter.objects() == ["pond", "Pond "]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MSTGeoWarning)  # clicks on the same object, or a new unlike one, say nothing
+        segmenter.add_click(*xy(95.5, 843.5), object="pond")
+        segmenter.add_click(*xy(95.5, 120.5), object="field")
 
 
 def test_bad_clicks(naip_scene, tiny_checkpoint, write_geotiff, segmenter):

@@ -114,5 +114,5 @@ def test_resolve_model_accepts_preset_path_and_default(tmp_path, monkeypatch):
     model, _ = resolve_model("default")
     assert model.config.depth == 2
 
-    with pytest.raises(CheckpointError, match="neither a checkpoint file nor a preset"):
+    with pytest.raises(CheckpointError, match="nowhere.safetensors: not found: no such checkpoint file, and not a preset"):
         resolve_model(tmp_path / "nowhere.safetensors")

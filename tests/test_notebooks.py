@@ -3,7 +3,7 @@ GrabCut images, and are committed without outputs.
 
 Each notebook runs in a fresh ``python3`` kernel (ipykernel of this interpreter) with a temporary
 working directory, so the files it writes land there and are checked here. The notebooks' own
-parameters cells keep them small; nothing is overridden. ``MSTGEO_MODEL`` (read by the notebooks)
+parameters cells keep them small; only the fine-tune's rerun edits one (more steps). ``MSTGEO_MODEL`` (read by the notebooks)
 picks another checkpoint than the shipped default.
 """
 
@@ -36,12 +36,17 @@ def model_label() -> str:
     return method_label(os.environ.get(MODEL_VARIABLE, "default"))
 
 
-def execute(name: str, cwd: Path) -> nbformat.NotebookNode:
+def execute(name: str, cwd: Path, parameter: tuple[str, str] | None = None) -> nbformat.NotebookNode:
     """Run every cell of ``notebooks/<name>`` in ``cwd``; any cell error fails with its traceback.
+    ``parameter``: (old, new) text of a line of its parameters cell, as an analyst edits it.
 
     The executed notebook (up to the failing cell) is saved in ``cwd`` to look at its figures.
     """
     notebook = nbformat.read(REPO / "notebooks" / name, as_version=4)
+    if parameter is not None:
+        cell = next(cell for cell in notebook.cells if cell.cell_type == "code")
+        assert parameter[0] in cell.source
+        cell.source = cell.source.replace(*parameter)
     client = NotebookClient(notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
                             resources={"metadata": {"path": str(cwd)}})
     try:
@@ -122,6 +127,13 @@ def test_finetune_notebook_trains_on_the_scene_and_compares_held_out_ponds(tmp_p
     assert "before {" in text and "after {" in text  # one-click IoU per held-out pond, both models
     assert images(notebook) >= 3
     assert warnings_shown(notebook) == []
+
+    # run again with more steps, as the text offers: the run continues from its last checkpoint
+    # (the labels cell writes its GeoPackages again, with other bytes and the same polygons)
+    execute("03_finetune_on_your_scene.ipynb", tmp_path, ("STEPS = 15 ", "STEPS = 18 "))
+    training = read_card(out / "run" / "model.safetensors")["training"]
+    assert training["steps"] == 18 and training["resumed_from"].endswith(".ckpt")
+    assert (out / "noc_after_18_steps" / "instances.jsonl").is_file()
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

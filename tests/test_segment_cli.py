@@ -536,7 +536,8 @@ def test_checkpoint_of_another_preset(segment, tmp_path, tiny_checkpoint):
     )
     missing = segment("--model", tmp_path / "nothing.safetensors")
     assert_user_error(
-        missing, f"{tmp_path / 'nothing.safetensors'}: neither a checkpoint file nor a preset (", "nor 'default'",
+        missing, f"{tmp_path / 'nothing.safetensors'}: not found: no such checkpoint file, and not a preset (",
+        "nor 'default'",
         out_dir=tmp_path / "out",
     )
     assert load_file(str(small))  # the file itself is a readable safetensors file

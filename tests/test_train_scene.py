@@ -186,8 +186,28 @@ def test_a_scene_run_resumes_only_on_the_labels_it_started_with(tmp_path):
     train(load_train_config(smoke, {**config, "trainer.max_steps": 1}))
     grown = pd.concat([frame, frame.iloc[:1]], ignore_index=True)
     gpd.GeoDataFrame(grown, crs=frame.crs).to_file(labels)
-    with pytest.raises(MSTGeoError, match=r"the run trained on .*ponds.geojson \(sha256 [0-9a-f]+\), this command "
-                                          r"names .*ponds.geojson \(sha256 [0-9a-f]+\)"):
+    with pytest.raises(MSTGeoError, match=r"the run trained on .*ponds.geojson \(features sha256 [0-9a-f]+\), "
+                                          r"this command names .*ponds.geojson \(features sha256 [0-9a-f]+\)"):
         train(load_train_config(smoke, {**config, "trainer.max_steps": 2}), resume="auto")
     frame.to_file(labels)  # the file as it was: the run goes on
     assert train(load_train_config(smoke, {**config, "trainer.max_steps": 2}), resume="auto").is_file()
+
+
+def test_the_labels_digest_follows_the_features_not_the_files_bytes(tmp_path):
+    """A GeoPackage saved again with the same polygons (a notebook cell run twice, a re-export) is
+    the same labels; a moved polygon, a changed attribute or another CRS is not."""
+    from mst_geo.geo.labels import labels_digest
+
+    frame = gpd.read_file(REPO / "examples" / "water_labels.geojson")
+    first, again = tmp_path / "first.gpkg", tmp_path / "again.gpkg"
+    frame.to_file(first)
+    frame.to_file(again)
+    assert first.read_bytes() != again.read_bytes()  # GeoPackages carry their write time
+    assert labels_digest(first) == labels_digest(again)
+    moved = frame.copy()
+    moved.loc[0, "geometry"] = moved.geometry.iloc[0].buffer(1)
+    renamed = frame.copy()
+    renamed.iloc[0, 0] = "something else"
+    for index, changed in enumerate([moved, renamed, frame.to_crs("EPSG:3857")]):
+        changed.to_file(tmp_path / f"changed{index}.gpkg")
+        assert labels_digest(tmp_path / f"changed{index}.gpkg") != labels_digest(first), index

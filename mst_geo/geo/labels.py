@@ -38,21 +38,17 @@ MIN_WINDOW = 64
 """Smallest window side in scene pixels (a 5 px object still comes with some context)."""
 
 
-SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
-"""The files a Shapefile's polygons, attributes and CRS live in (not its spatial indexes)."""
-
-
 def labels_digest(labels: str | Path) -> str:
-    """A digest of a labels file (a Shapefile with its attribute and CRS files): an edited file
-    makes a bench's old rows another dataset's, and a training run's checkpoints another run's,
-    refused rather than mixed in."""
-    path = Path(labels)
-    parts = [path.with_suffix(suffix) for suffix in SHAPEFILE_PARTS] if path.suffix.lower() == ".shp" else [path]
-    digest = hashlib.sha256()
-    for part in parts:
-        if part.is_file():
-            digest.update(part.suffix.encode() + b"\0" + part.read_bytes())
-    return f"sha256 {digest.hexdigest()[:16]}"
+    """A digest of what a labels file holds (its polygons, attributes and CRS, not its bytes): a
+    file saved again with the same features (a notebook cell run twice, a re-export from QGIS; a
+    GeoPackage's bytes change on each write) keeps it, while an edited one makes a bench's old rows
+    another dataset's, and a training run's checkpoints another run's, refused rather than mixed in."""
+    frame = read_vector(Path(labels), "labels")
+    digest = hashlib.sha256(str(None if frame.crs is None else frame.crs.to_wkt()).encode())
+    digest.update(frame.drop(columns=frame.geometry.name).to_csv().encode())
+    for geometry in frame.geometry.to_wkb():
+        digest.update(b"\0" if geometry is None else geometry)
+    return f"features sha256 {digest.hexdigest()[:16]}"
 
 
 def read_labels(labels: str | Path, scene_crs: Any) -> gpd.GeoDataFrame:

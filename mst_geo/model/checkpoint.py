@@ -128,5 +128,6 @@ def resolve_model(name_or_path: str | Path) -> tuple[MSTModel, dict[str, Any]]:
         return model, {"preset": name, "config": model.config.to_dict(), "training": None}
     path = checkpoint_path(name)
     if not path.exists():
-        raise CheckpointError(f"neither a checkpoint file nor a preset ({', '.join(PRESETS)}) nor 'default'", path)
+        raise CheckpointError(f"not found: no such checkpoint file, and not a preset ({', '.join(PRESETS)}) "
+                              "nor 'default'", path)
     return load_checkpoint(path)
