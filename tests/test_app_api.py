@@ -227,7 +227,8 @@ def test_save_and_reopen_with_geopandas(client: TestClient, segmenter: Segmenter
     for name in ["objects.gpkg", "objects.geojson"]:
         response = client.post("/api/save", json={"path": str(tmp_path / name)})
         assert response.status_code == 200, response.text
-        assert response.json() == {"path": str(tmp_path / name), "n_objects": 2, "warnings": []}
+        assert response.json() == {"path": str(tmp_path / name), "n_objects": 2, "warnings": [],
+                                   "clicks_exported": False}
         saved = gpd.read_file(tmp_path / name)
         assert saved.crs.to_epsg() == 26914
         assert list(saved.columns) == ["object", "n_clicks", "area", "area_m2", "score", "model", "geometry"]
@@ -294,6 +295,19 @@ def test_bad_requests_get_clear_4xx_and_the_server_keeps_working(
     assert missing.status_code == 422 and missing.json()["detail"] == "y: Field required"
     wrong_type = client.post("/api/click", json={"x": "east", "y": 1.0})
     assert wrong_type.status_code == 422 and wrong_type.json()["detail"].startswith("x: ")
+
+    # NaN and Infinity (Python's json sends and reads them) are refused as bad input, and the answer
+    # is still JSON; true is no object id and no coordinate
+    for path, body in [("/api/click", b'{"x": NaN, "y": 1}'), ("/api/click", b"NaN"),
+                       ("/api/click", b'{"x": 1, "y": Infinity}'), ("/api/click", b'{"x": true, "y": 1}'),
+                       ("/api/click", b'{"x": 1, "y": 1, "object": true}'), ("/api/undo", b'{"object": NaN}'),
+                       ("/api/save", b'{"path": NaN}')]:
+        refused = client.post(path, content=body, headers={"Content-Type": "application/json"})
+        assert refused.status_code == 422 and refused.json()["detail"], (path, body)
+    assert client.put("/api/current", content=b'{"object": 1e400}',
+                      headers={"Content-Type": "application/json"}).status_code == 422
+    overflow = client.post("/api/click", json={"x": 1e308, "y": -1e308})  # finite, but no scene point
+    assert overflow.status_code == 400 and overflow.json()["detail"] == "click at (1e+308, -1e+308) lies outside the scene"
 
     nothing = client.post("/api/save", json={"path": str(tmp_path / "empty.gpkg")})
     assert nothing.status_code == 400 and "no objects" in nothing.json()["detail"]
@@ -407,17 +421,37 @@ def test_requests_from_other_sites_are_refused(segmenter: Segmenter) -> None:
 
 
 def test_unsaved_changes_are_known(client: TestClient, segmenter: Segmenter, tmp_path: Path) -> None:
-    """What a shutdown would lose: clicks since the last save (the CLI warns about them)."""
+    """What a shutdown would lose: clicks since the last save (the CLI warns about them), and what
+    only an export keeps: the clicks that ``--clicks`` restarts a session from."""
     session = client.app.state.session
-    assert not session.unsaved()
+    assert not session.unsaved() and not session.unexported()
     click(client, *scene_xy(segmenter, POND))
     assert session.unsaved()
-    assert client.post("/api/save", json={"path": str(tmp_path / "objects.gpkg")}).status_code == 200
-    assert not session.unsaved()
+    saved = client.post("/api/save", json={"path": str(tmp_path / "objects.gpkg")})
+    assert saved.status_code == 200 and saved.json()["clicks_exported"] is False  # the page says: Export too
+    assert not session.unsaved() and session.unexported()
     assert client.post("/api/undo").status_code == 200 and session.unsaved()
     assert client.get("/api/export-clicks", headers={"sec-fetch-site": "cross-site"}).status_code == 200
     assert session.unsaved()  # another site fetching the export does not count as the user keeping it
     assert client.get("/api/export-clicks").status_code == 200 and not session.unsaved()  # the download keeps them
+    assert not session.unexported()
+    click(client, *scene_xy(segmenter, POND))
+    assert client.get("/api/export-clicks").status_code == 200
+    again = client.post("/api/save", json={"path": str(tmp_path / "objects.gpkg"), "overwrite": True})
+    assert again.json()["clicks_exported"] is True
+
+
+def test_a_deleted_objects_number_is_not_given_again(client: TestClient, segmenter: Segmenter) -> None:
+    """Object 2 deleted, the next new object is 3: an earlier export's object 2 stays that object;
+    a new object cancelled before its first click gives its number back."""
+    first = click(client, *scene_xy(segmenter, POND))["object"]
+    second = client.post("/api/objects").json()["object"]
+    click(client, *scene_xy(segmenter, FIELD))
+    assert delete(client, second).status_code == 200
+    third = client.post("/api/objects").json()["object"]
+    assert (first, second, third) == (1, 2, 3)
+    assert client.post("/api/undo").json()["cancelled"]  # N then Z: nothing was clicked on it
+    assert client.post("/api/objects").json()["object"] == 3
 
 
 def test_cancelling_a_new_object_goes_back_to_the_previous_one(client: TestClient, segmenter: Segmenter) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import math
 import socket
 import threading
 import time
@@ -26,7 +27,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt, StrictStr
 
 from mst_geo.app.pagegrid import PageGrid
 from mst_geo.app.tiles import WARNING_FILTERS, SceneTiles
@@ -41,22 +42,24 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 ObjectId = int | str
 """New objects get integer ids; objects loaded from a clicks file keep theirs ("pond")."""
+RequestedId = StrictInt | StrictStr
+"""An object id in a request: ``true`` or ``1.5`` is refused, not read as object 1."""
 
 
 class ClickRequest(BaseModel):
     """A click at ``x, y`` in page coordinates (Leaflet lng/lat) or in the scene CRS."""
 
-    x: float = Field(description="Easting (page: lng) of the click.")
-    y: float = Field(description="Northing (page: lat) of the click.")
+    x: float = Field(description="Easting (page: lng) of the click.", strict=True, allow_inf_nan=False)
+    y: float = Field(description="Northing (page: lat) of the click.", strict=True, allow_inf_nan=False)
     positive: bool = Field(True, description="True: part of the object; false: not part of it.")
-    object: ObjectId | None = Field(None, description="Object the click belongs to; default: the current object.")
+    object: RequestedId | None = Field(None, description="Object the click belongs to; default: the current object.")
     space: Literal["page", "scene"] = Field("page", description="Coordinates of x/y: the page's map or the scene CRS.")
 
 
 class ObjectRequest(BaseModel):
     """Names an object; ``null`` means the current one (not for delete, which must name it)."""
 
-    object: ObjectId | None = Field(None, description="Object id; default: the current object.")
+    object: RequestedId | None = Field(None, description="Object id; default: the current object.")
 
 
 class SaveRequest(BaseModel):
@@ -78,6 +81,10 @@ class _Session:
         """The current object when N started a new one: cancelling the new one goes back to it."""
         self.saved_clicks = segmenter.clicks_geojson()
         """The clicks as last saved or exported (or as loaded at the start): what a shutdown would not lose."""
+        self.exported_clicks = self.saved_clicks
+        """The clicks as last exported (or loaded): what ``--clicks`` can restart the session from."""
+        self.issued: set[ObjectId] = set()
+        """Ids given to new objects, deleted ones too: a later object never takes a deleted one's id."""
         self.version = 0
         """Counts the changes made to the session: a page that saw another number redraws (another tab)."""
 
@@ -86,13 +93,20 @@ class _Session:
         with self.lock:
             return self.segmenter.clicks_geojson() != self.saved_clicks
 
+    def unexported(self) -> bool:
+        """Whether clicks changed since the last export (or the start): saved polygons alone cannot
+        restart the session."""
+        with self.lock:
+            return self.segmenter.clicks_geojson() != self.exported_clicks
+
     def new_object(self) -> ObjectId:
         """Start a new object, numbered past the objects; a new object still waiting for its first
         click stays the one (N pressed twice starts one object, and cancelling it goes back)."""
         if self.current is not None and self.current not in self.segmenter.objects():
             return self.current
         self.before_new = self.current
-        self.current = self.segmenter.new_object_id([] if self.current is None else [self.current])
+        self.current = self.segmenter.new_object_id([*self.issued, *([] if self.current is None else [self.current])])
+        self.issued.add(self.current)
         return self.current
 
     def cancel_new(self, object_id: ObjectId | None) -> ObjectId | None:
@@ -105,6 +119,7 @@ class _Session:
         if object_id is not None and str(object_id) != str(new):
             return None
         self.current = self.before_new if self.before_new in self.segmenter.objects() else None
+        self.issued.discard(new)  # never used: N, Z, N gives the same number again
         return new
 
     def resolve(self, object_id: ObjectId | None, allow_new: bool = False) -> ObjectId:
@@ -217,6 +232,8 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None,
             x, y = session.grid.page_to_scene(request.x, request.y)
         else:
             x, y = request.x, request.y
+        if not (math.isfinite(x) and math.isfinite(y)):  # 1e308 on the page: no scene coordinate at all
+            raise HTTPException(400, f"click at ({request.x:g}, {request.y:g}) lies outside the scene")
         with session.lock:
             object_id = session.resolve(request.object, allow_new=True)
             start = time.perf_counter()
@@ -293,8 +310,9 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None,
             segmenter.save(path, overwrite=request.overwrite)
             n_objects = len(segmenter.objects())
             session.saved_clicks = segmenter.clicks_geojson()
+            exported = session.saved_clicks == session.exported_clicks
         said = [str(note.message) for note in notes if issubclass(note.category, MSTGeoWarning)]
-        return {"path": str(path), "n_objects": n_objects, "warnings": said}
+        return {"path": str(path), "n_objects": n_objects, "warnings": said, "clicks_exported": exported}
 
     @app.get("/api/export-clicks")
     def export_clicks(request: Request) -> JSONResponse:
@@ -302,7 +320,7 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None,
         with session.lock:
             clicks = segmenter.clicks_geojson()
             if request.headers.get("sec-fetch-site", "same-origin") == "same-origin":  # not another site's <img>
-                session.saved_clicks = clicks  # the download holds them: --clicks restores the session
+                session.saved_clicks = session.exported_clicks = clicks  # the download holds them: --clicks restores the session
         return JSONResponse(clicks, headers={"Content-Disposition": _attachment(f"{stem}_clicks.geojson")})  # curl -OJ
 
     return app
@@ -372,9 +390,9 @@ def _add_error_handlers(app: FastAPI) -> None:
             else:
                 where = ".".join(str(part) for part in problem["loc"] if part != "body")
                 problems.append(f"{where or 'body'}: {problem['msg']}")
-        return JSONResponse(
-            {"detail": "; ".join(problems), "errors": jsonable_encoder(error.errors())}, status_code=422
-        )
+        # without the inputs: a NaN or Infinity sent back would make the answer itself invalid JSON
+        errors = [{key: value for key, value in problem.items() if key != "input"} for problem in error.errors()]
+        return JSONResponse({"detail": "; ".join(problems), "errors": jsonable_encoder(errors)}, status_code=422)
 
 
 def _add_request_guards(app: FastAPI, trusted_hosts: Sequence[str] | None) -> None:

@@ -13,7 +13,8 @@ const colourOrder = new Map();
 const colour = (id) => {
   const key = String(id);
   if (!colourOrder.has(key)) colourOrder.set(key, colourOrder.size);
-  return `hsl(${(50 + colourOrder.get(key) * 137.508) % 360}, 90%, 50%)`;
+  const hue = (50 + colourOrder.get(key) * 137.508) % 360;
+  return `hsl(${hue}, 90%, ${hue > 200 && hue < 290 ? 68 : 50}%)`;  // pure blues are lightened: dark water
 };
 
 const REQUEST_TIMEOUT_MS = 10 * 60_000;  // a model call on a huge window on a slow CPU stays well under it
@@ -102,6 +103,7 @@ function renderList(features) {
     item.onclick = () => guarded(async () => {
       await api("PUT", "api/current", { object: p.object });
       await refresh();
+      setStatus(`object ${p.object} is current: clicks extend it`);
     });
     list.appendChild(item);
   }
@@ -145,7 +147,10 @@ async function deleteCurrent() {
 async function save() {
   const question = "Save polygons to (.gpkg, .geojson or .fgb, on the server's disk):";
   const path = window.prompt(question, document.body.dataset.savePath);
-  if (!path) return;
+  if (!path) {
+    setStatus("not saved");
+    return;
+  }
   document.body.dataset.savePath = path;
   let result;
   try {
@@ -160,7 +165,9 @@ async function save() {
   }
   // what the writer noted (objects that came out empty, a CRS written as WGS84) is said here too
   const notes = result.warnings.length ? ` · warning: ${result.warnings.join(" · ")}` : "";
-  setStatus(`saved ${result.n_objects} object(s) to ${result.path}${notes}`, notes !== "");
+  // the polygons alone cannot restart a session: the clicks file can (app --clicks)
+  const reopen = result.clicks_exported ? "" : " · Export clicks too, to continue this session later";
+  setStatus(`saved ${result.n_objects} object(s) to ${result.path}${notes}${reopen}`, notes !== "");
 }
 
 // The clicks as a download, after the actions before it (a plain link would save the clicks as
@@ -234,7 +241,7 @@ async function init() {
   document.getElementById("save").onclick = () => guarded(save);
   document.getElementById("export").onclick = () => guarded(exportClicks);
   await refresh();
-  setStatus("left click: positive · right/shift click: negative");
+  setStatus("ready");
   // another tab on the same session: an idle, visible page redraws when the server's state moved on
   setInterval(() => {
     if (waiting > 0 || document.hidden) return;
