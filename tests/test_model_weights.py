@@ -62,5 +62,5 @@ def test_wrong_width_and_pickled_objects_are_refused(tmp_path):
     with pytest.raises(CheckpointError, match="refusing to unpickle"):
         load_vit_weights(create_model("mst_tiny", depth=1), pickled)
 
-    with pytest.raises(CheckpointError, match="neither a weights file nor a timm model name"):
+    with pytest.raises(CheckpointError, match="missing.pth: not found: no such weights file, and not a timm model name"):
         load_vit_weights(create_model("mst_tiny", depth=1), tmp_path / "missing.pth")

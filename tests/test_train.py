@@ -25,7 +25,7 @@ from mst_geo.cli import main
 from mst_geo.clicks.predictor import Predictor
 from mst_geo.clicks.session import evaluate_instance
 from mst_geo.errors import MSTGeoError
-from mst_geo.model import MSTLoss, load_checkpoint
+from mst_geo.model import MSTLoss, load_checkpoint, save_checkpoint
 from mst_geo.model.checkpoint import resolve_model
 from mst_geo.train.config import load_train_config
 from mst_geo.data.instance import Instance
@@ -159,6 +159,24 @@ def test_a_bad_resume_is_refused_before_training(full_run, tmp_path, iseg_root):
     with pytest.raises(MSTGeoError, match="the run trained on the datasets COCO_MVal, this command names the "
                                           "datasets DUTS_TR; resume with the same data"):
         train(other_data, resume=str(run))
+    wider_split = smoke_config(tmp_path / "split", iseg_root, **{"data.val_fraction": 0.5, "trainer.max_steps": 30})
+    with pytest.raises(MSTGeoError, match=r"names the datasets COCO_MVal \(data.val_fraction 0.3 -> 0.5\); resume"):
+        train(wider_split, resume=str(run))  # images trained on so far would be held out, or the reverse
+    more_images = smoke_config(tmp_path / "more", iseg_root, **{"data.max_images": 12, "trainer.max_steps": 30})
+    with pytest.raises(MSTGeoError, match=r"\(data.max_images 8 -> 12\)"):
+        train(more_images, resume=str(run))
+    deeper = smoke_config(tmp_path / "deeper", iseg_root, **{"model.overrides": {**config.model.overrides, "depth": 3},
+                                                           "trainer.max_steps": 30})
+    with pytest.raises(MSTGeoError, match=r"holds another network .* weights missing, extra or of another shape"):
+        train(deeper, resume=str(run))  # the checkpoint lacks a block: missing
+    shallower_run = smoke_config(tmp_path / "shallow", iseg_root, **{"model.overrides": {**config.model.overrides, "depth": 1},
+                                                                    "trainer.max_steps": 30})
+    with pytest.raises(MSTGeoError, match=r"holds another network .* e.g. model.backbone.blocks.1"):
+        train(shallower_run, resume=str(run))  # the checkpoint has a block more: extra, not a traceback
+    started = save_checkpoint(build_model(config), tmp_path / "start.safetensors")
+    other_start = smoke_config(tmp_path / "start", iseg_root, **{"model.init": str(started), "trainer.max_steps": 30})
+    with pytest.raises(MSTGeoError, match=r"the run started from other weights \(model.init None -> .*start.safetensors\)"):
+        train(other_start, resume=str(run))  # the card would record a lineage the weights never had
     other_lr = smoke_config(tmp_path / "lr", iseg_root, **{"optim.lr": config.optim.lr / 10, "trainer.max_steps": 30})
     with pytest.raises(MSTGeoError, match=f"the run's optimiser settings differ \\(optim.lr {config.optim.lr} -> "):
         train(other_lr, resume=str(run))

@@ -191,6 +191,11 @@ def test_a_scene_run_resumes_only_on_the_labels_it_started_with(tmp_path):
         train(load_train_config(smoke, {**config, "trainer.max_steps": 2}), resume="auto")
     frame.to_file(labels)  # the file as it was: the run goes on
     assert train(load_train_config(smoke, {**config, "trainer.max_steps": 2}), resume="auto").is_file()
+    moved = tmp_path / "elsewhere" / "ponds.geojson"  # the same features in another folder: the same labels
+    moved.parent.mkdir()
+    moved.write_bytes(labels.read_bytes())
+    assert train(load_train_config(smoke, {**config, "data.labels": str(moved), "trainer.max_steps": 3}),
+                 resume="auto").is_file()
 
 
 def test_the_labels_digest_follows_the_features_not_the_files_bytes(tmp_path):

@@ -52,7 +52,7 @@ def read_vit_state_dict(source: str | Path | Mapping) -> dict[str, torch.Tensor]
             raise CheckpointError(f"not a plain tensor checkpoint, refusing to unpickle it ({err!r})", path) from None
     name = str(source)
     if not timm.is_model(timm.models.split_model_name_tag(name)[0]):
-        raise CheckpointError("neither a weights file nor a timm model name", path)
+        raise CheckpointError("not found: no such weights file, and not a timm model name", path)
     try:
         return _unwrap(timm.create_model(name, pretrained=True).state_dict())
     except Exception as err:  # timm raises many kinds (offline, no pretrained tag, hub errors)

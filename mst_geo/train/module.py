@@ -15,6 +15,8 @@ would report for the same weights and instances.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +35,7 @@ from mst_geo.clicks.sampler import next_training_click
 from mst_geo.data.instance import Instance
 from mst_geo.model import MSTLoss, MSTModel
 from mst_geo.train.config import DataSection, TrainConfig, TrainerSection
+from mst_geo.train.instances import held_out_keys
 
 MIOU_AT_CLICKS = (1, 3, 5)
 """Clicks after which the validation mIoU is logged."""
@@ -55,16 +58,29 @@ def tie_weight(trainer: TrainerSection) -> float:
 
 
 def training_data(data: DataSection) -> dict[str, Any]:
-    """What a run trains on, as a resumed run must match it: a scene and its labels file (resolved
-    paths), else the dataset names (a data root may move: a pack copied to a GPU box)."""
+    """What a run trains on and holds out, as a resumed run must match it: a scene and its labels
+    file (resolved path and content), else the dataset names (a data root may move: a pack copied
+    to a GPU box) and what picks their held-out images (another fraction, image cap or list would
+    train on images held out so far)."""
+    split = {"val_fraction": data.val_fraction}
     if data.scene is not None:
         from mst_geo.geo.labels import labels_digest  # rasterio: scene runs only
         from mst_geo.geo.raster import scene_location
 
         labels = Path(str(data.labels)).expanduser().resolve()
         # the content too: polygons appended to the file would move the held-out ones onto trained-on ground
-        return {"scene": scene_location(data.scene), "labels": str(labels), "labels_digest": labels_digest(labels)}
-    return {"datasets": sorted(dataset_name(name) for name in data.datasets)}
+        return {"scene": scene_location(data.scene), "labels": str(labels), "labels_digest": labels_digest(labels),
+                **split}
+    held_out = held_out_keys(Path(data.root), data.val_list, data.datasets)
+    listed = None if held_out is None else hashlib.sha256("\n".join(sorted(held_out)).encode()).hexdigest()[:16]
+    return {"datasets": sorted(dataset_name(name) for name in data.datasets), **split,
+            "max_images": data.max_images, "held_out_list": listed}
+
+
+def start_weights(config: TrainConfig) -> dict[str, Any]:
+    """Where a run's first weights came from, as a resumed run must name it too (its card records
+    that lineage)."""
+    return {"init": config.model.init, "grow_depth": config.model.grow_depth}
 
 
 def dataset_name(given: str) -> str:
@@ -256,12 +272,18 @@ class ClickTrainingModule(L.LightningModule):
         """Training wall time over every resumed part of the run (the card's ``wall_time_s``)."""
         return self.wall_seconds + time.monotonic() - self._started
 
+    @functools.cached_property
+    def data_record(self) -> dict[str, Any]:
+        """``training_data`` of this run, read once (a labels file is read to digest it)."""
+        return training_data(self.config.data)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["mst_geo"] = {"samples_seen": self.samples_seen,
                                  "wall_seconds": self.elapsed_seconds(),
                                  "last_val": self.last_val,
-                                 "data": training_data(self.config.data),
-                                 "optim": dataclasses.asdict(self.config.optim)}
+                                 "data": self.data_record,
+                                 "optim": dataclasses.asdict(self.config.optim),
+                                 "model": start_weights(self.config)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("mst_geo", {})

@@ -49,7 +49,7 @@ from mst_geo.model.grow import deepen
 from mst_geo.model.pretrained import load_vit_weights
 from mst_geo.train.config import TrainConfig, config_to_dict
 from mst_geo.train.datamodule import ClickDataModule
-from mst_geo.train.module import SELECTION_METRIC, ClickTrainingModule, dataset_name, training_data
+from mst_geo.train.module import SELECTION_METRIC, ClickTrainingModule, dataset_name, start_weights
 
 CHECKPOINT_DIR = "checkpoints"
 EXPORT_NAME = "model.safetensors"
@@ -189,18 +189,29 @@ def check_resumable(path: Path, module: L.LightningModule, max_steps: int) -> No
     expected = module.state_dict()
     differ = [key for key, value in expected.items()
               if key not in state or tuple(state[key].shape) != tuple(value.shape)]
+    differ += [key for key in state if key not in expected]  # a deeper network's extra blocks
     if differ:
-        raise MSTGeoError(f"--resume: holds another network than this recipe builds ({len(differ)} of "
-                          f"{len(expected)} weights missing or of another shape, e.g. {differ[0]}); resume with "
+        raise MSTGeoError(f"--resume: holds another network than this recipe builds ({len(differ)} "
+                          f"weights missing, extra or of another shape, e.g. {differ[0]}); resume with "
                           "the recipe and --init the run started with", path)
     recorded = checkpoint.get("mst_geo") or {}
-    trained_on, asked = recorded.get("data"), training_data(module.config.data)
+    started, asked_start = recorded.get("model"), start_weights(module.config)
+    changed = _changed_since(started, asked_start)
+    if changed:
+        differences = ", ".join(f"model.{key} {started[key]} -> {asked_start.get(key)}" for key in changed)
+        raise MSTGeoError(f"--resume: the run started from other weights ({differences}); resume with the "
+                          "--init it started from (its card records the lineage)", path)
+    trained_on, asked = recorded.get("data"), module.data_record
     if trained_on is not None and "datasets" in trained_on:  # recorded as given before names were normalised
-        trained_on = {"datasets": sorted(dataset_name(name) for name in trained_on["datasets"])}
-    if _changed_since(trained_on, asked):
+        trained_on = {**trained_on, "datasets": sorted(dataset_name(name) for name in trained_on["datasets"])}
+    changed = _changed_since(trained_on, asked)
+    if "labels" in changed and trained_on.get("labels_digest") == asked.get("labels_digest"):
+        changed.remove("labels")  # the same features in a file moved or copied elsewhere
+    if changed:
+        split = ", ".join(f"data.{key} {trained_on[key]} -> {asked.get(key)}" for key in changed if key in SPLIT_KEYS)
         raise MSTGeoError(f"--resume: the run trained on {_data_words(trained_on)}, this command names "
-                          f"{_data_words(asked)}; resume with the same data, or start a new run in another --out",
-                          path)
+                          f"{_data_words(asked)}{f' ({split})' if split else ''}; resume with the same data, or "
+                          "start a new run in another --out", path)
     trained_with, asked_optim = recorded.get("optim"), dataclasses.asdict(module.config.optim)
     changed = _changed_since(trained_with, asked_optim)
     if changed:  # Lightning restores the optimiser and its schedule: new values would be recorded, never used
@@ -219,6 +230,10 @@ def _changed_since(recorded: dict | None, asked: dict) -> list[str]:
     recorded counts: a checkpoint written before a key was (the labels' content, a later optimiser
     setting, the record itself) is not checked on it."""
     return [key for key in recorded or {} if recorded[key] != asked.get(key)]
+
+
+SPLIT_KEYS = ("val_fraction", "max_images", "held_out_list")
+"""What picks a run's held-out images, beside its data (``training_data``)."""
 
 
 def _data_words(data: dict) -> str:
