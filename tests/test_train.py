@@ -454,6 +454,32 @@ class RaiseAt(Callback):
             raise self.error
 
 
+def logged_rows(run: Path) -> set[tuple[str, str, str]]:
+    """(kind, step, value) of every training and validation row the run's CSV logs hold."""
+    rows = set()
+    for metrics in run.glob("logs/version_*/metrics.csv"):
+        for row in csv.DictReader(metrics.open()):
+            if row.get("train/samples_seen"):
+                rows.add(("train", row["step"], row["train/samples_seen"]))
+            if row.get("val/noc85"):
+                rows.add(("val", row["step"], row["val/noc85"]))
+    return rows
+
+
+def test_a_run_resumed_after_ctrl_c_logs_and_validates_at_the_same_steps(full_run, tmp_path, iseg_root):
+    """Ctrl-C after a batch was fetched, before its step: Lightning restores its logging step and
+    batch count one ahead (as for a save at a batch's end), so every metric was logged one step
+    late and validation ran one batch early; the resumed run now logs what the uninterrupted one did."""
+    config, _, exported, _ = full_run
+    with pytest.raises(KeyboardInterrupt):
+        train(smoke_config(tmp_path, iseg_root), callbacks=[RaiseAt(7, KeyboardInterrupt())])
+    resumed = train(smoke_config(tmp_path, iseg_root), resume="auto")
+    reference = logged_rows(Path(config.out))
+    assert any(kind == "val" for kind, _, _ in reference)  # validations are compared too
+    assert logged_rows(tmp_path) == reference
+    assert load_checkpoint(resumed)[1]["metrics"]["held_out"]["step"] == load_checkpoint(exported)[1]["metrics"]["held_out"]["step"]
+
+
 def test_only_an_interrupt_leaves_interrupted_ckpt(tmp_path, iseg_root):
     """Ctrl-C saves interrupted.ckpt to resume from; a run that fails saves nothing that
     --resume auto would pick over the good checkpoints."""

@@ -200,6 +200,18 @@ class ClickTrainingModule(L.LightningModule):
         self.model.train(was_training)
         return clicks, prev_mask
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """Keep Lightning's counters on the optimiser steps. Restored from a checkpoint saved before
+        a batch's step ran (``interrupted.ckpt`` after a Ctrl-C between a batch's fetch and its
+        step), Lightning restarts its logging step and its count of batches (which times
+        validation) one ahead, as if it had been saved at a batch's end; with one optimiser step a
+        batch both are known here, so metrics and validations fall where an uninterrupted run has
+        them. In an uninterrupted run this changes nothing."""
+        loop = self.trainer.fit_loop.epoch_loop
+        loop._batches_that_stepped = self.global_step
+        total = loop.batch_progress.total
+        total.ready = total.completed + 1  # this batch, fetched and not yet started
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         if self.config.trainer.profile and batch["image"].is_cuda:
             with self.profiled("gpu_wait"):  # the previous step's queued kernels: CUDA runs ahead of the host
