@@ -11,6 +11,7 @@ bench's clicker and predictor. Not a test: run it by hand and copy the numbers i
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ import torch
 
 from mst_geo.clicks.session import clicks_to_reach, evaluate_instance
 from mst_geo.clicks.predictor import Predictor
+from mst_geo.errors import MSTGeoError
 from mst_geo.model import resolve_model
 from mst_geo.train.datamodule import HeldOutInstances
 from mst_geo.train.instances import build_split
@@ -52,9 +54,12 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(1)
+    try:  # every model first: a path mistyped after the first one fails now, not an hour later
+        models = {name: resolve_model(name)[0] for name in args.models}
+    except MSTGeoError as error:
+        sys.exit(f"heldout_noc.py: {error}")
     held_out = held_out_objects(args.data_root, args.val_list, args.count)
-    for name in args.models:
-        model, _ = resolve_model(name)
+    for name, model in models.items():
         predictor = Predictor(model, flip=args.flip, zoom_min_crop=args.zoom_min_crop,
                               zoom_expansion=args.zoom_expansion, input_size=args.input_size)
         rows = np.array([evaluate_instance(predictor, held_out[i], args.max_clicks)[0]

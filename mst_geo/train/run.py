@@ -487,6 +487,8 @@ def _train(config: TrainConfig, out: Path, resume_path: Path | None, callbacks: 
         warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated")  # Lightning's own, on torch 2.10+
         # a fresh run into a folder with checkpoints was refused above: on resume they are expected
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+        # a run shorter than trainer.log_every_steps (a short fine-tune) logs at its end anyway
+        warnings.filterwarnings("ignore", message=r"The number of training batches .* is smaller than the logging interval")
         sigint = signal.getsignal(signal.SIGINT)
         try:
             trainer.fit(module, datamodule=data, ckpt_path=resume_path)
