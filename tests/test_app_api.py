@@ -217,6 +217,7 @@ def test_objects_loaded_from_a_clicks_file_keep_their_ids(segmenter: Segmenter, 
     assert delete(client, "7").json() == {"deleted": 7}
     assert delete(client, "pond N/S").json() == {"deleted": "pond N/S"}
     assert segmenter.objects() == []
+    assert client.post("/api/objects").json() == {"object": 9}  # never the file's deleted 7, nor 8 given above
 
 
 def test_save_and_reopen_with_geopandas(client: TestClient, segmenter: Segmenter, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 from mst_geo.errors import MSTGeoError
 from mst_geo.model import create_model, save_checkpoint
 from mst_geo.train.config import load_train_config
+from mst_geo.train.module import start_weights
 from mst_geo.train.run import build_model, init_lineage, total_samples
 
 SMOKE = Path(__file__).parents[1] / "configs" / "train" / "smoke.yaml"
@@ -91,3 +92,14 @@ def test_training_modules_import_no_geo_stack():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_the_start_record_names_a_file_once_however_it_is_written(tmp_path, monkeypatch):
+    """A resumed run must name the weights it started from; ``x``, ``./x`` and the full path (or a
+    run resumed from another folder) are one file, "default" stays a name."""
+    path = save_checkpoint(create_model("mst_tiny", **TINY), tmp_path / "start.safetensors")
+    monkeypatch.chdir(tmp_path)
+    named = {start_weights(load_train_config(SMOKE, {"model.init": init}))["init"]
+             for init in ("start.safetensors", "./start.safetensors", str(path))}
+    assert named == {str(path.resolve())}
+    assert start_weights(load_train_config(SMOKE, {"model.init": "default"})) == {"init": "default", "grow_depth": None}

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
+import torch
 from rasterio.features import shapes
 from scipy import ndimage
 from shapely.geometry import shape
@@ -196,6 +197,14 @@ def test_a_scene_run_resumes_only_on_the_labels_it_started_with(tmp_path):
     moved.write_bytes(labels.read_bytes())
     assert train(load_train_config(smoke, {**config, "data.labels": str(moved), "trainer.max_steps": 3}),
                  resume="auto").is_file()
+    with pytest.raises(MSTGeoError, match=r"\(data.holds_out False -> True\)"):  # it trained on every polygon
+        train(load_train_config(smoke, {**config, "trainer.val_every_steps": 2, "trainer.max_steps": 4}), resume="auto")
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    older = torch.load(last, weights_only=False)  # as checkpoints recorded labels before: the file's bytes
+    older["mst_geo"]["data"]["labels_digest"] = "sha256 0123456789abcdef"
+    torch.save(older, tmp_path / "older.ckpt")
+    assert train(load_train_config(smoke, {**config, "data.labels": str(moved), "trainer.max_steps": 4}),
+                 resume=str(tmp_path / "older.ckpt")).is_file()
 
 
 def test_the_labels_digest_follows_the_features_not_the_files_bytes(tmp_path):

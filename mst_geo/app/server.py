@@ -83,8 +83,9 @@ class _Session:
         """The clicks as last saved or exported (or as loaded at the start): what a shutdown would not lose."""
         self.exported_clicks = self.saved_clicks
         """The clicks as last exported (or loaded): what ``--clicks`` can restart the session from."""
-        self.issued: set[ObjectId] = set()
-        """Ids given to new objects, deleted ones too: a later object never takes a deleted one's id."""
+        self.issued: set[ObjectId] = set(segmenter.objects())
+        """Ids given to objects (loaded ones too), deleted ones kept: a later object never takes a
+        deleted one's id."""
         self.version = 0
         """Counts the changes made to the session: a page that saw another number redraws (another tab)."""
 

@@ -57,11 +57,12 @@ def tie_weight(trainer: TrainerSection) -> float:
     return 0.5 / (trainer.val_instances + 1)
 
 
-def training_data(data: DataSection) -> dict[str, Any]:
+def training_data(data: DataSection, validates: bool) -> dict[str, Any]:
     """What a run trains on and holds out, as a resumed run must match it: a scene and its labels
-    file (resolved path and content), else the dataset names (a data root may move: a pack copied
-    to a GPU box) and what picks their held-out images (another fraction, image cap or list would
-    train on images held out so far)."""
+    file (resolved path and features) and whether any of its polygons are held out (only when the
+    run validates), else the dataset names (a data root may move: a pack copied to a GPU box) and
+    what picks their held-out images and samples (fraction, image cap, held-out list): other
+    values would score images trained on so far, or change the held-out set and the samples."""
     split = {"val_fraction": data.val_fraction}
     if data.scene is not None:
         from mst_geo.geo.labels import labels_digest  # rasterio: scene runs only
@@ -70,7 +71,7 @@ def training_data(data: DataSection) -> dict[str, Any]:
         labels = Path(str(data.labels)).expanduser().resolve()
         # the content too: polygons appended to the file would move the held-out ones onto trained-on ground
         return {"scene": scene_location(data.scene), "labels": str(labels), "labels_digest": labels_digest(labels),
-                **split}
+                **split, "holds_out": validates}
     held_out = held_out_keys(Path(data.root), data.val_list, data.datasets)
     listed = None if held_out is None else hashlib.sha256("\n".join(sorted(held_out)).encode()).hexdigest()[:16]
     return {"datasets": sorted(dataset_name(name) for name in data.datasets), **split,
@@ -79,8 +80,12 @@ def training_data(data: DataSection) -> dict[str, Any]:
 
 def start_weights(config: TrainConfig) -> dict[str, Any]:
     """Where a run's first weights came from, as a resumed run must name it too (its card records
-    that lineage)."""
-    return {"init": config.model.init, "grow_depth": config.model.grow_depth}
+    that lineage): a file by its resolved path (``./x`` and ``x``, or a run resumed from another
+    folder, are one file), "default" or a timm name as given."""
+    init = config.model.init
+    if init is not None and init != "default" and Path(init).expanduser().is_file():
+        init = str(Path(init).expanduser().resolve())
+    return {"init": init, "grow_depth": config.model.grow_depth}
 
 
 def dataset_name(given: str) -> str:
@@ -286,8 +291,9 @@ class ClickTrainingModule(L.LightningModule):
 
     @functools.cached_property
     def data_record(self) -> dict[str, Any]:
-        """``training_data`` of this run, read once (a labels file is read to digest it)."""
-        return training_data(self.config.data)
+        """``training_data`` of this run, read once (a labels file is read to digest it): before
+        training, so an edit to the labels during the run does not go into the record."""
+        return training_data(self.config.data, self.config.trainer.validates)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["mst_geo"] = {"samples_seen": self.samples_seen,

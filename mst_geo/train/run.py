@@ -207,6 +207,8 @@ def check_resumable(path: Path, module: L.LightningModule, max_steps: int) -> No
     changed = _changed_since(trained_on, asked)
     if "labels" in changed and trained_on.get("labels_digest") == asked.get("labels_digest"):
         changed.remove("labels")  # the same features in a file moved or copied elsewhere
+    if "labels_digest" in changed and not str(trained_on["labels_digest"]).startswith("features "):
+        changed.remove("labels_digest")  # recorded as the file's bytes (before 2026-11-28): not comparable
     if changed:
         split = ", ".join(f"data.{key} {trained_on[key]} -> {asked.get(key)}" for key in changed if key in SPLIT_KEYS)
         raise MSTGeoError(f"--resume: the run trained on {_data_words(trained_on)}, this command names "
@@ -232,7 +234,7 @@ def _changed_since(recorded: dict | None, asked: dict) -> list[str]:
     return [key for key in recorded or {} if recorded[key] != asked.get(key)]
 
 
-SPLIT_KEYS = ("val_fraction", "max_images", "held_out_list")
+SPLIT_KEYS = ("val_fraction", "max_images", "held_out_list", "holds_out")
 """What picks a run's held-out images, beside its data (``training_data``)."""
 
 
@@ -476,6 +478,7 @@ def _train(config: TrainConfig, out: Path, resume_path: Path | None, callbacks: 
     data = ClickDataModule(config)
     data.setup("fit")
     module = ClickTrainingModule(build_model(config), config)
+    module.data_record  # read the labels' features now, as training reads them (cached)
     if resume_path is not None:
         check_resumable(resume_path, module, config.trainer.max_steps)
     with warnings.catch_warnings():
