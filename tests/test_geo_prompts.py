@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 
 import geopandas as gpd
 import numpy as np
@@ -14,7 +15,7 @@ import shapely
 import rasterio
 from pyproj import Transformer
 
-from mst_geo.errors import MSTGeoError
+from mst_geo.errors import MSTGeoError, MSTGeoWarning
 from mst_geo.geo.raster import SceneRaster
 from mst_geo.geo.prompts import (
     PixelMapper,
@@ -87,10 +88,24 @@ def test_wgs84_clicks_land_on_their_pixels_grouped_and_ordered(mapper):
 
 def test_default_object_and_file_order(mapper):
     points = [lonlat_of_pixel(row, 400.5) for row in (300.5, 100.5, 200.5)]
-    objects = clicks_from_geojson(collection(*((*p, {}) for p in points)), mapper)
+    with pytest.warns(MSTGeoWarning, match="3 clicks without a 'label' or 'object' field are read as one object"):
+        objects = clicks_from_geojson(collection(*((*p, {}) for p in points)), mapper)
     assert list(objects) == [1]
     assert [click.row for click in objects[1]] == pytest.approx([300.5, 100.5, 200.5])
     assert all(click.positive for click in objects[1])
+
+
+def test_points_named_but_without_contract_fields_are_announced(mapper):
+    """Google Earth's placemarks say "pond negative" in their Name: read as one object of positive
+    clicks, as the contract says, and said so, naming the field that is not read."""
+    points = [lonlat_of_pixel(row, 400.5) for row in (300.5, 100.5)]
+    named = collection((*points[0], {"Name": "pond"}), (*points[1], {"Name": "pond negative"}))
+    with pytest.warns(MSTGeoWarning, match=r"2 clicks .* positive clicks; its 'Name' field is not read"):
+        clicks_from_geojson(named, mapper)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MSTGeoWarning)  # one click, or any contract field: nothing to say
+        clicks_from_geojson(collection((*points[0], {"Name": "pond"})), mapper)
+        clicks_from_geojson(collection((*points[0], {"object": "pond"}), (*points[1], {})), mapper)
 
 
 @pytest.mark.parametrize("crs", ["EPSG:3857", "EPSG:26914", "EPSG:32614"])

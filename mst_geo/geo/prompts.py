@@ -21,6 +21,7 @@ import io
 import json
 import math
 import re
+import warnings
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -33,7 +34,7 @@ from affine import Affine
 from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError, ProjError
 
-from mst_geo.errors import MSTGeoError
+from mst_geo.errors import MSTGeoError, MSTGeoWarning
 from mst_geo.geo.io import check_input_file, epsg_code, read_vector
 
 WGS84 = CRS.from_epsg(4326)
@@ -419,6 +420,7 @@ def clicks_from_geojson(
         raise MSTGeoError("holds no click points", source)
 
     keyed: dict[ObjectId, list[tuple[float, int, SceneClick]]] = {}
+    contract_used = False  # any click naming its label or object
     for index, feature in enumerate(data["features"]):
         where = _describe(index, feature)
         properties = (feature.get("properties") if isinstance(feature, dict) else None) or {}
@@ -431,6 +433,7 @@ def clicks_from_geojson(
         try:
             x, y = (float(value) for value in geometry["coordinates"][:2])
             label, obj, order = contract_fields(properties)
+            contract_used = contract_used or label not in (None, "") or obj not in (None, "")
             positive = True if label in (None, "") else parse_label(label)
             obj = DEFAULT_OBJECT if obj is None or str(obj).strip() == "" else parse_object_id(obj)
             order = float(index if order in (None, "") else parse_order(order))
@@ -439,7 +442,21 @@ def clicks_from_geojson(
             raise MSTGeoError(f"{where}: {error}", source) from None
         keyed.setdefault(obj, []).append((order, index, click))
     _refuse_ids_alike_as_text(list(keyed), source)
+    if not contract_used and len(data["features"]) > 1:
+        _warn_one_positive_object(data["features"], source)
     return {obj: [click for *_, click in sorted(entries, key=lambda e: e[:2])] for obj, entries in keyed.items()}
+
+
+def _warn_one_positive_object(features: list, source: str | Path | None) -> None:
+    """Several clicks with no label or object field at all (a Google Earth KML whose placemarks
+    are only named "pond negative", a GPS's waypoints) make one object of positive clicks, as the
+    contract says; said, because that is rarely what such a file meant."""
+    names = {str(key) for feature in features for key in ((feature.get("properties") or {}) if isinstance(feature, dict) else {})
+             if str(key).strip().lower() in ("name", "description")}
+    unread = f"; its {', '.join(repr(name) for name in sorted(names))} field is not read" if names else ""
+    warnings.warn(f"{source or 'clicks'}: {len(features)} clicks without a 'label' or 'object' field are read as one "
+                  f"object of positive clicks{unread} (give the points label and object fields to say otherwise)",
+                  MSTGeoWarning, stacklevel=3)
 
 
 def clicks_to_geojson(objects: Mapping[ObjectId, list[SceneClick]], scene_crs: CRS | Any) -> dict:

@@ -23,6 +23,7 @@ from urllib.parse import unquote, urlparse
 
 import contextlib
 import os
+import re
 import warnings
 
 import numpy as np
@@ -100,6 +101,12 @@ def scene_location(path: str | Path) -> str:
     path, a URL without its query (``public_source``). Run records compare scenes by it."""
     source = scene_source(path)
     return str(source.resolve()) if isinstance(source, Path) else public_source(source)
+
+
+def band_key(name: str) -> str:
+    """How a band name is matched: case and the zeros padding its numbers aside, so Sentinel-2's
+    ``B04`` (SAFE files) and ``B4`` (many exports) name one band; ``B8A`` and ``B10`` stay apart."""
+    return re.sub(r"(?<![0-9])0+(?=[0-9])", "", name.strip().lower())
 
 
 def scene_name(source: str | Path) -> str:
@@ -255,13 +262,13 @@ class SceneRaster:
                 if colour not in (ColorInterp.undefined, ColorInterp.alpha)]
 
     def _named_bands(self) -> dict[str, list[int]]:
-        """Band numbers by lower-case name: descriptions (a stack of two dates repeats them), and
-        colour interpretations where no description uses the name."""
+        """Band numbers by name key (``band_key``): descriptions (a stack of two dates repeats
+        them), and colour interpretations where no description uses the name."""
         coloured: dict[str, list[int]] = {}
         described: dict[str, list[int]] = {}
         for table, bands in ((coloured, self._coloured_bands()), (described, self._described_bands())):
             for band, name in bands:
-                table.setdefault(name.lower(), []).append(band)
+                table.setdefault(band_key(name), []).append(band)
         return {**coloured, **described}
 
     def _band_number(self, band: BandRef) -> int:
@@ -269,12 +276,14 @@ class SceneRaster:
         count = self.dataset.count
         if isinstance(band, str):
             named = self._named_bands()
-            if band.lower() not in named:
-                names = sorted(self._described_bands() + self._coloured_bands())
-                known = ", ".join(f"{number} {name!r}" for number, name in names)
+            if band_key(band) not in named:
+                names: dict[int, list[str]] = {}
+                for number, name in sorted(self._described_bands() + self._coloured_bands()):
+                    names.setdefault(number, []).append(repr(name))
+                known = ", ".join(f"{number} {'/'.join(spelled)}" for number, spelled in names.items())
                 raise MSTGeoError(f"no band described or coloured as {band!r} (bands: {known or 'none is named'})",
                                   self.path)
-            numbers = named[band.lower()]
+            numbers = named[band_key(band)]
             if len(numbers) > 1:
                 raise MSTGeoError(f"bands {' and '.join(map(str, numbers))} are all named {band!r}: "
                                   "choose them by number", self.path)
