@@ -63,7 +63,7 @@ def _real_photo(iseg_root: Path) -> Path:
     return iseg_root / "GrabCut" / "data_GT" / "106024.jpg"
 
 
-@pytest.mark.parametrize("where", ["PascalVOC", "PascalVOC/VOCdevkit/VOC2012", "VOCdevkit/VOC2012", "VOC2012"])
+@pytest.mark.parametrize("where", ["PascalVOC", "PascalVOC/VOCdevkit/VOC2012", "VOCdevkit/VOC2012", "VOC2012", "VOC"])
 def test_pascal_voc_layout_one_item_per_object(iseg_root, tmp_path, where):
     """RITM's PascalVOC folder, or the official tar unpacked in PascalVOC/ or in the data root."""
     voc = tmp_path / where
@@ -125,6 +125,9 @@ def test_sbd_layout_reads_instances_from_mat(iseg_root, tmp_path, where):
     with pytest.raises(MSTGeoError, match="not an SBD instance file") as error:
         load_iseg_dataset("SBD", tmp_path)
     assert "2008_000002.mat" in str(error.value)
+    (sbd / "inst" / "2008_000002.mat").unlink()  # listed in val.txt, never copied
+    with pytest.raises(MSTGeoError, match=r"2008_000002.mat: SBD instance file not found"):
+        load_iseg_dataset("SBD", tmp_path)[0]
 
 
 def test_coco_lvis_layout_rasterises_polygons(iseg_root, tmp_path):
@@ -185,6 +188,9 @@ def test_davis_masks_follow_ritm_any_value_above_zero(iseg_root, tmp_path):
     _davis_with_mask(iseg_root, tmp_path, mask)
     instance = load_iseg_dataset("DAVIS", tmp_path)[0]
     assert np.count_nonzero(instance.mask == 1) == 51 * 50 and set(np.unique(instance.mask)) == {0, 1}
+    with pytest.raises(MSTGeoError, match="no DAVIS folder here .*; this looks like the DAVIS folder itself: the data "
+                                          "root is the folder holding it"):
+        load_iseg_dataset("DAVIS", tmp_path / "DAVIS")
 
 
 def test_empty_masks_and_stray_files(iseg_root, tmp_path):

@@ -393,15 +393,19 @@ def load_iseg_dataset(name: str, root: str | Path, split: str = "val", also_know
             return images_folder_dataset(folder)
         known, folder = inner
         present = [folder]  # a known set by another name (a copy, VOCdevkit/VOC2012 by its path)
-    else:
-        present = [found for f in LAYOUTS[known].folders if (found := _named_path(root, f)) is not None]
+    else:  # its usual folders, then folders named as given or by an alias (ROOT/VOC, ROOT/D585)
+        aliases = [alias for alias, target in ALIASES.items() if target == known]
+        candidates = dict.fromkeys((*LAYOUTS[known].folders, name, *aliases))
+        present = [found for f in candidates if (found := _named_path(root, f)) is not None]
     name, layout = known, LAYOUTS[known]
     folder = next((f for f in present if layout.marker is None or (f / layout.marker).exists()), None)
     if folder is None and present and has_images_folder_layout(present[0]):
         return images_folder_dataset(present[0], name)  # as its archive unpacks (DUTS-TR/DUTS-TR-Image, -Mask)
     folder = folder or (present[0] if present else None)
     if folder is None:
-        raise MSTGeoError(f"no {name} folder here (looked for {', '.join(layout.folders)})", root)
+        itself = name_key(root.name) == name_key(name) or (layout.marker is not None and (root / layout.marker).exists())
+        hint = f"; this looks like the {name} folder itself: the data root is the folder holding it" if itself else ""
+        raise MSTGeoError(f"no {name} folder here (looked for {', '.join(layout.folders)}){hint}", root)
     refs = layout.list_refs(folder, split)
     if not refs:
         raise MSTGeoError(f"no {name} instances found", folder)

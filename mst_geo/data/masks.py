@@ -115,6 +115,8 @@ def read_sbd_instances(path: Path) -> np.ndarray:
     from scipy.io import loadmat
     from scipy.io.matlab import MatReadError
 
+    if not Path(path).is_file():
+        raise MSTGeoError("SBD instance file not found (listed in the split's list)", path)
     try:
         return loadmat(str(path))["GTinst"][0][0]["Segmentation"]
     except (OSError, ValueError, KeyError, IndexError, MatReadError) as error:
