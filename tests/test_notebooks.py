@@ -3,7 +3,7 @@ GrabCut images, and are committed without outputs.
 
 Each notebook runs in a fresh ``python3`` kernel (ipykernel of this interpreter) with a temporary
 working directory, so the files it writes land there and are checked here. The notebooks' own
-parameters cells keep them small; only the fine-tune's rerun edits one (more steps). ``MSTGEO_MODEL`` (read by the notebooks)
+parameters cells keep them small; only a few tests edit one (a clicks file, more steps). ``MSTGEO_MODEL`` (read by the notebooks)
 picks another checkpoint than the shipped default.
 """
 
@@ -93,6 +93,18 @@ def test_segment_scene_notebook_saves_polygons_in_the_scene_crs(tmp_path: Path):
     assert warnings_shown(notebook) == []
     if model_label() == method_label("default"):  # the text says the negative click removes the leak
         assert "parts 2 -> 1" in printed(notebook)
+
+
+def test_segment_scene_notebook_segments_a_clicks_file_instead_of_the_guided_clicks(tmp_path: Path):
+    """CLICKS set in the parameters cell: every object of the file, the guided clicks skipped."""
+    clicks = REPO / "examples" / "clicks.geojson"
+    notebook = execute("01_segment_scene.ipynb", tmp_path, ("CLICKS = None ", f"CLICKS = {str(clicks)!r} "))
+    polygons = gpd.read_file(tmp_path / "outputs" / "01_segment_scene" / "objects.gpkg")
+    written = json.loads(clicks.read_text())["features"]
+    assert sorted(polygons["object"]) == sorted({feature["properties"]["object"] for feature in written})
+    assert polygons["n_clicks"].sum() == len(written)
+    assert "parts 2 -> 1" not in printed(notebook)  # the guided negative click did not run
+    assert warnings_shown(notebook) == []
 
 
 def test_benchmark_notebook_reports_the_model_beside_the_baselines(tmp_path: Path):
