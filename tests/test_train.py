@@ -521,6 +521,10 @@ def test_sigterm_to_the_process_group_saves_interrupted_ckpt(tmp_path, iseg_root
                 break
             subprocess.run(["sleep", "0.2"])
         assert job.poll() is None, job.stderr.read()
+        for _ in range(100):  # the worker leaves the group in its init, a moment after its fork
+            if job.pid not in _children(job.pid).values():
+                break
+            subprocess.run(["sleep", "0.1"])
         assert job.pid not in _children(job.pid).values()  # the loader worker left the job's group
         subprocess.run(["sleep", "2"])
         os.killpg(job.pid, signal.SIGTERM)  # as `timeout` and schedulers do: every process of the job's group
