@@ -105,8 +105,8 @@ class _Session:
         click stays the one (N pressed twice starts one object, and cancelling it goes back)."""
         if self.current is not None and self.current not in self.segmenter.objects():
             return self.current
-        self.before_new = self.current
-        self.current = self.segmenter.new_object_id([*self.issued, *([] if self.current is None else [self.current])])
+        self.before_new = self.current  # None or an object with clicks: new_object_id counts it
+        self.current = self.segmenter.new_object_id(self.issued)
         self.issued.add(self.current)
         return self.current
 
