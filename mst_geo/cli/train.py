@@ -81,7 +81,10 @@ def train_command(
     from lightning.pytorch.utilities import rank_zero_only
 
     if rank_zero_only.rank == 0:  # with several processes every one returns here: one line is enough
-        typer.echo(f"model written to {exported}")
+        if recipe.task == "mae":
+            typer.echo(f"encoder written to {exported}: start click training from it with --init {exported}")
+        else:
+            typer.echo(f"model written to {exported}")
 
 
 def _parse_devices(text: str) -> int | str | list[int]:

@@ -25,6 +25,8 @@ from mst_geo.model.config import PRESETS, MSTConfig
 from mst_geo.model.mst import MSTModel, create_model
 
 CARD_KEY = "mst_geo.card"
+PRETRAINING_KEY = "mst_geo.pretraining"
+"""Metadata key of an encoder exported by a pretraining run (``task: mae``): its training record."""
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "mst_default.safetensors"
 
 
@@ -59,6 +61,15 @@ def weights_digest(state: Mapping[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def _metadata(path: Path) -> dict[str, str]:
+    """A safetensors file's header metadata, without loading its tensors."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"not a readable safetensors file ({err})", path) from err
+
+
 def read_card(path: str | Path) -> dict[str, Any]:
     """The model card of checkpoint ``path`` without loading its tensors."""
     path = Path(path)
@@ -66,17 +77,28 @@ def read_card(path: str | Path) -> dict[str, Any]:
         raise CheckpointError("checkpoint file not found", path)
     if path.suffix != ".safetensors":
         raise CheckpointError("MST checkpoints must be .safetensors files (other formats may run code)", path)
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"not a readable safetensors file ({err})", path) from err
+    metadata = _metadata(path)
+    if CARD_KEY not in metadata and PRETRAINING_KEY in metadata:
+        raise CheckpointError("is a pretrained encoder (`mst-geo train` with task: mae), not a segmenter: "
+                              "click-train from it with `mst-geo train --init`", path)
     if CARD_KEY not in metadata:
         raise CheckpointError("no mst-geo model card in the file metadata (not an MST checkpoint?)", path)
     try:
         return json.loads(metadata[CARD_KEY])
     except json.JSONDecodeError as err:
         raise CheckpointError(f"model card is not valid JSON ({err})", path) from err
+
+
+def read_pretraining_record(path: str | Path) -> dict[str, Any] | None:
+    """The training record of an encoder a pretraining run exported; None for any other file."""
+    path = Path(path)
+    if path.suffix != ".safetensors" or not path.is_file():
+        return None
+    text = _metadata(path).get(PRETRAINING_KEY)
+    try:
+        return None if text is None else json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"pretraining record is not valid JSON ({err})", path) from err
 
 
 def load_checkpoint(path: str | Path, preset: str | None = None,

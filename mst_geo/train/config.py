@@ -104,6 +104,21 @@ class OptimSection:
 
 
 @dataclass
+class MAESection:
+    """Masked-autoencoder pretraining (``task: mae``, ``train/mae.py``); MAE's own defaults."""
+
+    mask_ratio: float = 0.75  # share of each image's patches hidden from the encoder
+    decoder_dim: int = 128
+    decoder_depth: int = 2
+    decoder_heads: int = 4
+    norm_pix_loss: bool = True  # rebuild each patch normalised by its own mean and variance
+
+
+TASKS = ("clicks", "mae")
+"""``clicks``: iterative click training (the segmenter); ``mae``: encoder pretraining on images alone."""
+
+
+@dataclass
 class TrainerSection:
     """Lightning Trainer settings, checkpoints, logging and the validation NoC."""
 
@@ -141,12 +156,14 @@ class TrainConfig:
 
     name: str = "recipe"
     out: str = "runs/train"
+    task: str = "clicks"
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     clicks: ClicksSection = field(default_factory=ClicksSection)
     loss: LossSection = field(default_factory=LossSection)
     optim: OptimSection = field(default_factory=OptimSection)
     trainer: TrainerSection = field(default_factory=TrainerSection)
+    mae: MAESection = field(default_factory=MAESection)
     source: str | None = None
 
 
@@ -211,10 +228,26 @@ def _check_ranges(config: TrainConfig) -> None:
         "optim.samples_per_epoch": config.optim.samples_per_epoch,
         "optim.lr": config.optim.lr,
         "trainer.click_threads": config.trainer.click_threads,
+        "mae.decoder_dim": config.mae.decoder_dim,
+        "mae.decoder_depth": config.mae.decoder_depth,
+        "mae.decoder_heads": config.mae.decoder_heads,
     }
     for key, value in positive.items():
         if value <= 0:
             raise MSTGeoError(f"'{key}' must be > 0, got {value}", source)
+    if config.task not in TASKS:
+        raise MSTGeoError(f"'task' is {config.task!r}; known: {', '.join(TASKS)}", source)
+    if config.task == "mae" and config.trainer.validates:
+        raise MSTGeoError("'task: mae' pretrains the encoder and scores no held-out NoC: set "
+                          "trainer.val_every_steps: 0", source)
+    if config.task == "mae" and config.data.scene is not None:
+        raise MSTGeoError("'task: mae' pretrains on the datasets' images; a scene run fine-tunes the "
+                          "segmenter: leave out data.scene", source)
+    if not 0 < config.mae.mask_ratio < 1:
+        raise MSTGeoError(f"'mae.mask_ratio' must be in (0, 1), got {config.mae.mask_ratio}", source)
+    if config.mae.decoder_dim % config.mae.decoder_heads:
+        raise MSTGeoError(f"'mae.decoder_dim' {config.mae.decoder_dim} is not divisible by 'mae.decoder_heads' "
+                          f"{config.mae.decoder_heads}", source)
     if config.data.crop_size % 16:
         raise MSTGeoError(f"'data.crop_size' must be a multiple of 16, got {config.data.crop_size}",
                           source)

@@ -247,7 +247,8 @@ class ClickTrainingModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         optim = self.config.optim
-        optimizer = torch.optim.AdamW(self.model.parameters(), lr=optim.lr,
+        trained = [parameter for parameter in self.parameters() if parameter.requires_grad]
+        optimizer = torch.optim.AdamW(trained, lr=optim.lr,
                                       betas=tuple(optim.betas), weight_decay=optim.weight_decay)
         global_batch = self.config.trainer.batch_size * self.trainer.world_size
         milestones = [round(epoch * optim.samples_per_epoch / global_batch)

@@ -5,7 +5,8 @@ device); bf16-mixed on GPU, fp32 on CPU. Checkpoints are written every N steps, 
 and when the run is interrupted (Ctrl-C included), all into ``<out>/checkpoints``; ``resume``
 continues one of them exactly. The finished weights are exported with ``save_checkpoint`` as
 ``<out>/model.safetensors``, whose card records what was done (data, recipe, steps, samples,
-wall time, hardware, held-out NoC).
+wall time, hardware, held-out NoC); a pretraining run (``task: mae``) exports its encoder as
+``<out>/encoder.safetensors`` instead, the same record in its metadata.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from mst_geo.errors import MSTGeoError, MSTGeoWarning, Terminated
 from mst_geo.model import MSTModel, create_model, resolve_model, save_checkpoint
-from mst_geo.model.checkpoint import CheckpointError, checkpoint_path, read_card
+from mst_geo.model.checkpoint import CheckpointError, checkpoint_path, read_card, read_pretraining_record
 from mst_geo.model.grow import deepen
 from mst_geo.model.pretrained import load_vit_weights
 from mst_geo.train.config import TrainConfig, config_to_dict
@@ -124,11 +125,12 @@ def mst_init_path(init: str | None) -> Path | None:
 
 def init_lineage(init: str | None) -> dict | None:
     """What an MST checkpoint given as ``--init`` had been through (its file, digest when it was
-    shipped, and training record), so a continued run's card tells the whole history; None for
-    other starts."""
+    shipped, and training record), so a continued run's card tells the whole history; for an
+    encoder of a pretraining run (``task: mae``) its file and record; None for other starts."""
     path = mst_init_path(init)
     if path is None:
-        return None
+        pretraining = None if init is None else read_pretraining_record(Path(init).expanduser())
+        return None if pretraining is None else {"path": str(Path(init).expanduser()), "pretraining": pretraining}
     card = read_card(path)
     return {"path": str(path), "weights_sha256": card.get("weights_sha256"),
             "training": card.get("training")}
@@ -477,7 +479,7 @@ def _train(config: TrainConfig, out: Path, resume_path: Path | None, callbacks: 
     warn_if_waiting_for_nodes(trainer)
     data = ClickDataModule(config)
     data.setup("fit")
-    module = ClickTrainingModule(build_model(config), config)
+    module = training_module(config)
     module.data_record  # read the labels' features now, as training reads them (cached)
     if resume_path is not None:
         check_resumable(resume_path, module, config.trainer.max_steps)
@@ -505,7 +507,25 @@ def _train(config: TrainConfig, out: Path, resume_path: Path | None, callbacks: 
         finally:  # Lightning ignores Ctrl-C from its first one on: give it back (a notebook's interrupt)
             if threading.current_thread() is threading.main_thread():
                 signal.signal(signal.SIGINT, sigint)
+    record = model_card(config, module, data, trainer, resume_path)
+    if config.task == "mae":
+        from mst_geo.train.mae import ENCODER_NAME, save_encoder
+
+        export = out / ENCODER_NAME
+        if trainer.is_global_zero:
+            save_encoder(module.model, export, record)
+        return export
     export = out / EXPORT_NAME
     if trainer.is_global_zero:
-        save_checkpoint(module.model, export, model_card(config, module, data, trainer, resume_path))
+        save_checkpoint(module.model, export, record)
     return export
+
+
+def training_module(config: TrainConfig) -> ClickTrainingModule:
+    """The LightningModule of the recipe's task: click training, or masked-autoencoder
+    pretraining of the encoder (``task: mae``)."""
+    if config.task == "mae":
+        from mst_geo.train.mae import MAEPretrainingModule
+
+        return MAEPretrainingModule(build_model(config), config)
+    return ClickTrainingModule(build_model(config), config)
