@@ -179,3 +179,21 @@ def open_handles():
         return total
 
     return count
+
+
+SMOKE_RECIPE = Path(__file__).parents[1] / "configs" / "train" / "smoke.yaml"
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """Builds the smoke recipe's tiny MST (64 wide, 2 blocks, 96 px; keyword arguments override
+    its config): fast networks for the weights and training tests, one definition for all."""
+    from mst_geo.model import create_model
+    from mst_geo.train.config import load_train_config
+
+    recipe = load_train_config(SMOKE_RECIPE).model
+
+    def build(**overrides):
+        return create_model(recipe.preset, **{**recipe.overrides, **overrides})
+
+    return build

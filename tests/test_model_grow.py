@@ -10,14 +10,12 @@ import torch
 from PIL import Image
 
 from mst_geo.errors import MSTGeoError
-from mst_geo.model import MSTLoss, create_model, load_checkpoint, save_checkpoint
+from mst_geo.model import MSTLoss, load_checkpoint, save_checkpoint
 from mst_geo.model.grow import block_slots, deepen
 from mst_geo.train.config import load_train_config
 from mst_geo.train.run import build_model, train
 
 SMOKE = Path(__file__).parents[1] / "configs" / "train" / "smoke.yaml"
-TINY = {"embed_dim": 64, "depth": 2, "num_heads": 2, "head_dim": 16, "refine_dim": 8,
-        "score_dim": 16, "contrast_dim": 16, "input_size": 96, "topk_samples": 8}
 
 
 def grabcut_input(iseg_root: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -33,9 +31,9 @@ def test_trained_blocks_are_spread_among_the_new_ones():
     assert block_slots(2, 4) == [0, 2]
 
 
-def test_a_deepened_network_computes_the_same_masks(iseg_root):
+def test_a_deepened_network_computes_the_same_masks(iseg_root, tiny_model):
     torch.manual_seed(0)
-    model = create_model("mst_tiny", **TINY).eval()
+    model = tiny_model().eval()
     with torch.no_grad():  # trained-looking weights: not the zero biases of a fresh network
         for parameter in model.parameters():
             parameter.add_(0.02 * torch.randn_like(parameter))
@@ -50,9 +48,9 @@ def test_a_deepened_network_computes_the_same_masks(iseg_root):
     assert torch.equal(after.selected_index, before.selected_index)
 
 
-def test_the_new_blocks_learn(iseg_root):
+def test_the_new_blocks_learn(iseg_root, tiny_model):
     torch.manual_seed(0)
-    grown = deepen(create_model("mst_tiny", **TINY), 4)  # trained blocks at 0 and 2, new at 1 and 3
+    grown = deepen(tiny_model(), 4)  # trained blocks at 0 and 2, new at 1 and 3
     image, clicks, prev = grabcut_input(iseg_root)
     target = torch.zeros(1, 1, 96, 96)
     target[..., 24:72, 24:72] = 1
@@ -64,13 +62,13 @@ def test_the_new_blocks_learn(iseg_root):
         assert block.mlp.fc2.weight.grad.abs().sum() > 0
 
 
-def test_deepening_must_add_blocks():
+def test_deepening_must_add_blocks(tiny_model):
     with pytest.raises(ValueError, match="cannot deepen a 2-block network to 2 blocks"):
-        deepen(create_model("mst_tiny", **TINY), 2)
+        deepen(tiny_model(), 2)
 
 
-def test_grow_depth_in_a_recipe_deepens_the_init(tmp_path):
-    source = create_model("mst_tiny", **TINY)
+def test_grow_depth_in_a_recipe_deepens_the_init(tmp_path, tiny_model):
+    source = tiny_model()
     path = save_checkpoint(source, tmp_path / "start.safetensors")
     model = build_model(load_train_config(SMOKE, {"model.init": str(path), "model.grow_depth": 4}))
     assert model.config.depth == 4 and model.training
@@ -80,10 +78,10 @@ def test_grow_depth_in_a_recipe_deepens_the_init(tmp_path):
     assert not model.backbone.blocks[3].mlp.fc2.weight.any()
 
 
-def test_grow_depth_needs_a_shallower_mst_init(tmp_path):
+def test_grow_depth_needs_a_shallower_mst_init(tmp_path, tiny_model):
     with pytest.raises(MSTGeoError, match="'model.grow_depth' deepens the MST checkpoint that 'model.init' names"):
         load_train_config(SMOKE, {"model.grow_depth": 4})
-    path = save_checkpoint(create_model("mst_tiny", **TINY), tmp_path / "start.safetensors")
+    path = save_checkpoint(tiny_model(), tmp_path / "start.safetensors")
     with pytest.raises(MSTGeoError, match="'model.grow_depth' is 2, but --init .* already has 2 blocks"):
         build_model(load_train_config(SMOKE, {"model.init": str(path), "model.grow_depth": 2}))
     plain = tmp_path / "vit.pth"
@@ -92,9 +90,9 @@ def test_grow_depth_needs_a_shallower_mst_init(tmp_path):
         build_model(load_train_config(SMOKE, {"model.init": str(plain), "model.grow_depth": 4}))
 
 
-def test_a_deepened_run_resumes_and_exports_the_deeper_network(tmp_path, iseg_root):
+def test_a_deepened_run_resumes_and_exports_the_deeper_network(tmp_path, iseg_root, tiny_model):
     torch.set_num_threads(1)
-    start = save_checkpoint(create_model("mst_tiny", **TINY), tmp_path / "start.safetensors")
+    start = save_checkpoint(tiny_model(), tmp_path / "start.safetensors")
     values = {"out": str(tmp_path / "run"), "data.root": str(iseg_root), "data.max_images": 8,
               "data.val_fraction": 0.3, "model.init": str(start), "model.grow_depth": 3,
               "trainer.val_every_steps": 0, "trainer.max_steps": 2}

@@ -18,12 +18,10 @@ from mst_geo.train.module import start_weights
 from mst_geo.train.run import build_model, init_lineage, total_samples
 
 SMOKE = Path(__file__).parents[1] / "configs" / "train" / "smoke.yaml"
-TINY = {"embed_dim": 64, "depth": 2, "num_heads": 2, "head_dim": 16, "refine_dim": 8,
-        "score_dim": 16, "contrast_dim": 16, "input_size": 96, "topk_samples": 8}
 
 
-def test_init_from_an_mst_checkpoint_keeps_its_weights(tmp_path):
-    source = create_model("mst_tiny", **TINY)
+def test_init_from_an_mst_checkpoint_keeps_its_weights(tmp_path, tiny_model):
+    source = tiny_model()
     path = save_checkpoint(source, tmp_path / "start.safetensors", {"name": "start"})
     model = build_model(load_train_config(SMOKE, {"model.init": str(path)}))
     assert model.training
@@ -31,8 +29,8 @@ def test_init_from_an_mst_checkpoint_keeps_its_weights(tmp_path):
         assert torch.equal(model.state_dict()[name], tensor), name
 
 
-def test_a_fine_tune_does_not_inherit_the_inits_inference_size(tmp_path):
-    source = create_model("mst_tiny", **TINY, inference_size=128)
+def test_a_fine_tune_does_not_inherit_the_inits_inference_size(tmp_path, tiny_model):
+    source = tiny_model(inference_size=128)
     path = save_checkpoint(source, tmp_path / "start.safetensors")
     model = build_model(load_train_config(SMOKE, {"model.init": str(path)}))
     assert model.config.inference_size is None and model.config.input_size == 96
@@ -68,13 +66,13 @@ def test_init_from_plain_vit_weights_fills_the_backbone(tmp_path):
     assert torch.equal(model.backbone.blocks[1].mlp.fc2.weight, vit.blocks[1].mlp.fc2.weight)
 
 
-def test_a_continued_run_records_where_its_weights_came_from(tmp_path):
-    first = save_checkpoint(create_model("mst_tiny", **TINY), tmp_path / "first.safetensors",
+def test_a_continued_run_records_where_its_weights_came_from(tmp_path, tiny_model):
+    first = save_checkpoint(tiny_model(), tmp_path / "first.safetensors",
                             {"training": {"samples_seen": 100, "steps": 25}})
     lineage = init_lineage(str(first))
     assert lineage["training"]["steps"] == 25 and lineage["path"] == str(first)
     assert total_samples(40, lineage) == 140
-    second = save_checkpoint(create_model("mst_tiny", **TINY), tmp_path / "second.safetensors",
+    second = save_checkpoint(tiny_model(), tmp_path / "second.safetensors",
                              {"training": {"samples_seen": 40, "total_samples_seen": 140}})
     assert total_samples(10, init_lineage(str(second))) == 150  # the whole chain, not one link
     assert init_lineage(None) is None and total_samples(10, None) == 10
@@ -94,10 +92,10 @@ def test_training_modules_import_no_geo_stack():
     assert result.stdout.strip() == "[]"
 
 
-def test_the_start_record_names_a_file_once_however_it_is_written(tmp_path, monkeypatch):
+def test_the_start_record_names_a_file_once_however_it_is_written(tmp_path, monkeypatch, tiny_model):
     """A resumed run must name the weights it started from; ``x``, ``./x`` and the full path (or a
     run resumed from another folder) are one file, "default" stays a name."""
-    path = save_checkpoint(create_model("mst_tiny", **TINY), tmp_path / "start.safetensors")
+    path = save_checkpoint(tiny_model(), tmp_path / "start.safetensors")
     monkeypatch.chdir(tmp_path)
     named = {start_weights(load_train_config(SMOKE, {"model.init": init}))["init"]
              for init in ("start.safetensors", "./start.safetensors", str(path))}

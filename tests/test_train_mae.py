@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from mst_geo.errors import MSTGeoError
-from mst_geo.model import create_model, save_checkpoint
+from mst_geo.model import save_checkpoint
 from mst_geo.model.checkpoint import CheckpointError, load_checkpoint, read_pretraining_record
 from mst_geo.train.config import MAESection, load_train_config
 from mst_geo.train.mae import ENCODER_NAME, MAEDecoder, hidden_patch_error, patchify, reconstruction_loss
@@ -22,8 +22,6 @@ from mst_geo.train.run import build_model, init_lineage, train
 ROOT = Path(__file__).parents[1]
 SMOKE = ROOT / "configs" / "train" / "smoke.yaml"
 MAE_RECIPE = ROOT / "configs" / "train" / "mae_xtiny.yaml"
-TINY = {"embed_dim": 64, "depth": 2, "num_heads": 2, "head_dim": 16, "refine_dim": 8,
-        "score_dim": 16, "contrast_dim": 16, "input_size": 96, "topk_samples": 8}
 
 
 def mae_config(out: Path, iseg_root: Path, **overrides):
@@ -62,8 +60,8 @@ def test_the_loss_counts_hidden_patches_only():
     assert torch.isclose(hidden_patch_error(predicted, target, hidden), torch.tensor(1.0))
 
 
-def test_the_encoder_sees_a_quarter_of_a_real_images_patches(iseg_root):
-    model = create_model("mst_tiny", **TINY)
+def test_the_encoder_sees_a_quarter_of_a_real_images_patches(iseg_root, tiny_model):
+    model = tiny_model()
     decoder = MAEDecoder(64, 16, MAESection(decoder_dim=32, decoder_heads=2, decoder_depth=1))
     seen = []
     model.backbone.blocks.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].shape))
@@ -72,9 +70,9 @@ def test_the_encoder_sees_a_quarter_of_a_real_images_patches(iseg_root):
     assert torch.isfinite(loss) and loss > 0
 
 
-def test_pretraining_learns_to_rebuild_real_images(iseg_root):
+def test_pretraining_learns_to_rebuild_real_images(iseg_root, tiny_model):
     torch.manual_seed(0)
-    model = create_model("mst_tiny", **TINY)
+    model = tiny_model()
     decoder = MAEDecoder(64, 16, MAESection(decoder_dim=32, decoder_heads=2, decoder_depth=1))
     image = coco_images(iseg_root, 4)
     parameters = [*model.backbone.parameters(), *decoder.parameters()]
@@ -90,8 +88,8 @@ def test_pretraining_learns_to_rebuild_real_images(iseg_root):
     assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5, losses
 
 
-def test_a_pretraining_run_exports_the_encoder_that_click_training_starts_from(tmp_path, iseg_root):
-    start = create_model("mst_tiny", **TINY)
+def test_a_pretraining_run_exports_the_encoder_that_click_training_starts_from(tmp_path, iseg_root, tiny_model):
+    start = tiny_model()
     init = save_checkpoint(start, tmp_path / "start.safetensors")
     exported = train(mae_config(tmp_path / "mae", iseg_root, **{"model.init": str(init)}))
     assert exported == tmp_path / "mae" / ENCODER_NAME
