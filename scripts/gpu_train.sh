@@ -4,6 +4,8 @@
 #   1. $STAGE1_RECIPE (configs/train/shipped_gpu.yaml; shipped_gpu_deep.yaml first deepens the
 #      network to 12 blocks) from $INIT at lr 3e-4 for $STAGE1_MINUTES
 #   2. configs/train/shipped_gpu_anneal.yaml  from stage 1's export at lr 3e-5 for $STAGE2_MINUTES
+# With MAE_MINUTES > 0 a new network is started instead: stage 0 pretrains an encoder
+# (configs/train/mae_gpu.yaml, masked autoencoding) for MAE_MINUTES and stage 1 starts from it.
 # Stages, not an lr drop in steps: how many steps a slice reaches is not known beforehand.
 # Each stage's model.safetensors, metrics.csv and log are copied to $RESULTS as soon as it ends.
 #
@@ -29,6 +31,7 @@ INIT=${INIT:-default}              # the packaged weights, or a stage-2 export c
 STAGE1_RECIPE=${STAGE1_RECIPE:-configs/train/shipped_gpu.yaml}
 STAGE1_MINUTES=${STAGE1_MINUTES:-6}
 STAGE2_MINUTES=${STAGE2_MINUTES:-1.5}
+MAE_MINUTES=${MAE_MINUTES:-0}      # > 0: stage 0 pretrains a new encoder and replaces INIT
 DEVICES=${DEVICES:-gpu}
 PYTHON=$(command -v python3 || command -v python)
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -47,15 +50,19 @@ else  # a 3-step rehearsal of both stages, in folders of its own
   runs=runs/gpu_dryrun
 fi
 
-stage() {  # name, recipe, init, minutes, profile (true/false)
+stage() {  # name, recipe, init ("" for the recipe's own), minutes, profile (true/false), export file
   local out=${runs}_$1
   rm -rf "$out"
-  "$PYTHON" -m mst_geo train --config "$2" --init "$3" --out "$out" --data-root packs/iseg320 \
+  "$PYTHON" -m mst_geo train --config "$2" ${3:+--init "$3"} --out "$out" --data-root packs/iseg320 \
     --set "trainer.max_minutes=$4" --set "trainer.profile=$5" "${device_args[@]}" 2>&1 | tee "$RESULTS/$1.log"
-  cp "$out/model.safetensors" "$RESULTS/$1.safetensors"
+  cp "$out/$6" "$RESULTS/$1.safetensors"
   cp "$out"/logs/version_0/metrics.csv "$RESULTS/$1_metrics.csv" 2>/dev/null || true
   cp "$out/fit-profile.txt" "$RESULTS/$1_profile.txt" 2>/dev/null || true
 }
-stage stage1 "$STAGE1_RECIPE" "$INIT" "$STAGE1_MINUTES" true
-stage stage2 configs/train/shipped_gpu_anneal.yaml "${runs}_stage1/model.safetensors" "$STAGE2_MINUTES" false
+if [ "$MAE_MINUTES" != 0 ]; then
+  stage stage0 configs/train/mae_gpu.yaml "" "$MAE_MINUTES" false encoder.safetensors
+  INIT=${runs}_stage0/encoder.safetensors
+fi
+stage stage1 "$STAGE1_RECIPE" "$INIT" "$STAGE1_MINUTES" true model.safetensors
+stage stage2 configs/train/shipped_gpu_anneal.yaml "${runs}_stage1/model.safetensors" "$STAGE2_MINUTES" false model.safetensors
 nvidia-smi --query-gpu=name,memory.used --format=csv 2>/dev/null || true
