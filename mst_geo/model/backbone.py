@@ -52,12 +52,20 @@ class MSTBackbone(nn.Module):
         trunc_normal_(self.pos_embed, std=0.02)
         trunc_normal_(self.scale_embed, std=0.02)
 
+    def position(self, grid: tuple[int, int], patch_size: int, image: torch.Tensor) -> torch.Tensor:
+        """The position embedding of a ``grid`` of ``patch_size`` tokens over ``image``."""
+        return sample_pos_embed(self.pos_embed, self.pos_grid, grid, patch_size, tuple(image.shape[-2:]))
+
+    def image_tokens(self, image: torch.Tensor, patch_size: int) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Image tokens + position embedding at one patch size (what masked autoencoding trains)."""
+        tokens, grid = self.patch_embed(image, patch_size)
+        return tokens + self.position(grid, patch_size, image), grid
+
     def embed(self, image: torch.Tensor, aux: torch.Tensor, patch_size: int) -> tuple[torch.Tensor, tuple[int, int]]:
         """Image + click tokens + position embedding at one patch size."""
         tokens, grid = self.patch_embed(image, patch_size)
         click_tokens, _ = self.click_embed(aux, patch_size)
-        pos = sample_pos_embed(self.pos_embed, self.pos_grid, grid, patch_size, tuple(image.shape[-2:]))
-        return tokens + click_tokens + pos, grid
+        return tokens + click_tokens + self.position(grid, patch_size, image), grid
 
     def num_selected(self, num_base: int, num_candidates: int) -> int:
         """How many multi-scale tokens join the base tokens."""

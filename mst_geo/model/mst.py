@@ -44,13 +44,17 @@ class MSTModel(nn.Module):
         self.register_buffer("mean", torch.tensor(config.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(config.std).view(1, 3, 1, 1), persistent=False)
 
+    def normalise(self, image: torch.Tensor) -> torch.Tensor:
+        """An image in 0..1 as the encoder takes it (the config's mean and std)."""
+        return (image - self.mean) / self.std
+
     def forward(self, image: torch.Tensor, clicks: torch.Tensor, prev_mask: torch.Tensor) -> MSTOutput:
         height, width = image.shape[-2:]
         if height % self.config.patch_size or width % self.config.patch_size:
             raise ValueError(f"image size {height}x{width} is not a multiple of {self.config.patch_size}")
         if clicks.ndim != 3 or clicks.shape[-1] != 3:
             raise ValueError(f"clicks must be [B,N,3] rows (y, x, label), got {tuple(clicks.shape)}")
-        image = (image - self.mean) / self.std
+        image = self.normalise(image)
         clicks = clicks.to(image.dtype)
         aux = torch.cat([click_disk_maps(clicks, height, width, self.config.click_radius),
                          prev_mask.to(image.dtype)], dim=1)

@@ -28,7 +28,6 @@ from mst_geo.atomic import atomic_path
 from mst_geo.model import MSTModel
 from mst_geo.model.backbone import MSTBackbone
 from mst_geo.model.checkpoint import PRETRAINING_KEY
-from mst_geo.model.patch_embed import sample_pos_embed
 from mst_geo.train.config import MAESection, TrainConfig
 from mst_geo.train.module import ClickTrainingModule
 
@@ -74,8 +73,7 @@ def reconstruction_loss(backbone: MSTBackbone, decoder: MAEDecoder, image: torch
     """Mean squared error of the rebuilt hidden patches of a normalised ``image`` (sides multiples
     of the patch size). Which patches hide is drawn from torch's generator: seed it per step."""
     patch = backbone.config.patch_size
-    tokens, grid = backbone.patch_embed(image, patch)
-    tokens = tokens + sample_pos_embed(backbone.pos_embed, backbone.pos_grid, grid, patch, tuple(image.shape[-2:]))
+    tokens, grid = backbone.image_tokens(image, patch)
     batch, count, dim = tokens.shape
     keep = max(1, round(count * (1 - mask_ratio)))
     shuffle = torch.rand(batch, count, device=image.device).argsort(dim=1)
@@ -118,7 +116,7 @@ class MAEPretrainingModule(ClickTrainingModule):
             parameter.requires_grad_(name.startswith(ENCODER_PREFIXES))
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        image = (batch["image"].float() / 255.0 - self.model.mean) / self.model.std
+        image = self.model.normalise(batch["image"].float() / 255.0)
         self.seed_torch_for_step()
         mae = self.config.mae
         loss = reconstruction_loss(self.model.backbone, self.decoder, image, mae.mask_ratio, mae.norm_pix_loss)

@@ -507,17 +507,14 @@ def _train(config: TrainConfig, out: Path, resume_path: Path | None, callbacks: 
         finally:  # Lightning ignores Ctrl-C from its first one on: give it back (a notebook's interrupt)
             if threading.current_thread() is threading.main_thread():
                 signal.signal(signal.SIGINT, sigint)
-    record = model_card(config, module, data, trainer, resume_path)
     if config.task == "mae":
         from mst_geo.train.mae import ENCODER_NAME, save_encoder
 
-        export = out / ENCODER_NAME
-        if trainer.is_global_zero:
-            save_encoder(module.model, export, record)
-        return export
-    export = out / EXPORT_NAME
+        export, save = out / ENCODER_NAME, save_encoder
+    else:
+        export, save = out / EXPORT_NAME, save_checkpoint
     if trainer.is_global_zero:
-        save_checkpoint(module.model, export, record)
+        save(module.model, export, model_card(config, module, data, trainer, resume_path))
     return export
 
 
