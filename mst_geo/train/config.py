@@ -62,6 +62,7 @@ class DataSection:
     hue: float = 0.0  # degrees
     copy_paste_prob: float = 0.0  # paste an object of another image into the crop
     merge_objects_prob: float = 0.15  # target = union of two objects of the image (RITM)
+    pseudo_object_prob: float = 0.0  # target = a region of the image's over-segmentation (train/pseudo_objects.py)
     min_object_area: int = 1000  # pixels the object must keep inside the crop
     workers: int = 4
 
@@ -252,7 +253,8 @@ def _check_ranges(config: TrainConfig) -> None:
         raise MSTGeoError(f"'data.crop_size' must be a multiple of 16, got {config.data.crop_size}",
                           source)
     probabilities = {f"data.{key}": getattr(config.data, key)
-                     for key in ("flip_prob", "jitter_prob", "copy_paste_prob", "merge_objects_prob")}
+                     for key in ("flip_prob", "jitter_prob", "copy_paste_prob", "merge_objects_prob",
+                                 "pseudo_object_prob")}
     probabilities["clicks.first_click_prob"] = config.clicks.first_click_prob
     for key, value in probabilities.items():
         if not 0 <= value <= 1:

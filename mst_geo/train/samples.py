@@ -1,9 +1,10 @@
 """Training samples as a pure function of ``(seed, sample index)``.
 
 Sample ``i`` picks its object from a seeded per-epoch permutation of all instances, then draws
-everything else (merge, scale, flip, crop, copy-paste donor, colour, clicks) from a generator
-seeded with ``(seed, i)``. Nothing depends on worker ids, on how many samples came before or on
-the process, so ``--resume`` and any number of loader workers or GPUs give the same batches.
+everything else (merge or pseudo-object, scale, flip, crop, copy-paste donor, colour, clicks)
+from a generator seeded with ``(seed, i)``. Nothing depends on worker ids, on how many samples
+came before or on the process, so ``--resume`` and any number of loader workers or GPUs give the
+same batches.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from mst_geo.errors import MSTGeoError
 from mst_geo.train.augment import ColorJitter, Sample, paste_object, scale_flip_crop
 from mst_geo.train.config import ClicksSection, DataSection
 from mst_geo.train.instances import InstanceIndex
+from mst_geo.train.pseudo_objects import pseudo_object
 
 MIN_TARGET_PIXELS = 16
 """A crop whose object is smaller than this is drawn again (a few pixels teach nothing)."""
@@ -42,6 +44,7 @@ class SampleRecipe:
     min_object_area: int
     copy_paste_prob: float
     merge_objects_prob: float
+    pseudo_object_prob: float
     jitter: ColorJitter
 
     @classmethod
@@ -54,6 +57,7 @@ class SampleRecipe:
             min_object_area=data.min_object_area,
             copy_paste_prob=data.copy_paste_prob,
             merge_objects_prob=data.merge_objects_prob,
+            pseudo_object_prob=data.pseudo_object_prob,
             jitter=ColorJitter(prob=data.jitter_prob, brightness=data.brightness,
                                contrast=(float(data.contrast[0]), float(data.contrast[1])),
                                rgb_shift=data.rgb_shift, saturation=data.saturation, hue=data.hue),
@@ -198,6 +202,8 @@ class ClickSampleSet(Dataset):
             if attempt and attempt % 2 == 0:
                 position = int(rng.integers(len(self.source)))
             full = self.source.load(position, rng, recipe.merge_objects_prob)
+            if recipe.pseudo_object_prob and rng.random() < recipe.pseudo_object_prob:
+                full = pseudo_object(full.image, rng)
             if not full.target.any():
                 continue
             sample = scale_flip_crop(full, recipe.crop_size, recipe.scale_range, recipe.flip_prob,
