@@ -24,6 +24,7 @@ from mst_geo.model import resolve_model
 from mst_geo.train.datamodule import HeldOutInstances
 from mst_geo.train.instances import build_split
 from mst_geo.train.samples import IsegObjects
+from mst_geo.views import describe_views
 
 ROOT = Path(__file__).parents[1]
 DATASETS = ["COCO_MVal", "DUTS_TR", "CCP"]
@@ -49,8 +50,9 @@ def main() -> None:
     parser.add_argument("--flip", action="store_true", help="Average each prediction with its mirror image.")
     parser.add_argument("--zoom-min-crop", type=int, default=200, help="Smallest zoom-in crop side, px.")
     parser.add_argument("--zoom-expansion", type=float, default=1.4, help="Zoom-in crop around the mask, x.")
-    parser.add_argument("--input-size", type=int, default=None,
-                        help="Side the model sees, px (default: the card's inference_size, else its training size).")
+    parser.add_argument("--input-size", type=int, nargs="+", default=None,
+                        help="Side the model sees, px (default: the card's inference_size, else its training size); "
+                             "several sides: their predictions are averaged.")
     args = parser.parse_args()
 
     torch.set_num_threads(1)
@@ -67,7 +69,7 @@ def main() -> None:
         noc = {t: np.mean([clicks_to_reach(r, t, args.max_clicks) for r in rows]) for t in (0.85, 0.9)}
         reported = [k for k in MIOU_AT if k <= args.max_clicks]
         miou = " ".join(f"{rows[:, k - 1].mean():.3f}" for k in reported)
-        print(f"{name} at {predictor.input_size} px: n={len(rows)} NoC@85 {noc[0.85]:.2f} NoC@90 {noc[0.9]:.2f} "
+        print(f"{name} at {describe_views(predictor.view_sizes)}: n={len(rows)} NoC@85 {noc[0.85]:.2f} NoC@90 {noc[0.9]:.2f} "
               f"mIoU@{','.join(map(str, reported))} {miou}", flush=True)
 
 

@@ -58,14 +58,16 @@ def main() -> None:
     parser.add_argument("--bench", type=Path, help="--out folder of mst-geo bench noc run on the shipped weights")
     parser.add_argument("--method", default="default", help="name of the model in the bench's results.json")
     parser.add_argument("--out", type=Path, default=DEFAULT_CHECKPOINT, help="where to write the shipped file")
-    parser.add_argument("--inference-size", type=int,
+    parser.add_argument("--inference-size", type=int, nargs="+",
                         help="side the predictor gives the model, px, as chosen with scripts/heldout_noc.py "
-                             "--input-size (default: keep the checkpoint's)")
+                             "--input-size; several sides: their predictions are averaged (default: keep the "
+                             "checkpoint's)")
     args = parser.parse_args()
 
     model, card = load_checkpoint(args.checkpoint)
     if args.inference_size is not None:
-        model.config = dataclasses.replace(model.config, inference_size=args.inference_size)
+        sides = args.inference_size
+        model.config = dataclasses.replace(model.config, inference_size=sides[0] if len(sides) == 1 else tuple(sides))
     if args.bench is not None:
         card.setdefault("metrics", {}).update(bench_metrics(args.bench / "results.json", args.method))
     half = {name: t.half() if t.is_floating_point() else t for name, t in model.state_dict().items()}

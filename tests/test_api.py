@@ -55,7 +55,7 @@ def test_the_scene_runs_at_the_training_size_not_the_cards_view(tmp_path, naip_s
                            tmp_path / "viewed.safetensors")
     with Segmenter(naip_scene, model=path) as seg:
         seg.add_click(*xy(300, 300))
-        assert seg._segmenter.predictor.input_size == seg._segmenter.input_size == 96
+        assert seg._segmenter.predictor.view_sizes == (seg._segmenter.input_size,) == (96,)
 
 
 def test_scene_properties(segmenter):

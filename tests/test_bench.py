@@ -224,6 +224,16 @@ def test_view_runs_every_model_at_one_size(iseg_root, tmp_path, tiny_checkpoint)
     label = f"{Path(tiny_checkpoint).stem} (96 px)"
     assert settings["views_px"] == {label: 96} and settings["view"] == 96
     assert set(json.loads((tmp_path / "out" / "results.json").read_text())["results"]) == {label, "disk"}
+    averaged = CliRunner().invoke(app, ["bench", "noc", "--model", str(tiny_checkpoint), "--datasets", "GrabCut",
+                                        "--data-root", str(iseg_root), "--limit", "1", "--max-clicks", "1",
+                                        "--view", "64,96", "--out", str(tmp_path / "views")])
+    assert averaged.exit_code == 0, averaged.output
+    settings = json.loads((tmp_path / "views" / "results.json").read_text())["settings"]
+    label = f"{Path(tiny_checkpoint).stem} (64+96 px)"  # several views: their mean
+    assert settings["views_px"] == {label: [64, 96]} and settings["view"] == [64, 96]
+    not_a_size = CliRunner().invoke(app, ["bench", "noc", "--model", "disk", "--datasets", "GrabCut", "--view", "9x",
+                                          "--data-root", str(iseg_root), "--out", str(tmp_path / "bad")])
+    assert "--view must be a side in px or comma-separated sides, got '9x'" in str(not_a_size.exception)
     too_small = CliRunner().invoke(app, ["bench", "noc", "--model", "disk", "--datasets", "GrabCut", "--view", "8",
                                          "--data-root", str(iseg_root), "--out", str(tmp_path / "small")])
     assert "--view must be at least 16 px, got 8" in str(too_small.exception)

@@ -53,6 +53,14 @@ def test_the_inference_size_travels_with_the_weights_and_old_cards_still_load(tm
         small_tiny(inference_size=90)
 
 
+def test_several_inference_sizes_travel_with_the_weights(tmp_path):
+    path = save_checkpoint(small_tiny(inference_size=(64, 96)), tmp_path / "views.safetensors")
+    assert read_card(path)["config"]["inference_size"] == [64, 96]  # JSON keeps the list
+    assert load_checkpoint(path)[0].config.inference_size == (64, 96)
+    with pytest.raises(ValueError, match="inference_size 100 is not a positive multiple of patch_size 16"):
+        small_tiny(inference_size=[96, 100])
+
+
 def test_fp16_checkpoint_loads_as_float32(tmp_path):
     model = small_tiny().eval()
     path = save_checkpoint(model, tmp_path / "half.safetensors", dtype=torch.float16)

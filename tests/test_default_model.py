@@ -22,6 +22,7 @@ from mst_geo.clicks.predictor import Predictor
 from mst_geo.data.iseg import load_iseg_dataset
 from mst_geo.model import resolve_model
 from mst_geo.model.checkpoint import DEFAULT_CHECKPOINT, read_card, weights_digest
+from mst_geo.views import describe_views
 
 
 @pytest.fixture()
@@ -59,7 +60,7 @@ def test_models_lists_the_default_with_its_sizes(cli, monkeypatch):
     config = read_card(DEFAULT_CHECKPOINT)["config"]
     code, out, _ = cli("models")
     default_row = next(line for line in out.splitlines() if "│ default" in line)
-    view = f" (runs at {config['inference_size']} px)" if config.get("inference_size") else ""
+    view = f" (runs at {describe_views(config['inference_size'])})" if config.get("inference_size") else ""
     assert code == 0 and f"{config['input_size']} px{view}" in default_row and "mst_xtiny" in default_row
     code, _, err = cli("models", "--card", "mst_tiny")
     assert code == 2 and err.strip() == "error: mst_tiny is an untrained preset: only checkpoints have a card"

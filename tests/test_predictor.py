@@ -62,9 +62,29 @@ def test_the_model_is_shown_its_inference_size(grabcut_instance):
     predictor = Predictor(recording, zoom_in=False)
     predictor.set_image(grabcut_instance.image)
     probabilities = predictor.predict([Click(200, 230, True)])
-    assert predictor.input_size == 224 and probabilities.shape == grabcut_instance.image.shape[:2]
+    assert predictor.view_sizes == (224,) and probabilities.shape == grabcut_instance.image.shape[:2]
     assert tuple(recording.calls[0][0].shape) == (1, 3, 160, 224)  # 321x481 -> 149x224, padded to 160
-    assert Predictor(recording, input_size=96).input_size == 96  # an explicit size wins
+    assert Predictor(recording, input_size=96).view_sizes == (96,)  # an explicit size wins
+
+
+def test_several_views_are_averaged(tiny_model, grabcut_instance):
+    """Multi-scale test-time augmentation: one pass per side, the mean of their probabilities."""
+    clicks = [Click(200, 230, True), Click(60, 60, False)]
+    single = []
+    for side in (96, 160):
+        predictor = Predictor(tiny_model, zoom_in=False, input_size=side)
+        predictor.set_image(grabcut_instance.image)
+        single.append(predictor.predict(clicks))
+    recording = _Recording(tiny_model)
+    both = Predictor(recording, zoom_in=False, input_size=(96, 160))
+    both.set_image(grabcut_instance.image)
+    averaged = both.predict(clicks)
+    assert [tuple(call[0].shape[-2:]) for call in recording.calls] == [(64, 96), (112, 160)]
+    assert not np.allclose(single[0], single[1], atol=1e-3)  # the views differ, so the mean says something
+    np.testing.assert_allclose(averaged, (single[0] + single[1]) / 2, atol=1e-6)
+    assert averaged.dtype == np.float32
+    card_views = create_model("mst_tiny", depth=2, input_size=160, inference_size=[96, 160])
+    assert Predictor(card_views).view_sizes == (96, 160)  # a card's list is its views
 
 
 def test_previous_mask_is_fed_back_resized(tiny_model, grabcut_instance):

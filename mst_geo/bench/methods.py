@@ -15,6 +15,7 @@ from pathlib import Path
 from mst_geo.bench.baselines import BASELINES, make_baseline
 from mst_geo.clicks.session import ClickMethod
 from mst_geo.errors import MSTGeoError, MSTGeoWarning
+from mst_geo.views import Sides, describe_views
 
 
 def split_names(values: Iterable[str]) -> list[str]:
@@ -24,7 +25,7 @@ def split_names(values: Iterable[str]) -> list[str]:
 
 
 def method_label(name: str, zoom_in: bool = True, flip: bool = False, with_folder: bool = False,
-                 view: int | None = None) -> str:
+                 view: Sides | None = None) -> str:
     """The name a method has in tables: baselines as given, checkpoints by file stem (``folder/stem``
     with ``with_folder``), plus the inference options that differ from the default (no zoom, flip,
     a view other than the card's)."""
@@ -32,13 +33,14 @@ def method_label(name: str, zoom_in: bool = True, flip: bool = False, with_folde
         return name
     path = Path(name)
     label = (f"{path.parent.name}/{path.stem}" if with_folder else path.stem) if name.endswith(".safetensors") else name
-    options = [text for text, used in (("no zoom", not zoom_in), ("flip", flip), (f"{view} px", view is not None))
-               if used]
+    options = [text for text, used in (("no zoom", not zoom_in), ("flip", flip)) if used]
+    if view is not None:
+        options.append(describe_views(view))
     return f"{label} ({', '.join(options)})" if options else label
 
 
 def method_labels(names: Sequence[str], zoom_in: bool = True, flip: bool = False,
-                  view: int | None = None) -> dict[str, str]:
+                  view: Sides | None = None) -> dict[str, str]:
     """Table label -> method name for one run. Checkpoints whose file names clash (every training
     run exports ``model.safetensors``) are told apart by their folder (``run2/model``)."""
     plain = [method_label(name, zoom_in, flip, view=view) for name in names]
@@ -96,7 +98,7 @@ def method_identity(name: str) -> str:
 
 
 def resolve_method(name: str, device: str = "cpu", zoom_in: bool = True, flip: bool = False,
-                   view: int | None = None) -> ClickMethod:
+                   view: Sides | None = None) -> ClickMethod:
     """A baseline by name, or an MST checkpoint/preset wrapped in the iterative ``Predictor``, run
     at ``view`` px (None: its card's ``inference_size``, else its ``input_size``)."""
     if name in BASELINES:

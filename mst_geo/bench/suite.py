@@ -16,6 +16,7 @@ from mst_geo.bench.report import common_rows, write_report
 from mst_geo.data.iseg import DEFAULT_DATA_ROOT, dataset_location, load_iseg_dataset
 from mst_geo.data.rs import RS_LAYOUTS, load_rs_dataset, locate_rs_dataset
 from mst_geo.errors import MSTGeoError
+from mst_geo.views import describe_views, view_sizes, views_json
 
 
 def load_bench_dataset(name: str, data_root: Path, limit: int | None = None) -> tuple[str, InstanceSource, str]:
@@ -60,7 +61,7 @@ def run_noc_benchmark(
     limit: int | None = None,
     zoom_in: bool = True,
     flip: bool = False,
-    view: int | None = None,
+    view: int | Sequence[int] | None = None,
     progress: bool = True,
     shard: tuple[int, int] = (1, 1),
     scenes: Sequence[tuple[str | Path, str | Path]] = (),
@@ -82,8 +83,8 @@ def run_noc_benchmark(
     if not 1 <= shard[0] <= shard[1]:
         raise MSTGeoError(f"--shard must be K/N with 1 <= K <= N, got {shard[0]}/{shard[1]}")
     check_thresholds(thresholds)
-    if view is not None and view < MIN_VIEW:
-        raise MSTGeoError(f"--view must be at least {MIN_VIEW} px, got {view}")
+    if view is not None and min(view_sizes(view)) < MIN_VIEW:
+        raise MSTGeoError(f"--view must be at least {MIN_VIEW} px, got {describe_views(view)}")
     model_names = method_labels(models, zoom_in, flip, view)  # a wrong --model or --device fails before any data is scanned
     methods = {label: resolve_method(name, device, zoom_in, flip, view) for label, name in model_names.items()}
     identities = {label: method_identity(name) for label, name in model_names.items()}
@@ -128,12 +129,13 @@ def run_noc_benchmark(
         # each model's view (--view, else its card's inference_size, else its input_size): a fine-tune
         # exported at its training size and the shipped model at its larger view are not compared
         # like for like unless --view sets one for both
-        "views_px": {label: method.input_size for label, method in methods.items() if hasattr(method, "input_size")},
+        "views_px": {label: views_json(method.view_sizes) for label, method in methods.items()
+                     if hasattr(method, "view_sizes")},
         "max_clicks": max_clicks,
         "limit": limit,
         "zoom_in": zoom_in,
         "flip": flip,
-        "view": view,
+        "view": None if view is None else views_json(view),
         "device": device,
     }
     return write_report(rows, out_dir, thresholds, max_clicks, settings)

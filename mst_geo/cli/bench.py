@@ -24,6 +24,19 @@ def _thresholds(iou: str) -> list[float]:
         raise MSTGeoError(f"--iou must be comma-separated numbers, got {iou!r}") from None
 
 
+def _views(text: str | None) -> tuple[int, ...] | None:
+    """``"320,384"`` -> (320, 384); anything but whole numbers is a user error."""
+    from mst_geo.bench.methods import split_names
+    from mst_geo.errors import MSTGeoError
+
+    if text is None:
+        return None
+    try:
+        return tuple(int(value) for value in split_names([text])) or None
+    except ValueError:
+        raise MSTGeoError(f"--view must be a side in px or comma-separated sides, got {text!r}") from None
+
+
 def _shard(text: str) -> tuple[int, int]:
     """``"2/4"`` -> (2, 4)."""
     from mst_geo.errors import MSTGeoError
@@ -78,10 +91,10 @@ def noc_command(
     out: Path = typer.Option(Path("bench_out"), "--out", help="Output folder; rerunning into it resumes."),
     zoom_in: bool = typer.Option(True, "--zoom-in/--no-zoom-in", help="RITM-style zoom-in after the first click."),
     flip: bool = typer.Option(False, "--flip", help="Average each model prediction with its mirror image (RITM's default; 2x slower)."),
-    view: int | None = typer.Option(
+    view: str | None = typer.Option(
         None, "--view", help="Run every model on an N px view of each image or zoom-in crop (default: each card's "
         "own view, its inference_size or input_size), e.g. to compare a fine-tune with the model it started from "
-        "like for like."),
+        "like for like; N,M,... averages the views (multi-scale test-time augmentation)."),
     shard: str = typer.Option("1/1", "--shard", help="K/N: only every N-th object from the K-th, to run N processes into one --out."),
 ) -> None:
     """Clicks to reach 85/90/95 % IoU (RITM protocol) for models and baselines on the same clicks.
@@ -116,7 +129,7 @@ def noc_command(
         results = run_noc_benchmark(
             split_names(model), split_names(datasets), out,
             scenes=list(zip(scene, labels)), data_root=data_root, max_clicks=max_clicks,
-            thresholds=_thresholds(iou), device=device, limit=limit, zoom_in=zoom_in, flip=flip, view=view,
+            thresholds=_thresholds(iou), device=device, limit=limit, zoom_in=zoom_in, flip=flip, view=_views(view),
             shard=_shard(shard), scene_bands=scene_bands,
         )
     typer.echo((out / "results.md").read_text())

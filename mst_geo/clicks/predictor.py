@@ -14,7 +14,10 @@ only, so a new negative outside it goes unseen), an empty mask crops around the 
 RITM's rules measured no better on 200 held-out objects (NoC@85/90/95 5.05/7.67/13.21 against
 5.00/7.63/13.15, shipped weights; docs/training.md). With ``flip`` the
 window and its mirror image go through the model as one batch of two and their probabilities
-are averaged (RITM's default evaluation does the same).
+are averaged (RITM's default evaluation does the same). With several input sizes (a card's
+``inference_size`` list, or ``input_size=(320, 384)``) the window goes through the model once per
+size and the probabilities, each back at the window's native size, are averaged: multi-scale
+test-time augmentation, 2x the time for two sizes.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from torch import nn
 from mst_geo.clicks.click import Click
 from mst_geo.clicks.simulator import PRED_THRESHOLD
 from mst_geo.devices import torch_device
+from mst_geo.views import view_sizes
 
 Box = tuple[int, int, int, int]
 """``(top, left, bottom, right)`` in pixels, bottom/right exclusive."""
@@ -77,7 +81,7 @@ class Predictor:
         model: nn.Module,
         device: str | torch.device = "cpu",
         zoom_in: bool = True,
-        input_size: int | None = None,
+        input_size: int | Sequence[int] | None = None,
         zoom_expansion: float = 1.4,
         zoom_min_crop: int = 200,
         zoom_keep_iou: float = 0.5,
@@ -85,7 +89,7 @@ class Predictor:
     ):
         self.device = torch_device(device)
         self.model = model.to(self.device).eval()
-        self.input_size = input_size or model.config.inference_size or model.config.input_size
+        self.view_sizes = view_sizes(input_size or model.config.inference_size or model.config.input_size)
         self.stride = model.config.patch_size
         self.zoom_in = zoom_in
         self.zoom_expansion = zoom_expansion
@@ -132,21 +136,26 @@ class Predictor:
             self.roi = box
         return self.roi
 
-    @torch.inference_mode()
     def _predict_window(self, clicks: Sequence[Click], prev_mask: np.ndarray, box: Box) -> np.ndarray:
-        """Run the model on the image window ``box`` resized to the input size; probabilities of
-        the window at its native size."""
+        """Probabilities of the image window ``box`` at its native size: the mean over the views."""
+        views = [self._predict_view(clicks, prev_mask, box, side) for side in self.view_sizes]
+        return views[0] if len(views) == 1 else np.mean(views, axis=0, dtype=np.float32)
+
+    @torch.inference_mode()
+    def _predict_view(self, clicks: Sequence[Click], prev_mask: np.ndarray, box: Box, side: int) -> np.ndarray:
+        """Run the model on the image window ``box`` resized so its longer side is ``side``;
+        probabilities of the window at its native size."""
         top, left, bottom, right = box
         crop_h, crop_w = bottom - top, right - left
-        scale = self.input_size / max(crop_h, crop_w)
+        scale = side / max(crop_h, crop_w)
         size = (max(1, round(crop_h * scale)), max(1, round(crop_w * scale)))
         padded = (-(-size[0] // self.stride) * self.stride, -(-size[1] // self.stride) * self.stride)
 
-        views = (False, True) if self.flip else (False,)
+        mirrors = (False, True) if self.flip else (False,)
 
         def model_input(window: torch.Tensor) -> torch.Tensor:
             resized = F.interpolate(window[None], size=size, mode="bilinear", align_corners=False)
-            batch = torch.cat([resized.flip(-1) if mirrored else resized for mirrored in views])
+            batch = torch.cat([resized.flip(-1) if mirrored else resized for mirrored in mirrors])
             return F.pad(batch, (0, padded[1] - size[1], 0, padded[0] - size[0])).to(self.device)
 
         image = model_input(self.image[:, top:bottom, left:right])
@@ -156,7 +165,7 @@ class Predictor:
             for c in clicks
             if _inside(c, box)
         ] or [(0.0, 0.0, -1.0)]  # one padding row when no click falls in the window
-        click_tensor = torch.tensor(rows, dtype=torch.float32, device=self.device).view(1, -1, 3).repeat(len(views), 1, 1)
+        click_tensor = torch.tensor(rows, dtype=torch.float32, device=self.device).view(1, -1, 3).repeat(len(mirrors), 1, 1)
         if self.flip:
             click_tensor[1, :, 1] = size[1] - 1 - click_tensor[1, :, 1]
         logits = self.model(image, click_tensor, mask).logits[:, :, : size[0], : size[1]]

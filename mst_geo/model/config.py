@@ -15,6 +15,8 @@ from typing import Any
 import yaml
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
+from mst_geo.views import view_sizes
+
 TOKEN_SELECTION_MODES = ("topk", "all", "none")
 
 
@@ -33,8 +35,9 @@ class MSTConfig:
     input_size: int = 448  # training resolution; the position-embedding grid is input_size/16
     # side the Predictor resizes a whole image or zoom crop to (bench, notebooks); None: input_size.
     # Chosen per checkpoint on held-out objects (finer boundaries until objects outgrow the trained
-    # scales). The scene workflow's adaptive windows stay at input_size (measured better there).
-    inference_size: int | None = None
+    # scales). Several sides: the Predictor averages the views' probabilities (multi-scale test-time
+    # augmentation). The scene workflow's adaptive windows stay at input_size (measured better there).
+    inference_size: int | tuple[int, ...] | None = None
     mean: tuple[float, float, float] = IMAGENET_DEFAULT_MEAN
     std: tuple[float, float, float] = IMAGENET_DEFAULT_STD
     click_radius: int = 5  # pixels, of the positive/negative click disks
@@ -57,8 +60,11 @@ class MSTConfig:
             raise ValueError(f"token_selection must be one of {TOKEN_SELECTION_MODES}, got {self.token_selection!r}")
         if self.input_size % self.patch_size:
             raise ValueError(f"input_size {self.input_size} is not a multiple of patch_size {self.patch_size}")
-        if self.inference_size is not None and self.inference_size % self.patch_size:
-            raise ValueError(f"inference_size {self.inference_size} is not a multiple of patch_size {self.patch_size}")
+        if isinstance(self.inference_size, (list, tuple)):  # several views; a card's JSON list
+            self.inference_size = view_sizes(self.inference_size) or None
+        for side in view_sizes(self.inference_size) if self.inference_size is not None else ():
+            if side % self.patch_size or side <= 0:
+                raise ValueError(f"inference_size {side} is not a positive multiple of patch_size {self.patch_size}")
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
 
