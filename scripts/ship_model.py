@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from mst_geo.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, save_checkpoint, weights_digest
+from mst_geo.views import views_json
 
 MIOU_AT = (1, 3, 5, 10, 20)
 
@@ -66,8 +67,7 @@ def main() -> None:
 
     model, card = load_checkpoint(args.checkpoint)
     if args.inference_size is not None:
-        sides = args.inference_size
-        model.config = dataclasses.replace(model.config, inference_size=sides[0] if len(sides) == 1 else tuple(sides))
+        model.config = dataclasses.replace(model.config, inference_size=views_json(args.inference_size))
     if args.bench is not None:
         card.setdefault("metrics", {}).update(bench_metrics(args.bench / "results.json", args.method))
     half = {name: t.half() if t.is_floating_point() else t for name, t in model.state_dict().items()}
