@@ -99,11 +99,12 @@ class Segmenter:
         try:  # a bad setting, a checkpoint of another size, no GPU memory: the scene is not left open
             _check_outline_settings(simplify, min_area, self.raster)
             network, self.card = _network(model)
-            # The adaptive windows already frame the object, so the model sees them at its training size:
-            # the card's larger inference_size helps on whole images (bench) but measured worse here
-            # (scripts/bench_first_click.py, README "Scale, speed and memory").
+            # The adaptive windows already frame the object, so the model sees them at its training size
+            # and once per click: the card's larger inference_size and extra first-click passes help on
+            # whole images (bench) but not here (scripts/bench_first_click.py, README "Scale, speed and memory").
             size = network.config.input_size
-            self._segmenter = ObjectSegmenter(self.raster, Predictor(network, device=run_on, input_size=size), size)
+            predictor = Predictor(network, device=run_on, input_size=size, first_click_passes=1)
+            self._segmenter = ObjectSegmenter(self.raster, predictor, size)
             self._mapper = PixelMapper(self.crs, self.transform, self.width, self.height, is_valid=self.raster.is_valid)
         except BaseException:
             self.raster.close()

@@ -1,4 +1,5 @@
-"""A model's view: the side (or sides) in px that the predictor resizes a window to.
+"""A model's view: the side (or sides) in px that the predictor resizes a window to, and how many
+passes it makes at a first click.
 
 One side is one forward pass per click; several are averaged (multi-scale test-time augmentation).
 Kept free of torch so the bench's baselines and tables can name views without loading a model.
@@ -25,3 +26,8 @@ def views_json(sides: Sides) -> int | list[int]:
     """A view as reports and cards store it: a number, or a list when the views are several."""
     sizes = view_sizes(sides)
     return sizes[0] if len(sizes) == 1 else list(sizes)
+
+
+def describe_passes(passes: int) -> str:
+    """``1 first-click pass`` or ``2 first-click passes``: how tables and the model list name them."""
+    return f"{passes} first-click pass" + ("" if passes == 1 else "es")

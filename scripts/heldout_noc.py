@@ -24,7 +24,7 @@ from mst_geo.model import resolve_model
 from mst_geo.train.datamodule import HeldOutInstances
 from mst_geo.train.instances import build_split
 from mst_geo.train.samples import IsegObjects
-from mst_geo.views import describe_views
+from mst_geo.views import describe_passes, describe_views
 
 ROOT = Path(__file__).parents[1]
 DATASETS = ["COCO_MVal", "DUTS_TR", "CCP"]
@@ -53,6 +53,8 @@ def main() -> None:
     parser.add_argument("--input-size", type=int, nargs="+", default=None,
                         help="Side the model sees, px (default: the card's inference_size, else its training size); "
                              "several sides: their predictions are averaged.")
+    parser.add_argument("--first-click-passes", type=int, default=None,
+                        help="Model passes at the first click, each fed the one before's mask (default: the card's).")
     args = parser.parse_args()
 
     torch.set_num_threads(1)
@@ -63,13 +65,14 @@ def main() -> None:
     held_out = held_out_objects(args.data_root, args.val_list, args.count)
     for name, model in models.items():
         predictor = Predictor(model, flip=args.flip, zoom_min_crop=args.zoom_min_crop,
-                              zoom_expansion=args.zoom_expansion, input_size=args.input_size)
+                              zoom_expansion=args.zoom_expansion, input_size=args.input_size,
+                              first_click_passes=args.first_click_passes)
         rows = np.array([evaluate_instance(predictor, held_out[i], args.max_clicks)[0]
                          for i in range(len(held_out))])
         noc = {t: np.mean([clicks_to_reach(r, t, args.max_clicks) for r in rows]) for t in (0.85, 0.9)}
         reported = [k for k in MIOU_AT if k <= args.max_clicks]
         miou = " ".join(f"{rows[:, k - 1].mean():.3f}" for k in reported)
-        print(f"{name} at {describe_views(predictor.view_sizes)}: n={len(rows)} NoC@85 {noc[0.85]:.2f} NoC@90 {noc[0.9]:.2f} "
+        print(f"{name} at {describe_views(predictor.view_sizes)}, {describe_passes(predictor.first_click_passes)}: n={len(rows)} NoC@85 {noc[0.85]:.2f} NoC@90 {noc[0.9]:.2f} "
               f"mIoU@{','.join(map(str, reported))} {miou}", flush=True)
 
 

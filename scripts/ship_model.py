@@ -63,11 +63,16 @@ def main() -> None:
                         help="side the predictor gives the model, px, as chosen with scripts/heldout_noc.py "
                              "--input-size; several sides: their predictions are averaged (default: keep the "
                              "checkpoint's)")
+    parser.add_argument("--first-click-passes", type=int,
+                        help="model passes at a first click, as chosen with scripts/heldout_noc.py "
+                             "--first-click-passes (default: keep the checkpoint's)")
     args = parser.parse_args()
 
     model, card = load_checkpoint(args.checkpoint)
     if args.inference_size is not None:
         model.config = dataclasses.replace(model.config, inference_size=views_json(args.inference_size))
+    if args.first_click_passes is not None:
+        model.config = dataclasses.replace(model.config, first_click_passes=args.first_click_passes)
     if args.bench is not None:
         card.setdefault("metrics", {}).update(bench_metrics(args.bench / "results.json", args.method))
     half = {name: t.half() if t.is_floating_point() else t for name, t in model.state_dict().items()}

@@ -239,6 +239,28 @@ def test_view_runs_every_model_at_one_size(iseg_root, tmp_path, tiny_checkpoint)
     assert "--view must be at least 16 px, got 8" in str(too_small.exception)
 
 
+def test_first_click_passes_run_apart_from_the_cards_own(iseg_root, tmp_path, tiny_checkpoint):
+    """--first-click-passes: the model with another number of first-click passes is its own row,
+    recorded per label; the card's own setting is recorded for a plain run."""
+    out = tmp_path / "out"
+    common = ["--datasets", "GrabCut", "--data-root", str(iseg_root), "--limit", "1", "--max-clicks", "2"]
+    plain = CliRunner().invoke(app, ["bench", "noc", "--model", str(tiny_checkpoint), *common, "--out", str(out)])
+    assert plain.exit_code == 0, plain.output
+    passes = CliRunner().invoke(app, ["bench", "noc", "--model", f"{tiny_checkpoint},disk", *common,
+                                      "--first-click-passes", "2", "--out", str(out)])
+    assert passes.exit_code == 0, passes.output
+    stem = Path(tiny_checkpoint).stem
+    report = json.loads((out / "results.json").read_text())
+    assert report["settings"]["first_click_passes"] == {f"{stem} (2 first-click passes)": 2}
+    assert set(report["results"]) == {f"{stem} (2 first-click passes)", "disk"}
+    rows = [json.loads(line) for line in (out / "instances.jsonl").read_text().splitlines()]
+    first_ious = {row["method"]: row["ious"][0] for row in rows}
+    assert first_ious[stem] != first_ious[f"{stem} (2 first-click passes)"]  # the second pass changed the mask
+    bad = CliRunner().invoke(app, ["bench", "noc", "--model", str(tiny_checkpoint), *common,
+                                   "--first-click-passes", "0", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code != 0 and "--first-click-passes must be at least 1, got 0" in str(bad.exception)
+
+
 def test_cli_speed_writes_its_table_and_json(tmp_path):
     out = tmp_path / "speed.json"
     result = CliRunner().invoke(app, ["bench", "speed", "--presets", "mst_tiny", "--size", "64",
@@ -258,6 +280,8 @@ def test_method_labels_say_which_inference_options_differ():
     assert method_label("default", zoom_in=False, flip=True) == "default (no zoom, flip)"
     assert method_label("default", view=224) == "default (224 px)"
     assert method_label("grabcut", view=224) == "grabcut"
+    assert method_label("default", first_click_passes=1) == "default (1 first-click pass)"
+    assert method_label("default", view=(288, 416), first_click_passes=2) == "default (288+416 px, 2 first-click passes)"
     assert split_names(["grabcut,disk", "disk", " watershed "]) == ["grabcut", "disk", "watershed"]
 
 

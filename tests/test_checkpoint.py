@@ -40,15 +40,17 @@ def test_round_trip_keeps_weights_outputs_and_card(tmp_path):
     assert list(tmp_path.iterdir()) == [path]  # no temp file left behind
 
 
-def test_the_inference_size_travels_with_the_weights_and_old_cards_still_load(tmp_path):
-    model = small_tiny(inference_size=96)
+def test_the_inference_settings_travel_with_the_weights_and_old_cards_still_load(tmp_path):
+    model = small_tiny(inference_size=96, first_click_passes=2)
     path = save_checkpoint(model, tmp_path / "m.safetensors")
-    assert load_checkpoint(path)[0].config.inference_size == 96
+    loaded = load_checkpoint(path)[0].config
+    assert loaded.inference_size == 96 and loaded.first_click_passes == 2
     card = read_card(path)
-    del card["config"]["inference_size"]  # a card written before the field existed
+    del card["config"]["inference_size"], card["config"]["first_click_passes"]  # a card from before the fields
     legacy = tmp_path / "legacy.safetensors"
     save_file(dict(model.state_dict()), str(legacy), metadata={checkpoint_module.CARD_KEY: json.dumps(card)})
-    assert load_checkpoint(legacy)[0].config.inference_size is None
+    loaded = load_checkpoint(legacy)[0].config
+    assert loaded.inference_size is None and loaded.first_click_passes == 1
     with pytest.raises(ValueError, match="inference_size 90"):
         small_tiny(inference_size=90)
 

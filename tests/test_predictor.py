@@ -87,6 +87,38 @@ def test_several_views_are_averaged(tiny_model, grabcut_instance):
     assert Predictor(card_views).view_sizes == (96, 160)  # a card's list is its views
 
 
+def test_a_first_click_pass_feeds_the_one_before_its_mask(tiny_model, grabcut_instance):
+    """With two first-click passes the first click runs the model twice, the second pass on the
+    first's probabilities as its previous mask; later clicks run once."""
+    first = Click(200, 230, True)
+    plain = Predictor(tiny_model, zoom_in=False)
+    plain.set_image(grabcut_instance.image)
+    once = plain.predict([first])
+    expected = plain.predict([first], once)
+    recording = _Recording(tiny_model)
+    twice = Predictor(recording, zoom_in=False, first_click_passes=2)
+    twice.set_image(grabcut_instance.image)
+    refined = twice.predict([first])
+    assert len(recording.calls) == 2
+    assert float(recording.calls[0][2].abs().max()) == 0.0
+    fed = recording.calls[1][2][0, 0, :107].numpy()  # 321x481 -> 107x160, the first pass's map resized
+    assert abs(fed.mean() - once.mean()) < 0.01 and fed.max() > 0.1
+    assert not np.allclose(refined, once, atol=1e-3)  # the second pass changed the mask
+    np.testing.assert_array_equal(refined, expected)
+    twice.predict([first, Click(60, 60, False)], refined)
+    assert len(recording.calls) == 3  # a correction click: one pass
+
+
+def test_first_click_passes_come_from_the_card_unless_given(grabcut_instance):
+    card = create_model("mst_tiny", depth=2, input_size=160, first_click_passes=3)
+    assert Predictor(card).first_click_passes == 3
+    assert Predictor(card, first_click_passes=1).first_click_passes == 1
+    with pytest.raises(ValueError, match="first_click_passes must be at least 1, got 0"):
+        Predictor(card, first_click_passes=0)
+    with pytest.raises(ValueError, match="first_click_passes must be at least 1, got 0"):
+        create_model("mst_tiny", depth=2, input_size=160, first_click_passes=0)
+
+
 def test_previous_mask_is_fed_back_resized(tiny_model, grabcut_instance):
     recording = _Recording(tiny_model)
     predictor = Predictor(recording, zoom_in=False)

@@ -15,7 +15,7 @@ from pathlib import Path
 from mst_geo.bench.baselines import BASELINES, make_baseline
 from mst_geo.clicks.session import ClickMethod
 from mst_geo.errors import MSTGeoError, MSTGeoWarning
-from mst_geo.views import Sides, describe_views
+from mst_geo.views import Sides, describe_passes, describe_views
 
 
 def split_names(values: Iterable[str]) -> list[str]:
@@ -25,10 +25,10 @@ def split_names(values: Iterable[str]) -> list[str]:
 
 
 def method_label(name: str, zoom_in: bool = True, flip: bool = False, with_folder: bool = False,
-                 view: Sides | None = None) -> str:
+                 view: Sides | None = None, first_click_passes: int | None = None) -> str:
     """The name a method has in tables: baselines as given, checkpoints by file stem (``folder/stem``
     with ``with_folder``), plus the inference options that differ from the default (no zoom, flip,
-    a view other than the card's)."""
+    a view or a number of first-click passes other than the card's)."""
     if name in BASELINES:
         return name
     path = Path(name)
@@ -36,15 +36,18 @@ def method_label(name: str, zoom_in: bool = True, flip: bool = False, with_folde
     options = [text for text, used in (("no zoom", not zoom_in), ("flip", flip)) if used]
     if view is not None:
         options.append(describe_views(view))
+    if first_click_passes is not None:
+        options.append(describe_passes(first_click_passes))
     return f"{label} ({', '.join(options)})" if options else label
 
 
 def method_labels(names: Sequence[str], zoom_in: bool = True, flip: bool = False,
-                  view: Sides | None = None) -> dict[str, str]:
+                  view: Sides | None = None, first_click_passes: int | None = None) -> dict[str, str]:
     """Table label -> method name for one run. Checkpoints whose file names clash (every training
     run exports ``model.safetensors``) are told apart by their folder (``run2/model``)."""
-    plain = [method_label(name, zoom_in, flip, view=view) for name in names]
-    labels = [method_label(name, zoom_in, flip, with_folder=plain.count(label) > 1, view=view)
+    plain = [method_label(name, zoom_in, flip, view=view, first_click_passes=first_click_passes) for name in names]
+    labels = [method_label(name, zoom_in, flip, with_folder=plain.count(label) > 1, view=view,
+                           first_click_passes=first_click_passes)
               for name, label in zip(names, plain)]
     clashing = sorted({label for label in labels if labels.count(label) > 1})
     if clashing:
@@ -98,9 +101,10 @@ def method_identity(name: str) -> str:
 
 
 def resolve_method(name: str, device: str = "cpu", zoom_in: bool = True, flip: bool = False,
-                   view: Sides | None = None) -> ClickMethod:
+                   view: Sides | None = None, first_click_passes: int | None = None) -> ClickMethod:
     """A baseline by name, or an MST checkpoint/preset wrapped in the iterative ``Predictor``, run
-    at ``view`` px (None: its card's ``inference_size``, else its ``input_size``)."""
+    at ``view`` px (None: its card's ``inference_size``, else its ``input_size``) with
+    ``first_click_passes`` (None: its card's)."""
     if name in BASELINES:
         return make_baseline(name)
     from mst_geo.clicks.predictor import Predictor
@@ -112,4 +116,5 @@ def resolve_method(name: str, device: str = "cpu", zoom_in: bool = True, flip: b
             f"({', '.join(list_presets())}), 'default' or an existing checkpoint file"
         )
     model, _card = resolve_model(name)
-    return Predictor(model, device=device, zoom_in=zoom_in, flip=flip, input_size=view)
+    return Predictor(model, device=device, zoom_in=zoom_in, flip=flip, input_size=view,
+                     first_click_passes=first_click_passes)

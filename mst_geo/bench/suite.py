@@ -62,6 +62,7 @@ def run_noc_benchmark(
     zoom_in: bool = True,
     flip: bool = False,
     view: int | Sequence[int] | None = None,
+    first_click_passes: int | None = None,
     progress: bool = True,
     shard: tuple[int, int] = (1, 1),
     scenes: Sequence[tuple[str | Path, str | Path]] = (),
@@ -85,8 +86,12 @@ def run_noc_benchmark(
     check_thresholds(thresholds)
     if view is not None and min(view_sizes(view)) < MIN_VIEW:
         raise MSTGeoError(f"--view must be at least {MIN_VIEW} px, got {describe_views(view)}")
-    model_names = method_labels(models, zoom_in, flip, view)  # a wrong --model or --device fails before any data is scanned
-    methods = {label: resolve_method(name, device, zoom_in, flip, view) for label, name in model_names.items()}
+    if first_click_passes is not None and first_click_passes < 1:
+        raise MSTGeoError(f"--first-click-passes must be at least 1, got {first_click_passes}")
+    # a wrong --model or --device fails before any data is scanned
+    model_names = method_labels(models, zoom_in, flip, view, first_click_passes)
+    methods = {label: resolve_method(name, device, zoom_in, flip, view, first_click_passes)
+               for label, name in model_names.items()}
     identities = {label: method_identity(name) for label, name in model_names.items()}
     labels_files = [labels_file for _, labels_file in scenes]
     for label, name in model_names.items():
@@ -131,6 +136,8 @@ def run_noc_benchmark(
         # like for like unless --view sets one for both
         "views_px": {label: views_json(method.view_sizes) for label, method in methods.items()
                      if hasattr(method, "view_sizes")},
+        "first_click_passes": {label: method.first_click_passes for label, method in methods.items()
+                               if hasattr(method, "first_click_passes")},
         "max_clicks": max_clicks,
         "limit": limit,
         "zoom_in": zoom_in,

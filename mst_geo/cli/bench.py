@@ -95,6 +95,9 @@ def noc_command(
         None, "--view", help="Run every model on an N px view of each image or zoom-in crop (default: each card's "
         "own view, its inference_size or input_size), e.g. to compare a fine-tune with the model it started from "
         "like for like; N,M,... averages the views (multi-scale test-time augmentation)."),
+    first_click_passes: int | None = typer.Option(
+        None, "--first-click-passes", help="Model passes at each object's first click, each fed the one before's "
+        "mask (default: each card's own; 1 is a plain pass)."),
     shard: str = typer.Option("1/1", "--shard", help="K/N: only every N-th object from the K-th, to run N processes into one --out."),
 ) -> None:
     """Clicks to reach 85/90/95 % IoU (RITM protocol) for models and baselines on the same clicks.
@@ -130,7 +133,7 @@ def noc_command(
             split_names(model), split_names(datasets), out,
             scenes=list(zip(scene, labels)), data_root=data_root, max_clicks=max_clicks,
             thresholds=_thresholds(iou), device=device, limit=limit, zoom_in=zoom_in, flip=flip, view=_views(view),
-            shard=_shard(shard), scene_bands=scene_bands,
+            first_click_passes=first_click_passes, shard=_shard(shard), scene_bands=scene_bands,
         )
     typer.echo((out / "results.md").read_text())
     typer.echo(f"wrote {out}/results.json, results.csv, results.md, sizes.csv, instances.csv, miou_vs_clicks.png, "

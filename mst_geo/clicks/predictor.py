@@ -17,7 +17,11 @@ window and its mirror image go through the model as one batch of two and their p
 are averaged (RITM's default evaluation does the same). With several input sizes (a card's
 ``inference_size`` list, or ``input_size=(320, 384)``) the window goes through the model once per
 size and the probabilities, each back at the window's native size, are averaged: multi-scale
-test-time augmentation, 2x the time for two sizes.
+test-time augmentation, 2x the time for two sizes. With ``first_click_passes`` N > 1 (a card's
+setting, or the argument) the first click runs the model N times, each pass after the first fed
+the one before's probabilities as the previous mask: the bare first click is the one state the
+click training rarely shows the model, and one extra pass turns it into the familiar "correct your
+own mask" state (held-out objects: docs/training.md, "A second pass at the first click").
 """
 
 from __future__ import annotations
@@ -86,6 +90,7 @@ class Predictor:
         zoom_min_crop: int = 200,
         zoom_keep_iou: float = 0.5,
         flip: bool = False,
+        first_click_passes: int | None = None,
     ):
         self.device = torch_device(device)
         self.model = model.to(self.device).eval()
@@ -96,6 +101,9 @@ class Predictor:
         self.zoom_min_crop = zoom_min_crop
         self.zoom_keep_iou = zoom_keep_iou
         self.flip = flip
+        self.first_click_passes = model.config.first_click_passes if first_click_passes is None else first_click_passes
+        if self.first_click_passes < 1:
+            raise ValueError(f"first_click_passes must be at least 1, got {self.first_click_passes}")
         self.image: torch.Tensor | None = None
         self.roi: Box | None = None
 
@@ -114,6 +122,14 @@ class Predictor:
         height, width = self.image.shape[-2:]
         if prev_mask is None:
             prev_mask = np.zeros((height, width), dtype=np.float32)
+        probabilities = self._predict_once(clicks, prev_mask)
+        for _ in range(self.first_click_passes - 1 if len(clicks) == 1 else 0):
+            probabilities = self._predict_once(clicks, probabilities)
+        return probabilities
+
+    def _predict_once(self, clicks: Sequence[Click], prev_mask: np.ndarray) -> np.ndarray:
+        """One model pass (per view) over the whole image or the zoom-in crop."""
+        height, width = self.image.shape[-2:]
         box = self._zoom_box(clicks, prev_mask)
         if box is None:
             return self._predict_window(clicks, prev_mask, (0, 0, height, width))

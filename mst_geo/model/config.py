@@ -38,6 +38,11 @@ class MSTConfig:
     # scales). Several sides: the Predictor averages the views' probabilities (multi-scale test-time
     # augmentation). The scene workflow's adaptive windows stay at input_size (measured better there).
     inference_size: int | tuple[int, ...] | None = None
+    # model passes at a first click (bench, notebooks): each pass after the first is fed the one
+    # before's probabilities as its previous mask, the state the click training teaches it to
+    # correct, which the bare first click lacks. Chosen per checkpoint on held-out objects, like
+    # inference_size; the scene workflow keeps one pass.
+    first_click_passes: int = 1
     mean: tuple[float, float, float] = IMAGENET_DEFAULT_MEAN
     std: tuple[float, float, float] = IMAGENET_DEFAULT_STD
     click_radius: int = 5  # pixels, of the positive/negative click disks
@@ -65,6 +70,8 @@ class MSTConfig:
         for side in view_sizes(self.inference_size) if self.inference_size is not None else ():
             if side % self.patch_size or side <= 0:
                 raise ValueError(f"inference_size {side} is not a positive multiple of patch_size {self.patch_size}")
+        if self.first_click_passes < 1:
+            raise ValueError(f"first_click_passes must be at least 1, got {self.first_click_passes}")
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
 
