@@ -101,7 +101,8 @@ class Segmenter:
             network, self.card = _network(model)
             # The adaptive windows already frame the object, so the model sees them at its training size
             # and once per click: the card's larger inference_size and extra first-click passes help on
-            # whole images (bench) but not here (scripts/bench_first_click.py, README "Scale, speed and memory").
+            # whole images (bench) but not here (scripts/bench_first_click.py; README "Scale, speed and memory",
+            # docs/training.md "A second pass at the first click").
             size = network.config.input_size
             predictor = Predictor(network, device=run_on, input_size=size, first_click_passes=1)
             self._segmenter = ObjectSegmenter(self.raster, predictor, size)

@@ -6,11 +6,18 @@ bench's clicker and predictor. Not a test: run it by hand and copy the numbers i
 
     python scripts/heldout_noc.py runs/shipped_cpu4/model.safetensors runs/shipped_cpu5/model.safetensors
     python scripts/heldout_noc.py default --count 100 --val-list packs/cpu320/val.txt
+    python scripts/heldout_noc.py default --count 200 --first-click-passes 1 --save-rows one.json
+    python scripts/heldout_noc.py default --count 200 --against one.json   # paired over the objects
+
+Two settings of 200 objects often differ by less than their noise: ``--against`` scores the
+difference object by object against rows saved with ``--save-rows`` (the same objects), with a
+95 % bootstrap interval, so a choice is not made on noise.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -29,6 +36,15 @@ from mst_geo.views import describe_passes, describe_views
 ROOT = Path(__file__).parents[1]
 DATASETS = ["COCO_MVal", "DUTS_TR", "CCP"]
 MIOU_AT = (1, 3, 5, 10)
+BOOTSTRAP_SAMPLES = 5000
+
+
+def at_least_one(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def held_out_objects(data_root: Path, val_list: Path, count: int) -> HeldOutInstances:
@@ -53,9 +69,13 @@ def main() -> None:
     parser.add_argument("--input-size", type=int, nargs="+", default=None,
                         help="Side the model sees, px (default: the card's inference_size, else its training size); "
                              "several sides: their predictions are averaged.")
-    parser.add_argument("--first-click-passes", type=int, default=None,
+    parser.add_argument("--first-click-passes", type=at_least_one, default=None,
                         help="Model passes at the first click, each fed the one before's mask (default: the card's).")
+    parser.add_argument("--save-rows", type=Path, help="Write every object's IoU per click here (JSON), for --against.")
+    parser.add_argument("--against", type=Path, nargs="+", default=[],
+                        help="Rows saved with --save-rows on the same objects: print each model's paired difference.")
     args = parser.parse_args()
+    saved = {path: read_rows(path) for path in args.against}
 
     torch.set_num_threads(1)
     try:  # every model first: a path mistyped after the first one fails now, not an hour later
@@ -63,6 +83,12 @@ def main() -> None:
     except MSTGeoError as error:
         sys.exit(f"heldout_noc.py: {error}")
     held_out = held_out_objects(args.data_root, args.val_list, args.count)
+    names = [held_out.source.where(pick) for pick in held_out.picks]  # each object's mask file: no image read
+    for path, rows_file in saved.items():
+        if (rows_file["objects"], rows_file["max_clicks"]) != (names, args.max_clicks):
+            sys.exit(f"heldout_noc.py: {path}: its rows are of other objects or another --max-clicks "
+                     "(another --count, --val-list or data)")
+    runs = {}
     for name, model in models.items():
         predictor = Predictor(model, flip=args.flip, zoom_min_crop=args.zoom_min_crop,
                               zoom_expansion=args.zoom_expansion, input_size=args.input_size,
@@ -72,8 +98,41 @@ def main() -> None:
         noc = {t: np.mean([clicks_to_reach(r, t, args.max_clicks) for r in rows]) for t in (0.85, 0.9)}
         reported = [k for k in MIOU_AT if k <= args.max_clicks]
         miou = " ".join(f"{rows[:, k - 1].mean():.3f}" for k in reported)
-        print(f"{name} at {describe_views(predictor.view_sizes)}, {describe_passes(predictor.first_click_passes)}: n={len(rows)} NoC@85 {noc[0.85]:.2f} NoC@90 {noc[0.9]:.2f} "
+        label = f"{name} at {describe_views(predictor.view_sizes)}, {describe_passes(predictor.first_click_passes)}"
+        print(f"{label}: n={len(rows)} NoC@85 {noc[0.85]:.2f} NoC@90 {noc[0.9]:.2f} "
               f"mIoU@{','.join(map(str, reported))} {miou}", flush=True)
+        runs[label] = rows.tolist()
+        for rows_file in saved.values():
+            for other, other_rows in rows_file["runs"].items():
+                print(f"  against {other}: {paired_report(rows, np.array(other_rows), args.max_clicks)}", flush=True)
+    if args.save_rows:
+        args.save_rows.write_text(json.dumps({"objects": names, "max_clicks": args.max_clicks, "runs": runs}))
+
+
+def read_rows(path: Path) -> dict:
+    """Rows written by --save-rows."""
+    try:
+        saved = json.loads(path.read_text())
+        return {"objects": list(saved["objects"]), "max_clicks": int(saved["max_clicks"]), "runs": dict(saved["runs"])}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        sys.exit(f"heldout_noc.py: {path}: not rows written by --save-rows ({error})")
+
+
+def paired_report(rows: np.ndarray, other: np.ndarray, max_clicks: int) -> str:
+    """NoC@85/90 and mIoU@1 of ``rows`` minus ``other``, object by object, each with a 95 %
+    bootstrap interval over the objects, and how many objects needed fewer / more clicks for 90 %."""
+    def noc(values: np.ndarray, threshold: float) -> np.ndarray:
+        return np.array([clicks_to_reach(r, threshold, max_clicks) for r in values], dtype=float)
+
+    differences = {"NoC@85": noc(rows, 0.85) - noc(other, 0.85), "NoC@90": noc(rows, 0.9) - noc(other, 0.9),
+                   "mIoU@1": rows[:, 0] - other[:, 0]}
+    picks = np.random.default_rng(0).integers(0, len(rows), (BOOTSTRAP_SAMPLES, len(rows)))
+    parts = []
+    for text, values in differences.items():
+        low, high = np.percentile(values[picks].mean(axis=1), [2.5, 97.5])
+        parts.append(f"{text} {values.mean():+.3f} ({low:+.3f} to {high:+.3f})")
+    noc90 = differences["NoC@90"]
+    return ", ".join(parts) + f"; NoC@90 fewer on {int((noc90 < 0).sum())} objects, more on {int((noc90 > 0).sum())}"
 
 
 if __name__ == "__main__":

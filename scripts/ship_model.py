@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -69,10 +70,12 @@ def main() -> None:
     args = parser.parse_args()
 
     model, card = load_checkpoint(args.checkpoint)
-    if args.inference_size is not None:
-        model.config = dataclasses.replace(model.config, inference_size=views_json(args.inference_size))
-    if args.first_click_passes is not None:
-        model.config = dataclasses.replace(model.config, first_click_passes=args.first_click_passes)
+    settings = {"inference_size": None if args.inference_size is None else views_json(args.inference_size),
+                "first_click_passes": args.first_click_passes}
+    try:  # the config checks them: a side that is no multiple of the patch, no pass at all
+        model.config = dataclasses.replace(model.config, **{k: v for k, v in settings.items() if v is not None})
+    except ValueError as error:
+        sys.exit(f"ship_model.py: {error}")
     if args.bench is not None:
         card.setdefault("metrics", {}).update(bench_metrics(args.bench / "results.json", args.method))
     half = {name: t.half() if t.is_floating_point() else t for name, t in model.state_dict().items()}

@@ -246,10 +246,11 @@ def test_first_click_passes_run_apart_from_the_cards_own(iseg_root, tmp_path, ti
     common = ["--datasets", "GrabCut", "--data-root", str(iseg_root), "--limit", "1", "--max-clicks", "2"]
     plain = CliRunner().invoke(app, ["bench", "noc", "--model", str(tiny_checkpoint), *common, "--out", str(out)])
     assert plain.exit_code == 0, plain.output
+    stem = Path(tiny_checkpoint).stem
+    assert json.loads((out / "results.json").read_text())["settings"]["first_click_passes"] == {stem: 1}
     passes = CliRunner().invoke(app, ["bench", "noc", "--model", f"{tiny_checkpoint},disk", *common,
                                       "--first-click-passes", "2", "--out", str(out)])
     assert passes.exit_code == 0, passes.output
-    stem = Path(tiny_checkpoint).stem
     report = json.loads((out / "results.json").read_text())
     assert report["settings"]["first_click_passes"] == {f"{stem} (2 first-click passes)": 2}
     assert set(report["results"]) == {f"{stem} (2 first-click passes)", "disk"}

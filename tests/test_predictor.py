@@ -88,8 +88,8 @@ def test_several_views_are_averaged(tiny_model, grabcut_instance):
 
 
 def test_a_first_click_pass_feeds_the_one_before_its_mask(tiny_model, grabcut_instance):
-    """With two first-click passes the first click runs the model twice, the second pass on the
-    first's probabilities as its previous mask; later clicks run once."""
+    """With two first-click passes a bare first click runs the model twice, the second pass on the
+    first's probabilities as its previous mask; later clicks, and a first click with a mask, run once."""
     first = Click(200, 230, True)
     plain = Predictor(tiny_model, zoom_in=False)
     plain.set_image(grabcut_instance.image)
@@ -107,6 +107,10 @@ def test_a_first_click_pass_feeds_the_one_before_its_mask(tiny_model, grabcut_in
     np.testing.assert_array_equal(refined, expected)
     twice.predict([first, Click(60, 60, False)], refined)
     assert len(recording.calls) == 3  # a correction click: one pass
+    np.testing.assert_array_equal(twice.predict([first], np.zeros_like(once)), refined)  # an empty mask is bare
+    assert len(recording.calls) == 5
+    twice.predict([first], once)  # a first click with a caller's mask: one pass, as a correction
+    assert len(recording.calls) == 6
 
 
 def test_first_click_passes_come_from_the_card_unless_given(grabcut_instance):

@@ -39,3 +39,15 @@ def test_ship_model_records_the_bench_with_variants_apart_from_baselines(cli, ti
     assert card["weights_dtype"] == "float16"
     assert all(t.dtype == torch.float16 for t in stored.values() if t.is_floating_point())
     assert card["weights_sha256"] == weights_digest(stored)
+
+
+def test_ship_model_refuses_settings_the_config_cannot_hold(tiny_checkpoint, tmp_path):
+    """A side that is no multiple of the patch, or no first-click pass: one line, no file written."""
+    shipped = tmp_path / "shipped.safetensors"
+    for option, value, message in (("--inference-size", "90", "inference_size 90 is not a positive multiple of "
+                                     "patch_size 16"), ("--first-click-passes", "0", "first_click_passes must be at "
+                                                        "least 1, got 0")):
+        done = subprocess.run([sys.executable, str(REPO / "scripts" / "ship_model.py"), str(tiny_checkpoint),
+                               "--out", str(shipped), option, value], capture_output=True, text=True, timeout=600)
+        assert done.returncode != 0 and done.stderr.strip() == f"ship_model.py: {message}"
+        assert not shipped.exists()

@@ -1,4 +1,4 @@
-"""The iterative predictor: one model call per click, the previous mask fed back, optional zoom-in.
+"""The iterative predictor: the model called per click, the previous mask fed back, optional zoom-in.
 
 Shared by ``segment`` (geo layer), ``bench`` and training validation, so every path sees the
 model the same way. The image is resized so its longer side is the model's input size (or a
@@ -18,10 +18,12 @@ are averaged (RITM's default evaluation does the same). With several input sizes
 ``inference_size`` list, or ``input_size=(320, 384)``) the window goes through the model once per
 size and the probabilities, each back at the window's native size, are averaged: multi-scale
 test-time augmentation, 2x the time for two sizes. With ``first_click_passes`` N > 1 (a card's
-setting, or the argument) the first click runs the model N times, each pass after the first fed
-the one before's probabilities as the previous mask: the bare first click is the one state the
-click training rarely shows the model, and one extra pass turns it into the familiar "correct your
-own mask" state (held-out objects: docs/training.md, "A second pass at the first click").
+setting, or the argument) a bare first click (one click, no previous mask or an empty one) runs
+the model N times, each pass after the first fed the one before's probabilities as the previous
+mask: the bare click is the one state the click training rarely shows the model, and one extra
+pass turns it into the familiar "correct your own mask" state (held-out objects:
+docs/training.md, "A second pass at the first click"). A first click that comes with a mask (a
+caller's prior) runs once, as every correction click does.
 """
 
 from __future__ import annotations
@@ -119,11 +121,11 @@ class Predictor:
         """float32 HxW foreground probability from all clicks so far and the previous output."""
         if self.image is None:
             raise RuntimeError("call set_image() before predict()")
-        height, width = self.image.shape[-2:]
+        bare = len(clicks) == 1 and (prev_mask is None or not np.any(prev_mask))
         if prev_mask is None:
-            prev_mask = np.zeros((height, width), dtype=np.float32)
+            prev_mask = np.zeros(tuple(self.image.shape[-2:]), dtype=np.float32)
         probabilities = self._predict_once(clicks, prev_mask)
-        for _ in range(self.first_click_passes - 1 if len(clicks) == 1 else 0):
+        for _ in range(self.first_click_passes - 1 if bare else 0):
             probabilities = self._predict_once(clicks, probabilities)
         return probabilities
 
