@@ -95,7 +95,7 @@ def main() -> None:
                               first_click_passes=args.first_click_passes)
         rows = np.array([evaluate_instance(predictor, held_out[i], args.max_clicks)[0]
                          for i in range(len(held_out))])
-        noc = {t: np.mean([clicks_to_reach(r, t, args.max_clicks) for r in rows]) for t in (0.85, 0.9)}
+        noc = {t: object_nocs(rows, t, args.max_clicks).mean() for t in (0.85, 0.9)}
         reported = [k for k in MIOU_AT if k <= args.max_clicks]
         miou = " ".join(f"{rows[:, k - 1].mean():.3f}" for k in reported)
         label = f"{name} at {describe_views(predictor.view_sizes)}, {describe_passes(predictor.first_click_passes)}"
@@ -118,14 +118,17 @@ def read_rows(path: Path) -> dict:
         sys.exit(f"heldout_noc.py: {path}: not rows written by --save-rows ({error})")
 
 
+def object_nocs(rows: np.ndarray, threshold: float, max_clicks: int) -> np.ndarray:
+    """Each object's clicks to reach ``threshold`` (``max_clicks`` when it never does)."""
+    return np.array([clicks_to_reach(r, threshold, max_clicks) for r in rows], dtype=float)
+
+
 def paired_report(rows: np.ndarray, other: np.ndarray, max_clicks: int) -> str:
     """NoC@85/90 and mIoU@1 of ``rows`` minus ``other``, object by object, each with a 95 %
     bootstrap interval over the objects, and how many objects needed fewer / more clicks for 90 %."""
-    def noc(values: np.ndarray, threshold: float) -> np.ndarray:
-        return np.array([clicks_to_reach(r, threshold, max_clicks) for r in values], dtype=float)
-
-    differences = {"NoC@85": noc(rows, 0.85) - noc(other, 0.85), "NoC@90": noc(rows, 0.9) - noc(other, 0.9),
-                   "mIoU@1": rows[:, 0] - other[:, 0]}
+    differences = {f"NoC@{round(t * 100)}": object_nocs(rows, t, max_clicks) - object_nocs(other, t, max_clicks)
+                   for t in (0.85, 0.9)}
+    differences["mIoU@1"] = rows[:, 0] - other[:, 0]
     picks = np.random.default_rng(0).integers(0, len(rows), (BOOTSTRAP_SAMPLES, len(rows)))
     parts = []
     for text, values in differences.items():
