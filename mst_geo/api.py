@@ -102,9 +102,10 @@ class Segmenter:
             # The adaptive windows already frame the object, so the model sees them at its training size
             # and once per click: the card's larger inference_size and extra first-click passes help on
             # whole images (bench) but not here (scripts/bench_first_click.py; README "Scale, speed and memory",
-            # docs/training.md "A second pass at the first click").
+            # docs/training.md "A second pass at the first click"), and its mirror averaging would double
+            # every click's wait in the app.
             size = network.config.input_size
-            predictor = Predictor(network, device=run_on, input_size=size, first_click_passes=1)
+            predictor = Predictor(network, device=run_on, input_size=size, first_click_passes=1, flip=False)
             self._segmenter = ObjectSegmenter(self.raster, predictor, size)
             self._mapper = PixelMapper(self.crs, self.transform, self.width, self.height, is_valid=self.raster.is_valid)
         except BaseException:

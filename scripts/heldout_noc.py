@@ -63,7 +63,8 @@ def main() -> None:
                         help="Held-out names, as the training pack wrote them (missing: the hash rule).")
     parser.add_argument("--count", type=int, default=100, help="Held-out objects, spread over the slice.")
     parser.add_argument("--max-clicks", type=int, default=20)
-    parser.add_argument("--flip", action="store_true", help="Average each prediction with its mirror image.")
+    parser.add_argument("--flip", action=argparse.BooleanOptionalAction,
+                        help="Average each prediction with its mirror image, or not (default: the card's).")
     parser.add_argument("--zoom-min-crop", type=int, default=200, help="Smallest zoom-in crop side, px.")
     parser.add_argument("--zoom-expansion", type=float, default=1.4, help="Zoom-in crop around the mask, x.")
     parser.add_argument("--input-size", type=int, nargs="+", default=None,
@@ -98,7 +99,8 @@ def main() -> None:
         noc = {t: object_nocs(rows, t, args.max_clicks).mean() for t in (0.85, 0.9)}
         reported = [k for k in MIOU_AT if k <= args.max_clicks]
         miou = " ".join(f"{rows[:, k - 1].mean():.3f}" for k in reported)
-        label = f"{name} at {describe_views(predictor.view_sizes)}, {describe_passes(predictor.first_click_passes)}"
+        label = (f"{name} at {describe_views(predictor.view_sizes)}, {describe_passes(predictor.first_click_passes)}"
+                 + (", flip" if predictor.flip else ""))
         print(f"{label}: n={len(rows)} NoC@85 {noc[0.85]:.2f} NoC@90 {noc[0.9]:.2f} "
               f"mIoU@{','.join(map(str, reported))} {miou}", flush=True)
         runs[label] = rows.tolist()

@@ -67,11 +67,14 @@ def main() -> None:
     parser.add_argument("--first-click-passes", type=int,
                         help="model passes at a first click, as chosen with scripts/heldout_noc.py "
                              "--first-click-passes (default: keep the checkpoint's)")
+    parser.add_argument("--flip", action=argparse.BooleanOptionalAction,
+                        help="average every prediction with its mirror image, as chosen with scripts/heldout_noc.py "
+                             "--flip (default: keep the checkpoint's)")
     args = parser.parse_args()
 
     model, card = load_checkpoint(args.checkpoint)
     settings = {"inference_size": None if args.inference_size is None else views_json(args.inference_size),
-                "first_click_passes": args.first_click_passes}
+                "first_click_passes": args.first_click_passes, "flip": args.flip}
     try:  # the config checks them: a side that is no multiple of the patch, no pass at all
         model.config = dataclasses.replace(model.config, **{k: v for k, v in settings.items() if v is not None})
     except ValueError as error:

@@ -51,13 +51,13 @@ def mask_area(result) -> float:
 
 def test_the_scene_runs_at_the_training_size_not_the_cards_view(tmp_path, naip_scene):
     """The adaptive windows frame the object already; a larger view and a second first-click pass
-    measured worse there (README)."""
-    path = save_checkpoint(create_model("mst_tiny", depth=2, input_size=96, inference_size=160, first_click_passes=2),
-                           tmp_path / "viewed.safetensors")
+    measured worse there (README), and mirror averaging would double every click's wait."""
+    path = save_checkpoint(create_model("mst_tiny", depth=2, input_size=96, inference_size=160, first_click_passes=2,
+                                        flip=True), tmp_path / "viewed.safetensors")
     with Segmenter(naip_scene, model=path) as seg:
         seg.add_click(*xy(300, 300))
         assert seg._segmenter.predictor.view_sizes == (seg._segmenter.input_size,) == (96,)
-        assert seg._segmenter.predictor.first_click_passes == 1
+        assert seg._segmenter.predictor.first_click_passes == 1 and seg._segmenter.predictor.flip is False
 
 
 def test_scene_properties(segmenter):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -262,6 +263,26 @@ def test_first_click_passes_run_apart_from_the_cards_own(iseg_root, tmp_path, ti
     assert bad.exit_code != 0 and "--first-click-passes must be at least 1, got 0" in str(bad.exception)
 
 
+def test_flip_follows_the_card_unless_told(iseg_root, tmp_path, local_checkpoint):
+    """A card that asks for mirror averaging gets it in a plain run; --no-flip is its own row, and
+    the mirror changes the masks."""
+    from mst_geo.model import load_checkpoint, save_checkpoint
+
+    model, card = load_checkpoint(local_checkpoint)
+    model.config = dataclasses.replace(model.config, flip=True)
+    path = save_checkpoint(model, tmp_path / "mirrored.safetensors", card)
+    out = tmp_path / "out"
+    common = ["--datasets", "GrabCut", "--data-root", str(iseg_root), "--limit", "1", "--max-clicks", "2",
+              "--out", str(out)]
+    for option in ([], ["--no-flip"]):
+        done = CliRunner().invoke(app, ["bench", "noc", "--model", str(path), *option, *common])
+        assert done.exit_code == 0, done.output
+    report = json.loads((out / "results.json").read_text())
+    assert report["settings"]["flip"] == {"mirrored (no flip)": False}
+    rows = {row["method"]: row["ious"] for row in map(json.loads, (out / "instances.jsonl").read_text().splitlines())}
+    assert set(rows) == {"mirrored", "mirrored (no flip)"} and rows["mirrored"] != rows["mirrored (no flip)"]
+
+
 def test_cli_speed_writes_its_table_and_json(tmp_path):
     out = tmp_path / "speed.json"
     result = CliRunner().invoke(app, ["bench", "speed", "--presets", "mst_tiny", "--size", "64",
@@ -283,6 +304,7 @@ def test_method_labels_say_which_inference_options_differ():
     assert method_label("grabcut", view=224) == "grabcut"
     assert method_label("default", first_click_passes=1) == "default (1 first-click pass)"
     assert method_label("default", view=(288, 416), first_click_passes=2) == "default (288+416 px, 2 first-click passes)"
+    assert method_label("default", flip=False) == "default (no flip)" and method_label("default") == "default"
     assert split_names(["grabcut,disk", "disk", " watershed "]) == ["grabcut", "disk", "watershed"]
 
 

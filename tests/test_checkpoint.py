@@ -41,16 +41,17 @@ def test_round_trip_keeps_weights_outputs_and_card(tmp_path):
 
 
 def test_the_inference_settings_travel_with_the_weights_and_old_cards_still_load(tmp_path):
-    model = small_tiny(inference_size=96, first_click_passes=2)
+    model = small_tiny(inference_size=96, first_click_passes=2, flip=True)
     path = save_checkpoint(model, tmp_path / "m.safetensors")
     loaded = load_checkpoint(path)[0].config
-    assert loaded.inference_size == 96 and loaded.first_click_passes == 2
+    assert loaded.inference_size == 96 and loaded.first_click_passes == 2 and loaded.flip is True
     card = read_card(path)
-    del card["config"]["inference_size"], card["config"]["first_click_passes"]  # a card from before the fields
+    for field in ("inference_size", "first_click_passes", "flip"):  # a card from before the fields
+        del card["config"][field]
     legacy = tmp_path / "legacy.safetensors"
     save_file(dict(model.state_dict()), str(legacy), metadata={checkpoint_module.CARD_KEY: json.dumps(card)})
     loaded = load_checkpoint(legacy)[0].config
-    assert loaded.inference_size is None and loaded.first_click_passes == 1
+    assert loaded.inference_size is None and loaded.first_click_passes == 1 and loaded.flip is False
     with pytest.raises(ValueError, match="inference_size 90"):
         small_tiny(inference_size=90)
 

@@ -64,6 +64,7 @@ def test_models_lists_the_default_with_its_sizes(cli, monkeypatch):
     if config.get("inference_size"):
         assert f"runs at {describe_views(config['inference_size'])}" in default_row
     assert (describe_passes(config.get("first_click_passes", 1)) in default_row) == (config.get("first_click_passes", 1) > 1)
+    assert ("mirror-averaged" in default_row) == config.get("flip", False)
     code, _, err = cli("models", "--card", "mst_tiny")
     assert code == 2 and err.strip() == "error: mst_tiny is an untrained preset: only checkpoints have a card"
 

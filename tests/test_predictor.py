@@ -113,10 +113,12 @@ def test_a_first_click_pass_feeds_the_one_before_its_mask(tiny_model, grabcut_in
     assert len(recording.calls) == 6
 
 
-def test_first_click_passes_come_from_the_card_unless_given(grabcut_instance):
-    card = create_model("mst_tiny", depth=2, input_size=160, first_click_passes=3)
-    assert Predictor(card).first_click_passes == 3
+def test_first_click_passes_and_flip_come_from_the_card_unless_given(grabcut_instance):
+    card = create_model("mst_tiny", depth=2, input_size=160, first_click_passes=3, flip=True)
+    assert Predictor(card).first_click_passes == 3 and Predictor(card).flip is True
     assert Predictor(card, first_click_passes=1).first_click_passes == 1
+    assert Predictor(card, flip=False).flip is False
+    assert Predictor(create_model("mst_tiny", depth=2, input_size=160)).flip is False
     with pytest.raises(ValueError, match="first_click_passes must be at least 1, got 0"):
         Predictor(card, first_click_passes=0)
     with pytest.raises(ValueError, match="first_click_passes must be at least 1, got 0"):

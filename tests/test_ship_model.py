@@ -24,7 +24,7 @@ def test_ship_model_records_the_bench_with_variants_apart_from_baselines(cli, ti
     shipped = tmp_path / "shipped.safetensors"
     done = subprocess.run([sys.executable, str(REPO / "scripts" / "ship_model.py"), str(tiny_checkpoint),
                            "--bench", str(bench), "--method", tiny_checkpoint.stem, "--out", str(shipped),
-                           "--inference-size", "96", "--first-click-passes", "2"],
+                           "--inference-size", "96", "--first-click-passes", "2", "--flip"],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
 
@@ -34,7 +34,7 @@ def test_ship_model_records_the_bench_with_variants_apart_from_baselines(cli, ti
     assert set(metrics["noc_variants"]) == {f"{tiny_checkpoint.stem} (flip)"}
     assert set(metrics["baselines"]) == {"grabcut"}
     model, _ = load_checkpoint(shipped)
-    assert model.config.inference_size == 96 and model.config.first_click_passes == 2
+    assert model.config.inference_size == 96 and model.config.first_click_passes == 2 and model.config.flip is True
     stored = load_file(str(shipped))
     assert card["weights_dtype"] == "float16"
     assert all(t.dtype == torch.float16 for t in stored.values() if t.is_floating_point())

@@ -30,11 +30,11 @@ def test_init_from_an_mst_checkpoint_keeps_its_weights(tmp_path, tiny_model):
 
 
 def test_a_fine_tune_does_not_inherit_the_inits_inference_settings(tmp_path, tiny_model):
-    source = tiny_model(inference_size=128, first_click_passes=2)
+    source = tiny_model(inference_size=128, first_click_passes=2, flip=True)
     path = save_checkpoint(source, tmp_path / "start.safetensors")
     model = build_model(load_train_config(SMOKE, {"model.init": str(path)}))
     assert model.config.inference_size is None and model.config.input_size == 96
-    assert model.config.first_click_passes == 1
+    assert model.config.first_click_passes == 1 and model.config.flip is False
 
 
 def test_init_checkpoint_brings_its_own_architecture(tmp_path):

@@ -24,16 +24,17 @@ def split_names(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def method_label(name: str, zoom_in: bool = True, flip: bool = False, with_folder: bool = False,
+def method_label(name: str, zoom_in: bool = True, flip: bool | None = None, with_folder: bool = False,
                  view: Sides | None = None, first_click_passes: int | None = None) -> str:
     """The name a method has in tables: baselines as given, checkpoints by file stem (``folder/stem``
-    with ``with_folder``), plus the inference options that differ from the default (no zoom, flip,
-    a view or a number of first-click passes other than the card's)."""
+    with ``with_folder``), plus the inference options given instead of the card's (no zoom, flip or
+    no flip, a view, a number of first-click passes)."""
     if name in BASELINES:
         return name
     path = Path(name)
     label = (f"{path.parent.name}/{path.stem}" if with_folder else path.stem) if name.endswith(".safetensors") else name
-    options = [text for text, used in (("no zoom", not zoom_in), ("flip", flip)) if used]
+    options = [text for text, used in (("no zoom", not zoom_in), ("flip", flip is True), ("no flip", flip is False))
+               if used]
     if view is not None:
         options.append(describe_views(view))
     if first_click_passes is not None:
@@ -41,7 +42,7 @@ def method_label(name: str, zoom_in: bool = True, flip: bool = False, with_folde
     return f"{label} ({', '.join(options)})" if options else label
 
 
-def method_labels(names: Sequence[str], zoom_in: bool = True, flip: bool = False,
+def method_labels(names: Sequence[str], zoom_in: bool = True, flip: bool | None = None,
                   view: Sides | None = None, first_click_passes: int | None = None) -> dict[str, str]:
     """Table label -> method name for one run. Checkpoints whose file names clash (every training
     run exports ``model.safetensors``) are told apart by their folder (``run2/model``)."""
@@ -100,11 +101,11 @@ def method_identity(name: str) -> str:
     return f"sha256:{digest.hexdigest()}"
 
 
-def resolve_method(name: str, device: str = "cpu", zoom_in: bool = True, flip: bool = False,
+def resolve_method(name: str, device: str = "cpu", zoom_in: bool = True, flip: bool | None = None,
                    view: Sides | None = None, first_click_passes: int | None = None) -> ClickMethod:
     """A baseline by name, or an MST checkpoint/preset wrapped in the iterative ``Predictor``, run
     at ``view`` px (None: its card's ``inference_size``, else its ``input_size``) with
-    ``first_click_passes`` (None: its card's)."""
+    ``first_click_passes`` and ``flip`` (None: its card's)."""
     if name in BASELINES:
         return make_baseline(name)
     from mst_geo.clicks.predictor import Predictor

@@ -60,7 +60,7 @@ def run_noc_benchmark(
     device: str = "cpu",
     limit: int | None = None,
     zoom_in: bool = True,
-    flip: bool = False,
+    flip: bool | None = None,
     view: int | Sequence[int] | None = None,
     first_click_passes: int | None = None,
     progress: bool = True,
@@ -138,10 +138,10 @@ def run_noc_benchmark(
                      if hasattr(method, "view_sizes")},
         "first_click_passes": {label: method.first_click_passes for label, method in methods.items()
                                if hasattr(method, "first_click_passes")},
+        "flip": {label: method.flip for label, method in methods.items() if hasattr(method, "flip")},
         "max_clicks": max_clicks,
         "limit": limit,
         "zoom_in": zoom_in,
-        "flip": flip,
         "view": None if view is None else views_json(view),
         "device": device,
     }

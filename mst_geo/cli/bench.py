@@ -90,7 +90,9 @@ def noc_command(
     limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N objects of each dataset."),
     out: Path = typer.Option(Path("bench_out"), "--out", help="Output folder; rerunning into it resumes."),
     zoom_in: bool = typer.Option(True, "--zoom-in/--no-zoom-in", help="RITM-style zoom-in after the first click."),
-    flip: bool = typer.Option(False, "--flip", help="Average each model prediction with its mirror image (RITM's default; 2x slower)."),
+    flip: bool | None = typer.Option(
+        None, "--flip/--no-flip", help="Average each model prediction with its mirror image (RITM's evaluation does; "
+        "2x slower), or not (default: each card's own)."),
     view: str | None = typer.Option(
         None, "--view", help="Run every model on an N px view of each image or zoom-in crop (default: each card's "
         "own view, its inference_size or input_size), e.g. to compare a fine-tune with the model it started from "

@@ -73,6 +73,8 @@ def models(
         settings = [f"runs at {describe_views(card_config['inference_size'])}"] if card_config.get("inference_size") else []
         if card_config.get("first_click_passes", 1) > 1:
             settings.append(describe_passes(card_config["first_click_passes"]))
+        if card_config.get("flip", False):
+            settings.append("mirror-averaged")
         runs_at = f" ({', '.join(settings)})" if settings else ""
         table.add_row(name, card["preset"], f"{card_config['input_size']} px{runs_at}",
                       f"{path.stat().st_size / 2**20:.1f} MiB", card_summary(card))

@@ -14,7 +14,8 @@ only, so a new negative outside it goes unseen), an empty mask crops around the 
 RITM's rules measured no better on 200 held-out objects (NoC@85/90/95 5.05/7.67/13.21 against
 5.00/7.63/13.15, shipped weights; docs/training.md). With ``flip`` the
 window and its mirror image go through the model as one batch of two and their probabilities
-are averaged (RITM's default evaluation does the same). With several input sizes (a card's
+are averaged (RITM's default evaluation does the same; a card's ``flip`` setting, or the argument).
+With several input sizes (a card's
 ``inference_size`` list, or ``input_size=(320, 384)``) the window goes through the model once per
 size and the probabilities, each back at the window's native size, are averaged: multi-scale
 test-time augmentation, 2x the time for two sizes. With ``first_click_passes`` N > 1 (a card's
@@ -91,7 +92,7 @@ class Predictor:
         zoom_expansion: float = 1.4,
         zoom_min_crop: int = 200,
         zoom_keep_iou: float = 0.5,
-        flip: bool = False,
+        flip: bool | None = None,
         first_click_passes: int | None = None,
     ):
         self.device = torch_device(device)
@@ -102,7 +103,7 @@ class Predictor:
         self.zoom_expansion = zoom_expansion
         self.zoom_min_crop = zoom_min_crop
         self.zoom_keep_iou = zoom_keep_iou
-        self.flip = flip
+        self.flip = model.config.flip if flip is None else flip
         self.first_click_passes = model.config.first_click_passes if first_click_passes is None else first_click_passes
         if self.first_click_passes < 1:
             raise ValueError(f"first_click_passes must be at least 1, got {self.first_click_passes}")

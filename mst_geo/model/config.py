@@ -43,6 +43,10 @@ class MSTConfig:
     # correct, which the bare first click lacks. Chosen per checkpoint on held-out objects, like
     # inference_size; the scene workflow keeps one pass.
     first_click_passes: int = 1
+    # mirror averaging (bench, notebooks): every window and its mirror image go through the model as
+    # a batch of two and their probabilities are averaged (RITM's evaluation does the same); twice the
+    # cost of a click. Chosen per checkpoint on held-out objects; the scene workflow keeps it off.
+    flip: bool = False
     mean: tuple[float, float, float] = IMAGENET_DEFAULT_MEAN
     std: tuple[float, float, float] = IMAGENET_DEFAULT_STD
     click_radius: int = 5  # pixels, of the positive/negative click disks

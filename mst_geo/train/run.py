@@ -88,8 +88,8 @@ def build_model(config: TrainConfig) -> MSTModel:
             warnings.warn(f"--init {init}: training its {model.config.preset} network, not the "
                           f"recipe's {config.model.preset}", MSTGeoWarning, stacklevel=2)
         # the init's inference settings were chosen for its own weights: validate and export at its
-        # input_size, one pass a click, until the new weights get theirs (scripts/ship_model.py)
-        model.config = dataclasses.replace(model.config, inference_size=None, first_click_passes=1)
+        # input_size, one pass a click, no mirror, until the new weights get theirs (scripts/ship_model.py)
+        model.config = dataclasses.replace(model.config, inference_size=None, first_click_passes=1, flip=False)
         grow_depth = config.model.grow_depth
         if grow_depth is not None:
             if grow_depth <= model.config.depth:
