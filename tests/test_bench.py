@@ -198,15 +198,15 @@ def test_cli_process_prints_the_error_without_traceback(tmp_path):
 def test_model_and_baseline_share_one_run(iseg_root, tmp_path):
     import torch
 
-    from mst_geo.bench.methods import resolve_method
+    from mst_geo.bench.methods import InferenceOptions, resolve_method
     from mst_geo.clicks.predictor import Predictor
 
     torch.set_num_threads(1)
     with pytest.warns(UserWarning, match="random weights"):
-        assert isinstance(resolve_method("mst_tiny", zoom_in=False), Predictor)
+        assert isinstance(resolve_method("mst_tiny", options=InferenceOptions(zoom_in=False)), Predictor)
         results = run_noc_benchmark(
             ["mst_tiny", "disk"], ["GrabCut"], tmp_path, data_root=iseg_root, max_clicks=2,
-            limit=1, zoom_in=False, progress=False,
+            limit=1, inference=InferenceOptions(zoom_in=False), progress=False,
         )
     assert set(results) == {"mst_tiny (no zoom)", "disk"}
     assert len(results["mst_tiny (no zoom)"]["GrabCut"]["miou"]) == 2
@@ -297,14 +297,17 @@ def test_cli_speed_writes_its_table_and_json(tmp_path):
 def test_method_labels_say_which_inference_options_differ():
     from mst_geo.bench.methods import method_label, split_names
 
-    assert method_label("grabcut", zoom_in=False, flip=True) == "grabcut"
+    from mst_geo.bench.methods import InferenceOptions as Options
+
+    assert method_label("grabcut", Options(zoom_in=False, flip=True)) == "grabcut"
     assert method_label("runs/best.safetensors") == "best"
-    assert method_label("default", zoom_in=False, flip=True) == "default (no zoom, flip)"
-    assert method_label("default", view=224) == "default (224 px)"
-    assert method_label("grabcut", view=224) == "grabcut"
-    assert method_label("default", first_click_passes=1) == "default (1 first-click pass)"
-    assert method_label("default", view=(288, 416), first_click_passes=2) == "default (288+416 px, 2 first-click passes)"
-    assert method_label("default", flip=False) == "default (no flip)" and method_label("default") == "default"
+    assert method_label("default", Options(zoom_in=False, flip=True)) == "default (no zoom, flip)"
+    assert method_label("default", Options(view=224)) == "default (224 px)"
+    assert method_label("grabcut", Options(view=224)) == "grabcut"
+    assert method_label("default", Options(first_click_passes=1)) == "default (1 first-click pass)"
+    assert method_label("default", Options(view=(288, 416), first_click_passes=2)) == \
+        "default (288+416 px, 2 first-click passes)"
+    assert method_label("default", Options(flip=False)) == "default (no flip)" and method_label("default") == "default"
     assert split_names(["grabcut,disk", "disk", " watershed "]) == ["grabcut", "disk", "watershed"]
 
 

@@ -10,12 +10,50 @@ from __future__ import annotations
 import hashlib
 import warnings
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from mst_geo.bench.baselines import BASELINES, make_baseline
 from mst_geo.clicks.session import ClickMethod
 from mst_geo.errors import MSTGeoError, MSTGeoWarning
-from mst_geo.views import Sides, describe_passes, describe_views
+from mst_geo.views import Sides, describe_passes, describe_views, view_sizes, views_json
+
+MIN_VIEW = 16
+"""The smallest --view: one patch of every preset."""
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """How one bench run drives every model (baselines ignore it): zoom-in, and where given, mirror
+    averaging, the view in px and the first-click passes; None keeps each card's own setting.
+    Every option given is part of the models' labels, so such rows never mix with the card's own."""
+
+    zoom_in: bool = True
+    flip: bool | None = None
+    view: Sides | None = None  # kept as a tuple of sides
+    first_click_passes: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.view is not None:
+            object.__setattr__(self, "view", view_sizes(self.view))
+            if min(self.view) < MIN_VIEW:
+                raise MSTGeoError(f"--view must be at least {MIN_VIEW} px, got {describe_views(self.view)}")
+        if self.first_click_passes is not None and self.first_click_passes < 1:
+            raise MSTGeoError(f"--first-click-passes must be at least 1, got {self.first_click_passes}")
+
+    def describe(self) -> list[str]:
+        """The options given, as labels name them: ``["no zoom", "flip", "288+416 px", ...]``."""
+        options = [text for text, used in (("no zoom", not self.zoom_in), ("flip", self.flip is True),
+                                           ("no flip", self.flip is False)) if used]
+        if self.view is not None:
+            options.append(describe_views(self.view))
+        if self.first_click_passes is not None:
+            options.append(describe_passes(self.first_click_passes))
+        return options
+
+    def settings(self) -> dict:
+        """The run-wide part of a report's settings (each model's resolved values are recorded apart)."""
+        return {"zoom_in": self.zoom_in, "view": None if self.view is None else views_json(self.view)}
 
 
 def split_names(values: Iterable[str]) -> list[str]:
@@ -24,32 +62,22 @@ def split_names(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def method_label(name: str, zoom_in: bool = True, flip: bool | None = None, with_folder: bool = False,
-                 view: Sides | None = None, first_click_passes: int | None = None) -> str:
+def method_label(name: str, options: InferenceOptions = InferenceOptions(), with_folder: bool = False) -> str:
     """The name a method has in tables: baselines as given, checkpoints by file stem (``folder/stem``
-    with ``with_folder``), plus the inference options given instead of the card's (no zoom, flip or
-    no flip, a view, a number of first-click passes)."""
+    with ``with_folder``), plus the inference options given instead of the card's."""
     if name in BASELINES:
         return name
     path = Path(name)
     label = (f"{path.parent.name}/{path.stem}" if with_folder else path.stem) if name.endswith(".safetensors") else name
-    options = [text for text, used in (("no zoom", not zoom_in), ("flip", flip is True), ("no flip", flip is False))
-               if used]
-    if view is not None:
-        options.append(describe_views(view))
-    if first_click_passes is not None:
-        options.append(describe_passes(first_click_passes))
-    return f"{label} ({', '.join(options)})" if options else label
+    given = options.describe()
+    return f"{label} ({', '.join(given)})" if given else label
 
 
-def method_labels(names: Sequence[str], zoom_in: bool = True, flip: bool | None = None,
-                  view: Sides | None = None, first_click_passes: int | None = None) -> dict[str, str]:
+def method_labels(names: Sequence[str], options: InferenceOptions = InferenceOptions()) -> dict[str, str]:
     """Table label -> method name for one run. Checkpoints whose file names clash (every training
     run exports ``model.safetensors``) are told apart by their folder (``run2/model``)."""
-    plain = [method_label(name, zoom_in, flip, view=view, first_click_passes=first_click_passes) for name in names]
-    labels = [method_label(name, zoom_in, flip, with_folder=plain.count(label) > 1, view=view,
-                           first_click_passes=first_click_passes)
-              for name, label in zip(names, plain)]
+    plain = [method_label(name, options) for name in names]
+    labels = [method_label(name, options, with_folder=plain.count(label) > 1) for name, label in zip(names, plain)]
     clashing = sorted({label for label in labels if labels.count(label) > 1})
     if clashing:
         raise MSTGeoError(f"--model entries share the label {clashing[0]!r} in the tables; copy one checkpoint "
@@ -101,11 +129,9 @@ def method_identity(name: str) -> str:
     return f"sha256:{digest.hexdigest()}"
 
 
-def resolve_method(name: str, device: str = "cpu", zoom_in: bool = True, flip: bool | None = None,
-                   view: Sides | None = None, first_click_passes: int | None = None) -> ClickMethod:
-    """A baseline by name, or an MST checkpoint/preset wrapped in the iterative ``Predictor``, run
-    at ``view`` px (None: its card's ``inference_size``, else its ``input_size``) with
-    ``first_click_passes`` and ``flip`` (None: its card's)."""
+def resolve_method(name: str, device: str = "cpu", options: InferenceOptions = InferenceOptions()) -> ClickMethod:
+    """A baseline by name, or an MST checkpoint/preset wrapped in the iterative ``Predictor`` with
+    ``options`` (each one not given: its card's)."""
     if name in BASELINES:
         return make_baseline(name)
     from mst_geo.clicks.predictor import Predictor
@@ -117,5 +143,5 @@ def resolve_method(name: str, device: str = "cpu", zoom_in: bool = True, flip: b
             f"({', '.join(list_presets())}), 'default' or an existing checkpoint file"
         )
     model, _card = resolve_model(name)
-    return Predictor(model, device=device, zoom_in=zoom_in, flip=flip, input_size=view,
-                     first_click_passes=first_click_passes)
+    return Predictor(model, device=device, zoom_in=options.zoom_in, flip=options.flip, input_size=options.view,
+                     first_click_passes=options.first_click_passes)

@@ -10,13 +10,14 @@ from pathlib import Path
 
 from mst_geo.geo.bands import BandRef
 from mst_geo.bench.loop import ROWS_FILE, SETTINGS_FILE, InstanceSource, load_rows, read_run_record, run_noc
-from mst_geo.bench.methods import method_identity, method_labels, resolve_method, warn_if_trained_on
+from mst_geo.bench.methods import (InferenceOptions, method_identity, method_labels, resolve_method,
+                                   warn_if_trained_on)
 from mst_geo.bench.noc import check_thresholds
 from mst_geo.bench.report import common_rows, write_report
 from mst_geo.data.iseg import DEFAULT_DATA_ROOT, dataset_location, load_iseg_dataset
 from mst_geo.data.rs import RS_LAYOUTS, load_rs_dataset, locate_rs_dataset
 from mst_geo.errors import MSTGeoError
-from mst_geo.views import describe_views, view_sizes, views_json
+from mst_geo.views import views_json
 
 
 def load_bench_dataset(name: str, data_root: Path, limit: int | None = None) -> tuple[str, InstanceSource, str]:
@@ -46,10 +47,6 @@ def scene_table_names(scenes: Sequence[tuple[str | Path, str | Path]]) -> list[s
             for location, (scene, labels) in zip(locations, scenes, strict=True)]
 
 
-MIN_VIEW = 16
-"""The smallest --view: one patch of every preset."""
-
-
 def run_noc_benchmark(
     models: Sequence[str],
     datasets: Sequence[str],
@@ -59,10 +56,7 @@ def run_noc_benchmark(
     thresholds: Sequence[float] = (0.85, 0.9, 0.95),
     device: str = "cpu",
     limit: int | None = None,
-    zoom_in: bool = True,
-    flip: bool | None = None,
-    view: int | Sequence[int] | None = None,
-    first_click_passes: int | None = None,
+    inference: InferenceOptions = InferenceOptions(),
     progress: bool = True,
     shard: tuple[int, int] = (1, 1),
     scenes: Sequence[tuple[str | Path, str | Path]] = (),
@@ -84,13 +78,9 @@ def run_noc_benchmark(
     if not 1 <= shard[0] <= shard[1]:
         raise MSTGeoError(f"--shard must be K/N with 1 <= K <= N, got {shard[0]}/{shard[1]}")
     check_thresholds(thresholds)
-    if view is not None and min(view_sizes(view)) < MIN_VIEW:
-        raise MSTGeoError(f"--view must be at least {MIN_VIEW} px, got {describe_views(view)}")
-    if first_click_passes is not None and first_click_passes < 1:
-        raise MSTGeoError(f"--first-click-passes must be at least 1, got {first_click_passes}")
     # a wrong --model or --device fails before any data is scanned
-    model_names = method_labels(models, zoom_in, flip, view, first_click_passes)
-    methods = {label: resolve_method(name, device, zoom_in, flip, view, first_click_passes)
+    model_names = method_labels(models, inference)
+    methods = {label: resolve_method(name, device, inference)
                for label, name in model_names.items()}
     identities = {label: method_identity(name) for label, name in model_names.items()}
     labels_files = [labels_file for _, labels_file in scenes]
@@ -141,8 +131,7 @@ def run_noc_benchmark(
         "flip": {label: method.flip for label, method in methods.items() if hasattr(method, "flip")},
         "max_clicks": max_clicks,
         "limit": limit,
-        "zoom_in": zoom_in,
-        "view": None if view is None else views_json(view),
+        **inference.settings(),
         "device": device,
     }
     return write_report(rows, out_dir, thresholds, max_clicks, settings)

@@ -112,7 +112,7 @@ def noc_command(
         mst-geo bench noc --model default,grabcut --datasets GrabCut,Berkeley --out bench_out
         mst-geo bench noc --model default,grabcut --scene scene.tif --labels ponds.gpkg --out bench_scene
     """
-    from mst_geo.bench.methods import split_names
+    from mst_geo.bench.methods import InferenceOptions, split_names
     from mst_geo.bench.suite import run_noc_benchmark
     from mst_geo.errors import MSTGeoError
 
@@ -134,8 +134,8 @@ def noc_command(
         results = run_noc_benchmark(
             split_names(model), split_names(datasets), out,
             scenes=list(zip(scene, labels)), data_root=data_root, max_clicks=max_clicks,
-            thresholds=_thresholds(iou), device=device, limit=limit, zoom_in=zoom_in, flip=flip, view=_views(view),
-            first_click_passes=first_click_passes, shard=_shard(shard), scene_bands=scene_bands,
+            thresholds=_thresholds(iou), device=device, limit=limit, shard=_shard(shard), scene_bands=scene_bands,
+            inference=InferenceOptions(zoom_in, flip, _views(view), first_click_passes),
         )
     typer.echo((out / "results.md").read_text())
     typer.echo(f"wrote {out}/results.json, results.csv, results.md, sizes.csv, instances.csv, miou_vs_clicks.png, "
