@@ -123,7 +123,7 @@ def run_noc_benchmark(
         "methods": list(methods),
         # each model's view (--view, else its card's inference_size, else its input_size): a fine-tune
         # exported at its training size and the shipped model at its larger view are not compared
-        # like for like unless --view sets one for both
+        # like for like unless --view (and --first-click-passes, --flip/--no-flip) set one for both
         "views_px": {label: views_json(method.view_sizes) for label, method in methods.items()
                      if hasattr(method, "view_sizes")},
         "first_click_passes": {label: method.first_click_passes for label, method in methods.items()

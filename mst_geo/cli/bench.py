@@ -96,7 +96,8 @@ def noc_command(
     view: str | None = typer.Option(
         None, "--view", help="Run every model on an N px view of each image or zoom-in crop (default: each card's "
         "own view, its inference_size or input_size), e.g. to compare a fine-tune with the model it started from "
-        "like for like; N,M,... averages the views (multi-scale test-time augmentation)."),
+        "like for like (with --first-click-passes 1 --no-flip, as segment runs both); N,M,... averages the views "
+        "(multi-scale test-time augmentation)."),
     first_click_passes: int | None = typer.Option(
         None, "--first-click-passes", help="Model passes at each object's first click, each fed the one before's "
         "mask (default: each card's own; 1 is a plain pass)."),
@@ -135,7 +136,8 @@ def noc_command(
             split_names(model), split_names(datasets), out,
             scenes=list(zip(scene, labels)), data_root=data_root, max_clicks=max_clicks,
             thresholds=_thresholds(iou), device=device, limit=limit, shard=_shard(shard), scene_bands=scene_bands,
-            inference=InferenceOptions(zoom_in, flip, _views(view), first_click_passes),
+            inference=InferenceOptions(zoom_in=zoom_in, flip=flip, view=_views(view),
+                                       first_click_passes=first_click_passes),
         )
     typer.echo((out / "results.md").read_text())
     typer.echo(f"wrote {out}/results.json, results.csv, results.md, sizes.csv, instances.csv, miou_vs_clicks.png, "
