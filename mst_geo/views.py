@@ -31,3 +31,14 @@ def views_json(sides: Sides) -> int | list[int]:
 def describe_passes(passes: int) -> str:
     """``1 first-click pass`` or ``2 first-click passes``: how tables and the model list name them."""
     return f"{passes} first-click pass" + ("" if passes == 1 else "es")
+
+
+def describe_inference(sides: Sides, passes: int, flip: bool) -> str:
+    """``288+416 px, 2 first-click passes, mirror-averaged``: a model's resolved inference
+    settings as the model list and held-out logs name them (one pass and no mirror go unsaid)."""
+    settings = [describe_views(sides)]
+    if passes > 1:
+        settings.append(describe_passes(passes))
+    if flip:
+        settings.append("mirror-averaged")
+    return ", ".join(settings)

@@ -31,7 +31,7 @@ from mst_geo.model import resolve_model
 from mst_geo.train.datamodule import HeldOutInstances
 from mst_geo.train.instances import build_split
 from mst_geo.train.samples import IsegObjects
-from mst_geo.views import describe_passes, describe_views
+from mst_geo.views import describe_inference
 
 ROOT = Path(__file__).parents[1]
 DATASETS = ["COCO_MVal", "DUTS_TR", "CCP"]
@@ -99,8 +99,7 @@ def main() -> None:
         noc = {t: object_nocs(rows, t, args.max_clicks).mean() for t in (0.85, 0.9)}
         reported = [k for k in MIOU_AT if k <= args.max_clicks]
         miou = " ".join(f"{rows[:, k - 1].mean():.3f}" for k in reported)
-        label = (f"{name} at {describe_views(predictor.view_sizes)}, {describe_passes(predictor.first_click_passes)}"
-                 + (", flip" if predictor.flip else ""))
+        label = f"{name} at {describe_inference(predictor.view_sizes, predictor.first_click_passes, predictor.flip)}"
         print(f"{label}: n={len(rows)} NoC@85 {noc[0.85]:.2f} NoC@90 {noc[0.9]:.2f} "
               f"mIoU@{','.join(map(str, reported))} {miou}", flush=True)
         runs[label] = rows.tolist()

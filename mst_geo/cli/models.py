@@ -55,7 +55,7 @@ def models(
     """
     from mst_geo.model.checkpoint import DEFAULT_CHECKPOINT, checkpoint_path, read_card  # torch: only when the command runs
     from mst_geo.model.config import PRESETS
-    from mst_geo.views import describe_passes, describe_views
+    from mst_geo.views import describe_inference, describe_views
 
     console = Console()
     if show_card is not None:
@@ -70,12 +70,9 @@ def models(
         card = read_card(path)
         name = "default" if path == DEFAULT_CHECKPOINT else str(path)
         card_config = card["config"]
-        settings = [f"runs at {describe_views(card_config['inference_size'])}"] if card_config.get("inference_size") else []
-        if card_config.get("first_click_passes", 1) > 1:
-            settings.append(describe_passes(card_config["first_click_passes"]))
-        if card_config.get("flip", False):
-            settings.append("mirror-averaged")
-        runs_at = f" ({', '.join(settings)})" if settings else ""
+        inference = describe_inference(card_config.get("inference_size") or card_config["input_size"],
+                                       card_config.get("first_click_passes", 1), card_config.get("flip", False))
+        runs_at = f" (runs at {inference})" if inference != describe_views(card_config["input_size"]) else ""
         table.add_row(name, card["preset"], f"{card_config['input_size']} px{runs_at}",
                       f"{path.stat().st_size / 2**20:.1f} MiB", card_summary(card))
     for name, config in PRESETS.items():

@@ -1,0 +1,12 @@
+"""How views and resolved inference settings are named in tables, logs and the model list."""
+
+from __future__ import annotations
+
+from mst_geo.views import describe_inference, describe_views, views_json
+
+
+def test_inference_settings_name_only_what_differs_from_one_plain_pass():
+    assert describe_inference(352, 1, False) == describe_views(352) == "352 px"
+    assert describe_inference((288, 416), 2, True) == "288+416 px, 2 first-click passes, mirror-averaged"
+    assert describe_inference([224], 1, True) == "224 px, mirror-averaged"
+    assert views_json((288, 416)) == [288, 416] and views_json([224]) == 224
