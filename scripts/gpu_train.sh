@@ -7,7 +7,8 @@
 # With MAE_MINUTES > 0 a new network is started instead: stage 0 pretrains an encoder
 # (configs/train/mae_gpu.yaml, masked autoencoding) for MAE_MINUTES and stage 1 starts from it.
 # Stages, not an lr drop in steps: how many steps a slice reaches is not known beforehand.
-# Each stage's model.safetensors, metrics.csv and log are copied to $RESULTS as soon as it ends.
+# Each stage's model.safetensors is copied to $RESULTS as soon as it ends, with its log, metrics.csv
+# and profile in <stage>_logs.tgz (a stage cut short leaves its plain .log).
 #
 # Prepare on the CPU (git-ignored; zipped, it fits the device's 64 MiB with the code: the folder's
 # 11 700 small files count as more):
@@ -16,7 +17,7 @@
 # Dry-run here:  DEVICES=cpu bash scripts/gpu_train.sh
 # On the device (run tool, carry packs/iseg320.zip):  RESULTS=$OUT bash scripts/gpu_train.sh
 # Measured on an H200: 320 samples/s at batch 64 and 350 at batch 256 (2026-11-27), 346 at batch
-# 64 (2026-11-28). Stage 1 runs with Lightning's simple profiler ($RESULTS/stage1_profile.txt):
+# 64 (2026-11-28). Stage 1 runs with Lightning's simple profiler (stage1_profile.txt in $RESULTS/stage1_logs.tgz):
 # on 2026-11-28 placing the correction clicks took 37 % of a step, the no-grad passes 24 %,
 # backward 13 %, waiting for batches 0.3 % (docs/training.md, "A lent GPU slice").
 # On the 2-core dev machine one loader makes 166 samples/s at 288 px and one click takes 1.1 ms.
@@ -58,6 +59,8 @@ stage() {  # name, recipe, init ("" for the recipe's own), minutes, profile (tru
   cp "$out/$6" "$RESULTS/$1.safetensors"
   cp "$out"/logs/version_0/metrics.csv "$RESULTS/$1_metrics.csv" 2>/dev/null || true
   cp "$out/fit-profile.txt" "$RESULTS/$1_profile.txt" 2>/dev/null || true
+  # the device brings back 8 files at most: a finished stage's log, metrics and profile as one archive
+  (cd "$RESULTS" && tar czf "$1_logs.tgz" "$1.log" "$1"_*.csv "$1"_*.txt 2>/dev/null; rm -f "$1.log" "$1"_*.csv "$1"_*.txt)
 }
 if [ "$MAE_MINUTES" != 0 ]; then
   stage stage0 configs/train/mae_gpu.yaml "" "$MAE_MINUTES" false encoder.safetensors

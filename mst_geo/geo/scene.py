@@ -16,7 +16,9 @@ ponds was 0.62/0.16/0.02/0.01 with border growth alone and 0.67/0.61/0.64/0.64 w
 with the phase-8 weights it is 0.69/0.63/0.70/0.46 (0.41/0.33 on the photos), against
 0.69/0.62/0.70/0.37 (0.41/0.28) when the search stopped 3 views past the stable one instead of
 4; the phase-10 weights give 0.68/0.63/0.64/0.58 (0.41/0.33), the GPU-continued ones
-0.76/0.67/0.72/0.63 (0.36/0.30). So one click can cut a 40 px
+0.76/0.67/0.72/0.63 (0.36/0.30), and 0.76/0.63/0.67/0.63 (0.37/0.31) since the stretch leaves flat
+and saturated pixels out: a one-grey-level shift of one band's cut made the search pick other
+views for single ponds (README). So one click can cut a 40 px
 house or a lake many model inputs across, from an input of the same size.
 
 Later clicks zoom in, as RITM's evaluation does inside an image: each runs on a square
