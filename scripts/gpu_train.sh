@@ -60,7 +60,8 @@ stage() {  # name, recipe, init ("" for the recipe's own), minutes, profile (tru
   cp "$out"/logs/version_0/metrics.csv "$RESULTS/$1_metrics.csv" 2>/dev/null || true
   cp "$out/fit-profile.txt" "$RESULTS/$1_profile.txt" 2>/dev/null || true
   # the device brings back 8 files at most: a finished stage's log, metrics and profile as one archive
-  (cd "$RESULTS" && tar czf "$1_logs.tgz" "$1.log" "$1"_*.csv "$1"_*.txt 2>/dev/null; rm -f "$1.log" "$1"_*.csv "$1"_*.txt)
+  (cd "$RESULTS" && shopt -s nullglob && files=("$1.log" "$1"_*.csv "$1"_*.txt) \
+    && tar czf "$1_logs.tgz" "${files[@]}" && rm -f "${files[@]}")
 }
 if [ "$MAE_MINUTES" != 0 ]; then
   stage stage0 configs/train/mae_gpu.yaml "" "$MAE_MINUTES" false encoder.safetensors
