@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # One lent-GPU slice (one device call, < 10 min): continue the shipped model with `mst-geo train`
 # on the compact pack in two stages, bf16:
-#   1. $STAGE1_RECIPE (configs/train/shipped_gpu.yaml; shipped_gpu_deep.yaml first deepens the
-#      network to 12 blocks) from $INIT at lr 3e-4 for $STAGE1_MINUTES
+#   1. $STAGE1_RECIPE (configs/train/shipped_gpu.yaml, lr 3e-4; shipped_gpu_deep.yaml first deepens
+#      the network to 12 blocks) from $INIT for $STAGE1_MINUTES
 #   2. configs/train/shipped_gpu_anneal.yaml  from stage 1's export at lr 3e-5 for $STAGE2_MINUTES
 # With MAE_MINUTES > 0 a new network is started instead: stage 0 pretrains an encoder
-# (configs/train/mae_gpu.yaml, masked autoencoding) for MAE_MINUTES and stage 1 starts from it.
+# (configs/train/mae_gpu.yaml, masked autoencoding) for MAE_MINUTES and stage 1 starts from it
+# (STAGE1_RECIPE=configs/train/mae_click_gpu.yaml: lr 6e-4, for a network whose head starts random).
 # Stages, not an lr drop in steps: how many steps a slice reaches is not known beforehand.
 # Each stage's model.safetensors is copied to $RESULTS as soon as it ends, with its log, metrics.csv
 # and profile in <stage>_logs.tgz (a stage cut short leaves its plain .log).
@@ -18,7 +19,7 @@
 # On the device (run tool, carry packs/iseg320.zip):  RESULTS=$OUT bash scripts/gpu_train.sh
 # Measured on an H200: 320 samples/s at batch 64 and 350 at batch 256 (2026-11-27), 346 at batch
 # 64 (2026-11-28). Stage 1 runs with Lightning's simple profiler (stage1_profile.txt in $RESULTS/stage1_logs.tgz):
-# on 2026-11-28 placing the correction clicks took 37 % of a step, the no-grad passes 24 %,
+# in the second slice (2026-11-28, from the shipped weights) placing the correction clicks took 37 % of a step, the no-grad passes 24 %,
 # backward 13 %, waiting for batches 0.3 % (docs/training.md, "A lent GPU slice").
 # On the 2-core dev machine one loader makes 166 samples/s at 288 px and one click takes 1.1 ms.
 # The device image has typer and rich (the CLI's pure-Python needs); elsewhere pip install them.
@@ -61,7 +62,7 @@ stage() {  # name, recipe, init ("" for the recipe's own), minutes, profile (tru
   cp "$out/fit-profile.txt" "$RESULTS/$1_profile.txt" 2>/dev/null || true
   # the device brings back 8 files at most: a finished stage's log, metrics and profile as one archive
   (cd "$RESULTS" && shopt -s nullglob && files=("$1.log" "$1"_*.csv "$1"_*.txt) \
-    && tar czf "$1_logs.tgz" "${files[@]}" && rm -f "${files[@]}")
+    && tar czf "$1_logs.tgz" "${files[@]}" && rm -f "${files[@]}") || echo "could not archive $1's logs" >&2
 }
 if [ "$MAE_MINUTES" != 0 ]; then
   stage stage0 configs/train/mae_gpu.yaml "" "$MAE_MINUTES" false encoder.safetensors

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from mst_geo.cli import app
 from mst_geo.errors import MSTGeoError
+from mst_geo.views import describe_inference, describe_views, view_sizes
 
 
 def packaged_checkpoints() -> list[Path]:
@@ -40,6 +41,16 @@ def card_summary(card: dict) -> str:
     return "; ".join(parts) or "no training record"
 
 
+def inference_note(card_config: dict) -> str:
+    """What the predictor does beyond one plain pass at the input size: ``runs at 288+416 px, 2
+    first-click passes, mirror-averaged``, ``2 first-click passes`` (its own size), or nothing."""
+    view = card_config.get("inference_size") or card_config["input_size"]
+    note = describe_inference(view, card_config.get("first_click_passes", 1), card_config.get("flip", False))
+    if view_sizes(view) == view_sizes(card_config["input_size"]):
+        return note.removeprefix(describe_views(view)).removeprefix(", ")
+    return f"runs at {note}"
+
+
 @app.command("models")
 def models(
     show_card: Annotated[Path | None, typer.Option(
@@ -55,7 +66,6 @@ def models(
     """
     from mst_geo.model.checkpoint import DEFAULT_CHECKPOINT, checkpoint_path, read_card  # torch: only when the command runs
     from mst_geo.model.config import PRESETS
-    from mst_geo.views import describe_inference, describe_views
 
     console = Console()
     if show_card is not None:
@@ -70,9 +80,8 @@ def models(
         card = read_card(path)
         name = "default" if path == DEFAULT_CHECKPOINT else str(path)
         card_config = card["config"]
-        inference = describe_inference(card_config.get("inference_size") or card_config["input_size"],
-                                       card_config.get("first_click_passes", 1), card_config.get("flip", False))
-        runs_at = f" (runs at {inference})" if inference != describe_views(card_config["input_size"]) else ""
+        note = inference_note(card_config)
+        runs_at = f" ({note})" if note else ""
         table.add_row(name, card["preset"], f"{card_config['input_size']} px{runs_at}",
                       f"{path.stat().st_size / 2**20:.1f} MiB", card_summary(card))
     for name, config in PRESETS.items():
