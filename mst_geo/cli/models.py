@@ -11,7 +11,7 @@ from rich.table import Table
 
 from mst_geo.cli import app
 from mst_geo.errors import MSTGeoError
-from mst_geo.views import describe_inference, describe_views, view_sizes
+from mst_geo.views import describe_extras, describe_inference, view_sizes
 
 
 def packaged_checkpoints() -> list[Path]:
@@ -45,10 +45,10 @@ def inference_note(card_config: dict) -> str:
     """What the predictor does beyond one plain pass at the input size: ``runs at 288+416 px, 2
     first-click passes, mirror-averaged``, ``2 first-click passes`` (its own size), or nothing."""
     view = card_config.get("inference_size") or card_config["input_size"]
-    note = describe_inference(view, card_config.get("first_click_passes", 1), card_config.get("flip", False))
+    passes, flip = card_config.get("first_click_passes", 1), card_config.get("flip", False)
     if view_sizes(view) == view_sizes(card_config["input_size"]):
-        return note.removeprefix(describe_views(view)).removeprefix(", ")
-    return f"runs at {note}"
+        return ", ".join(describe_extras(passes, flip))
+    return f"runs at {describe_inference(view, passes, flip)}"
 
 
 @app.command("models")
