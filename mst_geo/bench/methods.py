@@ -38,8 +38,6 @@ class InferenceOptions:
             object.__setattr__(self, "view", view_sizes(self.view))
             if min(self.view) < MIN_VIEW:
                 raise MSTGeoError(f"--view must be at least {MIN_VIEW} px, got {describe_views(self.view)}")
-        if self.first_click_passes is not None and self.first_click_passes < 1:
-            raise MSTGeoError(f"--first-click-passes must be at least 1, got {self.first_click_passes}")
 
     def describe(self) -> list[str]:
         """The options given, as labels name them: ``["no zoom", "flip", "288+416 px", ...]``."""

@@ -99,7 +99,7 @@ def noc_command(
         "like for like (with --first-click-passes 1 --no-flip, as segment runs both); N,M,... averages the views "
         "(multi-scale test-time augmentation)."),
     first_click_passes: int | None = typer.Option(
-        None, "--first-click-passes", help="Model passes at each object's first click, each fed the one before's "
+        None, "--first-click-passes", min=1, help="Model passes at each object's first click, each fed the one before's "
         "mask (default: each card's own; 1 is a plain pass)."),
     shard: str = typer.Option("1/1", "--shard", help="K/N: only every N-th object from the K-th, to run N processes into one --out."),
 ) -> None:
