@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from mst_geo.bench.scene_set import LabelledScene
 from mst_geo.cli import app
 from mst_geo.errors import MSTGeoError, MSTGeoWarning
+from mst_geo.geo.labels import read_labels
 
 PONDS = Path(__file__).parents[1] / "examples" / "water_labels.geojson"
 PIXEL_AREA = 25.0  # the NAIP example has 5 m pixels
@@ -301,3 +302,26 @@ def test_a_large_object_read_decimated_keeps_its_native_size_class(write_geotiff
     assert abs(row["area"] - 80_000) < 2_000  # rasterised on the read grid: edges within 2.5 %
     sizes = json.loads((out / "results.json").read_text())["results"]["disk"]["river"]["by_size"]
     assert set(sizes) == {"large"}
+
+
+def test_self_crossing_label_polygons_are_repaired_with_a_warning(naip_scene, tmp_path):
+    """A bow tie (a ring drawn crossing itself) has a signed area of 0: it is made valid, named in a
+    warning, and its object covers both loops; valid polygons are left as they are."""
+    from shapely.geometry import Polygon
+
+    ponds = gpd.read_file(PONDS).iloc[:2]
+    centre, half = ponds.geometry.iloc[0].centroid, 100.0
+    x, y = centre.x, centre.y
+    bow_tie = Polygon([(x - half, y - half), (x + half, y + half), (x + half, y - half), (x - half, y + half)])
+    assert not bow_tie.is_valid and bow_tie.area == 0
+    labels = tmp_path / "bow_tie.gpkg"
+    gpd.GeoDataFrame(geometry=[ponds.geometry.iloc[1], bow_tie], crs=ponds.crs).to_file(labels)
+    with pytest.warns(MSTGeoWarning, match=r"bow_tie.gpkg: 1 label polygons are invalid \(self-crossing rings; "
+                                           r"features 1\) and are repaired"):
+        scene = LabelledScene(naip_scene, labels)
+    loops = 2 * half * half / PIXEL_AREA  # two triangles, 100 m high and 200 m wide
+    with pytest.warns(MSTGeoWarning):
+        assert read_labels(labels, ponds.crs).geometry.iloc[1].area == pytest.approx(2 * half * half)
+    assert abs(np.count_nonzero(scene[1].mask == 1) - loops) < 0.1 * loops
+    untouched = np.count_nonzero(scene[0].mask == 1)
+    assert abs(untouched - ponds.geometry.iloc[1].area / PIXEL_AREA) < 0.5 * ponds.geometry.iloc[1].length / 5.0 + 4

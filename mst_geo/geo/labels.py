@@ -29,7 +29,7 @@ from mst_geo.geo.bands import BandRef
 from mst_geo.geo.io import read_vector
 from mst_geo.geo.prompts import describe_extent
 from mst_geo.geo.raster import SceneRaster, scene_source, scene_stem
-from mst_geo.geo.vectorize import polygon_to_mask
+from mst_geo.geo.vectorize import polygon_to_mask, valid_polygons
 
 HELD_OUT_CONTEXT = 2.0
 """Window side / object side of the held-out and benchmark view (the object in the middle)."""
@@ -65,11 +65,26 @@ def read_labels(labels: str | Path, scene_crs: Any) -> gpd.GeoDataFrame:
     if len(polygons) < len(frame):
         warnings.warn(f"{path}: {len(frame) - len(polygons)} of {len(frame)} features are not polygons (points, "
                       "lines or empty) and are left out", MSTGeoWarning, stacklevel=2)
+    polygons = _repaired(polygons, path)
     reprojected = polygons.to_crs(scene_crs)
     if not np.isfinite(reprojected.total_bounds).all():
         raise MSTGeoError(f"the labels' coordinates do not fit their CRS ({polygons.crs.name}): projected metres "
                           "tagged as degrees? (a GeoJSON without a crs member is read as WGS84)", path)
     return reprojected
+
+
+def _repaired(polygons: gpd.GeoDataFrame, path: Path) -> gpd.GeoDataFrame:
+    """``polygons`` with invalid ones (self-crossing rings, common in hand-drawn labels) made valid:
+    their areas, sizes and overlaps are otherwise wrong (a bow tie's signed area is 0)."""
+    invalid = ~polygons.geometry.is_valid
+    if not invalid.any():
+        return polygons
+    repaired = polygons.copy()
+    repaired.loc[invalid, repaired.geometry.name] = [valid_polygons(geometry) for geometry in polygons.geometry[invalid]]
+    warnings.warn(f"{path}: {int(invalid.sum())} label polygons are invalid (self-crossing rings; features "
+                  f"{a_few([str(feature) for feature in polygons.index[invalid]])}) and are repaired with "
+                  "shapely's make_valid", MSTGeoWarning, stacklevel=3)
+    return repaired
 
 
 def scene_labels(scene: str | Path, labels: str | Path,

@@ -24,9 +24,9 @@ def mask_to_polygon(
     parts = [shape(geom) for geom, _ in shapes(mask, mask=mask.astype(bool), transform=transform, connectivity=4)]
     parts = [_fill_small_holes(part, min_area) for part in parts
              if part.area >= min_area and (simplify == 0 or part.area > simplify**2)]
-    geometry = _polygonal(make_valid(MultiPolygon(parts))) if parts else MultiPolygon()
+    geometry = valid_polygons(MultiPolygon(parts)) if parts else MultiPolygon()
     if simplify > 0 and not geometry.is_empty:
-        geometry = _polygonal(make_valid(geometry.simplify(simplify, preserve_topology=True)))
+        geometry = valid_polygons(geometry.simplify(simplify, preserve_topology=True))
         geometry = MultiPolygon([_fill_small_holes(part, min_area) for part in geometry.geoms if part.area >= min_area])
     if len(geometry.geoms) == 1:
         return geometry.geoms[0]
@@ -46,6 +46,11 @@ def _fill_small_holes(polygon: Polygon, min_area: float) -> Polygon:
         return polygon
     holes = [ring for ring in polygon.interiors if Polygon(ring).area >= min_area]
     return Polygon(polygon.exterior, holes)
+
+
+def valid_polygons(geometry: BaseGeometry) -> MultiPolygon:
+    """``geometry`` made valid (a self-crossing ring split where it crosses), its polygon parts kept."""
+    return _polygonal(make_valid(geometry))
 
 
 def _polygonal(geometry: BaseGeometry) -> MultiPolygon:
