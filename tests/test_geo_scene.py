@@ -53,7 +53,8 @@ class ShortSightedWand(MagicWand):
 
     This is how a learned model fails on a first click in open water: where its view holds no
     edge of the object it draws a blob of a fixed size in input pixels, which grows with the view,
-    and it is less sure of that blob (probability 0.6) than of a region it saw whole (1.0).
+    and that blob fades out from the click (probability 1 there, 0.5 at its rim: it changes with
+    the threshold), while a region it saw whole is sharp (1.0 throughout).
     """
 
     def __init__(self, reach: float = 0.15):
@@ -64,12 +65,14 @@ class ShortSightedWand(MagicWand):
         filled = super().predict(clicks, prev_mask) > 0
         rows, cols = np.ogrid[: filled.shape[0], : filled.shape[1]]
         radius = self.reach * max(filled.shape)
-        near = np.zeros(filled.shape, bool)
+        distance = np.full(filled.shape, np.inf)  # to the nearest positive click
         for click in clicks:
             if click.positive:
-                near |= (rows - click.y) ** 2 + (cols - click.x) ** 2 <= radius**2
-        confidence = 0.6 if (filled & ~near).any() else 1.0
-        return (filled & near) * np.float32(confidence)
+                distance = np.minimum(distance, np.sqrt((rows - click.y) ** 2 + (cols - click.x) ** 2))
+        near = distance <= radius
+        if not (filled & ~near).any():
+            return filled.astype(np.float32)
+        return np.where(filled & near, 1.0 - 0.5 * distance / radius, 0.0).astype(np.float32)
 
 
 class BrightFill:
@@ -131,11 +134,34 @@ def test_pond_larger_than_the_first_window_comes_out_whole(raster, naip_scene):
     assert_in_place(mask_to_polygon(result.mask, result.transform), pond, raster, 40.5, 860.5, min_iou=0.85)
 
 
+def test_stability_is_high_for_a_sharp_object_and_low_for_a_fading_blob(raster):
+    """SAM's stability score: the object (the part holding the click) cut above and below the
+    threshold. A sharp disc keeps its shape (1.0); a disc that fades out from the click shrinks
+    from radius 24.4 to 16.4 px between the cuts (IoU 0.45); a sharp speck elsewhere is no part
+    of the object and costs nothing."""
+    segmenter = ObjectSegmenter(raster, MagicWand(), input_size=64)
+    window = Window(0, 0, 64, 64)
+    transform = rasterio.windows.transform(window, raster.transform)
+    rows, cols = np.ogrid[:64, :64]
+    distance = np.sqrt((rows - 32) ** 2 + (cols - 32) ** 2)
+    speck = np.zeros((64, 64), np.float32)
+    speck[2:6, 2:6] = 0.45  # in the mask only at the lower cut
+
+    def stability(probability: np.ndarray) -> float:
+        result = ObjectMask(probability.astype(np.float32), np.ones((64, 64), bool), window, transform,
+                            tuple(scene_clicks(raster, (32.5, 32.5, True))))
+        return segmenter.stability(result)
+
+    assert stability(np.where(distance < 20, 0.95, 0.02) + speck) == 1.0
+    assert stability(np.clip(1 - distance / 40, 0, 1)) == pytest.approx((16.4 / 24.4) ** 2, abs=0.05)
+    assert stability(np.zeros((64, 64))) == 0.0  # nothing at the click: no object to be sure of
+
+
 def test_first_click_finds_the_scale_of_an_object_larger_than_the_view(raster):
     """A wand that sees 20 % of its view around the click never reaches the border of any window,
     so border growth alone keeps a 124 px blob of the pond (42 x 44 px) and its shore. The scale
     search tries larger views (the blob grows with them until the whole region is in reach) and
-    keeps the one the wand is surest of, the closest that holds the whole region: what a wand
+    keeps the most stable one, the closest that holds the whole region: what a wand
     with unlimited sight finds."""
     segmenter = ObjectSegmenter(raster, ShortSightedWand(reach=0.2), input_size=64)
     clicks = scene_clicks(raster, (351.5, 364.5, True))

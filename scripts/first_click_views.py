@@ -1,0 +1,151 @@
+"""Every view a first click's scale search tries, and which one each choice rule would keep.
+
+Not a test: run it by hand when changing how `mst_geo.geo.scene` picks a first click's view.
+
+    python scripts/first_click_views.py                                   # example ponds, 1x/4x/8x/16x
+    python scripts/first_click_views.py --heldout 200 --factors 1,4,8     # held-out photos
+
+Each labelled polygon gets the RITM simulated user's first click (its most interior point); the
+scale search's framed views (``ObjectSegmenter.scale_views``) are scored as the workflow writes
+them (the mask's polygon against the label, IoU in map units). Printed: one-click mIoU per set for
+the view the model is most confident of (mean probability over the mask, the closest within
+0.01: the rule until 2026-11-28), the most stable one (SAM's stability score: the rule ``segment``
+uses), and the best view in hindsight (what a perfect rule would reach). With ``--shift N`` each
+object is clicked again with every window N grey levels brighter, and each rule's line says for
+how many objects it then keeps a view of another size: how fragile the choice is (a one-level
+move of one band's stretch once moved single ponds' one-click IoU by 0.56, README). The views go
+to ``first_click_views.json`` in --workdir, so further rules can be scored without the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import torch
+from shapely.geometry.base import BaseGeometry
+from tqdm import tqdm
+
+from bench_first_click import heldout_scenes, object_grid  # scripts/bench_first_click.py
+from mst_geo.clicks.predictor import Predictor
+from mst_geo.clicks.simulator import next_click
+from mst_geo.geo.prompts import SceneClick
+from mst_geo.geo.raster import SceneRaster
+from mst_geo.geo.scene import ObjectSegmenter
+from mst_geo.geo.vectorize import mask_to_polygon
+from mst_geo.model.checkpoint import resolve_model
+from upsample import write_upsampled  # scripts/upsample.py
+
+ROOT = Path(__file__).parents[1]
+CONFIDENCE_TIE = 0.01
+"""The confidence rule's tie: the closest of views within this of the most confident one won."""
+
+
+def first_click(raster: SceneRaster, geometry: BaseGeometry) -> SceneClick:
+    """The simulated user's first click on ``geometry`` (its most interior point) as a scene click."""
+    truth, transform = object_grid(geometry)
+    click = next_click(truth, np.zeros_like(truth), clicked=[])
+    x, y = transform * (click.x + 0.5, click.y + 0.5)
+    col, row = ~raster.transform * (x, y)
+    return SceneClick(x, y, row, col, True)
+
+
+def score_views(segmenter: ObjectSegmenter, geometry: BaseGeometry) -> list[dict]:
+    """Side, confidence, stability and IoU of each framed view of the first click on ``geometry``."""
+    rows = []
+    for view in segmenter.scale_views((first_click(segmenter.raster, geometry),)):
+        shape = mask_to_polygon(view.mask, view.transform)
+        iou = 0.0 if shape.is_empty else shape.intersection(geometry).area / shape.union(geometry).area
+        rows.append({"side": int(max(view.window.width, view.window.height)), "confidence": view.score,
+                     "stability": segmenter.stability(view), "iou": iou})
+    return rows
+
+
+class BrighterPredictor(Predictor):
+    """The predictor with every image it is given ``shift`` grey levels brighter (clipped)."""
+
+    def __init__(self, *args, shift: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.shift = shift
+
+    def set_image(self, image: np.ndarray) -> None:
+        super().set_image(np.clip(image + np.float32(self.shift / 255), 0, 1))  # the scene's float 0..1 read
+
+
+def summary(objects: list[list[dict]], shifted: list[list[dict]] | None) -> str:
+    """Each rule's one-click mIoU and, with ``shifted`` views, how many objects it keeps another view for."""
+    parts = []
+    for name, rule in RULES.items():
+        text = f"{name} {np.mean([rule(views)['iou'] for views in objects]):.3f}"
+        if shifted is not None:
+            moved = sum(rule(views)["side"] != rule(other)["side"] for views, other in zip(objects, shifted))
+            text += f" (another view when brighter: {moved}/{len(objects)})"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def most_confident(views: list[dict]) -> dict:
+    best = max(view["confidence"] for view in views)
+    return next(view for view in views if view["confidence"] >= best - CONFIDENCE_TIE)
+
+
+RULES = {
+    "most confident (before 2026-11-28)": most_confident,
+    "most stable (segment)": lambda views: max(views, key=lambda view: view["stability"]),
+    "best in hindsight": lambda views: max(views, key=lambda view: view["iou"]),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scene", type=Path, default=ROOT / "examples" / "naip_scene.tif")
+    parser.add_argument("--labels", type=Path, default=ROOT / "examples" / "water_labels.geojson")
+    parser.add_argument("--factors", default="1,4,8,16", help="Upsampling factors, comma-separated (1: the scene itself).")
+    parser.add_argument("--model", default="default", help="Checkpoint path or preset name.")
+    parser.add_argument("--shift", type=int, default=0, help="Also click with windows this many grey levels brighter.")
+    parser.add_argument("--threads", type=int, default=1, help="Torch CPU threads.")
+    parser.add_argument("--workdir", type=Path, default=Path("bench_out/first_click"), help="Upsampled scenes and JSON.")
+    parser.add_argument("--heldout", type=int, default=0, help="Measure N held-out photos instead of --scene/--labels.")
+    parser.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data" / "iseg",
+                        help="RITM-layout training sets (--heldout).")
+    parser.add_argument("--val-list", type=Path, default=ROOT / "packs" / "cpu320" / "val.txt",
+                        help="Held-out names as the training pack wrote them (missing: the hash rule).")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    if args.heldout:
+        originals = heldout_scenes(args.heldout, args.data_root, args.val_list, args.workdir)
+    else:
+        originals = [(args.scene, gpd.read_file(args.labels))]
+    network, _ = resolve_model(args.model)
+    size = network.config.input_size
+    settings = {"input_size": size, "first_click_passes": 1, "flip": False}  # as `segment` runs the model
+    predictors = [Predictor(network, **settings)]
+    if args.shift:
+        predictors.append(BrighterPredictor(network, **settings, shift=args.shift))
+    sets = {}
+    for factor in (int(text) for text in args.factors.split(",")):
+        runs = [[] for _ in predictors]
+        for original, labels in tqdm(originals, desc=f"x{factor}", unit="scene", disable=len(originals) == 1):
+            scene = original
+            if factor != 1:
+                scene = args.workdir / f"{original.stem}_x{factor}.tif"
+                write_upsampled(original, scene, factor)
+            with SceneRaster(scene) as raster:
+                for objects, predictor in zip(runs, predictors):
+                    segmenter = ObjectSegmenter(raster, predictor, size)
+                    objects += [score_views(segmenter, geometry) for geometry in labels.to_crs(raster.crs).geometry]
+        objects, shifted = runs[0], runs[1] if args.shift else None
+        sets[f"x{factor}"] = {"views": objects, "brighter_views": shifted}
+        print(f"x{factor}: {len(objects)} objects, {np.mean([len(views) for views in objects]):.1f} framed views each; "
+              f"{summary(objects, shifted)}", flush=True)
+    out = args.workdir / "first_click_views.json"
+    out.write_text(json.dumps({"model": args.model, "shift": args.shift, "sets": sets}, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
