@@ -24,6 +24,7 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import geopandas as gpd
@@ -124,12 +125,11 @@ def heldout_scenes(count: int, data_root: Path, val_list: Path, workdir: Path) -
     return scenes
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_scene_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that name the objects (a labelled scene or held-out photos, upsampled) and the model."""
     parser.add_argument("--scene", type=Path, default=ROOT / "examples" / "naip_scene.tif")
     parser.add_argument("--labels", type=Path, default=ROOT / "examples" / "water_labels.geojson")
     parser.add_argument("--factors", default="1,4,8,16", help="Upsampling factors, comma-separated (1: the scene itself).")
-    parser.add_argument("--clicks", type=int, default=3, help="Simulated clicks per object.")
     parser.add_argument("--model", default="default", help="Checkpoint path or preset name.")
     parser.add_argument("--threads", type=int, default=1, help="Torch CPU threads.")
     parser.add_argument("--workdir", type=Path, default=Path("bench_out/first_click"), help="Upsampled scenes and JSON.")
@@ -138,20 +138,33 @@ def main() -> None:
                         help="RITM-layout training sets (--heldout).")
     parser.add_argument("--val-list", type=Path, default=ROOT / "packs" / "cpu320" / "val.txt",
                         help="Held-out names as the training pack wrote them (missing: the hash rule).")
-    args = parser.parse_args()
+
+
+def scenes_by_factor(args: argparse.Namespace) -> Iterator[tuple[int, list[tuple[Path, gpd.GeoDataFrame]]]]:
+    """Each of ``--factors`` with its scenes and labels (upsampled copies written once, in --workdir);
+    torch runs on ``--threads``."""
     torch.set_num_threads(args.threads)
     args.workdir.mkdir(parents=True, exist_ok=True)
     if args.heldout:
         originals = heldout_scenes(args.heldout, args.data_root, args.val_list, args.workdir)
     else:
         originals = [(args.scene, gpd.read_file(args.labels))]
-    results = []
     for factor in (int(text) for text in args.factors.split(",")):
         scenes = originals
         if factor != 1:
             scenes = [(args.workdir / f"{scene.stem}_x{factor}.tif", labels) for scene, labels in originals]
             for (original, _), (upsampled, _) in zip(originals, scenes):
                 write_upsampled(original, upsampled, factor)
+        yield factor, scenes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_scene_arguments(parser)
+    parser.add_argument("--clicks", type=int, default=3, help="Simulated clicks per object.")
+    args = parser.parse_args()
+    results = []
+    for factor, scenes in scenes_by_factor(args):
         result = {"factor": factor, **measure(scenes, args.model, args.clicks)}
         results.append(result)
         print(f"x{factor}: objects {result['objects']}, median {result['median_object_px']:.0f} px across, "

@@ -21,15 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-import geopandas as gpd
 import numpy as np
-import torch
 from shapely.geometry.base import BaseGeometry
 from tqdm import tqdm
 
-from bench_first_click import heldout_scenes, object_grid  # scripts/bench_first_click.py
+from bench_first_click import add_scene_arguments, object_grid, scenes_by_factor  # scripts/bench_first_click.py
 from mst_geo.clicks.predictor import Predictor
 from mst_geo.clicks.simulator import next_click
 from mst_geo.geo.prompts import SceneClick
@@ -37,9 +34,7 @@ from mst_geo.geo.raster import SceneRaster
 from mst_geo.geo.scene import ObjectSegmenter
 from mst_geo.geo.vectorize import mask_to_polygon
 from mst_geo.model.checkpoint import resolve_model
-from upsample import write_upsampled  # scripts/upsample.py
 
-ROOT = Path(__file__).parents[1]
 CONFIDENCE_TIE = 0.01
 """The confidence rule's tie: the closest of views within this of the most confident one won."""
 
@@ -101,25 +96,9 @@ RULES = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scene", type=Path, default=ROOT / "examples" / "naip_scene.tif")
-    parser.add_argument("--labels", type=Path, default=ROOT / "examples" / "water_labels.geojson")
-    parser.add_argument("--factors", default="1,4,8,16", help="Upsampling factors, comma-separated (1: the scene itself).")
-    parser.add_argument("--model", default="default", help="Checkpoint path or preset name.")
+    add_scene_arguments(parser)
     parser.add_argument("--shift", type=int, default=0, help="Also click with windows this many grey levels brighter.")
-    parser.add_argument("--threads", type=int, default=1, help="Torch CPU threads.")
-    parser.add_argument("--workdir", type=Path, default=Path("bench_out/first_click"), help="Upsampled scenes and JSON.")
-    parser.add_argument("--heldout", type=int, default=0, help="Measure N held-out photos instead of --scene/--labels.")
-    parser.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data" / "iseg",
-                        help="RITM-layout training sets (--heldout).")
-    parser.add_argument("--val-list", type=Path, default=ROOT / "packs" / "cpu320" / "val.txt",
-                        help="Held-out names as the training pack wrote them (missing: the hash rule).")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    if args.heldout:
-        originals = heldout_scenes(args.heldout, args.data_root, args.val_list, args.workdir)
-    else:
-        originals = [(args.scene, gpd.read_file(args.labels))]
     network, _ = resolve_model(args.model)
     size = network.config.input_size
     settings = {"input_size": size, "first_click_passes": 1, "flip": False}  # as `segment` runs the model
@@ -127,13 +106,9 @@ def main() -> None:
     if args.shift:
         predictors.append(BrighterPredictor(network, **settings, shift=args.shift))
     sets = {}
-    for factor in (int(text) for text in args.factors.split(",")):
+    for factor, scenes in scenes_by_factor(args):
         runs = [[] for _ in predictors]
-        for original, labels in tqdm(originals, desc=f"x{factor}", unit="scene", disable=len(originals) == 1):
-            scene = original
-            if factor != 1:
-                scene = args.workdir / f"{original.stem}_x{factor}.tif"
-                write_upsampled(original, scene, factor)
+        for scene, labels in tqdm(scenes, desc=f"x{factor}", unit="scene", disable=len(scenes) == 1):
             with SceneRaster(scene) as raster:
                 for objects, predictor in zip(runs, predictors):
                     segmenter = ObjectSegmenter(raster, predictor, size)
