@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mst_geo.cli.models import inference_note
+from mst_geo.model.config import MSTConfig
 from mst_geo.views import describe_inference, describe_views, views_json
 
 
@@ -14,8 +15,9 @@ def test_inference_settings_name_only_what_differs_from_one_plain_pass():
 
 
 def test_the_model_list_says_runs_at_only_when_the_view_is_not_the_input_size():
-    assert inference_note({"input_size": 224}) == ""
-    assert inference_note({"input_size": 224, "inference_size": 224, "first_click_passes": 2}) == "2 first-click passes"
-    assert inference_note({"input_size": 224, "flip": True}) == "mirror-averaged"
-    assert inference_note({"input_size": 224, "inference_size": [288, 416], "first_click_passes": 2, "flip": True}) == (
+    assert inference_note(MSTConfig(input_size=224)) == ""
+    assert inference_note(MSTConfig(input_size=224, inference_size=224, first_click_passes=2)) == "2 first-click passes"
+    assert inference_note(MSTConfig(input_size=224, flip=True)) == "mirror-averaged"
+    assert inference_note(MSTConfig.from_dict({"input_size": 224, "inference_size": [288, 416], "first_click_passes": 2,
+                                               "flip": True})) == (
         "runs at 288+416 px, 2 first-click passes, mirror-averaged")

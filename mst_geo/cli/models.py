@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -12,6 +12,9 @@ from rich.table import Table
 from mst_geo.cli import app
 from mst_geo.errors import MSTGeoError
 from mst_geo.views import describe_extras, describe_inference, view_sizes
+
+if TYPE_CHECKING:  # the config module imports timm and torch: only when a command runs
+    from mst_geo.model.config import MSTConfig
 
 
 def packaged_checkpoints() -> list[Path]:
@@ -41,14 +44,12 @@ def card_summary(card: dict) -> str:
     return "; ".join(parts) or "no training record"
 
 
-def inference_note(card_config: dict) -> str:
+def inference_note(config: MSTConfig) -> str:
     """What the predictor does beyond one plain pass at the input size: ``runs at 288+416 px, 2
     first-click passes, mirror-averaged``, ``2 first-click passes`` (its own size), or nothing."""
-    view = card_config.get("inference_size") or card_config["input_size"]
-    passes, flip = card_config.get("first_click_passes", 1), card_config.get("flip", False)
-    if view_sizes(view) == view_sizes(card_config["input_size"]):
-        return ", ".join(describe_extras(passes, flip))
-    return f"runs at {describe_inference(view, passes, flip)}"
+    if config.views == view_sizes(config.input_size):
+        return ", ".join(describe_extras(config.first_click_passes, config.flip))
+    return f"runs at {describe_inference(config.views, config.first_click_passes, config.flip)}"
 
 
 @app.command("models")
@@ -65,7 +66,7 @@ def models(
         mst-geo models --card default
     """
     from mst_geo.model.checkpoint import DEFAULT_CHECKPOINT, checkpoint_path, read_card  # torch: only when the command runs
-    from mst_geo.model.config import PRESETS
+    from mst_geo.model.config import PRESETS, MSTConfig
 
     console = Console()
     if show_card is not None:
@@ -79,10 +80,10 @@ def models(
     for path in packaged_checkpoints():
         card = read_card(path)
         name = "default" if path == DEFAULT_CHECKPOINT else str(path)
-        card_config = card["config"]
-        note = inference_note(card_config)
+        config = MSTConfig.from_dict(card["config"])
+        note = inference_note(config)
         runs_at = f" ({note})" if note else ""
-        table.add_row(name, card["preset"], f"{card_config['input_size']} px{runs_at}",
+        table.add_row(name, card["preset"], f"{config.input_size} px{runs_at}",
                       f"{path.stat().st_size / 2**20:.1f} MiB", card_summary(card))
     for name, config in PRESETS.items():
         table.add_row(name, name, f"{config.input_size} px", "-",

@@ -97,7 +97,7 @@ class Predictor:
     ):
         self.device = torch_device(device)
         self.model = model.to(self.device).eval()
-        self.view_sizes = view_sizes(input_size or model.config.inference_size or model.config.input_size)
+        self.view_sizes = view_sizes(input_size) if input_size else model.config.views
         self.stride = model.config.patch_size
         self.zoom_in = zoom_in
         self.zoom_expansion = zoom_expansion

@@ -79,6 +79,11 @@ class MSTConfig:
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
 
+    @property
+    def views(self) -> tuple[int, ...]:
+        """The sides the Predictor shows a whole image or zoom crop at: ``inference_size``, else ``input_size``."""
+        return view_sizes(self.inference_size or self.input_size)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready copy (tuples become lists)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
