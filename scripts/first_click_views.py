@@ -29,7 +29,7 @@ from tqdm import tqdm
 from bench_first_click import add_scene_arguments, object_grid, scenes_by_factor  # scripts/bench_first_click.py
 from mst_geo.clicks.predictor import Predictor
 from mst_geo.clicks.simulator import next_click
-from mst_geo.geo.prompts import SceneClick
+from mst_geo.geo.prompts import PixelMapper, SceneClick
 from mst_geo.geo.raster import SceneRaster
 from mst_geo.geo.scene import ObjectSegmenter
 from mst_geo.geo.vectorize import mask_to_polygon
@@ -44,8 +44,8 @@ def first_click(raster: SceneRaster, geometry: BaseGeometry) -> SceneClick:
     truth, transform = object_grid(geometry)
     click = next_click(truth, np.zeros_like(truth), clicked=[])
     x, y = transform * (click.x + 0.5, click.y + 0.5)
-    col, row = ~raster.transform * (x, y)
-    return SceneClick(x, y, row, col, True)
+    mapper = PixelMapper(raster.crs, raster.transform, raster.width, raster.height, raster.is_valid)
+    return mapper.click(x, y, True, None)  # as the API maps a click
 
 
 def score_views(segmenter: ObjectSegmenter, geometry: BaseGeometry) -> list[dict]:

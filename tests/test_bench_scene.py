@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -306,7 +307,8 @@ def test_a_large_object_read_decimated_keeps_its_native_size_class(write_geotiff
 
 def test_self_crossing_label_polygons_are_repaired_with_a_warning(naip_scene, tmp_path):
     """A bow tie (a ring drawn crossing itself) has a signed area of 0: it is made valid, named in a
-    warning, and its object covers both loops; valid polygons are left as they are."""
+    warning, and its object covers both loops; a ring with no area at all (collinear points) is
+    repaired to nothing and left out; valid polygons are left as they are."""
     from shapely.geometry import Polygon
 
     ponds = gpd.read_file(PONDS).iloc[:2]
@@ -314,14 +316,21 @@ def test_self_crossing_label_polygons_are_repaired_with_a_warning(naip_scene, tm
     x, y = centre.x, centre.y
     bow_tie = Polygon([(x - half, y - half), (x + half, y + half), (x + half, y - half), (x - half, y + half)])
     assert not bow_tie.is_valid and bow_tie.area == 0
+    flat = Polygon([(x, y), (x + half, y + half), (x + 2 * half, y + 2 * half)])
     labels = tmp_path / "bow_tie.gpkg"
-    gpd.GeoDataFrame(geometry=[ponds.geometry.iloc[1], bow_tie], crs=ponds.crs).to_file(labels)
-    with pytest.warns(MSTGeoWarning, match=r"bow_tie.gpkg: 1 label polygons are invalid \(self-crossing rings; "
-                                           r"features 1\) and are repaired"):
+    gpd.GeoDataFrame(geometry=[ponds.geometry.iloc[1], bow_tie, flat], crs=ponds.crs).to_file(labels)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         scene = LabelledScene(naip_scene, labels)
+    messages = [str(warning.message) for warning in caught if warning.category is MSTGeoWarning]
+    assert any(re.search(r"bow_tie.gpkg: 2 label polygon\(s\) are invalid \(Self-intersection; features 1, 2\) "
+                         r"and are repaired", message) for message in messages), messages
+    assert any("1 of 3 features are not polygons" in message for message in messages), messages
+    assert len(scene) == 2
     loops = 2 * half * half / PIXEL_AREA  # two triangles, 100 m high and 200 m wide
     with pytest.warns(MSTGeoWarning):
-        assert read_labels(labels, ponds.crs).geometry.iloc[1].area == pytest.approx(2 * half * half)
+        repaired = read_labels(labels, ponds.crs).geometry
+    assert repaired.iloc[1].area == pytest.approx(2 * half * half) and repaired.iloc[0].equals(ponds.geometry.iloc[1])
     assert abs(np.count_nonzero(scene[1].mask == 1) - loops) < 0.1 * loops
     untouched = np.count_nonzero(scene[0].mask == 1)
     assert abs(untouched - ponds.geometry.iloc[1].area / PIXEL_AREA) < 0.5 * ponds.geometry.iloc[1].length / 5.0 + 4

@@ -54,12 +54,12 @@ class ShortSightedWand(MagicWand):
     This is how a learned model fails on a first click in open water: where its view holds no
     edge of the object it draws a blob of a fixed size in input pixels, which grows with the view,
     and that blob fades out from the click (probability 1 there, 0.5 at its rim: it changes with
-    the threshold), while a region it saw whole is sharp (1.0 throughout).
+    the threshold), while a region it saw whole is sharp (``sure`` throughout).
     """
 
-    def __init__(self, reach: float = 0.15):
+    def __init__(self, reach: float = 0.15, sure: float = 1.0):
         super().__init__()
-        self.reach = reach
+        self.reach, self.sure = reach, sure
 
     def predict(self, clicks: Sequence[Click], prev_mask: np.ndarray | None = None) -> np.ndarray:
         filled = super().predict(clicks, prev_mask) > 0
@@ -71,7 +71,7 @@ class ShortSightedWand(MagicWand):
                 distance = np.minimum(distance, np.sqrt((rows - click.y) ** 2 + (cols - click.x) ** 2))
         near = distance <= radius
         if not (filled & ~near).any():
-            return filled.astype(np.float32)
+            return filled * np.float32(self.sure)
         return np.where(filled & near, 1.0 - 0.5 * distance / radius, 0.0).astype(np.float32)
 
 
@@ -162,10 +162,19 @@ def test_first_click_finds_the_scale_of_an_object_larger_than_the_view(raster):
     so border growth alone keeps a 124 px blob of the pond (42 x 44 px) and its shore. The scale
     search tries larger views (the blob grows with them until the whole region is in reach) and
     keeps the most stable one, the closest that holds the whole region: what a wand
-    with unlimited sight finds."""
-    segmenter = ObjectSegmenter(raster, ShortSightedWand(reach=0.2), input_size=64)
+    with unlimited sight finds. The wand is less sure of that region (0.65) than of its blobs
+    (0.67 on average), so the most confident view would have been a blob."""
+    segmenter = ObjectSegmenter(raster, ShortSightedWand(reach=0.2, sure=0.65), input_size=64)
     clicks = scene_clicks(raster, (351.5, 364.5, True))
+    views = segmenter.scale_views(clicks)
+    assert [view.window.width for view in views] == sorted(view.window.width for view in views)  # closest first
+    assert not any(segmenter._touches_border(view) for view in views)
+    blobs = [view for view in views if view.probability.max() > 0.65]
+    assert blobs and max(view.score for view in blobs) > max(view.score for view in views) - 0.01
     result = segmenter.add(None, clicks)
+    assert result.probability.max() == pytest.approx(0.65)  # the region, not a blob
+    with pytest.raises(ValueError, match="needs a positive click"):
+        segmenter.scale_views(scene_clicks(raster, (351.5, 364.5, False)))
     whole = ObjectSegmenter(raster, MagicWand(), input_size=64).segment(clicks)
     found, expected = (mask_to_polygon(r.mask, r.transform) for r in (result, whole))
     assert found.intersection(expected).area / found.union(expected).area > 0.65  # seen 4x decimated: blockier

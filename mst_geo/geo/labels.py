@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import shapely
 from affine import Affine
 from rasterio.windows import Window
 from shapely.geometry import box
@@ -59,13 +60,13 @@ def read_labels(labels: str | Path, scene_crs: Any) -> gpd.GeoDataFrame:
     frame = read_vector(path, "labels")
     if frame.crs is None:
         raise MSTGeoError("labels have no CRS; save them with one (any CRS works)", path)
-    polygons = frame[frame.geometry.geom_type.isin(["Polygon", "MultiPolygon"]) & ~frame.geometry.is_empty]  # none: no type
+    polygons = _repaired(frame[frame.geometry.geom_type.isin(["Polygon", "MultiPolygon"])], path)  # none: no type
+    polygons = polygons[~polygons.geometry.is_empty]  # also a ring with no area, repaired to nothing
     if polygons.empty:
         raise MSTGeoError("labels hold no polygons (one polygon per object is expected)", path)
     if len(polygons) < len(frame):
         warnings.warn(f"{path}: {len(frame) - len(polygons)} of {len(frame)} features are not polygons (points, "
                       "lines or empty) and are left out", MSTGeoWarning, stacklevel=2)
-    polygons = _repaired(polygons, path)
     reprojected = polygons.to_crs(scene_crs)
     if not np.isfinite(reprojected.total_bounds).all():
         raise MSTGeoError(f"the labels' coordinates do not fit their CRS ({polygons.crs.name}): projected metres "
@@ -76,12 +77,13 @@ def read_labels(labels: str | Path, scene_crs: Any) -> gpd.GeoDataFrame:
 def _repaired(polygons: gpd.GeoDataFrame, path: Path) -> gpd.GeoDataFrame:
     """``polygons`` with invalid ones (self-crossing rings, common in hand-drawn labels) made valid:
     their areas, sizes and overlaps are otherwise wrong (a bow tie's signed area is 0)."""
-    invalid = ~polygons.geometry.is_valid
+    invalid = ~polygons.geometry.is_valid & ~polygons.geometry.is_empty
     if not invalid.any():
         return polygons
     repaired = polygons.copy()
     repaired.loc[invalid, repaired.geometry.name] = [valid_polygons(geometry) for geometry in polygons.geometry[invalid]]
-    warnings.warn(f"{path}: {int(invalid.sum())} label polygons are invalid (self-crossing rings; features "
+    reasons = sorted({shapely.is_valid_reason(geometry).split("[")[0] for geometry in polygons.geometry[invalid]})
+    warnings.warn(f"{path}: {int(invalid.sum())} label polygon(s) are invalid ({', '.join(reasons)}; features "
                   f"{a_few([str(feature) for feature in polygons.index[invalid]])}) and are repaired with "
                   "shapely's make_valid", MSTGeoWarning, stacklevel=3)
     return repaired

@@ -12,24 +12,26 @@ framed view wins: SAM's stability score (Kirillov et al. 2023), the IoU of the o
 and below the threshold, high for a sharp framed object and low for a blob that fades out or a
 leak into a neighbour (the closest of equally stable views). Until 2026-11-28 the most confident
 view won (mean probability over the mask, as SAM ranks its masks by predicted IoU; the closest
-within 0.01). Scored on every view the search tries (``scripts/first_click_views.py``), the most
+within 0.01). Scored on every framed view the search tries (``scripts/first_click_views.py``), the most
 stable view gives one-click mIoU 0.439/0.396/0.337 on 200 held-out photo objects at 1x/4x/8x
 (``--heldout 200 --factors 1,4,8``) and 0.758/0.645/0.705/0.635 on the example's ponds at
 1x/4x/8x/16x, against 0.413/0.353/0.300 and 0.759/0.631/0.674/0.631 for the most confident one
 (0.504/0.500/0.444 and 0.769/0.732/0.762/0.714 for the best view in hindsight). It is hardly less
 fragile: with every window one grey level brighter (``--shift 1``) it keeps a view of another
-size for 55 of those 600 photo objects and 12 of the 64 ponds, against 61 and 14. The other constants were chosen on the ponds (``scripts/bench_first_click.py``)
+size for 55 of those 600 photo objects and 12 of the 64 pond clicks (16 ponds at 4 scales),
+against 61 and 14. The other constants were chosen on the ponds (``scripts/bench_first_click.py``)
 with older weights: one-click mIoU on the ponds was 0.62/0.16/0.02/0.01 with border growth alone
 and 0.67/0.61/0.64/0.64 with the search (phase-6 weights), and stopping the search 3 views past
-the stable one instead of 4 lost the 16x lakes (0.37 against 0.46, phase 8). So one click can cut a 40 px
-house or a lake many model inputs across, from an input of the same size.
+the stable one instead of 4 lost the 16x lakes (0.37 against 0.46, phase 8). So one click can
+cut a 40 px house or a lake many model inputs across, from an input of the same size.
 
 Later clicks zoom in, as RITM's evaluation does inside an image: each runs on a square
 ``ZOOM_EXPANSION`` times the box of the object and its positive clicks (at least half a model
 input), with the previous probability resampled onto it as the prior mask, so boundaries are
 refined at up to native resolution however large the first view was. The window stays while it
 holds the expanded box and is at most ``ZOOM_KEEP`` times the square's side. With the zoom and
-the longer search, mIoU after 1/2/3/5 clicks over those six sets (phase-8 weights) is
+the longer search, mIoU after 1/2/3/5 clicks over the ponds at 1x/4x/8x/16x and 80 held-out
+photos at 1x/4x (phase-8 weights) is
 0.538/0.678/0.765/0.852, against 0.513/0.662/0.761/0.841 when later clicks kept the first view
 (README, "Scale, speed and memory").
 
@@ -74,7 +76,7 @@ same (all views up to the largest when none does)."""
 
 STABILITY_MARGIN = 0.1
 """The stability score compares the object cut this far above and below the clicker's threshold
-(0.39 and 0.59; not tuned)."""
+(not tuned)."""
 
 ZOOM_EXPANSION = 1.4
 """A later click's window is this many times the object's box (RITM's zoom-in expansion)."""
@@ -154,10 +156,13 @@ class ObjectSegmenter:
         shape, transform = self.raster.read_grid(window, self.input_size)  # the grid a read of it would have
         return ObjectMask(np.zeros(shape, np.float32), np.ones(shape, bool), window, transform, clicks)
 
-    def scale_views(self, clicks: tuple[SceneClick, ...]) -> list[ObjectMask]:
+    def scale_views(self, clicks: Sequence[SceneClick]) -> list[ObjectMask]:
         """The framed views (the object clear of their border) a first click's scale search tries,
         closest first: the first window grown past the object's border, then doubling views. The
         first view alone when none is framed. ``add`` keeps the most stable."""
+        clicks = tuple(clicks)
+        if not any(click.positive for click in clicks):
+            raise ValueError("a scale search needs a positive click (from negatives alone the model draws a neighbour)")
         result = self._grow_past_border(self._replay(self._initial_window(clicks), clicks))
         views, stable_at = [result], None
         while self._can_grow(views[-1].window):
@@ -176,7 +181,8 @@ class ObjectSegmenter:
     def stability(self, result: ObjectMask) -> float:
         """SAM's stability score: the IoU of the object cut ``STABILITY_MARGIN`` above and below the
         clicker's threshold. A framed object has a sharp edge and keeps its shape; a blob drawn where
-        the view holds no edge, or a leak into a neighbour, fades out and changes with the cut."""
+        the view holds no edge, or a leak into a neighbour, fades out and changes with the cut. 0 when
+        the clicked pixel itself lies between the cuts: the model is unsure right at the click."""
         high, low = (self._object_part(result, (result.probability > PRED_THRESHOLD + offset) & result.valid)
                      for offset in (STABILITY_MARGIN, -STABILITY_MARGIN))
         union = np.count_nonzero(high | low)
