@@ -99,14 +99,9 @@ class Segmenter:
         try:  # a bad setting, a checkpoint of another size, no GPU memory: the scene is not left open
             _check_outline_settings(simplify, min_area, self.raster)
             network, self.card = _network(model)
-            # The adaptive windows already frame the object, so the model sees them at its training size
-            # and once per click: the card's larger inference_size and extra first-click passes help on
-            # whole images (bench) but not here (scripts/bench_first_click.py; README "Scale, speed and memory",
-            # docs/training.md "A second pass at the first click"), and its mirror averaging would double
-            # every click's wait in the app.
-            size = network.config.input_size
-            predictor = Predictor(network, device=run_on, input_size=size, first_click_passes=1, flip=False)
-            self._segmenter = ObjectSegmenter(self.raster, predictor, size)
+            options = scene_inference(network)
+            predictor = Predictor(network, device=run_on, **options)
+            self._segmenter = ObjectSegmenter(self.raster, predictor, options["input_size"])
             self._mapper = PixelMapper(self.crs, self.transform, self.width, self.height, is_valid=self.raster.is_valid)
         except BaseException:
             self.raster.close()
@@ -516,6 +511,16 @@ def _check_outline_settings(simplify: float, min_area: float, raster: SceneRaste
     if min_area >= scene_area:
         raise MSTGeoError(f"--min-area {min_area:g} is at least the whole scene ({scene_area:.3g}); it counts in "
                           f"the scene CRS's unit squared, {unit}", raster.path)
+
+
+def scene_inference(network: MSTModel) -> dict[str, Any]:
+    """The Predictor options of the scene workflow (``segment``, the app, ``Segmenter``). The adaptive
+    windows already frame the object, so the model sees them at its training size and once per
+    click: the card's larger inference_size and extra first-click passes help on whole images
+    (bench) but not here (scripts/bench_first_click.py; README "Scale, speed and memory",
+    docs/training.md "A second pass at the first click"), and its mirror averaging would double
+    every click's wait in the app."""
+    return {"input_size": network.config.input_size, "first_click_passes": 1, "flip": False}
 
 
 def _network(model: str | Path | MSTModel) -> tuple[MSTModel, dict[str, Any]]:

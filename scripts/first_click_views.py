@@ -27,6 +27,7 @@ from shapely.geometry.base import BaseGeometry
 from tqdm import tqdm
 
 from bench_first_click import add_scene_arguments, object_grid, scenes_by_factor  # scripts/bench_first_click.py
+from mst_geo.api import scene_inference
 from mst_geo.clicks.predictor import Predictor
 from mst_geo.clicks.simulator import next_click
 from mst_geo.geo.prompts import PixelMapper, SceneClick
@@ -100,18 +101,17 @@ def main() -> None:
     parser.add_argument("--shift", type=int, default=0, help="Also click with windows this many grey levels brighter.")
     args = parser.parse_args()
     network, _ = resolve_model(args.model)
-    size = network.config.input_size
-    settings = {"input_size": size, "first_click_passes": 1, "flip": False}  # as `segment` runs the model
-    predictors = [Predictor(network, **settings)]
+    options = scene_inference(network)  # as `segment` runs the model
+    predictors = [Predictor(network, **options)]
     if args.shift:
-        predictors.append(BrighterPredictor(network, **settings, shift=args.shift))
+        predictors.append(BrighterPredictor(network, **options, shift=args.shift))
     sets = {}
     for factor, scenes in scenes_by_factor(args):
         runs = [[] for _ in predictors]
         for scene, labels in tqdm(scenes, desc=f"x{factor}", unit="scene", disable=len(scenes) == 1):
             with SceneRaster(scene) as raster:
                 for objects, predictor in zip(runs, predictors):
-                    segmenter = ObjectSegmenter(raster, predictor, size)
+                    segmenter = ObjectSegmenter(raster, predictor, options["input_size"])
                     objects += [score_views(segmenter, geometry) for geometry in labels.to_crs(raster.crs).geometry]
         objects, shifted = runs[0], runs[1] if args.shift else None
         sets[f"x{factor}"] = {"views": objects, "brighter_views": shifted}
