@@ -201,7 +201,7 @@ def test_geojson_of_a_crs_without_epsg_code_is_written_in_wgs84(tmp_path, record
     assert lcc.to_epsg() is None
     pond = box(-1000, 500, -800, 900)
     frame = polygons_frame([ObjectRecord(object="pond", geometry=pond, n_clicks=1, score=0.9)], lcc, model="m")
-    with pytest.warns(MSTGeoWarning, match=r"objects: the scene.s CRS has no EPSG code.*WGS84 longitude/latitude \(write .gpkg to keep"):
+    with pytest.warns(MSTGeoWarning, match=r"objects.geojson: the scene.s CRS has no EPSG code.*WGS84 longitude/latitude \(write .gpkg to keep"):
         path = write_polygons(frame, tmp_path / "objects.geojson")
     back = gpd.read_file(path)
     assert back.crs == CRS.from_epsg(4326)

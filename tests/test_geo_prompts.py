@@ -194,6 +194,10 @@ def test_feature_errors_name_the_feature(mapper):
     )
     with pytest.raises(MSTGeoError, match=r"feature #2 \(id 'road'\) has LineString; clicks must be Point"):
         clicks_from_geojson(line, mapper, source="c.geojson")
+    empty = collection((*inside, {}))
+    empty["features"][0]["geometry"]["coordinates"] = []  # GDAL writes an empty point so
+    with pytest.raises(MSTGeoError, match=r"c.geojson: feature #1 is a Point without x and y coordinates, got \[\]"):
+        clicks_from_geojson(empty, mapper, source="c.geojson")
     with pytest.raises(MSTGeoError, match=r"c.geojson: feature #1 \(object 'lake'\): unknown label 'yes'"):
         clicks_from_geojson(collection((*inside, {"label": "yes", "object": "lake"})), mapper, source="c.geojson")
     with pytest.raises(MSTGeoError, match="object id must be an integer or a string"):
@@ -457,6 +461,10 @@ def test_spreadsheet_exports_of_clicks(tmp_path, mapper):
     assert [clicks[0].positive for clicks in objects.values()] == [True, False, True]
     for clicks in objects.values():
         assert (clicks[0].row, clicks[0].col) == pytest.approx((60.5, 850.5), abs=1e-6)
+    tabbed = tmp_path / "tabbed.tsv"  # "Text (tab delimited)": .tsv or .txt
+    tabbed.write_text(f"object\tlon\tlat\n5\t{lon}\t{lat}\n")
+    assert read_clicks(tabbed, mapper) == read_clicks(tabbed.rename(tmp_path / "tabbed.txt"), mapper)
+    assert list(read_clicks(tmp_path / "tabbed.txt", mapper)) == [5]
     excel = tmp_path / "excel.csv"  # Excel's delimiter line, a blank line, trailing delimiters
     excel.write_text(f"sep=;\n\nobject;lon;lat;;\n1;{lon};{lat};;\n")
     assert list(read_clicks(excel, mapper)) == [1]

@@ -239,7 +239,7 @@ def geojson_nameable(frame: gpd.GeoDataFrame, target: Path) -> gpd.GeoDataFrame:
     except ProjError:  # a local engineering grid has no datum to reach the Earth from
         raise MSTGeoError(f"GeoJSON cannot name the scene's CRS ({frame.crs.name}: no EPSG code), nor does it reach "
                           "WGS84: write .gpkg to keep it", target) from None
-    warnings.warn(f"{target.stem}: the scene's CRS has no EPSG code, which a GeoJSON file cannot name, so the "
+    warnings.warn(f"{target.name}: the scene's CRS has no EPSG code, which a GeoJSON file cannot name, so the "
                   "polygons are written in WGS84 longitude/latitude (write .gpkg to keep the "
                   "scene's CRS)", MSTGeoWarning, stacklevel=2)
     return in_wgs84

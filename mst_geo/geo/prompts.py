@@ -39,8 +39,10 @@ from mst_geo.geo.io import check_input_file, epsg_code, read_vector
 
 WGS84 = CRS.from_epsg(4326)
 JSON_SUFFIXES = {".geojson", ".json"}
-"""Clicks files parsed as JSON, the contract as written; ``.csv`` is read by ``csv_clicks``, any
+"""Clicks files parsed as JSON, the contract as written; tables are read by ``csv_clicks``, any
 other suffix through OGR."""
+TABLE_SUFFIXES = {".csv", ".tsv", ".txt"}
+"""Clicks files read as delimited tables by ``csv_clicks`` (comma, semicolon or tab: it sniffs)."""
 CSV_COORDINATES = (("x", "y"), ("easting", "northing"), ("lon", "lat"), ("lng", "lat"), ("long", "lat"),
                    ("longitude", "latitude"))
 """Coordinate column pairs of a clicks CSV, in any case: x/y and easting/northing in the CRS the
@@ -213,13 +215,13 @@ def load_clicks_file(path: str | Path, clicks_crs: str | CRS | None = None) -> t
     """A clicks file as a GeoJSON FeatureCollection and the CRS of its layer (None for JSON, whose
     CRS is its ``crs`` member); MSTGeoError when missing or unreadable.
 
-    A ``.geojson``/``.json`` file is parsed as JSON, a ``.csv`` table as ``csv_clicks`` says. Any
+    A ``.geojson``/``.json`` file is parsed as JSON, a ``.csv``/``.tsv``/``.txt`` table as ``csv_clicks`` says. Any
     other vector file goes through OGR, so clicks digitised in a projected layer need no
     ``--clicks-crs``; a single-point MultiPoint (how some tools save every point layer) counts as
     its point.
     """
     path = Path(path).expanduser()
-    if path.suffix.lower() == ".csv":
+    if path.suffix.lower() in TABLE_SUFFIXES:
         return csv_clicks(path, clicks_crs)
     if path.suffix.lower() not in JSON_SUFFIXES:
         frame = read_vector(path, "clicks")
@@ -430,8 +432,11 @@ def clicks_from_geojson(
         if not isinstance(geometry, dict) or geometry.get("type") != "Point":
             kind = geometry.get("type") if isinstance(geometry, dict) else "no geometry"
             raise MSTGeoError(f"{where} has {kind}; clicks must be Point features", source)
+        coordinates = geometry.get("coordinates")
+        if not isinstance(coordinates, list) or len(coordinates) < 2:
+            raise MSTGeoError(f"{where} is a Point without x and y coordinates, got {coordinates!r}", source)
         try:
-            x, y = (float(value) for value in geometry["coordinates"][:2])
+            x, y = (float(value) for value in coordinates[:2])
             label, obj, order = contract_fields(properties)
             contract_used = contract_used or label not in (None, "") or obj not in (None, "")
             positive = True if label in (None, "") else parse_label(label)
