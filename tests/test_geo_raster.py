@@ -286,6 +286,37 @@ def test_bands_by_description(write_geotiff, naip_pixels):
         SceneRaster(two_dates).close()  # descriptions that repeat name no bands: the guess is announced
 
 
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        (["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12"], (4, 3, 2)),  # Sentinel-2 L2A
+        (["B08", "B04", "B03", "B02"], (2, 3, 4)),  # its 10 m bands, NIR first
+        (["SR_B1", "SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B6", "SR_B7", "ST_B10"], (4, 3, 2)),  # Landsat 8/9 C2 L2
+        (["SR_B1", "SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B7"], None),  # Landsat 4-7: red is B3, so no guess
+        (["B2", "B3", "B4", "B2", "B3", "B4"], None),  # two dates: the names repeat
+    ],
+)
+def test_satellite_band_names_give_true_colour(write_geotiff, naip_pixels, names, expected):
+    """A stack whose bands carry Sentinel-2 or Landsat 8/9 names is read as B4,B3,B2 (true colour)
+    without a guess announced; Landsat 4-7 names, whose blue is B1, and repeated names fall back to
+    the announced guess of the first three bands."""
+    stack = np.concatenate([naip_pixels] * 3)[:len(names)]
+    path = write_geotiff("named.tif", np.ascontiguousarray(stack), photometric="MINISBLACK")
+    with rasterio.open(path, "r+") as dst:
+        dst.colorinterp = [ColorInterp.undefined] * len(names)
+        for band, name in enumerate(names, 1):
+            dst.set_band_description(band, name)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with SceneRaster(path) as raster:
+            assert raster.bands == (expected or (1, 2, 3))
+    notes = [str(w.message) for w in caught if issubclass(w.category, MSTGeoWarning)]
+    if expected:
+        assert notes == []
+    else:
+        assert len(notes) == 1 and "bands without colour names; reading band(s) 1,2,3" in notes[0]
+
+
 def test_bands_by_colour_interpretation(naip_scene):
     """An RGB file's bands answer to their colours, as QGIS names them; a description of the same
     name wins (it is what the user wrote)."""

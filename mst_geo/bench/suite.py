@@ -66,7 +66,7 @@ def run_noc_benchmark(
 
     ``data_root`` defaults to ``../shared/data/iseg`` (the project's shared data). ``scenes`` adds
     ``(GeoTIFF, polygons)`` pairs, each a dataset named after the GeoTIFF, read with
-    ``scene_bands`` (R,G,B or one grey band; default: by colour names, else the first three). Returns
+    ``scene_bands`` (R,G,B or one grey band; default: by colour names or satellite band names, else the first three). Returns
     ``{method: {dataset: summary}}`` as in results.json.
     """
     if not models:

@@ -5,7 +5,7 @@ counts) or the bands' descriptions (``B04,B03,B02``, ``red,green,blue``). One gr
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -14,6 +14,10 @@ from mst_geo.errors import MSTGeoError
 
 BandRef = int | str
 """A band by its 1-based number or by its description."""
+
+SENSOR_BAND = re.compile(r"(?:sr_|toa_|st_)?b([0-9]+a?)")
+"""A satellite band name as ``band_key`` spells it: Sentinel-2's ``b4``/``b8a``, Landsat Collection
+2's ``sr_b4`` and ``st_b10``; the group is the band's number."""
 
 
 def band_choice(bands: Any, where: Any = None) -> tuple[BandRef, ...]:
@@ -44,3 +48,22 @@ def _number_if_written_as_one(band: Any) -> Any:
     if isinstance(band, str) and re.fullmatch(r"\s*[+-]?[0-9]+\s*", band):
         return int(band)
     return band
+
+
+def sensor_rgb(named: Mapping[str, Sequence[int]]) -> tuple[int, int, int] | None:
+    """Red, green and blue of a stack whose bands carry Sentinel-2 or Landsat 8/9 names, by the
+    names' ``band_key``: B4, B3, B2 on both sensors. Landsat 4-7 keep blue in B1 and red in B3, so
+    the stack must show it is not theirs: a band past B8 (8A, 9-12, which they lack) or no B1.
+    None when it does not, or when a name repeats (two dates)."""
+    by_number: dict[str, list[int]] = {}
+    for key, bands in named.items():
+        match = SENSOR_BAND.fullmatch(key)
+        if match:
+            by_number.setdefault(match.group(1), []).extend(bands)
+    rgb = [by_number.get(number, []) for number in ("4", "3", "2")]
+    if any(len(bands) != 1 for bands in rgb):
+        return None
+    past_landsat7 = any(number == "8a" or (number.isdigit() and int(number) > 8) for number in by_number)
+    if past_landsat7 or "1" not in by_number:
+        return rgb[0][0], rgb[1][0], rgb[2][0]
+    return None

@@ -36,7 +36,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from mst_geo.errors import MSTGeoError, MSTGeoWarning
-from mst_geo.geo.bands import BandRef, band_choice
+from mst_geo.geo.bands import BandRef, band_choice, sensor_rgb
 from mst_geo.geo.ground import ground_steps
 
 GDAL_CACHE_MB = 256
@@ -205,10 +205,11 @@ class SceneRaster:
     # -- bands and normalisation ----------------------------------------------------------------
     def _choose_bands(self, bands: Sequence[BandRef] | None) -> tuple[int, int, int]:
         """Three band indexes for the model's RGB input: the user's (numbers or descriptions), RGB
-        by colour interpretation, else by description (bands described red, green, blue), else the
-        first three bands that are not alpha, else the first such band as grey (two bands, say red
-        and near infrared, make no colour image). A guess among more than three bands, or among
-        two, is announced (``MSTGeoWarning``): the wrong bands cost far more clicks."""
+        by colour interpretation, else by description (bands described red, green, blue, else
+        named as Sentinel-2 or Landsat 8/9 name them: ``sensor_rgb``), else the first three bands
+        that are not alpha, else the first such band as grey (two bands, say red and near
+        infrared, make no colour image). A guess among more than three bands, or among two, is
+        announced (``MSTGeoWarning``): the wrong bands cost far more clicks."""
         if bands is not None:
             chosen = tuple(self._band_number(band) for band in band_choice(bands, self.path))
         else:
@@ -219,6 +220,8 @@ class SceneRaster:
                 chosen = tuple(interp.index(colour) + 1 for colour in RGB_INTERP)
             elif all(len(named.get(colour, ())) == 1 for colour in ("red", "green", "blue")):
                 chosen = tuple(named[colour][0] for colour in ("red", "green", "blue"))
+            elif (sensor_bands := sensor_rgb(named)) is not None:
+                chosen = sensor_bands
             else:
                 chosen = tuple(data_bands[:3]) if len(data_bands) >= 3 else (data_bands[0],)
                 if len(data_bands) != len(chosen):

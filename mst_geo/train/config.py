@@ -50,7 +50,7 @@ class DataSection:
     max_images: int | None = None  # per dataset, for smoke runs
     scene: str | None = None  # a user's GeoTIFF (with ``labels``) instead of the datasets
     labels: str | None = None  # vector labels for ``scene`` (any CRS)
-    scene_bands: list | None = None  # the scene's R,G,B (or one grey) band numbers or descriptions; default: by colour names
+    scene_bands: list | None = None  # the scene's R,G,B (or one grey) band numbers or descriptions; default: by colour or satellite band names
     crop_size: int = 320
     scale_range: list = field(default_factory=lambda: [0.5, 1.5])  # x the fit-into-crop scale
     flip_prob: float = 0.5
