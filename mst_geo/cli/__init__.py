@@ -19,7 +19,7 @@ from mst_geo.errors import MSTGeoError, MSTGeoWarning, os_error_line
 BANDS_HELP = ("Scene bands as R,G,B, by number (1-based, e.g. 4,3,2), by description (e.g. B04,B03,B02) or by colour "
               "interpretation (e.g. blue,green,red), or one "
               "grey band. Default: the bands whose colour interpretation, else description, is red, green, blue; "
-              "else the first three that are not alpha, else the first as grey (a guess among unnamed bands "
+              "else B4,B3,B2 when described with Sentinel-2 or Landsat 8/9 band names; else the first three that are not alpha, else the first as grey (a guess among unnamed bands "
               "prints a warning).")
 """--bands of every command that reads a scene (segment, app, bench --scene, train --scene)."""
 
