@@ -10,7 +10,8 @@ scale search's framed views (``ObjectSegmenter.scale_views``) are scored as the 
 them (the mask's polygon against the label, IoU in map units). Printed: one-click mIoU per set for
 the view the model is most confident of (mean probability over the mask, the closest within
 0.01: the rule until 2026-11-28), the most stable one (SAM's stability score: the rule ``segment``
-uses), and the best view in hindsight (what a perfect rule would reach). With ``--shift N`` each
+uses), the most stable one that also stays the same in the next larger view (stability times
+that IoU: tried, not used) and the best view in hindsight (what a perfect rule would reach). With ``--shift N`` each
 object is clicked again with every window N grey levels brighter, and each rule's line says for
 how many objects it then keeps a view of another size: how fragile the choice is (a one-level
 move of one band's stretch once moved single ponds' one-click IoU by 0.56, README). The views go
@@ -49,15 +50,20 @@ def first_click(raster: SceneRaster, geometry: BaseGeometry) -> SceneClick:
     return mapper.click(x, y, True, None)  # as the API maps a click
 
 
+def polygon_iou(shape: BaseGeometry, other: BaseGeometry) -> float:
+    """IoU of two polygons in map units (0 when either is empty)."""
+    return 0.0 if shape.is_empty or other.is_empty else shape.intersection(other).area / shape.union(other).area
+
+
 def score_views(segmenter: ObjectSegmenter, geometry: BaseGeometry) -> list[dict]:
-    """Side, confidence, stability and IoU of each framed view of the first click on ``geometry``."""
-    rows = []
-    for view in segmenter.scale_views((first_click(segmenter.raster, geometry),)):
-        shape = mask_to_polygon(view.mask, view.transform)
-        iou = 0.0 if shape.is_empty else shape.intersection(geometry).area / shape.union(geometry).area
-        rows.append({"side": int(max(view.window.width, view.window.height)), "confidence": view.score,
-                     "stability": segmenter.stability(view), "iou": iou})
-    return rows
+    """Side, confidence, stability and IoU of each framed view of the first click on ``geometry``,
+    and the IoU of its object with the next larger view's (None for the largest)."""
+    views = segmenter.scale_views((first_click(segmenter.raster, geometry),))
+    shapes = [mask_to_polygon(view.mask, view.transform) for view in views]
+    return [{"side": int(max(view.window.width, view.window.height)), "confidence": view.score,
+             "stability": segmenter.stability(view), "iou": polygon_iou(shape, geometry),
+             "iou_next": polygon_iou(shape, shapes[index + 1]) if index + 1 < len(shapes) else None}
+            for index, (view, shape) in enumerate(zip(views, shapes))]
 
 
 class BrighterPredictor(Predictor):
@@ -88,9 +94,16 @@ def most_confident(views: list[dict]) -> dict:
     return next(view for view in views if view["confidence"] >= best - CONFIDENCE_TIE)
 
 
+def stable_like_next(view: dict) -> float:
+    """Stability times the IoU with the next larger view's object (stability alone for the largest):
+    a scale-space reading of stability, the object staying the same as the view doubles."""
+    return view["stability"] * (1.0 if view["iou_next"] is None else view["iou_next"])
+
+
 RULES = {
     "most confident (before 2026-11-28)": most_confident,
     "most stable (segment)": lambda views: max(views, key=lambda view: view["stability"]),
+    "most stable and like the next view": lambda views: max(views, key=stable_like_next),
     "best in hindsight": lambda views: max(views, key=lambda view: view["iou"]),
 }
 
