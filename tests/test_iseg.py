@@ -4,6 +4,7 @@ PascalVOC/SBD/COCO_LVIS trees written in their published layouts from a real pho
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 from pathlib import Path
 
@@ -154,6 +155,62 @@ def test_coco_lvis_layout_rasterises_polygons(iseg_root, tmp_path):
     box = ds[0].mask
     assert box[10:50, 10:110].all() and np.count_nonzero(box) == 100 * 40
     assert np.count_nonzero(ds[1].mask) == 21 * 21 + 11 * 11
+
+
+def _write_packed_split(split: Path, photo: Path, pack: object) -> None:
+    """A split of RITM's packed COCO+LVIS layout holding one image (id 42) and its mask pack."""
+    (split / "images").mkdir(parents=True)
+    (split / "masks").mkdir()
+    shutil.copy(photo, split / "images" / "42.jpg")
+    with (split / "hannotation.pickle").open("wb") as file:
+        pickle.dump({"42": {"num_instance_masks": 2, "hierarchy": {0: None, 1: {"parent": 0, "children": []}}}}, file)
+    with (split / "masks" / "42.pickle").open("wb") as file:
+        pickle.dump(pack, file)
+
+
+def test_ritm_packed_coco_lvis_reads_objects_from_label_layers(iseg_root, tmp_path):
+    """RITM's distribution of COCO+LVIS: label layers PNG-encoded in a pickle per image, each
+    object a (layer, value) pair; the entries past num_instance_masks are stuff, never listed."""
+    height, width = np.asarray(Image.open(_real_photo(iseg_root))).shape[:2]
+    things, stuff = np.zeros((height, width), np.uint8), np.zeros((height, width), np.uint8)
+    things[10:50, 10:110] = 3  # object 0
+    things[100:120, 200:230] = 5  # object 1, inside object 0's ...
+    stuff[5:60, 5:120] = 1  # ... and a stuff region over both
+    layers = [cv2.imencode(".png", layer)[1] for layer in (things, stuff)]
+    _write_packed_split(tmp_path / "cocolvis" / "train", _real_photo(iseg_root), (layers, [(0, 3), (0, 5), (1, 1)]))
+
+    ds = load_iseg_dataset("COCO_LVIS", tmp_path, split="train")
+    assert [ref.name for ref in ds.refs] == ["42_0", "42_1"]
+    first, second = ds[0], ds[1]
+    assert first.image.shape[:2] == (height, width) and first.image_id == "42"
+    assert np.count_nonzero(first.mask) == 40 * 100 and first.mask[10:50, 10:110].all()
+    assert np.count_nonzero(second.mask) == 20 * 30 and second.mask[100:120, 200:230].all()
+
+
+def test_a_packed_annotation_that_would_run_code_is_refused(iseg_root, tmp_path):
+    """A pickle naming anything but numpy's array machinery is refused before it runs; a pack that
+    lacks the object is a one-line error naming the file."""
+    import os
+
+    class RunsCode:
+        def __reduce__(self):
+            return os.getcwd, ()
+
+    split = tmp_path / "COCO_LVIS" / "train"
+    _write_packed_split(split, _real_photo(iseg_root), RunsCode())
+    ds = load_iseg_dataset("COCO_LVIS", tmp_path, split="train")
+    with pytest.raises(MSTGeoError, match=r"42.pickle: not a readable RITM mask pack \(it names posix.getcwd"):
+        ds[0]
+    with (split / "masks" / "42.pickle").open("wb") as file:
+        pickle.dump(([cv2.imencode(".png", np.ones((4, 4), np.uint8))[1]], [(0, 1)]), file)
+    with pytest.raises(MSTGeoError, match=r"42.pickle: not a RITM mask pack with object 1"):
+        ds[1]
+    (split / "hannotation.pickle").write_bytes(b"not a pickle")
+    with pytest.raises(MSTGeoError, match=r"hannotation.pickle: not a readable RITM annotation index"):
+        load_iseg_dataset("COCO_LVIS", tmp_path, split="train")
+    (split / "hannotation.pickle").unlink()
+    with pytest.raises(MSTGeoError, match=r"neither RITM's packed annotations \(hannotation.pickle\) nor an LVIS"):
+        load_iseg_dataset("COCO_LVIS", tmp_path, split="train")
 
 
 def test_user_errors_are_clear(iseg_root, tmp_path):

@@ -17,7 +17,9 @@ Layouts (``root`` holds one folder per dataset, as in ``../shared/data/iseg``):
   the official tar's ``VOCdevkit/VOC2012``
 - SBD      ``<split>.txt``, ``img/*.jpg``, ``inst/*.mat`` (``GTinst.Segmentation``), per object;
   the folder may also be the official tar's ``benchmark_RELEASE/dataset``
-- COCO_LVIS ``<split>/images/*.jpg``, ``<split>/lvis_<split>.json`` (polygons), per annotation
+- COCO_LVIS ``<split>/images/*.jpg`` and RITM's packed ``<split>/hannotation.pickle`` with
+  ``<split>/masks/*.pickle`` (``mst_geo.data.cocolvis_pack``), else ``<split>/lvis_<split>.json``
+  (polygons), per object
 - ssTEM    ``raw/*.tif``, ``mitochondria/*.png``, every 8-connected component one object (SimpleClick)
 - OAIZIB   ``<split>/image/*.png``, ``<split>/annotations/*.png``, every value above 0 one object, a
   slice without one none (SimpleClick; the folder may be ``OAI-ZIB`` or its ``iseg_slices``)
@@ -42,6 +44,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mst_geo.data.cocolvis_pack import ANNOTATIONS as PACKED_ANNOTATIONS
+from mst_geo.data.cocolvis_pack import PackedRef, packed_mask, packed_refs
 from mst_geo.data.instance import Instance, InstanceRef, MaskReader, read_rgb
 from mst_geo.data.masks import (
     PolygonRef,
@@ -197,9 +201,13 @@ def _sbd(folder: Path, split: str) -> list[InstanceRef]:
 
 
 def _coco_lvis(folder: Path, split: str) -> list[InstanceRef]:
+    """RITM's packed annotations where the split holds them, else LVIS's JSON polygons."""
+    if (folder / split / PACKED_ANNOTATIONS).is_file():
+        return packed_refs(folder / split)
     annotations_path = folder / split / f"lvis_{split}.json"
     if not annotations_path.is_file():
-        raise MSTGeoError("LVIS annotation file missing", annotations_path)
+        raise MSTGeoError(f"neither RITM's packed annotations ({PACKED_ANNOTATIONS}) nor an LVIS annotation "
+                          f"file ({annotations_path.name}) in {folder / split}", annotations_path)
     try:
         lvis = json.loads(annotations_path.read_text())
         images = {image["id"]: image for image in lvis["images"]}
@@ -222,6 +230,11 @@ def _coco_lvis(folder: Path, split: str) -> list[InstanceRef]:
     except (KeyError, TypeError, ValueError) as error:
         raise MSTGeoError(f"not an LVIS annotation file ({error!r})", annotations_path) from error
     return refs
+
+
+def coco_lvis_mask(ref: InstanceRef) -> np.ndarray:
+    """An object of either COCO+LVIS layout: from RITM's packed layers or from LVIS's polygons."""
+    return packed_mask(ref) if isinstance(ref, PackedRef) else polygon_mask(ref)
 
 
 def _sstem(folder: Path, split: str) -> list[InstanceRef]:
@@ -311,7 +324,7 @@ LAYOUTS: dict[str, _Layout] = {
                          _pascal_voc, indexed_mask),
     "SBD": _Layout(("SBD", "SBD/dataset", "SBD/benchmark_RELEASE/dataset", "benchmark_RELEASE/dataset"), "inst",
                    _sbd, sbd_mask),
-    "COCO_LVIS": _Layout(("COCO_LVIS", "cocolvis"), None, _coco_lvis, polygon_mask),
+    "COCO_LVIS": _Layout(("COCO_LVIS", "cocolvis"), None, _coco_lvis, coco_lvis_mask),
     "ssTEM": _Layout(("ssTEM",), "mitochondria", _sstem, component_mask),
     "OAIZIB": _Layout(("OAIZIB/iseg_slices", "OAIZIB"), None, _oaizib, oaizib_mask),
     "DAVIS585": _Layout(("DAVIS585",), None, _davis585, above_128_mask),
