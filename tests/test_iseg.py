@@ -185,6 +185,10 @@ def test_ritm_packed_coco_lvis_reads_objects_from_label_layers(iseg_root, tmp_pa
     assert first.image.shape[:2] == (height, width) and first.image_id == "42"
     assert np.count_nonzero(first.mask) == 40 * 100 and first.mask[10:50, 10:110].all()
     assert np.count_nonzero(second.mask) == 20 * 30 and second.mask[100:120, 200:230].all()
+    # as RITM's files were written: numpy 1 (numpy.core) and an older pickle protocol
+    numpy1 = pickle.dumps((layers, [(0, 3), (0, 5), (1, 1)]), protocol=2).replace(b"numpy._core", b"numpy.core")
+    (tmp_path / "cocolvis" / "train" / "masks" / "42.pickle").write_bytes(numpy1)
+    assert np.array_equal(ds[1].mask, second.mask)
 
 
 def test_a_packed_annotation_that_would_run_code_is_refused(iseg_root, tmp_path):

@@ -30,8 +30,9 @@ ARRAY_GLOBALS = {
     for package in ("numpy.core", "numpy._core")  # numpy 1 wrote the first, numpy 2 the second
     for module, name in ((f"{package}.multiarray", "_reconstruct"), (f"{package}.multiarray", "scalar"),
                          (f"{package}.numeric", "_frombuffer"))
-} | {("numpy", "ndarray"), ("numpy", "dtype")}
-"""The only globals a pack may name: what pickling a numpy array writes."""
+} | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+"""The only globals a pack may name: what pickling a numpy array writes (``_codecs.encode`` rebuilds
+its bytes in protocol 2 pickles)."""
 
 
 class _ArraysOnly(pickle.Unpickler):
