@@ -538,6 +538,11 @@ def test_simpleclick_medical_sets(iseg_root, tmp_path):
     assert [ref.name for ref in cells.refs] == ["slice00_1", "slice00_2"]
     assert sorted(int(cells[k].mask.sum()) for k in range(2)) == [200, 2400]
     assert cells[0].image.shape == (*photo.shape, 3)
+    for published in ("ssTEM/stack1", "groundtruth-drosophila-vnc/stack1"):  # the data's own repository
+        root = tmp_path / published.replace("/", "_")
+        shutil.copytree(sstem, root / published)
+        from_repository = load_iseg_dataset("ssTEM", root)
+        assert from_repository.folder == root / published and len(from_repository) == 2
 
     oai = tmp_path / "OAI-ZIB" / "iseg_slices"  # as SimpleClick's config points at it
     for split in ("train", "test"):

@@ -20,7 +20,8 @@ Layouts (``root`` holds one folder per dataset, as in ``../shared/data/iseg``):
 - COCO_LVIS ``<split>/images/*.jpg`` and RITM's packed ``<split>/hannotation.pickle`` with
   ``<split>/masks/*.pickle`` (``mst_geo.data.cocolvis_pack``), else ``<split>/lvis_<split>.json``
   (polygons), per object
-- ssTEM    ``raw/*.tif``, ``mitochondria/*.png``, every 8-connected component one object (SimpleClick)
+- ssTEM    ``raw/*.tif``, ``mitochondria/*.png``, every 8-connected component one object (SimpleClick);
+  the folder may also be the published repository's ``stack1`` (``groundtruth-drosophila-vnc``)
 - OAIZIB   ``<split>/image/*.png``, ``<split>/annotations/*.png``, every value above 0 one object, a
   slice without one none (SimpleClick; the folder may be ``OAI-ZIB`` or its ``iseg_slices``)
 - DAVIS585 ``<sequence>/<frame>.jpg``, ``<sequence>/<object>_<frame>.png`` (above 128; ClickSEG's
@@ -325,7 +326,8 @@ LAYOUTS: dict[str, _Layout] = {
     "SBD": _Layout(("SBD", "SBD/dataset", "SBD/benchmark_RELEASE/dataset", "benchmark_RELEASE/dataset"), "inst",
                    _sbd, sbd_mask),
     "COCO_LVIS": _Layout(("COCO_LVIS", "cocolvis"), None, _coco_lvis, coco_lvis_mask),
-    "ssTEM": _Layout(("ssTEM",), "mitochondria", _sstem, component_mask),
+    "ssTEM": _Layout(("ssTEM", "ssTEM/stack1", "groundtruth-drosophila-vnc/stack1"), "mitochondria", _sstem,
+                     component_mask),
     "OAIZIB": _Layout(("OAIZIB/iseg_slices", "OAIZIB"), None, _oaizib, oaizib_mask),
     "DAVIS585": _Layout(("DAVIS585",), None, _davis585, above_128_mask),
 }
