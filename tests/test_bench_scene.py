@@ -76,7 +76,8 @@ def test_cli_benchmarks_methods_on_the_scene(naip_scene, ponds_in_wgs84, tmp_pat
 
 def test_objects_over_nodata_are_left_out_not_scored_perfect(naip_scene, write_geotiff, tmp_path):
     """A pond whose pixels are all nodata has nothing to find: every method used to score it IoU
-    1.0 at the first click. It is left out with one warning; the other ponds are scored."""
+    1.0 at the first click. It is left out with one warning, naming its feature, before any
+    method runs; the other ponds are scored."""
     import rasterio
     from rasterio.features import geometry_mask
 
@@ -89,7 +90,8 @@ def test_objects_over_nodata_are_left_out_not_scored_perfect(naip_scene, write_g
     labels = tmp_path / "three.gpkg"
     ponds.to_file(labels)
     out = tmp_path / "bench"
-    with pytest.warns(MSTGeoWarning, match=r"1 object\(s\) have no valid pixel to find .* left out: hole/"):
+    with pytest.warns(MSTGeoWarning, match=r"three.gpkg: 1 of 3 label polygons cover nodata pixels of the scene "
+                                           r"only and are left out \(features 1\)"):
         result = CliRunner().invoke(app, ["bench", "noc", "--model", "disk", "--scene", str(scene), "--labels",
                                           str(labels), "--max-clicks", "2", "--out", str(out)])
     assert result.exit_code == 0, result.output

@@ -146,6 +146,42 @@ def test_a_few_polygons_still_hold_one_out(tmp_path):
     assert (len(train_set), len(held_out)) == (16, 0)
 
 
+def test_polygons_with_no_pixel_to_learn_are_left_out_and_nodata_is_ignored(tmp_path, write_geotiff):
+    """A polygon that only touches the scene's edge, or lies on nodata alone, is left out with a
+    warning naming it (it used to give NaN held-out scores, written into the card); object pixels
+    on nodata are ignored, never trained as the object."""
+    from rasterio.features import geometry_mask
+    from shapely.geometry import box
+
+    ponds = gpd.read_file(REPO / "examples" / "water_labels.geojson").drop(columns="split").iloc[:3]
+    with rasterio.open(SCENE) as src:
+        pixels, transform, bounds = src.read(), src.transform, src.bounds
+    hole = ~geometry_mask([ponds.geometry.iloc[1].buffer(20)], pixels.shape[1:], transform)
+    minx, miny, maxx, maxy = ponds.geometry.iloc[2].bounds
+    half = ~geometry_mask([box(minx, miny, (minx + maxx) / 2, maxy)], pixels.shape[1:], transform)
+    pixels[:, hole | half] = 0
+    scene = write_geotiff("holes.tif", pixels, nodata=0)
+    edge = box(bounds.left - 100, bounds.bottom + 100, bounds.left, bounds.bottom + 300)  # shares the west edge
+    labels = gpd.GeoDataFrame({"name": ["a", "b", "c", "edge"]}, geometry=[*ponds.geometry, edge], crs=ponds.crs)
+    labels.to_file(tmp_path / "labels.gpkg")
+    with pytest.warns(MSTGeoWarning) as caught:
+        train_set, held_out = scene_split(DataSection(scene=str(scene), labels=str(tmp_path / "labels.gpkg")),
+                                          validates=False)
+    notes = [str(w.message) for w in caught if issubclass(w.category, MSTGeoWarning)]
+    assert any("1 of 4 label polygons lie outside the scene and are left out (features 3)" in n for n in notes)
+    assert any("1 of 4 label polygons cover nodata pixels of the scene only and are left out (features 1)" in n
+               for n in notes)
+    assert [train_set.feature(k) for k in range(len(train_set))] == [0, 2] and len(held_out) == 0
+    sample = train_set.load(1, np.random.default_rng(0), 0.0)  # the pond half on nodata
+    nodata = sample.ignore
+    assert nodata.any() and sample.target.any() and not (sample.target & nodata).any()
+    assert (sample.image[nodata] == 0).all()
+    on_nodata = gpd.GeoDataFrame(geometry=[ponds.geometry.iloc[1]], crs=ponds.crs)
+    on_nodata.to_file(tmp_path / "on_nodata.gpkg")
+    with pytest.raises(MSTGeoError, match="on_nodata.gpkg: every label polygon inside the scene .* covers nodata"):
+        scene_split(DataSection(scene=str(scene), labels=str(tmp_path / "on_nodata.gpkg")))
+
+
 def test_a_split_column_keeps_its_held_out_polygons_out_of_training(tmp_path):
     """The example's ponds marked ``split = held_out`` (the file notebook 03 splits) are never trained
     on, also in a run that does not validate; a value that is neither is named."""

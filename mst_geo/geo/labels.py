@@ -22,7 +22,7 @@ import pandas as pd
 import shapely
 from affine import Affine
 from rasterio.windows import Window
-from shapely.geometry import box
+from shapely.geometry import Polygon, box
 
 from mst_geo.data.instance import IGNORE, Instance
 from mst_geo.errors import MSTGeoError, MSTGeoWarning, a_few
@@ -91,22 +91,69 @@ def _repaired(polygons: gpd.GeoDataFrame, path: Path) -> gpd.GeoDataFrame:
 
 def scene_labels(scene: str | Path, labels: str | Path,
                  bands: Sequence[BandRef] | None = None) -> tuple[gpd.GeoDataFrame, tuple[int, int, int]]:
-    """The label polygons that overlap the scene, in its CRS (a clear error when none does), and
-    the scene's bands as chosen once here (a bad choice fails before any work, and a guess is
-    announced once, not again by every loader process that reads the scene)."""
+    """The label polygons that overlap the scene's data, in its CRS (a clear error when none does),
+    and the scene's bands as chosen once here (a bad choice fails before any work, and a guess is
+    announced once, not again by every loader process that reads the scene). A polygon that only
+    touches the scene's edge, or covers nodata alone, has no pixel to learn or score: it is left
+    out, with a warning naming it."""
     with SceneRaster(scene, bands) as raster:
         crs, bounds, chosen = raster.crs, box(*raster.bounds), raster.bands
-    every = read_labels(labels, crs)
-    frame = every[every.intersects(bounds)]
-    if frame.empty:
-        raise MSTGeoError(f"no label polygon overlaps the scene {scene} (the labels span "
-                          f"{describe_extent(every.total_bounds, crs)}, the scene {describe_extent(bounds.bounds, crs)} "
-                          "in its CRS; is the labels' CRS right?)", labels)
-    if len(frame) < len(every):
-        outside = [str(feature) for feature in every.index.difference(frame.index)]  # 0-based, as bench rows
-        warnings.warn(f"{labels}: {len(outside)} of {len(every)} label polygons lie outside the scene and are left out "
-                      f"(features {a_few(outside)})", MSTGeoWarning, stacklevel=2)
+        every = read_labels(labels, crs)
+        frame = every[every.intersects(bounds) & ~every.touches(bounds)]
+        if frame.empty:
+            raise MSTGeoError(f"no label polygon overlaps the scene {scene} (the labels span "
+                              f"{describe_extent(every.total_bounds, crs)}, the scene "
+                              f"{describe_extent(bounds.bounds, crs)} in its CRS; is the labels' CRS right?)", labels)
+        _warn_left_out(labels, every, frame, "lie outside the scene")
+        if raster.may_lack_data:
+            on_data = frame[[_covers_data(raster, geometry) for geometry in frame.geometry]]
+            if on_data.empty:
+                raise MSTGeoError(f"every label polygon inside the scene {scene} covers nodata pixels only", labels)
+            _warn_left_out(labels, every, on_data, "cover nodata pixels of the scene only", frame)
+            frame = on_data
     return frame, chosen
+
+
+def bounds_in_pixels(transform: Affine, bounds: Sequence[float]) -> tuple[float, float, float, float]:
+    """Map ``bounds`` (minx, miny, maxx, maxy) as (row0, col0, row1, col1) on ``transform``'s grid."""
+    minx, miny, maxx, maxy = bounds
+    inverse = ~transform
+    cols, rows = zip(*(inverse @ (x, y) for x, y in ((minx, miny), (maxx, maxy))), strict=True)
+    return min(rows), min(cols), max(rows), max(cols)
+
+
+def window_box(window: Window, transform: Affine) -> Polygon:
+    """The window's footprint in map coordinates: the box of its corners through ``transform``
+    (rasterio's ``window_bounds`` gives the same through the ``*`` that affine deprecates)."""
+    (x0, y0), (x1, y1) = (transform @ (col, row) for col, row in (
+        (window.col_off, window.row_off), (window.col_off + window.width, window.row_off + window.height)))
+    return box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+
+
+DATA_CHECK_SIDE = 64
+"""Side in pixels of the decimated read that tells whether a polygon covers any data."""
+
+
+def _covers_data(raster: SceneRaster, geometry: Any) -> bool:
+    """Whether any pixel under ``geometry`` holds data, on a read of its box decimated to
+    ``DATA_CHECK_SIDE`` (a polygon too thin to cover a pixel centre there counts as covering data)."""
+    row0, col0, row1, col1 = bounds_in_pixels(raster.transform, geometry.bounds)
+    top, left = int(np.floor(row0)), int(np.floor(col0))
+    window = Window(left, top, max(1, int(np.ceil(col1)) - left), max(1, int(np.ceil(row1)) - top))
+    view = raster.read(window, max_side=DATA_CHECK_SIDE)
+    inside = polygon_to_mask(geometry, view.valid.shape, view.transform)
+    return not inside.any() or bool(view.valid[inside].any())
+
+
+def _warn_left_out(labels: str | Path, every: gpd.GeoDataFrame, kept: gpd.GeoDataFrame, why: str,
+                   among: gpd.GeoDataFrame | None = None) -> None:
+    """Warn (naming the features, 0-based as bench rows) about the polygons of ``among`` (default
+    ``every``) that ``kept`` leaves out."""
+    among = every if among is None else among
+    left_out = [str(feature) for feature in among.index.difference(kept.index)]
+    if left_out:
+        warnings.warn(f"{labels}: {len(left_out)} of {len(every)} label polygons {why} and are left out "
+                      f"(features {a_few(left_out)})", MSTGeoWarning, stacklevel=3)
 
 
 def column_named(frame: gpd.GeoDataFrame, name: str) -> str | None:
@@ -184,10 +231,7 @@ class LabelledObjects:
 
     def pixel_box(self, row: int) -> tuple[float, float, float, float]:
         """The polygon's bounding box in scene pixels: (row0, col0, row1, col1)."""
-        minx, miny, maxx, maxy = self.labels.geometry.iloc[row].bounds
-        inverse = ~self.raster.transform
-        cols, rows = zip(*(inverse @ (x, y) for x, y in ((minx, miny), (maxx, maxy))), strict=True)
-        return min(rows), min(cols), max(rows), max(cols)
+        return bounds_in_pixels(self.raster.transform, self.labels.geometry.iloc[row].bounds)
 
     def window_around(self, row: int, context: float, offsets: tuple[float, float]) -> Window:
         """A square window ``context`` times the object's size, the object at ``offsets`` (0..1)."""
@@ -201,7 +245,7 @@ class LabelledObjects:
     def masks_in(self, window: Window, shape: tuple[int, int], transform: Affine,
                  row: int) -> tuple[np.ndarray, list[np.ndarray]]:
         """The object's mask and those of the other polygons touching the window."""
-        bounds = box(*self.raster.dataset.window_bounds(window))
+        bounds = window_box(window, self.raster.transform)
         near = [int(i) for i in self.labels.sindex.query(bounds, predicate="intersects") if i != row]
 
         def burn(index: int) -> np.ndarray:

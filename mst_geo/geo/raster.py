@@ -416,8 +416,17 @@ class SceneRaster:
         across, down = pixel_stretch(self.pixel_aspect)
         factor = 1.0 if max_side is None else max(1.0, max(height * down, width * across) / max_side)
         out_h, out_w = max(1, round(height * down / factor)), max(1, round(width * across / factor))
-        transform = self.dataset.window_transform(window) @ Affine.scale(width / out_w, height / out_h)
+        window_origin = Affine.translation(window.col_off, window.row_off)  # rasterio's window_transform, without
+        transform = self.transform @ window_origin @ Affine.scale(width / out_w, height / out_h)  # its `*` warning
         return (out_h, out_w), transform
+
+    @property
+    def may_lack_data(self) -> bool:
+        """Whether some pixel of the bands read may hold no data: a nodata value, a mask or alpha
+        band, or floating-point samples (NaN). Without any of these every pixel is data."""
+        masked = any(self.dataset.mask_flag_enums[band - 1] != [MaskFlags.all_valid] for band in set(self.bands))
+        floats = any(np.issubdtype(np.dtype(self.dataset.dtypes[band - 1]), np.floating) for band in set(self.bands))
+        return masked or floats or self.alpha_band is not None
 
     def is_valid(self, row: float, col: float) -> bool:
         """Whether the scene pixel under (row, col) holds data (not nodata, not masked, not NaN)."""

@@ -33,8 +33,8 @@ class SceneObjects(LabelledObjects):
         if neighbours and rng.random() < merge_prob:
             target = target | neighbours[int(rng.integers(len(neighbours)))]
         others = np.any(neighbours, axis=0) if neighbours else np.zeros_like(target)
-        ignore = ~valid
-        return Sample(image, target, others & ~target, ignore & ~target)
+        # nodata holds nothing to learn or click on: ignored, whichever polygon covers it
+        return Sample(image, target & valid, others & valid & ~target, ~valid)
 
     def keeps_scale(self, position: int) -> bool:
         """Whether a pasted donor keeps its own scale: never here."""
