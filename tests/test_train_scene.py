@@ -135,6 +135,30 @@ def test_cli_fine_tunes_on_a_scene(ponds, tmp_path):
     assert not (tmp_path / "mixed").exists()
 
 
+def test_a_held_out_object_with_no_pixel_writes_no_nan_into_the_card(tmp_path):
+    """A held-out polygon smaller than a pixel (no pixel centre inside it) has nothing to score: the
+    run says so in one warning and its card holds no NaN (it is JSON, read by other tools)."""
+    from shapely.geometry import box
+
+    ponds = gpd.read_file(REPO / "examples" / "water_labels.geojson").drop(columns="split").iloc[:4]
+    x, y = ponds.geometry.iloc[0].representative_point().coords[0]
+    x, y = 485899.0 + 5 * np.floor((x - 485899.0) / 5) + 0.5, 5209246.0 - 5 * np.floor((5209246.0 - y) / 5) - 0.5
+    speck = gpd.GeoDataFrame(geometry=[box(x, y - 1, x + 1, y)], crs=ponds.crs)  # 1 m² in a pixel's corner
+    labels = pd.concat([ponds.assign(split="train"), speck.assign(split="held_out")], ignore_index=True)
+    labels.to_file(tmp_path / "speck.gpkg")
+    script = Path(sys.executable).parent / "mst-geo"
+    result = subprocess.run(
+        [str(script), "train", "--config", str(REPO / "configs" / "train" / "smoke.yaml"), "--scene", str(SCENE),
+         "--labels", str(tmp_path / "speck.gpkg"), "--max-steps", "2", "--set", "trainer.val_every_steps=2",
+         "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=300,
+        env={"OMP_NUM_THREADS": "1", "PATH": str(script.parent)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "no held-out object had a pixel to score" in result.stderr
+    card = (tmp_path / "run" / "model.safetensors").read_bytes()
+    assert b"NaN" not in card and b"Infinity" not in card
+    assert load_checkpoint(tmp_path / "run" / "model.safetensors")[1]["metrics"]["held_out"] == {"step": 2}
+
+
 def test_a_few_polygons_still_hold_one_out(tmp_path):
     """16 ponds at the default 5 % would hold none out (no validation, no best checkpoint): one is."""
     labels = gpd.read_file(REPO / "examples" / "water_labels.geojson").drop(columns="split")
