@@ -73,4 +73,4 @@ def check_output(path: str | Path, overwrite: bool) -> None:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", suffix=".probe"):
             pass
     except OSError as error:
-        raise MSTGeoError(f"output directory not writable ({error.strerror})", folder) from None
+        raise MSTGeoError(f"cannot write a file in this folder ({error.strerror})", folder) from None

@@ -344,7 +344,7 @@ def test_failed_saves_leave_no_file(client: TestClient, segmenter: Segmenter, tm
     loop.symlink_to(loop)
     cases = {  # case: (path asked for, the path the error must name, the problem it must state)
         "parent is a file": (not_a_dir / "objects.gpkg", not_a_dir, "is a file, not a folder"),
-        "unwritable folder (even for root)": (Path("/proc/mst_geo_objects.gpkg"), "/proc", "output directory not writable"),
+        "unwritable folder (even for root)": (Path("/proc/mst_geo_objects.gpkg"), "/proc", "cannot write a file in this folder"),
         "a folder": (tmp_path, tmp_path, "output is a folder; give a file name"),
         "unknown format": (tmp_path / "objects.csv", tmp_path / "objects.csv", "unknown output format '.csv'"),
         "exists": (existing, existing, "exists (save with overwrite to replace it)"),
@@ -354,7 +354,7 @@ def test_failed_saves_leave_no_file(client: TestClient, segmenter: Segmenter, tm
         "the scene (never offered for replacing)": (EXAMPLE, EXAMPLE, "is the scene: write the outputs to another file"),
     }
     if not _can_write(read_only):  # root ignores permissions
-        cases["read-only folder"] = (read_only / "objects.gpkg", read_only, "output directory not writable")
+        cases["read-only folder"] = (read_only / "objects.gpkg", read_only, "cannot write a file in this folder")
     before = sorted(tmp_path.rglob("*"))
     for case, (path, named, problem) in cases.items():
         response = client.post("/api/save", json={"path": str(path)})

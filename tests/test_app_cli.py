@@ -127,7 +127,7 @@ def test_ipv6_loopback_and_unsaved_work_on_stop(naip_scene: Path, app_checkpoint
     finally:
         process.send_signal(stop)
         _, err = process.communicate(timeout=30)
-    assert "warning: clicks made since the last Save or Export clicks were not kept" in err
+    assert "warning: click changes made since the last Save or Export clicks (new clicks, undos, deletions) were not kept" in err
     assert "Traceback" not in err
     assert stop != signal.SIGTERM or process.returncode == 143
 

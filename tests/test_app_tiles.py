@@ -85,12 +85,13 @@ def test_nodata_is_transparent(tmp_path: Path) -> None:
     assert rgba[120:, 120:, 3].all()
 
 
-def test_nan_pixels_are_transparent(tmp_path: Path) -> None:
-    """A float scene with NaN gaps and no nodata tag: NaN is no data on the map as for clicks,
-    and rendering it raises no cast warning."""
+@pytest.mark.parametrize("nodata", [None, float("nan")])
+def test_nan_pixels_are_transparent(tmp_path: Path, nodata: float | None) -> None:
+    """A float scene with NaN gaps, untagged or tagged nodata=NaN: NaN is no data on the map as for
+    clicks, and rendering it raises no cast warning (the NaN tag's fill value once warned per tile)."""
     path = tmp_path / "gaps.tif"
     with rasterio.open(EXAMPLE) as src:
-        profile = {**src.profile, "dtype": "float32", "nodata": None}
+        profile = {**src.profile, "dtype": "float32", "nodata": nodata}
         data = src.read().astype("float32")
     data[:, :100, :100] = np.nan
     with rasterio.open(path, "w", **profile) as dst:

@@ -96,7 +96,7 @@ def test_bad_output_paths(tmp_path, records):
     with pytest.raises(MSTGeoError, match="link: is a link to nothing"):
         write_polygons(frame, tmp_path / "link" / "sub" / "out.gpkg")
     locked = read_only_dir(tmp_path)
-    with pytest.raises(MSTGeoError, match="output directory not writable"):
+    with pytest.raises(MSTGeoError, match="cannot write a file in this folder"):
         write_polygons(frame, locked / "out.gpkg")
 
 

@@ -489,7 +489,7 @@ def test_output_directory_problems(segment, tmp_path):
     if locked != Path("/sys"):
         locked.mkdir(mode=0o500)
     result = segment(out=locked / "objects.gpkg")
-    assert_user_error(result, str(locked), "output directory not writable")
+    assert_user_error(result, str(locked), "cannot write a file in this folder")
     assert not (locked / "objects.gpkg").exists()
     (tmp_path / "file").write_text("")
     blocked = tmp_path / "file" / "mask.tif"

@@ -109,6 +109,7 @@ class SceneTiles:
         if missing.any():
             values.mask = np.ma.getmaskarray(values) | missing.any(axis=0)
             values.data[missing] = 0
+        values.fill_value = 0  # a NaN nodata tag's fill value would warn in every cast to 8 bits
         return image
 
     def _as_model_reads(self, image: ImageData) -> ImageData:

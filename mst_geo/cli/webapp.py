@@ -90,9 +90,9 @@ def app_command(
         finally:
             session = web.state.session
             if session.unsaved():
-                typer.secho("warning: clicks made since the last Save or Export clicks were not kept (Save or "
-                            "Export clicks before stopping; --clicks restarts from a clicks file)", err=True,
-                            fg=typer.colors.YELLOW)
+                typer.secho("warning: click changes made since the last Save or Export clicks (new clicks, undos, "
+                            "deletions) were not kept (Save or Export clicks before stopping; --clicks restarts "
+                            "from a clicks file)", err=True, fg=typer.colors.YELLOW)
             elif session.unexported():
                 typer.secho("note: the polygons were saved, but their latest clicks were not exported: "
                             "--clicks can restart this session only from an exported clicks file", err=True)
