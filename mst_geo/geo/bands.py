@@ -15,9 +15,9 @@ from mst_geo.errors import MSTGeoError
 BandRef = int | str
 """A band by its 1-based number or by its description."""
 
-SENSOR_BAND = re.compile(r"(?:sr_|toa_|st_)?b([0-9]+a?)")
+SENSOR_BAND = re.compile(r"(sr_|toa_|st_)?b([0-9]+a?)")
 """A satellite band name as ``band_key`` spells it: Sentinel-2's ``b4``/``b8a``, Landsat Collection
-2's ``sr_b4`` and ``st_b10``; the group is the band's number."""
+2's ``sr_b4`` and ``st_b10``; the groups are Landsat's product prefix and the band's number."""
 
 
 def band_choice(bands: Any, where: Any = None) -> tuple[BandRef, ...]:
@@ -52,18 +52,22 @@ def _number_if_written_as_one(band: Any) -> Any:
 
 def sensor_rgb(named: Mapping[str, Sequence[int]]) -> tuple[int, int, int] | None:
     """Red, green and blue of a stack whose bands carry Sentinel-2 or Landsat 8/9 names, by the
-    names' ``band_key``: B4, B3, B2 on both sensors. Landsat 4-7 keep blue in B1 and red in B3, so
-    the stack must show it is not theirs: a band past B8 (8A, 9-12, which they lack) or no B1.
-    None when it does not, or when a name repeats (two dates)."""
+    names' ``band_key``: B4, B3, B2 on both sensors. Landsat 4-7 keep blue in B1 and red in B3, and
+    other files number their bands B1, B2, ... too, so the stack must show whose it is: Sentinel-2's
+    B8A, B11 or B12 (Landsat 8/9 has B11 as well), a Landsat Collection 2 product's ST_B10 (8/9
+    only), or no B1 at all (Sentinel-2's 10 m bands B2, B3, B4, B8). None when it does not, or when
+    a name repeats (two dates)."""
     by_number: dict[str, list[int]] = {}
+    prefixed = False
     for key, bands in named.items():
         match = SENSOR_BAND.fullmatch(key)
         if match:
-            by_number.setdefault(match.group(1), []).extend(bands)
+            prefixed |= match.group(1) is not None
+            by_number.setdefault(match.group(2), []).extend(bands)
     rgb = [by_number.get(number, []) for number in ("4", "3", "2")]
     if any(len(bands) != 1 for bands in rgb):
         return None
-    past_landsat7 = any(number == "8a" or (number.isdigit() and int(number) > 8) for number in by_number)
-    if past_landsat7 or "1" not in by_number:
+    sentinel2_or_oli = not {"8a", "11", "12"}.isdisjoint(by_number) or (prefixed and "10" in by_number)
+    if sentinel2_or_oli or "1" not in by_number:
         return rgb[0][0], rgb[1][0], rgb[2][0]
     return None
