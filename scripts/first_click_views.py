@@ -10,8 +10,9 @@ scale search's framed views (``ObjectSegmenter.scale_views``) are scored as the 
 them (the mask's polygon against the label, IoU in map units). Printed: one-click mIoU per set for
 the view the model is most confident of (mean probability over the mask, the closest within
 0.01: the rule until 2026-11-28), the most stable one (SAM's stability score: the rule ``segment``
-uses), the most stable one that also stays the same in the next larger view (stability times
-that IoU: tried, not used) and the best view in hindsight (what a perfect rule would reach). With ``--shift N`` each
+uses), the most stable one that also stays the same in the next framed view (stability times
+that IoU, the largest view's with the one before it: tried, not used) and the best view in
+hindsight (what a perfect rule would reach). With ``--shift N`` each
 object is clicked again with every window N grey levels brighter, and each rule's line says for
 how many objects it then keeps a view of another size: how fragile the choice is (a one-level
 move of one band's stretch once moved single ponds' one-click IoU by 0.56, README). The views go
@@ -94,16 +95,23 @@ def most_confident(views: list[dict]) -> dict:
     return next(view for view in views if view["confidence"] >= best - CONFIDENCE_TIE)
 
 
-def stable_like_next(view: dict) -> float:
-    """Stability times the IoU with the next larger view's object (stability alone for the largest):
+def stable_like_its_neighbour(views: list[dict]) -> dict:
+    """The view of most stability times the IoU of its object with the next framed view's (the
+    largest's with the one before it, so it is not favoured by having no next; a lone view wins):
     a scale-space reading of stability, the object staying the same as the view doubles."""
-    return view["stability"] * (1.0 if view["iou_next"] is None else view["iou_next"])
+    def score(index: int) -> float:
+        if len(views) == 1:
+            return views[0]["stability"]
+        like = views[index]["iou_next"] if index + 1 < len(views) else views[index - 1]["iou_next"]
+        return views[index]["stability"] * like
+
+    return views[max(range(len(views)), key=score)]
 
 
 RULES = {
     "most confident (before 2026-11-28)": most_confident,
     "most stable (segment)": lambda views: max(views, key=lambda view: view["stability"]),
-    "most stable and like the next view": lambda views: max(views, key=stable_like_next),
+    "most stable and like its neighbour view": stable_like_its_neighbour,
     "best in hindsight": lambda views: max(views, key=lambda view: view["iou"]),
 }
 
