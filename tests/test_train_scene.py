@@ -204,6 +204,16 @@ def test_polygons_with_no_pixel_to_learn_are_left_out_and_nodata_is_ignored(tmp_
     on_nodata.to_file(tmp_path / "on_nodata.gpkg")
     with pytest.raises(MSTGeoError, match="on_nodata.gpkg: every label polygon inside the scene .* covers nodata"):
         scene_split(DataSection(scene=str(scene), labels=str(tmp_path / "on_nodata.gpkg")))
+    labels.iloc[[3]].to_file(tmp_path / "edge.gpkg")
+    with pytest.raises(MSTGeoError, match="edge.gpkg: every label polygon that meets the scene .* only touches its edge"):
+        scene_split(DataSection(scene=str(scene), labels=str(tmp_path / "edge.gpkg")))
+    strip = np.zeros_like(pixels)
+    strip[:, :, 500:502] = pixels[:, :, 500:502]  # data in a 2 px column alone: a quick decimated look misses it
+    strip_scene = write_geotiff("strip.tif", strip, nodata=0)
+    whole = gpd.GeoDataFrame(geometry=[box(*bounds).buffer(-50)], crs=ponds.crs)
+    whole.to_file(tmp_path / "whole.gpkg")
+    kept, _ = scene_split(DataSection(scene=str(strip_scene), labels=str(tmp_path / "whole.gpkg")), validates=False)
+    assert len(kept) == 1
 
 
 def test_a_split_column_keeps_its_held_out_polygons_out_of_training(tmp_path):

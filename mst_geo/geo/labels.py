@@ -100,6 +100,9 @@ def scene_labels(scene: str | Path, labels: str | Path,
         crs, bounds, chosen = raster.crs, box(*raster.bounds), raster.bands
         every = read_labels(labels, crs)
         frame = every[every.intersects(bounds) & ~every.touches(bounds)]
+        if frame.empty and every.intersects(bounds).any():
+            raise MSTGeoError(f"every label polygon that meets the scene {scene} only touches its edge "
+                              "(no area inside it)", labels)
         if frame.empty:
             raise MSTGeoError(f"no label polygon overlaps the scene {scene} (the labels span "
                               f"{describe_extent(every.total_bounds, crs)}, the scene "
@@ -130,19 +133,23 @@ def window_box(window: Window, transform: Affine) -> Polygon:
     return box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
 
 
-DATA_CHECK_SIDE = 64
-"""Side in pixels of the decimated read that tells whether a polygon covers any data."""
+DATA_CHECK_SIDES = (64, 1024)
+"""Sides in pixels of the decimated mask reads that tell whether a polygon covers any data: a
+quick look, then a closer one before a polygon is called nodata only (its data may be a strip)."""
 
 
 def _covers_data(raster: SceneRaster, geometry: Any) -> bool:
-    """Whether any pixel under ``geometry`` holds data, on a read of its box decimated to
-    ``DATA_CHECK_SIDE`` (a polygon too thin to cover a pixel centre there counts as covering data)."""
+    """Whether any pixel under ``geometry`` holds data, on its box's masks decimated to
+    ``DATA_CHECK_SIDES`` (a polygon too thin to cover a pixel centre there counts as covering data)."""
     row0, col0, row1, col1 = bounds_in_pixels(raster.transform, geometry.bounds)
     top, left = int(np.floor(row0)), int(np.floor(col0))
     window = Window(left, top, max(1, int(np.ceil(col1)) - left), max(1, int(np.ceil(row1)) - top))
-    view = raster.read(window, max_side=DATA_CHECK_SIDE)
-    inside = polygon_to_mask(geometry, view.valid.shape, view.transform)
-    return not inside.any() or bool(view.valid[inside].any())
+    for side in DATA_CHECK_SIDES:
+        valid, transform = raster.holds_data(window, side)
+        inside = polygon_to_mask(geometry, valid.shape, transform)
+        if not inside.any() or valid[inside].any():
+            return True
+    return False
 
 
 def _warn_left_out(labels: str | Path, every: gpd.GeoDataFrame, kept: gpd.GeoDataFrame, why: str,

@@ -425,8 +425,23 @@ class SceneRaster:
         """Whether some pixel of the bands read may hold no data: a nodata value, a mask or alpha
         band, or floating-point samples (NaN). Without any of these every pixel is data."""
         masked = any(self.dataset.mask_flag_enums[band - 1] != [MaskFlags.all_valid] for band in set(self.bands))
-        floats = any(np.issubdtype(np.dtype(self.dataset.dtypes[band - 1]), np.floating) for band in set(self.bands))
-        return masked or floats or self.alpha_band is not None
+        return masked or self._float_bands or self.alpha_band is not None
+
+    @property
+    def _float_bands(self) -> bool:
+        """Whether a band read holds floating-point samples, whose NaN is no data."""
+        return any(np.issubdtype(np.dtype(self.dataset.dtypes[band - 1]), np.floating) for band in set(self.bands))
+
+    def holds_data(self, window: Window, max_side: int | None = None) -> tuple[np.ndarray, Affine]:
+        """Where ``read(window, max_side)`` would hold data, and its grid's transform, reading the
+        masks alone (and the values of floating-point bands, for their NaN)."""
+        window = window.intersection(self._full)
+        shape, transform = self.read_grid(window, max_side)
+        with pixel_reads(self.path):
+            valid = self._holds_data(window, shape)
+            if self._float_bands:
+                valid &= np.isfinite(self._values(window, shape, masked=False)).all(axis=0)
+        return valid, transform
 
     def is_valid(self, row: float, col: float) -> bool:
         """Whether the scene pixel under (row, col) holds data (not nodata, not masked, not NaN)."""

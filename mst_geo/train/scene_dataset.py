@@ -45,8 +45,8 @@ def scene_split(data: DataSection, validates: bool = True) -> tuple[SceneObjects
     """Training and held-out objects of ``data.scene`` / ``data.labels``: the polygons a ``split``
     column marks ``held_out`` (never trained on, validated on when the run validates; a column that
     marks none is as if absent), else held out by a fixed hash of the feature number, at least one
-    when the fraction rounds to none and none at all when the run does not validate; objects
-    outside the scene are dropped."""
+    when the fraction rounds to none and none at all when the run does not validate; polygons
+    outside the scene, only touching its edge or on nodata alone are dropped (``scene_labels``)."""
     labels, bands = scene_labels(data.scene, data.labels, data.scene_bands)
     marked = held_out_marks(labels, data.labels)
     if marked is not None:
