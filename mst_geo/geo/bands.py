@@ -54,20 +54,21 @@ def sensor_rgb(named: Mapping[str, Sequence[int]]) -> tuple[int, int, int] | Non
     """Red, green and blue of a stack whose bands carry Sentinel-2 or Landsat 8/9 names, by the
     names' ``band_key``: B4, B3, B2 on both sensors. Landsat 4-7 keep blue in B1 and red in B3, and
     other files number their bands B1, B2, ... too, so the stack must show whose it is: Sentinel-2's
-    B8A, B11 or B12 (Landsat 8/9 has B11 as well), a Landsat Collection 2 product's ST_B10 (8/9
-    only), or no B1 at all (Sentinel-2's 10 m bands B2, B3, B4, B8). None when it does not, or when
-    a name repeats (two dates)."""
+    B8A, B11 or B12 (Landsat 8/9 has a B11 as well), Sentinel-2's 10 m bands without B1 (B2, B3,
+    B4, B8), or a Landsat Collection 2 product of 8/9 (SR_B6 is their SWIR band, where 4-7 have
+    the thermal ST_B6; ST_B10). None when it does not, or when a name repeats (two dates)."""
     by_number: dict[str, list[int]] = {}
-    prefixed = False
+    spelled: set[tuple[str, str]] = set()
     for key, bands in named.items():
         match = SENSOR_BAND.fullmatch(key)
         if match:
-            prefixed |= match.group(1) is not None
-            by_number.setdefault(match.group(2), []).extend(bands)
+            prefix, number = match.group(1) or "", match.group(2)
+            spelled.add((prefix, number))
+            by_number.setdefault(number, []).extend(bands)
     rgb = [by_number.get(number, []) for number in ("4", "3", "2")]
     if any(len(bands) != 1 for bands in rgb):
         return None
-    sentinel2_or_oli = not {"8a", "11", "12"}.isdisjoint(by_number) or (prefixed and "10" in by_number)
-    if sentinel2_or_oli or "1" not in by_number:
-        return rgb[0][0], rgb[1][0], rgb[2][0]
-    return None
+    ten_metre_bands = ("", "8") in spelled and ("", "1") not in spelled
+    sentinel2 = not {"8a", "11", "12"}.isdisjoint(by_number) or ten_metre_bands
+    landsat8 = not {("sr_", "6"), ("st_", "10")}.isdisjoint(spelled)
+    return (rgb[0][0], rgb[1][0], rgb[2][0]) if sentinel2 or landsat8 else None
