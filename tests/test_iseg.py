@@ -163,7 +163,8 @@ def _write_packed_split(split: Path, photo: Path, pack: object) -> None:
     (split / "masks").mkdir()
     shutil.copy(photo, split / "images" / "42.jpg")
     with (split / "hannotation.pickle").open("wb") as file:
-        pickle.dump({"42": {"num_instance_masks": 2, "hierarchy": {0: None, 1: {"parent": 0, "children": []}}}}, file)
+        index = {"42": {"num_instance_masks": 2, "hierarchy": {0: None, 1: {"parent": 0, "children": [], "tags": {"b"}}}}}
+        pickle.dump(index, file, protocol=2)  # sets and Python 2 module names, as old pickles write them
     with (split / "masks" / "42.pickle").open("wb") as file:
         pickle.dump(pack, file)
 

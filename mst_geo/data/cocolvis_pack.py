@@ -11,6 +11,7 @@ Python's plain containers and numpy arrays: a file that names any other class is
 
 from __future__ import annotations
 
+import _compat_pickle
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,14 +31,17 @@ ARRAY_GLOBALS = {
     for package in ("numpy.core", "numpy._core")  # numpy 1 wrote the first, numpy 2 the second
     for module, name in ((f"{package}.multiarray", "_reconstruct"), (f"{package}.multiarray", "scalar"),
                          (f"{package}.numeric", "_frombuffer"))
-} | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
-"""The only globals a pack may name: what pickling a numpy array writes (``_codecs.encode`` rebuilds
-its bytes in protocol 2 pickles)."""
+} | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")} | {
+    ("builtins", name) for name in ("set", "frozenset", "bytes", "bytearray")}
+"""The only globals a pack may name: what pickling plain containers and numpy arrays writes
+(``_codecs.encode`` rebuilds bytes in protocol 2 pickles)."""
 
 
 class _ArraysOnly(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in ARRAY_GLOBALS:
+        # protocol 2 pickles written by Python 3 name Python 2's modules (__builtin__.set)
+        python3 = _compat_pickle.NAME_MAPPING.get((module, name), (_compat_pickle.IMPORT_MAPPING.get(module, module), name))
+        if python3 not in ARRAY_GLOBALS:
             raise pickle.UnpicklingError(f"it names {module}.{name}, which an annotation pack never holds")
         return super().find_class(module, name)
 
@@ -63,14 +67,14 @@ def packed_refs(split_folder: Path) -> list[InstanceRef]:
     index_path = split_folder / ANNOTATIONS
     index = load_pack(index_path, "RITM annotation index")
     try:
-        counts = {str(image_id): int(sample["num_instance_masks"]) for image_id, sample in index.items()}
+        counts = [(str(image_id), int(sample["num_instance_masks"])) for image_id, sample in sorted(index.items())]
     except (AttributeError, KeyError, TypeError, ValueError) as error:
         raise MSTGeoError(f"not RITM's annotation index (no num_instance_masks per image: {error!r})",
                           index_path) from error
     refs: list[InstanceRef] = []
-    for image_id in sorted(counts):
+    for image_id, count in counts:  # in RITM's order: its sorted(items())
         image, masks = split_folder / "images" / f"{image_id}.jpg", split_folder / "masks" / f"{image_id}.pickle"
-        refs += [PackedRef(image, masks, f"{image_id}_{entry}", image_id, entry) for entry in range(counts[image_id])]
+        refs += [PackedRef(image, masks, f"{image_id}_{entry}", image_id, entry) for entry in range(count)]
     return refs
 
 
