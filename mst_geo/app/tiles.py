@@ -26,7 +26,7 @@ from rio_tiler.models import ImageData
 
 from mst_geo.app.pagegrid import PageGrid
 from mst_geo.geo.journal import file_identity
-from mst_geo.geo.raster import SceneRaster, close_scene, open_scene, palette_colours, pixel_reads
+from mst_geo.geo.raster import SceneRaster, close_scene, open_scene, palette_colours, pixel_reads, window_bounds
 
 PNG_OPTIONS = (cv2.IMWRITE_PNG_COMPRESSION, 1)
 WARNING_FILTERS = threading.Lock()
@@ -90,7 +90,7 @@ class SceneTiles:
         with self._reader() as reader:
             col, row, width, height = self.grid.tile_window(z, x, y)
             window = rasterio.windows.Window(col, row, width, height)
-            bounds = rasterio.windows.bounds(window, reader.dataset.transform)
+            bounds = window_bounds(window, reader.dataset.transform)
             size = self.grid.tile_size
             image = reader.part(
                 bounds,

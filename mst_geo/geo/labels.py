@@ -22,14 +22,14 @@ import pandas as pd
 import shapely
 from affine import Affine
 from rasterio.windows import Window
-from shapely.geometry import Polygon, box
+from shapely.geometry import box
 
 from mst_geo.data.instance import IGNORE, Instance
 from mst_geo.errors import MSTGeoError, MSTGeoWarning, a_few
 from mst_geo.geo.bands import BandRef
 from mst_geo.geo.io import read_vector
 from mst_geo.geo.prompts import describe_extent
-from mst_geo.geo.raster import SceneRaster, scene_source, scene_stem
+from mst_geo.geo.raster import SceneRaster, scene_source, scene_stem, window_bounds
 from mst_geo.geo.vectorize import polygon_to_mask, valid_polygons
 
 HELD_OUT_CONTEXT = 2.0
@@ -123,14 +123,6 @@ def bounds_in_pixels(transform: Affine, bounds: Sequence[float]) -> tuple[float,
     inverse = ~transform
     cols, rows = zip(*(inverse @ (x, y) for x, y in ((minx, miny), (maxx, maxy))), strict=True)
     return min(rows), min(cols), max(rows), max(cols)
-
-
-def window_box(window: Window, transform: Affine) -> Polygon:
-    """The window's footprint in map coordinates: the box of its corners through ``transform``
-    (rasterio's ``window_bounds`` gives the same through the ``*`` that affine deprecates)."""
-    (x0, y0), (x1, y1) = (transform @ (col, row) for col, row in (
-        (window.col_off, window.row_off), (window.col_off + window.width, window.row_off + window.height)))
-    return box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
 
 
 DATA_CHECK_SIDES = (64, 1024)
@@ -252,7 +244,7 @@ class LabelledObjects:
     def masks_in(self, window: Window, shape: tuple[int, int], transform: Affine,
                  row: int) -> tuple[np.ndarray, list[np.ndarray]]:
         """The object's mask and those of the other polygons touching the window."""
-        bounds = window_box(window, self.raster.transform)
+        bounds = box(*window_bounds(window, self.raster.transform))
         near = [int(i) for i in self.labels.sindex.query(bounds, predicate="intersects") if i != row]
 
         def burn(index: int) -> np.ndarray:

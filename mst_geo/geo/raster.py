@@ -484,6 +484,14 @@ class SceneRaster:
         self.close()
 
 
+def window_bounds(window: Window, transform: Affine) -> tuple[float, float, float, float]:
+    """The window's (left, bottom, right, top) in map coordinates, its corners through ``transform``
+    (rasterio's ``windows.bounds`` gives the same through the ``*`` that affine deprecates)."""
+    (x0, y0), (x1, y1) = (transform @ (col, row) for col, row in (
+        (window.col_off, window.row_off), (window.col_off + window.width, window.row_off + window.height)))
+    return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
+
+
 def palette_colours(palette: np.ndarray, index: np.ndarray) -> np.ndarray:
     """Colour-table indices (HxW) as 3xHxW colours through ``palette`` (index -> R,G,B; an index
     past the table takes its last row), for the model's reads and the app's tiles alike."""
