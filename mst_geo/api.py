@@ -109,7 +109,7 @@ class Segmenter:
         self.model_name = _model_name(model, self.card)
         self._model_source = None if isinstance(model, MSTModel) else str(checkpoint_path(model))
         self._device = device
-        self._inputs: dict[str, str | Path] = {"scene": scene_path}  # files save() must never replace
+        self._inputs: list[tuple[str, str | Path]] = [("scene", scene_path)]  # files save() must never replace
         self._simplify, self._min_area = float(simplify), float(min_area)
         self._clicks: dict[ObjectId, list[SceneClick]] = {}
         self._results: dict[ObjectId, ObjectMask] = {}
@@ -230,7 +230,7 @@ class Segmenter:
         self._require_open()
         objects, source = self._read_clicks(clicks, clicks_crs)
         if isinstance(clicks, (str, Path)):
-            self._inputs["clicks file"] = clicks
+            self._inputs.append(("clicks file", clicks))  # every one loaded, not only the last
         taken = [obj for obj in objects if str(obj) in {str(known) for known in self._clicks}]
         if taken:
             raise MSTGeoError(f"object(s) {', '.join(map(repr, taken))} already in this session; load into a new "
@@ -351,6 +351,7 @@ class Segmenter:
         """What a result depends on besides the clicks (scene, bands and their stretch, model
         weights, device); None when results cannot be reproduced (a preset name means new random
         weights). The stretch is there because the code that computes it may change between runs."""
+        self._require_open()  # the scene's files are identified through the open dataset
         if self._model_source is None or not Path(self._model_source).is_file():
             return None
         model = Path(self._model_source)
@@ -445,7 +446,7 @@ def segment_scene(
     outputs = [out] + ([mask_out] if mask_out is not None else [])
     if len(outputs) == 2 and outputs[0].resolve() == outputs[1].resolve():
         raise MSTGeoError("--mask-out must differ from the polygons output", mask_out)
-    _refuse_outputs_over_inputs(outputs, {"scene": scene, "clicks file": clicks})
+    _refuse_outputs_over_inputs(outputs, [("scene", scene), ("clicks file", clicks)])
     vector_driver(out)  # fail on a bad output before loading the model or running anything
     if mask_out is not None:
         check_mask_path(mask_out)
@@ -477,9 +478,9 @@ def _warn_if_clicks_uncovered(uncovered: Mapping[ObjectId, int]) -> None:
                   "add a click there", MSTGeoWarning, stacklevel=3)
 
 
-def _refuse_outputs_over_inputs(outputs: Sequence[Path], inputs: Mapping[str, Any]) -> None:
-    """An output that is one of the inputs would replace it (--overwrite) with the result."""
-    for name, given in inputs.items():
+def _refuse_outputs_over_inputs(outputs: Sequence[Path], inputs: Sequence[tuple[str, Any]]) -> None:
+    """An output that is one of the (name, input) files would replace it (--overwrite) with the result."""
+    for name, given in inputs:
         if not isinstance(given, (str, Path)):
             continue  # a clicks dict or frame: nothing on disk to replace
         for output in outputs:
@@ -525,8 +526,9 @@ def scene_inference(network: MSTModel) -> dict[str, Any]:
 
 def _network(model: str | Path | MSTModel) -> tuple[MSTModel, dict[str, Any]]:
     """The network and its card, from a name or path, or as given (a card built from its config)."""
-    if isinstance(model, MSTModel):
-        return model.eval(), {"preset": model.config.preset, "config": model.config.to_dict(), "training": None}
+    if isinstance(model, MSTModel):  # its own card when it was loaded from a checkpoint
+        built = {"preset": model.config.preset, "config": model.config.to_dict(), "training": None}
+        return model.eval(), model.card or built
     if not isinstance(model, (str, Path)):
         raise MSTGeoError(f"model must be 'default', a checkpoint path, a preset or an MSTModel, got "
                           f"{type(model).__name__}")

@@ -166,7 +166,7 @@ def test_a_closed_segmenter_says_so(naip_scene, tiny_checkpoint, tmp_path):
         pond = seg.add_click(*xy(40.5, 860.5))
         seg.add_click(*xy(95.5, 843.5), object=pond)
     for action in (lambda: seg.add_click(*xy(60.5, 885.5), object=pond), seg.undo,
-                   lambda: seg.load_clicks(seg.clicks_geojson())):
+                   lambda: seg.load_clicks(seg.clicks_geojson()), seg.run_key):
         with pytest.raises(MSTGeoError, match="this Segmenter is closed"):
             action()
     assert seg.polygons().n_clicks.tolist() == [2]  # what it made stays readable and savable
@@ -238,6 +238,9 @@ def test_an_id_that_differs_only_in_case_warns_that_it_starts_a_new_object(segme
 def test_bad_clicks(naip_scene, tiny_checkpoint, write_geotiff, segmenter):
     with pytest.raises(MSTGeoError, match="naip_scene.tif: click at .* lies outside the scene"):
         segmenter.add_click(*xy(-10, 100))
+    with pytest.raises(MSTGeoError, match=r"as longitude and latitude they fall on the scene: name the clicks' CRS "
+                                          r"\(--clicks-crs; crs= in add_click"):
+        segmenter.add_click(-99.13, 47.03)  # lon/lat given without crs= on a UTM scene
     with pytest.raises(MSTGeoError, match="unknown CRS"):
         segmenter.add_click(0, 0, crs="EPSG:0")
     with pytest.raises(MSTGeoError, match="object id must be an integer or a string"):
@@ -305,6 +308,13 @@ def test_save_never_replaces_the_scene_or_the_loaded_clicks(tmp_path, naip_scene
         with pytest.raises(MSTGeoError, match="is the scene"):
             segmenter.save(tmp_path / "x.gpkg", overwrite=True, mask_path=scene)
         assert clicks.read_bytes() == before and scene.read_bytes() == naip_scene.read_bytes()
+        later = tmp_path / "later.geojson"
+        later.write_text(json.dumps(segmenter.clicks_geojson()).replace('"pond"', '"pond 2"'))
+        segmenter.load_clicks(later)  # a second clicks file: the first stays protected
+        for loaded in (clicks, later):
+            with pytest.raises(MSTGeoError, match="is the clicks file"):
+                segmenter.save(loaded, overwrite=True)
+        assert clicks.read_bytes() == before
 
 
 def test_public_exports_and_light_import():
@@ -438,10 +448,13 @@ def test_overviews_added_beside_the_scene_change_the_resume_key(tmp_path, naip_s
 
 
 def test_a_loaded_model_and_bad_bands(naip_scene, local_checkpoint):
-    model, _ = mst_geo.load_model(local_checkpoint)
-    with Segmenter(naip_scene, model=model) as seg:
-        assert seg.run_key() is None and seg.model_name == model.config.preset
+    model, card = mst_geo.load_model(local_checkpoint)
+    with Segmenter(naip_scene, model=model) as seg, Segmenter(naip_scene, model=local_checkpoint) as by_path:
+        assert seg.run_key() is None and seg.card == by_path.card == card
+        assert seg.model_name == (card.get("name") or model.config.preset)
         seg.add_click(*xy(40.5, 860.5))
+    with Segmenter(naip_scene, model=mst_geo.load_model("default")[0]) as shipped:
+        assert shipped.model_name == "shipped_gpu_anneal"  # the card's name, as model="default" gives it
     with pytest.raises(MSTGeoError, match="model must be 'default', a checkpoint path, a preset or an MSTModel, got tuple"):
         Segmenter(naip_scene, model=mst_geo.load_model(local_checkpoint))
     for bands, message in (((4, 3), "takes 1 band \\(grey\\) or 3 bands"), ("4,3,2", "must be band numbers"),

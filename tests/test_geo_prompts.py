@@ -230,7 +230,8 @@ def test_clicks_in_the_wrong_crs_fall_outside(mapper):
         clicks_from_geojson(collection((x, y, {})), mapper)
     spans = re.search(r"spans x (\S+)\.\.(\S+), y (\S+)\.\.(\S+) in EPSG:4326\)", str(error.value))
     assert [float(v) for v in spans.groups()] == pytest.approx([west, east, south, north], abs=2e-3)
-    assert str(error.value).endswith("these are not degrees: name the clicks' CRS (--clicks-crs, crs= in Python, or a 'crs' member)")
+    assert str(error.value).endswith("these are not degrees: name the clicks' CRS (--clicks-crs; crs= in add_click, "
+                                     "clicks_crs= in load_clicks; or the file's 'crs' member)")
     lon, lat = lonlat_of_pixel(100, 100)
     with pytest.raises(MSTGeoError, match="lies outside the scene") as error:
         clicks_from_geojson(collection((lat, lon, {})), mapper)  # latitude first, as some tools write them

@@ -38,6 +38,9 @@ from mst_geo.errors import MSTGeoError, MSTGeoWarning
 from mst_geo.geo.io import check_input_file, epsg_code, read_vector
 
 WGS84 = CRS.from_epsg(4326)
+NAME_THE_CRS = ("name the clicks' CRS (--clicks-crs; crs= in add_click, clicks_crs= in load_clicks; or the file's "
+                "'crs' member)")
+"""How a click error tells the user where a CRS is given, in each way of giving clicks."""
 JSON_SUFFIXES = {".geojson", ".json"}
 """Clicks files parsed as JSON, the contract as written; tables are read by ``csv_clicks``, any
 other suffix through OGR."""
@@ -177,6 +180,16 @@ class PixelMapper:
             return ""
         return f" (the scene spans {describe_extent((x0, y0, x1, y1), source)} in {source.to_string()})"
 
+    def _lands_as_lonlat(self, x: float, y: float) -> bool:
+        """Whether (x, y) read as WGS84 longitude and latitude is a point of the scene."""
+        if not (abs(x) <= 180 and abs(y) <= 90):
+            return False
+        try:
+            col, row = ~self.transform @ self._same_longitudes(*self.to_scene(x, y, WGS84))
+        except ValueError:  # a local grid no CRS of the world reaches
+            return False
+        return self._on_scene(row, col)
+
     def _on_scene(self, row: float, col: float) -> bool:
         return -EDGE <= row <= self.height + EDGE and -EDGE <= col <= self.width + EDGE
 
@@ -201,7 +214,9 @@ class PixelMapper:
             if source.is_geographic and abs(x) <= 90 < abs(y) <= 180:
                 hint = "; longitude and latitude look swapped (GeoJSON gives longitude first)"
             elif source.is_geographic and (abs(x) > 360 or abs(y) > 90):
-                hint = "; these are not degrees: name the clicks' CRS (--clicks-crs, crs= in Python, or a 'crs' member)"
+                hint = f"; these are not degrees: {NAME_THE_CRS}"
+            elif not source.is_geographic and self._lands_as_lonlat(x, y):
+                hint = f"; as longitude and latitude they fall on the scene: {NAME_THE_CRS} (EPSG:4326)"
             raise ValueError(f"click at ({x}, {y}) lies outside the scene{self._extent_hint(source)}{hint}")
         # the extent is closed, as its message shows it: a click on the far edge is in the last pixel
         row = min(max(row, 0.0), math.nextafter(self.height, 0.0))

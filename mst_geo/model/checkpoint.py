@@ -125,6 +125,7 @@ def load_checkpoint(path: str | Path, preset: str | None = None,
     if wrong:
         raise CheckpointError(f"weights do not fit preset '{config.preset}': shape differs for {wrong[:3]}", path)
     model.load_state_dict({name: t.to(reference[name].dtype) for name, t in state.items()})
+    model.card = card
     return model.to(map_location).eval(), card
 
 

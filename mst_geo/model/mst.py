@@ -37,6 +37,8 @@ class MSTModel(nn.Module):
     def __init__(self, config: MSTConfig):
         super().__init__()
         self.config = config
+        self.card: dict | None = None
+        """The model card it was loaded with (``load_checkpoint``): outputs name the model by it."""
         self.backbone = MSTBackbone(config)
         self.neck = SimpleFPN(config.embed_dim)
         self.head = MaskHead(self.neck.out_dims, config.head_dim, config.refine_dim, low_level_chans=6)
