@@ -326,7 +326,7 @@ def test_bands_by_colour_interpretation(naip_scene):
     name wins (it is what the user wrote)."""
     with SceneRaster(naip_scene, bands=("blue", "Green", "red")) as raster:
         assert raster.bands == (3, 2, 1)
-    with pytest.raises(MSTGeoError, match=r"no band described or coloured as 'nir' \(bands: 1 'red', 2 'green', 3 'blue'\)"):
+    with pytest.raises(MSTGeoError, match=r"no band described or coloured as 'nir' \(bands: 1 'red', 2 'green', 3 'blue', 4 unnamed\)"):
         SceneRaster(naip_scene, bands=("nir", 2, 1))
 
 

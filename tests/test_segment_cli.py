@@ -545,7 +545,7 @@ def test_checkpoint_of_another_preset(segment, tmp_path, tiny_checkpoint):
 
 def test_bad_bands(segment, tmp_path):
     assert_user_error(segment("--bands", "7,1,2"), "naip_scene.tif", "band 7 requested", out_dir=tmp_path / "out")
-    assert_user_error(segment("--bands", "r,g,b"), "naip_scene.tif: no band described or coloured as 'r' (bands: 1 'red', 2 'green', 3 'blue')",
+    assert_user_error(segment("--bands", "r,g,b"), "naip_scene.tif: no band described or coloured as 'r' (bands: 1 'red', 2 'green', 3 'blue', 4 unnamed)",
                       out_dir=tmp_path / "out")
 
 

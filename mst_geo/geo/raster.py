@@ -283,9 +283,9 @@ class SceneRaster:
                 names: dict[int, list[str]] = {}
                 for number, name in sorted(self._described_bands() + self._coloured_bands()):
                     names.setdefault(number, []).append(repr(name))
-                known = ", ".join(f"{number} {'/'.join(spelled)}" for number, spelled in names.items())
-                raise MSTGeoError(f"no band described or coloured as {band!r} (bands: {known or 'none is named'})",
-                                  self.path)
+                every = ", ".join(f"{number} {'/'.join(names.get(number, ['unnamed']))}" for number in range(1, count + 1))
+                raise MSTGeoError(f"no band described or coloured as {band!r} (bands: "
+                                  f"{every if names else 'none is named'})", self.path)
             numbers = named[band_key(band)]
             if len(numbers) > 1:
                 raise MSTGeoError(f"bands {' and '.join(map(str, numbers))} are all named {band!r}: "
