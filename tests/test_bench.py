@@ -82,6 +82,18 @@ def test_grabcut_finds_most_of_a_real_object(iseg_root):
     assert max(ious) > 0.7
 
 
+def test_every_baseline_answers_on_an_image_its_seeds_cover(iseg_root):
+    """An 8x8 crop of a real photo, a 4x4 object: the click disks leave GrabCut no background to
+    model (OpenCV asserts); it answers the whole image, as the others answer something."""
+    image = np.ascontiguousarray(load_iseg_dataset("GrabCut", iseg_root)[0].image[200:208, 200:208])
+    mask = np.zeros((8, 8), np.uint8)
+    mask[2:6, 2:6] = 1
+    tiny = Instance(image=image, mask=mask, name="tiny", image_id="tiny")
+    for name in BASELINES:
+        ious, _, _ = evaluate_instance(make_baseline(name), tiny, max_clicks=2)
+        assert len(ious) == 2 and all(0.0 <= iou <= 1.0 for iou in ious), name
+
+
 def test_grabcut_answers_do_not_depend_on_what_ran_before(iseg_root):
     """GrabCut draws its GMM initialisation from OpenCV's global RNG: without a reseed per call a
     resumed or sharded bench (other objects before this one) would give other numbers."""

@@ -113,6 +113,8 @@ class GrabCutBaseline(ClickBaseline):
         labels[seeds == BACKGROUND] = cv2.GC_BGD
         if not np.isin(labels, (cv2.GC_FGD, cv2.GC_PR_FGD)).any():
             return np.zeros((height, width))
+        if not np.isin(labels, (cv2.GC_BGD, cv2.GC_PR_BGD)).any():  # a tiny image the seeds cover: no
+            return np.isin(labels, (cv2.GC_FGD, cv2.GC_PR_FGD))  # background to model (OpenCV would refuse)
         background_model = np.zeros((1, 65), np.float64)
         foreground_model = np.zeros((1, 65), np.float64)
         cv2.setRNGSeed(GRABCUT_SEED)
@@ -138,6 +140,8 @@ class RandomWalkerBaseline(ClickBaseline):
         seeds = with_border_background(seed_map(image.shape[:2], clicks))
         if not (seeds == FOREGROUND).any():
             return np.zeros(image.shape[:2])
+        if (seeds != 0).all():  # a tiny image the seeds cover: nothing to walk (scikit-image returns another shape)
+            return (seeds == FOREGROUND).astype(np.float32)
         with warnings.catch_warnings():  # the multigrid solve overshoots [0, 1] by ~1e-3; clipped below
             warnings.filterwarnings("ignore", message="The probability range is outside")
             probabilities = random_walker(
