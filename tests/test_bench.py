@@ -177,6 +177,8 @@ def test_cli_end_to_end_on_three_real_grabcut_instances(iseg_root, tmp_path):
         (["--data-root", "/nonexistent/iseg"], "data root is not a folder"),
         (["--datasets", "GrabKut"], "unknown dataset 'GrabKut'"),
         (["--model", "no-such-model"], "unknown model 'no-such-model'"),
+        (["--datasets", "/nonexistent/GrabCut"], "dataset folder not found"),  # a path: not the data root's fault
+        (["--iou", ""], "--iou names no threshold"),
     ],
 )
 def test_cli_user_errors_are_one_clear_line(iseg_root, tmp_path, extra, message):
@@ -401,6 +403,7 @@ def test_shards_split_the_instances_between_processes(tmp_path):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--presets", "mst_nope"], "unknown preset(s) mst_nope"),
+    (["--presets", ""], "--presets names no preset"),
     (["--size", "50"], "--size must be a positive multiple of 16, got 50"),
 ])
 def test_speed_bench_user_errors_are_one_clear_line(args, message, tmp_path):

@@ -64,7 +64,8 @@ def _real_photo(iseg_root: Path) -> Path:
     return iseg_root / "GrabCut" / "data_GT" / "106024.jpg"
 
 
-@pytest.mark.parametrize("where", ["PascalVOC", "PascalVOC/VOCdevkit/VOC2012", "VOCdevkit/VOC2012", "VOC2012", "VOC"])
+@pytest.mark.parametrize("where", ["PascalVOC", "PascalVOC/VOCdevkit/VOC2012", "VOCdevkit/VOC2012", "VOC2012", "VOC",
+                                   "VOC/VOCdevkit/VOC2012"])
 def test_pascal_voc_layout_one_item_per_object(iseg_root, tmp_path, where):
     """RITM's PascalVOC folder, or the official tar unpacked in PascalVOC/ or in the data root."""
     voc = tmp_path / where

@@ -16,7 +16,9 @@ from mst_geo.errors import MSTGeoError
 
 
 def check_thresholds(thresholds: Sequence[float]) -> None:
-    """Refuse IoU thresholds outside (0, 1] or given twice (one column each in the tables)."""
+    """Refuse IoU thresholds outside (0, 1], given twice (one column each in the tables), or none."""
+    if not thresholds:
+        raise MSTGeoError("--iou names no threshold (give e.g. 0.85,0.9,0.95)")
     if any(not 0 < t <= 1 for t in thresholds):
         raise MSTGeoError(f"--iou values must be in (0, 1], got {list(thresholds)}")
     keys = [threshold_key(t) for t in thresholds]

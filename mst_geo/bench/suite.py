@@ -25,7 +25,9 @@ def load_bench_dataset(name: str, data_root: Path, limit: int | None = None) -> 
     (by name under ``data_root``, or by path; any set in RITM's images-folder layout), or a
     remote-sensing one (torchgeo layout in ``data_root/<name>``, or by path), the latter scanned
     only as far as ``limit``."""
-    root = dataset_location(name, data_root)[0]
+    root, folder_name = dataset_location(name, data_root)
+    if root != Path(data_root) and not (root / folder_name).is_dir():  # a set given by its path, not its name
+        raise MSTGeoError("dataset folder not found", root / folder_name)
     if not root.is_dir():
         raise MSTGeoError("data root is not a folder (set --data-root)", root)
     remote = locate_rs_dataset(name, data_root)

@@ -190,6 +190,8 @@ def speed_command(
     from mst_geo.model import list_presets
 
     names = split_names([presets])
+    if not names:
+        raise MSTGeoError(f"--presets names no preset (known: {', '.join(list_presets())})")
     unknown = [name for name in names if name not in list_presets()]
     if unknown:
         raise MSTGeoError(f"unknown preset(s) {', '.join(unknown)}; known: {', '.join(list_presets())}")

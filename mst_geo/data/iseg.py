@@ -364,11 +364,16 @@ def _distinct_set_in(folder: Path) -> tuple[str, Path] | None:
     set's archive (``VOCdevkit`` holds ``VOC2012``, ``benchmark_RELEASE`` holds ``dataset``)."""
     for key in DISTINCT_MARKERS:
         layout = LAYOUTS[key]
-        inner = sorted({str(Path(*Path(f).parts[i:])) for f in layout.folders for i in range(1, len(Path(f).parts))})
-        for candidate in (folder, *(folder / relative for relative in inner)):
+        for candidate in (folder, *(folder / relative for relative in _archive_folders(layout))):
             if (candidate / str(layout.marker)).exists():
                 return key, candidate
     return None
+
+
+def _archive_folders(layout: _Layout) -> list[str]:
+    """The folders a set's archive nests inside its own (``VOCdevkit/VOC2012``, ``VOC2012``): the
+    trailing parts of its candidate folders."""
+    return sorted({str(Path(*Path(f).parts[i:])) for f in layout.folders for i in range(1, len(Path(f).parts))})
 
 
 def dataset_location(name: str, root: str | Path) -> tuple[Path, str]:
@@ -413,6 +418,8 @@ def load_iseg_dataset(name: str, root: str | Path, split: str = "val", also_know
         candidates = dict.fromkeys((*LAYOUTS[known].folders, name, *aliases))
         present = [found for f in candidates if (found := _named_path(root, f)) is not None]
     name, layout = known, LAYOUTS[known]
+    if layout.marker is not None:  # a folder named as the set may wrap its archive (VOC/VOCdevkit/VOC2012)
+        present += [f / inner for f in present for inner in _archive_folders(layout) if (f / inner).is_dir()]
     folder = next((f for f in present if layout.marker is None or (f / layout.marker).exists()), None)
     if folder is None and present and has_images_folder_layout(present[0]):
         return images_folder_dataset(present[0], name)  # as its archive unpacks (DUTS-TR/DUTS-TR-Image, -Mask)
