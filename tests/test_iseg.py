@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from mst_geo.data.iseg import known_name, load_iseg_dataset
-from mst_geo.errors import MSTGeoError
+from mst_geo.errors import MSTGeoError, MSTGeoWarning
 
 
 def test_grabcut_has_50_instances_with_the_unknown_band_ignored(iseg_root):
@@ -317,6 +317,22 @@ def _images_folder_set(iseg_root: Path, folder: Path, image_dir: str = "img", ma
     Image.fromarray(left).save(folder / mask_dir / "cell_7_0.png")  # a 0/1 mask
     Image.fromarray((obj - left) * 255).save(folder / mask_dir / "cell_7_1.png")  # a 0/255 mask
     return obj
+
+
+def test_images_without_a_mask_are_named_when_left_out(iseg_root, tmp_path):
+    """A generic set pairs images with masks by name: an image whose mask is missing (lost in a
+    copy, more often than meant) is left out with a warning naming it, not silently."""
+    folder = tmp_path / "mine"
+    (folder / "img").mkdir(parents=True)
+    (folder / "gt").mkdir()
+    for stem in ("a", "b", "c"):
+        shutil.copy(_real_photo(iseg_root), folder / "img" / f"{stem}.jpg")
+    mask = np.zeros(np.asarray(Image.open(_real_photo(iseg_root))).shape[:2], np.uint8)
+    mask[10:50, 10:50] = 255
+    Image.fromarray(mask).save(folder / "gt" / "b.png")
+    with pytest.warns(MSTGeoWarning, match=r"mine: 2 of 3 images have no mask in gt/ and are left out \(a, c\)"):
+        ds = load_iseg_dataset(str(folder), "/nonexistent")
+    assert [ref.name for ref in ds.refs] == ["b"]
 
 
 @pytest.mark.parametrize(("image_dir", "mask_dir"), [("img", "gt"), ("images", "masks"), ("Images", "Labels")])
