@@ -23,7 +23,7 @@ from mst_geo.clicks.simulator import binarize, split_mask
 from mst_geo.cli import app
 from mst_geo.data.instance import Instance
 from mst_geo.data.iseg import load_iseg_dataset
-from mst_geo.errors import MSTGeoError
+from mst_geo.errors import MSTGeoError, MSTGeoWarning
 
 
 class _Listed(list):
@@ -190,6 +190,17 @@ def test_cli_user_errors_are_one_clear_line(iseg_root, tmp_path, extra, message)
     assert message in str(result.exception) and extra[1] in str(result.exception)  # names what is wrong
     assert "\n" not in str(result.exception)
     assert not (tmp_path / "o").exists()  # refused before writing anything
+
+
+def test_benching_a_checkpoint_on_its_training_sets_warns(iseg_root, tmp_path):
+    """The shipped model's card names COCO_MVal among its training sets: its rows there measure
+    images it trained on, and the bench says so once, naming only that set (not GrabCut)."""
+    with pytest.warns(MSTGeoWarning) as caught:
+        run_noc_benchmark(["default"], ["COCO_MVal", "GrabCut"], tmp_path / "o", data_root=iseg_root, max_clicks=1,
+                          limit=1, progress=False)
+    notes = [str(w.message) for w in caught if "was trained on" in str(w.message)]
+    assert notes == ["default was trained on COCO_MVal: its rows there measure images it trained on, all but its "
+                     "held-out slice"]
 
 
 def test_a_wrong_model_is_said_before_any_data_is_read(tmp_path):

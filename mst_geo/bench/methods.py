@@ -93,24 +93,29 @@ def checkpoint_file(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def warn_if_trained_on(name: str, label: str, labels_files: Sequence[str | Path]) -> None:
-    """Warn when a model fine-tuned on a labelled scene is benched on the same polygons file: its
-    rows then measure objects it trained on (only the run's held-out polygons were unseen)."""
+def warn_if_trained_on(name: str, label: str, labels_files: Sequence[str | Path], datasets: Sequence[str] = ()) -> None:
+    """Warn when a checkpoint is benched on what its last run trained on: the same polygons file
+    of a labelled scene, or a dataset its recipe names (only the run's held-out part was unseen)."""
     path = checkpoint_file(name)
     if path is None:
         return
+    from mst_geo.data.iseg import name_key
     from mst_geo.model import read_card
 
     training = read_card(path).get("training")  # a card's training record; text for untrained weights
     if not (isinstance(training, dict) and isinstance(training.get("recipe"), dict)):
         return
-    trained = (training["recipe"].get("data") or {}).get("labels")
-    if trained is None:
-        return
-    for labels in labels_files:
+    data = training["recipe"].get("data") or {}
+    trained = data.get("labels")
+    for labels in labels_files if trained is not None else ():
         if Path(trained).expanduser().resolve() == Path(labels).expanduser().resolve():
             warnings.warn(f"{label} was fine-tuned on {labels}: its rows measure polygons it trained on (bench "
                           "a file of held-out polygons to measure it on unseen objects)", MSTGeoWarning, stacklevel=2)
+    trained_sets = {name_key(str(dataset)) for dataset in data.get("datasets") or ()}
+    seen = [dataset for dataset in datasets if name_key(dataset) in trained_sets]
+    if seen:
+        warnings.warn(f"{label} was trained on {', '.join(seen)}: its rows there measure images it trained on, "
+                      "all but its held-out slice", MSTGeoWarning, stacklevel=2)
 
 
 def method_identity(name: str) -> str:

@@ -85,9 +85,6 @@ def run_noc_benchmark(
     methods = {label: resolve_method(name, device, inference)
                for label, name in model_names.items()}
     identities = {label: method_identity(name) for label, name in model_names.items()}
-    labels_files = [labels_file for _, labels_file in scenes]
-    for label, name in model_names.items():
-        warn_if_trained_on(name, label, labels_files)
     data_root = Path(DEFAULT_DATA_ROOT if data_root is None else data_root)
     loaded: dict[str, InstanceSource] = {}
     origins: dict[str, str] = {}
@@ -96,6 +93,9 @@ def run_noc_benchmark(
         if table_name in loaded:
             raise MSTGeoError(f"--datasets names {table_name!r} twice (a folder's name is its row in the tables)")
         loaded[table_name] = instances
+    labels_files = [labels_file for _, labels_file in scenes]
+    for label, name in model_names.items():
+        warn_if_trained_on(name, label, labels_files, list(loaded))
     scene_records = []  # as the settings record them (a URL without its query)
     if scenes:
         from mst_geo.bench.scene_set import LabelledScene  # rasterio/geopandas only for scenes
