@@ -203,6 +203,17 @@ def test_benching_a_checkpoint_on_its_training_sets_warns(iseg_root, tmp_path):
                      "held-out slice"]
 
 
+def test_a_rerun_with_fewer_methods_says_whose_rows_its_tables_leave_out(iseg_root, tmp_path):
+    out = tmp_path / "o"
+    run_noc_benchmark(["disk", "watershed"], ["GrabCut"], out, data_root=iseg_root, max_clicks=1, limit=1,
+                      progress=False)
+    with pytest.warns(MSTGeoWarning, match=r"rows of watershed from earlier runs stay in instances.jsonl but not in "
+                                           r"these tables \(`mst-geo bench report"):
+        tables = run_noc_benchmark(["disk"], ["GrabCut"], out, data_root=iseg_root, max_clicks=1, limit=1,
+                                   progress=False)
+    assert list(tables) == ["disk"] and {row.method for row in load_rows(out)} == {"disk", "watershed"}
+
+
 def test_a_wrong_model_is_said_before_any_data_is_read(tmp_path):
     """`--model` is checked first: a typo is not found only after minutes of scanning tiles."""
     with pytest.raises(MSTGeoError, match="unknown model 'defualt'"):
