@@ -137,6 +137,7 @@ def _plot_curves(path: Path, panels: dict[str, dict[str, list[float]]], title: s
     open in the caller's session: a notebook that runs the bench keeps its inline plots.
     """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     columns = min(3, len(panels))
     rows = -(-len(panels) // columns)
@@ -148,6 +149,7 @@ def _plot_curves(path: Path, panels: dict[str, dict[str, list[float]]], title: s
         for method, curve in sorted(curves.items()):
             axis.plot(range(1, len(curve) + 1), curve, marker=".", label=method)
         axis.set(title=panel, xlabel="clicks", ylabel="mIoU", ylim=(0, 1))
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # no click 1.5 on a short run's axis
         axis.grid(alpha=0.3)
     axes.flat[0].legend(loc="lower right", fontsize="small")
     figure.suptitle(title)
