@@ -105,7 +105,7 @@ def test_points_named_but_without_contract_fields_are_announced(mapper):
     with warnings.catch_warnings():
         warnings.simplefilter("error", MSTGeoWarning)  # one click, or any contract field: nothing to say
         clicks_from_geojson(collection((*points[0], {"Name": "pond"})), mapper)
-        clicks_from_geojson(collection((*points[0], {"object": "pond"}), (*points[1], {})), mapper)
+        clicks_from_geojson(collection((*points[0], {"object": "pond"}), (*points[1], {"label": 0, "object": 2})), mapper)
 
 
 @pytest.mark.parametrize("crs", ["EPSG:3857", "EPSG:26914", "EPSG:32614"])
@@ -218,6 +218,18 @@ def test_clicks_on_nodata_are_refused(naip_scene, write_geotiff):
         clicks = collection((*lonlat_of_pixel(10.5, 200.5), {}), (*lonlat_of_pixel(10.5, 50.5), {"object": "lake"}))
         with pytest.raises(MSTGeoError, match=r"feature #2 \(object 'lake'\): click at .* falls on nodata"):
             clicks_from_geojson(clicks, on_data)
+
+
+def test_a_click_without_its_object_id_among_named_ones_is_said(mapper):
+    """Clicks that name no object join object 1 (the contract's default for a file without the
+    field); among clicks that name theirs, a blank cell is more often forgotten than meant: said."""
+    pond, grass = lonlat_of_pixel(60.5, 850.5), lonlat_of_pixel(95.5, 120.5)
+    with pytest.warns(MSTGeoWarning, match=r"1 click\(s\) have no object id and join object 1 \(feature #2\)"):
+        objects = clicks_from_geojson(collection((*pond, {"object": "pond"}), (*grass, {"object": None})), mapper)
+    assert list(objects) == ["pond", 1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MSTGeoWarning)  # no field at all: one object, as the contract says
+        assert list(clicks_from_geojson(collection((*pond, {"label": 1}), (*grass, {"label": 1})), mapper)) == [1]
 
 
 def test_clicks_in_the_wrong_crs_fall_outside(mapper):

@@ -34,7 +34,7 @@ from affine import Affine
 from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError, ProjError
 
-from mst_geo.errors import MSTGeoError, MSTGeoWarning
+from mst_geo.errors import MSTGeoError, MSTGeoWarning, a_few
 from mst_geo.geo.io import check_input_file, epsg_code, read_vector
 
 WGS84 = CRS.from_epsg(4326)
@@ -438,6 +438,7 @@ def clicks_from_geojson(
 
     keyed: dict[ObjectId, list[tuple[float, int, SceneClick]]] = {}
     contract_used = False  # any click naming its label or object
+    unnamed: list[str] = []  # clicks without an object id: object 1, as the contract's default
     for index, feature in enumerate(data["features"]):
         where = _describe(index, feature)
         properties = (feature.get("properties") if isinstance(feature, dict) else None) or {}
@@ -455,13 +456,20 @@ def clicks_from_geojson(
             label, obj, order = contract_fields(properties)
             contract_used = contract_used or label not in (None, "") or obj not in (None, "")
             positive = True if label in (None, "") else parse_label(label)
-            obj = DEFAULT_OBJECT if obj is None or str(obj).strip() == "" else parse_object_id(obj)
+            if obj is None or str(obj).strip() == "":
+                obj = DEFAULT_OBJECT
+                unnamed.append(where)
+            else:
+                obj = parse_object_id(obj)
             order = float(index if order in (None, "") else parse_order(order))
             click = mapper.click(x, y, positive, crs)
         except (KeyError, TypeError, ValueError) as error:
             raise MSTGeoError(f"{where}: {error}", source) from None
         keyed.setdefault(obj, []).append((order, index, click))
     _refuse_ids_alike_as_text(list(keyed), source)
+    if unnamed and len(unnamed) < len(data["features"]):  # some clicks name their object, these do not
+        warnings.warn(f"{source}: {len(unnamed)} click(s) have no object id and join object {DEFAULT_OBJECT} "
+                      f"({a_few(unnamed)}): give them their object's id", MSTGeoWarning, stacklevel=3)
     if not contract_used and len(data["features"]) > 1:
         _warn_one_positive_object(data["features"], source)
     return {obj: [click for *_, click in sorted(entries, key=lambda e: e[:2])] for obj, entries in keyed.items()}
