@@ -229,12 +229,12 @@ class Segmenter:
         """
         self._require_open()
         objects, source = self._read_clicks(clicks, clicks_crs)
-        if isinstance(clicks, (str, Path)):
-            self._inputs.append(("clicks file", clicks))  # every one loaded, not only the last
         taken = [obj for obj in objects if str(obj) in {str(known) for known in self._clicks}]
         if taken:
             raise MSTGeoError(f"object(s) {', '.join(map(repr, taken))} already in this session; load into a new "
                               "Segmenter, or give the file's objects other ids", source)
+        if isinstance(clicks, (str, Path)):
+            self._inputs.append(("clicks file", clicks))  # every one loaded, not only the last
         with tqdm(total=len(objects), desc="objects", unit="object", disable=not progress) as bar:
             for object_id, clicks in objects.items():
                 bar.set_postfix(object=object_id, clicks=len(clicks))

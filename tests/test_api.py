@@ -241,6 +241,9 @@ def test_bad_clicks(naip_scene, tiny_checkpoint, write_geotiff, segmenter):
     with pytest.raises(MSTGeoError, match=r"as longitude and latitude they fall on the scene: name the clicks' CRS "
                                           r"\(--clicks-crs; crs= in add_click"):
         segmenter.add_click(-99.13, 47.03)  # lon/lat given without crs= on a UTM scene
+    with pytest.raises(MSTGeoError, match=r"as longitude and latitude \(EPSG:4326\) they fall on the scene, not as "
+                                          r"EPSG:3857"):
+        segmenter.add_click(-99.13, 47.03, crs="EPSG:3857")  # lon/lat said to be Web Mercator metres
     with pytest.raises(MSTGeoError, match="unknown CRS"):
         segmenter.add_click(0, 0, crs="EPSG:0")
     with pytest.raises(MSTGeoError, match="object id must be an integer or a string"):

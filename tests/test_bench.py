@@ -203,10 +203,31 @@ def test_benching_a_checkpoint_on_its_training_sets_warns(iseg_root, tmp_path):
                      "held-out slice"]
 
 
+def test_a_dataset_path_matches_its_folder_as_a_name_does(iseg_root, tmp_path):
+    from mst_geo.bench.suite import load_bench_dataset
+
+    name, instances, _ = load_bench_dataset(str(iseg_root / "grabcut"), tmp_path)  # the folder is GrabCut/
+    assert name == "GrabCut" and len(instances) == 50
+
+
+def test_a_fine_tune_inherits_what_its_init_was_trained_on(tmp_path):
+    """A scene fine-tune of a model trained on VOC (by its alias) records no datasets of its own;
+    its init's card does, and the bench reads the whole lineage."""
+    from mst_geo.bench.methods import warn_if_trained_on
+    from mst_geo.model import create_model, save_checkpoint
+
+    model = create_model("mst_tiny", depth=2, embed_dim=96, num_heads=2, head_dim=32, input_size=128)
+    lineage = {"training": {"recipe": {"data": {"datasets": ["VOC"]}}}}
+    path = save_checkpoint(model, tmp_path / "fine.safetensors",
+                           {"training": {"recipe": {"data": {"datasets": [], "labels": "ponds.gpkg"}}, "init_card": lineage}})
+    with pytest.warns(MSTGeoWarning, match="fine was trained on PascalVOC: its rows there measure images it trained on"):
+        warn_if_trained_on(str(path), "fine", [], ["GrabCut", "PascalVOC"])
+
+
 def test_a_rerun_with_fewer_methods_says_whose_rows_its_tables_leave_out(iseg_root, tmp_path):
     out = tmp_path / "o"
-    run_noc_benchmark(["disk", "watershed"], ["GrabCut"], out, data_root=iseg_root, max_clicks=1, limit=1,
-                      progress=False)
+    run_noc_benchmark(["disk", "watershed"], ["GrabCut"], str(out), data_root=iseg_root, max_clicks=1, limit=1,
+                      progress=False)  # the folder as text, as Python callers often give it
     with pytest.warns(MSTGeoWarning, match=r"rows of watershed from earlier runs stay in instances.jsonl but not in "
                                            r"these tables \(`mst-geo bench report"):
         tables = run_noc_benchmark(["disk"], ["GrabCut"], out, data_root=iseg_root, max_clicks=1, limit=1,

@@ -291,6 +291,7 @@ def test_bands_by_description(write_geotiff, naip_pixels):
     [
         (["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12"], (4, 3, 2)),  # Sentinel-2 L2A
         (["B08", "B04", "B03", "B02"], (2, 3, 4)),  # its 10 m bands, NIR first
+        (["B02", "B03", "B04"], (3, 2, 1)),  # its true-colour bands in band order: blue first
         (["SR_B1", "SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B6", "SR_B7", "ST_B10"], (4, 3, 2)),  # Landsat 8/9 C2 L2
         (["SR_B1", "SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B6", "SR_B7"], (4, 3, 2)),  # ... without its thermal band
         (["SR_B1", "SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B7"], None),  # Landsat 4-7: red is B3, so no guess

@@ -99,7 +99,6 @@ def warn_if_trained_on(name: str, label: str, labels_files: Sequence[str | Path]
     path = checkpoint_file(name)
     if path is None:
         return
-    from mst_geo.data.iseg import name_key
     from mst_geo.model import read_card
 
     training = read_card(path).get("training")  # a card's training record; text for untrained weights
@@ -111,11 +110,30 @@ def warn_if_trained_on(name: str, label: str, labels_files: Sequence[str | Path]
         if Path(trained).expanduser().resolve() == Path(labels).expanduser().resolve():
             warnings.warn(f"{label} was fine-tuned on {labels}: its rows measure polygons it trained on (bench "
                           "a file of held-out polygons to measure it on unseen objects)", MSTGeoWarning, stacklevel=2)
-    trained_sets = {name_key(str(dataset)) for dataset in data.get("datasets") or ()}
-    seen = [dataset for dataset in datasets if name_key(dataset) in trained_sets]
+    trained_sets = {_set_key(dataset) for dataset in _lineage_datasets(training)}
+    seen = [dataset for dataset in datasets if _set_key(dataset) in trained_sets]
     if seen:
         warnings.warn(f"{label} was trained on {', '.join(seen)}: its rows there measure images it trained on, "
                       "all but its held-out slice", MSTGeoWarning, stacklevel=2)
+
+
+def _lineage_datasets(training: dict) -> list[str]:
+    """The datasets a card's run and every run its ``--init`` came from (``init_card``) trained on."""
+    named: list[str] = []
+    while isinstance(training, dict):
+        recipe = training.get("recipe")
+        data = (recipe.get("data") if isinstance(recipe, dict) else None) or {}
+        named += [str(dataset) for dataset in data.get("datasets") or ()]
+        training = (training.get("init_card") or {}).get("training")
+    return named
+
+
+def _set_key(dataset: str) -> str:
+    """A dataset as a recipe or the bench may spell it (an alias, a path) reduced to one key."""
+    from mst_geo.data.iseg import known_name, name_key
+
+    name = Path(dataset).name or dataset
+    return name_key(known_name(name) or name)
 
 
 def method_identity(name: str) -> str:

@@ -15,7 +15,7 @@ from mst_geo.bench.methods import (InferenceOptions, method_identity, method_lab
                                    warn_if_trained_on)
 from mst_geo.bench.noc import check_thresholds
 from mst_geo.bench.report import common_rows, write_report
-from mst_geo.data.iseg import DEFAULT_DATA_ROOT, dataset_location, load_iseg_dataset
+from mst_geo.data.iseg import DEFAULT_DATA_ROOT, dataset_location, load_iseg_dataset, named_folder
 from mst_geo.data.rs import RS_LAYOUTS, load_rs_dataset, locate_rs_dataset
 from mst_geo.errors import MSTGeoError, MSTGeoWarning
 from mst_geo.views import views_json
@@ -27,7 +27,7 @@ def load_bench_dataset(name: str, data_root: Path, limit: int | None = None) -> 
     remote-sensing one (torchgeo layout in ``data_root/<name>``, or by path), the latter scanned
     only as far as ``limit``."""
     root, folder_name = dataset_location(name, data_root)
-    if root != Path(data_root) and not (root / folder_name).is_dir():  # a set given by its path, not its name
+    if root != Path(data_root) and not (root.is_dir() and named_folder(root, folder_name)):  # a path, not a name
         raise MSTGeoError("dataset folder not found", root / folder_name)
     if not root.is_dir():
         raise MSTGeoError("data root is not a folder (set --data-root)", root)
@@ -72,6 +72,7 @@ def run_noc_benchmark(
     ``scene_bands`` (R,G,B or one grey band; default: by colour names or satellite band names, else the first three). Returns
     ``{method: {dataset: summary}}`` as in results.json.
     """
+    out_dir = Path(out_dir)
     if not models:
         raise MSTGeoError("no --model given")
     if not datasets and not scenes:

@@ -54,9 +54,10 @@ def sensor_rgb(named: Mapping[str, Sequence[int]]) -> tuple[int, int, int] | Non
     """Red, green and blue of a stack whose bands carry Sentinel-2 or Landsat 8/9 names, by the
     names' ``band_key``: B4, B3, B2 on both sensors. Landsat 4-7 keep blue in B1 and red in B3, and
     other files number their bands B1, B2, ... too, so the stack must show whose it is: Sentinel-2's
-    B8A, B11 or B12 (Landsat 8/9 has a B11 as well), Sentinel-2's 10 m bands without B1 (B2, B3,
-    B4, B8), or a Landsat Collection 2 product of 8/9 (SR_B6 is their SWIR band, where 4-7 have
-    the thermal ST_B6; ST_B10). None when it does not, or when a name repeats (two dates)."""
+    B8A, B11 or B12 (Landsat 8/9 has a B11 as well), B2, B3 and B4 named without a product prefix
+    and without B1 (Sentinel-2's 10 m bands; Landsat 4-7 stacks come as SR_ products), or a Landsat
+    Collection 2 product of 8/9 (SR_B6 is their SWIR band, where 4-7 have the thermal ST_B6;
+    ST_B10). None when it does not, or when a name repeats (two dates)."""
     by_number: dict[str, list[int]] = {}
     spelled: set[tuple[str, str]] = set()
     for key, bands in named.items():
@@ -68,7 +69,7 @@ def sensor_rgb(named: Mapping[str, Sequence[int]]) -> tuple[int, int, int] | Non
     rgb = [by_number.get(number, []) for number in ("4", "3", "2")]
     if any(len(bands) != 1 for bands in rgb):
         return None
-    ten_metre_bands = ("", "8") in spelled and ("", "1") not in spelled
+    ten_metre_bands = {("", "2"), ("", "3"), ("", "4")} <= spelled and ("", "1") not in spelled
     sentinel2 = not {"8a", "11", "12"}.isdisjoint(by_number) or ten_metre_bands
     landsat8 = not {("sr_", "6"), ("st_", "10")}.isdisjoint(spelled)
     return (rgb[0][0], rgb[1][0], rgb[2][0]) if sentinel2 or landsat8 else None

@@ -216,7 +216,8 @@ class PixelMapper:
             elif source.is_geographic and (abs(x) > 360 or abs(y) > 90):
                 hint = f"; these are not degrees: {NAME_THE_CRS}"
             elif not source.is_geographic and self._lands_as_lonlat(x, y):
-                hint = f"; as longitude and latitude they fall on the scene: {NAME_THE_CRS} (EPSG:4326)"
+                hint = (f"; as longitude and latitude they fall on the scene: {NAME_THE_CRS} (EPSG:4326)" if crs is None
+                        else f"; as longitude and latitude (EPSG:4326) they fall on the scene, not as {source.to_string()}")
             raise ValueError(f"click at ({x}, {y}) lies outside the scene{self._extent_hint(source)}{hint}")
         # the extent is closed, as its message shows it: a click on the far edge is in the last pixel
         row = min(max(row, 0.0), math.nextafter(self.height, 0.0))

@@ -35,7 +35,7 @@ from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from mst_geo.errors import MSTGeoError, MSTGeoWarning
+from mst_geo.errors import MSTGeoError, MSTGeoWarning, a_few
 from mst_geo.geo.bands import BandRef, band_choice, sensor_rgb
 from mst_geo.geo.ground import ground_steps
 
@@ -283,9 +283,11 @@ class SceneRaster:
                 names: dict[int, list[str]] = {}
                 for number, name in sorted(self._described_bands() + self._coloured_bands()):
                     names.setdefault(number, []).append(repr(name))
-                every = ", ".join(f"{number} {'/'.join(names.get(number, ['unnamed']))}" for number in range(1, count + 1))
+                interp = self.dataset.colorinterp
+                every = [f"{number} {'/'.join(names.get(number) or ['alpha' if interp[number - 1] == ColorInterp.alpha else 'unnamed'])}"
+                         for number in range(1, count + 1)]
                 raise MSTGeoError(f"no band described or coloured as {band!r} (bands: "
-                                  f"{every if names else 'none is named'})", self.path)
+                                  f"{a_few(every, 12) if names else 'none is named'})", self.path)
             numbers = named[band_key(band)]
             if len(numbers) > 1:
                 raise MSTGeoError(f"bands {' and '.join(map(str, numbers))} are all named {band!r}: "
@@ -433,8 +435,9 @@ class SceneRaster:
         return any(np.issubdtype(np.dtype(self.dataset.dtypes[band - 1]), np.floating) for band in set(self.bands))
 
     def holds_data(self, window: Window, max_side: int | None = None) -> tuple[np.ndarray, Affine]:
-        """Where ``read(window, max_side)`` would hold data, and its grid's transform, reading the
-        masks alone (and the values of floating-point bands, for their NaN)."""
+        """Where the window holds data on ``read(window, max_side)``'s grid, and that grid's transform,
+        reading the masks alone (and the values of floating-point bands, nearest, for their NaN:
+        ``read`` resamples them bilinearly, so a pixel beside NaN may differ)."""
         window = window.intersection(self._full)
         shape, transform = self.read_grid(window, max_side)
         with pixel_reads(self.path):

@@ -8,6 +8,8 @@ a file never runs code; plain timm/MAE ViT weights in ``.pth`` files go through
 
 from __future__ import annotations
 
+import copy
+
 import hashlib
 import json
 import warnings
@@ -125,7 +127,7 @@ def load_checkpoint(path: str | Path, preset: str | None = None,
     if wrong:
         raise CheckpointError(f"weights do not fit preset '{config.preset}': shape differs for {wrong[:3]}", path)
     model.load_state_dict({name: t.to(reference[name].dtype) for name, t in state.items()})
-    model.card = card
+    model.card = copy.deepcopy(card)  # its own: a caller editing the returned card (ship_model.py) leaves it be
     return model.to(map_location).eval(), card
 
 
