@@ -448,11 +448,8 @@ class SceneRaster:
 
     def is_valid(self, row: float, col: float) -> bool:
         """Whether the scene pixel under (row, col) holds data (not nodata, not masked, not NaN)."""
-        pixel = Window(int(col), int(row), 1, 1)
-        with pixel_reads(self.path):
-            if not self._holds_data(pixel, (1, 1))[0, 0]:
-                return False
-            return bool(np.isfinite(self._values(pixel, masked=False)).all())
+        valid, _ = self.holds_data(Window(int(col), int(row), 1, 1))
+        return bool(valid[0, 0])
 
     def _holds_data(self, window: Window, shape: tuple[int, int]) -> np.ndarray:
         """Where the chosen bands hold data: not all of them nodata (GDAL's rule for a nodata value,
