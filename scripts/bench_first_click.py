@@ -57,6 +57,11 @@ def object_grid(geometry: BaseGeometry) -> tuple[np.ndarray, Affine]:
     return rasterio.features.rasterize([geometry], (GRID, GRID), transform=transform).astype(bool), transform
 
 
+def polygon_iou(shape: BaseGeometry, other: BaseGeometry) -> float:
+    """IoU of two polygons in map units (0 when either is empty)."""
+    return 0.0 if shape.is_empty or other.is_empty else shape.intersection(other).area / shape.union(other).area
+
+
 def click_object(segmenter: Segmenter, geometry: BaseGeometry, clicks: int) -> tuple[list[float], list[float]]:
     """IoU and seconds after each of ``clicks`` simulated clicks on one object."""
     truth, transform = object_grid(geometry)
@@ -75,7 +80,7 @@ def click_object(segmenter: Segmenter, geometry: BaseGeometry, clicks: int) -> t
             ious.append(0.0)
             predicted = np.zeros_like(truth)
         else:
-            ious.append(shape.intersection(geometry).area / shape.union(geometry).area)
+            ious.append(polygon_iou(shape, geometry))
             predicted = rasterio.features.rasterize([shape], truth.shape, transform=transform).astype(bool)
     return ious, seconds
 

@@ -28,7 +28,7 @@ import numpy as np
 from shapely.geometry.base import BaseGeometry
 from tqdm import tqdm
 
-from bench_first_click import add_scene_arguments, object_grid, scenes_by_factor  # scripts/bench_first_click.py
+from bench_first_click import add_scene_arguments, object_grid, polygon_iou, scenes_by_factor  # scripts/bench_first_click.py
 from mst_geo.api import scene_inference
 from mst_geo.clicks.predictor import Predictor
 from mst_geo.clicks.simulator import next_click
@@ -49,11 +49,6 @@ def first_click(raster: SceneRaster, geometry: BaseGeometry) -> SceneClick:
     x, y = transform * (click.x + 0.5, click.y + 0.5)
     mapper = PixelMapper(raster.crs, raster.transform, raster.width, raster.height, raster.is_valid)
     return mapper.click(x, y, True, None)  # as the API maps a click
-
-
-def polygon_iou(shape: BaseGeometry, other: BaseGeometry) -> float:
-    """IoU of two polygons in map units (0 when either is empty)."""
-    return 0.0 if shape.is_empty or other.is_empty else shape.intersection(other).area / shape.union(other).area
 
 
 def score_views(segmenter: ObjectSegmenter, geometry: BaseGeometry) -> list[dict]:
