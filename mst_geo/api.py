@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numbers
 import shutil
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from mst_geo.geo.bands import BandRef
 from mst_geo.atomic import check_output
 from mst_geo.clicks.predictor import Predictor
 from mst_geo.devices import torch_device
-from mst_geo.errors import MSTGeoError, MSTGeoWarning, a_few
+from mst_geo.errors import MSTGeoError, a_few, warn
 from mst_geo.geo.io import (
     MaskOutput,
     ObjectRecord,
@@ -208,9 +207,8 @@ class Segmenter:
         key = str(new).strip().casefold()
         alike = next((obj for obj in self._clicks if str(obj).strip().casefold() == key), None)
         if alike is not None:
-            warnings.warn(f"object {new!r} is a new object beside {alike!r} (ids are compared exactly); "
-                          f"to add this click to {alike!r}, undo() it and pass object={alike!r}",
-                          MSTGeoWarning, stacklevel=3)
+            warn(f"object {new!r} is a new object beside {alike!r} (ids are compared exactly); "
+                 f"to add this click to {alike!r}, undo() it and pass object={alike!r}")
 
     def load_clicks(
         self,
@@ -338,8 +336,7 @@ class Segmenter:
         if empty:
             hint = ("add positive clicks, or lower the minimum area (min_area, --min-area)" if self.min_area > 0
                     else "add positive clicks")
-            warnings.warn(f"{len(empty)} object(s) came out empty ({a_few([repr(obj) for obj in empty])}): {hint}",
-                          MSTGeoWarning, stacklevel=2)
+            warn(f"{len(empty)} object(s) came out empty ({a_few([repr(obj) for obj in empty])}): {hint}")
         return written
 
     def refuse_input_as_output(self, *outputs: str | Path) -> None:
@@ -445,7 +442,7 @@ def segment_scene(
     out, mask_out = _local(out), _local(mask_out)
     outputs = [out] + ([mask_out] if mask_out is not None else [])
     if len(outputs) == 2 and outputs[0].resolve() == outputs[1].resolve():
-        raise MSTGeoError("--mask-out must differ from the polygons output", mask_out)
+        raise MSTGeoError("the mask output (mask_out, --mask-out) must differ from the polygons output", mask_out)
     _refuse_outputs_over_inputs(outputs, [("scene", scene), ("clicks file", clicks)])
     vector_driver(out)  # fail on a bad output before loading the model or running anything
     if mask_out is not None:
@@ -473,9 +470,9 @@ def _warn_if_clicks_uncovered(uncovered: Mapping[ObjectId, int]) -> None:
     """Name the objects whose polygon leaves out a positive click (at most five of them)."""
     if not uncovered:
         return
-    warnings.warn(f"{len(uncovered)} object(s) leave out some of their positive clicks "
-                  f"({a_few([repr(obj) for obj in uncovered])}): check them, or "
-                  "add a click there", MSTGeoWarning, stacklevel=3)
+    warn(f"{len(uncovered)} object(s) leave out some of their positive clicks "
+         f"({a_few([repr(obj) for obj in uncovered])}): check them, or "
+         "add a click there")
 
 
 def _refuse_outputs_over_inputs(outputs: Sequence[Path], inputs: Sequence[tuple[str, Any]]) -> None:
@@ -493,24 +490,24 @@ def _refuse_outputs_over_inputs(outputs: Sequence[Path], inputs: Sequence[tuple[
 
 
 MAX_SIMPLIFY_PIXELS = 100
-"""A --simplify tolerance wider than this many scene pixels is a unit mistake, not a choice."""
+"""A simplify tolerance wider than this many scene pixels is a unit mistake, not a choice."""
 
 
 def _check_outline_settings(simplify: float, min_area: float, raster: SceneRaster) -> None:
-    """Refuse a --simplify or --min-area that is negative or would wipe out every outline: both
+    """Refuse a simplify or min_area that is negative or would wipe out every outline: both
     count in the scene CRS's units, so 1 on a scene in degrees is 111 km, not 1 m."""
-    for flag, value in (("--simplify", simplify), ("--min-area", min_area)):
+    for flag, value in (("simplify (--simplify)", simplify), ("min_area (--min-area)", min_area)):
         if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value >= 0:  # NaN too
             raise MSTGeoError(f"{flag} must be a number, 0 or more, got {value!r}", raster.path)
     crs = CRS.from_user_input(raster.crs)
     unit = f"the {crs.axis_info[0].unit_name}" if crs.axis_info else "its own"
     pixel = abs(raster.transform.a)
     if simplify > MAX_SIMPLIFY_PIXELS * pixel:
-        raise MSTGeoError(f"--simplify {simplify:g} is {simplify / pixel:,.0f} pixels of this scene; it counts in the "
+        raise MSTGeoError(f"simplify (--simplify) {simplify:g} is {simplify / pixel:,.0f} pixels of this scene; it counts in the "
                           f"scene CRS's unit, {unit} (one pixel: {pixel:.3g})", raster.path)
     scene_area = raster.width * raster.height * pixel * abs(raster.transform.e)
     if min_area >= scene_area:
-        raise MSTGeoError(f"--min-area {min_area:g} is at least the whole scene ({scene_area:.3g}); it counts in "
+        raise MSTGeoError(f"min_area (--min-area) {min_area:g} is at least the whole scene ({scene_area:.3g}); it counts in "
                           f"the scene CRS's unit squared, {unit}", raster.path)
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import errno
+import os
+import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,6 +46,18 @@ def os_error_line(error: OSError) -> str | None:
 class MSTGeoWarning(UserWarning):
     """Something the user should know that does not stop the work (a guessed band order, say):
     the CLI prints it as one ``warning:`` line, a notebook shows it as a warning."""
+
+
+_PACKAGE_FOLDER = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn(message: str) -> None:
+    """Warn with an ``MSTGeoWarning`` attributed to the first caller outside mst_geo, so a notebook
+    or script shows the user's own line, however deep in the package the warning was found."""
+    frame, level = sys._getframe(1), 2
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_FOLDER):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, MSTGeoWarning, stacklevel=level)
 
 
 class Terminated(KeyboardInterrupt):

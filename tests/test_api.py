@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import subprocess
@@ -189,11 +190,14 @@ def test_home_folder_paths_from_python(naip_scene, tiny_checkpoint, tmp_path, mo
 
 
 def test_an_object_wholly_under_a_later_one_is_named(segmenter, tmp_path):
-    """The mask holds one value a pixel: the later object wins, and one left with no pixel is named."""
+    """The mask holds one value a pixel: the later object wins, and one left with no pixel is named.
+    The warning, found deep in the package, points at the caller's own line, as a notebook shows it."""
     for obj in ("first", "again", "road"):
         segmenter.add_click(*(xy(624.5, 260.5) if obj == "road" else xy(40.5, 860.5)), object=obj)
-    with pytest.warns(MSTGeoWarning, match=r"mask.tif: 1 object\(s\) have no pixel in the mask \(under later objects.*\('first'\)"):
+    with pytest.warns(MSTGeoWarning, match=r"mask.tif: 1 object\(s\) have no pixel in the mask \(under later objects.*\('first'\)") as notes:
+        saving_line = inspect.currentframe().f_lineno + 1
         segmenter.save(tmp_path / "objects.gpkg", mask_path=tmp_path / "mask.tif")
+    assert [(note.filename, note.lineno) for note in notes] == [(__file__, saving_line)]
     with rasterio.open(tmp_path / "mask.tif") as mask:
         values = set(np.unique(mask.read(1)).tolist())
     assert values == {0, 2, 3}
@@ -408,10 +412,10 @@ def test_outline_settings_redraw_every_outline_and_are_checked(local_segmenter):
         < len(raw.exterior.coords if raw.geom_type == "Polygon" else raw.geoms[0].exterior.coords)
     local_segmenter.min_area = raw.area * 2
     assert local_segmenter.polygons().geometry.iloc[0].is_empty
-    for setting, value, message in (("simplify", -1, "--simplify must be a number, 0 or more"),
-                                    ("simplify", "2", "--simplify must be a number, 0 or more, got '2'"),
-                                    ("min_area", float("nan"), "--min-area must be a number, 0 or more"),
-                                    ("simplify", 10_000, "--simplify 10000 is 2,000 pixels")):
+    for setting, value, message in (("simplify", -1, "simplify \\(--simplify\\) must be a number, 0 or more"),
+                                    ("simplify", "2", "simplify \\(--simplify\\) must be a number, 0 or more, got '2'"),
+                                    ("min_area", float("nan"), "min_area \\(--min-area\\) must be a number, 0 or more"),
+                                    ("simplify", 10_000, "simplify \\(--simplify\\) 10000 is 2,000 pixels")):
         with pytest.raises(MSTGeoError, match=message):
             setattr(local_segmenter, setting, value)
     assert local_segmenter.simplify == 10.0

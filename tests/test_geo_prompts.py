@@ -496,5 +496,6 @@ def test_spreadsheet_exports_of_clicks(tmp_path, mapper):
         (tmp_path / name).write_text(text)
         with pytest.raises(MSTGeoError, match=re.escape(message)):
             read_clicks(tmp_path / name, mapper)
-    with pytest.raises(MSTGeoError, match="lon/lat columns are longitude/latitude, but --clicks-crs names a projected"):
+    with pytest.raises(MSTGeoError, match=re.escape("lon/lat columns are longitude/latitude, but the clicks CRS (--clicks-crs, clicks_crs= in Python) "
+                                                  "is projected")):
         read_clicks(european, mapper, clicks_crs="EPSG:26914")

@@ -312,7 +312,7 @@ def test_a_guessed_band_order_is_one_warning_line(segment, write_geotiff, naip_s
     assert code == 0
     guessed = [line for line in err.strip().splitlines() if "bands" in line]  # (the untrained model also misses clicks)
     assert guessed == [f"warning: {scene}: 5 bands without colour names; reading band(s) 1,2,3 "
-                       "as R,G,B (choose with --bands)"]
+                       "as R,G,B (choose them with --bands, or bands= in Python)"]
     code, _, err = segment("--bands", "1,2,3", "--overwrite", scene=scene)
     assert code == 0 and "bands" not in err
 
@@ -426,9 +426,9 @@ def test_outline_settings_in_the_wrong_unit(segment, write_geotiff, naip_scene, 
         data = src.read()
     degrees = write_geotiff("degrees.tif", data, crs="EPSG:4326", transform=Affine(6e-5, 0, -99.186, 0, -4.5e-5, 47.037))
     out_dir = tmp_path / "out"
-    assert_user_error(segment("--simplify", "1", scene=degrees), "degrees.tif", "--simplify 1 is 16,667 pixels",
+    assert_user_error(segment("--simplify", "1", scene=degrees), "degrees.tif", "simplify (--simplify) 1 is 16,667 pixels",
                       "the degree", out_dir=out_dir)
-    assert_user_error(segment("--min-area", "25", scene=degrees), "degrees.tif", "--min-area 25 is at least the whole scene",
+    assert_user_error(segment("--min-area", "25", scene=degrees), "degrees.tif", "min_area (--min-area) 25 is at least the whole scene",
                       out_dir=out_dir)
     assert_user_error(segment("--simplify", "600"), "naip_scene.tif", "120 pixels", "the metre", out_dir=out_dir)
 

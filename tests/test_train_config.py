@@ -67,7 +67,7 @@ def test_overrides_apply_merge_into_mappings_and_null_resets():
     ("data: [1, 2]", "'data' must be a mapping"),
     ("data: {scene: a.tif}", "go together"),
     ("data: {scene_bands: [4, 3, 2]}", "set the scene too"),
-    ("data: {scene: a.tif, labels: b.gpkg, scene_bands: [4, 3]}", "'data.scene_bands': --bands takes 1 band"),
+    ("data: {scene: a.tif, labels: b.gpkg, scene_bands: [4, 3]}", "'data.scene_bands': bands takes 1 band"),
     ("data: {scene: a.tif, labels: b.gpkg, scene_bands: [0, 1, 2]}", "band numbers from 1 such as"),
     ("data: {scene: a.tif, labels: b.gpkg, scene_bands: [true, 1, 2]}", "band numbers from 1 such as"),
     ("trainer: {max_steps: [", "not valid YAML"),

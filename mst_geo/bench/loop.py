@@ -9,7 +9,6 @@ interrupted benchmark resumes where it stopped.
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TextIO
@@ -20,7 +19,7 @@ from tqdm import tqdm
 from mst_geo.atomic import write_text_atomic
 from mst_geo.clicks.session import ClickMethod, evaluate_instance
 from mst_geo.data.instance import Instance
-from mst_geo.errors import MSTGeoError, MSTGeoWarning, a_few
+from mst_geo.errors import MSTGeoError, a_few, warn
 
 ROWS_FILE = "instances.jsonl"
 PROTOCOL = 3
@@ -198,6 +197,6 @@ def run_noc(
                 rows[row.key] = row
                 bar.update()
     if nothing_to_find:
-        warnings.warn(f"{len(nothing_to_find)} object(s) have no valid pixel to find (all nodata, outside the "
-                      f"scene's footprint, or smaller than a pixel) and are left out: {a_few(nothing_to_find)}", MSTGeoWarning, stacklevel=2)
+        warn(f"{len(nothing_to_find)} object(s) have no valid pixel to find (all nodata, outside the "
+             f"scene's footprint, or smaller than a pixel) and are left out: {a_few(nothing_to_find)}")
     return [rows[m, d, n] for d, _, n in todo for m in methods if (m, d, n) in rows]

@@ -8,14 +8,13 @@ path) and is wrapped in the shared ``Predictor``.
 from __future__ import annotations
 
 import hashlib
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from mst_geo.bench.baselines import BASELINES, make_baseline
 from mst_geo.clicks.session import ClickMethod
-from mst_geo.errors import MSTGeoError, MSTGeoWarning
+from mst_geo.errors import MSTGeoError, warn
 from mst_geo.views import Sides, describe_passes, describe_views, view_sizes, views_json
 
 MIN_VIEW = 16
@@ -108,13 +107,13 @@ def warn_if_trained_on(name: str, label: str, labels_files: Sequence[str | Path]
     trained = data.get("labels")
     for labels in labels_files if trained is not None else ():
         if Path(trained).expanduser().resolve() == Path(labels).expanduser().resolve():
-            warnings.warn(f"{label} was fine-tuned on {labels}: its rows measure polygons it trained on (bench "
-                          "a file of held-out polygons to measure it on unseen objects)", MSTGeoWarning, stacklevel=2)
+            warn(f"{label} was fine-tuned on {labels}: its rows measure polygons it trained on (bench "
+                 "a file of held-out polygons to measure it on unseen objects)")
     trained_sets = {_set_key(dataset) for dataset in _lineage_datasets(training)}
     seen = [dataset for dataset in datasets if _set_key(dataset) in trained_sets]
     if seen:
-        warnings.warn(f"{label} was trained on {', '.join(seen)}: its rows there measure images it trained on, "
-                      "all but its held-out slice", MSTGeoWarning, stacklevel=2)
+        warn(f"{label} was trained on {', '.join(seen)}: its rows there measure images it trained on, "
+             "all but its held-out slice")
 
 
 def _lineage_datasets(training: dict) -> list[str]:

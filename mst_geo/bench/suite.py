@@ -5,7 +5,6 @@ The library call behind ``mst-geo bench noc``; the CLI only parses flags into it
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from mst_geo.bench.noc import check_thresholds
 from mst_geo.bench.report import common_rows, write_report
 from mst_geo.data.iseg import DEFAULT_DATA_ROOT, dataset_location, load_iseg_dataset, named_folder
 from mst_geo.data.rs import RS_LAYOUTS, load_rs_dataset, locate_rs_dataset
-from mst_geo.errors import MSTGeoError, MSTGeoWarning
+from mst_geo.errors import MSTGeoError, warn
 from mst_geo.views import views_json
 
 
@@ -140,8 +139,8 @@ def run_noc_benchmark(
     }
     earlier = sorted({row.method for row in load_rows(out_dir, max_clicks)} - set(methods))
     if earlier:
-        warnings.warn(f"{out_dir}: rows of {', '.join(earlier)} from earlier runs stay in {ROWS_FILE} but not in "
-                      f"these tables (`mst-geo bench report {out_dir}` tables every method)", MSTGeoWarning, stacklevel=2)
+        warn(f"{out_dir}: rows of {', '.join(earlier)} from earlier runs stay in {ROWS_FILE} but not in "
+             f"these tables (`mst-geo bench report {out_dir}` tables every method)")
     return write_report(rows, out_dir, thresholds, max_clicks, settings)
 
 

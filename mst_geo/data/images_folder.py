@@ -22,7 +22,6 @@ Masks are read once when the set is listed, to count their objects.
 from __future__ import annotations
 
 import re
-import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ import numpy as np
 from mst_geo.data.instance import IGNORE, InstanceRef
 from mst_geo.data.iseg import ISegDataset, files_by_stem
 from mst_geo.data.masks import voc_indices
-from mst_geo.errors import MSTGeoError, MSTGeoWarning, a_few
+from mst_geo.errors import MSTGeoError, a_few, warn
 
 IMAGE_FOLDER = re.compile(r"^(img|imgs|im|image|images|jpegimages)([-_ ].*)?$|.*[-_ ](image|images|img)$", re.I)
 MASK_FOLDER = re.compile(r"^(gt|gts|mask|masks|label|labels|annotations?)([-_ ].*)?$|.*[-_ ](mask|masks|gt)$", re.I)
@@ -182,8 +181,8 @@ def images_folder_refs(folder: Path) -> list[InstanceRef]:
         raise MSTGeoError(f"no masks in {mask_dir}/", folder)
     unmasked = sorted(set(images) - {ref.image_path.stem for ref in refs})
     if unmasked:  # RITM's layouts pair every image with a mask: one missing is more often lost than meant
-        warnings.warn(f"{folder}: {len(unmasked)} of {len(images)} images have no mask in {mask_dir}/ and are left "
-                      f"out ({a_few(unmasked)})", MSTGeoWarning, stacklevel=3)
+        warn(f"{folder}: {len(unmasked)} of {len(images)} images have no mask in {mask_dir}/ and are left "
+             f"out ({a_few(unmasked)})")
     repeated = [name for name, count in Counter(ref.name for ref in refs).items() if count > 1]
     if repeated:  # instance names are the bench's resume keys
         raise MSTGeoError(f"two objects would both be named {repeated[0]!r} (a label map beside a mask file of "

@@ -32,7 +32,7 @@ def band_choice(bands: Any, where: Any = None) -> tuple[BandRef, ...]:
             raise MSTGeoError(f"bands must be whole band numbers from 1 such as (4, 3, 2), or band names, "
                               f"got {chosen!r}", where)
     if len(chosen) not in (1, 3):
-        raise MSTGeoError(f"--bands takes 1 band (grey) or 3 bands (R,G,B), got {len(chosen)}", where)
+        raise MSTGeoError(f"bands takes 1 band (grey) or 3 bands (R,G,B), got {len(chosen)}", where)
     return tuple(int(band) if not isinstance(band, str) else band.strip() for band in chosen)
 
 

@@ -30,7 +30,7 @@ from shapely.geometry import Point
 from shapely.geometry.base import BaseGeometry
 
 from mst_geo.atomic import atomic_path, check_output
-from mst_geo.errors import MSTGeoError, MSTGeoWarning, a_few
+from mst_geo.errors import MSTGeoError, MSTGeoWarning, a_few, warn
 from mst_geo.geo.ground import ground_area
 
 VECTOR_DRIVERS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON", ".fgb": "FlatGeobuf"}
@@ -167,9 +167,8 @@ def write_outputs(frame: gpd.GeoDataFrame, path: str | Path, overwrite: bool = F
     drawn = [value for value in absent if not frame.geometry.iloc[value - 1].is_empty]  # empty ones: the caller's warning
     if drawn:
         names = [repr(frame["object"].tolist()[value - 1]) for value in drawn]  # 3, not np.int64(3)
-        warnings.warn(f"{mask.path}: {len(drawn)} object(s) have no pixel in the mask (under later objects, or "
-                      f"covering no pixel centre) ({a_few(names)}); their polygons are in {path}",
-                      MSTGeoWarning, stacklevel=2)
+        warn(f"{mask.path}: {len(drawn)} object(s) have no pixel in the mask (under later objects, or "
+             f"covering no pixel centre) ({a_few(names)}); their polygons are in {path}")
     return Path(path)
 
 
@@ -239,9 +238,9 @@ def geojson_nameable(frame: gpd.GeoDataFrame, target: Path) -> gpd.GeoDataFrame:
     except ProjError:  # a local engineering grid has no datum to reach the Earth from
         raise MSTGeoError(f"GeoJSON cannot name the scene's CRS ({frame.crs.name}: no EPSG code), nor does it reach "
                           "WGS84: write .gpkg to keep it", target) from None
-    warnings.warn(f"{target.name}: the scene's CRS has no EPSG code, which a GeoJSON file cannot name, so the "
-                  "polygons are written in WGS84 longitude/latitude (write .gpkg to keep the "
-                  "scene's CRS)", MSTGeoWarning, stacklevel=2)
+    warn(f"{target.name}: the scene's CRS has no EPSG code, which a GeoJSON file cannot name, so the "
+         "polygons are written in WGS84 longitude/latitude (write .gpkg to keep the "
+         "scene's CRS)")
     return in_wgs84
 
 

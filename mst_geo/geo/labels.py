@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -25,7 +24,7 @@ from rasterio.windows import Window
 from shapely.geometry import box
 
 from mst_geo.data.instance import IGNORE, Instance
-from mst_geo.errors import MSTGeoError, MSTGeoWarning, a_few
+from mst_geo.errors import MSTGeoError, a_few, warn
 from mst_geo.geo.bands import BandRef
 from mst_geo.geo.io import read_vector
 from mst_geo.geo.prompts import describe_extent
@@ -65,8 +64,8 @@ def read_labels(labels: str | Path, scene_crs: Any) -> gpd.GeoDataFrame:
     if polygons.empty:
         raise MSTGeoError("labels hold no polygons (one polygon per object is expected)", path)
     if len(polygons) < len(frame):
-        warnings.warn(f"{path}: {len(frame) - len(polygons)} of {len(frame)} features are not polygons (points, "
-                      "lines or empty) and are left out", MSTGeoWarning, stacklevel=2)
+        warn(f"{path}: {len(frame) - len(polygons)} of {len(frame)} features are not polygons (points, "
+             "lines or empty) and are left out")
     reprojected = polygons.to_crs(scene_crs)
     if not np.isfinite(reprojected.total_bounds).all():
         raise MSTGeoError(f"the labels' coordinates do not fit their CRS ({polygons.crs.name}): projected metres "
@@ -83,9 +82,9 @@ def _repaired(polygons: gpd.GeoDataFrame, path: Path) -> gpd.GeoDataFrame:
     repaired = polygons.copy()
     repaired.loc[invalid, repaired.geometry.name] = [valid_polygons(geometry) for geometry in polygons.geometry[invalid]]
     reasons = sorted({shapely.is_valid_reason(geometry).split("[")[0] for geometry in polygons.geometry[invalid]})
-    warnings.warn(f"{path}: {int(invalid.sum())} label polygon(s) are invalid ({', '.join(reasons)}; features "
-                  f"{a_few([str(feature) for feature in polygons.index[invalid]])}) and are repaired with "
-                  "shapely's make_valid", MSTGeoWarning, stacklevel=3)
+    warn(f"{path}: {int(invalid.sum())} label polygon(s) are invalid ({', '.join(reasons)}; features "
+         f"{a_few([str(feature) for feature in polygons.index[invalid]])}) and are repaired with "
+         "shapely's make_valid")
     return repaired
 
 
@@ -151,8 +150,8 @@ def _warn_left_out(labels: str | Path, every: gpd.GeoDataFrame, kept: gpd.GeoDat
     among = every if among is None else among
     left_out = [str(feature) for feature in among.index.difference(kept.index)]
     if left_out:
-        warnings.warn(f"{labels}: {len(left_out)} of {len(every)} label polygons {why} and are left out "
-                      f"(features {a_few(left_out)})", MSTGeoWarning, stacklevel=3)
+        warn(f"{labels}: {len(left_out)} of {len(every)} label polygons {why} and are left out "
+             f"(features {a_few(left_out)})")
 
 
 def column_named(frame: gpd.GeoDataFrame, name: str) -> str | None:

@@ -21,7 +21,6 @@ import io
 import json
 import math
 import re
-import warnings
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -34,7 +33,7 @@ from affine import Affine
 from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError, ProjError
 
-from mst_geo.errors import MSTGeoError, MSTGeoWarning, a_few
+from mst_geo.errors import MSTGeoError, a_few, warn
 from mst_geo.geo.io import check_input_file, epsg_code, read_vector
 
 WGS84 = CRS.from_epsg(4326)
@@ -338,8 +337,8 @@ def _coordinate_columns(header: Sequence[str], clicks_crs: str | CRS | None, pat
             raise MSTGeoError(f"its {x_column}/{y_column} columns name no CRS: pass --clicks-crs (clicks_crs= in "
                               "Python), e.g. the scene's EPSG code", path)
     elif clicks_crs is not None and not parse_crs(clicks_crs, path).is_geographic:
-        raise MSTGeoError(f"its {x_column}/{y_column} columns are longitude/latitude, but --clicks-crs names a "
-                          "projected CRS: name projected coordinates x,y", path)
+        raise MSTGeoError(f"its {x_column}/{y_column} columns are longitude/latitude, but the clicks CRS "
+                          "(--clicks-crs, clicks_crs= in Python) is projected: name projected coordinates x,y", path)
     return x_column, y_column
 
 
@@ -469,8 +468,8 @@ def clicks_from_geojson(
         keyed.setdefault(obj, []).append((order, index, click))
     _refuse_ids_alike_as_text(list(keyed), source)
     if unnamed and len(unnamed) < len(data["features"]):  # some clicks name their object, these do not
-        warnings.warn(f"{source}: {len(unnamed)} click(s) have no object id and join object {DEFAULT_OBJECT} "
-                      f"({a_few(unnamed)}): give them their object's id", MSTGeoWarning, stacklevel=3)
+        warn(f"{source}: {len(unnamed)} click(s) have no object id and join object {DEFAULT_OBJECT} "
+             f"({a_few(unnamed)}): give them their object's id")
     if not contract_used and len(data["features"]) > 1:
         _warn_one_positive_object(data["features"], source)
     return {obj: [click for *_, click in sorted(entries, key=lambda e: e[:2])] for obj, entries in keyed.items()}
@@ -483,9 +482,8 @@ def _warn_one_positive_object(features: list, source: str | Path | None) -> None
     names = {str(key) for feature in features for key in ((feature.get("properties") or {}) if isinstance(feature, dict) else {})
              if str(key).strip().lower() in ("name", "description")}
     unread = f"; its {', '.join(repr(name) for name in sorted(names))} field is not read" if names else ""
-    warnings.warn(f"{source or 'clicks'}: {len(features)} clicks without a 'label' or 'object' field are read as one "
-                  f"object of positive clicks{unread} (give the points label and object fields to say otherwise)",
-                  MSTGeoWarning, stacklevel=3)
+    warn(f"{source or 'clicks'}: {len(features)} clicks without a 'label' or 'object' field are read as one "
+         f"object of positive clicks{unread} (give the points label and object fields to say otherwise)")
 
 
 def clicks_to_geojson(objects: Mapping[ObjectId, list[SceneClick]], scene_crs: CRS | Any) -> dict:

@@ -35,7 +35,7 @@ from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from mst_geo.errors import MSTGeoError, MSTGeoWarning, a_few
+from mst_geo.errors import MSTGeoError, a_few, warn
 from mst_geo.geo.bands import BandRef, band_choice, sensor_rgb
 from mst_geo.geo.ground import ground_steps
 
@@ -226,9 +226,8 @@ class SceneRaster:
                 chosen = tuple(data_bands[:3]) if len(data_bands) >= 3 else (data_bands[0],)
                 if len(data_bands) != len(chosen):
                     used = "as R,G,B" if len(chosen) == 3 else "as grey"
-                    warnings.warn(f"{self.path}: {len(data_bands)} bands without colour names; reading band(s) "
-                                  f"{','.join(map(str, chosen))} {used} (choose with --bands)", MSTGeoWarning,
-                                  stacklevel=2)  # callers choose once per scene (Segmenter, scene_labels)
+                    warn(f"{self.path}: {len(data_bands)} bands without colour names; reading band(s) "
+                         f"{','.join(map(str, chosen))} {used} (choose them with --bands, or bands= in Python)")
         if len(chosen) < 3:  # grey: repeat the band so the model gets three channels
             chosen = (chosen + (chosen[0],) * 3)[:3]
         return chosen  # type: ignore[return-value]

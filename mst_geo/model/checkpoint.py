@@ -12,7 +12,6 @@ import copy
 
 import hashlib
 import json
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from mst_geo.atomic import atomic_path
-from mst_geo.errors import MSTGeoError, MSTGeoWarning
+from mst_geo.errors import MSTGeoError, warn
 from mst_geo.model.config import PRESETS, MSTConfig
 from mst_geo.model.mst import MSTModel, create_model
 
@@ -82,7 +81,7 @@ def read_card(path: str | Path) -> dict[str, Any]:
     metadata = _metadata(path)
     if CARD_KEY not in metadata and PRETRAINING_KEY in metadata:
         raise CheckpointError("is a pretrained encoder (`mst-geo train` with task: mae), not a segmenter: "
-                              "click-train from it with `mst-geo train --init`", path)
+                              "click-train from it (`mst-geo train --init`, or model.init in the recipe)", path)
     if CARD_KEY not in metadata:
         raise CheckpointError("no mst-geo model card in the file metadata (not an MST checkpoint?)", path)
     try:
@@ -147,8 +146,8 @@ def resolve_model(name_or_path: str | Path) -> tuple[MSTModel, dict[str, Any]]:
                                   "pass a checkpoint path or a preset name", DEFAULT_CHECKPOINT)
         return load_checkpoint(DEFAULT_CHECKPOINT)
     if name in PRESETS:
-        warnings.warn(f"model '{name}' is a preset with random weights: its masks are meaningless "
-                      "until it is trained", MSTGeoWarning, stacklevel=2)
+        warn(f"model '{name}' is a preset with random weights: its masks are meaningless "
+             "until it is trained")
         model = create_model(name).eval()
         return model, {"preset": name, "config": model.config.to_dict(), "training": None}
     path = checkpoint_path(name)

@@ -9,7 +9,6 @@ otherwise drawn by a stable hash of ``dataset/image_id`` (same split on every ma
 
 from __future__ import annotations
 
-import warnings
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import numpy as np
 
 from mst_geo.data.instance import InstanceRef, MaskReader, read_rgb
 from mst_geo.data.iseg import BENCHMARK_SETS, ISegDataset, dataset_location, load_iseg_dataset
-from mst_geo.errors import MSTGeoError, MSTGeoWarning
+from mst_geo.errors import MSTGeoError, warn
 
 VAL_LIST_NAME = "val.txt"
 
@@ -125,11 +124,10 @@ def warn_about_split(dataset: str, held: Sequence[bool], list_misses: bool, key_
     """Say when a dataset adds nothing to training, or when the list that names some of its
     images matches none of them (``list_misses``: a misspelt key holds nothing out)."""
     if list_misses:
-        warnings.warn(f"{dataset}: the validation list names {dataset} keys but none of its images (keys read "
-                      f"{key_form}); none is held out", MSTGeoWarning, stacklevel=2)
+        warn(f"{dataset}: the validation list names {dataset} keys but none of its images (keys read "
+             f"{key_form}); none is held out")
     if held and all(held):
-        warnings.warn(f"{dataset}: every image is held out for validation; it adds nothing to training",
-                      MSTGeoWarning, stacklevel=2)
+        warn(f"{dataset}: every image is held out for validation; it adds nothing to training")
 
 
 def build_split(root: str | Path, datasets: Sequence[str], val_fraction: float,

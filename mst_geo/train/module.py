@@ -19,7 +19,6 @@ import functools
 import hashlib
 import math
 import time
-import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
@@ -35,7 +34,7 @@ from mst_geo.clicks.predictor import Predictor
 from mst_geo.clicks.session import clicks_to_reach, evaluate_instance, threshold_key
 from mst_geo.clicks.sampler import next_training_click
 from mst_geo.data.instance import Instance
-from mst_geo.errors import MSTGeoWarning
+from mst_geo.errors import warn
 from mst_geo.model import MSTLoss, MSTModel
 from mst_geo.train.config import DataSection, TrainConfig, TrainerSection
 from mst_geo.train.instances import held_out_keys
@@ -285,8 +284,8 @@ class ClickTrainingModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         scores = {name: float(value) for name, value in self.trainer.callback_metrics.items() if name.startswith("val/")}
         if scores and not all(math.isfinite(value) for value in scores.values()):
-            warnings.warn("no held-out object had a pixel to score (each lies on nodata or is smaller than a "
-                          "pixel): this validation records no held-out score", MSTGeoWarning, stacklevel=2)
+            warn("no held-out object had a pixel to score (each lies on nodata or is smaller than a "
+                 "pixel): this validation records no held-out score")
         self.last_val = {name: value for name, value in scores.items() if math.isfinite(value)}  # the card is JSON
         self.last_val["step"] = self.trainer.global_step  # an interrupted validation is not rerun: say which one this is
 

@@ -43,7 +43,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.profilers import SimpleProfiler
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from mst_geo.errors import MSTGeoError, MSTGeoWarning, Terminated
+from mst_geo.errors import MSTGeoError, Terminated, warn
 from mst_geo.model import MSTModel, create_model, resolve_model, save_checkpoint
 from mst_geo.model.checkpoint import CheckpointError, checkpoint_path, read_card, read_pretraining_record
 from mst_geo.model.grow import deepen
@@ -85,8 +85,8 @@ def build_model(config: TrainConfig) -> MSTModel:
     if mst_init_path(init) is not None:
         model, _ = resolve_model(init)
         if model.config.preset != config.model.preset:
-            warnings.warn(f"--init {init}: training its {model.config.preset} network, not the "
-                          f"recipe's {config.model.preset}", MSTGeoWarning, stacklevel=2)
+            warn(f"--init {init}: training its {model.config.preset} network, not the "
+                 f"recipe's {config.model.preset}")
         # the init's inference settings were chosen for its own weights: validate and export at its
         # input_size, one pass a click, no mirror, until the new weights get theirs (scripts/ship_model.py)
         model.config = dataclasses.replace(model.config, inference_size=None, first_click_passes=1, flip=False)
@@ -162,7 +162,7 @@ def find_resume_checkpoint(resume: str, out: Path) -> Path:
             read_training_checkpoint(newest)
             return newest
         except MSTGeoError as error:
-            warnings.warn(f"{error}; resuming from an older checkpoint", MSTGeoWarning, stacklevel=2)
+            warn(f"{error}; resuming from an older checkpoint")
     return checkpoints[0]
 
 
@@ -392,10 +392,10 @@ def warn_if_waiting_for_nodes(trainer: L.Trainer) -> None:
     if all(name in os.environ for name in ("NODE_RANK", "MASTER_ADDR", "MASTER_PORT")):
         return
     environment = trainer.strategy.cluster_environment
-    warnings.warn(f"trainer.num_nodes is {trainer.num_nodes} but no cluster launcher was found: this machine "
-                  f"will wait as node {trainer.node_rank} at {environment.main_address}:{environment.main_port}; "
-                  "run the same command on every machine with NODE_RANK (0, 1, …), MASTER_ADDR (node 0's "
-                  "address) and MASTER_PORT set, or start it with srun or torchrun", MSTGeoWarning, stacklevel=2)
+    warn(f"trainer.num_nodes is {trainer.num_nodes} but no cluster launcher was found: this machine "
+         f"will wait as node {trainer.node_rank} at {environment.main_address}:{environment.main_port}; "
+         "run the same command on every machine with NODE_RANK (0, 1, …), MASTER_ADDR (node 0's "
+         "address) and MASTER_PORT set, or start it with srun or torchrun")
 
 
 def hardware(trainer: L.Trainer) -> str:
