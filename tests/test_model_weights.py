@@ -1,4 +1,4 @@
-"""Starting the MST backbone from plain timm / MAE ViT weights, and the preset YAML files."""
+"""Starting the MST backbone from plain timm / MAE ViT weights."""
 
 from __future__ import annotations
 
@@ -10,16 +10,9 @@ import torch
 from timm.layers import resample_abs_pos_embed
 
 from mst_geo.model import CheckpointError, create_model
-from mst_geo.model.config import PRESETS, config_from_yaml
 from mst_geo.model.pretrained import load_vit_weights
 
 torch.set_num_threads(1)
-CONFIGS = Path(__file__).parents[1] / "configs" / "model"
-
-
-@pytest.mark.parametrize("name", list(PRESETS))
-def test_yaml_configs_describe_the_registered_presets(name):
-    assert config_from_yaml(CONFIGS / f"{name}.yaml") == PRESETS[name]
 
 
 def test_timm_vit_state_dict_loads_into_the_backbone(tmp_path):

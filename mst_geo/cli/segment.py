@@ -32,7 +32,8 @@ def segment(
     ),
     clicks_crs: str | None = typer.Option(
         None, "--clicks-crs",
-        help="CRS of the click coordinates (e.g. EPSG:3857); overrides the file's 'crs' member or layer CRS. Default: WGS84.",
+        help="CRS of the click coordinates (e.g. EPSG:3857), overriding the file's own. Default: the file's own (a layer's CRS, "
+        "a GeoJSON 'crs' member), else WGS84; a CSV's x,y columns need it.",
     ),
     bands: str | None = typer.Option(
         None, "--bands", help=BANDS_HELP

@@ -37,7 +37,8 @@ def app_command(
         help="Start from the objects of a clicks file (as `segment` reads it, e.g. the app's own Export clicks).",
     ),
     clicks_crs: str | None = typer.Option(
-        None, "--clicks-crs", help="CRS of the --clicks coordinates; overrides the file's own. Default: WGS84."
+        None, "--clicks-crs", help="CRS of the --clicks coordinates, overriding the file's own. Default: the file's own, "
+        "else WGS84; a CSV's x,y columns need it."
     ),
 ) -> None:
     """Click on a scene in your browser and watch each object's polygon appear.

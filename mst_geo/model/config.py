@@ -1,7 +1,6 @@
 """The MST architecture as one dataclass, and the registry of its size presets.
 
-Everything needed to rebuild a network lives here, so a checkpoint's card can carry it as JSON
-and ``configs/model/*.yaml`` can describe the same presets.
+Everything needed to rebuild a network lives here, so a checkpoint's card can carry it as JSON.
 """
 
 from __future__ import annotations
@@ -9,10 +8,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import yaml
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from mst_geo.views import view_sizes
@@ -122,10 +119,3 @@ def preset_config(name: str, **overrides: Any) -> MSTConfig:
         raise KeyError(f"unknown model preset {name!r}; known: {', '.join(PRESETS)}")
     return dataclasses.replace(PRESETS[name], **overrides)
 
-
-def config_from_yaml(path: str | Path) -> MSTConfig:
-    """A ``configs/model/*.yaml`` file: ``preset`` plus any MSTConfig fields overriding it."""
-    values = yaml.safe_load(Path(path).read_text()) or {}
-    name = values.pop("preset")
-    check_fields(values, f"{path}: ")
-    return preset_config(name, **values)
