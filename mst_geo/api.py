@@ -23,17 +23,15 @@ from tqdm.auto import tqdm  # imported quietly by mst_geo/__init__.py (a noteboo
 
 import mst_geo
 from mst_geo.geo.bands import BandRef
-from mst_geo.atomic import check_output
 from mst_geo.clicks.predictor import Predictor
 from mst_geo.devices import torch_device
 from mst_geo.errors import MSTGeoError, a_few, warn
 from mst_geo.geo.io import (
     MaskOutput,
     ObjectRecord,
-    check_mask_path,
     check_output_crs,
+    check_outputs,
     polygons_frame,
-    vector_driver,
     write_outputs,
 )
 from mst_geo.geo.journal import ObjectJournal, file_identity
@@ -444,11 +442,7 @@ def segment_scene(
     if len(outputs) == 2 and outputs[0].resolve() == outputs[1].resolve():
         raise MSTGeoError("the mask output (mask_out, --mask-out) must differ from the polygons output", mask_out)
     _refuse_outputs_over_inputs(outputs, [("scene", scene), ("clicks file", clicks)])
-    vector_driver(out)  # fail on a bad output before loading the model or running anything
-    if mask_out is not None:
-        check_mask_path(mask_out)
-    for output in outputs:
-        check_output(output, overwrite)
+    check_outputs(out, mask_out, overwrite)  # fail on a bad output before loading the model or running anything
     with Segmenter(scene, model=model, bands=bands, device=device, simplify=simplify, min_area=min_area) as seg:
         check_output_crs(out, seg.crs)  # a format that cannot hold the scene's CRS fails before any object runs
         key = seg.run_key() if resume else None

@@ -56,15 +56,11 @@ def segment(
 
         mst-geo segment examples/naip_scene.tif --clicks examples/clicks.geojson -o objects.gpkg
     """
-    from mst_geo.geo.io import check_mask_path, vector_driver
     from mst_geo.geo.bands import parse_bands
     from mst_geo.geo.raster import scene_stem
 
     out = out or Path(f"{scene_stem(scene)}_objects.gpkg")
     scene_bands = parse_bands(bands)
-    vector_driver(out)  # bad flags fail at once, before torch loads (segment_scene checks again, for API callers)
-    if mask_out is not None:
-        check_mask_path(mask_out)
     from mst_geo.api import segment_scene
 
     with resume_hint_on_interrupt("rerun the same command to resume with the objects already finished"):

@@ -44,6 +44,10 @@ from mst_geo.views import view_sizes
 Box = tuple[int, int, int, int]
 """``(top, left, bottom, right)`` in pixels, bottom/right exclusive."""
 
+ZOOM_EXPANSION = 1.4
+"""A later click's view is this many times the object's box (RITM's zoom-in expansion); the scene
+workflow's windows use it too."""
+
 
 def box_iou(first: Box, second: Box) -> float:
     """IoU of two boxes."""
@@ -89,7 +93,7 @@ class Predictor:
         device: str | torch.device = "cpu",
         zoom_in: bool = True,
         input_size: int | Sequence[int] | None = None,
-        zoom_expansion: float = 1.4,
+        zoom_expansion: float = ZOOM_EXPANSION,
         zoom_min_crop: int = 200,
         zoom_keep_iou: float = 0.5,
         flip: bool | None = None,

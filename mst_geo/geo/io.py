@@ -153,11 +153,7 @@ def write_outputs(frame: gpd.GeoDataFrame, path: str | Path, overwrite: bool = F
     """Write the polygons (GeoPackage, GeoJSON or FlatGeobuf by extension) and optionally the mask
     COG. Both are checked before either is written, and renamed into place together: a failed
     write leaves neither, and an output that existed stays as it was."""
-    driver = vector_driver(path)
-    check_output(path, overwrite)
-    if mask is not None:
-        check_output(mask.path, overwrite)
-        check_mask_path(mask.path)
+    driver = check_outputs(path, None if mask is None else mask.path, overwrite)
     with contextlib.ExitStack() as outputs:
         absent = []
         if mask is not None:
@@ -170,6 +166,17 @@ def write_outputs(frame: gpd.GeoDataFrame, path: str | Path, overwrite: bool = F
         warn(f"{mask.path}: {len(drawn)} object(s) have no pixel in the mask (under later objects, or "
              f"covering no pixel centre) ({a_few(names)}); their polygons are in {path}")
     return Path(path)
+
+
+def check_outputs(path: str | Path, mask_path: str | Path | None, overwrite: bool) -> str:
+    """Refuse, before any work, a polygons output or mask of a format we do not write, or one that
+    exists (without ``overwrite``) or cannot be written; the polygons' OGR driver otherwise."""
+    driver = vector_driver(path)
+    check_output(path, overwrite)
+    if mask_path is not None:
+        check_mask_path(mask_path)
+        check_output(mask_path, overwrite)
+    return driver
 
 
 def polygons_to_file(frame: gpd.GeoDataFrame, path: Path, driver: str, target: Path) -> None:

@@ -54,7 +54,7 @@ from rasterio.windows import Window
 from scipy import ndimage
 
 from mst_geo.clicks.click import Click
-from mst_geo.clicks.predictor import Predictor
+from mst_geo.clicks.predictor import ZOOM_EXPANSION, Predictor
 from mst_geo.clicks.simulator import PRED_THRESHOLD, binarize
 from mst_geo.geo.prompts import SceneClick
 from mst_geo.geo.raster import SceneRaster, WindowImage
@@ -77,9 +77,6 @@ same (all views up to the largest when none does)."""
 STABILITY_MARGIN = 0.1
 """The stability score compares the object cut this far above and below the clicker's threshold
 (not tuned)."""
-
-ZOOM_EXPANSION = 1.4
-"""A later click's window is this many times the object's box (RITM's zoom-in expansion)."""
 
 ZOOM_KEEP = 2.0
 """The current window stays for a later click while its side is at most this many zoom squares."""

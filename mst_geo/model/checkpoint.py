@@ -102,9 +102,8 @@ def read_pretraining_record(path: str | Path) -> dict[str, Any] | None:
         raise CheckpointError(f"pretraining record is not valid JSON ({err})", path) from err
 
 
-def load_checkpoint(path: str | Path, preset: str | None = None,
-                    map_location: str | torch.device = "cpu") -> tuple[MSTModel, dict[str, Any]]:
-    """Rebuild the model of checkpoint ``path`` (eval mode) and return it with its card.
+def load_checkpoint(path: str | Path, preset: str | None = None) -> tuple[MSTModel, dict[str, Any]]:
+    """Rebuild the model of checkpoint ``path`` (eval mode, on the CPU) and return it with its card.
     ``preset`` set: refuse a checkpoint of another preset. Every key must match (strict)."""
     card = read_card(path)
     try:
@@ -114,7 +113,7 @@ def load_checkpoint(path: str | Path, preset: str | None = None,
     if preset is not None and config.preset != preset:
         raise CheckpointError(f"checkpoint is preset '{config.preset}', but '{preset}' was requested", path)
     model = MSTModel(config)
-    state = load_file(str(path), device=str(map_location))
+    state = load_file(str(path), device="cpu")
     reference = model.state_dict()
     missing = sorted(set(reference) - set(state))
     unexpected = sorted(set(state) - set(reference))
@@ -127,7 +126,7 @@ def load_checkpoint(path: str | Path, preset: str | None = None,
         raise CheckpointError(f"weights do not fit preset '{config.preset}': shape differs for {wrong[:3]}", path)
     model.load_state_dict({name: t.to(reference[name].dtype) for name, t in state.items()})
     model.card = copy.deepcopy(card)  # its own: a caller editing the returned card (ship_model.py) leaves it be
-    return model.to(map_location).eval(), card
+    return model.eval(), card
 
 
 def checkpoint_path(name_or_path: str | Path) -> Path:
