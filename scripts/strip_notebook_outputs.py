@@ -10,12 +10,12 @@ CI executes the notebooks anyway (tests/test_notebooks.py). Run before committin
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import nbformat
+
+from mst_geo.atomic import write_atomic
 
 RUN_METADATA = ("execution", "collapsed", "scrolled")
 """Cell metadata that records a run or a view, not the source."""
@@ -42,18 +42,6 @@ def strip(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return notebook
 
 
-def write_atomic(notebook: nbformat.NotebookNode, path: Path) -> None:
-    """Write to a temp file beside ``path`` and rename it over ``path``."""
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(handle)
-    try:
-        nbformat.write(notebook, temp)
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="+", type=Path, help="notebook files (.ipynb)")
@@ -66,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         dirty.append(path)
         if not args.check:
-            write_atomic(strip(notebook), path)
+            stripped = strip(notebook)
+            write_atomic(path, lambda temporary: nbformat.write(stripped, str(temporary)))
     verb = "has outputs" if args.check else "stripped"
     for path in dirty:
         print(f"{path}: {verb}")

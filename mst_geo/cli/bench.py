@@ -13,28 +13,26 @@ bench_app = typer.Typer(help="Benchmarks: NoC@85/90/95 with baselines, and model
 app.add_typer(bench_app, name="bench")
 
 
-def _thresholds(iou: str) -> list[float]:
-    """``"0.85,0.9"`` -> [0.85, 0.9]; anything else is a user error."""
+def _numbers(text: str, kind: type[float] | type[int], expected: str) -> list:
+    """``"0.85,0.9"`` -> [0.85, 0.9] (``kind`` float; int for whole numbers); anything else is a
+    user error saying what was ``expected``."""
     from mst_geo.bench.methods import split_names
     from mst_geo.errors import MSTGeoError
 
     try:
-        return [float(value) for value in split_names([iou])]
+        return [kind(value) for value in split_names([text])]
     except ValueError:
-        raise MSTGeoError(f"--iou must be comma-separated numbers, got {iou!r}") from None
+        raise MSTGeoError(f"{expected}, got {text!r}") from None
+
+
+def _thresholds(iou: str) -> list[float]:
+    return _numbers(iou, float, "--iou must be comma-separated numbers")
 
 
 def _views(text: str | None) -> tuple[int, ...] | None:
-    """``"320,384"`` -> (320, 384); anything but whole numbers is a user error."""
-    from mst_geo.bench.methods import split_names
-    from mst_geo.errors import MSTGeoError
-
     if text is None:
         return None
-    try:
-        return tuple(int(value) for value in split_names([text])) or None
-    except ValueError:
-        raise MSTGeoError(f"--view must be a side in px or comma-separated sides, got {text!r}") from None
+    return tuple(_numbers(text, int, "--view must be a side in px or comma-separated sides")) or None
 
 
 def _shard(text: str) -> tuple[int, int]:
