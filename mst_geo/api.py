@@ -394,7 +394,7 @@ class Segmenter:
             result = self._results[object_id]
             geometry = mask_to_polygon(result.mask, result.transform, self.simplify, self.min_area)
             pixels = polygon_to_mask(geometry, result.mask.shape, result.transform)
-            score = float(result.probability[pixels].mean()) if pixels.any() else 0.0  # over what is written
+            score = result.mean_probability(pixels)  # over what is written
             record = ObjectRecord(object_id, geometry, len(result.clicks), score)
             self._outlines[object_id] = _Outline(record, pixels)
         return self._outlines[object_id]

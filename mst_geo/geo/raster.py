@@ -152,7 +152,12 @@ class WindowImage:
     @property
     def scale(self) -> tuple[float, float]:
         """Scene pixels per image pixel along (rows, cols); 1 at native resolution."""
-        return self.window.height / self.image.shape[0], self.window.width / self.image.shape[1]
+        return window_scale(self.window, self.image.shape)
+
+
+def window_scale(window: Window, shape: tuple[int, ...]) -> tuple[float, float]:
+    """Scene pixels per array pixel along (rows, cols) of an array of ``shape`` covering ``window``."""
+    return window.height / shape[0], window.width / shape[1]
 
 
 class SceneRaster:

@@ -57,7 +57,7 @@ from mst_geo.clicks.click import Click
 from mst_geo.clicks.predictor import ZOOM_EXPANSION, Predictor
 from mst_geo.clicks.simulator import PRED_THRESHOLD, binarize
 from mst_geo.geo.prompts import SceneClick
-from mst_geo.geo.raster import SceneRaster, WindowImage
+from mst_geo.geo.raster import SceneRaster, WindowImage, window_scale
 
 GROWTH = 2
 """Each growth doubles the window side."""
@@ -105,12 +105,16 @@ class ObjectMask:
     @property
     def score(self) -> float:
         """Mean foreground probability over the mask (0 for an empty mask)."""
-        return float(self.probability[self.mask].mean()) if self.mask.any() else 0.0
+        return self.mean_probability(self.mask)
+
+    def mean_probability(self, pixels: np.ndarray) -> float:
+        """Mean foreground probability over ``pixels`` (a boolean mask of this grid; 0 when empty)."""
+        return float(self.probability[pixels].mean()) if pixels.any() else 0.0
 
     @property
     def scale(self) -> tuple[float, float]:
         """Scene pixels per mask pixel along (rows, cols)."""
-        return self.window.height / self.probability.shape[0], self.window.width / self.probability.shape[1]
+        return window_scale(self.window, self.probability.shape)
 
 
 class ObjectSegmenter:
