@@ -224,12 +224,46 @@ def test_a_click_without_its_object_id_among_named_ones_is_said(mapper):
     """Clicks that name no object join object 1 (the contract's default for a file without the
     field); among clicks that name theirs, a blank cell is more often forgotten than meant: said."""
     pond, grass = lonlat_of_pixel(60.5, 850.5), lonlat_of_pixel(95.5, 120.5)
-    with pytest.warns(MSTGeoWarning, match=r"1 click\(s\) have no object id and join object 1 \(feature #2\)"):
+    with pytest.warns(MSTGeoWarning, match=r"^clicks: 1 click\(s\) have no object id and join object 1 \(feature #2\)"):
         objects = clicks_from_geojson(collection((*pond, {"object": "pond"}), (*grass, {"object": None})), mapper)
     assert list(objects) == ["pond", 1]
     with warnings.catch_warnings():
         warnings.simplefilter("error", MSTGeoWarning)  # no field at all: one object, as the contract says
         assert list(clicks_from_geojson(collection((*pond, {"label": 1}), (*grass, {"label": 1})), mapper)) == [1]
+
+
+def test_a_contract_field_spelled_otherwise_is_refused_where_it_would_change_the_clicks(mapper, tmp_path):
+    """Unread, a ``labels`` field would make its negative clicks positive and an ``object_id`` field
+    would merge its objects into one: refused, naming the field and the name to give it. The same
+    spellings pass where nothing is lost (all positive; ids one per point, as a GIS's OBJECTID)."""
+    pond, grass, road = lonlat_of_pixel(60.5, 850.5), lonlat_of_pixel(95.5, 120.5), lonlat_of_pixel(300.5, 400.5)
+    misspelt = collection((*pond, {"Labels": "positive", "object_id": "pond"}),
+                          (*grass, {"Labels": "negative", "object_id": "pond"}),
+                          (*road, {"Labels": "positive", "object_id": "road"}))
+    path = tmp_path / "clicks.geojson"
+    path.write_text(json.dumps(misspelt))
+    with pytest.raises(MSTGeoError, match=re.escape(f"{path}: field 'Labels' holds negative clicks but is not read: "
+                                                    "name it 'label'")):
+        read_clicks(path, mapper)
+    for feature in misspelt["features"]:
+        feature["properties"]["label"] = feature["properties"].pop("Labels")
+    with pytest.raises(MSTGeoError, match="field 'object_id' groups the clicks into objects but is not read: name it "
+                                          "'object'"):
+        clicks_from_geojson(misspelt, mapper)
+    for feature in misspelt["features"]:
+        feature["properties"]["object"] = feature["properties"].pop("object_id")
+    assert {obj: len(clicks) for obj, clicks in clicks_from_geojson(misspelt, mapper).items()} == {"pond": 2, "road": 1}
+    harmless = collection((*pond, {"label": 1, "OBJECTID": 1, "type": "click"}),
+                          (*grass, {"label": 0, "OBJECTID": 2, "type": "click"}))
+    assert [click.positive for click in clicks_from_geojson(harmless, mapper)[1]] == [True, False]
+
+
+def test_coordinates_and_orders_that_are_not_numbers_are_said(mapper):
+    pond = lonlat_of_pixel(60.5, 850.5)
+    with pytest.raises(MSTGeoError, match=re.escape("feature #1: coordinates must be finite numbers, got [nan, ")):
+        clicks_from_geojson(collection((float("nan"), pond[1], {})), mapper)
+    with pytest.raises(MSTGeoError, match=re.escape("feature #1: order 'nan' is not a number")):
+        clicks_from_geojson(collection((*pond, {"order": "nan"})), mapper)
 
 
 def test_clicks_in_the_wrong_crs_fall_outside(mapper):

@@ -7,6 +7,8 @@ Contract (DESIGN.md): a FeatureCollection of Point features, with
   must differ as text, since the output stores them as text when ints and names mix;
 - ``order``: sorts the clicks of an object (missing, null or "": file order).
 Field names match in any case (``LABEL`` from ArcGIS); a MultiPoint of one point is that point.
+A field spelled otherwise (``labels``, ``object_id``) is not read, so a file whose only such field
+holds negative labels, or ids that group clicks, is refused with the name to give it.
 Coordinates are WGS84 (RFC 7946) unless the file has a ``crs`` member or the caller passes
 ``clicks_crs`` (which wins). A ``.geojson``/``.json`` file is parsed as JSON; any other vector file
 OGR reads (a GeoPackage or Shapefile point layer digitised in QGIS) is read through geopandas with
@@ -88,6 +90,13 @@ def parse_label(value: Any) -> bool:
 
 
 CONTRACT_FIELDS = ("label", "object", "order")
+LABEL_LOOKALIKES = {"labels", "lable", "lbl", "class", "type", "kind", "sign", "polarity", "positive", "ispositive",
+                    "pos", "clicktype", "clicklabel", "prompt", "prompttype"}
+"""Field names (lower case, letters and digits) a clicks file may mean as ``label``."""
+OBJECT_LOOKALIKES = {"objects", "obj", "objid", "objectid", "objectname", "objectnumber", "objectno", "id",
+                     "instance", "instanceid", "group", "groupid", "target", "targetid", "segment", "segmentid"}
+"""Field names a clicks file may mean as ``object`` (a GIS feature id such as OBJECTID, one per
+point, groups nothing and passes)."""
 
 
 def contract_fields(properties: Mapping[str, Any]) -> tuple[Any, Any, Any]:
@@ -106,9 +115,12 @@ def contract_fields(properties: Mapping[str, Any]) -> tuple[Any, Any, Any]:
 def parse_order(value: Any) -> float:
     """A click's ``order`` as a number; ValueError naming the field otherwise."""
     try:
-        return float(value)
+        order = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"order {value!r} is not a number (clicks are sorted by it within an object)") from None
+        order = math.nan
+    if not math.isfinite(order):
+        raise ValueError(f"order {value!r} is not a number (clicks are sorted by it within an object)")
+    return order
 
 
 def parse_crs(value: Any, path: str | Path | None = None) -> CRS:
@@ -438,6 +450,7 @@ def clicks_from_geojson(
 
     keyed: dict[ObjectId, list[tuple[float, int, SceneClick]]] = {}
     contract_used = False  # any click naming its label or object
+    named = {"label": False, "object": False}  # which contract fields any click has
     unnamed: list[str] = []  # clicks without an object id: object 1, as the contract's default
     for index, feature in enumerate(data["features"]):
         where = _describe(index, feature)
@@ -453,7 +466,11 @@ def clicks_from_geojson(
             raise MSTGeoError(f"{where} is a Point without x and y coordinates, got {coordinates!r}", source)
         try:
             x, y = (float(value) for value in coordinates[:2])
+            if not (math.isfinite(x) and math.isfinite(y)):
+                raise ValueError(f"coordinates must be finite numbers, got {coordinates[:2]!r}")
             label, obj, order = contract_fields(properties)
+            named["label"] |= label is not None
+            named["object"] |= obj is not None
             contract_used = contract_used or label not in (None, "") or obj not in (None, "")
             positive = True if label in (None, "") else parse_label(label)
             if obj is None or str(obj).strip() == "":
@@ -467,12 +484,42 @@ def clicks_from_geojson(
             raise MSTGeoError(f"{where}: {error}", source) from None
         keyed.setdefault(obj, []).append((order, index, click))
     _refuse_ids_alike_as_text(list(keyed), source)
+    _refuse_unread_lookalikes(data["features"], named, source)
     if unnamed and len(unnamed) < len(data["features"]):  # some clicks name their object, these do not
-        warn(f"{source}: {len(unnamed)} click(s) have no object id and join object {DEFAULT_OBJECT} "
+        warn(f"{source or 'clicks'}: {len(unnamed)} click(s) have no object id and join object {DEFAULT_OBJECT} "
              f"({a_few(unnamed)}): give them their object's id")
     if not contract_used and len(data["features"]) > 1:
         _warn_one_positive_object(data["features"], source)
     return {obj: [click for *_, click in sorted(entries, key=lambda e: e[:2])] for obj, entries in keyed.items()}
+
+
+def _refuse_unread_lookalikes(features: list, named: Mapping[str, bool], source: str | Path | None) -> None:
+    """Refuse a file whose contract field is spelled otherwise (``labels``, ``object_id``) where its
+    values show what it meant, since unread it would silently make every click positive (a field
+    with negative labels) or every click one object (ids that group clicks)."""
+    columns: dict[str, list] = {}
+    for feature in features:
+        properties = (feature.get("properties") or {}) if isinstance(feature, dict) else {}
+        for key, value in properties.items():
+            if value not in (None, ""):
+                columns.setdefault(str(key), []).append(value)
+    for key, values in columns.items():
+        spelled = re.sub(r"[^a-z0-9]", "", key.lower())
+        if not named["label"] and spelled in LABEL_LOOKALIKES and _negative_labels(values):
+            raise MSTGeoError(f"field {key!r} holds negative clicks but is not read: name it 'label'", source)
+        texts = [str(value) for value in values]
+        if not named["object"] and spelled in OBJECT_LOOKALIKES and 1 < len(set(texts)) < len(texts):
+            raise MSTGeoError(f"field {key!r} groups the clicks into objects but is not read: name it 'object'",
+                              source)
+
+
+def _negative_labels(values: Sequence[Any]) -> bool:
+    """Whether every value is a click label and some are negative."""
+    try:
+        labels = [parse_label(value) for value in values]
+    except ValueError:
+        return False
+    return not all(labels)
 
 
 def _warn_one_positive_object(features: list, source: str | Path | None) -> None:
