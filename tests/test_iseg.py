@@ -561,6 +561,9 @@ def test_simpleclick_medical_sets(iseg_root, tmp_path):
         shutil.copytree(sstem, root / published)
         from_repository = load_iseg_dataset("ssTEM", root)
         assert from_repository.folder == root / published and len(from_repository) == 2
+        for path in (root / published, root / published.split("/")[0]):  # its folder's path, by any name
+            by_path = load_iseg_dataset(str(path), "/nonexistent")
+            assert (by_path.name, by_path.folder, len(by_path)) == ("ssTEM", root / published, 2)
 
     oai = tmp_path / "OAI-ZIB" / "iseg_slices"  # as SimpleClick's config points at it
     for split in ("train", "test"):

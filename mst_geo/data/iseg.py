@@ -11,7 +11,8 @@ Layouts (``root`` holds one folder per dataset, as in ``../shared/data/iseg``):
   96, as RITM scores it: the part masks ``<stem>a|b.png`` are left out)
 - DAVIS, COCO_MVal ``img/*.jpg``, ``gt/<stem>.png`` (any value above 0 is the object, as in RITM)
 - DUTS_TR  ``img/<id>.jpg``, ``gt/<id>.png`` (ids from ``list.txt``)
-- CCP      ``instances.json`` records ``{image, mask, label}`` (nested person/garment masks)
+- CCP      ``instances.json`` records ``{image, mask, label}`` (nested person/garment masks), as the
+  shared data repacks the authors' label maps (their ``photos/`` and ``.mat`` layout is not read)
 - PascalVOC ``ImageSets/Segmentation/<split>.txt``, ``JPEGImages``, ``SegmentationObject``
   (palette index = object, 255 = void -> ignore), one item per object; the folder may also be
   the official tar's ``VOCdevkit/VOC2012``
@@ -167,7 +168,9 @@ def _duts(folder: Path, split: str) -> list[InstanceRef]:
 def _ccp(folder: Path, split: str) -> list[InstanceRef]:
     index = folder / "instances.json"
     if not index.is_file():
-        raise MSTGeoError("CCP index missing", index)
+        raise MSTGeoError("CCP index missing: CCP is read as the shared data repacks it (img/, gt/, "
+                          "instances.json; shared/data/iseg/CCP/README.md), not as the authors' photos/ and "
+                          ".mat annotations", index)
     refs = []
     for record in json.loads(index.read_text()):
         image_path, mask_path = folder / record["image"], folder / record["mask"]
@@ -335,8 +338,13 @@ LAYOUTS: dict[str, _Layout] = {
 
 ALIASES = {"PASCAL": "PascalVOC", "VOC": "PascalVOC", "D585": "DAVIS585"}
 
-DISTINCT_MARKERS = ("GrabCut", "PascalVOC", "SBD", "CCP")
-"""Sets whose marker no other layout holds, so a folder of any name holding it is that set."""
+DISTINCT_MARKERS = ("GrabCut", "PascalVOC", "SBD", "CCP", "ssTEM")
+"""Sets whose marker (with ``HELD_BESIDE_MARKER``) no other layout holds, so a folder of any name
+holding it is that set."""
+
+HELD_BESIDE_MARKER = {"ssTEM": ("raw",)}
+"""Folders a set holds beside its marker where the marker alone is not distinctive (an images-folder
+set may keep a ``mitochondria`` folder too)."""
 
 BENCHMARK_SETS = ("GrabCut", "Berkeley")
 """Evaluation only: the sets the README reports are never trained on (shared/data/README)."""
@@ -364,8 +372,9 @@ def _distinct_set_in(folder: Path) -> tuple[str, Path] | None:
     set's archive (``VOCdevkit`` holds ``VOC2012``, ``benchmark_RELEASE`` holds ``dataset``)."""
     for key in DISTINCT_MARKERS:
         layout = LAYOUTS[key]
+        markers = (str(layout.marker), *HELD_BESIDE_MARKER.get(key, ()))
         for candidate in (folder, *(folder / relative for relative in _archive_folders(layout))):
-            if (candidate / str(layout.marker)).exists():
+            if all((candidate / marker).exists() for marker in markers):
                 return key, candidate
     return None
 
