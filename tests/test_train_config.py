@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -76,11 +77,24 @@ def test_overrides_apply_merge_into_mappings_and_null_resets():
     ("data: {datasets: [1]}", "'data.datasets' must be a list of strs"),
     ("optim: {betas: [0.9, 0.99, 0.9]}", "'optim.betas' must be a list of 2 floats"),
     ("model: {preset: mst_tiny, overrides: {embed_dim: 100}}", "do not make a valid mst_tiny"),
+    ("trainer: {seed: -1}", "'trainer.seed' must be in 0..4294967295, got -1"),
+    ("clicks: {max_next_clicks: -1}", "'clicks.max_next_clicks' must be 0 or more"),
+    ("data: {workers: -2}", "'data.workers' must be 0 or more"),
+    ("trainer: {val_instances: -3}", "'trainer.val_instances' must be 0 or more"),
+    ("optim: {betas: [1.5, 0.9]}", "'optim.betas' must each be in [0, 1)"),
+    ("optim: {weight_decay: -1}", "'optim.weight_decay' must be 0 or more"),
+    ("clicks: {gamma: -1}", "'clicks.gamma' must be > 0"),
+    ("clicks: {erode_prob: 1.2}", "'clicks.erode_prob' is a probability"),
+    ("optim: {lr_drop_factor: -1}", "'optim.lr_drop_factor' must be > 0"),
+    ("trainer: {max_minutes: -1}", "'trainer.max_minutes' must be > 0"),
+    ("trainer: {log_every_steps: 0}", "'trainer.log_every_steps' must be > 0"),
+    ("trainer: {val_iou: 1.5}", "'trainer.val_iou' is an IoU in (0, 1]"),
+    ("trainer: {val_max_clicks: 0}", "'trainer.val_max_clicks' must be > 0"),
 ])
 def test_bad_recipe_names_file_and_key(tmp_path, text, message):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
-    with pytest.raises(MSTGeoError, match=message) as error:
+    with pytest.raises(MSTGeoError, match=re.escape(message)) as error:
         load_train_config(path)
     assert str(path) in str(error.value)
     assert "\n" not in str(error.value)

@@ -232,10 +232,39 @@ def _check_ranges(config: TrainConfig) -> None:
         "mae.decoder_dim": config.mae.decoder_dim,
         "mae.decoder_depth": config.mae.decoder_depth,
         "mae.decoder_heads": config.mae.decoder_heads,
+        "clicks.gamma": config.clicks.gamma,
+        "optim.lr_drop_factor": config.optim.lr_drop_factor,
+        "trainer.log_every_steps": config.trainer.log_every_steps,
+        "trainer.checkpoint_every_steps": config.trainer.checkpoint_every_steps,
+        "trainer.checkpoint_every_minutes": config.trainer.checkpoint_every_minutes,
+        "trainer.val_max_clicks": config.trainer.val_max_clicks,
+        "trainer.num_nodes": config.trainer.num_nodes,
     }
+    unset_or_positive = {
+        "trainer.max_minutes": config.trainer.max_minutes,
+        "trainer.grad_clip": config.trainer.grad_clip,
+        "trainer.cpu_threads": config.trainer.cpu_threads,
+    }
+    positive |= {key: value for key, value in unset_or_positive.items() if value is not None}
     for key, value in positive.items():
-        if value <= 0:
+        if not value > 0:  # NaN too
             raise MSTGeoError(f"'{key}' must be > 0, got {value}", source)
+    not_negative = {
+        "clicks.max_next_clicks": config.clicks.max_next_clicks,
+        "data.workers": config.data.workers,
+        "data.min_object_area": config.data.min_object_area,
+        "optim.weight_decay": config.optim.weight_decay,
+        "optim.warmup_steps": config.optim.warmup_steps,
+        "trainer.val_every_steps": config.trainer.val_every_steps,
+        "trainer.val_instances": config.trainer.val_instances,
+    }
+    for key, value in not_negative.items():
+        if not value >= 0:
+            raise MSTGeoError(f"'{key}' must be 0 or more, got {value}", source)
+    if not 0 <= config.trainer.seed < 2**32:
+        raise MSTGeoError(f"'trainer.seed' must be in 0..{2**32 - 1}, got {config.trainer.seed}", source)
+    if not 0 < config.trainer.val_iou <= 1:
+        raise MSTGeoError(f"'trainer.val_iou' is an IoU in (0, 1], got {config.trainer.val_iou}", source)
     if config.task not in TASKS:
         raise MSTGeoError(f"'task' is {config.task!r}; known: {', '.join(TASKS)}", source)
     if config.task == "mae" and config.trainer.validates:
@@ -255,7 +284,9 @@ def _check_ranges(config: TrainConfig) -> None:
     probabilities = {f"data.{key}": getattr(config.data, key)
                      for key in ("flip_prob", "jitter_prob", "copy_paste_prob", "merge_objects_prob",
                                  "pseudo_object_prob")}
-    probabilities["clicks.first_click_prob"] = config.clicks.first_click_prob
+    probabilities |= {f"clicks.{key}": getattr(config.clicks, key)
+                      for key in ("first_click_prob", "erode_prob", "negative_bg_prob", "negative_other_prob",
+                                  "negative_border_prob")}
     for key, value in probabilities.items():
         if not 0 <= value <= 1:
             raise MSTGeoError(f"'{key}' is a probability, got {value}", source)
@@ -271,6 +302,8 @@ def _check_ranges(config: TrainConfig) -> None:
     }
     for key, (values, kind, length) in lists.items():
         _check_list(key, values, kind, length, source)
+    if not all(0 <= beta < 1 for beta in config.optim.betas):
+        raise MSTGeoError(f"'optim.betas' must each be in [0, 1), got {config.optim.betas}", source)
     low, high = config.data.scale_range
     if not 0 < low <= high:
         raise MSTGeoError("'data.scale_range' must be [low, high] with 0 < low <= high", source)
