@@ -419,22 +419,24 @@ def test_images_folder_masks_are_read_by_what_their_values_are(iseg_root, tmp_pa
 
 
 def test_images_folder_masks_in_other_encodings(iseg_root, tmp_path):
-    """16-bit 0/255, grey+alpha, a 0/255 palette mask, VOC colours re-saved as RGB (void ring
-    included) and a soft float mask: each is one object, the void ring ignored."""
+    """16-bit 0/255, a 16-bit label map with a 255 void ring, grey+alpha, a 0/255 palette mask, VOC
+    colours re-saved as RGB (void ring included) and a soft float mask: each is one object, the void
+    rings ignored."""
     obj = _grabcut_object(iseg_root)
     folder = tmp_path / "Encodings"
     (folder / "images").mkdir(parents=True)
     (folder / "masks").mkdir()
-    stems = ("u16", "la", "palette", "voc_rgb", "soft")
+    stems = ("u16", "u16_void", "la", "palette", "voc_rgb", "soft")
     for stem in stems:
         shutil.copy(_real_photo(iseg_root), folder / "images" / f"{stem}.jpg")
     Image.fromarray(obj.astype(np.uint16) * 255).save(folder / "masks" / "u16.png")
+    ring = cv2.dilate(obj.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & ~obj
+    Image.fromarray(np.where(ring, 255, obj).astype(np.uint16)).save(folder / "masks" / "u16_void.png")
     grey = Image.fromarray(obj.astype(np.uint8) * 255)
     Image.merge("LA", (grey, Image.new("L", grey.size, 255))).save(folder / "masks" / "la.png")
     palette = Image.fromarray(obj.astype(np.uint8) * 255, mode="P")
     palette.putpalette([0, 0, 0] * 255 + [255, 255, 255])
     palette.save(folder / "masks" / "palette.png")
-    ring = cv2.dilate(obj.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & ~obj
     voc = np.zeros((*obj.shape, 3), np.uint8)
     voc[obj] = (128, 0, 0)
     voc[ring] = (224, 224, 192)
@@ -449,7 +451,7 @@ def test_images_folder_masks_in_other_encodings(iseg_root, tmp_path):
             assert abs(int((mask == 1).sum()) - int(obj.sum())) < 0.02 * obj.sum()
         else:
             assert np.array_equal(mask == 1, obj), ref.name
-        assert np.array_equal(mask == 255, ring) if ref.name == "voc_rgb" else not (mask == 255).any()
+        assert np.array_equal(mask == 255, ring) if ref.name in ("voc_rgb", "u16_void") else not (mask == 255).any()
 
 
 def test_known_sets_as_their_archives_unpack_or_under_other_names(iseg_root, tmp_path):

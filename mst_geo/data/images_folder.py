@@ -108,7 +108,7 @@ def read_mask_values(path: Path) -> MaskValues:
         return MaskValues(values, tuple(others) if others else (IGNORE,), IGNORE if others else None, 0)
     if integers and not large:
         return MaskValues(values, tuple(int(v) for v in small), None, 0)
-    if integers and large == {IGNORE} and small.size and values.dtype == np.uint8:
+    if integers and large == {IGNORE} and small.size:  # 8 or 16 bits: a label map with its void
         return MaskValues(values, tuple(int(v) for v in small), IGNORE, 0)
     if large == {128, 255} and not small.size:
         return MaskValues(values, (), 128, 128)
