@@ -180,15 +180,20 @@ def test_a_bad_resume_is_refused_before_training(full_run, tmp_path, iseg_root):
     other_lr = smoke_config(tmp_path / "lr", iseg_root, **{"optim.lr": config.optim.lr / 10, "trainer.max_steps": 30})
     with pytest.raises(MSTGeoError, match=f"the run's optimiser settings differ \\(optim.lr {config.optim.lr} -> "):
         train(other_lr, resume=str(run))
+    batch = config.trainer.batch_size
+    larger_batch = smoke_config(tmp_path / "batch", iseg_root, **{"trainer.batch_size": batch * 2, "trainer.max_steps": 30})
+    with pytest.raises(MSTGeoError, match=f"the run took {batch} samples a step \\(batch size {batch} x 1 process\\(es\\)\\), "
+                                          f"this command {batch * 2} "):
+        train(larger_batch, resume=str(run))  # samples would be replayed and the LR drops moved
     by_path = smoke_config(tmp_path / "path", iseg_root, **{"data.datasets": [str(iseg_root / "COCO_MVal")],
                                                             "trainer.max_steps": 30})
     step = next((run / "checkpoints").glob("step*.ckpt"))
-    check_resumable(step, ClickTrainingModule(build_model(by_path), by_path), 30)  # the set by its path: the same set
+    check_resumable(step, ClickTrainingModule(build_model(by_path), by_path), 30, 1)  # the set by its path: the same set
     older = torch.load(step, weights_only=False)  # as checkpoints wrote it before: the set as given, fewer settings
     older["mst_geo"]["data"] = {"datasets": [str(iseg_root / "COCO_MVal")]}
-    del older["mst_geo"]["optim"]["warmup_steps"]
+    del older["mst_geo"]["optim"]["warmup_steps"], older["mst_geo"]["batch"]
     torch.save(older, tmp_path / "older.ckpt")
-    check_resumable(tmp_path / "older.ckpt", ClickTrainingModule(build_model(config), config), 30)
+    check_resumable(tmp_path / "older.ckpt", ClickTrainingModule(build_model(config), config), 30, 1)
     junk = tmp_path / "junk.ckpt"
     junk.write_text("not a checkpoint")
     cut = tmp_path / "cut.ckpt"  # a copy that ran out of disk

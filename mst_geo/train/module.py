@@ -307,6 +307,8 @@ class ClickTrainingModule(L.LightningModule):
                                  "last_val": self.last_val,
                                  "data": self.data_record,
                                  "optim": dataclasses.asdict(self.config.optim),
+                                 "batch": {"batch_size": self.config.trainer.batch_size,
+                                           "world_size": self.trainer.world_size},
                                  "model": start_weights(self.config)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

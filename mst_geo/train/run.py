@@ -180,10 +180,12 @@ def read_training_checkpoint(path: Path) -> dict:
     return checkpoint
 
 
-def check_resumable(path: Path, module: L.LightningModule, max_steps: int) -> None:
+def check_resumable(path: Path, module: L.LightningModule, max_steps: int, world_size: int) -> None:
     """Refuse, before anything runs, a ``--resume`` file that Lightning would fail on halfway: not
     a checkpoint of ``mst-geo train``, one of another network (a run started with another
-    ``--init``/preset), or one already past ``--max-steps`` (one at it is exported as it is)."""
+    ``--init``/preset), of other data, optimiser settings or samples per step (``world_size``
+    processes of this recipe's batch), or one already past ``--max-steps`` (one at it is exported
+    as it is)."""
     if Path(path).suffix == ".safetensors":
         raise MSTGeoError("--resume takes a training checkpoint (.ckpt in the run's checkpoints/); exported "
                           "weights start a new run with --init", path)
@@ -224,10 +226,23 @@ def check_resumable(path: Path, module: L.LightningModule, max_steps: int) -> No
         raise MSTGeoError(f"--resume: the run's optimiser settings differ ({differences}); a resumed run keeps the "
                           "checkpoint's optimiser: resume with the run's settings, or start a new run from its "
                           "weights with --init", path)
+    _check_same_batch(recorded.get("batch"), module.config.trainer.batch_size, world_size, path)
     step = int(checkpoint.get("global_step", 0))
     if step > max_steps:
         raise MSTGeoError(f"--resume: already at step {step}, past --max-steps {max_steps}; raise --max-steps "
                           f"above it to continue, or set it to {step} to export these weights", path)
+
+
+def _check_same_batch(recorded: dict | None, batch_size: int, world_size: int, path: Path) -> None:
+    """Refuse a resume with other samples per step: the sampler places a step's samples and the LR
+    drops fall at steps, both counted in the run's global batch (another would replay samples and
+    move the drops). A checkpoint from before this record passes."""
+    if not recorded or recorded["batch_size"] * recorded["world_size"] == batch_size * world_size:
+        return
+    raise MSTGeoError(f"--resume: the run took {recorded['batch_size'] * recorded['world_size']} samples a step "
+                      f"(batch size {recorded['batch_size']} x {recorded['world_size']} process(es)), this command "
+                      f"{batch_size * world_size} (batch size {batch_size} x {world_size}); resume with the run's "
+                      "--batch-size and --devices, or start a new run from its weights with --init", path)
 
 
 def _changed_since(recorded: dict | None, asked: dict) -> list[str]:
@@ -483,7 +498,7 @@ def _train(config: TrainConfig, out: Path, resume_path: Path | None, callbacks: 
     module = training_module(config)
     module.data_record  # read the labels' features now, as training reads them (cached)
     if resume_path is not None:
-        check_resumable(resume_path, module, config.trainer.max_steps)
+        check_resumable(resume_path, module, config.trainer.max_steps, trainer.world_size)
     with warnings.catch_warnings():
         # With OnExceptionCheckpoint present Lightning turns ckpt_path=None into "last" and warns;
         # a fresh run was checked above to have no checkpoint, so there is nothing to warn about.
