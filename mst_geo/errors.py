@@ -52,12 +52,15 @@ _PACKAGE_FOLDER = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def warn(message: str) -> None:
-    """Warn with an ``MSTGeoWarning`` attributed to the first caller outside mst_geo, so a notebook
-    or script shows the user's own line, however deep in the package the warning was found."""
-    frame, level = sys._getframe(1), 2
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_FOLDER):
+    """Warn with an ``MSTGeoWarning`` attributed to the caller of the outermost mst_geo frame, so a
+    notebook or script shows the user's own line, however deep in the package (and through other
+    libraries it calls, such as Lightning) the warning was found; a package thread's, its start."""
+    frame, level, outermost = sys._getframe(1), 2, 1
+    while frame is not None:
+        if os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_FOLDER):
+            outermost = level
         frame, level = frame.f_back, level + 1
-    warnings.warn(message, MSTGeoWarning, stacklevel=level)
+    warnings.warn(message, MSTGeoWarning, stacklevel=outermost + 1)
 
 
 class Terminated(KeyboardInterrupt):

@@ -247,22 +247,26 @@ def test_a_contract_field_spelled_otherwise_is_refused_where_it_would_change_the
         read_clicks(path, mapper)
     for feature in misspelt["features"]:
         feature["properties"]["label"] = feature["properties"].pop("Labels")
-    with pytest.raises(MSTGeoError, match="field 'object_id' groups the clicks into objects but is not read: name it "
-                                          "'object'"):
+    with pytest.raises(MSTGeoError, match="field 'object_id' groups the clicks but is not read, so they make one "
+                                          "object: name it 'object' if it names each click's object"):
         clicks_from_geojson(misspelt, mapper)
     for feature in misspelt["features"]:
         feature["properties"]["object"] = feature["properties"].pop("object_id")
     assert {obj: len(clicks) for obj, clicks in clicks_from_geojson(misspelt, mapper).items()} == {"pond": 2, "road": 1}
-    harmless = collection((*pond, {"label": 1, "OBJECTID": 1, "type": "click"}),
-                          (*grass, {"label": 0, "OBJECTID": 2, "type": "click"}))
-    assert [click.positive for click in clicks_from_geojson(harmless, mapper)[1]] == [True, False]
+    appended = collection(*((*point, {"label": label, "OBJECTID": 1, "type": "click"})  # layers appended: ids repeat
+                            for point, label in ((pond, 1), (grass, 0), (road, 1))))
+    assert [click.positive for click in clicks_from_geojson(appended, mapper)[1]] == [True, False, True]
+    positives = collection((*pond, {"labels": "positive", "id": 7}), (*grass, {"labels": "fg", "id": 8}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MSTGeoWarning)  # no contract field at all: said, and read as the contract says
+        assert [click.positive for click in clicks_from_geojson(positives, mapper)[1]] == [True, True]
 
 
 def test_coordinates_and_orders_that_are_not_numbers_are_said(mapper):
     pond = lonlat_of_pixel(60.5, 850.5)
     with pytest.raises(MSTGeoError, match=re.escape("feature #1: coordinates must be finite numbers, got [nan, ")):
         clicks_from_geojson(collection((float("nan"), pond[1], {})), mapper)
-    with pytest.raises(MSTGeoError, match=re.escape("feature #1: order 'nan' is not a number")):
+    with pytest.raises(MSTGeoError, match=re.escape("feature #1: order 'nan' is not a finite number")):
         clicks_from_geojson(collection((*pond, {"order": "nan"})), mapper)
 
 
@@ -334,7 +338,7 @@ def test_field_names_in_any_case_and_one_point_multipoints(tmp_path, mapper):
     multi["features"][0]["geometry"]["coordinates"].append(list(field))
     with pytest.raises(MSTGeoError, match="feature #1 .*has MultiPoint; clicks must be Point"):
         clicks_from_geojson(multi, mapper)
-    with pytest.raises(MSTGeoError, match=r"feature #1 \(object 1\): order 'b' is not a number"):
+    with pytest.raises(MSTGeoError, match=r"feature #1 \(object 1\): order 'b' is not a finite number"):
         clicks_from_geojson(collection((*pond, {"object": 1, "order": "b"})), mapper)
 
 

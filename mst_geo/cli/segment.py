@@ -57,10 +57,12 @@ def segment(
         mst-geo segment examples/naip_scene.tif --clicks examples/clicks.geojson -o objects.gpkg
     """
     from mst_geo.geo.bands import parse_bands
+    from mst_geo.geo.io import check_outputs
     from mst_geo.geo.raster import scene_stem
 
     out = out or Path(f"{scene_stem(scene)}_objects.gpkg")
     scene_bands = parse_bands(bands)
+    check_outputs(out, mask_out, overwrite)  # bad flags fail at once, before torch loads (segment_scene checks again)
     from mst_geo.api import segment_scene
 
     with resume_hint_on_interrupt("rerun the same command to resume with the objects already finished"):

@@ -95,8 +95,10 @@ LABEL_LOOKALIKES = {"labels", "lable", "lbl", "class", "type", "kind", "sign", "
 """Field names (lower case, letters and digits) a clicks file may mean as ``label``."""
 OBJECT_LOOKALIKES = {"objects", "obj", "objid", "objectid", "objectname", "objectnumber", "objectno", "id",
                      "instance", "instanceid", "group", "groupid", "target", "targetid", "segment", "segmentid"}
-"""Field names a clicks file may mean as ``object`` (a GIS feature id such as OBJECTID, one per
-point, groups nothing and passes)."""
+"""Field names a clicks file may mean as ``object``."""
+GIS_FEATURE_IDS = {"OBJECTID", "OBJECTID_1", "FID", "OID"}
+"""Feature ids a GIS writes itself (ArcGIS, Shapefiles): never an object, even where appended
+layers repeat them."""
 
 
 def contract_fields(properties: Mapping[str, Any]) -> tuple[Any, Any, Any]:
@@ -119,7 +121,7 @@ def parse_order(value: Any) -> float:
     except (TypeError, ValueError):
         order = math.nan
     if not math.isfinite(order):
-        raise ValueError(f"order {value!r} is not a number (clicks are sorted by it within an object)")
+        raise ValueError(f"order {value!r} is not a finite number (clicks are sorted by it within an object)")
     return order
 
 
@@ -504,13 +506,15 @@ def _refuse_unread_lookalikes(features: list, named: Mapping[str, bool], source:
             if value not in (None, ""):
                 columns.setdefault(str(key), []).append(value)
     for key, values in columns.items():
+        if key.strip().upper() in GIS_FEATURE_IDS:
+            continue
         spelled = re.sub(r"[^a-z0-9]", "", key.lower())
         if not named["label"] and spelled in LABEL_LOOKALIKES and _negative_labels(values):
             raise MSTGeoError(f"field {key!r} holds negative clicks but is not read: name it 'label'", source)
         texts = [str(value) for value in values]
         if not named["object"] and spelled in OBJECT_LOOKALIKES and 1 < len(set(texts)) < len(texts):
-            raise MSTGeoError(f"field {key!r} groups the clicks into objects but is not read: name it 'object'",
-                              source)
+            raise MSTGeoError(f"field {key!r} groups the clicks but is not read, so they make one object: name it "
+                              "'object' if it names each click's object, else rename it", source)
 
 
 def _negative_labels(values: Sequence[Any]) -> bool:

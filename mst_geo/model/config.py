@@ -105,12 +105,12 @@ PRESETS: dict[str, MSTConfig] = {
 }
 
 
-def check_fields(values: Mapping[str, Any], where: str = "") -> None:
+def check_fields(values: Mapping[str, Any]) -> None:
     """``KeyError`` naming every key of ``values`` that is not an MSTConfig field (a typo in a
-    card, a model YAML file or a recipe's ``model.overrides``)."""
+    card or in a recipe's ``model.overrides``)."""
     unknown = sorted(set(values) - {f.name for f in dataclasses.fields(MSTConfig)})
     if unknown:
-        raise KeyError(f"{where}unknown MSTConfig field(s): {', '.join(unknown)}")
+        raise KeyError(f"unknown MSTConfig field(s): {', '.join(unknown)}")
 
 
 def preset_config(name: str, **overrides: Any) -> MSTConfig:

@@ -242,7 +242,6 @@ def _check_ranges(config: TrainConfig) -> None:
     }
     unset_or_positive = {
         "trainer.max_minutes": config.trainer.max_minutes,
-        "trainer.grad_clip": config.trainer.grad_clip,
         "trainer.cpu_threads": config.trainer.cpu_threads,
     }
     positive |= {key: value for key, value in unset_or_positive.items() if value is not None}
@@ -257,6 +256,7 @@ def _check_ranges(config: TrainConfig) -> None:
         "optim.warmup_steps": config.optim.warmup_steps,
         "trainer.val_every_steps": config.trainer.val_every_steps,
         "trainer.val_instances": config.trainer.val_instances,
+        "trainer.grad_clip": 0 if config.trainer.grad_clip is None else config.trainer.grad_clip,  # 0: off
     }
     for key, value in not_negative.items():
         if not value >= 0:

@@ -16,7 +16,7 @@ from typing import Any
 
 import cv2
 import lightning as L
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_only
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from mst_geo.data.instance import Instance
 from mst_geo.train.config import DataSection, TrainConfig
 from mst_geo.data.rs import locate_rs_dataset
-from mst_geo.errors import MSTGeoError, MSTGeoWarning
+from mst_geo.errors import MSTGeoError, warn
 from mst_geo.train.instances import build_split, held_out_keys
 from mst_geo.train.rs_objects import rs_split
 from mst_geo.train.samples import (
@@ -164,14 +164,12 @@ class ClickDataModule(L.LightningDataModule):
         else:
             train_source, val_source, self.description = dataset_sources(data)
         if trainer.validates and len(val_source) and trainer.val_every_steps > trainer.max_steps:
-            rank_zero_warn(f"trainer.val_every_steps ({trainer.val_every_steps}) is past --max-steps "
-                           f"({trainer.max_steps}): {len(val_source)} held-out object(s) are never scored in this "
-                           "run (lower trainer.val_every_steps, or extend the run with --resume)",
-                           category=MSTGeoWarning)
+            rank_zero_only(warn)(f"trainer.val_every_steps ({trainer.val_every_steps}) is past --max-steps "
+                                 f"({trainer.max_steps}): {len(val_source)} held-out object(s) are never scored in "
+                                 "this run (lower trainer.val_every_steps, or extend the run with --resume)")
         if trainer.validates and not len(val_source):  # said once, by the first process
-            rank_zero_warn("no held-out object (too few images, tiles or polygons for data.val_fraction, or none "
-                           "named in data.val_list): the run scores nothing and writes no best.ckpt",
-                           category=MSTGeoWarning)
+            rank_zero_only(warn)("no held-out object (too few images, tiles or polygons for data.val_fraction, or "
+                                 "none named in data.val_list): the run scores nothing and writes no best.ckpt")
         self.train_set = ClickSampleSet(train_source, recipe, sampler, trainer.seed)
         self.val_set = HeldOutInstances(val_source, trainer.val_instances)
 

@@ -241,8 +241,9 @@ def _check_same_batch(recorded: dict | None, batch_size: int, world_size: int, p
         return
     raise MSTGeoError(f"--resume: the run took {recorded['batch_size'] * recorded['world_size']} samples a step "
                       f"(batch size {recorded['batch_size']} x {recorded['world_size']} process(es)), this command "
-                      f"{batch_size * world_size} (batch size {batch_size} x {world_size}); resume with the run's "
-                      "--batch-size and --devices, or start a new run from its weights with --init", path)
+                      f"{batch_size * world_size} (batch size {batch_size} x {world_size}); resume with the run's batch "
+                      "size and devices (--batch-size, --devices; trainer.batch_size, trainer.devices), or start "
+                      "a new run from its weights with --init", path)
 
 
 def _changed_since(recorded: dict | None, asked: dict) -> list[str]:
