@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import inspect
 import logging
 import os
 import pickle
@@ -24,7 +25,7 @@ from torch.utils.data import DataLoader
 from mst_geo.cli import main
 from mst_geo.clicks.predictor import Predictor
 from mst_geo.clicks.session import evaluate_instance
-from mst_geo.errors import MSTGeoError
+from mst_geo.errors import MSTGeoError, MSTGeoWarning
 from mst_geo.model import MSTLoss, load_checkpoint, save_checkpoint
 from mst_geo.model.checkpoint import resolve_model
 from mst_geo.train.config import load_train_config
@@ -218,7 +219,6 @@ def test_resume_auto_passes_over_a_checkpoint_cut_short(full_run, tmp_path):
     import os
     import shutil
 
-    from mst_geo.errors import MSTGeoWarning
     from mst_geo.train.run import find_resume_checkpoint
 
     config, _, _, _ = full_run
@@ -339,7 +339,6 @@ def test_ranks_score_each_held_out_object_once(tmp_path, iseg_root):
 
 def test_several_nodes_without_a_launcher_say_how_to_start_them(tmp_path, iseg_root, monkeypatch):
     """--num-nodes 2 on a plain machine would wait at 127.0.0.1 in silence: it says what to set."""
-    from mst_geo.errors import MSTGeoWarning
 
     for name in ("NODE_RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(name, raising=False)
@@ -395,6 +394,17 @@ def test_click_threads_place_the_same_correction_clicks(tmp_path, iseg_root):
     assert (placed[0][:, :, 2] >= 0).sum() - given.sum() >= 12  # most samples got a click a round
 
 
+def test_held_out_objects_a_run_never_scores_are_said_at_the_callers_line(tmp_path, iseg_root):
+    """A validation interval past the run's end scores nothing: said once, as a warning pointing
+    at the caller's line (through Lightning's rank-zero wrapper)."""
+    config = smoke_config(tmp_path, iseg_root, **{"trainer.max_steps": 5, "trainer.val_every_steps": 10})
+    data = ClickDataModule(config)
+    with pytest.warns(MSTGeoWarning, match=r"trainer.val_every_steps \(10\) is past --max-steps \(5\)") as notes:
+        setup_line = inspect.currentframe().f_lineno + 1
+        data.setup("fit")
+    assert [(n.filename, n.lineno) for n in notes if n.category is MSTGeoWarning] == [(__file__, setup_line)]
+
+
 def test_bare_first_clicks_skip_the_correction_rounds(tmp_path, iseg_root):
     """With clicks.bare_first_click, samples of one positive click reach the gradient pass with that
     click alone and an empty previous mask, while the other samples keep their correction clicks."""
@@ -425,7 +435,6 @@ def test_bare_first_clicks_skip_the_correction_rounds(tmp_path, iseg_root):
 def test_a_run_without_held_out_objects_says_so(tmp_path, iseg_root):
     """Validation asked for, nothing held out (a handful of tiles or polygons): one warning, not
     just Lightning's note about an empty DataLoader and a card without metrics."""
-    from mst_geo.errors import MSTGeoWarning
 
     data = ClickDataModule(smoke_config(tmp_path, iseg_root, **{"data.val_fraction": 0.001}))
     with pytest.warns(MSTGeoWarning, match="no held-out object"):
@@ -436,7 +445,6 @@ def test_a_run_without_held_out_objects_says_so(tmp_path, iseg_root):
 def test_a_run_ending_before_its_first_validation_says_so(tmp_path, iseg_root):
     """--max-steps 5 with validation every 10 steps withholds objects it never scores: said once.
     The split itself does not depend on --max-steps, so extending the run keeps it."""
-    from mst_geo.errors import MSTGeoWarning
 
     short = ClickDataModule(smoke_config(tmp_path, iseg_root, **{"trainer.max_steps": 5}))
     with pytest.warns(MSTGeoWarning, match=r"val_every_steps \(10\) is past --max-steps \(5\): \d+ held-out"):
