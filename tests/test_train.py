@@ -128,6 +128,10 @@ def test_resume_continues_with_the_same_next_batch(full_run, tmp_path, iseg_root
     card = load_checkpoint(exported)[1]["training"]
     assert card["steps"] == 20 and card["samples_seen"] == 80
     assert card["resumed_from"].endswith(".ckpt")
+    every_minutes = smoke_config(tmp_path, iseg_root).trainer.checkpoint_every_minutes
+    extended_at_10 = {"step": 10, "changed": {"trainer.checkpoint_every_minutes": [1e-4, every_minutes],
+                                              "trainer.max_steps": [10, 20]}}
+    assert card["resume_changes"] == [extended_at_10]  # the card's recipe is the last one: it says what changed
     # exact: the same weights as 20 uninterrupted steps (the top-k noise is seeded by the step)
     ours, theirs = load_checkpoint(exported)[0].state_dict(), load_checkpoint(full_run[2])[0].state_dict()
     assert all(torch.equal(ours[key], theirs[key]) for key in theirs)
@@ -144,6 +148,10 @@ def test_resume_continues_with_the_same_next_batch(full_run, tmp_path, iseg_root
     assert all(torch.equal(ours[key], theirs[key]) for key in theirs)
     with pytest.raises(MSTGeoError, match="already at step 20, past --max-steps 19; .* set it to 20 to export"):
         train(smoke_config(tmp_path, iseg_root, **{"trainer.max_steps": 19}), resume="auto")
+    # extended at another resolution: each resume that changed the recipe is kept, a plain one adds nothing
+    extended = train(smoke_config(tmp_path, iseg_root, **{"trainer.max_steps": 22, "data.crop_size": 128}), resume="auto")
+    assert load_checkpoint(extended)[1]["training"]["resume_changes"] == [
+        extended_at_10, {"step": 20, "changed": {"data.crop_size": [96, 128], "trainer.max_steps": [20, 22]}}]
 
 
 def test_a_bad_resume_is_refused_before_training(full_run, tmp_path, iseg_root):

@@ -36,7 +36,7 @@ from mst_geo.clicks.sampler import next_training_click
 from mst_geo.data.instance import Instance
 from mst_geo.errors import warn
 from mst_geo.model import MSTLoss, MSTModel
-from mst_geo.train.config import DataSection, TrainConfig, TrainerSection
+from mst_geo.train.config import DataSection, TrainConfig, TrainerSection, config_to_dict
 from mst_geo.train.instances import held_out_keys
 
 MIOU_AT_CLICKS = (1, 3, 5)
@@ -90,6 +90,25 @@ def start_weights(config: TrainConfig) -> dict[str, Any]:
     return {"init": init, "grow_depth": config.model.grow_depth}
 
 
+NOT_RECIPE_CHANGES = {"source", "out"}
+"""Recipe keys that name where it was read from or writes to, not how the run trains."""
+
+
+def recipe_changes(recorded: dict[str, Any], config: TrainConfig) -> dict[str, list]:
+    """``{"data.crop_size": [320, 448]}``: each recipe key whose value a resumed run changed from
+    the ``recorded`` recipe (the card records them, as it records only the last recipe in full)."""
+    def flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        items: dict[str, Any] = {}
+        for key, value in values.items():
+            items |= flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value}
+        return items
+
+    before = flat({k: v for k, v in recorded.items() if k not in NOT_RECIPE_CHANGES})
+    after = flat({k: v for k, v in config_to_dict(config).items() if k not in NOT_RECIPE_CHANGES})
+    return {key: [before.get(key), after.get(key)] for key in sorted(before.keys() | after.keys())
+            if before.get(key) != after.get(key)}
+
+
 def dataset_name(given: str) -> str:
     """A ``--datasets`` entry as one spelling: a folder's path by its folder's name, a known set
     by its own spelling (``coco-mval`` and ``/data/COCO_MVal`` are one set)."""
@@ -135,6 +154,7 @@ class ClickTrainingModule(L.LightningModule):
         self.samples_seen = 0
         self.wall_seconds = 0.0
         self.last_val: dict[str, float] = {}
+        self.resume_changes: list[dict[str, Any]] = []  # {"step", "changed"} at each resume that changed the recipe
         self._started = time.monotonic()
         self._click_pool: ThreadPoolExecutor | None = None  # made on first use: spawned DDP pickles the module
 
@@ -309,11 +329,17 @@ class ClickTrainingModule(L.LightningModule):
                                  "optim": dataclasses.asdict(self.config.optim),
                                  "batch": {"batch_size": self.config.trainer.batch_size,
                                            "world_size": self.trainer.world_size},
-                                 "model": start_weights(self.config)}
+                                 "model": start_weights(self.config),
+                                 "recipe": config_to_dict(self.config),
+                                 "resume_changes": self.resume_changes}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("mst_geo", {})
         self.samples_seen = int(state.get("samples_seen", 0))
         self.wall_seconds = float(state.get("wall_seconds", 0.0))
         self.last_val = dict(state.get("last_val", {}))
+        self.resume_changes = list(state.get("resume_changes", []))
+        changed = recipe_changes(state["recipe"], self.config) if "recipe" in state else {}
+        if changed:
+            self.resume_changes.append({"step": int(checkpoint.get("global_step", 0)), "changed": changed})
         self._started = time.monotonic()

@@ -450,6 +450,7 @@ def model_card(config: TrainConfig, module: ClickTrainingModule, data: ClickData
             "hardware": hardware(trainer),
             "precision": str(trainer.precision),
             "resumed_from": None if resumed_from is None else str(resumed_from),
+            "resume_changes": module.resume_changes,
             "finished_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         },
         "metrics": {"held_out": module.last_val},
