@@ -164,10 +164,16 @@ class Predictor:
         views = [self._predict_view(clicks, prev_mask, box, side) for side in self.view_sizes]
         return views[0] if len(views) == 1 else np.mean(views, axis=0, dtype=np.float32)
 
-    @torch.inference_mode()
     def _predict_view(self, clicks: Sequence[Click], prev_mask: np.ndarray, box: Box, side: int) -> np.ndarray:
         """Run the model on the image window ``box`` resized so its longer side is ``side``;
-        probabilities of the window at its native size."""
+        probabilities of the window at its native size (with ``flip``, the mean of the view and its
+        mirror image: RITM's flip test-time augmentation)."""
+        return np.mean(self._predict_mirrors(clicks, prev_mask, box, side), axis=0, dtype=np.float32)
+
+    @torch.inference_mode()
+    def _predict_mirrors(self, clicks: Sequence[Click], prev_mask: np.ndarray, box: Box, side: int) -> np.ndarray:
+        """``_predict_view``'s probabilities before the mirror mean: one map for the view, and one
+        for its mirror image (mirrored back) with ``flip``; 1 or 2 x the window's native size."""
         top, left, bottom, right = box
         crop_h, crop_w = bottom - top, right - left
         scale = side / max(crop_h, crop_w)
@@ -194,8 +200,6 @@ class Predictor:
         logits = self.model(image, click_tensor, mask).logits[:, :, : size[0], : size[1]]
         logits = F.interpolate(logits.float(), size=(crop_h, crop_w), mode="bilinear", align_corners=False)
         probabilities = torch.sigmoid(logits[:, 0])
-        if self.flip:  # RITM's flip test-time augmentation: mean of the view and its mirror
-            probabilities = (probabilities[0] + probabilities[1].flip(-1)) / 2
-        else:
-            probabilities = probabilities[0]
+        if self.flip:
+            probabilities = torch.stack([probabilities[0], probabilities[1].flip(-1)])
         return probabilities.cpu().numpy()
