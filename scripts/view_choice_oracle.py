@@ -1,0 +1,110 @@
+"""How many clicks a better choice among the predictions the card's settings already make could save.
+
+At every click the card's predictor runs each view (288 and 416 px) on the image and on its mirror
+image and averages the four maps. This script runs the same model calls on held-out training
+objects (never GrabCut or Berkeley) and keeps, per click, one of the seven maps those calls give
+(each view, plain or mirrored; each view's mirror mean; the mean of all) by a rule:
+
+- ``mean``: the mean of all, the card's own choice (the baseline);
+- ``oracle``: the map with the best IoU against the ground truth, an upper bound for a learned
+  quality head (SAM's predicted IoU) choosing among them;
+- ``oracle-views``: the same among the two views' means and the mean of all;
+- ``stable``: no ground truth, the map whose mask changes least between p > 0.4 and p > 0.6.
+
+    python scripts/view_choice_oracle.py oracle --count 100 --save-rows oracle.json
+    python scripts/view_choice_oracle.py mean --count 100 --against oracle.json
+
+Not a test: a measurement for docs/training.md ("How much a choice among the views could save").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from heldout_noc import ROOT, held_out_objects, object_nocs, paired_report, read_rows
+
+from mst_geo.clicks.click import Click
+from mst_geo.clicks.predictor import Box, Predictor
+from mst_geo.clicks.session import evaluate_instance, mask_iou
+from mst_geo.clicks.simulator import binarize, split_mask
+from mst_geo.model import resolve_model
+
+RULES = ("mean", "oracle", "oracle-views", "stable")
+STABILITY_CUTS = (0.4, 0.6)
+
+
+class ChoosingPredictor(Predictor):
+    """The card's predictor keeping, per click, the map ``rule`` picks among its views and mirrors."""
+
+    def __init__(self, *args, rule: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rule = rule
+        self.truth: tuple[np.ndarray, np.ndarray] | None = None  # (object, ignore) of the current image
+        self.picks: dict[str, int] = {}
+
+    def _predict_window(self, clicks: list[Click], prev_mask: np.ndarray, box: Box) -> np.ndarray:
+        maps = {}
+        for side in self.view_sizes:
+            mirrors = self._predict_mirrors(clicks, prev_mask, box, side)
+            maps |= {f"{side} px{' mirrored' if k else ''}": m for k, m in enumerate(mirrors)}
+            maps[f"{side} px mean"] = mirrors.mean(axis=0)
+        maps["mean of all"] = np.mean([maps[f"{side} px mean"] for side in self.view_sizes], axis=0)
+        if self.rule == "oracle-views":
+            maps = {name: m for name, m in maps.items() if "mean" in name}
+        pick = "mean of all" if self.rule == "mean" else max(  # a tie keeps the card's own choice
+            maps, key=lambda name: (self._score(maps[name], box), name == "mean of all"))
+        self.picks[pick] = self.picks.get(pick, 0) + 1
+        return maps[pick]
+
+    def _score(self, probabilities: np.ndarray, box: Box) -> float:
+        if self.rule == "stable":
+            low, high = (int((probabilities > cut).sum()) for cut in STABILITY_CUTS)
+            return high / max(low, 1)
+        top, left, bottom, right = box
+        truth, ignore = self.truth
+        mask = np.zeros(truth.shape, dtype=bool)
+        mask[top:bottom, left:right] = binarize(probabilities)
+        return mask_iou(truth, mask, ignore)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("rule", choices=RULES)
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data" / "iseg")
+    parser.add_argument("--val-list", type=Path, default=ROOT / "packs" / "cpu320" / "val.txt")
+    parser.add_argument("--count", type=int, default=100)
+    parser.add_argument("--max-clicks", type=int, default=20)
+    parser.add_argument("--save-rows", type=Path)
+    parser.add_argument("--against", type=Path, help="rows saved with --save-rows on the same objects")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    predictor = ChoosingPredictor(resolve_model(args.model)[0], rule=args.rule)
+    held_out = held_out_objects(args.data_root, args.val_list, args.count)
+    names = [held_out.source.where(pick) for pick in held_out.picks]
+    other = read_rows(args.against) if args.against else None
+    if other is not None and (other["objects"], other["max_clicks"]) != (names, args.max_clicks):
+        sys.exit(f"view_choice_oracle.py: {args.against}: its rows are of other objects or another --max-clicks")
+    rows = []
+    for index in range(len(held_out)):
+        instance = held_out[index]
+        predictor.truth = split_mask(instance.mask)
+        rows.append(evaluate_instance(predictor, instance, args.max_clicks)[0])
+    rows = np.array(rows)
+    noc = " ".join(f"NoC@{round(t * 100)} {object_nocs(rows, t, args.max_clicks).mean():.2f}" for t in (0.85, 0.9))
+    print(f"{args.rule}: n={len(rows)} {noc} mIoU@1 {rows[:, 0].mean():.3f}; picks {predictor.picks}", flush=True)
+    if other is not None:
+        for label, other_rows in other["runs"].items():
+            print(f"  against {label}: {paired_report(rows, np.array(other_rows), args.max_clicks)}")
+    if args.save_rows:
+        args.save_rows.write_text(json.dumps({"objects": names, "max_clicks": args.max_clicks,
+                                              "runs": {args.rule: rows.tolist()}}))
+
+
+if __name__ == "__main__":
+    main()
