@@ -129,10 +129,10 @@ def _lineage_datasets(training: dict) -> list[str]:
 
 def _set_key(dataset: str) -> str:
     """A dataset as a recipe or the bench may spell it (an alias, a path) reduced to one key."""
-    from mst_geo.data.iseg import known_name, name_key
+    from mst_geo.data.iseg import name_key
+    from mst_geo.data.rs import dataset_name
 
-    name = Path(dataset).name or dataset
-    return name_key(known_name(name) or name)
+    return name_key(dataset_name(dataset))
 
 
 def method_identity(name: str) -> str:

@@ -28,7 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mst_geo.data.instance import IGNORE, Instance
-from mst_geo.data.iseg import dataset_location, named_folder, spelled_as
+from mst_geo.data.iseg import dataset_location, known_name, named_folder, spelled_as
 from mst_geo.errors import MSTGeoError
 
 SMALL_MAX_AREA = 32 * 32
@@ -201,6 +201,13 @@ def locate_rs_dataset(name: str, root: str | Path) -> tuple[str, Path] | None:
 def rs_dataset_name(name: str) -> str | None:
     """The canonical remote-sensing dataset name, or None if ``name`` is not one."""
     return spelled_as(name, RS_LAYOUTS, RS_ALIASES)
+
+
+def dataset_name(given: str) -> str:
+    """A ``--datasets`` entry as one spelling: a folder's path by its folder's name, a known set
+    by its own spelling (``coco-mval`` and ``/data/COCO_MVal`` are one set)."""
+    folder = dataset_location(given, ".")[1]
+    return known_name(folder) or rs_dataset_name(folder) or folder
 
 
 @dataclass(frozen=True)

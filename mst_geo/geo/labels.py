@@ -98,8 +98,9 @@ def scene_labels(scene: str | Path, labels: str | Path,
     with SceneRaster(scene, bands) as raster:
         crs, bounds, chosen = raster.crs, box(*raster.bounds), raster.bands
         every = read_labels(labels, crs)
-        frame = every[every.intersects(bounds) & ~every.touches(bounds)]
-        if frame.empty and every.intersects(bounds).any():
+        meets = every.intersects(bounds)
+        frame = every[meets & ~every.touches(bounds)]
+        if frame.empty and meets.any():
             raise MSTGeoError(f"every label polygon that meets the scene {scene} only touches its edge "
                               "(no area inside it)", labels)
         if frame.empty:

@@ -34,6 +34,7 @@ from mst_geo.clicks.predictor import Predictor
 from mst_geo.clicks.session import clicks_to_reach, evaluate_instance, threshold_key
 from mst_geo.clicks.sampler import next_training_click
 from mst_geo.data.instance import Instance
+from mst_geo.data.rs import dataset_name
 from mst_geo.errors import warn
 from mst_geo.model import MSTLoss, MSTModel
 from mst_geo.train.config import DataSection, TrainConfig, TrainerSection, config_to_dict
@@ -107,16 +108,6 @@ def recipe_changes(recorded: dict[str, Any], config: TrainConfig) -> dict[str, l
     after = flat({k: v for k, v in config_to_dict(config).items() if k not in NOT_RECIPE_CHANGES})
     return {key: [before.get(key), after.get(key)] for key in sorted(before.keys() | after.keys())
             if before.get(key) != after.get(key)}
-
-
-def dataset_name(given: str) -> str:
-    """A ``--datasets`` entry as one spelling: a folder's path by its folder's name, a known set
-    by its own spelling (``coco-mval`` and ``/data/COCO_MVal`` are one set)."""
-    from mst_geo.data.iseg import dataset_location, known_name
-    from mst_geo.data.rs import rs_dataset_name
-
-    folder = dataset_location(given, ".")[1]
-    return known_name(folder) or rs_dataset_name(folder) or folder
 
 
 def step_decay(step: int, milestones: list[int], factor: float, warmup_steps: int) -> float:

@@ -43,6 +43,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.profilers import SimpleProfiler
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from mst_geo.data.rs import dataset_name
 from mst_geo.errors import MSTGeoError, Terminated, warn
 from mst_geo.model import MSTModel, create_model, resolve_model, save_checkpoint
 from mst_geo.model.checkpoint import CheckpointError, checkpoint_path, read_card, read_pretraining_record
@@ -50,7 +51,7 @@ from mst_geo.model.grow import deepen
 from mst_geo.model.pretrained import load_vit_weights
 from mst_geo.train.config import TrainConfig, config_to_dict
 from mst_geo.train.datamodule import ClickDataModule
-from mst_geo.train.module import SELECTION_METRIC, ClickTrainingModule, dataset_name, start_weights
+from mst_geo.train.module import SELECTION_METRIC, ClickTrainingModule, start_weights
 
 CHECKPOINT_DIR = "checkpoints"
 EXPORT_NAME = "model.safetensors"
