@@ -50,7 +50,7 @@ from mst_geo.geo.prompts import (
 from mst_geo.geo.raster import SceneRaster
 from mst_geo.geo.scene import ObjectMask, ObjectSegmenter
 from mst_geo.geo.vectorize import mask_to_polygon, polygon_to_mask
-from mst_geo.model.checkpoint import checkpoint_path, resolve_model
+from mst_geo.model.checkpoint import checkpoint_path, resolve_model, untrained_card
 from mst_geo.model.mst import MSTModel
 
 ClicksSource = str | Path | gpd.GeoDataFrame | Mapping[str, Any]
@@ -518,8 +518,7 @@ def scene_inference(network: MSTModel) -> dict[str, Any]:
 def _network(model: str | Path | MSTModel) -> tuple[MSTModel, dict[str, Any]]:
     """The network and its card, from a name or path, or as given (a card built from its config)."""
     if isinstance(model, MSTModel):  # its own card when it was loaded from a checkpoint
-        built = {"preset": model.config.preset, "config": model.config.to_dict(), "training": None}
-        return model.eval(), model.card or built
+        return model.eval(), model.card or untrained_card(model)
     if not isinstance(model, (str, Path)):
         raise MSTGeoError(f"model must be 'default', a checkpoint path, a preset or an MSTModel, got "
                           f"{type(model).__name__}")

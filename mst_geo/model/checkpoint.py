@@ -9,7 +9,6 @@ a file never runs code; plain timm/MAE ViT weights in ``.pth`` files go through
 from __future__ import annotations
 
 import copy
-
 import hashlib
 import json
 from collections.abc import Mapping
@@ -129,6 +128,12 @@ def load_checkpoint(path: str | Path, preset: str | None = None) -> tuple[MSTMod
     return model.eval(), card
 
 
+def untrained_card(model: MSTModel) -> dict[str, Any]:
+    """The card of a network that no checkpoint describes (a preset's random weights, or one built
+    in Python): its preset and config, no training record."""
+    return {"preset": model.config.preset, "config": model.config.to_dict(), "training": None}
+
+
 def checkpoint_path(name_or_path: str | Path) -> Path:
     """The file a ``--model``/``--init`` value names: ``"default"`` is the packaged model, a path has
     its ``~`` expanded (a shell leaves ``--model=~/x`` as it is). Presets are not files: check first."""
@@ -148,7 +153,7 @@ def resolve_model(name_or_path: str | Path) -> tuple[MSTModel, dict[str, Any]]:
         warn(f"model '{name}' is a preset with random weights: its masks are meaningless "
              "until it is trained")
         model = create_model(name).eval()
-        return model, {"preset": name, "config": model.config.to_dict(), "training": None}
+        return model, untrained_card(model)
     path = checkpoint_path(name)
     if not path.exists():
         raise CheckpointError(f"not found: no such checkpoint file, and not a preset ({', '.join(PRESETS)}) "
