@@ -29,6 +29,7 @@ import torch
 from heldout_noc import ROOT, held_out_objects, object_nocs, paired_report, read_rows
 
 from mst_geo.clicks.click import Click
+from mst_geo.clicks.map_choice import MEAN_OF_ALL, candidate_maps
 from mst_geo.clicks.predictor import Box, Predictor
 from mst_geo.clicks.session import evaluate_instance, mask_iou
 from mst_geo.clicks.simulator import binarize, split_mask
@@ -48,16 +49,11 @@ class ChoosingPredictor(Predictor):
         self.picks: dict[str, int] = {}
 
     def _predict_window(self, clicks: list[Click], prev_mask: np.ndarray, box: Box) -> np.ndarray:
-        maps = {}
-        for side in self.view_sizes:
-            mirrors = self._predict_mirrors(clicks, prev_mask, box, side)
-            maps |= {f"{side} px{' mirrored' if k else ''}": m for k, m in enumerate(mirrors)}
-            maps[f"{side} px mean"] = mirrors.mean(axis=0)
-        maps["mean of all"] = np.mean([maps[f"{side} px mean"] for side in self.view_sizes], axis=0)
+        maps = candidate_maps({side: self._predict_mirrors(clicks, prev_mask, box, side) for side in self.view_sizes})
         if self.rule == "oracle-views":
             maps = {name: m for name, m in maps.items() if "mean" in name}
-        pick = "mean of all" if self.rule == "mean" else max(  # a tie keeps the card's own choice
-            maps, key=lambda name: (self._score(maps[name], box), name == "mean of all"))
+        pick = MEAN_OF_ALL if self.rule == "mean" else max(  # a tie keeps the card's own choice
+            maps, key=lambda name: (self._score(maps[name], box), name == MEAN_OF_ALL))
         self.picks[pick] = self.picks.get(pick, 0) + 1
         return maps[pick]
 

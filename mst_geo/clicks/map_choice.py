@@ -1,0 +1,106 @@
+"""Choosing, per click, one map among those the predictor's views and mirrors already give.
+
+The card's predictor runs every view (one per inference size, each also mirrored) and averages
+the maps. On held-out objects, keeping the best of those maps per click instead of their mean
+would save about one click of NoC@90 (docs/training.md, "How much a choice among the views could
+save"). A chooser scores each candidate from what the predictor sees without ground truth (its
+probabilities, the clicks, the previous mask, its agreement with the other maps) with a linear
+model fitted on click-training states of held-out objects (``scripts/fit_map_choice.py``), and
+keeps the mean unless another map scores better by a margin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from mst_geo.clicks.click import Click
+from mst_geo.clicks.simulator import PRED_THRESHOLD
+
+MEAN_OF_ALL = "mean of all"
+
+FEATURES = (
+    "bias", "is mean of all", "is a view mean", "is mirrored", "is the largest view",
+    "area fraction", "log area / mean's area", "IoU with the mean", "IoU with the previous mask",
+    "confidence", "stability", "uncertain / area", "last click agrees", "clicks agreeing",
+    "worst click", "log clicks",
+)
+
+
+def candidate_maps(mirrors: dict[int, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every map a choice may keep: each view's maps (plain, mirrored), each view's mean, the mean
+    of all (the predictor's own output). ``mirrors`` holds each side's 1 or 2 maps."""
+    maps: dict[str, np.ndarray] = {}
+    for side, side_maps in mirrors.items():
+        if len(side_maps) > 1:
+            maps |= {f"{side} px{' mirrored' if k else ''}": m for k, m in enumerate(side_maps)}
+        maps[f"{side} px mean"] = side_maps.mean(axis=0)
+    maps[MEAN_OF_ALL] = np.mean([maps[f"{side} px mean"] for side in mirrors], axis=0, dtype=np.float32)
+    return maps
+
+
+def _iou(first: np.ndarray, second: np.ndarray) -> float:
+    union = np.count_nonzero(first | second)
+    return np.count_nonzero(first & second) / union if union else 1.0
+
+
+def choice_features(maps: dict[str, np.ndarray], clicks: Sequence[Click], prev_window: np.ndarray,
+                    offset: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """One row of ``FEATURES`` per candidate map of one window; ``clicks`` in image pixels,
+    ``offset`` the window's (top, left) in the image, ``prev_window`` the previous mask over it."""
+    mean_mask = maps[MEAN_OF_ALL] > PRED_THRESHOLD
+    previous = prev_window > PRED_THRESHOLD
+    largest = max(int(name.split(" ")[0]) for name in maps if name != MEAN_OF_ALL)
+    height, width = mean_mask.shape
+    inside = [c for c in clicks if 0 <= c.y - offset[0] < height and 0 <= c.x - offset[1] < width]
+    rows = []
+    for name, probabilities in maps.items():
+        mask = probabilities > PRED_THRESHOLD
+        area = np.count_nonzero(mask)
+        agreement = [
+            probabilities[int(c.y - offset[0]), int(c.x - offset[1])] if c.positive
+            else 1 - probabilities[int(c.y - offset[0]), int(c.x - offset[1])]
+            for c in inside
+        ]
+        last_agrees = agreement[-1] if inside and inside[-1] is clicks[-1] else 0.5
+        rows.append([
+            1.0,
+            name == MEAN_OF_ALL,
+            name.endswith("px mean"),
+            name.endswith("mirrored"),
+            name != MEAN_OF_ALL and int(name.split(" ")[0]) == largest,
+            area / mask.size,
+            np.log((area + 1) / (np.count_nonzero(mean_mask) + 1)),
+            _iou(mask, mean_mask),
+            _iou(mask, previous),
+            float(np.abs(2 * probabilities - 1).mean()),
+            (np.count_nonzero(probabilities > 0.6) + 1) / (np.count_nonzero(probabilities > 0.4) + 1),
+            np.count_nonzero((probabilities > 0.3) & (probabilities < 0.7)) / (area + 1),
+            last_agrees,
+            float(np.mean([a > 0.5 for a in agreement])) if agreement else 1.0,
+            float(min(agreement)) if agreement else 1.0,
+            np.log(len(clicks)),
+        ])
+    return np.asarray(rows, dtype=np.float64)
+
+
+class MapChooser:
+    """Keeps, per window, the candidate map with the best linear score (``weights`` over
+    ``FEATURES``, as a card's config checked them); no weights: always the mean of all, the
+    predictor's plain output."""
+
+    def __init__(self, weights: Sequence[float] | None):
+        self.weights = None if weights is None else np.asarray(weights, dtype=np.float64)
+
+    def __bool__(self) -> bool:
+        return self.weights is not None
+
+    def choose(self, mirrors: dict[int, np.ndarray], clicks: Sequence[Click], prev_window: np.ndarray,
+               offset: tuple[int, int]) -> np.ndarray:
+        """The kept map of one window; ``mirrors`` as ``candidate_maps`` takes them."""
+        maps = candidate_maps(mirrors)
+        if self.weights is None:
+            return maps[MEAN_OF_ALL]
+        scores = choice_features(maps, clicks, prev_window, offset) @ self.weights
+        return list(maps.values())[int(np.argmax(scores))]
