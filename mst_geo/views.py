@@ -33,17 +33,14 @@ def describe_passes(passes: int) -> str:
     return f"{passes} first-click pass" + ("" if passes == 1 else "es")
 
 
-def describe_extras(passes: int, flip: bool, chooses_map: bool = False) -> list[str]:
+def describe_extras(passes: int, flip: bool) -> list[str]:
     """``["2 first-click passes", "mirror-averaged"]``: what a model does beyond one plain pass at
-    its view (one pass, no mirror and no map choice go unsaid); with ``chooses_map`` the mirror or
-    view mean is "chosen" among its maps, not averaged."""
+    its view (one pass and no mirror go unsaid)."""
     passes_said = [describe_passes(passes)] if passes > 1 else []
-    if chooses_map:
-        return passes_said + ["map chosen per click among the views" + (" and mirrors" if flip else "")]
     return passes_said + (["mirror-averaged"] if flip else [])
 
 
-def describe_inference(sides: Sides, passes: int, flip: bool, chooses_map: bool = False) -> str:
+def describe_inference(sides: Sides, passes: int, flip: bool) -> str:
     """``288+416 px, 2 first-click passes, mirror-averaged``: a model's resolved inference
     settings as the model list and held-out logs name them."""
-    return ", ".join([describe_views(sides), *describe_extras(passes, flip, chooses_map)])
+    return ", ".join([describe_views(sides), *describe_extras(passes, flip)])

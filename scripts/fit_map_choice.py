@@ -1,13 +1,15 @@
-"""Fit the map chooser (``mst_geo.clicks.map_choice``) on click-training states of held-out objects.
+"""Fit the learned map choice (``map_choice.py``) on click states of held-out training objects.
 
 ``collect`` runs the card's predictor (the mean of its maps, as shipped) with the bench's clicker
 on held-out training objects that are not among the ``--count`` objects ``heldout_noc.py`` and
 ``view_choice_oracle.py`` score (never GrabCut or Berkeley), and saves, per click, every candidate
 map's features and its IoU against the ground truth. ``fit`` fits the linear scores on those
-states, checks them on a part of the objects left out of the fit, and prints the weights.
+states, checks them on a part of the objects left out of the fit (cross-validated over the
+objects: the IoU of the kept map against the mean's), prints the weights and saves them for
+``view_choice_oracle.py learned --weights``.
 
-    python scripts/fit_map_choice.py collect --part 0 --parts 2 --save states0.npz
-    python scripts/fit_map_choice.py fit states0.npz states1.npz
+    python scripts/fit_map_choice.py collect --part 0 --parts 2 --limit 90 --save states0.npz
+    python scripts/fit_map_choice.py fit states0.npz states1.npz --save weights.json
 
 Not a test: a measurement, like ``view_choice_oracle.py``.
 """
@@ -21,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from heldout_noc import DATASETS, ROOT
+from map_choice import FEATURES, MEAN_OF_ALL, candidate_maps, choice_features
 from tqdm import tqdm
 
 from mst_geo.clicks.click import Click
-from mst_geo.clicks.map_choice import FEATURES, MEAN_OF_ALL, candidate_maps, choice_features
 from mst_geo.clicks.predictor import Box, Predictor
 from mst_geo.clicks.session import evaluate_instance, mask_iou
 from mst_geo.clicks.simulator import PRED_THRESHOLD, split_mask
@@ -150,7 +152,7 @@ def main() -> None:
     score.add_argument("--folds", type=int, default=4)
     score.add_argument("--l2", type=float, nargs="+", default=[1e-3])
     score.add_argument("--temperature", type=float, nargs="+", default=[0.05])
-    score.add_argument("--save", type=Path, help="Write the weights (JSON list) for heldout_noc.py --map-choice.")
+    score.add_argument("--save", type=Path, help="Write the weights (JSON list) for view_choice_oracle.py --weights.")
     args = parser.parse_args()
     (collect if args.command == "collect" else fit)(args)
 

@@ -17,7 +17,6 @@ difference object by object against rows saved with ``--save-rows`` (the same ob
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -73,9 +72,6 @@ def main() -> None:
                              "several sides: their predictions are averaged.")
     parser.add_argument("--first-click-passes", type=at_least_one, default=None,
                         help="Model passes at the first click, each fed the one before's mask (default: the card's).")
-    parser.add_argument("--map-choice", type=Path,
-                        help="Weights written by scripts/fit_map_choice.py fit --save: choose a map per click "
-                             "(default: the card's choice)")
     parser.add_argument("--save-rows", type=Path, help="Write every object's IoU per click here (JSON), for --against.")
     parser.add_argument("--against", type=Path, nargs="+", default=[],
                         help="Rows saved with --save-rows on the same objects: print each model's paired difference.")
@@ -95,8 +91,6 @@ def main() -> None:
                      "(another --count, --val-list or data)")
     runs = {}
     for name, model in models.items():
-        if args.map_choice:
-            model.config = dataclasses.replace(model.config, map_choice=json.loads(args.map_choice.read_text()))
         predictor = Predictor(model, flip=args.flip, zoom_min_crop=args.zoom_min_crop,
                               zoom_expansion=args.zoom_expansion, input_size=args.input_size,
                               first_click_passes=args.first_click_passes)
@@ -105,9 +99,7 @@ def main() -> None:
         noc = {t: object_nocs(rows, t, args.max_clicks).mean() for t in (0.85, 0.9)}
         reported = [k for k in MIOU_AT if k <= args.max_clicks]
         miou = " ".join(f"{rows[:, k - 1].mean():.3f}" for k in reported)
-        settings = describe_inference(predictor.view_sizes, predictor.first_click_passes, predictor.flip,
-                                      predictor.chooses_map)
-        label = f"{name} at {settings}"
+        label = f"{name} at {describe_inference(predictor.view_sizes, predictor.first_click_passes, predictor.flip)}"
         print(f"{label}: n={len(rows)} NoC@85 {noc[0.85]:.2f} NoC@90 {noc[0.9]:.2f} "
               f"mIoU@{','.join(map(str, reported))} {miou}", flush=True)
         runs[label] = rows.tolist()

@@ -70,15 +70,11 @@ def main() -> None:
     parser.add_argument("--flip", action=argparse.BooleanOptionalAction,
                         help="average every prediction with its mirror image, as chosen with scripts/heldout_noc.py "
                              "--flip (default: keep the checkpoint's)")
-    parser.add_argument("--map-choice", type=Path,
-                        help="chooser weights written by scripts/fit_map_choice.py fit --save and checked with "
-                             "scripts/heldout_noc.py --map-choice (default: keep the checkpoint's)")
     args = parser.parse_args()
 
     model, card = load_checkpoint(args.checkpoint)
     settings = {"inference_size": None if args.inference_size is None else views_json(args.inference_size),
-                "first_click_passes": args.first_click_passes, "flip": args.flip,
-                "map_choice": None if args.map_choice is None else json.loads(args.map_choice.read_text())}
+                "first_click_passes": args.first_click_passes, "flip": args.flip}
     try:  # the config checks them: a side that is no multiple of the patch, no pass at all
         model.config = dataclasses.replace(model.config, **{k: v for k, v in settings.items() if v is not None})
     except ValueError as error:

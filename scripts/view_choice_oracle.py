@@ -9,10 +9,13 @@ objects (never GrabCut or Berkeley) and keeps, per click, one of the seven maps 
 - ``oracle``: the map with the best IoU against the ground truth, an upper bound for a learned
   quality head (SAM's predicted IoU) choosing among them;
 - ``oracle-views``: the same among the two views' means and the mean of all;
-- ``stable``: no ground truth, the map whose mask changes least between p > 0.4 and p > 0.6.
+- ``stable``: no ground truth, the map whose mask changes least between p > 0.4 and p > 0.6;
+- ``learned``: no ground truth, the best linear score (``map_choice.py``) with the weights that
+  ``fit_map_choice.py`` fitted on other held-out objects, at the first ``--until-click`` clicks.
 
     python scripts/view_choice_oracle.py oracle --count 100 --save-rows oracle.json
     python scripts/view_choice_oracle.py mean --count 100 --against oracle.json
+    python scripts/view_choice_oracle.py learned --weights weights.json --count 100 --against oracle.json
 
 Not a test: a measurement for docs/training.md ("How much a choice among the views could save").
 """
@@ -27,24 +30,27 @@ from pathlib import Path
 import numpy as np
 import torch
 from heldout_noc import ROOT, held_out_objects, object_nocs, paired_report, read_rows
+from map_choice import MEAN_OF_ALL, candidate_maps, choice_features, chosen_map
 
 from mst_geo.clicks.click import Click
-from mst_geo.clicks.map_choice import MEAN_OF_ALL, candidate_maps
 from mst_geo.clicks.predictor import Box, Predictor
 from mst_geo.clicks.session import evaluate_instance, mask_iou
 from mst_geo.clicks.simulator import binarize, split_mask
 from mst_geo.model import resolve_model
 
-RULES = ("mean", "oracle", "oracle-views", "stable")
+RULES = ("mean", "oracle", "oracle-views", "stable", "learned")
 STABILITY_CUTS = (0.4, 0.6)
 
 
 class ChoosingPredictor(Predictor):
     """The card's predictor keeping, per click, the map ``rule`` picks among its views and mirrors."""
 
-    def __init__(self, *args, rule: str, **kwargs):
+    def __init__(self, *args, rule: str, weights: list[float] | None = None, until_click: int | None = None,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.rule = rule
+        self.weights = weights
+        self.until_click = until_click
         self.truth: tuple[np.ndarray, np.ndarray] | None = None  # (object, ignore) of the current image
         self.picks: dict[str, int] = {}
 
@@ -52,8 +58,14 @@ class ChoosingPredictor(Predictor):
         maps = candidate_maps({side: self._predict_mirrors(clicks, prev_mask, box, side) for side in self.view_sizes})
         if self.rule == "oracle-views":
             maps = {name: m for name, m in maps.items() if "mean" in name}
-        pick = MEAN_OF_ALL if self.rule == "mean" else max(  # a tie keeps the card's own choice
-            maps, key=lambda name: (self._score(maps[name], box), name == MEAN_OF_ALL))
+        if self.rule == "learned":
+            top, left, bottom, right = box
+            late = self.until_click is not None and len(clicks) > self.until_click
+            pick = MEAN_OF_ALL if late else chosen_map(
+                maps, choice_features(maps, clicks, prev_mask[top:bottom, left:right], (top, left)), self.weights)
+        else:
+            pick = MEAN_OF_ALL if self.rule == "mean" else max(  # a tie keeps the card's own choice
+                maps, key=lambda name: (self._score(maps[name], box), name == MEAN_OF_ALL))
         self.picks[pick] = self.picks.get(pick, 0) + 1
         return maps[pick]
 
@@ -76,11 +88,17 @@ def main() -> None:
     parser.add_argument("--val-list", type=Path, default=ROOT / "packs" / "cpu320" / "val.txt")
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--max-clicks", type=int, default=20)
+    parser.add_argument("--weights", type=Path, help="learned: the weights fit_map_choice.py fit --save wrote")
+    parser.add_argument("--until-click", type=int, help="learned: choose at the first N clicks only, then the mean")
     parser.add_argument("--save-rows", type=Path)
     parser.add_argument("--against", type=Path, help="rows saved with --save-rows on the same objects")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    predictor = ChoosingPredictor(resolve_model(args.model)[0], rule=args.rule)
+    if (args.rule == "learned") != (args.weights is not None):
+        sys.exit("view_choice_oracle.py: --weights goes with the rule 'learned', and it needs them")
+    weights = json.loads(args.weights.read_text()) if args.weights else None
+    predictor = ChoosingPredictor(resolve_model(args.model)[0], rule=args.rule, weights=weights,
+                                  until_click=args.until_click)
     held_out = held_out_objects(args.data_root, args.val_list, args.count)
     names = [held_out.source.where(pick) for pick in held_out.picks]
     other = read_rows(args.against) if args.against else None

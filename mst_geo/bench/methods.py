@@ -24,14 +24,13 @@ MIN_VIEW = 16
 @dataclass(frozen=True)
 class InferenceOptions:
     """How one bench run drives every model (baselines ignore it): zoom-in, and where given, mirror
-    averaging, the view in px, the first-click passes and the map choice; None keeps each card's own setting.
+    averaging, the view in px and the first-click passes; None keeps each card's own setting.
     Every option given is part of the models' labels, so such rows never mix with the card's own."""
 
     zoom_in: bool = True
     flip: bool | None = None
     view: Sides | None = None  # kept as a tuple of sides
     first_click_passes: int | None = None
-    choose_map: bool | None = None
 
     def __post_init__(self) -> None:
         if self.view is not None:
@@ -47,8 +46,6 @@ class InferenceOptions:
             options.append(describe_views(self.view))
         if self.first_click_passes is not None:
             options.append(describe_passes(self.first_click_passes))
-        if self.choose_map is not None:
-            options.append("map choice" if self.choose_map else "no map choice")
         return options
 
     def settings(self) -> dict:
@@ -166,7 +163,5 @@ def resolve_method(name: str, device: str = "cpu", options: InferenceOptions = I
             f"({', '.join(list_presets())}), 'default' or an existing checkpoint file"
         )
     model, _card = resolve_model(name)
-    if options.choose_map and model.config.map_choice is None:
-        raise MSTGeoError(f"--map-choice: model {name!r} has no map_choice weights in its card")
     return Predictor(model, device=device, zoom_in=options.zoom_in, flip=options.flip, input_size=options.view,
-                     first_click_passes=options.first_click_passes, choose_map=options.choose_map)
+                     first_click_passes=options.first_click_passes)

@@ -132,8 +132,6 @@ def run_noc_benchmark(
         "first_click_passes": {label: method.first_click_passes for label, method in methods.items()
                                if hasattr(method, "first_click_passes")},
         "flip": {label: method.flip for label, method in methods.items() if hasattr(method, "flip")},
-        "chooses_map": {label: method.chooses_map for label, method in methods.items()
-                        if hasattr(method, "chooses_map")},
         "max_clicks": max_clicks,
         "limit": limit,
         **inference.settings(),

@@ -99,9 +99,6 @@ def noc_command(
     first_click_passes: int | None = typer.Option(
         None, "--first-click-passes", min=1, help="Model passes at each object's first click, each fed the one before's "
         "mask (default: each card's own; 1 is a plain pass)."),
-    choose_map: bool | None = typer.Option(
-        None, "--map-choice/--no-map-choice", help="Keep, per click, the map a card's chooser picks among the views "
-        "and mirrors, or their mean (default: each card's own; a card without chooser weights refuses --map-choice)."),
     shard: str = typer.Option("1/1", "--shard", help="K/N: only every N-th object from the K-th, to run N processes into one --out."),
 ) -> None:
     """Clicks to reach 85/90/95 % IoU (RITM protocol) for models and baselines on the same clicks.
@@ -138,7 +135,7 @@ def noc_command(
             scenes=list(zip(scene, labels)), data_root=data_root, max_clicks=max_clicks,
             thresholds=_thresholds(iou), device=device, limit=limit, shard=_shard(shard), scene_bands=scene_bands,
             inference=InferenceOptions(zoom_in=zoom_in, flip=flip, view=_views(view),
-                                       first_click_passes=first_click_passes, choose_map=choose_map),
+                                       first_click_passes=first_click_passes),
         )
     typer.echo((out / "results.md").read_text())
     typer.echo(f"wrote {out}/results.json, results.csv, results.md, sizes.csv, instances.csv, miou_vs_clicks.png, "

@@ -47,10 +47,9 @@ def card_summary(card: dict) -> str:
 def inference_note(config: MSTConfig) -> str:
     """What the predictor does beyond one plain pass at the input size: ``runs at 288+416 px, 2
     first-click passes, mirror-averaged``, ``2 first-click passes`` (its own size), or nothing."""
-    chooses_map = config.map_choice is not None and (config.flip or len(config.views) > 1)
     if config.views == view_sizes(config.input_size):
-        return ", ".join(describe_extras(config.first_click_passes, config.flip, chooses_map))
-    return f"runs at {describe_inference(config.views, config.first_click_passes, config.flip, chooses_map)}"
+        return ", ".join(describe_extras(config.first_click_passes, config.flip))
+    return f"runs at {describe_inference(config.views, config.first_click_passes, config.flip)}"
 
 
 @app.command("models")

@@ -37,7 +37,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from mst_geo.clicks.click import Click
-from mst_geo.clicks.map_choice import MapChooser
 from mst_geo.clicks.simulator import PRED_THRESHOLD
 from mst_geo.devices import torch_device
 from mst_geo.views import view_sizes
@@ -99,7 +98,6 @@ class Predictor:
         zoom_keep_iou: float = 0.5,
         flip: bool | None = None,
         first_click_passes: int | None = None,
-        choose_map: bool | None = None,
     ):
         self.device = torch_device(device)
         self.model = model.to(self.device).eval()
@@ -113,16 +111,8 @@ class Predictor:
         self.first_click_passes = model.config.first_click_passes if first_click_passes is None else first_click_passes
         if self.first_click_passes < 1:
             raise ValueError(f"first_click_passes must be at least 1, got {self.first_click_passes}")
-        self.chooser = MapChooser(model.config.map_choice if choose_map is not False else None)
-        if choose_map and not self.chooser:
-            raise ValueError("choose_map needs a card with map_choice weights; this model has none")
         self.image: torch.Tensor | None = None
         self.roi: Box | None = None
-
-    @property
-    def chooses_map(self) -> bool:
-        """Whether a map is chosen per click (card weights, and more than one map to choose from)."""
-        return bool(self.chooser) and (self.flip or len(self.view_sizes) > 1)
 
     def set_image(self, image: np.ndarray) -> None:
         """Keep an HxWx3 RGB image (uint8, or float in 0..1) for the next ``predict`` calls."""
@@ -170,12 +160,7 @@ class Predictor:
         return self.roi
 
     def _predict_window(self, clicks: Sequence[Click], prev_mask: np.ndarray, box: Box) -> np.ndarray:
-        """Probabilities of the image window ``box`` at its native size: the mean over the views, or
-        the map the card's chooser keeps among the views, their mirrors and that mean."""
-        if self.chooses_map:
-            mirrors = {side: self._predict_mirrors(clicks, prev_mask, box, side) for side in self.view_sizes}
-            top, left, bottom, right = box
-            return self.chooser.choose(mirrors, clicks, prev_mask[top:bottom, left:right], (top, left))
+        """Probabilities of the image window ``box`` at its native size: the mean over the views."""
         views = [self._predict_view(clicks, prev_mask, box, side) for side in self.view_sizes]
         return views[0] if len(views) == 1 else np.mean(views, axis=0, dtype=np.float32)
 

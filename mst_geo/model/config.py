@@ -6,7 +6,6 @@ Everything needed to rebuild a network lives here, so a checkpoint's card can ca
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -45,10 +44,6 @@ class MSTConfig:
     # a batch of two and their probabilities are averaged (RITM's evaluation does the same); twice the
     # cost of a click. Chosen per checkpoint on held-out objects; the scene workflow keeps it off.
     flip: bool = False
-    # per-click choice among the views' maps, their mirrors and their mean (bench, notebooks): linear
-    # weights over mst_geo.clicks.map_choice.FEATURES, fitted on held-out click-training states
-    # (scripts/fit_map_choice.py); None: the mean, as before. Needs flip or several views.
-    map_choice: tuple[float, ...] | None = None
     mean: tuple[float, float, float] = IMAGENET_DEFAULT_MEAN
     std: tuple[float, float, float] = IMAGENET_DEFAULT_STD
     click_radius: int = 5  # pixels, of the positive/negative click disks
@@ -71,13 +66,6 @@ class MSTConfig:
             raise ValueError(f"token_selection must be one of {TOKEN_SELECTION_MODES}, got {self.token_selection!r}")
         if self.input_size % self.patch_size:
             raise ValueError(f"input_size {self.input_size} is not a multiple of patch_size {self.patch_size}")
-        if self.map_choice is not None:  # a card's JSON list
-            from mst_geo.clicks.map_choice import FEATURES  # the clicks package needs OpenCV: only here
-
-            self.map_choice = tuple(float(w) for w in self.map_choice)
-            if len(self.map_choice) != len(FEATURES) or not all(math.isfinite(w) for w in self.map_choice):
-                raise ValueError(f"map_choice needs {len(FEATURES)} finite weights (one per feature), "
-                                 f"got {list(self.map_choice)}")
         if isinstance(self.inference_size, (list, tuple)):  # several views; a card's JSON list
             self.inference_size = view_sizes(self.inference_size) or None
         for side in view_sizes(self.inference_size) if self.inference_size is not None else ():

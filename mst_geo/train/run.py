@@ -89,9 +89,8 @@ def build_model(config: TrainConfig) -> MSTModel:
             warn(f"--init {init}: training its {model.config.preset} network, not the "
                  f"recipe's {config.model.preset}")
         # the init's inference settings were chosen for its own weights: validate and export at its
-        # input_size, one pass a click, no mirror, no map choice (fitted on its maps), until the new weights get theirs (scripts/ship_model.py)
-        model.config = dataclasses.replace(model.config, inference_size=None, first_click_passes=1, flip=False,
-                                           map_choice=None)
+        # input_size, one pass a click, no mirror, until the new weights get theirs (scripts/ship_model.py)
+        model.config = dataclasses.replace(model.config, inference_size=None, first_click_passes=1, flip=False)
         model.card = None  # its weights are about to change: the init's card no longer describes them
         grow_depth = config.model.grow_depth
         if grow_depth is not None:

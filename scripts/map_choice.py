@@ -1,12 +1,12 @@
-"""Choosing, per click, one map among those the predictor's views and mirrors already give.
+"""A learned choice, per click, of one map among those the predictor's views and mirrors give.
 
-The card's predictor runs every view (one per inference size, each also mirrored) and averages
-the maps. On held-out objects, keeping the best of those maps per click instead of their mean
-would save about one click of NoC@90 (docs/training.md, "How much a choice among the views could
-save"). A chooser scores each candidate from what the predictor sees without ground truth (its
-probabilities, the clicks, the previous mask, its agreement with the other maps) with a linear
-model fitted on click-training states of held-out objects (``scripts/fit_map_choice.py``), and
-keeps the mean unless another map scores better by a margin.
+Measured, not shipped (docs/training.md, "A learned choice among the views"). The card's
+predictor runs every view (288 and 416 px, each also mirrored) and averages the maps; keeping the
+best of them per click instead would save about one click of NoC@90 on held-out objects
+("How much a choice among the views could save"). Here each candidate is scored from what the
+predictor sees without ground truth (its probabilities, the clicks, the previous mask, its
+agreement with the mean) by a linear model that ``fit_map_choice.py`` fits on click states of
+held-out objects and ``view_choice_oracle.py learned`` runs in the click loop.
 """
 
 from __future__ import annotations
@@ -85,22 +85,7 @@ def choice_features(maps: dict[str, np.ndarray], clicks: Sequence[Click], prev_w
     return np.asarray(rows, dtype=np.float64)
 
 
-class MapChooser:
-    """Keeps, per window, the candidate map with the best linear score (``weights`` over
-    ``FEATURES``, as a card's config checked them); no weights: always the mean of all, the
-    predictor's plain output."""
 
-    def __init__(self, weights: Sequence[float] | None):
-        self.weights = None if weights is None else np.asarray(weights, dtype=np.float64)
-
-    def __bool__(self) -> bool:
-        return self.weights is not None
-
-    def choose(self, mirrors: dict[int, np.ndarray], clicks: Sequence[Click], prev_window: np.ndarray,
-               offset: tuple[int, int]) -> np.ndarray:
-        """The kept map of one window; ``mirrors`` as ``candidate_maps`` takes them."""
-        maps = candidate_maps(mirrors)
-        if self.weights is None:
-            return maps[MEAN_OF_ALL]
-        scores = choice_features(maps, clicks, prev_window, offset) @ self.weights
-        return list(maps.values())[int(np.argmax(scores))]
+def chosen_map(maps: dict[str, np.ndarray], features: np.ndarray, weights: Sequence[float]) -> str:
+    """The name of the candidate with the best linear score (``weights`` over ``FEATURES``)."""
+    return list(maps)[int(np.argmax(features @ np.asarray(weights, dtype=np.float64)))]
