@@ -202,6 +202,7 @@ def test_objects_loaded_from_a_clicks_file_keep_their_ids(segmenter: Segmenter, 
         "name": "urn:ogc:def:crs:EPSG::26914"}}, "features": features}))  # fmt: skip
     assert segmenter.load_clicks(path) == ["pond N/S", 7]
     client = TestClient(create_app(segmenter))
+    assert client.get("/api/objects").json()["current"] == 7  # the file's last click: Z would undo it
 
     listed = client.get("/api/objects").json()["scene"]["features"]
     assert [f["properties"]["object"] for f in listed] == ["pond N/S", "7"]
@@ -218,6 +219,22 @@ def test_objects_loaded_from_a_clicks_file_keep_their_ids(segmenter: Segmenter, 
     assert delete(client, "pond N/S").json() == {"deleted": "pond N/S"}
     assert segmenter.objects() == []
     assert client.post("/api/objects").json() == {"object": 9}  # never the file's deleted 7, nor 8 given above
+
+
+def test_undo_right_after_loading_clicks_undoes_the_files_last_click(segmenter: Segmenter, tmp_path: Path) -> None:
+    """``mst-geo app --clicks``, then Z: the last click of the file goes, as it would have before the export."""
+    features = [{"type": "Feature", "geometry": {"type": "Point", "coordinates": list(scene_xy(segmenter, xy))},
+                 "properties": {"object": obj}} for xy, obj in ((POND, 1), (FIELD, 2), ((FIELD[0] + 30, FIELD[1]), 2))]
+    path = tmp_path / "clicks.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "crs": {"type": "name", "properties": {
+        "name": "urn:ogc:def:crs:EPSG::26914"}}, "features": features}))  # fmt: skip
+    segmenter.load_clicks(path)
+    client = TestClient(create_app(segmenter))
+    assert client.post("/api/undo").json() == {"object": 2, "remaining": True}
+    assert client.post("/api/undo").json() == {"object": 2, "remaining": False}
+    assert client.get("/api/objects").json()["current"] == 1  # its only click went: the one clicked before it
+    assert client.post("/api/undo").json() == {"object": 1, "remaining": False}
+    assert segmenter.objects() == []
 
 
 def test_save_and_reopen_with_geopandas(client: TestClient, segmenter: Segmenter, tmp_path: Path) -> None:

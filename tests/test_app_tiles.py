@@ -68,6 +68,7 @@ def test_outside_the_scene_is_transparent(example_tiles: SceneTiles) -> None:
     assert not rgba[723 - 512 :, :, 3].any()  # below the scene
     assert not example_tiles.grid.has_tile(2, 4, 0)
     assert not example_tiles.grid.has_tile(3, 0, 0)
+    assert not example_tiles.grid.has_tile(0, 10**400, 0) and not example_tiles.grid.has_tile(0, 0, 10**400)  # no float
 
 
 def test_nodata_is_transparent(tmp_path: Path) -> None:

@@ -79,5 +79,8 @@ class PageGrid:
         """Whether tile z/x/y exists (intersects the scene at a zoom we serve)."""
         if not 0 <= z <= self.max_zoom or x < 0 or y < 0:
             return False
-        col, row, _, _ = self.tile_window(z, x, y)
+        try:
+            col, row, _, _ = self.tile_window(z, x, y)
+        except OverflowError:  # x or y past what a float holds: far outside any scene
+            return False
         return col < self.width and row < self.height

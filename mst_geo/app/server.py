@@ -76,7 +76,9 @@ class _Session:
         self.segmenter = segmenter
         self.grid = grid
         self.lock = threading.Lock()
-        self.current: ObjectId | None = None
+        self.current: ObjectId | None = segmenter.last_clicked()
+        """The object the next click extends: at the start the one clicked last of loaded clicks
+        (``--clicks``), so Z undoes that click as it would have before the export."""
         self.before_new: ObjectId | None = None
         """The current object when N started a new one: cancelling the new one goes back to it."""
         self.saved_clicks = segmenter.clicks_geojson()
@@ -304,9 +306,9 @@ def create_app(segmenter: Segmenter, tiles: SceneTiles | None = None,
         """Write the polygons (GeoPackage, GeoJSON or FlatGeobuf by extension, atomic) with `segment`'s writer."""
         path = _save_path(request.path)
         segmenter.refuse_input_as_output(path)  # the scene or a loaded clicks file: never offered for replacing
-        if path.is_file() and not request.overwrite:  # 409: the page asks before replacing
-            raise HTTPException(409, f"{path}: exists (save with overwrite to replace it)")
         with session.lock, WARNING_FILTERS, warnings.catch_warnings(record=True) as notes:
+            if path.is_file() and not request.overwrite:  # 409: the page asks; under the lock, as two saves race
+                raise HTTPException(409, f"{path}: exists (save with overwrite to replace it)")
             warnings.simplefilter("always", MSTGeoWarning)  # objects that came out empty, a WGS84 fallback
             segmenter.save(path, overwrite=request.overwrite)
             n_objects = len(segmenter.objects())
