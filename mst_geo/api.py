@@ -7,7 +7,9 @@ produce the same polygons for the same clicks, and ``Segmenter.clicks_geojson()`
 
 from __future__ import annotations
 
+import math
 import numbers
+import os
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -176,6 +178,8 @@ class Segmenter:
         self._require_open()
         if not all(isinstance(value, numbers.Real) and not isinstance(value, bool) for value in (x, y)):
             raise MSTGeoError(f"x and y must be numbers (map coordinates), got {x!r}, {y!r}")
+        if not all(math.isfinite(value) for value in (x, y)):
+            raise MSTGeoError(f"x and y must be finite numbers (map coordinates), got {x!r}, {y!r}")
         source = None if crs is None else parse_crs(crs)
         try:
             positive = parse_label(positive)
@@ -185,10 +189,7 @@ class Segmenter:
             click = self._mapper.click(x, y, positive, source)
         except ValueError as error:
             raise MSTGeoError(str(error), self.raster.path) from None
-        try:
-            target = self.new_object_id() if object is None else self.existing_id(parse_object_id(object))
-        except ValueError as error:
-            raise MSTGeoError(str(error)) from None
+        target = self.new_object_id() if object is None else self.existing_id(_object_id(object))
         if target not in self._clicks:
             self._warn_if_like_another(target)
         self._append(target, click)
@@ -320,7 +321,7 @@ class Segmenter:
 
     def save(self, path: str | Path, overwrite: bool = False, mask_path: str | Path | None = None) -> Path:
         """Write the polygons (GeoPackage, or GeoJSON/FlatGeobuf by extension) and optionally the mask COG."""
-        path, mask_path = _local(path), _local(mask_path)
+        path, mask_path = _local(path, "path"), _local(mask_path, "mask_path", optional=True)
         if not self._clicks:
             raise MSTGeoError("no objects to save: add clicks first", path)
         self.refuse_input_as_output(*(p for p in (path, mask_path) if p is not None))
@@ -404,7 +405,7 @@ class Segmenter:
 
     def _known(self, object_id: ObjectId) -> ObjectId:
         """The id of an object in this session that reads as ``object_id`` (7 or "7")."""
-        known = self.existing_id(object_id)
+        known = self.existing_id(_object_id(object_id))
         if known not in self._clicks:
             raise MSTGeoError(f"unknown object {object_id!r}")
         return known
@@ -437,7 +438,7 @@ def segment_scene(
     Finished objects are journaled beside ``out`` until the outputs are written, so rerunning
     an interrupted call (same scene, model, bands, device) skips them; ``resume=False`` does not.
     """
-    out, mask_out = _local(out), _local(mask_out)
+    out, mask_out = _local(out, "out (--out)"), _local(mask_out, "mask_out (--mask-out)", optional=True)
     outputs = [out] + ([mask_out] if mask_out is not None else [])
     if len(outputs) == 2 and outputs[0].resolve() == outputs[1].resolve():
         raise MSTGeoError("the mask output (mask_out, --mask-out) must differ from the polygons output", mask_out)
@@ -455,9 +456,22 @@ def segment_scene(
         return seg.polygons()
 
 
-def _local(path: str | Path | None) -> Path | None:
-    """An output path with ``~`` expanded (Python callers get no shell to do it)."""
-    return None if path is None else Path(path).expanduser()
+def _local(path: str | Path | None, name: str, optional: bool = False) -> Path | None:
+    """An output path with ``~`` expanded (Python callers get no shell to do it); the parameter
+    ``name`` that gave something else (None, unless ``optional``) is refused."""
+    if path is None and optional:
+        return None
+    if not isinstance(path, (str, os.PathLike)):
+        raise MSTGeoError(f"{name} must be a file path, got {type(path).__name__} {path!r}")
+    return Path(path).expanduser()
+
+
+def _object_id(value: Any) -> ObjectId:
+    """``value`` as an object id (``parse_object_id``), else the error a Python caller gets."""
+    try:
+        return parse_object_id(value)
+    except ValueError as error:
+        raise MSTGeoError(str(error)) from None
 
 
 def _warn_if_clicks_uncovered(uncovered: Mapping[ObjectId, int]) -> None:

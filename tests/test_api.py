@@ -210,10 +210,24 @@ def test_inputs_of_the_wrong_type_are_one_line(segmenter, naip_scene):
         (lambda: segmenter.add_click("490201.5", 5209043.5), "x and y must be numbers"),
         (lambda: segmenter.load_clicks([(490201.5, 5209043.5)]), "clicks must be a clicks file's path, a GeoDataFrame"),
         (lambda: Segmenter(None), "the scene must be a GeoTIFF's path or URL, got NoneType"),
+        (lambda: segmenter.add_click(float("nan"), 5209043.5), "x and y must be finite numbers (map coordinates), got nan"),
+        (lambda: segmenter.add_click(490201.5, float("inf")), "x and y must be finite numbers"),
     ):
         with pytest.raises(MSTGeoError, match=re.escape(message)):
             action()
     assert segmenter.add_click(np.float32(490201.5), np.float64(5209043.5)) == 1  # numpy numbers are numbers
+    for action, message in (  # with an object to act on
+        (lambda: segmenter.undo([1]), "object id must be an integer or a string, got [1]"),
+        (lambda: segmenter.mask({}), "object id must be an integer or a string, got {}"),
+        (lambda: segmenter.delete([1]), "object id must be an integer or a string, got [1]"),
+        (lambda: segmenter.save(None), "path must be a file path, got NoneType None"),
+        (lambda: segmenter.save(5), "path must be a file path, got int 5"),
+        (lambda: segmenter.save(naip_scene.with_suffix(".gpkg"), mask_path=5), "mask_path must be a file path, got int"),
+        (lambda: segment_scene(naip_scene, naip_scene, out=5), "out (--out) must be a file path, got int 5"),
+    ):
+        with pytest.raises(MSTGeoError, match=re.escape(message)):
+            action()
+    assert segmenter.objects() == [1] and not naip_scene.with_suffix(".gpkg").exists()
 
 
 def test_object_ids_from_numpy_and_blank_ones(segmenter):
