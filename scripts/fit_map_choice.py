@@ -30,6 +30,7 @@ from map_choice import FEATURES
 from tqdm import tqdm
 from view_choice_oracle import ChoosingPredictor
 
+from mst_geo.atomic import write_atomic, write_text_atomic
 from mst_geo.clicks.click import Click
 from mst_geo.clicks.predictor import Box
 from mst_geo.clicks.session import evaluate_instance
@@ -57,7 +58,8 @@ def collect(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     scored = held_out_objects(args.data_root, args.val_list, args.count)
     source = scored.source
-    mine = [i for i in range(len(source)) if i not in set(scored.picks)][args.part::args.parts][: args.limit]
+    skipped = set(scored.picks)
+    mine = [i for i in range(len(source)) if i not in skipped][args.part::args.parts][: args.limit]
     if not mine:
         sys.exit(f"fit_map_choice.py: no objects in part {args.part} of {args.parts} (held-out objects: "
                  f"{len(source)}, {len(scored)} of them scored)")
@@ -68,16 +70,21 @@ def collect(args: argparse.Namespace) -> None:
         predictor.truth = split_mask(instance.mask)
         predictor.states = []
         evaluate_instance(predictor, instance, args.max_clicks)
-        clicks_before = [clicks for _, _, clicks in predictor.states]
+        counts = [clicks for _, _, clicks in predictor.states]
         for position, (features, ious, clicks) in enumerate(predictor.states):
             columns["features"].append(features)
             columns["ious"].append(ious)
             columns["clicks"].append(clicks)
-            columns["passes"].append(clicks_before[:position].count(clicks) + 1)  # the first click's passes
+            columns["passes"].append(counts[:position].count(clicks) + 1)  # the first click's passes
             columns["objects"].append(index)
             columns["images"].append(source.index.items[index][0])
-        # rewritten after every object: an interrupted run keeps what it collected
-        np.savez(args.save, **{key: np.stack(values) for key, values in columns.items()})
+        # rewritten (atomically) after every object: an interrupted run keeps what it collected
+        write_atomic(args.save, lambda path: _save_columns(path, columns))
+
+
+def _save_columns(path: Path, columns: dict[str, list]) -> None:
+    with path.open("wb") as file:  # a file, not a name: np.savez would add ".npz" to a name without it
+        np.savez(file, **{key: np.stack(values) for key, values in columns.items()})
 
 
 def read_states(paths: list[Path]) -> dict[str, np.ndarray]:
@@ -149,7 +156,8 @@ def fit(args: argparse.Namespace) -> None:
     for name, weight in zip(FEATURES, weights):
         print(f"  {name:>28}: {weight:+.4f}")
     if args.save:  # 4 significant digits: what the measured runs used
-        args.save.write_text(json.dumps({"features": FEATURES, "weights": [float(f"{w:.4g}") for w in weights]}))
+        write_text_atomic(args.save, json.dumps({"features": FEATURES,
+                                                 "weights": [float(f"{w:.4g}") for w in weights]}))
 
 
 def main() -> None:
