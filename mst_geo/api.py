@@ -108,7 +108,9 @@ class Segmenter:
         self.model_name = _model_name(model, self.card)
         self._model_source = None if isinstance(model, MSTModel) else str(checkpoint_path(model))
         self._device = device
-        self._inputs: list[tuple[str, str | Path]] = [("scene", scene_path)]  # files save() must never replace
+        # files save() must never replace: the scene, what GDAL reads for it (a VRT's tiles, sidecars), clicks files
+        self._inputs: list[tuple[str, str | Path]] = [("the scene", scene_path)]
+        self._inputs += [("a file the scene reads", name) for name in self.raster.files]
         self._simplify, self._min_area = float(simplify), float(min_area)
         self._clicks: dict[ObjectId, list[SceneClick]] = {}
         self._results: dict[ObjectId, ObjectMask] = {}
@@ -231,7 +233,7 @@ class Segmenter:
             raise MSTGeoError(f"object(s) {', '.join(map(repr, taken))} already in this session; load into a new "
                               "Segmenter, or give the file's objects other ids", source)
         if isinstance(clicks, (str, Path)):
-            self._inputs.append(("clicks file", clicks))  # every one loaded, not only the last
+            self._inputs.append(("the clicks file", clicks))  # every one loaded, not only the last
         with tqdm(total=len(objects), desc="objects", unit="object", disable=not progress) as bar:
             for object_id, clicks in objects.items():
                 bar.set_postfix(object=object_id, clicks=len(clicks))
@@ -442,9 +444,10 @@ def segment_scene(
     outputs = [out] + ([mask_out] if mask_out is not None else [])
     if len(outputs) == 2 and outputs[0].resolve() == outputs[1].resolve():
         raise MSTGeoError("the mask output (mask_out, --mask-out) must differ from the polygons output", mask_out)
-    _refuse_outputs_over_inputs(outputs, [("scene", scene), ("clicks file", clicks)])
+    _refuse_outputs_over_inputs(outputs, [("the scene", scene), ("the clicks file", clicks)])
     check_outputs(out, mask_out, overwrite)  # fail on a bad output before loading the model or running anything
     with Segmenter(scene, model=model, bands=bands, device=device, simplify=simplify, min_area=min_area) as seg:
+        seg.refuse_input_as_output(*outputs)  # a VRT's tiles are known once it is open
         check_output_crs(out, seg.crs)  # a format that cannot hold the scene's CRS fails before any object runs
         key = seg.run_key() if resume else None
         journal_dir = out.parent / f".{out.name}.resume"
@@ -484,7 +487,8 @@ def _warn_if_clicks_uncovered(uncovered: Mapping[ObjectId, int]) -> None:
 
 
 def _refuse_outputs_over_inputs(outputs: Sequence[Path], inputs: Sequence[tuple[str, Any]]) -> None:
-    """An output that is one of the (name, input) files would replace it (--overwrite) with the result."""
+    """An output that is one of the (name, input) files would replace it (--overwrite) with the result;
+    ``name`` reads after "is" ("the scene")."""
     for name, given in inputs:
         if not isinstance(given, (str, Path)):
             continue  # a clicks dict or frame: nothing on disk to replace
@@ -494,7 +498,7 @@ def _refuse_outputs_over_inputs(outputs: Sequence[Path], inputs: Sequence[tuple[
             except OSError:  # a URL too long for a path, say: no file of ours
                 continue
             if same:
-                raise MSTGeoError(f"is the {name}: write the outputs to another file", output)
+                raise MSTGeoError(f"is {name}: write the outputs to another file", output)
 
 
 MAX_SIMPLIFY_PIXELS = 100

@@ -356,9 +356,9 @@ def test_scenes_placed_by_gcps_or_a_rotated_geotransform(segment, write_geotiff,
         assert geometry.contains(Point(feature["geometry"]["coordinates"]))  # the shipped model: the clicked pond, road
 
 
-def test_tiles_mosaicked_by_a_vrt(segment, write_geotiff, naip_scene, tmp_path):
-    """Clicks over a scene delivered as tiles: a GDAL VRT mosaic of the tiles (what gdalbuildvrt
-    writes) is the scene, read by windows that may span both tiles, with the original's objects."""
+def vrt_mosaic(write_geotiff, naip_scene: Path, folder: Path) -> tuple[Path, list[Path]]:
+    """The example scene cut into two GeoTIFF tiles and a GDAL VRT mosaic of them (what
+    gdalbuildvrt writes): the VRT's path and the tiles'."""
     with rasterio.open(naip_scene) as src:
         data, transform = src.read(), src.transform
     sources = []
@@ -373,15 +373,31 @@ def test_tiles_mosaicked_by_a_vrt(segment, write_geotiff, naip_scene, tmp_path):
             f'<DstRect xOff="{offset}" yOff="0" xSize="{width}" ySize="723"/></SimpleSource>'
             for tile, offset, width in sources) + "</VRTRasterBand>"
         for band in range(1, 5))
-    mosaic = tmp_path / "mosaic.vrt"
+    mosaic = folder / "mosaic.vrt"
     mosaic.write_text(f'<VRTDataset rasterXSize="934" rasterYSize="723"><SRS>EPSG:26914</SRS>'
                       f"<GeoTransform>{', '.join(map(str, transform.to_gdal()))}</GeoTransform>{bands}</VRTDataset>")
+    return mosaic, [tile for tile, _, _ in sources]
+
+
+def test_tiles_mosaicked_by_a_vrt(segment, write_geotiff, naip_scene, tmp_path):
+    """Clicks over a scene delivered as tiles: a GDAL VRT mosaic of the tiles (what gdalbuildvrt
+    writes) is the scene, read by windows that may span both tiles, with the original's objects."""
+    mosaic, _ = vrt_mosaic(write_geotiff, naip_scene, tmp_path)
     reference_mask, mask = tmp_path / "out" / "reference.tif", tmp_path / "out" / "mosaic_mask.tif"
     assert segment("--mask-out", reference_mask, out=tmp_path / "out" / "reference.gpkg")[0] == 0
     assert segment("--mask-out", mask, scene=mosaic, out=tmp_path / "out" / "mosaic.gpkg")[0] == 0
     with rasterio.open(mask) as ours, rasterio.open(reference_mask) as reference:
         assert ours.transform == reference.transform
         assert reference.read(1).any() and np.array_equal(ours.read(1), reference.read(1))
+
+
+def test_outputs_never_replace_the_tiles_a_vrt_reads(segment, write_geotiff, naip_scene, tmp_path):
+    """--overwrite onto one of a VRT scene's tiles would destroy the scene: refused like the scene itself."""
+    mosaic, tiles = vrt_mosaic(write_geotiff, naip_scene, tmp_path)
+    before = tiles[0].read_bytes()
+    assert_user_error(segment("--mask-out", tiles[0], "--overwrite", "--bands", "1,2,3", scene=mosaic, out=tmp_path / "objects.gpkg"),
+                      str(tiles[0]), "is a file the scene reads")
+    assert tiles[0].read_bytes() == before and not (tmp_path / "objects.gpkg").exists()
 
 
 def test_installed_console_script(tmp_path, naip_scene, tiny_checkpoint, few_clicks):
@@ -499,8 +515,8 @@ def test_output_directory_problems(segment, tmp_path):
     assert_user_error(segment(out=tmp_path / "out"), "output is a folder; give a file name such as objects.gpkg")
     assert_user_error(segment("--mask-out", tmp_path / "out" / "mask.png"), "mask.png", "unknown mask format '.png'",
                       out_dir=tmp_path / "out")  # fmt: skip
-    code, _, err = segment("--simplify", "-1")
-    assert code == 2 and "--simplify" in err
+    for flag, value in (("--simplify", "-1"), ("--simplify", "nan"), ("--min-area", "-inf")):
+        assert_user_error(segment(flag, value), f"{flag}) must be a number, 0 or more, got {float(value)!r}")
 
 
 def test_an_output_format_that_cannot_hold_the_crs_fails_first(segment, tmp_path, write_geotiff, naip_scene):
