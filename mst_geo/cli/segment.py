@@ -40,9 +40,9 @@ def segment(
     ),
     model: str = typer.Option("default", "--model", "-m", help="'default' (shipped), a checkpoint path or a preset."),
     device: str = typer.Option("cpu", "--device", help="Torch device, e.g. cpu, cuda, cuda:1, mps."),
-    simplify: float = typer.Option(0.0, "--simplify", min=0.0, help="Simplification tolerance in scene CRS units (0: none); each object on its own, parts no larger than its square dropped."),
+    simplify: float = typer.Option(0.0, "--simplify", help="Simplification tolerance in scene CRS units (0: none); each object on its own, parts no larger than its square dropped."),
     min_area: float = typer.Option(
-        0.0, "--min-area", min=0.0, help="Drop polygon parts and fill holes smaller than this, in scene CRS units²."
+        0.0, "--min-area", help="Drop polygon parts and fill holes smaller than this, in scene CRS units²."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
     resume: bool = typer.Option(

@@ -28,9 +28,9 @@ def app_command(
     ),
     open_browser: bool = typer.Option(False, "--open", help="Open the page in the default web browser."),
     device: str = typer.Option("cpu", "--device", help="Torch device, e.g. cpu, cuda, cuda:1, mps."),
-    simplify: float = typer.Option(0.0, "--simplify", min=0.0, help="Simplification tolerance in scene CRS units (0: none)."),
+    simplify: float = typer.Option(0.0, "--simplify", help="Simplification tolerance in scene CRS units (0: none)."),
     min_area: float = typer.Option(
-        0.0, "--min-area", min=0.0, help="Drop polygon parts and fill holes smaller than this, in scene CRS units²."
+        0.0, "--min-area", help="Drop polygon parts and fill holes smaller than this, in scene CRS units²."
     ),
     clicks: Path | None = typer.Option(
         None, "--clicks", "-c",
