@@ -242,6 +242,27 @@ def test_a_format_that_cannot_hold_the_crs_writes_nothing(tmp_path, crs, suffix,
     check_output_crs(tmp_path / "other.gpkg", crs)
 
 
+@pytest.mark.parametrize("suffix", [".gpkg", ".fgb"])
+def test_a_crs_with_an_unnamed_datum_is_written_with_a_warning(tmp_path, suffix):
+    """A scene CRS with an ellipsoid but no datum name (``+proj=utm +ellps=GRS80``) is stored by GDAL
+    under the named CRS with its ellipsoid, projection and units: the coordinates are the scene's,
+    so the file is written (and said so), not refused; a US-foot variant would move them: refused."""
+    from mst_geo.errors import MSTGeoWarning
+    from mst_geo.geo.io import check_output_crs, same_coordinates
+
+    unnamed = CRS.from_user_input("+proj=utm +zone=14 +ellps=GRS80 +units=m")
+    pond = box(490_000, 5_208_000, 490_100, 5_208_100)
+    frame = polygons_frame([ObjectRecord(object="pond", geometry=pond, n_clicks=1, score=0.9)], unnamed, model="m")
+    check_output_crs(tmp_path / f"probe{suffix}", unnamed)
+    with pytest.warns(MSTGeoWarning, match="its datum unnamed\\) as .*: the same ellipsoid, projection and units"):
+        written = write_polygons(frame, tmp_path / f"objects{suffix}")
+    back = gpd.read_file(written)
+    assert same_coordinates(unnamed, CRS(back.crs)) and back.geometry.iloc[0].equals(pond)
+    in_feet = CRS.from_user_input("+proj=utm +zone=14 +ellps=GRS80 +units=us-ft")
+    assert not same_coordinates(in_feet, CRS(back.crs))
+    assert not same_coordinates(CRS.from_epsg(26914), CRS(back.crs))  # a named datum is never renamed silently
+
+
 def test_gdal_write_errors_become_os_errors(tmp_path):
     """GDAL names a full disk by its symptom ("database or disk is full") even with space left on
     the device: it is ENOSPC all the same; any other write failure keeps GDAL's words."""

@@ -196,12 +196,30 @@ def polygons_to_file(frame: gpd.GeoDataFrame, path: Path, driver: str, target: P
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as error:
         raise _failed_write(path, error) from error
     written = pyogrio.read_info(path, layer=layer)["crs"]
-    if frame.crs is not None and (written is None or not CRS.from_user_input(written).equals(frame.crs, ignore_axis_order=True)):
-        # GDAL's FlatGeobuf writer names a custom CRS by the EPSG code whose parameters it shares,
-        # units aside: US-foot coordinates would be read as metres, thousands of kilometres away
-        held = "no CRS" if written is None else CRS.from_user_input(written).name
-        raise MSTGeoError(f"{driver} cannot hold the scene's CRS ({frame.crs.name}; it would be read as {held}): "
-                          "write .gpkg to keep it", target)
+    written = None if written is None else CRS.from_user_input(written)
+    if frame.crs is None or (written is not None and written.equals(frame.crs, ignore_axis_order=True)):
+        return
+    if written is not None and same_coordinates(frame.crs, written):
+        warn(f"{target}: {driver} stores the scene's CRS ({frame.crs.name}, its datum unnamed) as {written.name}: "
+             "the same ellipsoid, projection and units, so the coordinates are the scene's")
+        return
+    # GDAL's FlatGeobuf writer names a custom CRS by the EPSG code whose parameters it shares,
+    # units aside: US-foot coordinates would be read as metres, thousands of kilometres away
+    held = "no CRS" if written is None else written.name
+    keep = "write .geojson (WGS84) instead" if driver == "GPKG" else "write .gpkg to keep it"
+    raise MSTGeoError(f"{driver} cannot hold the scene's CRS ({frame.crs.name}; it would be read as {held}): {keep}",
+                      target)
+
+
+def same_coordinates(scene: CRS, written: CRS) -> bool:
+    """Whether ``written``, the CRS a format stored for ``scene``, reads the same numbers as the
+    same places: a scene CRS whose datum has no name (``+proj=utm +ellps=GRS80``) is stored by
+    GDAL as a named CRS on that ellipsoid with the same projection and axis units, and refusing
+    it would leave no output that keeps the scene's coordinates."""
+    return (scene.datum is not None and "id" not in scene.datum.to_json_dict()
+            and scene.ellipsoid == written.ellipsoid
+            and scene.coordinate_operation == written.coordinate_operation
+            and [axis.unit_name for axis in scene.axis_info] == [axis.unit_name for axis in written.axis_info])
 
 
 def check_output_crs(target: str | Path, crs: CRS) -> None:
