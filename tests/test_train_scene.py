@@ -53,7 +53,7 @@ def test_labels_in_another_crs_land_on_the_right_pixels(ponds):
     for position in range(8):
         row = train.rows[position]
         window = train.window_around(row, 1.5, (0.5, 0.5))
-        image, valid, target, _, _ = train.read(row, window)
+        image, valid, target, _, _, _ = train.read(row, window)
         assert image.dtype == np.uint8 and image.shape[:2] == target.shape
         clipped = window.intersection(rasterio.windows.Window(0, 0, 934, 723))
         if target.shape != (clipped.height, clipped.width):
@@ -240,6 +240,31 @@ def test_a_split_column_keeps_its_held_out_polygons_out_of_training(tmp_path):
     marked["SPLIT"] = "train"  # a column that holds nothing out (notebook 03's training file): the hash rule
     marked.to_file(tmp_path / "ponds.gpkg")
     assert len(scene_split(DataSection(scene=str(SCENE), labels=str(tmp_path / "ponds.gpkg")))[1]) == 1
+
+
+def test_held_out_polygons_are_never_a_training_label(tmp_path):
+    """A training window that reaches a held-out pond neither merges it into the object nor calls it
+    background: its pixels are ignored, so the held-out ponds stay unseen labels."""
+    from mst_geo.train.scene_dataset import SceneObjects
+
+    path = REPO / "examples" / "water_labels.geojson"
+    train_set, _ = scene_split(DataSection(scene=str(SCENE), labels=str(path)))
+    assert train_set.unseen  # the example marks some ponds held_out
+    blind = SceneObjects(train_set.scene, train_set.labels, train_set.rows, path, train_set.read_max_side)
+    reached = 0
+    for position, row in enumerate(train_set.rows):
+        window = train_set.window_around(row, 4.0, (0.5, 0.5))
+        seen, everything = train_set.read(row, window), blind.read(row, window)
+        held = [mask for mask in everything.neighbours if not any(np.array_equal(mask, n) for n in seen.neighbours)]
+        assert len(seen.neighbours) + len(held) == len(everything.neighbours)
+        assert np.array_equal(seen.unseen, np.any(held, axis=0) if held else np.zeros_like(seen.target))
+        for seed in range(3):  # the same draws: only the held-out ponds' labels differ
+            sample, leaky = (source.load(position, np.random.default_rng(seed), 0.0) for source in (train_set, blind))
+            hidden = sample.ignore & ~leaky.ignore
+            assert not (hidden & (sample.target | sample.others)).any()
+            assert np.array_equal(hidden, leaky.others & ~sample.others)  # what used to be trained as background
+            reached += bool(hidden.any())
+    assert reached  # some training windows do reach a held-out pond
 
 
 def test_a_scene_run_resumes_only_on_the_labels_it_started_with(tmp_path):

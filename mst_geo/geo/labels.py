@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -192,7 +192,9 @@ class LabelledWindow(NamedTuple):
     target: np.ndarray
     """The object's mask (bool)."""
     neighbours: list[np.ndarray]
-    """The masks of the other polygons touching the window."""
+    """The masks of the other polygons touching the window (not the unseen ones)."""
+    unseen: np.ndarray
+    """Where the window's unseen polygons lie (bool): labels never to learn from, neither object nor background."""
     native_pixels: float
     """Scene pixels per image pixel (``WindowImage.native_pixels``)."""
 
@@ -200,14 +202,17 @@ class LabelledWindow(NamedTuple):
 class LabelledObjects:
     """The label polygons of one scene, each read as a window of the scene around it with its
     mask (``instance``: the bench's view). ``rows`` are positions in ``labels``; the labels' index
-    holds each polygon's feature number in its file."""
+    holds each polygon's feature number in its file. ``unseen`` rows (the held-out polygons, for a
+    training source) are never a neighbour: a window only says where they lie."""
 
     def __init__(self, scene: str | Path, labels: gpd.GeoDataFrame, rows: list[int],
-                 labels_path: str | Path, read_max_side: int, bands: Sequence[BandRef] | None = None):
+                 labels_path: str | Path, read_max_side: int, bands: Sequence[BandRef] | None = None,
+                 unseen: Collection[int] = ()):
         self.scene = scene_source(scene)  # a local Path, or a COG's URL
         self.bands = bands  # the scene's R,G,B (or grey) band numbers; None: SceneRaster's choice
         self.labels = labels
         self.rows = rows
+        self.unseen = frozenset(unseen)
         self.labels_path = str(labels_path)
         self.read_max_side = read_max_side
         self._raster: SceneRaster | None = None
@@ -242,22 +247,27 @@ class LabelledObjects:
         return Window(int(np.floor(left)), int(np.floor(top)), int(np.ceil(side)), int(np.ceil(side)))
 
     def masks_in(self, window: Window, shape: tuple[int, int], transform: Affine,
-                 row: int) -> tuple[np.ndarray, list[np.ndarray]]:
-        """The object's mask and those of the other polygons touching the window."""
+                 row: int) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+        """The object's mask, those of the other polygons touching the window, and where the
+        unseen ones among them lie."""
         bounds = box(*window_bounds(window, self.raster.transform))
         near = [int(i) for i in self.labels.sindex.query(bounds, predicate="intersects") if i != row]
 
         def burn(index: int) -> np.ndarray:
             return polygon_to_mask(self.labels.geometry.iloc[index], shape, transform)
 
-        return burn(row), [burn(i) for i in near]
+        unseen = np.zeros(shape, dtype=bool)
+        for index in near:
+            if index in self.unseen:
+                unseen |= burn(index)
+        return burn(row), [burn(i) for i in near if i not in self.unseen], unseen
 
     def read(self, row: int, window: Window) -> LabelledWindow:
         """Image, valid-data map, object mask and neighbour masks of one window."""
         view = self.raster.read(window, max_side=self.read_max_side)
-        target, neighbours = self.masks_in(view.window, view.valid.shape, view.transform, row)
+        target, neighbours, unseen = self.masks_in(view.window, view.valid.shape, view.transform, row)
         image = np.round(view.image * 255).astype(np.uint8)
-        return LabelledWindow(image, view.valid, target, neighbours, view.native_pixels)
+        return LabelledWindow(image, view.valid, target, neighbours, unseen, view.native_pixels)
 
     def instance(self, position: int) -> Instance:
         row = self.rows[position]

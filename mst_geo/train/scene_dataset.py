@@ -26,15 +26,17 @@ class SceneObjects(LabelledObjects):
 
     def load(self, position: int, rng: np.random.Generator, merge_prob: float) -> Sample:
         """One training sample: a window of random size and offset around the object, sometimes
-        merged with a neighbour (``merge_prob``), the other polygons as other objects."""
+        merged with a neighbour (``merge_prob``), the other polygons as other objects; the held-out
+        polygons in the window are ignored (neither object nor background: never trained on)."""
         row = self.rows[position]
         window = self.window_around(row, rng.uniform(*CONTEXT_RANGE), tuple(rng.random(2)))
-        image, valid, target, neighbours, _ = self.read(row, window)
+        image, valid, target, neighbours, unseen, _ = self.read(row, window)
         if neighbours and rng.random() < merge_prob:
             target = target | neighbours[int(rng.integers(len(neighbours)))]
         others = np.any(neighbours, axis=0) if neighbours else np.zeros_like(target)
         # nodata holds nothing to learn or click on: ignored, whichever polygon covers it
-        return Sample(image, target & valid, others & valid & ~target, ~valid)
+        ignore = ~valid | (unseen & ~target)
+        return Sample(image, target & valid, others & ~ignore & ~target, ignore)
 
     def keeps_scale(self, position: int) -> bool:
         """Whether a pasted donor keeps its own scale: never here."""
@@ -62,5 +64,6 @@ def scene_split(data: DataSection, validates: bool = True) -> tuple[SceneObjects
         fix = "mark some polygons train in its split column" if marked is not None else "lower data.val_fraction"
         raise MSTGeoError(f"every label polygon is held out; {fix}", data.labels)
     read_max_side = 2 * data.crop_size
-    return (SceneObjects(data.scene, labels, train_rows, data.labels, read_max_side, bands),
+    unseen = [row for row, out in enumerate(held) if out]  # validated or not, never a training label
+    return (SceneObjects(data.scene, labels, train_rows, data.labels, read_max_side, bands, unseen),
             SceneObjects(data.scene, labels, val_rows, data.labels, read_max_side, bands))
