@@ -487,17 +487,34 @@ def logged_rows(run: Path) -> set[tuple[str, str, str]]:
     return rows
 
 
-def test_a_run_resumed_after_ctrl_c_logs_and_validates_at_the_same_steps(full_run, tmp_path, iseg_root):
+class RaiseInBackward(RaiseAt):
+    """Raises ``error`` after step ``step``'s backward pass, before its optimiser step."""
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        pass
+
+    def on_after_backward(self, trainer, module):
+        if trainer.global_step == self.step:
+            raise self.error
+
+
+@pytest.mark.parametrize("interrupt", [RaiseAt, RaiseInBackward], ids=["before the step", "during backward"])
+def test_a_run_resumed_after_ctrl_c_logs_and_validates_at_the_same_steps(full_run, tmp_path, iseg_root, interrupt):
     """Ctrl-C after a batch was fetched, before its step: Lightning restores its logging step and
     batch count one ahead (as for a save at a batch's end), so every metric was logged one step
-    late and validation ran one batch early; the resumed run now logs what the uninterrupted one did."""
+    late and validation ran one batch early; the resumed run now logs what the uninterrupted one did.
+    A Ctrl-C during backward (most of a step) counted the batch's samples twice: once before the
+    interrupt and again when the resumed run took the step."""
     config, _, exported, _ = full_run
     with pytest.raises(KeyboardInterrupt):
-        train(smoke_config(tmp_path, iseg_root), callbacks=[RaiseAt(7, KeyboardInterrupt())])
+        train(smoke_config(tmp_path, iseg_root), callbacks=[interrupt(7, KeyboardInterrupt())])
+    saved = torch.load(tmp_path / "checkpoints" / "interrupted.ckpt", weights_only=False, map_location="cpu")
+    assert (saved["global_step"], saved["mst_geo"]["samples_seen"]) == (7, 7 * 4)
     resumed = train(smoke_config(tmp_path, iseg_root), resume="auto")
     reference = logged_rows(Path(config.out))
     assert any(kind == "val" for kind, _, _ in reference)  # validations are compared too
     assert logged_rows(tmp_path) == reference
+    assert load_checkpoint(resumed)[1]["training"]["samples_seen"] == load_checkpoint(exported)[1]["training"]["samples_seen"]
     assert load_checkpoint(resumed)[1]["metrics"]["held_out"]["step"] == load_checkpoint(exported)[1]["metrics"]["held_out"]["step"]
 
 

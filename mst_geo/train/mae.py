@@ -120,9 +120,8 @@ class MAEPretrainingModule(ClickTrainingModule):
         self.seed_torch_for_step()
         mae = self.config.mae
         loss = reconstruction_loss(self.model.backbone, self.decoder, image, mae.mask_ratio, mae.norm_pix_loss)
-        self.samples_seen += len(image) * self.trainer.world_size
         self.log("train/loss", loss, prog_bar=True, batch_size=len(image))
-        self.log("train/samples_seen", float(self.samples_seen), batch_size=len(image))
+        self.log_samples_seen(len(image))
         return loss
 
 

@@ -142,7 +142,7 @@ class ClickTrainingModule(L.LightningModule):
         self.model = model
         self.config = config
         self.loss = MSTLoss(config.loss.focal_weight, config.loss.contrastive_weight)
-        self.samples_seen = 0
+        self._counted_from = (0, 0)  # (samples seen, optimiser steps) where this process's part of the run began
         self.wall_seconds = 0.0
         self.last_val: dict[str, float] = {}
         self.resume_changes: list[dict[str, Any]] = []  # {"step", "changed"} at each resume that changed the recipe
@@ -250,13 +250,25 @@ class ClickTrainingModule(L.LightningModule):
         output = self.model(image, clicks, prev_mask)
         loss, parts = self.loss(output, target, clicks, ignore)
         batch_size = len(image)
-        self.samples_seen += batch_size * self.trainer.world_size
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
         for name, value in parts.items():
             self.log(f"train/{name}", value, batch_size=batch_size)
         self.log("train/click_rounds", float(rounds), batch_size=batch_size)
-        self.log("train/samples_seen", float(self.samples_seen), batch_size=batch_size)
+        self.log_samples_seen(batch_size)
         return loss
+
+    @property
+    def samples_seen(self) -> int:
+        """Samples of the optimiser steps taken, over every resumed part of the run. Counted from the
+        step count (the global batch cannot change on resume), so a batch that a Ctrl-C stops before
+        its step is not counted, as its resume runs it again."""
+        samples, steps = self._counted_from
+        return samples + (self.global_step - steps) * self.config.trainer.batch_size * self.trainer.world_size
+
+    def log_samples_seen(self, batch_size: int) -> None:
+        """``train/samples_seen`` as it will be once this step is taken."""
+        this_step = batch_size * self.trainer.world_size
+        self.log("train/samples_seen", float(self.samples_seen + this_step), batch_size=batch_size)
 
     def configure_optimizers(self) -> dict[str, Any]:
         optim = self.config.optim
@@ -326,7 +338,7 @@ class ClickTrainingModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("mst_geo", {})
-        self.samples_seen = int(state.get("samples_seen", 0))
+        self._counted_from = (int(state.get("samples_seen", 0)), int(checkpoint.get("global_step", 0)))
         self.wall_seconds = float(state.get("wall_seconds", 0.0))
         self.last_val = dict(state.get("last_val", {}))
         self.resume_changes = list(state.get("resume_changes", []))
