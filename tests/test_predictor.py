@@ -121,7 +121,7 @@ def test_first_click_passes_and_flip_come_from_the_card_unless_given(grabcut_ins
     assert Predictor(create_model("mst_tiny", depth=2, input_size=160)).flip is False
     with pytest.raises(ValueError, match="first_click_passes must be at least 1, got 0"):
         Predictor(card, first_click_passes=0)
-    with pytest.raises(ValueError, match="first_click_passes must be at least 1, got 0"):
+    with pytest.raises(ValueError, match="first_click_passes must be a whole number of at least 1, got 0"):
         create_model("mst_tiny", depth=2, input_size=160, first_click_passes=0)
 
 

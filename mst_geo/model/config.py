@@ -17,6 +17,34 @@ from mst_geo.views import view_sizes
 TOKEN_SELECTION_MODES = ("topk", "all", "none")
 
 
+POSITIVE_WHOLE = ("embed_dim", "depth", "num_heads", "patch_size", "fine_patch_size", "coarse_patch_size",
+                  "input_size", "first_click_passes", "click_radius", "topk_samples", "score_dim", "head_dim",
+                  "refine_dim", "contrast_dim")
+"""Fields that count something: a whole number of at least 1."""
+
+NUMBER_RANGES = {"mlp_ratio": (0.0, None), "topk_ratio": (0.0, None), "topk_min_score": (None, None),
+                 "topk_sigma": (0.0, None), "drop_path_rate": (None, 1.0)}
+"""Fields that are real numbers: (above, below) bounds, exclusive; None: unbounded; at least 0 always."""
+
+
+def _check_numbers(config: MSTConfig) -> None:
+    """``ValueError`` naming a field of the wrong type or range (a recipe's ``model.overrides``
+    such as ``depth: 0``, which would otherwise train a network without blocks)."""
+    for name in POSITIVE_WHOLE:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
+    for name, (above, below) in NUMBER_RANGES.items():
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                value >= 0 and (above is None or value > above) and (below is None or value < below)):
+            bounds = f"above {above:g}" if above is not None else "0 or more"
+            raise ValueError(f"{name} must be a number {bounds}{f' and below {below:g}' if below is not None else ''}, "
+                             f"got {value!r}")
+    if not isinstance(config.flip, bool):
+        raise ValueError(f"flip must be true or false, got {config.flip!r}")
+
+
 @dataclass
 class MSTConfig:
     """Architecture of one MST network (ViT encoder, token selection, SimpleFPN, mask head)."""
@@ -62,6 +90,7 @@ class MSTConfig:
     def __post_init__(self) -> None:
         self.mean = tuple(float(v) for v in self.mean)
         self.std = tuple(float(v) for v in self.std)
+        _check_numbers(self)
         if self.token_selection not in TOKEN_SELECTION_MODES:
             raise ValueError(f"token_selection must be one of {TOKEN_SELECTION_MODES}, got {self.token_selection!r}")
         if self.input_size % self.patch_size:
@@ -71,8 +100,6 @@ class MSTConfig:
         for side in view_sizes(self.inference_size) if self.inference_size is not None else ():
             if side % self.patch_size or side <= 0:
                 raise ValueError(f"inference_size {side} is not a positive multiple of patch_size {self.patch_size}")
-        if self.first_click_passes < 1:
-            raise ValueError(f"first_click_passes must be at least 1, got {self.first_click_passes}")
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
 
