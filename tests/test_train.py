@@ -238,6 +238,9 @@ def test_resume_auto_passes_over_a_checkpoint_cut_short(full_run, tmp_path):
     os.utime(folder / good.name, (1, 1))  # older than the cut one
     with pytest.warns(MSTGeoWarning, match="interrupted.ckpt: --resume: not a Lightning checkpoint .*older checkpoint"):
         assert find_resume_checkpoint("auto", tmp_path / "run") == folder / good.name
+    (folder / "last.ckpt").symlink_to("step9999999.ckpt")  # a link to a step checkpoint deleted since
+    with pytest.warns(MSTGeoWarning, match="interrupted.ckpt"):
+        assert find_resume_checkpoint("auto", tmp_path / "run") == folder / good.name
 
 
 def test_benchmark_sets_are_never_training_data(tmp_path, iseg_root):

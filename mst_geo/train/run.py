@@ -154,7 +154,8 @@ def find_resume_checkpoint(resume: str, out: Path) -> Path:
     if candidate.is_file():
         return candidate
     folder = candidate / CHECKPOINT_DIR if (candidate / CHECKPOINT_DIR).is_dir() else candidate
-    checkpoints = sorted((p for p in folder.glob("*.ckpt") if not p.stem.startswith(BEST_NAME)),
+    # a dangling link (last.ckpt to a step checkpoint deleted since) names no checkpoint
+    checkpoints = sorted((p for p in folder.glob("*.ckpt") if not p.stem.startswith(BEST_NAME) and p.exists()),
                          key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
     if not checkpoints:
         raise MSTGeoError("no Lightning checkpoint (*.ckpt) to resume from", candidate)
