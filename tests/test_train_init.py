@@ -58,6 +58,20 @@ def test_init_from_a_corrupt_safetensors_file_is_a_clear_error(tmp_path):
     assert str(broken) in str(error.value)
 
 
+def test_init_from_a_file_that_is_no_tensor_file_is_one_short_line(tmp_path):
+    """A ``.pt`` that is text, or a pickle holding more than tensors, is refused without torch's
+    page of advice to unpickle it anyway."""
+    import pickle
+
+    text, pickled = tmp_path / "notes.pt", tmp_path / "object.pt"
+    text.write_text("{}")
+    pickled.write_bytes(pickle.dumps({"weights": print}))
+    for path in (text, pickled):
+        with pytest.raises(MSTGeoError, match="not a PyTorch file of plain tensors") as error:
+            build_model(load_train_config(SMOKE, {"model.init": str(path)}))
+        assert str(path) in str(error.value) and "\n" not in str(error.value) and len(str(error.value)) < 250
+
+
 def test_init_from_plain_vit_weights_fills_the_backbone(tmp_path):
     vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, embed_dim=64, depth=2,
                             num_heads=2, num_classes=0)

@@ -49,7 +49,9 @@ def read_vit_state_dict(source: str | Path | Mapping) -> dict[str, torch.Tensor]
         try:
             return _unwrap(torch.load(path, map_location="cpu", weights_only=True))
         except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, ValueError) as err:  # KeyError: not a torch file
-            raise CheckpointError(f"not a plain tensor checkpoint, refusing to unpickle it ({err!r})", path) from None
+            # torch's own message is a page long and advises weights_only=False, which is what this refuses
+            raise CheckpointError("not a PyTorch file of plain tensors (anything else is not unpickled, for safety: "
+                                  f"{type(err).__name__})", path) from None
     name = str(source)
     if not timm.is_model(timm.models.split_model_name_tag(name)[0]):
         raise CheckpointError("not found: no such weights file, and not a timm model name", path)
