@@ -45,8 +45,8 @@ def test_ship_model_refuses_settings_the_config_cannot_hold(tiny_checkpoint, tmp
     """A side that is no multiple of the patch, or no first-click pass: one line, no file written."""
     shipped = tmp_path / "shipped.safetensors"
     for option, value, message in (("--inference-size", "90", "inference_size 90 is not a positive multiple of "
-                                     "patch_size 16"), ("--first-click-passes", "0", "first_click_passes must be at "
-                                                        "least 1, got 0")):
+                                     "patch_size 16"), ("--first-click-passes", "0", "first_click_passes must be a "
+                                                        "whole number of at least 1, got 0")):
         done = subprocess.run([sys.executable, str(REPO / "scripts" / "ship_model.py"), str(tiny_checkpoint),
                                "--out", str(shipped), option, value], capture_output=True, text=True, timeout=600)
         assert done.returncode != 0 and done.stderr.strip() == f"ship_model.py: {message}"
