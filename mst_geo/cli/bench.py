@@ -89,7 +89,7 @@ def noc_command(
     out: Path = typer.Option(Path("bench_out"), "--out", help="Output folder; rerunning into it resumes."),
     zoom_in: bool = typer.Option(True, "--zoom-in/--no-zoom-in", help="RITM-style zoom-in after the first click."),
     flip: bool | None = typer.Option(
-        None, "--flip/--no-flip", help="Average each model prediction with its mirror image (RITM's evaluation does; "
+        None, "--flip/--no-flip", help="Average each model prediction with its mirror image (RITM's evaluation mirrors too; "
         "2x slower), or not (default: each card's own)."),
     view: str | None = typer.Option(
         None, "--view", help="Run every model on an N px view of each image or zoom-in crop (default: each card's "

@@ -14,7 +14,9 @@ only, so a new negative outside it goes unseen), an empty mask crops around the 
 RITM's rules measured no better on 200 held-out objects (NoC@85/90/95 5.05/7.67/13.21 against
 5.00/7.63/13.15, shipped weights; docs/training.md). With ``flip`` the
 window and its mirror image go through the model as one batch of two and their probabilities
-are averaged (RITM's default evaluation does the same; a card's ``flip`` setting, or the argument).
+are averaged (a card's ``flip`` setting, or the argument). RITM's evaluation mirrors too but
+averages logits; its order measured no better here (100 held-out objects, NoC@85/90 4.32/6.62
+against 4.26/6.60; docs/training.md, "Mirror averaging").
 With several input sizes (a card's
 ``inference_size`` list, or ``input_size=(320, 384)``) the window goes through the model once per
 size and the probabilities, each back at the window's native size, are averaged: multi-scale
@@ -167,7 +169,7 @@ class Predictor:
     def _predict_view(self, clicks: Sequence[Click], prev_mask: np.ndarray, box: Box, side: int) -> np.ndarray:
         """Run the model on the image window ``box`` resized so its longer side is ``side``;
         probabilities of the window at its native size (with ``flip``, the mean of the view and its
-        mirror image: RITM's flip test-time augmentation)."""
+        mirror image: flip test-time augmentation, as RITM's evaluation has it)."""
         return np.mean(self._predict_mirrors(clicks, prev_mask, box, side), axis=0, dtype=np.float32)
 
     @torch.inference_mode()

@@ -69,7 +69,7 @@ class MSTConfig:
     # inference_size; the scene workflow keeps one pass.
     first_click_passes: int = 1
     # mirror averaging (bench, notebooks): every window and its mirror image go through the model as
-    # a batch of two and their probabilities are averaged (RITM's evaluation does the same); twice the
+    # a batch of two and their probabilities are averaged (RITM's evaluation mirrors too); twice the
     # cost of a click. Chosen per checkpoint on held-out objects; the scene workflow keeps it off.
     flip: bool = False
     mean: tuple[float, float, float] = IMAGENET_DEFAULT_MEAN
