@@ -401,6 +401,25 @@ def test_report_of_a_partial_run_keeps_common_instances(tmp_path):
     assert isinstance(missing.exception, MSTGeoError) and "run.json missing" in str(missing.exception)
 
 
+def test_rows_repeated_count_once_and_a_folder_without_rows_binds_nothing(tmp_path):
+    """The same command started twice on one --out (or rows files joined with overlaps) repeats
+    rows: the report counts each object once, as the resumed run does; a run that finished no row
+    (it failed or was stopped before its first object) leaves records that bind no later run."""
+    data = {"synthetic": _Listed([_disk_instance(10), _disk_instance(20)])}
+    run_noc({"disk": DiskBaseline()}, data, tmp_path / "twice", max_clicks=2, progress=False)
+    rows_file = tmp_path / "twice" / ROWS_FILE
+    rows_file.write_text(rows_file.read_text() * 2)
+    assert CliRunner().invoke(app, ["bench", "report", str(tmp_path / "twice")]).exit_code == 0
+    assert json.loads((tmp_path / "twice" / "results.json").read_text())["results"]["disk"]["synthetic"]["n"] == 2
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "run.json").write_text('{"max_clicks": 5, "protocol": 3}')
+    (empty / "datasets.json").write_text('{"synthetic": "another copy"}')
+    (empty / ROWS_FILE).write_text("")
+    rows = run_noc({"disk": DiskBaseline()}, data, empty, max_clicks=2, progress=False, origins={"synthetic": "here"})
+    assert len(rows) == 2 and json.loads((empty / "run.json").read_text())["max_clicks"] == 2
+
+
 def test_report_refuses_rows_of_another_click_count(tmp_path):
     """Rows files of two runs joined by hand (the README's merge recipe) with another --max-clicks:
     one clear line, not an IndexError or rows silently cut to run.json's count."""

@@ -10,6 +10,7 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pytest
+import rasterio
 from typer.testing import CliRunner
 
 from mst_geo.bench.scene_set import LabelledScene
@@ -152,6 +153,20 @@ def test_one_scene_with_two_labels_files_and_labels_edited_in_place(naip_scene, 
     (tmp_path / "three.tif.aux.xml").write_text("<PAMDataset/>")
     assert CliRunner().invoke(app, args).exit_code == 0
     gpd.read_file(PONDS).iloc[1:4].to_file(three)  # the same path, other polygons: feature0 is another pond
+    result = CliRunner().invoke(app, args)
+    assert isinstance(result.exception, MSTGeoError) and "holds rows of another dataset" in str(result.exception)
+
+
+def test_a_scene_rewritten_in_place_is_another_dataset(naip_scene, tmp_path):
+    """Rows of a scene whose pixels changed under the same path are refused, not mixed with new ones."""
+    scene = tmp_path / "scene.tif"
+    scene.write_bytes(naip_scene.read_bytes())
+    args = ["bench", "noc", "--model", "disk", "--limit", "1", "--max-clicks", "1", "--out", str(tmp_path / "bench"),
+            "--scene", str(scene), "--labels", str(PONDS)]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert CliRunner().invoke(app, args).exit_code == 0  # untouched: resumed
+    with rasterio.open(scene, "r+", IGNORE_COG_LAYOUT_BREAK="YES") as dataset:  # the same file, other pixels
+        dataset.write(np.roll(dataset.read(), 15, axis=2))
     result = CliRunner().invoke(app, args)
     assert isinstance(result.exception, MSTGeoError) and "holds rows of another dataset" in str(result.exception)
 

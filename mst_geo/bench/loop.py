@@ -65,18 +65,21 @@ def load_rows(out_dir: Path, max_clicks: int | None = None) -> list[InstanceResu
     """The finished per-instance rows in ``out_dir`` (none if it is new); only reads the file.
 
     A line cut off by an interruption is not a finished row: it is skipped, and redone on resume.
-    With ``max_clicks``, rows of another click count (rows files of two runs joined by hand) are
+    A row repeated (two processes on one ``--out``, rows files joined by hand) counts once, the
+    last one read, as a resumed run keeps it. With ``max_clicks``, rows of another click count (rows files of two runs joined by hand) are
     refused: NoC and mean IoU over rows of different lengths mean nothing.
     """
     path = out_dir / ROWS_FILE
     if not path.exists():
         return []
-    rows = []
+    unique: dict[tuple[str, str, str], InstanceResult] = {}
     for line in path.read_text().splitlines():
         try:
-            rows.append(InstanceResult(**json.loads(line)))
+            row = InstanceResult(**json.loads(line))
         except (json.JSONDecodeError, TypeError):
             continue
+        unique[row.key] = row
+    rows = list(unique.values())
     other = sorted({len(row.ious) for row in rows} - {max_clicks}) if max_clicks is not None else []
     if other:
         raise MSTGeoError(f"holds rows of {' and '.join(map(str, other))} clicks beside this run's {max_clicks} "
@@ -158,6 +161,9 @@ def run_noc(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if (out_dir / ROWS_FILE).exists() and not load_rows(out_dir):  # a run that finished no row binds nothing
+        for record in (SETTINGS_FILE, METHODS_FILE, DATASETS_FILE):
+            (out_dir / record).unlink(missing_ok=True)
     check_settings(out_dir, {"max_clicks": max_clicks, "protocol": PROTOCOL})
     if identities:
         check_identities(out_dir, METHODS_FILE, identities, "model")

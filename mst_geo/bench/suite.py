@@ -100,6 +100,7 @@ def run_noc_benchmark(
     scene_records = []  # as the settings record them (a URL without its query)
     if scenes:
         from mst_geo.bench.scene_set import LabelledScene  # rasterio/geopandas only for scenes
+        from mst_geo.geo.journal import files_digest
         from mst_geo.geo.labels import labels_digest
         from mst_geo.geo.raster import public_source, scene_location
 
@@ -114,8 +115,9 @@ def run_noc_benchmark(
         for (scene, labels), table_name in zip(scenes, table_names):
             labelled = LabelledScene(scene, labels, bands=scene_bands, name=table_name)
             loaded[labelled.name] = labelled
-            origins[labelled.name] = (f"{scene_location(scene)} with {Path(labels).resolve()} ({labels_digest(labels)}), "
-                                      f"bands {list(labelled.objects.bands)}")
+            pixels = files_digest(labelled.objects.raster.files)  # a scene rewritten in place is another dataset
+            origins[labelled.name] = (f"{scene_location(scene)} ({pixels}) with {Path(labels).resolve()} "
+                                      f"({labels_digest(labels)}), bands {list(labelled.objects.bands)}")
     rows = run_noc(methods, loaded, out_dir, max_clicks=max_clicks, limit=limit, progress=progress, shard=shard,
                    identities=identities, origins=origins)
     settings = {

@@ -40,6 +40,13 @@ def file_identity(path: str | Path) -> dict[str, Any]:
     return {"path": scene_location(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
+def files_digest(paths: Sequence[str | Path]) -> str:
+    """12 hex digits of the ``file_identity`` of ``paths`` (a scene's files): a record's short
+    stand-in for "these files as they are now"."""
+    identities = json.dumps([file_identity(path) for path in paths], sort_keys=True)
+    return hashlib.sha256(identities.encode()).hexdigest()[:12]
+
+
 class ObjectJournal:
     """Results of finished objects in ``directory``, valid for the run described by ``key``."""
 
