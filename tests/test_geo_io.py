@@ -261,6 +261,9 @@ def test_a_crs_with_an_unnamed_datum_is_written_with_a_warning(tmp_path, suffix)
     in_feet = CRS.from_user_input("+proj=utm +zone=14 +ellps=GRS80 +units=us-ft")
     assert not same_coordinates(in_feet, CRS(back.crs))
     assert not same_coordinates(CRS.from_epsg(26914), CRS(back.crs))  # a named datum is never renamed silently
+    for moved in ("+pm=paris", "+axis=wsu"):  # another prime meridian, axes the other way: other places
+        assert not same_coordinates(CRS.from_user_input(f"+proj=utm +zone=14 +ellps=GRS80 +units=m {moved}"),
+                                    CRS(back.crs))
 
 
 def test_gdal_write_errors_become_os_errors(tmp_path):

@@ -52,3 +52,28 @@ def test_entry_is_only_returned_for_exactly_its_clicks(tmp_path, naip_scene):
     assert journal.load((click, negative)) is not None
     assert journal.load((negative, click)) is None  # order matters: the model saw them in order
     assert journal.load((click,)).clicks == (click,)  # the one-click entry is still its own
+
+
+def test_a_vrt_of_zipped_tiles_is_identified_by_its_files(tmp_path, write_geotiff):
+    """A VRT whose tile lies in a zip: GDAL lists the tile as a /vsizip/ name, which has no file to
+    stat; it is identified by its name, the VRT by its own size and date (was FileNotFoundError)."""
+    import zipfile
+
+    from mst_geo.geo.journal import file_identity, files_digest
+    from mst_geo.geo.raster import SceneRaster
+
+    tile = write_geotiff("tile.tif", np.full((3, 20, 30), 90, dtype=np.uint8))
+    with zipfile.ZipFile(tmp_path / "tiles.zip", "w") as archive:
+        archive.write(tile, "tile.tif")
+    tile.unlink()
+    inner = f"/vsizip/{tmp_path / 'tiles.zip'}/tile.tif"
+    bands = "".join(f'<VRTRasterBand dataType="Byte" band="{band}"><SimpleSource><SourceFilename>{inner}'
+                    f"</SourceFilename><SourceBand>{band}</SourceBand></SimpleSource></VRTRasterBand>"
+                    for band in (1, 2, 3))
+    mosaic = tmp_path / "mosaic.vrt"
+    mosaic.write_text(f'<VRTDataset rasterXSize="30" rasterYSize="20"><SRS>EPSG:26914</SRS>'
+                      f"<GeoTransform>485899, 5, 0, 5209246, 0, -5</GeoTransform>{bands}</VRTDataset>")
+    with SceneRaster(mosaic) as raster:
+        identities = [file_identity(name) for name in raster.files]
+        assert any(str(name).startswith("/vsizip/") for name in raster.files)
+        assert {"size", "mtime_ns"} <= set(identities[0]) and len(files_digest(raster.files)) == 12

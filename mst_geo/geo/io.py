@@ -214,12 +214,12 @@ def polygons_to_file(frame: gpd.GeoDataFrame, path: Path, driver: str, target: P
 def same_coordinates(scene: CRS, written: CRS) -> bool:
     """Whether ``written``, the CRS a format stored for ``scene``, reads the same numbers as the
     same places: a scene CRS whose datum has no name (``+proj=utm +ellps=GRS80``) is stored by
-    GDAL as a named CRS on that ellipsoid with the same projection and axis units, and refusing
+    GDAL as a named CRS on that ellipsoid with the same prime meridian, projection and axes, and refusing
     it would leave no output that keeps the scene's coordinates."""
+    axes = lambda crs: [(axis.direction, axis.unit_name) for axis in crs.axis_info]  # noqa: E731
     return (scene.datum is not None and "id" not in scene.datum.to_json_dict()
-            and scene.ellipsoid == written.ellipsoid
-            and scene.coordinate_operation == written.coordinate_operation
-            and [axis.unit_name for axis in scene.axis_info] == [axis.unit_name for axis in written.axis_info])
+            and scene.ellipsoid == written.ellipsoid and scene.prime_meridian == written.prime_meridian
+            and scene.coordinate_operation == written.coordinate_operation and axes(scene) == axes(written))
 
 
 def check_output_crs(target: str | Path, crs: CRS) -> None:

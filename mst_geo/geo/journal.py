@@ -33,8 +33,9 @@ def file_identity(path: str | Path) -> dict[str, Any]:
     A URL (a ``str`` from ``scene_source``) is identified by itself without its query: published
     scenes do not change in place, asking a server for dates is not worth a request per run, and a
     presigned URL's signature changes with each signing (and is a secret, kept out of run files).
+    A GDAL path into an archive (a VRT's ``/vsizip/`` tile) has no file of its own to stat: its name.
     """
-    if isinstance(scene_source(path), str):
+    if isinstance(scene_source(path), str) or (str(path).startswith("/vsi") and not Path(path).exists()):
         return {"path": scene_location(path)}
     stat = Path(path).stat()
     return {"path": scene_location(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
