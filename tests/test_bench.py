@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -401,10 +402,10 @@ def test_report_of_a_partial_run_keeps_common_instances(tmp_path):
     assert isinstance(missing.exception, MSTGeoError) and "run.json missing" in str(missing.exception)
 
 
-def test_rows_repeated_count_once_and_a_folder_without_rows_binds_nothing(tmp_path):
+def test_rows_repeated_count_once_and_a_folder_without_rows_says_so(tmp_path):
     """The same command started twice on one --out (or rows files joined with overlaps) repeats
-    rows: the report counts each object once, as the resumed run does; a run that finished no row
-    (it failed or was stopped before its first object) leaves records that bind no later run."""
+    rows: the report counts each object once, as the resumed run does; an --out whose run finished
+    no row (it failed, was stopped, or is still on its first object) is refused without claiming rows."""
     data = {"synthetic": _Listed([_disk_instance(10), _disk_instance(20)])}
     run_noc({"disk": DiskBaseline()}, data, tmp_path / "twice", max_clicks=2, progress=False)
     rows_file = tmp_path / "twice" / ROWS_FILE
@@ -416,8 +417,12 @@ def test_rows_repeated_count_once_and_a_folder_without_rows_binds_nothing(tmp_pa
     (empty / "run.json").write_text('{"max_clicks": 5, "protocol": 3}')
     (empty / "datasets.json").write_text('{"synthetic": "another copy"}')
     (empty / ROWS_FILE).write_text("")
-    rows = run_noc({"disk": DiskBaseline()}, data, empty, max_clicks=2, progress=False, origins={"synthetic": "here"})
-    assert len(rows) == 2 and json.loads((empty / "run.json").read_text())["max_clicks"] == 2
+    with pytest.raises(MSTGeoError, match=re.escape("(no finished row yet: if the run that started it has stopped, "
+                                                    "remove the folder)")):
+        run_noc({"disk": DiskBaseline()}, data, empty, max_clicks=2, progress=False)
+    (empty / "run.json").unlink()
+    with pytest.raises(MSTGeoError, match="holds rows of another dataset labelled 'synthetic' .another copy.*no finished row"):
+        run_noc({"disk": DiskBaseline()}, data, empty, max_clicks=2, progress=False, origins={"synthetic": "here"})
 
 
 def test_report_refuses_rows_of_another_click_count(tmp_path):

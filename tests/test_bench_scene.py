@@ -165,10 +165,13 @@ def test_a_scene_rewritten_in_place_is_another_dataset(naip_scene, tmp_path):
             "--scene", str(scene), "--labels", str(PONDS)]
     assert CliRunner().invoke(app, args).exit_code == 0
     assert CliRunner().invoke(app, args).exit_code == 0  # untouched: resumed
+    (tmp_path / "bench" / "scene_files.json").unlink()  # a folder from before the record: resumes, recorded now
+    assert CliRunner().invoke(app, args).exit_code == 0 and (tmp_path / "bench" / "scene_files.json").is_file()
     with rasterio.open(scene, "r+", IGNORE_COG_LAYOUT_BREAK="YES") as dataset:  # the same file, other pixels
         dataset.write(np.roll(dataset.read(), 15, axis=2))
     result = CliRunner().invoke(app, args)
-    assert isinstance(result.exception, MSTGeoError) and "holds rows of another dataset" in str(result.exception)
+    assert isinstance(result.exception, MSTGeoError)
+    assert "holds rows of another version of the scene's files (size or date) labelled 'scene'" in str(result.exception)
 
 
 def test_objects_without_distinct_names_are_numbered(naip_scene, tmp_path):

@@ -30,6 +30,9 @@ SETTINGS_FILE = "run.json"
 METHODS_FILE = "methods.json"
 """Which model each method label's rows come from (a checkpoint's SHA-256)."""
 DATASETS_FILE = "datasets.json"
+SCENE_FILES_FILE = "scene_files.json"
+"""Each scene dataset's files as they were (``files_digest``: sizes and dates): a scene rewritten in
+place is refused, and a folder from before it was recorded still resumes."""
 """Which folder (or scene, labels and bands) each dataset's rows come from."""
 
 
@@ -147,13 +150,15 @@ def run_noc(
     shard: tuple[int, int] = (1, 1),
     identities: dict[str, str] | None = None,
     origins: dict[str, str] | None = None,
+    scene_files: dict[str, str] | None = None,
 ) -> list[InstanceResult]:
     """Evaluate every method on every instance (the first ``limit`` of each dataset), resumably.
 
     ``shard=(k, n)`` takes only every n-th instance starting at the k-th, so n processes can
     share one ``out_dir`` without doing the same work; a final rerun or report joins them.
     ``identities`` (label -> the weights it stands for) keeps one label's rows from another model,
-    ``origins`` (dataset -> where it was read) one dataset's rows from another copy of it.
+    ``origins`` (dataset -> where it was read) one dataset's rows from another copy of it,
+    ``scene_files`` (scene dataset -> ``files_digest``) a scene's rows from its pixels before a rewrite.
 
     Returns the rows of these methods on these instances, those of earlier runs included. An
     object without a pixel to find (a polygon over nodata, or outside a warped scene's footprint)
@@ -161,14 +166,19 @@ def run_noc(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if (out_dir / ROWS_FILE).exists() and not load_rows(out_dir):  # a run that finished no row binds nothing
-        for record in (SETTINGS_FILE, METHODS_FILE, DATASETS_FILE):
-            (out_dir / record).unlink(missing_ok=True)
-    check_settings(out_dir, {"max_clicks": max_clicks, "protocol": PROTOCOL})
-    if identities:
-        check_identities(out_dir, METHODS_FILE, identities, "model")
-    if origins:
-        check_identities(out_dir, DATASETS_FILE, origins, "dataset")
+    try:
+        check_settings(out_dir, {"max_clicks": max_clicks, "protocol": PROTOCOL})
+        if identities:
+            check_identities(out_dir, METHODS_FILE, identities, "model")
+        if origins:
+            check_identities(out_dir, DATASETS_FILE, origins, "dataset")
+        if scene_files:
+            check_identities(out_dir, SCENE_FILES_FILE, scene_files, "version of the scene's files (size or date)")
+    except MSTGeoError as error:
+        if (out_dir / ROWS_FILE).exists() and not load_rows(out_dir):  # say so: "holds rows" is not all
+            raise MSTGeoError(f"{error} (no finished row yet: if the run that started it has stopped, remove "
+                              "the folder)") from None
+        raise
     rows = {row.key: row for row in load_rows(out_dir, max_clicks)}
     todo = [
         (dataset_name, index, dataset.name_of(index))

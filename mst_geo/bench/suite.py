@@ -98,6 +98,7 @@ def run_noc_benchmark(
     for label, name in model_names.items():
         warn_if_trained_on(name, label, labels_files, list(loaded))
     scene_records = []  # as the settings record them (a URL without its query)
+    scene_files: dict[str, str] = {}
     if scenes:
         from mst_geo.bench.scene_set import LabelledScene  # rasterio/geopandas only for scenes
         from mst_geo.geo.journal import files_digest
@@ -115,11 +116,11 @@ def run_noc_benchmark(
         for (scene, labels), table_name in zip(scenes, table_names):
             labelled = LabelledScene(scene, labels, bands=scene_bands, name=table_name)
             loaded[labelled.name] = labelled
-            pixels = files_digest(labelled.objects.raster.files)  # a scene rewritten in place is another dataset
-            origins[labelled.name] = (f"{scene_location(scene)} ({pixels}) with {Path(labels).resolve()} "
-                                      f"({labels_digest(labels)}), bands {list(labelled.objects.bands)}")
+            origins[labelled.name] = (f"{scene_location(scene)} with {Path(labels).resolve()} ({labels_digest(labels)}), "
+                                      f"bands {list(labelled.objects.bands)}")
+            scene_files[labelled.name] = files_digest(labelled.objects.raster.files)
     rows = run_noc(methods, loaded, out_dir, max_clicks=max_clicks, limit=limit, progress=progress, shard=shard,
-                   identities=identities, origins=origins)
+                   identities=identities, origins=origins, scene_files=scene_files)
     settings = {
         "data_root": str(data_root),
         "scenes": scene_records,
