@@ -341,8 +341,8 @@ class Segmenter:
         return written
 
     def refuse_input_as_output(self, *outputs: str | Path) -> None:
-        """``MSTGeoError`` when an output would be the scene or a clicks file this session loaded
-        (saving with overwrite would replace it with the result)."""
+        """``MSTGeoError`` when an output would be the scene, a file GDAL reads for it (a VRT's tiles,
+        sidecars) or a clicks file this session loaded (saving with overwrite would replace it)."""
         _refuse_outputs_over_inputs([Path(output) for output in outputs], self._inputs)
 
     def run_key(self) -> dict[str, Any] | None:

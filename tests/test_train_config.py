@@ -83,6 +83,7 @@ def test_overrides_apply_merge_into_mappings_and_null_resets():
     ("model: {preset: mst_tiny, overrides: {topk_samples: -1}}", "topk_samples must be a whole number of at least 1"),
     ("model: {preset: mst_tiny, overrides: {depth: [1]}}", "depth must be a whole number of at least 1, got [1]"),
     ("model: {preset: mst_tiny, overrides: {mlp_ratio: 0}}", "mlp_ratio must be a number above 0, got 0"),
+    ("model: {preset: mst_tiny, overrides: {mlp_ratio: .inf}}", "mlp_ratio must be a number above 0, got inf"),
     ("model: {preset: mst_tiny, overrides: {drop_path_rate: 1.5}}", "drop_path_rate must be a number 0 or more and below 1"),
     ("model: {preset: mst_tiny, overrides: {flip: 2}}", "flip must be true or false, got 2"),
     ("trainer: {seed: -1}", "'trainer.seed' must be in 0..4294967295, got -1"),

@@ -263,7 +263,7 @@ class LabelledObjects:
         return burn(row), [burn(i) for i in near if i not in self.unseen], unseen
 
     def read(self, row: int, window: Window) -> LabelledWindow:
-        """Image, valid-data map, object mask and neighbour masks of one window."""
+        """Image, valid-data map, object mask, neighbour masks and unseen polygons of one window."""
         view = self.raster.read(window, max_side=self.read_max_side)
         target, neighbours, unseen = self.masks_in(view.window, view.valid.shape, view.transform, row)
         image = np.round(view.image * 255).astype(np.uint8)

@@ -6,6 +6,7 @@ Everything needed to rebuild a network lives here, so a checkpoint's card can ca
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +38,7 @@ def _check_numbers(config: MSTConfig) -> None:
     for name, (above, below) in NUMBER_RANGES.items():
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-                value >= 0 and (above is None or value > above) and (below is None or value < below)):
+                math.isfinite(value) and value >= 0 and (above is None or value > above) and (below is None or value < below)):
             bounds = f"above {above:g}" if above is not None else "0 or more"
             raise ValueError(f"{name} must be a number {bounds}{f' and below {below:g}' if below is not None else ''}, "
                              f"got {value!r}")
