@@ -30,10 +30,10 @@ SETTINGS_FILE = "run.json"
 METHODS_FILE = "methods.json"
 """Which model each method label's rows come from (a checkpoint's SHA-256)."""
 DATASETS_FILE = "datasets.json"
+"""Which folder (or scene, labels and bands) each dataset's rows come from."""
 SCENE_FILES_FILE = "scene_files.json"
 """Each scene dataset's files as they were (``files_digest``: sizes and dates): a scene rewritten in
 place is refused, and a folder from before it was recorded still resumes."""
-"""Which folder (or scene, labels and bands) each dataset's rows come from."""
 
 
 class InstanceSource(Protocol):
@@ -69,8 +69,9 @@ def load_rows(out_dir: Path, max_clicks: int | None = None) -> list[InstanceResu
 
     A line cut off by an interruption is not a finished row: it is skipped, and redone on resume.
     A row repeated (two processes on one ``--out``, rows files joined by hand) counts once, the
-    last one read, as a resumed run keeps it. With ``max_clicks``, rows of another click count (rows files of two runs joined by hand) are
-    refused: NoC and mean IoU over rows of different lengths mean nothing.
+    last one read, as a resumed run keeps it. With ``max_clicks``, rows of another click count
+    (rows files of two runs joined by hand) are refused: NoC and mean IoU over rows of different
+    lengths mean nothing.
     """
     path = out_dir / ROWS_FILE
     if not path.exists():
